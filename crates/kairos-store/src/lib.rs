@@ -1,0 +1,1 @@
+//! kairos-store
