@@ -1,1 +1,168 @@
-//! kairos-store
+//! Durable storage for Kairos on the embedded LSM store (fjall).
+//!
+//! One fjall database per data directory holds:
+//!
+//! - the **event log**: `log-NNN` keyspaces, one per partition, keyed by a
+//!   global sequence number (big-endian `u64`), valued by the event's log
+//!   JSON ([`log`]). Partitions are chosen by hashing the event's routing key,
+//!   so a shard can later own a set of partitions;
+//! - the **dedup index** `dedup`: `(source, messageId)` → `(seq, received)`,
+//!   expired after the dedup window by a compaction filter ([`dedup`]);
+//! - the **quarantine** of rejected events with their reasons ([`quarantine`]);
+//! - **metadata** `meta`: sources and their write keys ([`sources`]), the
+//!   partition count, a generated admin token.
+//!
+//! All writes of accepted events go through one writer thread
+//! ([`writer`]) that groups concurrent requests into one atomic batch and one
+//! fsync (group commit), so the HTTP `200` can wait for durability without
+//! one fsync per request.
+
+pub mod dedup;
+pub mod log;
+pub mod quarantine;
+pub mod sources;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+pub use log::{EventLog, LogRecord};
+pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
+pub use sources::{SourceRecord, SourceRegistry};
+pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
+
+/// Storage failures. Callers answer them with a retryable status: nothing
+/// was acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Engine(#[from] fjall::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the data directory was created with {existing} log partitions; {requested} were requested. Keep `log_partitions = {existing}` (repartitioning is a replay, not a setting)")]
+    PartitionMismatch { existing: u32, requested: u32 },
+    #[error("the ingest queue is full ({0} requests waiting; storage.ingest_queue_requests_max)")]
+    QueueFull(usize),
+    #[error("the log writer has stopped")]
+    WriterStopped,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Storage settings, validated by the binary's configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Number of log partitions; fixed when the data directory is created.
+    pub log_partitions: u32,
+    /// fsync before acknowledging. Turning it off can lose acknowledged
+    /// events on a power cut or kernel crash (not on a process crash).
+    pub fsync: bool,
+    /// How long a messageId is remembered for deduplication.
+    pub dedup_window: Duration,
+    /// Requests that may wait for the writer before new ones get 503.
+    pub ingest_queue_requests_max: usize,
+    /// Block cache size.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            log_partitions: 8,
+            fsync: true,
+            dedup_window: Duration::from_secs(24 * 3600),
+            ingest_queue_requests_max: 1024,
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The opened data directory: every keyspace and the log writer.
+pub struct Store {
+    pub db: Database,
+    pub log: Arc<EventLog>,
+    pub writer: LogWriter,
+    pub sources: SourceRegistry,
+    pub quarantine: Arc<Quarantine>,
+    pub meta: Keyspace,
+}
+
+const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
+const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
+
+impl Store {
+    /// Opens (or creates) the data directory and starts the log writer.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
+        let window = options.dedup_window;
+        let db = Database::builder(dir)
+            .cache_size(options.cache_bytes)
+            .with_compaction_filter_factories(Arc::new(move |name: &str| dedup::filter_for(name, window)))
+            .open()?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let partitions = check_partitions(&meta, options.log_partitions)?;
+        let log = Arc::new(EventLog::open(&db, partitions)?);
+        let dedup = db.keyspace(dedup::KEYSPACE, KeyspaceCreateOptions::default)?;
+        let quarantine = Arc::new(Quarantine::open(&db)?);
+        let sources = SourceRegistry::open(db.clone(), meta.clone())?;
+        let writer = LogWriter::start(db.clone(), log.clone(), dedup, quarantine.clone(), &options)?;
+        Ok(Store {
+            db,
+            log,
+            writer,
+            sources,
+            quarantine,
+            meta,
+        })
+    }
+
+    /// The admin token stored in the data directory, created on first use.
+    /// Used when no token is configured, so a demo stays protected.
+    pub fn stored_admin_token(&self) -> Result<String, StoreError> {
+        if let Some(token) = self.meta.get(META_ADMIN_TOKEN_KEY)? {
+            return String::from_utf8(token.to_vec()).map_err(|error| StoreError::Corrupt(error.to_string()));
+        }
+        let token = format!("kat_{}", random_token(32));
+        self.meta.insert(META_ADMIN_TOKEN_KEY, token.as_bytes())?;
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(token)
+    }
+}
+
+fn check_partitions(meta: &Keyspace, requested: u32) -> Result<u32, StoreError> {
+    if requested == 0 {
+        return Err(StoreError::Invalid("log_partitions must be at least 1".into()));
+    }
+    match meta.get(META_PARTITIONS_KEY)? {
+        Some(bytes) => {
+            let existing = u32::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("meta log_partitions is not a u32".into()))?,
+            );
+            if existing != requested {
+                return Err(StoreError::PartitionMismatch { existing, requested });
+            }
+            Ok(existing)
+        }
+        None => {
+            meta.insert(META_PARTITIONS_KEY, requested.to_be_bytes())?;
+            Ok(requested)
+        }
+    }
+}
+
+/// A random string of `length` characters from [0-9A-Za-z].
+pub fn random_token(length: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = vec![0u8; length];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    // 62 does not divide 256; the bias (< 2%) does not matter for opaque keys
+    // that are long enough to be unguessable anyway.
+    bytes.iter().map(|byte| ALPHABET[*byte as usize % ALPHABET.len()] as char).collect()
+}
