@@ -32,7 +32,7 @@ dc.subscribe('undici:request:headers', ({ request, response }) => {
 // node:http — axios in @rudderstack/rudder-sdk-node
 dc.subscribe('http.client.response.finish', ({ request, response }) => {
   requests.push({ client: 'http', method: request.method,
-    url: `${request.protocol}//${request.host}${request.path}`, status: response.statusCode,
+    url: `${request.protocol}//${request.getHeader('host') || request.host}${request.path}`, status: response.statusCode,
     content_encoding: request.getHeader('content-encoding') || null });
 });
 

@@ -99,11 +99,11 @@ pub struct Event {
 impl PartialEq for Event {
     fn eq(&self, other: &Event) -> bool {
         let same_fields = self.fields.len() == other.fields.len()
-            && self
-                .fields
-                .iter()
-                .zip(&other.fields)
-                .all(|((key, value), (other_key, other_value))| key == other_key && value.get() == other_value.get());
+            && self.fields.iter().zip(&other.fields).all(
+                |((key, value), (other_key, other_value))| {
+                    key == other_key && value.get() == other_value.get()
+                },
+            );
         same_fields
             && self.seq == other.seq
             && self.source_id == other.source_id
@@ -150,7 +150,13 @@ impl Event {
     /// Serializes the event for the log. `seq` is not written: it is the
     /// log key, and injected again when read.
     pub fn to_log_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.fields.iter().map(|(_, v)| v.get().len() + 16).sum::<usize>());
+        let mut out = Vec::with_capacity(
+            256 + self
+                .fields
+                .iter()
+                .map(|(_, v)| v.get().len() + 16)
+                .sum::<usize>(),
+        );
         serde_json::to_writer(&mut out, &LogForm(self)).expect("an event always serializes");
         out
     }
@@ -178,7 +184,11 @@ impl Serialize for Event {
     }
 }
 
-fn serialize_event<S: Serializer>(event: &Event, with_seq: bool, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_event<S: Serializer>(
+    event: &Event,
+    with_seq: bool,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let mut map = serializer.serialize_map(None)?;
     if with_seq {
         map.serialize_entry("seq", &event.seq)?;

@@ -9,7 +9,8 @@
 //!   (type, identifiers, skew-corrected timestamps, normalized traits), or
 //!   reports every problem with it, field by field;
 //! - [`tracking_plan`] checks track events against per-source JSON Schemas;
-//! - [`event`] is the normalized event the log stores.
+//! - [`event`] is the normalized event the log stores;
+//! - [`clock`] is time as an input (system or manual).
 //!
 //! ```
 //! use kairos_core::{normalize::{normalize_event, Arrival, IngestLimits}, request::parse_batch};
@@ -29,6 +30,7 @@
 //! assert_eq!(event.timestamp, arrival.received_at); // no client time: received time
 //! ```
 
+pub mod clock;
 pub mod event;
 pub mod normalize;
 pub mod request;

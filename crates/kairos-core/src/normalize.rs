@@ -90,8 +90,12 @@ pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, 
             ),
         )]);
     }
-    let raw: RawEvent = serde_json::from_str(raw_json.get())
-        .map_err(|error| vec![FieldError::new("", format!("an event must be a JSON object: {error}"))])?;
+    let raw: RawEvent = serde_json::from_str(raw_json.get()).map_err(|error| {
+        vec![FieldError::new(
+            "",
+            format!("an event must be a JSON object: {error}"),
+        )]
+    })?;
     let mut errors = Vec::new();
     let event = build_event(&raw, raw_json, arrival, &mut errors);
     match event {
@@ -100,26 +104,46 @@ pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, 
     }
 }
 
-fn build_event(raw: &RawEvent, raw_json: &RawValue, arrival: &Arrival, errors: &mut Vec<FieldError>) -> Option<Event> {
+fn build_event(
+    raw: &RawEvent,
+    raw_json: &RawValue,
+    arrival: &Arrival,
+    errors: &mut Vec<FieldError>,
+) -> Option<Event> {
     let event_type = event_type(raw, arrival.path_type, errors);
     let user_id = identifier(raw, "userId", errors);
     let anonymous_id = identifier(raw, "anonymousId", errors);
-    if user_id.is_none() && anonymous_id.is_none() && !has_error(errors, "userId") && !has_error(errors, "anonymousId") {
+    if user_id.is_none()
+        && anonymous_id.is_none()
+        && !has_error(errors, "userId")
+        && !has_error(errors, "anonymousId")
+    {
         errors.push(FieldError::new(
             "userId",
             "an event needs a userId or an anonymousId; both are missing, null or empty",
         ));
     }
-    let message_id = identifier(raw, "messageId", errors).unwrap_or_else(|| derived_message_id(arrival.source_id, raw_json));
+    let message_id = identifier(raw, "messageId", errors)
+        .unwrap_or_else(|| derived_message_id(arrival.source_id, raw_json));
     let event_name = match event_type {
-        Some(EventType::Track) => required_string(raw, "event", "a track call needs the event name, e.g. \"Order Completed\"", errors),
+        Some(EventType::Track) => required_string(
+            raw,
+            "event",
+            "a track call needs the event name, e.g. \"Order Completed\"",
+            errors,
+        ),
         _ => optional_string(raw, "event", errors),
     };
     match event_type {
-        Some(EventType::Alias) => {
-            required_identifier(raw, "previousId", "an alias call needs the previousId it links to userId", errors)
+        Some(EventType::Alias) => required_identifier(
+            raw,
+            "previousId",
+            "an alias call needs the previousId it links to userId",
+            errors,
+        ),
+        Some(EventType::Group) => {
+            required_identifier(raw, "groupId", "a group call needs a groupId", errors)
         }
-        Some(EventType::Group) => required_identifier(raw, "groupId", "a group call needs a groupId", errors),
         _ => {}
     }
     for object_field in ["properties", "context", "integrations"] {
@@ -160,12 +184,19 @@ fn has_error(errors: &[FieldError], field: &str) -> bool {
     errors.iter().any(|error| error.field == field)
 }
 
-fn event_type(raw: &RawEvent, path_type: Option<EventType>, errors: &mut Vec<FieldError>) -> Option<EventType> {
+fn event_type(
+    raw: &RawEvent,
+    path_type: Option<EventType>,
+    errors: &mut Vec<FieldError>,
+) -> Option<EventType> {
     if path_type.is_some() {
         return path_type;
     }
     const EXPECTED: &str = "expected one of track, identify, page, screen, group, alias";
-    match raw.get("type").map(|value| serde_json::from_str::<Value>(value.get())) {
+    match raw
+        .get("type")
+        .map(|value| serde_json::from_str::<Value>(value.get()))
+    {
         None | Some(Ok(Value::Null)) => {
             errors.push(FieldError::new("type", format!("missing; {EXPECTED}")));
             None
@@ -173,12 +204,18 @@ fn event_type(raw: &RawEvent, path_type: Option<EventType>, errors: &mut Vec<Fie
         Some(Ok(Value::String(name))) => match EventType::parse(&name).filter(|_| name.len() > 1) {
             Some(event_type) => Some(event_type),
             None => {
-                errors.push(FieldError::new("type", format!("{name:?} is not a call type; {EXPECTED}")));
+                errors.push(FieldError::new(
+                    "type",
+                    format!("{name:?} is not a call type; {EXPECTED}"),
+                ));
                 None
             }
         },
         Some(_) => {
-            errors.push(FieldError::new("type", format!("must be a string; {EXPECTED}")));
+            errors.push(FieldError::new(
+                "type",
+                format!("must be a string; {EXPECTED}"),
+            ));
             None
         }
     }
@@ -217,7 +254,12 @@ fn optional_string(raw: &RawEvent, field: &str, errors: &mut Vec<FieldError>) ->
     }
 }
 
-fn required_string(raw: &RawEvent, field: &str, why: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn required_string(
+    raw: &RawEvent,
+    field: &str,
+    why: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match optional_string(raw, field, errors) {
         Some(text) if !text.trim().is_empty() => Some(text),
         _ => {
@@ -242,7 +284,11 @@ type EventTimes = (Timestamp, Option<Timestamp>, Option<Timestamp>);
 
 /// `timestamp` (or `originalTimestamp`), corrected for the client's clock skew
 /// as `receivedAt − (sentAt − timestamp)`.
-fn event_times(raw: &RawEvent, arrival: &Arrival, errors: &mut Vec<FieldError>) -> Option<EventTimes> {
+fn event_times(
+    raw: &RawEvent,
+    arrival: &Arrival,
+    errors: &mut Vec<FieldError>,
+) -> Option<EventTimes> {
     let errors_before = errors.len();
     let timestamp = timestamp_field(raw, "timestamp", errors);
     let original = timestamp_field(raw, "originalTimestamp", errors);
@@ -301,8 +347,15 @@ pub fn parse_timestamp(text: &str) -> Option<Timestamp> {
 
 /// Traits of an identify or group call, from `traits`, else (identify only)
 /// from `context.traits` where RudderStack's SDKs put them.
-fn traits(raw: &RawEvent, event_type: EventType, errors: &mut Vec<FieldError>) -> Option<Map<String, Value>> {
-    let top_level = match raw.get("traits").map(|value| serde_json::from_str::<Value>(value.get())) {
+fn traits(
+    raw: &RawEvent,
+    event_type: EventType,
+    errors: &mut Vec<FieldError>,
+) -> Option<Map<String, Value>> {
+    let top_level = match raw
+        .get("traits")
+        .map(|value| serde_json::from_str::<Value>(value.get()))
+    {
         Some(Ok(Value::Object(map))) => Some(map),
         None | Some(Ok(Value::Null)) => None,
         Some(_) => {
@@ -335,7 +388,12 @@ pub fn normalize_traits(traits: &mut Map<String, Value>) {
     }
 }
 
-fn plan_violations(raw: &RawEvent, event_name: &str, arrival: &Arrival, errors: &mut Vec<FieldError>) -> Vec<String> {
+fn plan_violations(
+    raw: &RawEvent,
+    event_name: &str,
+    arrival: &Arrival,
+    errors: &mut Vec<FieldError>,
+) -> Vec<String> {
     let Some(plan) = arrival.plan else {
         return Vec::new();
     };
@@ -347,7 +405,11 @@ fn plan_violations(raw: &RawEvent, event_name: &str, arrival: &Arrival, errors: 
     let violations = plan.check(event_name, &properties);
     if plan.mode() == PlanMode::Block {
         errors.extend(violations.into_iter().map(|violation| {
-            let field = violation.split(':').next().unwrap_or("properties").to_string();
+            let field = violation
+                .split(':')
+                .next()
+                .unwrap_or("properties")
+                .to_string();
             FieldError::new(&field, format!("tracking plan violation: {violation}"))
         }));
         Vec::new()

@@ -28,7 +28,9 @@ pub enum RequestError {
     NotObject(&'static str),
     #[error("a batch request needs a \"batch\" array of events")]
     MissingBatch,
-    #[error("the batch has {count} events; the limit is {limit} (limits.batch_events_max); split it into smaller batches")]
+    #[error(
+        "the batch has {count} events; the limit is {limit} (limits.batch_events_max); split it into smaller batches"
+    )]
     TooManyEvents { count: usize, limit: usize },
     #[error("sentAt {0:?} is not a date-time; send RFC 3339, e.g. \"2024-05-01T12:00:00.000Z\"")]
     BadSentAt(String),
@@ -45,7 +47,10 @@ struct Envelope<'a> {
 }
 
 /// Reads a `/v1/batch`-shaped body.
-pub fn parse_batch<'a>(body: &'a [u8], limits: &IngestLimits) -> Result<CollectRequest<'a>, RequestError> {
+pub fn parse_batch<'a>(
+    body: &'a [u8],
+    limits: &IngestLimits,
+) -> Result<CollectRequest<'a>, RequestError> {
     let envelope = parse_envelope(body, " with a \"batch\" array")?;
     let events = envelope.batch.ok_or(RequestError::MissingBatch)?;
     if events.len() > limits.batch_events_max {
@@ -64,7 +69,8 @@ pub fn parse_batch<'a>(body: &'a [u8], limits: &IngestLimits) -> Result<CollectR
 /// Reads a single-event body (`/v1/track` and friends).
 pub fn parse_single<'a>(body: &'a [u8]) -> Result<CollectRequest<'a>, RequestError> {
     let envelope = parse_envelope(body, " (the event itself)")?;
-    let event: &RawValue = serde_json::from_slice(body).map_err(|error| RequestError::NotJson(error.to_string()))?;
+    let event: &RawValue =
+        serde_json::from_slice(body).map_err(|error| RequestError::NotJson(error.to_string()))?;
     // The event's own sentAt is read by normalization; keep it out of the
     // envelope so it is not applied twice.
     Ok(CollectRequest {
@@ -81,10 +87,12 @@ fn parse_envelope<'a>(body: &'a [u8], shape: &'static str) -> Result<Envelope<'a
         Some(b'{') => {}
         Some(_) => {
             // Valid JSON of another shape gets a clearer message than a parse error.
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => RequestError::NotObject(shape),
-                Err(error) => RequestError::NotJson(error.to_string()),
-            });
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => RequestError::NotObject(shape),
+                    Err(error) => RequestError::NotJson(error.to_string()),
+                },
+            );
         }
     }
     serde_json::from_slice(body).map_err(|error| {
@@ -99,7 +107,9 @@ fn parse_envelope<'a>(body: &'a [u8], shape: &'static str) -> Result<Envelope<'a
 fn sent_at(value: Option<serde_json::Value>) -> Result<Option<Timestamp>, RequestError> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => parse_timestamp(&text).map(Some).ok_or(RequestError::BadSentAt(text)),
+        Some(serde_json::Value::String(text)) => parse_timestamp(&text)
+            .map(Some)
+            .ok_or(RequestError::BadSentAt(text)),
         Some(other) => Err(RequestError::BadSentAt(other.to_string())),
     }
 }
@@ -138,10 +148,25 @@ mod tests {
     #[test]
     fn wrong_shapes_get_specific_errors() {
         let limits = IngestLimits::default();
-        assert_eq!(parse_batch(b"[1]", &limits).unwrap_err(), RequestError::NotObject(" with a \"batch\" array"));
-        assert_eq!(parse_batch(b"{}", &limits).unwrap_err(), RequestError::MissingBatch);
-        assert!(matches!(parse_batch(b"{\"batch\":[", &limits).unwrap_err(), RequestError::NotJson(_)));
-        assert!(matches!(parse_batch(br#"{"batch":"x"}"#, &limits).unwrap_err(), RequestError::NotObject(_)));
-        assert!(matches!(parse_batch(br#"{"batch":[],"sentAt":"soon"}"#, &limits).unwrap_err(), RequestError::BadSentAt(_)));
+        assert_eq!(
+            parse_batch(b"[1]", &limits).unwrap_err(),
+            RequestError::NotObject(" with a \"batch\" array")
+        );
+        assert_eq!(
+            parse_batch(b"{}", &limits).unwrap_err(),
+            RequestError::MissingBatch
+        );
+        assert!(matches!(
+            parse_batch(b"{\"batch\":[", &limits).unwrap_err(),
+            RequestError::NotJson(_)
+        ));
+        assert!(matches!(
+            parse_batch(br#"{"batch":"x"}"#, &limits).unwrap_err(),
+            RequestError::NotObject(_)
+        ));
+        assert!(matches!(
+            parse_batch(br#"{"batch":[],"sentAt":"soon"}"#, &limits).unwrap_err(),
+            RequestError::BadSentAt(_)
+        ));
     }
 }

@@ -42,7 +42,9 @@ pub struct TrackingPlan {
 
 impl std::fmt::Debug for TrackingPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackingPlan").field("spec", &self.spec).finish()
+        f.debug_struct("TrackingPlan")
+            .field("spec", &self.spec)
+            .finish()
     }
 }
 
@@ -59,7 +61,9 @@ impl TrackingPlan {
                 Ok(validator) => {
                     validators.insert(event_name.clone(), validator);
                 }
-                Err(error) => problems.push(format!("schema for event {event_name:?} is invalid: {error}")),
+                Err(error) => problems.push(format!(
+                    "schema for event {event_name:?} is invalid: {error}"
+                )),
             }
         }
         if problems.is_empty() {
@@ -121,20 +125,35 @@ mod tests {
 
     #[test]
     fn conforming_properties_have_no_violations() {
-        assert!(plan(PlanMode::Block, true).check("Order Completed", &json!({"revenue": 10})).is_empty());
+        assert!(
+            plan(PlanMode::Block, true)
+                .check("Order Completed", &json!({"revenue": 10}))
+                .is_empty()
+        );
     }
 
     #[test]
     fn violations_name_the_property() {
-        let violations = plan(PlanMode::Block, true).check("Order Completed", &json!({"revenue": "ten"}));
+        let violations =
+            plan(PlanMode::Block, true).check("Order Completed", &json!({"revenue": "ten"}));
         assert_eq!(violations.len(), 1);
-        assert!(violations[0].starts_with("properties/revenue"), "{violations:?}");
+        assert!(
+            violations[0].starts_with("properties/revenue"),
+            "{violations:?}"
+        );
     }
 
     #[test]
     fn unplanned_events_follow_the_plan_setting() {
-        assert!(plan(PlanMode::Flag, true).check("Other", &json!({})).is_empty());
-        assert_eq!(plan(PlanMode::Flag, false).check("Other", &json!({})).len(), 1);
+        assert!(
+            plan(PlanMode::Flag, true)
+                .check("Other", &json!({}))
+                .is_empty()
+        );
+        assert_eq!(
+            plan(PlanMode::Flag, false).check("Other", &json!({})).len(),
+            1
+        );
     }
 
     #[test]

@@ -1,1 +1,132 @@
-//! kairos-http
+//! The HTTP edge of Kairos: collection, admin and operations APIs.
+//!
+//! `app(state) -> Router` builds everything, so tests and the binary serve
+//! the same thing. Handlers stay thin: they read and check the request, call
+//! the pure core ([`kairos_core`]) and the store ([`kairos_store`]), and turn
+//! every error into an RFC 9457 problem ([`problem`]).
+//!
+//! - [`collect`]: the Segment / RudderStack compatible collection endpoints;
+//! - [`admin`]: sources, the event log, quarantine, live tail, test faults;
+//! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod collect;
+pub mod metrics;
+pub mod ops;
+pub mod problem;
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use kairos_core::EventType;
+use kairos_core::clock::Clock;
+use kairos_core::normalize::IngestLimits;
+use kairos_store::Store;
+
+pub use admin::FaultPlan;
+pub use metrics::Metrics;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub store: Arc<Store>,
+    pub admin_token: String,
+    pub limits: IngestLimits,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    /// `Some` only when the server runs with `--test-faults`.
+    pub faults: Option<Mutex<Option<FaultPlan>>>,
+}
+
+impl AppState {
+    pub fn new(inner: AppInner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// Every route, in one table; `ops::openapi` documents each of them (a test
+/// checks that none is missing).
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/v1/batch", post(collect::batch))
+        .route("/v1/b", post(collect::batch))
+        .route("/v1/import", post(collect::batch))
+        .route("/beacon/v1/batch", post(collect::batch))
+        .route(
+            "/v1/projects/{write_key}/settings",
+            get(collect::segment_settings),
+        )
+        .route("/sourceConfig", get(collect::rudder_source_config))
+        .route("/sourceConfig/", get(collect::rudder_source_config))
+        .route(
+            "/v1/admin/sources",
+            post(admin::create_source).get(admin::list_sources),
+        )
+        .route("/v1/admin/sources/{id}", get(admin::get_source))
+        .route("/v1/admin/sources/{id}/rotate", post(admin::rotate_source))
+        .route(
+            "/v1/admin/sources/{id}/tracking-plan",
+            put(admin::put_tracking_plan).delete(admin::delete_tracking_plan),
+        )
+        .route("/v1/admin/events", get(admin::list_events))
+        .route("/v1/admin/quarantine", get(admin::list_quarantine))
+        .route(
+            "/v1/admin/quarantine/replay",
+            post(admin::replay_all_quarantine),
+        )
+        .route(
+            "/v1/admin/quarantine/{id}",
+            delete(admin::discard_quarantined),
+        )
+        .route(
+            "/v1/admin/quarantine/{id}/replay",
+            post(admin::replay_quarantined),
+        )
+        .route("/v1/admin/tail", get(admin::tail))
+        .route("/v1/admin/test/faults", post(admin::set_faults))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
+    for event_type in EventType::ALL {
+        let long = format!("/v1/{}", event_type.as_str());
+        let short = format!("/v1/{}", &event_type.as_str()[..1]);
+        router = router
+            .route(&long, collect::single(event_type))
+            .route(&short, collect::single(event_type));
+    }
+    router
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::observe,
+        ))
+        .layer(axum::middleware::from_fn(ops::cors))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -73,7 +73,11 @@ struct ExpiryFilter {
 }
 
 impl CompactionFilter for ExpiryFilter {
-    fn filter_item(&mut self, item: ItemAccessor<'_>, _context: &Context) -> fjall::compaction::filter::CompactionFilterResult {
+    fn filter_item(
+        &mut self,
+        item: ItemAccessor<'_>,
+        _context: &Context,
+    ) -> fjall::compaction::filter::CompactionFilterResult {
         let value = item.value()?;
         Ok(match decode(&value) {
             Some((_, received)) if !is_live(received, self.now_ms, self.window) => Verdict::Remove,

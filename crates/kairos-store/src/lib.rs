@@ -43,7 +43,9 @@ pub enum StoreError {
     Engine(#[from] fjall::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-    #[error("the data directory was created with {existing} log partitions; {requested} were requested. Keep `log_partitions = {existing}` (repartitioning is a replay, not a setting)")]
+    #[error(
+        "the data directory was created with {existing} log partitions; {requested} were requested. Keep `log_partitions = {existing}` (repartitioning is a replay, not a setting)"
+    )]
     PartitionMismatch { existing: u32, requested: u32 },
     #[error("the ingest queue is full ({0} requests waiting; storage.ingest_queue_requests_max)")]
     QueueFull(usize),
@@ -97,11 +99,14 @@ const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
 impl Store {
     /// Opens (or creates) the data directory and starts the log writer.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
         let window = options.dedup_window;
         let db = Database::builder(dir)
             .cache_size(options.cache_bytes)
-            .with_compaction_filter_factories(Arc::new(move |name: &str| dedup::filter_for(name, window)))
+            .with_compaction_filter_factories(Arc::new(move |name: &str| {
+                dedup::filter_for(name, window)
+            }))
             .open()?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let partitions = check_partitions(&meta, options.log_partitions)?;
@@ -109,7 +114,8 @@ impl Store {
         let dedup = db.keyspace(dedup::KEYSPACE, KeyspaceCreateOptions::default)?;
         let quarantine = Arc::new(Quarantine::open(&db)?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
-        let writer = LogWriter::start(db.clone(), log.clone(), dedup, quarantine.clone(), &options)?;
+        let writer =
+            LogWriter::start(db.clone(), log.clone(), dedup, quarantine.clone(), &options)?;
         Ok(Store {
             db,
             log,
@@ -124,7 +130,8 @@ impl Store {
     /// Used when no token is configured, so a demo stays protected.
     pub fn stored_admin_token(&self) -> Result<String, StoreError> {
         if let Some(token) = self.meta.get(META_ADMIN_TOKEN_KEY)? {
-            return String::from_utf8(token.to_vec()).map_err(|error| StoreError::Corrupt(error.to_string()));
+            return String::from_utf8(token.to_vec())
+                .map_err(|error| StoreError::Corrupt(error.to_string()));
         }
         let token = format!("kat_{}", random_token(32));
         self.meta.insert(META_ADMIN_TOKEN_KEY, token.as_bytes())?;
@@ -135,7 +142,9 @@ impl Store {
 
 fn check_partitions(meta: &Keyspace, requested: u32) -> Result<u32, StoreError> {
     if requested == 0 {
-        return Err(StoreError::Invalid("log_partitions must be at least 1".into()));
+        return Err(StoreError::Invalid(
+            "log_partitions must be at least 1".into(),
+        ));
     }
     match meta.get(META_PARTITIONS_KEY)? {
         Some(bytes) => {
@@ -146,7 +155,10 @@ fn check_partitions(meta: &Keyspace, requested: u32) -> Result<u32, StoreError> 
                     .map_err(|_| StoreError::Corrupt("meta log_partitions is not a u32".into()))?,
             );
             if existing != requested {
-                return Err(StoreError::PartitionMismatch { existing, requested });
+                return Err(StoreError::PartitionMismatch {
+                    existing,
+                    requested,
+                });
             }
             Ok(existing)
         }
@@ -164,5 +176,8 @@ pub fn random_token(length: usize) -> String {
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
     // 62 does not divide 256; the bias (< 2%) does not matter for opaque keys
     // that are long enough to be unguessable anyway.
-    bytes.iter().map(|byte| ALPHABET[*byte as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|byte| ALPHABET[*byte as usize % ALPHABET.len()] as char)
+        .collect()
 }

@@ -47,18 +47,26 @@ impl StoredEvent {
     pub fn to_json(&self) -> String {
         let body = std::str::from_utf8(&self.bytes).unwrap_or("{}");
         let rest = body.strip_prefix('{').unwrap_or(body);
-        let separator = if rest.trim_start().starts_with('}') { "" } else { "," };
+        let separator = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
         format!("{{\"seq\":{}{separator}{rest}", self.seq)
     }
 
     pub fn decode(&self) -> Result<Event, StoreError> {
-        Event::from_log_bytes(self.seq, &self.bytes).map_err(|error| StoreError::Corrupt(format!("event {}: {error}", self.seq)))
+        Event::from_log_bytes(self.seq, &self.bytes)
+            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", self.seq)))
     }
 
     /// Whether the event came from `source_id`. The log encoding writes
     /// `sourceId` first, so this is a prefix test, not a parse.
     pub fn is_from(&self, source_id: &str) -> bool {
-        let prefix = format!("{{\"sourceId\":{}", serde_json::to_string(source_id).unwrap_or_default());
+        let prefix = format!(
+            "{{\"sourceId\":{}",
+            serde_json::to_string(source_id).unwrap_or_default()
+        );
         self.bytes.starts_with(prefix.as_bytes())
     }
 }
@@ -73,7 +81,8 @@ impl EventLog {
         let mut partitions = Vec::with_capacity(partition_count as usize);
         let mut last_seq = 0;
         for index in 0..partition_count {
-            let keyspace = db.keyspace(&format!("log-{index:03}"), KeyspaceCreateOptions::default)?;
+            let keyspace =
+                db.keyspace(&format!("log-{index:03}"), KeyspaceCreateOptions::default)?;
             if let Some(guard) = keyspace.last_key_value() {
                 last_seq = last_seq.max(decode_seq(&guard.key()?)?);
             }
@@ -99,7 +108,12 @@ impl EventLog {
 
     /// Events with `seq > after`, in log order, at most `limit`, optionally
     /// only those of one source.
-    pub fn read_after(&self, after: u64, limit: usize, source_id: Option<&str>) -> Result<Vec<StoredEvent>, StoreError> {
+    pub fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+        source_id: Option<&str>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut merged = Vec::new();
         for partition in &self.partitions {
             // The first `limit` of each partition contain the first `limit` overall.
@@ -136,7 +150,10 @@ impl EventLog {
 
     /// Number of events in the log (approximate for large logs).
     pub fn approximate_len(&self) -> usize {
-        self.partitions.iter().map(|partition| partition.approximate_len()).sum()
+        self.partitions
+            .iter()
+            .map(|partition| partition.approximate_len())
+            .sum()
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use jiff::Timestamp;
+use kairos_core::EventType;
 use kairos_core::normalize::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -23,6 +24,10 @@ pub struct QuarantineEntry {
     pub errors: Vec<FieldError>,
     /// The event exactly as sent.
     pub event: Box<RawValue>,
+    /// The batch's `sentAt`, needed to correct clock skew on replay.
+    pub batch_sent_at: Option<Timestamp>,
+    /// The type a single-event endpoint (`/v1/track`) gave the event.
+    pub path_type: Option<EventType>,
 }
 
 /// A quarantined event as stored and listed.
@@ -34,6 +39,10 @@ pub struct QuarantineRecord {
     pub index: usize,
     pub errors: Vec<FieldError>,
     pub event: Box<RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_sent_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_type: Option<EventType>,
 }
 
 pub struct Quarantine {
@@ -64,18 +73,34 @@ impl Quarantine {
             index: entry.index,
             errors: entry.errors,
             event: entry.event,
+            batch_sent_at: entry.batch_sent_at,
+            path_type: entry.path_type,
         };
-        (id, serde_json::to_vec(&record).expect("a quarantine record always serializes"))
+        (
+            id,
+            serde_json::to_vec(&record).expect("a quarantine record always serializes"),
+        )
     }
 
     pub fn get(&self, id: u64) -> Result<Option<QuarantineRecord>, StoreError> {
-        self.keyspace.get(id.to_be_bytes())?.map(|bytes| decode(&bytes)).transpose()
+        self.keyspace
+            .get(id.to_be_bytes())?
+            .map(|bytes| decode(&bytes))
+            .transpose()
     }
 
     /// Records with `id > after`, oldest first.
-    pub fn list(&self, after: u64, limit: usize, source_id: Option<&str>) -> Result<Vec<QuarantineRecord>, StoreError> {
+    pub fn list(
+        &self,
+        after: u64,
+        limit: usize,
+        source_id: Option<&str>,
+    ) -> Result<Vec<QuarantineRecord>, StoreError> {
         let mut out = Vec::new();
-        for guard in self.keyspace.range((after.saturating_add(1)).to_be_bytes()..) {
+        for guard in self
+            .keyspace
+            .range((after.saturating_add(1)).to_be_bytes()..)
+        {
             let record = decode(&guard.value()?)?;
             if source_id.is_none_or(|source| record.source_id == source) {
                 out.push(record);
@@ -97,5 +122,6 @@ impl Quarantine {
 }
 
 fn decode(bytes: &[u8]) -> Result<QuarantineRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("quarantine record: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Corrupt(format!("quarantine record: {error}")))
 }

@@ -72,13 +72,19 @@ impl SourceRegistry {
                 let record = &source.record;
                 record.write_key == write_key
                     || (record.previous_write_key.as_deref() == Some(write_key)
-                        && record.previous_write_key_expires_at.is_some_and(|expiry| now < expiry))
+                        && record
+                            .previous_write_key_expires_at
+                            .is_some_and(|expiry| now < expiry))
             })
             .cloned()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Source>> {
-        self.by_id.read().expect("source registry lock").get(id).cloned()
+        self.by_id
+            .read()
+            .expect("source registry lock")
+            .get(id)
+            .cloned()
     }
 
     pub fn list(&self) -> Vec<SourceRecord> {
@@ -93,7 +99,12 @@ impl SourceRegistry {
         records
     }
 
-    pub fn create(&self, name: &str, plan: Option<TrackingPlanSpec>, now: Timestamp) -> Result<SourceRecord, StoreError> {
+    pub fn create(
+        &self,
+        name: &str,
+        plan: Option<TrackingPlanSpec>,
+        now: Timestamp,
+    ) -> Result<SourceRecord, StoreError> {
         let name = name.trim();
         if name.is_empty() || name.len() > SOURCE_NAME_BYTES_MAX {
             return Err(StoreError::Invalid(format!(
@@ -113,14 +124,23 @@ impl SourceRegistry {
     }
 
     /// Issues a new write key; the old one keeps working for `grace`.
-    pub fn rotate(&self, id: &str, grace: jiff::SignedDuration, now: Timestamp) -> Result<SourceRecord, StoreError> {
+    pub fn rotate(
+        &self,
+        id: &str,
+        grace: jiff::SignedDuration,
+        now: Timestamp,
+    ) -> Result<SourceRecord, StoreError> {
         let mut record = self.existing(id)?;
         record.previous_write_key = Some(std::mem::replace(&mut record.write_key, new_write_key()));
         record.previous_write_key_expires_at = Some(now.checked_add(grace).unwrap_or(now));
         self.save(record)
     }
 
-    pub fn set_tracking_plan(&self, id: &str, plan: Option<TrackingPlanSpec>) -> Result<SourceRecord, StoreError> {
+    pub fn set_tracking_plan(
+        &self,
+        id: &str,
+        plan: Option<TrackingPlanSpec>,
+    ) -> Result<SourceRecord, StoreError> {
         let mut record = self.existing(id)?;
         record.tracking_plan = plan;
         self.save(record)
@@ -148,7 +168,10 @@ impl SourceRegistry {
 
 fn compile(record: SourceRecord) -> Result<Source, StoreError> {
     let plan = match &record.tracking_plan {
-        Some(spec) => Some(TrackingPlan::compile(spec.clone()).map_err(|problems| StoreError::Invalid(problems.join("; ")))?),
+        Some(spec) => Some(
+            TrackingPlan::compile(spec.clone())
+                .map_err(|problems| StoreError::Invalid(problems.join("; ")))?,
+        ),
         None => None,
     };
     Ok(Source { record, plan })

@@ -204,7 +204,10 @@ impl Worker {
     }
 
     #[allow(clippy::type_complexity)]
-    fn write_group(&mut self, jobs: &mut [AppendJob]) -> Result<(Vec<(Vec<Appended>, Vec<u64>)>, Duration, Duration), StoreError> {
+    fn write_group(
+        &mut self,
+        jobs: &mut [AppendJob],
+    ) -> Result<(Vec<(Vec<Appended>, Vec<u64>)>, Duration, Duration), StoreError> {
         let started = Instant::now();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -226,8 +229,16 @@ impl Worker {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let partition = self.log.partition_for(record.routing_hash);
-                batch.insert(partition, encode_seq(seq), std::mem::take(&mut record.bytes));
-                batch.insert(&self.dedup, key.clone(), dedup::value(seq, record.received_at_ms));
+                batch.insert(
+                    partition,
+                    encode_seq(seq),
+                    std::mem::take(&mut record.bytes),
+                );
+                batch.insert(
+                    &self.dedup,
+                    key.clone(),
+                    dedup::value(seq, record.received_at_ms),
+                );
                 in_group.insert(key, seq);
                 appended.push(Appended::Stored(seq));
                 stored += 1;
@@ -249,14 +260,23 @@ impl Worker {
             self.db.persist(PersistMode::SyncData)?;
         }
         let fsync_time = started.elapsed() - write_time;
-        self.stats.events_stored.fetch_add(stored, Ordering::Relaxed);
-        self.stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        self.stats
+            .events_stored
+            .fetch_add(stored, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(duplicates, Ordering::Relaxed);
         Ok((outcomes, write_time, fsync_time))
     }
 
     /// The sequence number a message was already stored at, if it was
     /// stored within the dedup window (or earlier in this group).
-    fn seen(&self, in_group: &HashMap<Vec<u8>, u64>, key: &[u8], now_ms: i64) -> Result<Option<u64>, StoreError> {
+    fn seen(
+        &self,
+        in_group: &HashMap<Vec<u8>, u64>,
+        key: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
         if let Some(seq) = in_group.get(key) {
             return Ok(Some(*seq));
         }

@@ -36,24 +36,59 @@ async fn appended_events_survive_reopen_and_stay_deduplicated() {
         let store = Store::open(dir.path(), options()).unwrap();
         let receipt = store
             .writer
-            .append((0..100).map(|i| record(&format!("m{i}"), &format!("u{}", i % 7))).collect(), vec![], vec![])
+            .append(
+                (0..100)
+                    .map(|i| record(&format!("m{i}"), &format!("u{}", i % 7)))
+                    .collect(),
+                vec![],
+                vec![],
+            )
             .await
             .unwrap();
-        assert!(receipt.appended.iter().all(|outcome| matches!(outcome, Appended::Stored(_))));
-        let again = store.writer.append(vec![record("m5", "u5")], vec![], vec![]).await.unwrap();
+        assert!(
+            receipt
+                .appended
+                .iter()
+                .all(|outcome| matches!(outcome, Appended::Stored(_)))
+        );
+        let again = store
+            .writer
+            .append(vec![record("m5", "u5")], vec![], vec![])
+            .await
+            .unwrap();
         assert!(matches!(again.appended[0], Appended::Duplicate(_)));
     }
     let store = Store::open(dir.path(), options()).unwrap();
     let events = store.log.read_after(0, 1000, None).unwrap();
     let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "log order is the sequence order across partitions");
+    assert_eq!(
+        seqs,
+        (1..=100).collect::<Vec<_>>(),
+        "log order is the sequence order across partitions"
+    );
     let decoded = events[5].decode().unwrap();
     assert_eq!(decoded.message_id, "m5");
-    assert!(events[5].to_json().starts_with("{\"seq\":6,\"sourceId\":\"src_a\""));
+    assert!(
+        events[5]
+            .to_json()
+            .starts_with("{\"seq\":6,\"sourceId\":\"src_a\"")
+    );
     assert!(events[0].is_from("src_a") && !events[0].is_from("src_b"));
-    let again = store.writer.append(vec![record("m5", "u5"), record("new", "u1")], vec![], vec![]).await.unwrap();
+    let again = store
+        .writer
+        .append(
+            vec![record("m5", "u5"), record("new", "u1")],
+            vec![],
+            vec![],
+        )
+        .await
+        .unwrap();
     assert!(matches!(again.appended[0], Appended::Duplicate(6)));
-    assert_eq!(again.appended[1], Appended::Stored(101), "sequence numbers continue after reopen");
+    assert_eq!(
+        again.appended[1],
+        Appended::Stored(101),
+        "sequence numbers continue after reopen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,12 +97,27 @@ async fn paging_by_cursor_and_source() {
     let store = Store::open(dir.path(), options()).unwrap();
     store
         .writer
-        .append((0..10).map(|i| record(&format!("m{i}"), &format!("u{i}"))).collect(), vec![], vec![])
+        .append(
+            (0..10)
+                .map(|i| record(&format!("m{i}"), &format!("u{i}")))
+                .collect(),
+            vec![],
+            vec![],
+        )
         .await
         .unwrap();
     let page = store.log.read_after(3, 4, None).unwrap();
-    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
-    assert!(store.log.read_after(0, 10, Some("src_other")).unwrap().is_empty());
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    assert!(
+        store
+            .log
+            .read_after(0, 10, Some("src_other"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,8 +133,14 @@ async fn quarantine_keeps_reasons_and_can_be_cleared() {
             message: "missing".into(),
         }],
         event: RawValue::from_string("{\"type\":\"track\"}".into()).unwrap(),
+        batch_sent_at: None,
+        path_type: None,
     };
-    let receipt = store.writer.append(vec![], vec![entry], vec![]).await.unwrap();
+    let receipt = store
+        .writer
+        .append(vec![], vec![entry], vec![])
+        .await
+        .unwrap();
     let id = receipt.quarantine_ids[0];
     let listed = store.quarantine.list(0, 10, None).unwrap();
     assert_eq!(listed[0].index, 3);

@@ -1,1 +1,115 @@
-fn main() {}
+//! `kairos`: the one binary. `serve` runs the server; the other commands are
+//! clients of a running server's HTTP API (one process owns a data directory).
+
+mod client;
+mod config;
+mod demo;
+mod import;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kairos",
+    version,
+    about = "Kairos: a real-time customer engagement hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print every accepted event as it is committed (one JSON per line).
+    Tail {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        /// Only events of this source id.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Send NDJSON or CSV files of events through the collection API.
+    Import(import::ImportArgs),
+    /// Create, list and rotate sources and their write keys.
+    Sources {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        action: client::SourcesAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "KAIROS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./kairos-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Do not create the demo source and events on first start.
+    #[arg(long)]
+    no_demo: bool,
+    /// Enable POST /v1/admin/test/faults (forced failures for retry tests).
+    #[arg(long)]
+    test_faults: bool,
+    /// UNSAFE: acknowledge events before they are fsynced. A power cut or
+    /// kernel crash can then lose acknowledged events (a process crash cannot).
+    #[arg(long)]
+    unsafe_no_fsync: bool,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let flags = config::FlagConfig {
+                config_file: args.config,
+                listen: args.listen,
+                data_dir: args.data_dir,
+                no_demo: args.no_demo,
+                test_faults: args.test_faults,
+                unsafe_no_fsync: args.unsafe_no_fsync,
+                log_format: args.log_format,
+            };
+            let env: Vec<(String, String)> = std::env::vars()
+                .filter(|(name, _)| name.starts_with("KAIROS_") && name != "KAIROS_CONFIG")
+                .collect();
+            match config::load(&flags, &env) {
+                Ok(config) => serve::run(config),
+                Err(problems) => {
+                    eprintln!(
+                        "kairos: the configuration has {} problem(s):",
+                        problems.len()
+                    );
+                    for problem in problems {
+                        eprintln!("  - {problem}");
+                    }
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+        Command::Tail { server, source } => client::tail(&server, source.as_deref()),
+        Command::Import(args) => import::run(args),
+        Command::Sources { server, action } => client::sources(&server, action),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kairos: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

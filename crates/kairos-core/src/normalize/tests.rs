@@ -33,8 +33,14 @@ fn clock_skew_is_corrected_from_sent_at() {
         "timestamp": "2024-05-01T13:00:00Z", "sentAt": "2024-05-01T13:00:05Z"
     }))
     .unwrap();
-    assert_eq!(event.timestamp, "2024-05-01T12:00:05Z".parse::<Timestamp>().unwrap());
-    assert_eq!(event.original_timestamp, Some("2024-05-01T13:00:00Z".parse().unwrap()));
+    assert_eq!(
+        event.timestamp,
+        "2024-05-01T12:00:05Z".parse::<Timestamp>().unwrap()
+    );
+    assert_eq!(
+        event.original_timestamp,
+        Some("2024-05-01T13:00:00Z".parse().unwrap())
+    );
 }
 
 #[test]
@@ -44,7 +50,10 @@ fn original_timestamp_stands_in_for_timestamp() {
         "originalTimestamp": "2024-05-01T11:00:00.123+00:00"
     }))
     .unwrap();
-    assert_eq!(event.timestamp, "2024-05-01T11:00:00.123Z".parse::<Timestamp>().unwrap());
+    assert_eq!(
+        event.timestamp,
+        "2024-05-01T11:00:00.123Z".parse::<Timestamp>().unwrap()
+    );
 }
 
 #[test]
@@ -77,7 +86,10 @@ fn numeric_ids_become_strings_and_unknown_fields_are_kept() {
     assert_eq!(event.message_id, "7");
     assert!(event.field("channel").is_some());
     assert!(event.field("_metadata").is_some());
-    assert!(event.field("writeKey").is_none(), "credentials are not stored");
+    assert!(
+        event.field("writeKey").is_none(),
+        "credentials are not stored"
+    );
 }
 
 #[test]
@@ -88,17 +100,37 @@ fn every_problem_is_reported_with_its_field() {
     .unwrap_err();
     let fields = fields_of(errors);
     for expected in ["userId", "event", "timestamp", "properties"] {
-        assert!(fields.contains(&expected.to_string()), "{expected} missing from {fields:?}");
+        assert!(
+            fields.contains(&expected.to_string()),
+            "{expected} missing from {fields:?}"
+        );
     }
 }
 
 #[test]
 fn type_and_required_fields_per_call() {
-    assert_eq!(fields_of(normalize(json!({"userId": "u"})).unwrap_err()), ["type"]);
-    assert_eq!(fields_of(normalize(json!({"type": "buy", "userId": "u"})).unwrap_err()), ["type"]);
-    assert_eq!(fields_of(normalize(json!({"type": "alias", "userId": "u"})).unwrap_err()), ["previousId"]);
-    assert_eq!(fields_of(normalize(json!({"type": "group", "userId": "u"})).unwrap_err()), ["groupId"]);
-    assert_eq!(fields_of(normalize(json!({"type": "track", "event": "A", "userId": {"id": 1}})).unwrap_err()), ["userId"]);
+    assert_eq!(
+        fields_of(normalize(json!({"userId": "u"})).unwrap_err()),
+        ["type"]
+    );
+    assert_eq!(
+        fields_of(normalize(json!({"type": "buy", "userId": "u"})).unwrap_err()),
+        ["type"]
+    );
+    assert_eq!(
+        fields_of(normalize(json!({"type": "alias", "userId": "u"})).unwrap_err()),
+        ["previousId"]
+    );
+    assert_eq!(
+        fields_of(normalize(json!({"type": "group", "userId": "u"})).unwrap_err()),
+        ["groupId"]
+    );
+    assert_eq!(
+        fields_of(
+            normalize(json!({"type": "track", "event": "A", "userId": {"id": 1}})).unwrap_err()
+        ),
+        ["userId"]
+    );
 }
 
 #[test]
@@ -107,7 +139,11 @@ fn oversized_events_name_the_limit() {
         event_bytes_max: 64,
         ..IngestLimits::default()
     };
-    let raw = RawValue::from_string(json!({"type": "track", "event": "A", "userId": "u", "properties": {"p": "x".repeat(100)}}).to_string()).unwrap();
+    let raw = RawValue::from_string(
+        json!({"type": "track", "event": "A", "userId": "u", "properties": {"p": "x".repeat(100)}})
+            .to_string(),
+    )
+    .unwrap();
     let errors = normalize_event(&raw, &arrival(&limits, None)).unwrap_err();
     assert!(errors[0].message.contains("limits.event_bytes_max"));
 }
@@ -138,7 +174,11 @@ fn blocking_plans_reject_and_flagging_plans_annotate() {
     let spec = |mode| TrackingPlanSpec {
         mode,
         allow_unplanned: true,
-        events: [("Order Completed".to_string(), json!({"type": "object", "properties": {"revenue": {"type": "number"}}}))].into(),
+        events: [(
+            "Order Completed".to_string(),
+            json!({"type": "object", "properties": {"revenue": {"type": "number"}}}),
+        )]
+        .into(),
     };
     let limits = IngestLimits::default();
     let raw = RawValue::from_string(json!({"type": "track", "event": "Order Completed", "userId": "u", "properties": {"revenue": "x"}}).to_string()).unwrap();

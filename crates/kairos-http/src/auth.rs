@@ -1,0 +1,124 @@
+//! Credentials: source write keys on collection, a bearer token on admin.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The write key from `Authorization: Basic` (user part, or the password
+/// part when the user part is empty).
+pub fn basic_write_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+    let key = if user.is_empty() { password } else { user };
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The `writeKey` query parameter (RudderStack beacon, sourceConfig).
+pub fn query_write_key(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "writeKey")
+        .map(|(_, value)| percent_decode(value))
+        .filter(|key| !key.is_empty())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Extractor that admits only requests bearing the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Problem> {
+        let State(state) = State::<AppState>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Problem::admin_unauthorized())?;
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
+                Ok(Admin)
+            }
+            _ => Err(Problem::admin_unauthorized()),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_user_or_password() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic V0tfVEVTVF8xMjM6".parse().unwrap(),
+        ); // WK_TEST_123:
+        assert_eq!(basic_write_key(&headers).as_deref(), Some("WK_TEST_123"));
+        headers.insert(header::AUTHORIZATION, "Basic OmtleQ==".parse().unwrap()); // :key
+        assert_eq!(basic_write_key(&headers).as_deref(), Some("key"));
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_write_key(&headers), None);
+    }
+
+    #[test]
+    fn query_keys_are_percent_decoded() {
+        assert_eq!(
+            query_write_key(Some("p=npm&writeKey=a%2Bb")).as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(query_write_key(Some("writeKey=")), None);
+        assert_eq!(query_write_key(Some("x=%")), None);
+        assert_eq!(query_write_key(Some("writeKey=%4")).as_deref(), Some("%4"));
+    }
+}

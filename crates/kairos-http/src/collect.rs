@@ -1,0 +1,372 @@
+//! Collection endpoints, compatible with the Segment HTTP Tracking API and
+//! RudderStack's, so existing SDKs work by changing only their host.
+//!
+//! The status rule (see docs/api.md): 200 when anything was accepted or every
+//! event was already stored; 400 only when every event of the request is
+//! invalid (SDKs drop 4xx without retry, so a 400 must mean "this can never
+//! succeed"); 503/500 when storage could not take it (SDKs retry).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use jiff::Timestamp;
+use kairos_core::EventType;
+use kairos_core::normalize::{Arrival, FieldError, normalize_event};
+use kairos_core::request::{CollectRequest, RequestError, parse_batch, parse_single};
+use kairos_store::sources::Source;
+use kairos_store::{Appended, LogRecord, QuarantineEntry};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{basic_write_key, query_write_key};
+use crate::body::read_body;
+use crate::problem::{EventProblem, Problem};
+
+/// The answer to a successful collection request.
+#[derive(Debug, Serialize)]
+pub struct CollectResponse {
+    pub success: bool,
+    /// Events newly appended to the log.
+    pub accepted: usize,
+    /// Events already in the log (same source and messageId).
+    pub duplicates: usize,
+    /// Invalid events, kept in quarantine with these reasons.
+    pub quarantined: Vec<QuarantinedEvent>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuarantinedEvent {
+    pub index: usize,
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Batch,
+    Single(EventType),
+}
+
+/// `POST /v1/batch` and its aliases.
+pub async fn batch(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    collect(&state, Shape::Batch, query.as_deref(), &headers, body).await
+}
+
+/// `POST /v1/track` and the other single-event endpoints.
+pub fn single(event_type: EventType) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              RawQuery(query): RawQuery,
+              headers: HeaderMap,
+              body: Body| async move {
+            collect(
+                &state,
+                Shape::Single(event_type),
+                query.as_deref(),
+                &headers,
+                body,
+            )
+            .await
+        },
+    )
+}
+
+async fn collect(
+    state: &AppState,
+    shape: Shape,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    match ingest(state, shape, query, headers, body).await {
+        Ok(response) => response,
+        Err(problem) => {
+            state.metrics.reject_request(problem.code);
+            problem.into_response()
+        }
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    shape: Shape,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let received_at = state.clock.now();
+    // A key in the header or query is checked before the body is read.
+    let early_source = match basic_write_key(headers).or_else(|| query_write_key(query)) {
+        Some(key) => Some(source_for(state, &key, received_at)?),
+        None => None,
+    };
+    let bytes = read_body(headers, body, state.limits.request_bytes_max).await?;
+    state.metrics.request_bytes.observe(bytes.len() as f64);
+    let request = match shape {
+        Shape::Batch => parse_batch(&bytes, &state.limits),
+        Shape::Single(_) => parse_single(&bytes),
+    }
+    .map_err(request_problem)?;
+    let source = match early_source {
+        Some(source) => source,
+        None => {
+            let key = request
+                .write_key
+                .as_deref()
+                .ok_or_else(Problem::missing_write_key)?;
+            source_for(state, key, received_at)?
+        }
+    };
+    state
+        .metrics
+        .batch_events
+        .observe(request.events.len() as f64);
+    let path_type = match shape {
+        Shape::Single(event_type) => Some(event_type),
+        Shape::Batch => None,
+    };
+    let checked = check_events(state, &source, &request, path_type, received_at);
+    let fault = crate::admin::take_fault(state);
+    if let Some(fault) = fault.as_ref().filter(|fault| !fault.after_commit) {
+        return Ok(fault.response());
+    }
+    let outcome = append(state, checked).await?;
+    if let Some(fault) = fault {
+        return Ok(fault.response());
+    }
+    Ok(outcome)
+}
+
+fn source_for(state: &AppState, write_key: &str, now: Timestamp) -> Result<Arc<Source>, Problem> {
+    state
+        .store
+        .sources
+        .by_write_key(write_key, now)
+        .ok_or_else(Problem::unknown_write_key)
+}
+
+fn request_problem(error: RequestError) -> Problem {
+    let code = match error {
+        RequestError::NotJson(_) => "json_invalid",
+        RequestError::NotObject(_) => "body_shape_invalid",
+        RequestError::MissingBatch => "batch_missing",
+        RequestError::TooManyEvents { .. } => "batch_too_many_events",
+        RequestError::BadSentAt(_) => "sent_at_invalid",
+    };
+    Problem::bad_request(code, error.to_string())
+}
+
+/// The events of one request, sorted into accepted and quarantined.
+struct CheckedEvents {
+    records: Vec<LogRecord>,
+    quarantine: Vec<QuarantineEntry>,
+    total: usize,
+}
+
+fn check_events(
+    state: &AppState,
+    source: &Source,
+    request: &CollectRequest,
+    path_type: Option<EventType>,
+    received_at: Timestamp,
+) -> CheckedEvents {
+    let arrival = Arrival {
+        source_id: &source.record.id,
+        received_at,
+        batch_sent_at: request.sent_at,
+        path_type,
+        limits: &state.limits,
+        plan: source.plan.as_ref(),
+    };
+    let mut checked = CheckedEvents {
+        records: Vec::with_capacity(request.events.len()),
+        quarantine: Vec::new(),
+        total: request.events.len(),
+    };
+    for (index, raw) in request.events.iter().enumerate() {
+        match normalize_event(raw, &arrival) {
+            Ok(event) => checked.records.push(LogRecord::from_event(&event)),
+            Err(errors) => {
+                for error in &errors {
+                    state.metrics.reject_event(&error.field);
+                }
+                checked.quarantine.push(QuarantineEntry {
+                    source_id: source.record.id.clone(),
+                    received_at,
+                    index,
+                    errors,
+                    event: (*raw).to_owned(),
+                    batch_sent_at: request.sent_at,
+                    path_type,
+                });
+            }
+        }
+    }
+    checked
+}
+
+async fn append(state: &AppState, checked: CheckedEvents) -> Result<Response, Problem> {
+    let quarantined: Vec<QuarantinedEvent> = checked
+        .quarantine
+        .iter()
+        .map(|entry| QuarantinedEvent {
+            index: entry.index,
+            errors: entry.errors.clone(),
+        })
+        .collect();
+    state
+        .metrics
+        .ingest_queue_depth
+        .set(state.store.writer.queue_depth() as i64);
+    let receipt = state
+        .store
+        .writer
+        .append(checked.records, checked.quarantine, Vec::new())
+        .await?;
+    let metrics = &state.metrics;
+    metrics
+        .log_append_seconds
+        .observe(receipt.write_time.as_secs_f64());
+    metrics
+        .log_fsync_seconds
+        .observe(receipt.fsync_time.as_secs_f64());
+    metrics
+        .log_group_requests
+        .observe(receipt.group_requests as f64);
+    let accepted = receipt
+        .appended
+        .iter()
+        .filter(|outcome| matches!(outcome, Appended::Stored(_)))
+        .count();
+    let duplicates = receipt.appended.len() - accepted;
+    metrics.events_accepted.inc_by(accepted as u64);
+    metrics.events_deduplicated.inc_by(duplicates as u64);
+    metrics.events_quarantined.inc_by(quarantined.len() as u64);
+    if quarantined.len() == checked.total && checked.total > 0 {
+        let problems = quarantined
+            .iter()
+            .flat_map(|event| EventProblem::from_field_errors(event.index, &event.errors))
+            .collect();
+        let detail = format!(
+            "all {} events are invalid and were quarantined; `errors` names each event's index, field and problem. Fix them and resend, or replay them from the quarantine",
+            checked.total
+        );
+        return Err(Problem::bad_request("events_invalid", detail).with_errors(problems));
+    }
+    Ok(Json(CollectResponse {
+        success: true,
+        accepted,
+        duplicates,
+        quarantined,
+    })
+    .into_response())
+}
+
+/// `GET /v1/projects/{writeKey}/settings`: what `@segment/analytics-next`
+/// loads first. Points the SDK's Segment.io destination back at this server.
+pub async fn segment_settings(
+    State(state): State<AppState>,
+    Path(write_key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if state
+        .store
+        .sources
+        .by_write_key(&write_key, state.clock.now())
+        .is_none()
+    {
+        return Problem::unknown_write_key().into_response();
+    }
+    let (protocol, host) = public_origin(&headers);
+    Json(json!({
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": format!("{host}/v1"),
+                "protocol": protocol,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": true,
+                "maybeBundledConfigIds": {},
+            }
+        },
+        "plan": {"track": {"__default": {"enabled": true, "integrations": {}}}, "identify": {"__default": {"enabled": true}}, "group": {"__default": {"enabled": true}}},
+        "edgeFunction": {},
+        "analyticsNextEnabled": true,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "legacyVideoPluginsEnabled": false,
+        "remotePlugins": [],
+    }))
+    .into_response()
+}
+
+/// `GET /sourceConfig?writeKey=`: what `@rudderstack/analytics-js` loads first.
+pub async fn rudder_source_config(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(key) = basic_write_key(&headers).or_else(|| query_write_key(query.as_deref())) else {
+        return Problem::missing_write_key().into_response();
+    };
+    let Some(source) = state.store.sources.by_write_key(&key, state.clock.now()) else {
+        return Problem::unknown_write_key().into_response();
+    };
+    let record = &source.record;
+    Json(json!({
+        "isHosted": false,
+        "source": {
+            "config": {"statsCollection": {"errorReports": {"enabled": false}, "metrics": {"enabled": false}}},
+            "id": record.id,
+            "name": record.name,
+            "writeKey": key,
+            "workspaceId": "kairos",
+            "enabled": true,
+            "deleted": false,
+            "createdAt": record.created_at,
+            "updatedAt": record.created_at,
+            "sourceDefinition": {"id": "kairos", "name": "Javascript", "category": "webapp"},
+            "destinations": [],
+        }
+    }))
+    .into_response()
+}
+
+/// The scheme and host the client used to reach us, for settings that point
+/// SDKs back at this server.
+fn public_origin(headers: &HeaderMap) -> (&'static str, String) {
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("127.0.0.1:8080")
+        .to_string();
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    (if https { "https" } else { "http" }, host)
+}
+
+/// Used by the fault switch to answer like an overloaded or broken server.
+pub fn status_response(status: StatusCode, retry_after_seconds: Option<u64>) -> Response {
+    let mut problem = Problem::new(
+        status,
+        "test_fault",
+        "Injected test fault",
+        "this answer was forced by POST /v1/admin/test/faults",
+    );
+    problem.retry_after_seconds = retry_after_seconds;
+    problem.into_response()
+}

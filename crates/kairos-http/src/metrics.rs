@@ -1,0 +1,154 @@
+//! Prometheus metrics: every metric name is defined here, once.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<Labels, Counter>,
+    pub request_seconds: Family<Labels, Histogram>,
+    pub request_bytes: Histogram,
+    pub batch_events: Histogram,
+    pub events_accepted: Counter,
+    pub events_rejected: Family<Labels, Counter>,
+    pub events_quarantined: Counter,
+    pub events_deduplicated: Counter,
+    pub requests_rejected: Family<Labels, Counter>,
+    pub log_append_seconds: Histogram,
+    pub log_fsync_seconds: Histogram,
+    pub log_group_requests: Histogram,
+    pub ingest_queue_depth: Gauge,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(seconds_histogram),
+            request_bytes: Histogram::new(exponential_buckets(64.0, 2.0, 16)),
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            events_accepted: Counter::default(),
+            events_rejected: Family::default(),
+            events_quarantined: Counter::default(),
+            events_deduplicated: Counter::default(),
+            requests_rejected: Family::default(),
+            log_append_seconds: seconds_histogram(),
+            log_fsync_seconds: seconds_histogram(),
+            log_group_requests: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            ingest_queue_depth: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "kairos_http_requests",
+            "HTTP requests by route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "kairos_http_request_duration_seconds",
+            "HTTP request latency by route",
+            metrics.request_seconds.clone(),
+        );
+        registry.register(
+            "kairos_ingest_request_bytes",
+            "Collection request body size after decompression",
+            metrics.request_bytes.clone(),
+        );
+        registry.register(
+            "kairos_ingest_batch_events",
+            "Events per collection request",
+            metrics.batch_events.clone(),
+        );
+        registry.register(
+            "kairos_ingest_events_accepted",
+            "Events durably appended to the log",
+            metrics.events_accepted.clone(),
+        );
+        registry.register(
+            "kairos_ingest_events_rejected",
+            "Invalid events by the field at fault",
+            metrics.events_rejected.clone(),
+        );
+        registry.register(
+            "kairos_ingest_events_quarantined",
+            "Invalid events kept in quarantine",
+            metrics.events_quarantined.clone(),
+        );
+        registry.register(
+            "kairos_ingest_events_deduplicated",
+            "Events already in the log (same source and messageId)",
+            metrics.events_deduplicated.clone(),
+        );
+        registry.register(
+            "kairos_ingest_requests_rejected",
+            "Whole collection requests refused, by reason",
+            metrics.requests_rejected.clone(),
+        );
+        registry.register(
+            "kairos_log_append_seconds",
+            "Time to write one group commit (before fsync)",
+            metrics.log_append_seconds.clone(),
+        );
+        registry.register(
+            "kairos_log_fsync_seconds",
+            "Time to fsync one group commit",
+            metrics.log_fsync_seconds.clone(),
+        );
+        registry.register(
+            "kairos_log_group_requests",
+            "Requests sharing one group commit",
+            metrics.log_group_requests.clone(),
+        );
+        registry.register(
+            "kairos_ingest_queue_depth",
+            "Requests waiting for the log writer",
+            metrics.ingest_queue_depth.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn reject_request(&self, reason: &'static str) {
+        self.requests_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    pub fn reject_event(&self, field: &str) {
+        // The field names are bounded by the spec; tracking-plan paths are
+        // folded into one label to keep cardinality bounded.
+        let reason = match field {
+            "" => "event",
+            field if field.starts_with("properties") => "properties",
+            field => field,
+        };
+        self.events_rejected
+            .get_or_create(&vec![("field", reason.to_string())])
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,350 @@
+//! Configuration in two stages: what the user typed (file, `KAIROS_*`
+//! environment, flags — later ones win) → a validated [`ServeConfig`].
+//! Every problem is collected and reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kairos_core::normalize::IngestLimits;
+use kairos_store::StoreOptions;
+use serde::Deserialize;
+
+/// The config file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    pub log_format: Option<String>,
+    pub demo: Option<bool>,
+    pub unsafe_no_fsync: Option<bool>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub event_bytes_max: Option<usize>,
+    pub request_bytes_max: Option<usize>,
+    pub batch_events_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub log_partitions: Option<u32>,
+    /// A duration such as "24h" or "90m".
+    pub dedup_window: Option<String>,
+    pub ingest_queue_requests_max: Option<usize>,
+    pub cache_mb: Option<u64>,
+}
+
+/// What `kairos serve` runs with, after validation.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub json_logs: bool,
+    pub demo: bool,
+    pub test_faults: bool,
+    pub limits: IngestLimits,
+    pub store: StoreOptions,
+}
+
+/// Values given on the command line (they win over everything).
+#[derive(Debug, Default, Clone)]
+pub struct FlagConfig {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub no_demo: bool,
+    pub test_faults: bool,
+    pub unsafe_no_fsync: bool,
+    pub log_format: Option<String>,
+}
+
+/// Builds and validates the configuration; `env` is the process environment
+/// (passed in so tests need no global state).
+pub fn load(flags: &FlagConfig, env: &[(String, String)]) -> Result<ServeConfig, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut file = match &flags.config_file {
+        Some(path) => read_file(path).unwrap_or_else(|problem| {
+            problems.push(problem);
+            FileConfig::default()
+        }),
+        None => FileConfig::default(),
+    };
+    apply_env(&mut file, env, &mut problems);
+    apply_flags(&mut file, flags);
+    let config = validate(file, flags.test_faults, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("config file {}: {error}", path.display()))?;
+    toml::from_str(&text).map_err(|error| format!("config file {}: {error}", path.display()))
+}
+
+fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec<String>) {
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("KAIROS_") else {
+            continue;
+        };
+        match key {
+            "LISTEN" => file.listen = Some(value.clone()),
+            "DATA_DIR" => file.data_dir = Some(PathBuf::from(value)),
+            "ADMIN_TOKEN" => file.admin_token = Some(value.clone()),
+            "LOG_FORMAT" => file.log_format = Some(value.clone()),
+            "DEMO" => file.demo = parse_env(name, value, problems),
+            "UNSAFE_NO_FSYNC" => file.unsafe_no_fsync = parse_env(name, value, problems),
+            "EVENT_BYTES_MAX" => file.limits.event_bytes_max = parse_env(name, value, problems),
+            "REQUEST_BYTES_MAX" => file.limits.request_bytes_max = parse_env(name, value, problems),
+            "BATCH_EVENTS_MAX" => file.limits.batch_events_max = parse_env(name, value, problems),
+            "LOG_PARTITIONS" => file.storage.log_partitions = parse_env(name, value, problems),
+            "DEDUP_WINDOW" => file.storage.dedup_window = Some(value.clone()),
+            "INGEST_QUEUE_REQUESTS_MAX" => {
+                file.storage.ingest_queue_requests_max = parse_env(name, value, problems)
+            }
+            "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
+            // Variables of the client commands and of tests.
+            "URL" | "BIN" | "WRITE_KEY" => {}
+            _ => problems.push(format!(
+                "{name}: unknown setting (see docs/configuration.md)"
+            )),
+        }
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(
+    name: &str,
+    value: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match value.trim().parse() {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            problems.push(format!(
+                "{name}={value:?}: not a valid {}",
+                std::any::type_name::<T>()
+            ));
+            None
+        }
+    }
+}
+
+fn apply_flags(file: &mut FileConfig, flags: &FlagConfig) {
+    if let Some(listen) = &flags.listen {
+        file.listen = Some(listen.clone());
+    }
+    if let Some(dir) = &flags.data_dir {
+        file.data_dir = Some(dir.clone());
+    }
+    if let Some(format) = &flags.log_format {
+        file.log_format = Some(format.clone());
+    }
+    if flags.no_demo {
+        file.demo = Some(false);
+    }
+    if flags.unsafe_no_fsync {
+        file.unsafe_no_fsync = Some(true);
+    }
+}
+
+fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> ServeConfig {
+    let listen_text = file.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        problems.push(format!(
+            "listen {listen_text:?}: expected IP:PORT, e.g. 127.0.0.1:8080"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let json_logs = match file.log_format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            problems.push(format!(
+                "log_format {other:?}: expected \"text\" or \"json\""
+            ));
+            false
+        }
+    };
+    if file
+        .admin_token
+        .as_deref()
+        .is_some_and(|token| token.trim().len() < 8)
+    {
+        problems.push("admin_token: use at least 8 characters".to_string());
+    }
+    let defaults = IngestLimits::default();
+    let limits = IngestLimits {
+        event_bytes_max: file
+            .limits
+            .event_bytes_max
+            .unwrap_or(defaults.event_bytes_max),
+        request_bytes_max: file
+            .limits
+            .request_bytes_max
+            .unwrap_or(defaults.request_bytes_max),
+        batch_events_max: file
+            .limits
+            .batch_events_max
+            .unwrap_or(defaults.batch_events_max),
+    };
+    check_limits(&limits, problems);
+    let store = store_options(
+        &file.storage,
+        file.unsafe_no_fsync.unwrap_or(false),
+        problems,
+    );
+    ServeConfig {
+        listen,
+        data_dir: file
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./kairos-data")),
+        admin_token: file.admin_token,
+        json_logs,
+        demo: file.demo.unwrap_or(true),
+        test_faults,
+        limits,
+        store,
+    }
+}
+
+fn check_limits(limits: &IngestLimits, problems: &mut Vec<String>) {
+    if !(256..=16 * 1024 * 1024).contains(&limits.event_bytes_max) {
+        problems.push("limits.event_bytes_max: expected 256 to 16777216 bytes".to_string());
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&limits.request_bytes_max) {
+        problems.push("limits.request_bytes_max: expected 1024 to 67108864 bytes".to_string());
+    }
+    if limits.event_bytes_max > limits.request_bytes_max {
+        problems
+            .push("limits.event_bytes_max must not exceed limits.request_bytes_max".to_string());
+    }
+    if !(1..=100_000).contains(&limits.batch_events_max) {
+        problems.push("limits.batch_events_max: expected 1 to 100000".to_string());
+    }
+}
+
+fn store_options(
+    storage: &StorageConfig,
+    unsafe_no_fsync: bool,
+    problems: &mut Vec<String>,
+) -> StoreOptions {
+    let defaults = StoreOptions::default();
+    let log_partitions = storage.log_partitions.unwrap_or(defaults.log_partitions);
+    if !(1..=1024).contains(&log_partitions) {
+        problems.push("storage.log_partitions: expected 1 to 1024".to_string());
+    }
+    let dedup_window = match &storage.dedup_window {
+        None => defaults.dedup_window,
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            problems.push(format!("storage.dedup_window {text:?}: expected a positive duration such as \"24h\" or \"90m\""));
+            defaults.dedup_window
+        }),
+    };
+    let queue = storage
+        .ingest_queue_requests_max
+        .unwrap_or(defaults.ingest_queue_requests_max);
+    if !(1..=1_000_000).contains(&queue) {
+        problems.push("storage.ingest_queue_requests_max: expected 1 to 1000000".to_string());
+    }
+    StoreOptions {
+        log_partitions,
+        fsync: !unsafe_no_fsync,
+        dedup_window,
+        ingest_queue_requests_max: queue,
+        cache_bytes: storage
+            .cache_mb
+            .map(|mb| mb * 1024 * 1024)
+            .unwrap_or(defaults.cache_bytes),
+    }
+}
+
+/// "24h", "90m", "30s", "2d", or a jiff friendly duration ("1h 30m").
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let seconds_per_unit = match unit.trim() {
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        _ => None,
+    };
+    let duration = match (number.parse::<u64>().ok(), seconds_per_unit) {
+        (Some(count), Some(unit)) => Some(Duration::from_secs(count * unit)),
+        _ => text
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|duration| duration.try_into().ok()),
+    };
+    duration.filter(|duration| !duration.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let flags = FlagConfig {
+            listen: Some("127.0.0.1:9000".into()),
+            ..FlagConfig::default()
+        };
+        let config = load(
+            &flags,
+            &env(&[
+                ("KAIROS_LISTEN", "127.0.0.1:7000"),
+                ("KAIROS_BATCH_EVENTS_MAX", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.batch_events_max, 10);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let problems = load(
+            &FlagConfig::default(),
+            &env(&[
+                ("KAIROS_LISTEN", "nowhere"),
+                ("KAIROS_EVENT_BYTES_MAX", "lots"),
+                ("KAIROS_DEDUP_WINDOW", "soon"),
+                ("KAIROS_TYPO", "1"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! Demo data for a first start: a `demo` source and a small storefront's
+//! worth of events, so the APIs have something to show.
+
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
+use kairos_store::{LogRecord, Store};
+use serde_json::json;
+
+/// Creates the demo source (once) and returns its write key.
+pub async fn ensure_demo(store: &Store) -> anyhow::Result<String> {
+    if let Some(existing) = store
+        .sources
+        .list()
+        .into_iter()
+        .find(|source| source.name == "demo")
+    {
+        return Ok(existing.write_key);
+    }
+    let now = Timestamp::now();
+    let source = store.sources.create("demo", None, now)?;
+    let limits = IngestLimits::default();
+    let arrival = Arrival {
+        source_id: &source.id,
+        received_at: now,
+        batch_sent_at: None,
+        path_type: None,
+        limits: &limits,
+        plan: None,
+    };
+    let mut records = Vec::new();
+    for (index, raw) in demo_events(now).iter().enumerate() {
+        let raw = serde_json::value::RawValue::from_string(raw.to_string())?;
+        let event = normalize_event(&raw, &arrival)
+            .map_err(|errors| anyhow::anyhow!("demo event {index}: {errors:?}"))?;
+        records.push(LogRecord::from_event(&event));
+    }
+    store.writer.append(records, Vec::new(), Vec::new()).await?;
+    Ok(source.write_key)
+}
+
+fn demo_events(now: Timestamp) -> Vec<serde_json::Value> {
+    let people = [
+        ("ada", "Ada Lovelace", "ada@example.org"),
+        ("grace", "Grace Hopper", "grace@example.org"),
+        ("alan", "Alan Turing", "alan@example.org"),
+    ];
+    let products = [
+        ("sku-1", "Trail Shoes", 89.0),
+        ("sku-2", "Rain Jacket", 149.0),
+        ("sku-3", "Wool Socks", 12.5),
+    ];
+    let mut events = Vec::new();
+    for (person_index, (user, name, email)) in people.iter().enumerate() {
+        let anonymous = format!("anon-{user}");
+        let at = |minutes: i64| {
+            (now - SignedDuration::from_mins(minutes + 60 * person_index as i64)).to_string()
+        };
+        events.push(json!({"type": "page", "anonymousId": anonymous, "name": "Home", "timestamp": at(50), "messageId": format!("demo-{user}-1")}));
+        for (product_index, (sku, title, price)) in products.iter().enumerate() {
+            events.push(json!({"type": "track", "event": "Product Viewed", "anonymousId": anonymous, "timestamp": at(40 - product_index as i64), "messageId": format!("demo-{user}-view-{sku}"), "properties": {"product_id": sku, "name": title, "price": price}}));
+        }
+        events.push(json!({"type": "identify", "anonymousId": anonymous, "userId": user, "traits": {"name": name, "email": email}, "timestamp": at(30), "messageId": format!("demo-{user}-identify")}));
+        let (sku, _, price) = products[person_index];
+        events.push(json!({"type": "track", "event": "Order Completed", "userId": user, "anonymousId": anonymous, "timestamp": at(20), "messageId": format!("demo-{user}-order"), "properties": {"order_id": format!("o-{user}"), "revenue": price, "products": [{"product_id": sku}]}}));
+    }
+    events
+}

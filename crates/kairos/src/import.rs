@@ -1,0 +1,294 @@
+//! `kairos import`: NDJSON or CSV files of events, sent in batches through
+//! the collection API, so they pass the same validation, deduplication and
+//! quarantine as live traffic. Shows progress and ends with a report.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+
+use crate::client::checked;
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Files to import (.ndjson / .jsonl / .csv).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Write key of the source the events belong to.
+    #[arg(long, env = "KAIROS_WRITE_KEY")]
+    write_key: String,
+    #[arg(long, env = "KAIROS_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// File format; by default from the extension.
+    #[arg(long, value_parser = ["ndjson", "csv"])]
+    format: Option<String>,
+    /// Events per request.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Write the full report (every rejected row) as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// One row the server or the reader refused.
+#[derive(Debug, serde::Serialize)]
+struct RejectedRow {
+    file: String,
+    line: usize,
+    errors: Value,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    rows: usize,
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<RejectedRow>,
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    if args.batch_size == 0 || args.batch_size > 2500 {
+        bail!("--batch-size must be 1 to 2500");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report::default();
+    for file in &args.files {
+        runtime.block_on(import_file(&args, file, &mut report))?;
+    }
+    print_report(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.accepted + report.duplicates == 0 && report.rows > 0 {
+        bail!("no row was accepted");
+    }
+    Ok(())
+}
+
+async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let format = match args.format.as_deref() {
+        Some(format) => format.to_string(),
+        None if path.extension().is_some_and(|ext| ext == "csv") => "csv".to_string(),
+        None => "ndjson".to_string(),
+    };
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    progress.set_message(path.display().to_string());
+    let rows: Box<dyn Iterator<Item = anyhow::Result<(usize, u64, Value)>>> = match format.as_str()
+    {
+        "csv" => Box::new(csv_rows(path)?),
+        _ => Box::new(ndjson_rows(path)?),
+    };
+    let client = reqwest::Client::new();
+    let mut batch: Vec<(usize, Value)> = Vec::with_capacity(args.batch_size);
+    let file_name = path.display().to_string();
+    for row in rows {
+        let (line, position, value) = match row {
+            Ok(row) => row,
+            Err(error) => {
+                report.rows += 1;
+                report.rejected.push(RejectedRow {
+                    file: file_name.clone(),
+                    line: 0,
+                    errors: Value::String(error.to_string()),
+                });
+                continue;
+            }
+        };
+        report.rows += 1;
+        progress.set_position(position);
+        batch.push((line, value));
+        if batch.len() == args.batch_size {
+            send_batch(&client, args, &file_name, &mut batch, report).await?;
+        }
+    }
+    send_batch(&client, args, &file_name, &mut batch, report).await?;
+    progress.finish();
+    Ok(())
+}
+
+async fn send_batch(
+    client: &reqwest::Client,
+    args: &ImportArgs,
+    file: &str,
+    batch: &mut Vec<(usize, Value)>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<&Value> = batch.iter().map(|(_, value)| value).collect();
+    let url = format!("{}/v1/batch", args.url.trim_end_matches('/'));
+    let response = client
+        .post(&url)
+        .basic_auth(&args.write_key, Some(""))
+        .json(&serde_json::json!({"batch": events}))
+        .send()
+        .await
+        .with_context(|| format!("connecting to {}", args.url))?;
+    let status = response.status();
+    let body: Value = if status.as_u16() == 400 {
+        response.json().await.unwrap_or(Value::Null)
+    } else {
+        checked(response).await?
+    };
+    report.accepted += body["accepted"].as_u64().unwrap_or(0) as usize;
+    report.duplicates += body["duplicates"].as_u64().unwrap_or(0) as usize;
+    let rejected = if status.as_u16() == 400 {
+        rejected_from_problem(&body)
+    } else {
+        rejected_from_success(&body)
+    };
+    if status.as_u16() == 400 && rejected.is_empty() {
+        bail!("the server refused a batch: {}", body["detail"]);
+    }
+    for (index, errors) in rejected {
+        let line = batch.get(index).map(|(line, _)| *line).unwrap_or(0);
+        report.rejected.push(RejectedRow {
+            file: file.to_string(),
+            line,
+            errors,
+        });
+    }
+    batch.clear();
+    Ok(())
+}
+
+fn rejected_from_success(body: &Value) -> Vec<(usize, Value)> {
+    body["quarantined"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            (
+                item["index"].as_u64().unwrap_or(0) as usize,
+                item["errors"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn rejected_from_problem(body: &Value) -> Vec<(usize, Value)> {
+    let mut by_index: std::collections::BTreeMap<usize, Vec<Value>> = Default::default();
+    for error in body["errors"].as_array().into_iter().flatten() {
+        by_index
+            .entry(error["index"].as_u64().unwrap_or(0) as usize)
+            .or_default()
+            .push(error.clone());
+    }
+    by_index
+        .into_iter()
+        .map(|(index, errors)| (index, Value::Array(errors)))
+        .collect()
+}
+
+fn print_report(report: &Report) {
+    eprintln!();
+    for row in report.rejected.iter().take(20) {
+        eprintln!("  rejected {}:{}: {}", row.file, row.line, row.errors);
+    }
+    if report.rejected.len() > 20 {
+        eprintln!(
+            "  ... and {} more (use --report FILE for all)",
+            report.rejected.len() - 20
+        );
+    }
+    println!(
+        "rows={} accepted={} duplicates={} rejected={}",
+        report.rows,
+        report.accepted,
+        report.duplicates,
+        report.rejected.len()
+    );
+}
+
+type Row = anyhow::Result<(usize, u64, Value)>;
+
+fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
+    let reader =
+        BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let mut position = 0u64;
+    Ok(reader.lines().enumerate().filter_map(move |(index, line)| {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => return Some(Err(anyhow::anyhow!("line {}: {error}", index + 1))),
+        };
+        position += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            return None;
+        }
+        Some(
+            serde_json::from_str(&line)
+                .map(|value| (index + 1, position, value))
+                .map_err(|error| anyhow::anyhow!("line {}: not JSON: {error}", index + 1)),
+        )
+    }))
+}
+
+/// CSV: a header row; `type`, `event`, `userId`, `anonymousId`, `messageId`,
+/// `timestamp` columns, and `properties.X`, `traits.X`, `context.X` columns
+/// nested under their object. Numbers and true/false become JSON values;
+/// empty cells are left out.
+fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    Ok(reader
+        .into_records()
+        .enumerate()
+        .map(move |(index, record)| {
+            let record = record.map_err(|error| anyhow::anyhow!("row {}: {error}", index + 2))?;
+            let position = record
+                .position()
+                .map(|position| position.byte())
+                .unwrap_or(0);
+            let mut event = Map::new();
+            for (header, cell) in headers.iter().zip(record.iter()) {
+                if cell.is_empty() {
+                    continue;
+                }
+                match header.split_once('.') {
+                    Some((object, key)) => {
+                        let nested = event
+                            .entry(object.to_string())
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let Value::Object(map) = nested {
+                            map.insert(key.to_string(), cell_value(cell));
+                        }
+                    }
+                    None => {
+                        event.insert(header.to_string(), Value::String(cell.to_string()));
+                    }
+                }
+            }
+            Ok((index + 2, position, Value::Object(event)))
+        }))
+}
+
+fn cell_value(cell: &str) -> Value {
+    if let Ok(integer) = cell.parse::<i64>() {
+        return Value::from(integer);
+    }
+    if let Ok(float) = cell.parse::<f64>()
+        && float.is_finite()
+    {
+        return Value::from(float);
+    }
+    match cell {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(cell.to_string()),
+    }
+}

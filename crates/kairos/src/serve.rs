@@ -1,0 +1,97 @@
+//! `kairos serve`: open the store, print how to connect, serve until a signal.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kairos_core::clock::SystemClock;
+use kairos_http::{AppInner, AppState, Metrics};
+use kairos_store::Store;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::ServeConfig;
+
+pub fn run(config: ServeConfig) -> anyhow::Result<()> {
+    init_logging(config.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_env("KAIROS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir, config.store.clone())
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let (admin_token, token_origin) = match &config.admin_token {
+        Some(token) => (token.clone(), "from KAIROS_ADMIN_TOKEN / config"),
+        None => (
+            store.stored_admin_token()?,
+            "generated, stored in the data directory",
+        ),
+    };
+    let demo_key = if config.demo {
+        Some(crate::demo::ensure_demo(&store).await?)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    println!("Kairos listening on http://{address}");
+    println!("  data directory: {}", config.data_dir.display());
+    println!("  admin token ({token_origin}): {admin_token}");
+    if let Some(key) = &demo_key {
+        println!("  demo source write key: {key}");
+        println!(
+            "  try: curl -u {key}: http://{address}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Hello\"}}'"
+        );
+    }
+    if !config.store.fsync {
+        tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
+    }
+    tracing::info!(%address, partitions = store.log.partition_count(), "serving");
+    let state = AppState::new(AppInner {
+        store,
+        admin_token,
+        limits: config.limits,
+        metrics: Metrics::new(),
+        clock: Arc::new(SystemClock),
+        faults: config.test_faults.then(|| Mutex::new(None)),
+    });
+    kairos_http::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
