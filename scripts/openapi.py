@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Writes crates/kairos-http/src/openapi.json, the OpenAPI 3.1 document.
+
+The document is data, kept in Python for brevity; run this after changing
+an endpoint (a Rust test checks that every route in the router is listed).
+"""
+import json
+from pathlib import Path
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem(description):
+    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
+
+
+def json_response(description, schema):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+WRITE_KEY = [{"basicWriteKey": []}, {"queryWriteKey": []}, {}]
+ADMIN = [{"adminToken": []}]
+COLLECT_ERRORS = {
+    "400": problem("The request or all of its events are invalid (the events are quarantined)"),
+    "401": problem("Write key missing or unknown"),
+    "413": problem("Body over limits.request_bytes_max"),
+    "415": problem("Unsupported Content-Encoding"),
+    "503": problem("Ingest queue full; retry after Retry-After seconds"),
+}
+
+
+def collect_op(summary, body_schema):
+    return {
+        "post": {
+            "summary": summary,
+            "tags": ["collection"],
+            "security": WRITE_KEY,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": body_schema},
+                "text/plain": {"schema": {"type": "string"}}}},
+            "responses": {"200": json_response("Accepted (durably) or already stored; invalid events listed in `quarantined`", ref("CollectResponse")), **COLLECT_ERRORS},
+        }
+    }
+
+
+def admin(method, summary, response_schema, request_schema=None, status="200", params=(), extra=None):
+    op = {"summary": summary, "tags": ["admin"], "security": ADMIN,
+          "responses": {status: json_response(summary, response_schema), "401": problem("Admin token missing or wrong"), **(extra or {})}}
+    if request_schema is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request_schema}}}
+    if params:
+        op["parameters"] = list(params)
+    return {method: op}
+
+
+def query(name, schema, description):
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def path_param(name, description):
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
+
+
+PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)"),
+        query("after", {"type": "string", "pattern": "^[0-9]+$"}, "The `next` cursor of the previous page"),
+        query("source", {"type": "string"}, "Only this source id")]
+BAD_PAGE = {"400": problem("Invalid limit or cursor")}
+NOT_FOUND = {"404": problem("No such resource")}
+
+paths = {}
+for name in ["track", "identify", "page", "screen", "group", "alias"]:
+    paths[f"/v1/{name}"] = collect_op(f"Collect one {name} event", ref("Event"))
+    paths[f"/v1/{name[0]}"] = collect_op(f"Collect one {name} event (browser short form)", ref("Event"))
+for path in ["/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch"]:
+    paths[path] = collect_op("Collect a batch of events", ref("Batch"))
+paths["/v1/projects/{write_key}/settings"] = {"get": {
+    "summary": "Settings for @segment/analytics-next", "tags": ["collection"],
+    "parameters": [path_param("write_key", "The source's write key")],
+    "responses": {"200": json_response("Settings pointing the SDK at this server", {"type": "object"}), "401": problem("Unknown write key")}}}
+for path in ["/sourceConfig", "/sourceConfig/"]:
+    paths[path] = {"get": {
+        "summary": "Source configuration for @rudderstack/analytics-js", "tags": ["collection"],
+        "security": WRITE_KEY, "parameters": [query("writeKey", {"type": "string"}, "The source's write key")],
+        "responses": {"200": json_response("Source configuration", {"type": "object"}), "401": problem("Write key missing or unknown")}}}
+paths["/v1/admin/sources"] = {
+    **admin("post", "Create a source", ref("Source"), ref("CreateSource"), status="201", extra={"400": problem("Invalid name or tracking plan")}),
+    **admin("get", "List sources", {"type": "object", "properties": {"sources": {"type": "array", "items": ref("Source")}}}),
+}
+paths["/v1/admin/sources/{id}"] = admin("get", "One source", ref("Source"), params=[path_param("id", "Source id")], extra=NOT_FOUND)
+paths["/v1/admin/sources/{id}/rotate"] = admin("post", "Issue a new write key", ref("Source"),
+    {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 4294967295}}, "additionalProperties": False},
+    params=[path_param("id", "Source id")], extra={**NOT_FOUND, "400": problem("Invalid body")})
+paths["/v1/admin/sources/{id}/tracking-plan"] = {
+    **admin("put", "Set the source's tracking plan", ref("Source"), ref("TrackingPlan"), params=[path_param("id", "Source id")], extra={**NOT_FOUND, "400": problem("Invalid plan")}),
+    **admin("delete", "Remove the source's tracking plan", ref("Source"), params=[path_param("id", "Source id")], extra=NOT_FOUND),
+}
+paths["/v1/admin/events"] = admin("get", "Accepted events in log order", {"type": "object", "properties": {
+    "events": {"type": "array", "items": ref("LoggedEvent")}, "next": {"type": ["string", "null"]}}}, params=PAGE, extra=BAD_PAGE)
+paths["/v1/admin/quarantine"] = admin("get", "Quarantined events with their reasons", {"type": "object", "properties": {
+    "items": {"type": "array", "items": ref("QuarantineRecord")}, "next": {"type": ["string", "null"]}}}, params=PAGE, extra=BAD_PAGE)
+paths["/v1/admin/quarantine/replay"] = admin("post", "Replay every quarantined event (up to 1000 per call)", {"type": "object"},
+    {"type": "object", "properties": {"source_id": {"type": "string"}}, "additionalProperties": False}, extra={"400": problem("Invalid body")})
+paths["/v1/admin/quarantine/{id}"] = admin("delete", "Discard a quarantined event", {"type": "object"},
+    params=[path_param("id", "Quarantine record id")], extra={**NOT_FOUND, "400": problem("Invalid id")})
+paths["/v1/admin/quarantine/{id}/replay"] = admin("post", "Replay one quarantined event, optionally corrected", {"type": "object"},
+    {"type": "object", "properties": {"event": {"type": "object"}}, "additionalProperties": False},
+    params=[path_param("id", "Quarantine record id")], extra={**NOT_FOUND, "400": problem("Invalid id or body"), "422": problem("Still invalid")})
+paths["/v1/admin/tail"] = {"get": {"summary": "Live stream of accepted events (Server-Sent Events)", "tags": ["admin"], "security": ADMIN,
+    "parameters": [query("source", {"type": "string"}, "Only this source id"), query("after", {"type": "integer", "minimum": 0}, "Start after this sequence number")],
+    "responses": {"200": {"description": "text/event-stream of `event` messages whose data is a LoggedEvent", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                  "400": problem("Invalid parameters"), "401": problem("Admin token missing or wrong")}}}
+paths["/v1/admin/test/faults"] = admin("post", "Force failures of the next collection requests (server started with --test-faults)", {"type": "object"},
+    ref("FaultPlan"), extra={"400": problem("Invalid plan"), "404": problem("Test faults are off")})
+paths["/healthz"] = {"get": {"summary": "Liveness", "tags": ["operations"], "responses": {"200": json_response("Up", {"type": "object"})}}}
+paths["/readyz"] = {"get": {"summary": "Readiness (store open, log writer running)", "tags": ["operations"],
+    "responses": {"200": json_response("Ready", {"type": "object"}), "503": problem("Not ready")}}}
+paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "tags": ["operations"],
+    "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}}
+paths["/openapi.json"] = {"get": {"summary": "This document", "tags": ["operations"], "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})}}}
+
+schemas = {
+    "Problem": {"type": "object", "description": "RFC 9457 problem details", "required": ["type", "title", "status", "detail", "code"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}, "code": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+    "Event": {"type": "object", "description": "A Segment Spec event", "properties": {
+        "type": {"type": "string", "enum": ["track", "identify", "page", "screen", "group", "alias"]},
+        "event": {"type": "string"}, "userId": {"type": ["string", "number", "null"]}, "anonymousId": {"type": ["string", "number", "null"]},
+        "messageId": {"type": ["string", "number"]}, "timestamp": {"type": "string", "format": "date-time"}, "originalTimestamp": {"type": "string", "format": "date-time"},
+        "sentAt": {"type": "string", "format": "date-time"}, "properties": {"type": "object"}, "traits": {"type": "object"}, "context": {"type": "object"},
+        "previousId": {"type": "string"}, "groupId": {"type": "string"}, "writeKey": {"type": "string"}}, "additionalProperties": True},
+    "Batch": {"type": "object", "required": ["batch"], "properties": {"batch": {"type": "array", "maxItems": 2500, "items": ref("Event")},
+        "sentAt": {"type": "string", "format": "date-time"}, "writeKey": {"type": "string"}}},
+    "CollectResponse": {"type": "object", "required": ["success", "accepted", "duplicates", "quarantined"], "properties": {
+        "success": {"type": "boolean"}, "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+        "quarantined": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}}}},
+    "LoggedEvent": {"type": "object", "description": "A normalized event as logged: seq, sourceId, messageId, type, timestamp (skew-corrected), receivedAt, and every other field as sent",
+        "required": ["seq", "sourceId", "messageId", "type", "timestamp", "receivedAt"], "additionalProperties": True,
+        "properties": {"seq": {"type": "integer"}, "sourceId": {"type": "string"}, "messageId": {"type": "string"}, "type": {"type": "string"},
+                       "timestamp": {"type": "string"}, "receivedAt": {"type": "string"}, "violations": {"type": "array", "items": {"type": "string"}}}},
+    "TrackingPlan": {"type": "object", "required": ["mode"], "additionalProperties": False, "properties": {
+        "mode": {"type": "string", "enum": ["block", "flag"]}, "allow_unplanned": {"type": "boolean"},
+        "events": {"type": "object", "description": "event name → JSON Schema of its properties", "additionalProperties": {"type": "object"}}}},
+    "CreateSource": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200}, "tracking_plan": ref("TrackingPlan")}},
+    "Source": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "write_key": {"type": "string"},
+        "created_at": {"type": "string"}, "tracking_plan": {"oneOf": [ref("TrackingPlan"), {"type": "null"}]}}},
+    "QuarantineRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "source_id": {"type": "string"}, "received_at": {"type": "string"},
+        "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}, "event": {}}},
+    "FaultPlan": {"type": "object", "required": ["fail_next"], "additionalProperties": False, "properties": {
+        "fail_next": {"type": "integer", "minimum": 0, "maximum": 4294967295}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "retry_after_seconds": {"type": "integer", "minimum": 0}, "after_commit": {"type": "boolean"}}},
+}
+
+document = {
+    "openapi": "3.1.0",
+    "info": {"title": "Kairos", "version": "0.1.0", "description": "Real-time customer engagement hub. Errors are RFC 9457 problem details; see docs/api.md."},
+    "paths": paths,
+    "components": {"schemas": schemas, "securitySchemes": {
+        "basicWriteKey": {"type": "http", "scheme": "basic", "description": "username = the source's write key, empty password"},
+        "queryWriteKey": {"type": "apiKey", "in": "query", "name": "writeKey"},
+        "adminToken": {"type": "http", "scheme": "bearer"}}},
+}
+out = Path(__file__).resolve().parent.parent / "crates/kairos-http/src/openapi.json"
+out.write_text(json.dumps(document, indent=1) + "\n")
+print(f"wrote {out} ({len(paths)} paths)")
