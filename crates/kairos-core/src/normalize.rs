@@ -97,7 +97,7 @@ pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, 
         )]
     })?;
     let mut errors = Vec::new();
-    let event = build_event(&raw, raw_json, arrival, &mut errors);
+    let event = build_event(raw, raw_json, arrival, &mut errors);
     match event {
         Some(event) if errors.is_empty() => Ok(event),
         _ => Err(errors),
@@ -105,14 +105,14 @@ pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, 
 }
 
 fn build_event(
-    raw: &RawEvent,
+    raw: RawEvent,
     raw_json: &RawValue,
     arrival: &Arrival,
     errors: &mut Vec<FieldError>,
 ) -> Option<Event> {
-    let event_type = event_type(raw, arrival.path_type, errors);
-    let user_id = identifier(raw, "userId", errors);
-    let anonymous_id = identifier(raw, "anonymousId", errors);
+    let event_type = event_type(&raw, arrival.path_type, errors);
+    let user_id = identifier(&raw, "userId", errors);
+    let anonymous_id = identifier(&raw, "anonymousId", errors);
     if user_id.is_none()
         && anonymous_id.is_none()
         && !has_error(errors, "userId")
@@ -123,43 +123,42 @@ fn build_event(
             "an event needs a userId or an anonymousId; both are missing, null or empty",
         ));
     }
-    let message_id = identifier(raw, "messageId", errors)
+    let message_id = identifier(&raw, "messageId", errors)
         .unwrap_or_else(|| derived_message_id(arrival.source_id, raw_json));
     let event_name = match event_type {
         Some(EventType::Track) => required_string(
-            raw,
+            &raw,
             "event",
             "a track call needs the event name, e.g. \"Order Completed\"",
             errors,
         ),
-        _ => optional_string(raw, "event", errors),
+        _ => optional_string(&raw, "event", errors),
     };
     match event_type {
         Some(EventType::Alias) => required_identifier(
-            raw,
+            &raw,
             "previousId",
             "an alias call needs the previousId it links to userId",
             errors,
         ),
         Some(EventType::Group) => {
-            required_identifier(raw, "groupId", "a group call needs a groupId", errors)
+            required_identifier(&raw, "groupId", "a group call needs a groupId", errors)
         }
         _ => {}
     }
     for object_field in ["properties", "context", "integrations"] {
-        check_object(raw, object_field, errors);
+        check_object(&raw, object_field, errors);
     }
-    let times = event_times(raw, arrival, errors);
-    let traits = event_type.and_then(|event_type| traits(raw, event_type, errors));
+    let times = event_times(&raw, arrival, errors);
+    let traits = event_type.and_then(|event_type| traits(&raw, event_type, errors));
     let violations = match (event_type, &event_name) {
-        (Some(EventType::Track), Some(name)) => plan_violations(raw, name, arrival, errors),
+        (Some(EventType::Track), Some(name)) => plan_violations(&raw, name, arrival, errors),
         _ => Vec::new(),
     };
     let fields = raw
         .fields
-        .iter()
+        .into_iter()
         .filter(|(key, _)| !CONSUMED_FIELDS.contains(&key.as_str()))
-        .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let (timestamp, sent_at, original_timestamp) = times?;
     Some(Event {

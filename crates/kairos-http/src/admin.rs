@@ -203,10 +203,12 @@ pub async fn list_events(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, Problem> {
     let page = page(&query)?;
-    let events = state
-        .store
-        .log
-        .read_after(page.after, page.limit, query.source.as_deref())?;
+    let events = state.store.log.read_after(
+        page.after,
+        state.store.writer.committed_seq(),
+        page.limit,
+        query.source.as_deref(),
+    )?;
     let next = match events.last() {
         Some(last) if events.len() == page.limit => format!("\"{}\"", last.seq),
         _ => "null".to_string(),
@@ -419,18 +421,18 @@ pub async fn tail(
         |(state, mut committed, mut cursor, source)| async move {
             loop {
                 let durable = *committed.borrow_and_update();
-                let events =
-                    match state
-                        .store
-                        .log
-                        .read_after(cursor, TAIL_READ_MAX, source.as_deref())
-                    {
-                        Ok(events) => events,
-                        Err(error) => {
-                            tracing::error!(%error, "tail read failed");
-                            return None;
-                        }
-                    };
+                let events = match state.store.log.read_after(
+                    cursor,
+                    durable,
+                    TAIL_READ_MAX,
+                    source.as_deref(),
+                ) {
+                    Ok(events) => events,
+                    Err(error) => {
+                        tracing::error!(%error, "tail read failed");
+                        return None;
+                    }
+                };
                 if events.len() < TAIL_READ_MAX {
                     cursor = cursor.max(durable);
                 }

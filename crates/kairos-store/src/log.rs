@@ -14,8 +14,8 @@ use crate::StoreError;
 /// the writer thread.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
-    pub source_id: String,
-    pub message_id: String,
+    /// `(source, messageId)` hashed: the dedup index key.
+    pub dedup_key: [u8; 16],
     /// Hash of the routing key; the log takes it modulo its partition count.
     pub routing_hash: u64,
     pub received_at_ms: i64,
@@ -25,8 +25,7 @@ pub struct LogRecord {
 impl LogRecord {
     pub fn from_event(event: &Event) -> LogRecord {
         LogRecord {
-            source_id: event.source_id.clone(),
-            message_id: event.message_id.clone(),
+            dedup_key: crate::dedup::key(&event.source_id, &event.message_id),
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
             received_at_ms: event.received_at.as_millisecond(),
             bytes: event.to_log_bytes(),
@@ -106,19 +105,25 @@ impl EventLog {
         &self.partitions[(routing_hash % self.partitions.len() as u64) as usize]
     }
 
-    /// Events with `seq > after`, in log order, at most `limit`, optionally
-    /// only those of one source.
+    /// Durable events with `after < seq <= upto`, in log order, at most
+    /// `limit`, optionally only those of one source. Readers pass the
+    /// writer's committed sequence as `upto`, so they never see an event
+    /// that is not yet fsynced (and could still vanish in a crash).
     pub fn read_after(
         &self,
         after: u64,
+        upto: u64,
         limit: usize,
         source_id: Option<&str>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
         let mut merged = Vec::new();
         for partition in &self.partitions {
             // The first `limit` of each partition contain the first `limit` overall.
             let mut taken = 0;
-            for guard in partition.range(encode_seq(after.saturating_add(1))..) {
+            for guard in partition.range(encode_seq(after + 1)..=encode_seq(upto)) {
                 let (key, bytes) = guard.into_inner()?;
                 let event = StoredEvent {
                     seq: decode_seq(&key)?,

@@ -1,12 +1,18 @@
-//! The log writer: one thread that turns concurrent append requests into one
-//! atomic batch and one fsync (group commit).
+//! The log writer: turns concurrent append requests into group commits.
 //!
 //! Requests queue on a bounded channel; when it is full the caller gets
 //! [`StoreError::QueueFull`] at once (and answers 503 with `Retry-After`)
-//! instead of piling up memory. The writer takes every request waiting (up to
-//! a bound), checks each event against the dedup index, assigns sequence
-//! numbers, writes events, dedup entries and quarantine records in one batch,
-//! fsyncs, and only then replies — so an acknowledgement always means durable.
+//! instead of piling up memory. Two threads form a pipeline:
+//!
+//! - the **writer** takes every request waiting (up to a bound), checks each
+//!   event against the dedup index, assigns sequence numbers, and writes
+//!   events, dedup entries and quarantine records in one atomic batch;
+//! - the **syncer** fsyncs and only then replies, so an acknowledgement
+//!   always means durable. While it waits on the disk, the writer already
+//!   prepares the next group; one fsync covers every group written before it.
+//!
+//! Readers see only events up to [`LogWriter::committed`], the last fsynced
+//! sequence number.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +29,8 @@ use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreO
 const GROUP_EVENTS_MAX: usize = 50_000;
 /// Most requests the writer puts in one group commit.
 const GROUP_REQUESTS_MAX: usize = 256;
+/// Written groups that may wait for the syncer (bounds memory and latency).
+const GROUPS_AWAITING_FSYNC_MAX: usize = 8;
 
 /// One request's worth of writes.
 pub struct AppendJob {
@@ -79,22 +87,33 @@ impl LogWriter {
         let (sender, receiver) = mpsc::channel(options.ingest_queue_requests_max.max(1));
         let last_seq = log.last_seq_at_open();
         let (committed_sender, committed) = watch::channel(last_seq);
+        let (written_sender, written_receiver) =
+            std::sync::mpsc::sync_channel(GROUPS_AWAITING_FSYNC_MAX);
         let stats = Arc::new(WriterStats::default());
-        let worker = Worker {
-            db,
+        let writer = Writer {
+            db: db.clone(),
             log,
             dedup,
             quarantine,
-            fsync: options.fsync,
             dedup_window: options.dedup_window,
             next_seq: last_seq + 1,
-            committed: committed_sender,
             stats: stats.clone(),
+            written: written_sender,
         };
+        let syncer = Syncer {
+            db,
+            fsync: options.fsync,
+            committed: committed_sender,
+        };
+        let spawn_error = |error| StoreError::Engine(fjall::Error::Io(error));
         std::thread::Builder::new()
             .name("kairos-log-writer".into())
-            .spawn(move || worker.run(receiver))
-            .map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
+            .spawn(move || writer.run(receiver))
+            .map_err(spawn_error)?;
+        std::thread::Builder::new()
+            .name("kairos-log-syncer".into())
+            .spawn(move || syncer.run(written_receiver))
+            .map_err(spawn_error)?;
         Ok(LogWriter {
             sender,
             committed,
@@ -128,9 +147,14 @@ impl LogWriter {
         }
     }
 
-    /// The highest sequence number that is durable; changes after each group.
+    /// The highest sequence number that is durable; changes after each fsync.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// The highest durable sequence number now.
+    pub fn committed_seq(&self) -> u64 {
+        *self.committed.borrow()
     }
 
     pub fn is_running(&self) -> bool {
@@ -143,19 +167,28 @@ impl LogWriter {
     }
 }
 
-struct Worker {
+/// A group written to the store, waiting for its fsync.
+struct WrittenGroup {
+    replies: Vec<(
+        oneshot::Sender<Result<AppendReceipt, String>>,
+        Result<AppendReceipt, String>,
+    )>,
+    last_seq: u64,
+    written_at: Instant,
+}
+
+struct Writer {
     db: Database,
     log: Arc<EventLog>,
     dedup: Keyspace,
     quarantine: Arc<Quarantine>,
-    fsync: bool,
     dedup_window: Duration,
     next_seq: u64,
-    committed: watch::Sender<u64>,
     stats: Arc<WriterStats>,
+    written: std::sync::mpsc::SyncSender<WrittenGroup>,
 }
 
-impl Worker {
+impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<AppendJob>) {
         while let Some(first) = receiver.blocking_recv() {
             let mut events = first.records.len();
@@ -169,37 +202,51 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            let group = self.commit_group(jobs);
+            if self.written.send(group).is_err() {
+                break;
+            }
         }
-        tracing::info!("log writer stopped: every sender is gone");
+        tracing::info!("log writer stopped");
     }
 
-    fn commit_group(&mut self, mut jobs: Vec<AppendJob>) {
+    fn commit_group(&mut self, mut jobs: Vec<AppendJob>) -> WrittenGroup {
         let first_seq = self.next_seq;
         let group_requests = jobs.len();
-        match self.write_group(&mut jobs) {
-            Ok((outcomes, write_time, fsync_time)) => {
-                self.committed.send_replace(self.next_seq - 1);
+        let started = Instant::now();
+        let result = self.write_group(&mut jobs);
+        let write_time = started.elapsed();
+        let replies = match result {
+            Ok(outcomes) => {
                 self.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
-                for (job, (appended, quarantine_ids)) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(AppendReceipt {
-                        appended,
-                        quarantine_ids,
-                        group_requests,
-                        write_time,
-                        fsync_time,
-                    }));
-                }
+                jobs.into_iter()
+                    .zip(outcomes)
+                    .map(|(job, (appended, quarantine_ids))| {
+                        let receipt = AppendReceipt {
+                            appended,
+                            quarantine_ids,
+                            group_requests,
+                            write_time,
+                            fsync_time: Duration::ZERO,
+                        };
+                        (job.reply, Ok(receipt))
+                    })
+                    .collect()
             }
             Err(error) => {
-                // Nothing of the group is acknowledged; the sequence numbers
-                // are reused by the next group.
+                // Nothing of the group was written; its sequence numbers are
+                // reused by the next group.
                 self.next_seq = first_seq;
                 tracing::error!(%error, "group commit failed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(error.to_string()));
-                }
+                jobs.into_iter()
+                    .map(|job| (job.reply, Err(error.to_string())))
+                    .collect()
             }
+        };
+        WrittenGroup {
+            replies,
+            last_seq: self.next_seq - 1,
+            written_at: Instant::now(),
         }
     }
 
@@ -207,21 +254,20 @@ impl Worker {
     fn write_group(
         &mut self,
         jobs: &mut [AppendJob],
-    ) -> Result<(Vec<(Vec<Appended>, Vec<u64>)>, Duration, Duration), StoreError> {
-        let started = Instant::now();
+    ) -> Result<Vec<(Vec<Appended>, Vec<u64>)>, StoreError> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_millis() as i64)
             .unwrap_or(0);
         let mut batch = self.db.batch();
-        let mut in_group: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut in_group: HashMap<[u8; 16], u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let (mut stored, mut duplicates) = (0u64, 0u64);
+        let first_seq = self.next_seq;
         for job in jobs.iter_mut() {
             let mut appended = Vec::with_capacity(job.records.len());
             for record in job.records.iter_mut() {
-                let key = dedup::key(&record.source_id, &record.message_id);
-                if let Some(seq) = self.seen(&in_group, &key, now_ms)? {
+                if let Some(seq) = self.seen(&in_group, &record.dedup_key, now_ms)? {
                     appended.push(Appended::Duplicate(seq));
                     duplicates += 1;
                     continue;
@@ -236,10 +282,10 @@ impl Worker {
                 );
                 batch.insert(
                     &self.dedup,
-                    key.clone(),
+                    record.dedup_key,
                     dedup::value(seq, record.received_at_ms),
                 );
-                in_group.insert(key, seq);
+                in_group.insert(record.dedup_key, seq);
                 appended.push(Appended::Stored(seq));
                 stored += 1;
             }
@@ -254,27 +300,25 @@ impl Worker {
             }
             outcomes.push((appended, quarantine_ids));
         }
-        batch.commit()?;
-        let write_time = started.elapsed();
-        if self.fsync {
-            self.db.persist(PersistMode::SyncData)?;
+        if let Err(error) = batch.commit() {
+            self.next_seq = first_seq;
+            return Err(error.into());
         }
-        let fsync_time = started.elapsed() - write_time;
         self.stats
             .events_stored
             .fetch_add(stored, Ordering::Relaxed);
         self.stats
             .duplicates
             .fetch_add(duplicates, Ordering::Relaxed);
-        Ok((outcomes, write_time, fsync_time))
+        Ok(outcomes)
     }
 
     /// The sequence number a message was already stored at, if it was
     /// stored within the dedup window (or earlier in this group).
     fn seen(
         &self,
-        in_group: &HashMap<Vec<u8>, u64>,
-        key: &[u8],
+        in_group: &HashMap<[u8; 16], u64>,
+        key: &[u8; 16],
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError> {
         if let Some(seq) = in_group.get(key) {
@@ -286,5 +330,65 @@ impl Worker {
         Ok(dedup::decode(&value)
             .filter(|(_, received)| dedup::is_live(*received, now_ms, self.dedup_window))
             .map(|(seq, _)| seq))
+    }
+}
+
+struct Syncer {
+    db: Database,
+    fsync: bool,
+    committed: watch::Sender<u64>,
+}
+
+impl Syncer {
+    fn run(self, written: std::sync::mpsc::Receiver<WrittenGroup>) {
+        while let Ok(first) = written.recv() {
+            // One fsync covers every group written so far.
+            let mut groups = vec![first];
+            groups.extend(written.try_iter());
+            let synced = if self.fsync {
+                self.db.persist(PersistMode::SyncData)
+            } else {
+                Ok(())
+            };
+            let synced_at = Instant::now();
+            let last_seq = groups.iter().map(|group| group.last_seq).max().unwrap_or(0);
+            match synced {
+                Ok(()) => {
+                    self.committed.send_if_modified(|committed| {
+                        let advanced = last_seq > *committed;
+                        *committed = (*committed).max(last_seq);
+                        advanced
+                    });
+                }
+                Err(ref error) => {
+                    tracing::error!(%error, "fsync failed; the group is not acknowledged and the log stops taking writes")
+                }
+            }
+            let failure = synced
+                .as_ref()
+                .err()
+                .map(|error| format!("fsync failed: {error}"));
+            for group in groups {
+                let fsync_time = synced_at.saturating_duration_since(group.written_at);
+                for (reply, result) in group.replies {
+                    let result = match (&failure, result) {
+                        (Some(message), _) => Err(message.clone()),
+                        (None, Ok(mut receipt)) => {
+                            receipt.fsync_time = fsync_time;
+                            Ok(receipt)
+                        }
+                        (None, Err(message)) => Err(message),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            if failure.is_some() {
+                // After a failed fsync the kernel may have dropped dirty pages:
+                // nothing written since can be trusted to be durable, so stop
+                // (readiness turns 503) rather than acknowledge more.
+                break;
+            }
+        }
+        tracing::info!("log syncer stopped");
     }
 }

@@ -59,7 +59,10 @@ async fn appended_events_survive_reopen_and_stay_deduplicated() {
         assert!(matches!(again.appended[0], Appended::Duplicate(_)));
     }
     let store = Store::open(dir.path(), options()).unwrap();
-    let events = store.log.read_after(0, 1000, None).unwrap();
+    let events = store
+        .log
+        .read_after(0, store.writer.committed_seq(), 1000, None)
+        .unwrap();
     let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
     assert_eq!(
         seqs,
@@ -106,7 +109,10 @@ async fn paging_by_cursor_and_source() {
         )
         .await
         .unwrap();
-    let page = store.log.read_after(3, 4, None).unwrap();
+    let page = store
+        .log
+        .read_after(3, store.writer.committed_seq(), 4, None)
+        .unwrap();
     assert_eq!(
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![4, 5, 6, 7]
@@ -114,7 +120,7 @@ async fn paging_by_cursor_and_source() {
     assert!(
         store
             .log
-            .read_after(0, 10, Some("src_other"))
+            .read_after(0, store.writer.committed_seq(), 10, Some("src_other"))
             .unwrap()
             .is_empty()
     );
