@@ -327,7 +327,7 @@ pub async fn rudder_source_config(
     Json(json!({
         "isHosted": false,
         "source": {
-            "config": {"statsCollection": {"errorReports": {"enabled": false}, "metrics": {"enabled": false}}},
+            "config": {"statsCollection": {"errors": {"enabled": false}, "metrics": {"enabled": false}}},
             "id": record.id,
             "name": record.name,
             "writeKey": key,
