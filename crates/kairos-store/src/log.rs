@@ -19,7 +19,8 @@ pub struct LogRecord {
     /// Hash of the routing key; the log takes it modulo its partition count.
     pub routing_hash: u64,
     pub received_at_ms: i64,
-    pub bytes: Vec<u8>,
+    /// Already in the store's byte type, so the writer thread only moves it.
+    pub bytes: fjall::Slice,
 }
 
 impl LogRecord {
@@ -28,7 +29,7 @@ impl LogRecord {
             dedup_key: crate::dedup::key(&event.source_id, &event.message_id),
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
             received_at_ms: event.received_at.as_millisecond(),
-            bytes: event.to_log_bytes(),
+            bytes: fjall::Slice::from(event.to_log_bytes()),
         }
     }
 }

@@ -275,11 +275,7 @@ impl Writer {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let partition = self.log.partition_for(record.routing_hash);
-                batch.insert(
-                    partition,
-                    encode_seq(seq),
-                    std::mem::take(&mut record.bytes),
-                );
+                batch.insert(partition, encode_seq(seq), record.bytes.clone());
                 batch.insert(
                     &self.dedup,
                     record.dedup_key,
