@@ -24,6 +24,7 @@ import json
 import re
 import urllib.parse
 from collections import Counter
+from datetime import timedelta, datetime
 
 import pytest
 
@@ -183,6 +184,16 @@ def check_cors(where, capture_headers, response_headers):
         f"{where}: Access-Control-Expose-Headers must contain Retry-After (analytics-next reads it): {dict(response_headers)}"
 
 
+def parse_time(text):
+    """RFC 3339 with up to 9 fractional digits -> datetime (microseconds)."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text)
+    assert match, f"not an RFC 3339 timestamp: {text!r}"
+    base, fraction, zone = match.groups()
+    fraction = (fraction or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(f"{base}.{fraction}{zone}")
+
+
 def has_origin(capture):
     return any(name.lower() == "origin" for name, _ in capture["headers"])
 
@@ -192,7 +203,7 @@ def expected_events(capture):
     body = json.loads(decoded_body(capture))
     path = urllib.parse.urlsplit(capture["path"]).path
     if path in BATCH_PATHS:
-        return [(e["messageId"], e["type"], e) for e in body["batch"]]
+        return [(e["messageId"], e["type"], dict(e, _batchSentAt=body.get("sentAt"))) for e in body["batch"]]
     path_type = PATH_TYPES[path.rsplit("/", 1)[-1]]
     return [(body["messageId"], path_type, body)]
 
@@ -297,4 +308,13 @@ def test_replay_capture(shared_kairos, capture_file):
                     want = value.strip().lower() if name == "email" else value
                     assert stored_traits.get(name) == want, f"{mid}: trait {name} {stored_traits.get(name)!r} != {want!r}"
             assert event.get("timestamp") and event.get("receivedAt"), f"{mid}: timestamps missing: {event}"
+            # Clock-skew correction: timestamp = receivedAt - (sentAt - client time).
+            client_time = sent.get("timestamp") or sent.get("originalTimestamp")
+            sent_at = sent.get("sentAt") or sent.get("_batchSentAt")
+            assert client_time and sent_at, f"{mid}: the capture lacks timestamp/sentAt"
+            expected_ts = parse_time(event["receivedAt"]) - (parse_time(sent_at) - parse_time(client_time))
+            got_ts = parse_time(event["timestamp"])
+            assert abs(got_ts - expected_ts) <= timedelta(milliseconds=1), (
+                f"{mid}: timestamp {event['timestamp']}, expected receivedAt {event['receivedAt']} - "
+                f"(sentAt {sent_at} - {client_time}) = {expected_ts.isoformat()}")
             assert "writeKey" not in event, f"{mid}: the write key (a credential) was stored with the event"

@@ -179,6 +179,15 @@ fn build_event(
     })
 }
 
+/// A value that is not even valid JSON text, such as a lone UTF-16
+/// surrogate escape (`"\ud800"`), which no JSON parser can turn into a string.
+fn unreadable(field: &str, error: &serde_json::Error) -> FieldError {
+    FieldError::new(
+        field,
+        format!("is not valid JSON text ({error}); send valid UTF-8 / Unicode escapes"),
+    )
+}
+
 fn has_error(errors: &[FieldError], field: &str) -> bool {
     errors.iter().any(|error| error.field == field)
 }
@@ -229,6 +238,10 @@ fn identifier(raw: &RawEvent, field: &str, errors: &mut Vec<FieldError>) -> Opti
         Ok(Value::String(text)) if text.trim().is_empty() => None,
         Ok(Value::String(text)) => Some(text),
         Ok(Value::Number(number)) => Some(number.to_string()),
+        Err(error) => {
+            errors.push(unreadable(field, &error));
+            None
+        }
         _ => {
             errors.push(FieldError::new(field, "must be a string (or a number)"));
             None
@@ -246,6 +259,10 @@ fn optional_string(raw: &RawEvent, field: &str, errors: &mut Vec<FieldError>) ->
     match serde_json::from_str::<Value>(raw.get(field)?.get()) {
         Ok(Value::Null) => None,
         Ok(Value::String(text)) => Some(text),
+        Err(error) => {
+            errors.push(unreadable(field, &error));
+            None
+        }
         _ => {
             errors.push(FieldError::new(field, "must be a string"));
             None

@@ -51,13 +51,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
-        serde_json::from_slice(body).map(JsonBody).map_err(|error| {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(body_problem)?;
+        deserializer.end().map_err(|error| {
             Problem::bad_request(
                 "json_invalid",
-                format!("the request body does not fit: {error}"),
+                format!("the body is not valid JSON: {error}"),
             )
-        })
+        })?;
+        Ok(JsonBody(value))
     }
+}
+
+/// Names the field at fault, or says the body is not JSON at all.
+fn body_problem(error: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return Problem::bad_request(
+            "json_invalid",
+            format!("the body is not valid JSON: {inner}"),
+        );
+    }
+    let field = if path == "." {
+        "the body".to_string()
+    } else {
+        format!("field `{path}`")
+    };
+    Problem::bad_request("body_invalid", format!("{field}: {inner}"))
 }
 
 fn created<T: Serialize>(value: &T) -> Response {
@@ -235,7 +256,19 @@ pub async fn list_quarantine(
     let next = (items.len() == page.limit)
         .then(|| items.last().map(|item| item.id.to_string()))
         .flatten();
-    Ok(axum::Json(json!({"items": items, "next": next})).into_response())
+    // Serialized straight from the records: a quarantined event is kept as raw
+    // JSON of any depth and must never be rebuilt as a JSON tree.
+    Ok(axum::Json(QuarantinePage {
+        items: &items,
+        next,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct QuarantinePage<'a> {
+    items: &'a [QuarantineRecord],
+    next: Option<String>,
 }
 
 fn quarantine_id(text: &str) -> Result<u64, Problem> {

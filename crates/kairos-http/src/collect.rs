@@ -105,8 +105,9 @@ async fn ingest(
     body: Body,
 ) -> Result<Response, Problem> {
     let received_at = state.clock.now();
-    // A key in the header or query is checked before the body is read.
-    let early_source = match basic_write_key(headers).or_else(|| query_write_key(query)) {
+    // Precedence: Authorization header, then the body's writeKey, then the
+    // query. A header key is checked before the body is even read.
+    let early_source = match basic_write_key(headers) {
         Some(key) => Some(source_for(state, &key, received_at)?),
         None => None,
     };
@@ -122,9 +123,10 @@ async fn ingest(
         None => {
             let key = request
                 .write_key
-                .as_deref()
+                .clone()
+                .or_else(|| query_write_key(query))
                 .ok_or_else(Problem::missing_write_key)?;
-            source_for(state, key, received_at)?
+            source_for(state, &key, received_at)?
         }
     };
     state

@@ -86,8 +86,7 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
             .progress_chars("=> "),
     );
     progress.set_message(path.display().to_string());
-    let rows: Box<dyn Iterator<Item = anyhow::Result<(usize, u64, Value)>>> = match format.as_str()
-    {
+    let rows: Box<dyn Iterator<Item = Row>> = match format.as_str() {
         "csv" => Box::new(csv_rows(path)?),
         _ => Box::new(ndjson_rows(path)?),
     };
@@ -97,11 +96,11 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
     for row in rows {
         let (line, position, value) = match row {
             Ok(row) => row,
-            Err(error) => {
+            Err((line, error)) => {
                 report.rows += 1;
                 report.rejected.push(RejectedRow {
                     file: file_name.clone(),
-                    line: 0,
+                    line,
                     errors: Value::String(error.to_string()),
                 });
                 continue;
@@ -214,7 +213,9 @@ fn print_report(report: &Report) {
     );
 }
 
-type Row = anyhow::Result<(usize, u64, Value)>;
+/// A row: its line number, the byte position reached, and the event; or the
+/// line number and why the row could not be read.
+type Row = Result<(usize, u64, Value), (usize, anyhow::Error)>;
 
 fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
     let reader =
@@ -223,7 +224,12 @@ fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
     Ok(reader.lines().enumerate().filter_map(move |(index, line)| {
         let line = match line {
             Ok(line) => line,
-            Err(error) => return Some(Err(anyhow::anyhow!("line {}: {error}", index + 1))),
+            Err(error) => {
+                return Some(Err((
+                    index + 1,
+                    anyhow::anyhow!("line {}: {error}", index + 1),
+                )));
+            }
         };
         position += line.len() as u64 + 1;
         if line.trim().is_empty() {
@@ -232,7 +238,12 @@ fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
         Some(
             serde_json::from_str(&line)
                 .map(|value| (index + 1, position, value))
-                .map_err(|error| anyhow::anyhow!("line {}: not JSON: {error}", index + 1)),
+                .map_err(|error| {
+                    (
+                        index + 1,
+                        anyhow::anyhow!("line {}: not JSON: {error}", index + 1),
+                    )
+                }),
         )
     }))
 }
@@ -249,7 +260,8 @@ fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
         .into_records()
         .enumerate()
         .map(move |(index, record)| {
-            let record = record.map_err(|error| anyhow::anyhow!("row {}: {error}", index + 2))?;
+            let record = record
+                .map_err(|error| (index + 2, anyhow::anyhow!("row {}: {error}", index + 2)))?;
             let position = record
                 .position()
                 .map(|position| position.byte())
