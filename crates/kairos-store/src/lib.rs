@@ -20,6 +20,7 @@
 pub mod dedup;
 pub mod log;
 pub mod quarantine;
+mod recent;
 pub mod sources;
 pub mod writer;
 
@@ -104,6 +105,8 @@ impl Store {
         let window = options.dedup_window;
         let db = Database::builder(dir)
             .cache_size(options.cache_bytes)
+            .worker_threads(1)
+            .journal_compression(fjall::CompressionType::Lz4)
             .with_compaction_filter_factories(Arc::new(move |name: &str| {
                 dedup::filter_for(name, window)
             }))
@@ -111,7 +114,7 @@ impl Store {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let partitions = check_partitions(&meta, options.log_partitions)?;
         let log = Arc::new(EventLog::open(&db, partitions)?);
-        let dedup = db.keyspace(dedup::KEYSPACE, KeyspaceCreateOptions::default)?;
+        let dedup = db.keyspace(dedup::KEYSPACE, dedup::keyspace_options)?;
         let quarantine = Arc::new(Quarantine::open(&db)?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
         let writer =

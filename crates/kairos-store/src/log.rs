@@ -16,6 +16,8 @@ use crate::StoreError;
 pub struct LogRecord {
     /// `(source, messageId)` hashed: the dedup index key.
     pub dedup_key: [u8; 16],
+    /// Set by the dedup lookup before queueing: already stored at this seq.
+    pub duplicate_of: Option<u64>,
     /// Hash of the routing key; the log takes it modulo its partition count.
     pub routing_hash: u64,
     pub received_at_ms: i64,
@@ -27,6 +29,7 @@ impl LogRecord {
     pub fn from_event(event: &Event) -> LogRecord {
         LogRecord {
             dedup_key: crate::dedup::key(&event.source_id, &event.message_id),
+            duplicate_of: None,
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
             received_at_ms: event.received_at.as_millisecond(),
             bytes: fjall::Slice::from(event.to_log_bytes()),
@@ -81,8 +84,7 @@ impl EventLog {
         let mut partitions = Vec::with_capacity(partition_count as usize);
         let mut last_seq = 0;
         for index in 0..partition_count {
-            let keyspace =
-                db.keyspace(&format!("log-{index:03}"), KeyspaceCreateOptions::default)?;
+            let keyspace = db.keyspace(&format!("log-{index:03}"), log_keyspace_options)?;
             if let Some(guard) = keyspace.last_key_value() {
                 last_seq = last_seq.max(decode_seq(&guard.key()?)?);
             }
@@ -161,6 +163,22 @@ impl EventLog {
             .map(|partition| partition.approximate_len())
             .sum()
     }
+}
+
+/// Log partitions are written once and read in order: every level is
+/// compressed (JSON events shrink about 4× with LZ4, and the disk's bandwidth,
+/// not the CPU, is what limits ingest on small machines), and point reads
+/// are rare, so no bloom filters are built.
+fn log_keyspace_options() -> KeyspaceCreateOptions {
+    use fjall::config::{CompressionPolicy, FilterPolicy, FilterPolicyEntry};
+    KeyspaceCreateOptions::default()
+        .data_block_compression_policy(CompressionPolicy::all(fjall::CompressionType::Lz4))
+        .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
+        // Values live in blob files written once at flush: compaction moves
+        // only keys and pointers, never the events again.
+        .with_kv_separation(Some(
+            fjall::KvSeparationOptions::default().separation_threshold(64),
+        ))
 }
 
 pub(crate) fn encode_seq(seq: u64) -> [u8; 8] {

@@ -4,9 +4,11 @@
 //! [`StoreError::QueueFull`] at once (and answers 503 with `Retry-After`)
 //! instead of piling up memory. Two threads form a pipeline:
 //!
-//! - the **writer** takes every request waiting (up to a bound), checks each
-//!   event against the dedup index, assigns sequence numbers, and writes
-//!   events, dedup entries and quarantine records in one atomic batch;
+//! - the **writer** takes every request waiting (up to a bound), assigns
+//!   sequence numbers, and writes events, dedup entries and quarantine
+//!   records in one atomic batch. Dedup lookups against the store already ran
+//!   on the caller's thread; the writer only closes the race with groups
+//!   committed meanwhile ([`crate::recent`]);
 //! - the **syncer** fsyncs and only then replies, so an acknowledgement
 //!   always means durable. While it waits on the disk, the writer already
 //!   prepares the next group; one fsync covers every group written before it.
@@ -14,7 +16,6 @@
 //! Readers see only events up to [`LogWriter::committed`], the last fsynced
 //! sequence number.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ use fjall::{Database, Keyspace, PersistMode};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::log::encode_seq;
+use crate::recent::RecentKeys;
 use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreOptions, dedup};
 
 /// Most events the writer puts in one group commit.
@@ -38,6 +40,8 @@ pub struct AppendJob {
     pub quarantine: Vec<QuarantineEntry>,
     /// Quarantine records to delete (replayed successfully).
     pub quarantine_removals: Vec<u64>,
+    /// The writer's group number when this job's dedup lookups began.
+    epoch: u64,
     reply: oneshot::Sender<Result<AppendReceipt, String>>,
 }
 
@@ -71,6 +75,10 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct LogWriter {
     sender: mpsc::Sender<AppendJob>,
+    dedup: Keyspace,
+    dedup_window: Duration,
+    /// Number of the last group whose batch is committed (visible to reads).
+    epoch: Arc<AtomicU64>,
     committed: watch::Receiver<u64>,
     capacity: usize,
     pub stats: Arc<WriterStats>,
@@ -90,10 +98,14 @@ impl LogWriter {
         let (written_sender, written_receiver) =
             std::sync::mpsc::sync_channel(GROUPS_AWAITING_FSYNC_MAX);
         let stats = Arc::new(WriterStats::default());
+        let epoch = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             db: db.clone(),
             log,
-            dedup,
+            dedup: dedup.clone(),
+            epoch: epoch.clone(),
+            group: 0,
+            recent: RecentKeys::new(1),
             quarantine,
             dedup_window: options.dedup_window,
             next_seq: last_seq + 1,
@@ -116,6 +128,9 @@ impl LogWriter {
             .map_err(spawn_error)?;
         Ok(LogWriter {
             sender,
+            dedup,
+            dedup_window: options.dedup_window,
+            epoch,
             committed,
             capacity: options.ingest_queue_requests_max,
             stats,
@@ -125,15 +140,24 @@ impl LogWriter {
     /// Appends durably; resolves once the writes are fsynced.
     pub async fn append(
         &self,
-        records: Vec<LogRecord>,
+        mut records: Vec<LogRecord>,
         quarantine: Vec<QuarantineEntry>,
         quarantine_removals: Vec<u64>,
     ) -> Result<AppendReceipt, StoreError> {
+        // Read the epoch before looking up: the writer re-checks everything
+        // committed after it.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let now_ms = now_ms();
+        for record in &mut records {
+            record.duplicate_of =
+                lookup(&self.dedup, &record.dedup_key, now_ms, self.dedup_window)?;
+        }
         let (reply, receipt) = oneshot::channel();
         let job = AppendJob {
             records,
             quarantine,
             quarantine_removals,
+            epoch,
             reply,
         };
         self.sender.try_send(job).map_err(|error| match error {
@@ -181,6 +205,10 @@ struct Writer {
     db: Database,
     log: Arc<EventLog>,
     dedup: Keyspace,
+    epoch: Arc<AtomicU64>,
+    /// Number of the last group committed.
+    group: u64,
+    recent: RecentKeys,
     quarantine: Arc<Quarantine>,
     dedup_window: Duration,
     next_seq: u64,
@@ -255,19 +283,27 @@ impl Writer {
         &mut self,
         jobs: &mut [AppendJob],
     ) -> Result<Vec<(Vec<Appended>, Vec<u64>)>, StoreError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
+        let window_start_ms = now_ms - self.dedup_window.as_millis() as i64;
+        let group = self.group + 1;
         let mut batch = self.db.batch();
-        let mut in_group: HashMap<[u8; 16], u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let (mut stored, mut duplicates) = (0u64, 0u64);
         let first_seq = self.next_seq;
         for job in jobs.iter_mut() {
+            // Lookups that began before the oldest group still kept must be
+            // redone here; normally every later group is kept.
+            let recheck = !self.recent.covers_after(job.epoch);
             let mut appended = Vec::with_capacity(job.records.len());
-            for record in job.records.iter_mut() {
-                if let Some(seq) = self.seen(&in_group, &record.dedup_key, now_ms)? {
+            for record in job.records.iter() {
+                let mut duplicate_of = record
+                    .duplicate_of
+                    .or_else(|| self.recent.get(&record.dedup_key, window_start_ms));
+                if duplicate_of.is_none() && recheck {
+                    duplicate_of =
+                        lookup(&self.dedup, &record.dedup_key, now_ms, self.dedup_window)?;
+                }
+                if let Some(seq) = duplicate_of {
                     appended.push(Appended::Duplicate(seq));
                     duplicates += 1;
                     continue;
@@ -281,7 +317,8 @@ impl Writer {
                     record.dedup_key,
                     dedup::value(seq, record.received_at_ms),
                 );
-                in_group.insert(record.dedup_key, seq);
+                self.recent
+                    .insert(record.dedup_key, seq, group, record.received_at_ms);
                 appended.push(Appended::Stored(seq));
                 stored += 1;
             }
@@ -298,8 +335,12 @@ impl Writer {
         }
         if let Err(error) = batch.commit() {
             self.next_seq = first_seq;
+            self.recent.discard_group(group);
             return Err(error.into());
         }
+        self.group = group;
+        self.epoch.store(group, Ordering::Release);
+        self.recent.evict();
         self.stats
             .events_stored
             .fetch_add(stored, Ordering::Relaxed);
@@ -308,25 +349,28 @@ impl Writer {
             .fetch_add(duplicates, Ordering::Relaxed);
         Ok(outcomes)
     }
+}
 
-    /// The sequence number a message was already stored at, if it was
-    /// stored within the dedup window (or earlier in this group).
-    fn seen(
-        &self,
-        in_group: &HashMap<[u8; 16], u64>,
-        key: &[u8; 16],
-        now_ms: i64,
-    ) -> Result<Option<u64>, StoreError> {
-        if let Some(seq) = in_group.get(key) {
-            return Ok(Some(*seq));
-        }
-        let Some(value) = self.dedup.get(key)? else {
-            return Ok(None);
-        };
-        Ok(dedup::decode(&value)
-            .filter(|(_, received)| dedup::is_live(*received, now_ms, self.dedup_window))
-            .map(|(seq, _)| seq))
-    }
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The sequence number a message was stored at, if within the dedup window.
+fn lookup(
+    dedup: &Keyspace,
+    key: &[u8; 16],
+    now_ms: i64,
+    window: Duration,
+) -> Result<Option<u64>, StoreError> {
+    let Some(value) = dedup.get(key)? else {
+        return Ok(None);
+    };
+    Ok(dedup::decode(&value)
+        .filter(|(_, received)| dedup::is_live(*received, now_ms, window))
+        .map(|(seq, _)| seq))
 }
 
 struct Syncer {

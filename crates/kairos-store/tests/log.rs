@@ -170,3 +170,41 @@ fn partition_count_is_fixed_at_creation() {
     .unwrap();
     assert!(error.to_string().contains("log_partitions = 4"), "{error}");
 }
+
+/// Copies of the same batch racing through the queue (an SDK retrying after
+/// a timeout while the first attempt is still in flight) are stored once:
+/// the dedup lookups run concurrently on the callers' threads, and the writer
+/// closes the race with the groups committed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_copies_of_a_batch_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path(), options()).unwrap());
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let records = (0..200)
+                    .map(|i| record(&format!("r{round}-{i}"), &format!("u{i}")))
+                    .collect();
+                store.writer.append(records, vec![], vec![]).await.unwrap()
+            }));
+        }
+        let mut stored = 0;
+        for task in tasks {
+            stored += task
+                .await
+                .unwrap()
+                .appended
+                .iter()
+                .filter(|outcome| matches!(outcome, Appended::Stored(_)))
+                .count();
+        }
+        assert_eq!(stored, 200, "round {round}");
+    }
+    let events = store
+        .log
+        .read_after(0, store.writer.committed_seq(), 1000, None)
+        .unwrap();
+    assert_eq!(events.len(), 1000);
+}
