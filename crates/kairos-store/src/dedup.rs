@@ -11,14 +11,21 @@ use fjall::compaction::filter::{CompactionFilter, Context, Factory, ItemAccessor
 
 pub const KEYSPACE: &str = "dedup";
 
-/// Memtable size of the dedup keyspace. Every event costs one lookup here,
-/// and a lookup walks the memtable's skiplist: a small memtable keeps that
-/// walk in cache (profiling showed it dominating the writer with the 64 MiB
-/// default), while the flushed tables answer misses from bloom filters.
-const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
+/// Memtable size of the dedup keyspace.
+const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+/// L0 tables allowed before they are merged into L1. Keys are random
+/// hashes, so every L0→L1 merge rewrites all of L1: merging rarely (at the
+/// cost of a few more bloom-filter checks per lookup, which run on the
+/// request threads) keeps the write amplification from growing with the
+/// index (measured: throughput fell 25% over 4M events with the default 4).
+const L0_TABLES_BEFORE_MERGE: u8 = 12;
 
 pub(crate) fn keyspace_options() -> fjall::KeyspaceCreateOptions {
-    fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+    fjall::KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_BYTES)
+        .compaction_strategy(std::sync::Arc::new(
+            fjall::compaction::Leveled::default().with_l0_threshold(L0_TABLES_BEFORE_MERGE),
+        ))
 }
 
 /// The index key of one message: a 128-bit hash of source and messageId.

@@ -21,8 +21,7 @@ pub struct LogRecord {
     /// Hash of the routing key; the log takes it modulo its partition count.
     pub routing_hash: u64,
     pub received_at_ms: i64,
-    /// Already in the store's byte type, so the writer thread only moves it.
-    pub bytes: fjall::Slice,
+    pub bytes: Vec<u8>,
 }
 
 impl LogRecord {
@@ -32,7 +31,7 @@ impl LogRecord {
             duplicate_of: None,
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
             received_at_ms: event.received_at.as_millisecond(),
-            bytes: fjall::Slice::from(event.to_log_bytes()),
+            bytes: event.to_log_bytes(),
         }
     }
 }
@@ -41,7 +40,7 @@ impl LogRecord {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: u64,
-    pub bytes: fjall::Slice,
+    pub bytes: Vec<u8>,
 }
 
 impl StoredEvent {
@@ -86,7 +85,9 @@ impl EventLog {
         for index in 0..partition_count {
             let keyspace = db.keyspace(&format!("log-{index:03}"), log_keyspace_options)?;
             if let Some(guard) = keyspace.last_key_value() {
-                last_seq = last_seq.max(decode_seq(&guard.key()?)?);
+                let (key, value) = guard.into_inner()?;
+                let events = chunk::decode(decode_seq(&key)?, &value)?;
+                last_seq = last_seq.max(events.last().map(|event| event.seq).unwrap_or(0));
             }
             partitions.push(keyspace);
         }
@@ -104,8 +105,12 @@ impl EventLog {
         self.last_seq_at_open
     }
 
-    pub(crate) fn partition_for(&self, routing_hash: u64) -> &Keyspace {
-        &self.partitions[(routing_hash % self.partitions.len() as u64) as usize]
+    pub(crate) fn partition_index(&self, routing_hash: u64) -> usize {
+        (routing_hash % self.partitions.len() as u64) as usize
+    }
+
+    pub(crate) fn partition(&self, index: usize) -> &Keyspace {
+        &self.partitions[index]
     }
 
     /// Durable events with `after < seq <= upto`, in log order, at most
@@ -119,24 +124,24 @@ impl EventLog {
         limit: usize,
         source_id: Option<&str>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        if upto <= after {
+        if upto <= after || limit == 0 {
             return Ok(Vec::new());
         }
         let mut merged = Vec::new();
         for partition in &self.partitions {
             // The first `limit` of each partition contain the first `limit` overall.
             let mut taken = 0;
-            for guard in partition.range(encode_seq(after + 1)..=encode_seq(upto)) {
-                let (key, bytes) = guard.into_inner()?;
-                let event = StoredEvent {
-                    seq: decode_seq(&key)?,
-                    bytes,
-                };
-                if source_id.is_none_or(|source| event.is_from(source)) {
-                    merged.push(event);
-                    taken += 1;
-                    if taken >= limit {
-                        break;
+            'chunks: for (first_seq, value) in chunks_from(partition, after + 1, upto)? {
+                for event in chunk::decode(first_seq, &value)? {
+                    if event.seq <= after || event.seq > upto {
+                        continue;
+                    }
+                    if source_id.is_none_or(|source| event.is_from(source)) {
+                        merged.push(event);
+                        taken += 1;
+                        if taken >= limit {
+                            break 'chunks;
+                        }
                     }
                 }
             }
@@ -149,36 +154,118 @@ impl EventLog {
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
         for partition in &self.partitions {
-            if let Some(bytes) = partition.get(encode_seq(seq))? {
-                return Ok(Some(StoredEvent { seq, bytes }));
+            if let Some((first_seq, value)) = chunks_from(partition, seq, seq)?.into_iter().next() {
+                if let Some(event) = chunk::decode(first_seq, &value)?
+                    .into_iter()
+                    .find(|event| event.seq == seq)
+                {
+                    return Ok(Some(event));
+                }
             }
         }
         Ok(None)
     }
-
-    /// Number of events in the log (approximate for large logs).
-    pub fn approximate_len(&self) -> usize {
-        self.partitions
-            .iter()
-            .map(|partition| partition.approximate_len())
-            .sum()
-    }
 }
 
-/// Log partitions are written once and read in order: every level is
-/// compressed (JSON events shrink about 4× with LZ4, and the disk's bandwidth,
-/// not the CPU, is what limits ingest on small machines), and point reads
-/// are rare, so no bloom filters are built.
+/// The chunks of a partition that may hold events with `from <= seq <= upto`:
+/// the chunk starting at or before `from` (it may reach past it), then every
+/// chunk starting up to `upto`. Collected eagerly: a page is small.
+fn chunks_from(
+    partition: &Keyspace,
+    from: u64,
+    upto: u64,
+) -> Result<Vec<(u64, fjall::Slice)>, StoreError> {
+    let mut chunks = Vec::new();
+    if let Some(guard) = partition.range(..=encode_seq(from)).next_back() {
+        let (key, value) = guard.into_inner()?;
+        chunks.push((decode_seq(&key)?, value));
+    }
+    if from < upto {
+        for guard in partition.range(encode_seq(from + 1)..=encode_seq(upto)) {
+            let (key, value) = guard.into_inner()?;
+            chunks.push((decode_seq(&key)?, value));
+        }
+    }
+    Ok(chunks)
+}
+
+/// Log partitions hold LZ4-compressed chunks of events, written once and
+/// read in order. Chunks are large values kept in blob files (compaction
+/// moves only keys and pointers), and point reads are rare, so no bloom
+/// filters are built.
 fn log_keyspace_options() -> KeyspaceCreateOptions {
-    use fjall::config::{CompressionPolicy, FilterPolicy, FilterPolicyEntry};
+    use fjall::config::{FilterPolicy, FilterPolicyEntry};
     KeyspaceCreateOptions::default()
-        .data_block_compression_policy(CompressionPolicy::all(fjall::CompressionType::Lz4))
         .filter_policy(FilterPolicy::all(FilterPolicyEntry::None))
-        // Values live in blob files written once at flush: compaction moves
-        // only keys and pointers, never the events again.
         .with_kv_separation(Some(
-            fjall::KvSeparationOptions::default().separation_threshold(64),
+            fjall::KvSeparationOptions::default().compression(fjall::CompressionType::None),
         ))
+}
+
+/// The chunk encoding: events of one partition from one group commit,
+/// `[seq u64][len u32][bytes]...`, LZ4-compressed as a whole. Compressing
+/// many events together shrinks JSON about 5×, where one event alone barely
+/// shrinks; the disk's bandwidth is what limits durable ingest here.
+pub(crate) mod chunk {
+    use super::StoredEvent;
+    use crate::StoreError;
+
+    /// Raw bytes after which a chunk is closed and a new one started.
+    pub const CHUNK_RAW_BYTES_TARGET: usize = 256 * 1024;
+
+    #[derive(Default)]
+    pub struct ChunkBuilder {
+        pub first_seq: Option<u64>,
+        raw: Vec<u8>,
+    }
+
+    impl ChunkBuilder {
+        pub fn push(&mut self, seq: u64, bytes: &[u8]) {
+            self.first_seq.get_or_insert(seq);
+            self.raw.extend_from_slice(&seq.to_be_bytes());
+            self.raw
+                .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            self.raw.extend_from_slice(bytes);
+        }
+
+        pub fn is_full(&self) -> bool {
+            self.raw.len() >= CHUNK_RAW_BYTES_TARGET
+        }
+
+        /// The chunk's key and compressed value, leaving the builder empty.
+        pub fn take(&mut self) -> Option<(u64, Vec<u8>)> {
+            let first_seq = self.first_seq.take()?;
+            let compressed = lz4_flex::compress_prepend_size(&self.raw);
+            self.raw.clear();
+            Some((first_seq, compressed))
+        }
+    }
+
+    pub fn decode(first_seq: u64, value: &[u8]) -> Result<Vec<StoredEvent>, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("log chunk {first_seq}: {what}"));
+        let raw = lz4_flex::decompress_size_prepended(value)
+            .map_err(|error| corrupt(&error.to_string()))?;
+        let mut events = Vec::new();
+        let mut rest = raw.as_slice();
+        while !rest.is_empty() {
+            let (seq, after_seq) = rest
+                .split_at_checked(8)
+                .ok_or_else(|| corrupt("truncated seq"))?;
+            let (len, after_len) = after_seq
+                .split_at_checked(4)
+                .ok_or_else(|| corrupt("truncated length"))?;
+            let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+            let (bytes, next) = after_len
+                .split_at_checked(len)
+                .ok_or_else(|| corrupt("truncated event"))?;
+            events.push(StoredEvent {
+                seq: u64::from_be_bytes(seq.try_into().expect("8 bytes")),
+                bytes: bytes.to_vec(),
+            });
+            rest = next;
+        }
+        Ok(events)
+    }
 }
 
 pub(crate) fn encode_seq(seq: u64) -> [u8; 8] {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fjall::{Database, Keyspace, PersistMode};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::log::chunk::ChunkBuilder;
 use crate::log::encode_seq;
 use crate::recent::RecentKeys;
 use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreOptions, dedup};
@@ -290,6 +291,9 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(jobs.len());
         let (mut stored, mut duplicates) = (0u64, 0u64);
         let first_seq = self.next_seq;
+        let mut chunks: Vec<ChunkBuilder> = (0..self.log.partition_count())
+            .map(|_| ChunkBuilder::default())
+            .collect();
         for job in jobs.iter_mut() {
             // Lookups that began before the oldest group still kept must be
             // redone here; normally every later group is kept.
@@ -310,8 +314,11 @@ impl Writer {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let partition = self.log.partition_for(record.routing_hash);
-                batch.insert(partition, encode_seq(seq), record.bytes.clone());
+                let partition = self.log.partition_index(record.routing_hash);
+                chunks[partition].push(seq, &record.bytes);
+                if chunks[partition].is_full() {
+                    self.close_chunk(&mut batch, partition, &mut chunks[partition]);
+                }
                 batch.insert(
                     &self.dedup,
                     record.dedup_key,
@@ -333,6 +340,9 @@ impl Writer {
             }
             outcomes.push((appended, quarantine_ids));
         }
+        for (partition, chunk) in chunks.iter_mut().enumerate() {
+            self.close_chunk(&mut batch, partition, chunk);
+        }
         if let Err(error) = batch.commit() {
             self.next_seq = first_seq;
             self.recent.discard_group(group);
@@ -348,6 +358,19 @@ impl Writer {
             .duplicates
             .fetch_add(duplicates, Ordering::Relaxed);
         Ok(outcomes)
+    }
+}
+
+impl Writer {
+    fn close_chunk(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        partition: usize,
+        chunk: &mut ChunkBuilder,
+    ) {
+        if let Some((first_seq, value)) = chunk.take() {
+            batch.insert(self.log.partition(partition), encode_seq(first_seq), value);
+        }
     }
 }
 
