@@ -2,10 +2,11 @@
 //!
 //! One fjall database per data directory holds:
 //!
-//! - the **event log**: `log-NNN` keyspaces, one per partition, keyed by a
-//!   global sequence number (big-endian `u64`), valued by the event's log
-//!   JSON ([`log`]). Partitions are chosen by hashing the event's routing key,
-//!   so a shard can later own a set of partitions;
+//! - the **event log**: `log-NNN` keyspaces, one per partition, holding
+//!   LZ4-compressed chunks of events keyed by the chunk's first global
+//!   sequence number (big-endian `u64`) ([`log`]). Partitions are chosen by
+//!   hashing the event's routing key, so a shard can later own a set of
+//!   partitions;
 //! - the **dedup index** `dedup`: `(source, messageId)` → `(seq, received)`,
 //!   expired after the dedup window by a compaction filter ([`dedup`]);
 //! - the **quarantine** of rejected events with their reasons ([`quarantine`]);
@@ -13,9 +14,9 @@
 //!   partition count, a generated admin token.
 //!
 //! All writes of accepted events go through one writer thread
-//! ([`writer`]) that groups concurrent requests into one atomic batch and one
-//! fsync (group commit), so the HTTP `200` can wait for durability without
-//! one fsync per request.
+//! ([`writer`]) that groups concurrent requests into one atomic batch, and a
+//! syncer thread that fsyncs and then acknowledges (group commit), so the
+//! HTTP `200` can wait for durability without one fsync per request.
 
 pub mod dedup;
 pub mod log;
