@@ -154,13 +154,12 @@ impl EventLog {
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
         for partition in &self.partitions {
-            if let Some((first_seq, value)) = chunks_from(partition, seq, seq)?.into_iter().next() {
-                if let Some(event) = chunk::decode(first_seq, &value)?
+            if let Some((first_seq, value)) = chunks_from(partition, seq, seq)?.into_iter().next()
+                && let Some(event) = chunk::decode(first_seq, &value)?
                     .into_iter()
                     .find(|event| event.seq == seq)
-                {
-                    return Ok(Some(event));
-                }
+            {
+                return Ok(Some(event));
             }
         }
         Ok(None)

@@ -192,12 +192,11 @@ impl LogWriter {
     }
 }
 
+type ReplySender = oneshot::Sender<Result<AppendReceipt, String>>;
+
 /// A group written to the store, waiting for its fsync.
 struct WrittenGroup {
-    replies: Vec<(
-        oneshot::Sender<Result<AppendReceipt, String>>,
-        Result<AppendReceipt, String>,
-    )>,
+    replies: Vec<(ReplySender, Result<AppendReceipt, String>)>,
     last_seq: u64,
     written_at: Instant,
 }
