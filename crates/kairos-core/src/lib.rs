@@ -10,7 +10,9 @@
 //!   reports every problem with it, field by field;
 //! - [`tracking_plan`] checks track events against per-source JSON Schemas;
 //! - [`event`] is the normalized event the log stores;
-//! - [`clock`] is time as an input (system or manual).
+//! - [`clock`] is time as an input (system or manual);
+//! - [`identity`] resolves an event's identifiers to a profile (identity
+//!   graph with per-type limits, priorities and blocked values).
 //!
 //! ```
 //! use kairos_core::{normalize::{normalize_event, Arrival, IngestLimits}, request::parse_batch};
@@ -32,6 +34,7 @@
 
 pub mod clock;
 pub mod event;
+pub mod identity;
 pub mod normalize;
 pub mod request;
 pub mod tracking_plan;
