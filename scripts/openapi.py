@@ -115,6 +115,19 @@ paths["/v1/admin/tail"] = {"get": {"summary": "Live stream of accepted events (S
                   "400": problem("Invalid parameters"), "401": problem("Admin token missing or wrong")}}}
 paths["/v1/admin/test/faults"] = admin("post", "Force failures of the next collection requests (server started with --test-faults)", {"type": "object"},
     ref("FaultPlan"), extra={"400": problem("Invalid plan"), "404": problem("Test faults are off")})
+IDENT = path_param("identifier", "Any identifier of the person as {type}:{value}, e.g. user_id:u1, email:ada@example.org")
+paths["/v1/profiles/{identifier}"] = admin("get", "A profile: id, identities, traits, consent, first/last seen, merges", ref("Profile"),
+    params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")})
+paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {
+    "profile_id": {"type": "string"}, "events": {"type": "array", "items": ref("LoggedEvent")}, "next": {"type": ["string", "null"]}}},
+    params=[IDENT, query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 50)"),
+            query("before", {"type": "integer", "minimum": 0}, "The `next` of the previous page"),
+            query("event", {"type": "string"}, "Only events of this name"),
+            query("from", {"type": "string", "format": "date-time"}, "Event time at or after"),
+            query("to", {"type": "string", "format": "date-time"}, "Event time before")],
+    extra={**NOT_FOUND, "400": problem("Invalid parameters")})
+paths["/v1/profiles/{identifier}/merges"] = admin("get", "Which profiles merged into this one, when, through which identifier", {"type": "object"},
+    params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")})
 paths["/healthz"] = {"get": {"summary": "Liveness", "tags": ["operations"], "responses": {"200": json_response("Up", {"type": "object"})}}}
 paths["/readyz"] = {"get": {"summary": "Readiness (store open, log writer running)", "tags": ["operations"],
     "responses": {"200": json_response("Ready", {"type": "object"}), "503": problem("Not ready")}}}
@@ -150,6 +163,11 @@ schemas = {
         "created_at": {"type": "string"}, "tracking_plan": {"oneOf": [ref("TrackingPlan"), {"type": "null"}]}}},
     "QuarantineRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "source_id": {"type": "string"}, "received_at": {"type": "string"},
         "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}, "event": {}}},
+    "Profile": {"type": "object", "required": ["id", "identities", "traits"], "properties": {
+        "id": {"type": "string"}, "identities": {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}, "value": {"type": "string"}}}},
+        "traits": {"type": "object"}, "consent": {"type": "object"}, "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]},
+        "event_count": {"type": "integer"}, "merges": {"type": "array", "items": {"type": "object"}},
+        "computed": {"type": "object"}, "audiences": {"type": "array"}, "scores": {"type": "object"}}},
     "FaultPlan": {"type": "object", "required": ["fail_next"], "additionalProperties": False, "properties": {
         "fail_next": {"type": "integer", "minimum": 0, "maximum": 4294967295}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "retry_after_seconds": {"type": "integer", "minimum": 0}, "after_commit": {"type": "boolean"}}},

@@ -7,6 +7,7 @@
 //!
 //! - [`collect`]: the Segment / RudderStack compatible collection endpoints;
 //! - [`admin`]: sources, the event log, quarantine, live tail, test faults;
+//! - [`profiles`]: the real-time profile API;
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod collect;
 pub mod metrics;
 pub mod ops;
 pub mod problem;
+pub mod profiles;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,7 @@ pub struct AppState(Arc<AppInner>);
 
 pub struct AppInner {
     pub store: Arc<Store>,
+    pub engine: kairos_engine::Engine,
     pub admin_token: String,
     pub limits: IngestLimits,
     pub metrics: Metrics,
@@ -82,6 +85,15 @@ pub fn app(state: AppState) -> Router {
             put(admin::put_tracking_plan).delete(admin::delete_tracking_plan),
         )
         .route("/v1/admin/events", get(admin::list_events))
+        .route("/v1/profiles/{identifier}", get(profiles::get_profile))
+        .route(
+            "/v1/profiles/{identifier}/events",
+            get(profiles::get_events),
+        )
+        .route(
+            "/v1/profiles/{identifier}/merges",
+            get(profiles::get_merges),
+        )
         .route("/v1/admin/quarantine", get(admin::list_quarantine))
         .route(
             "/v1/admin/quarantine/replay",

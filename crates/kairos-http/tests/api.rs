@@ -28,8 +28,11 @@ fn harness() -> Harness {
         .create("test", None, jiff::Timestamp::now())
         .unwrap()
         .write_key;
+    let store = Arc::new(store);
+    let engine = kairos_engine::Engine::start(store.clone(), Default::default()).unwrap();
     let state = AppState::new(AppInner {
-        store: Arc::new(store),
+        engine,
+        store,
         admin_token: "admin-token".into(),
         limits: IngestLimits::default(),
         metrics: Metrics::new(),

@@ -64,7 +64,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
+    let engine = kairos_engine::Engine::start(
+        store.clone(),
+        kairos_core::identity::IdentityRules::default(),
+    )?;
     let state = AppState::new(AppInner {
+        engine,
         store,
         admin_token,
         limits: config.limits,

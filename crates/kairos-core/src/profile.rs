@@ -1,0 +1,225 @@
+//! The unified profile: what Kairos knows about one person, kept current by
+//! applying each of their events in turn.
+//!
+//! Traits are last-write-wins by *event* time, not arrival order: browser
+//! SDKs send calls in parallel, so an older identify may arrive after a
+//! newer one and must not overwrite it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::{Event, EventType};
+use crate::identity::Identifier;
+use crate::identity::graph::ProfileId;
+
+/// Most events a profile's timeline keeps (older ones stay in the log).
+pub const TIMELINE_EVENTS_MAX: usize = 10_000;
+
+/// One event on a profile's timeline: where to find it in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub timestamp: Timestamp,
+}
+
+/// A trait value and the event time that set it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraitValue {
+    pub value: Value,
+    pub set_at: Timestamp,
+}
+
+/// Another profile folded into this one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeRecord {
+    pub absorbed: ProfileId,
+    pub via: Identifier,
+    /// The event that linked the two.
+    pub seq: u64,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile {
+    pub traits: BTreeMap<String, TraitValue>,
+    pub consent: BTreeMap<String, bool>,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub timeline: VecDeque<TimelineEntry>,
+    pub merges: Vec<MergeRecord>,
+}
+
+impl Profile {
+    /// Applies one event of this person.
+    pub fn apply(&mut self, event: &Event) {
+        let time = event.timestamp;
+        self.first_seen = Some(self.first_seen.map_or(time, |seen| seen.min(time)));
+        self.last_seen = Some(self.last_seen.map_or(time, |seen| seen.max(time)));
+        if matches!(event.event_type, EventType::Identify)
+            && let Some(traits) = &event.traits
+        {
+            self.set_traits(traits, time);
+        }
+        if let Some(consent) = consent_of(event) {
+            for (purpose, granted) in consent {
+                self.consent.insert(purpose, granted);
+            }
+        }
+        self.record(TimelineEntry {
+            seq: event.seq,
+            timestamp: time,
+        });
+    }
+
+    fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp) {
+        for (key, value) in traits {
+            let newer = self
+                .traits
+                .get(key)
+                .is_none_or(|current| current.set_at <= time);
+            if newer {
+                self.traits.insert(
+                    key.clone(),
+                    TraitValue {
+                        value: value.clone(),
+                        set_at: time,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Inserts in event-time order (late events land in their place).
+    fn record(&mut self, entry: TimelineEntry) {
+        let position = self.timeline.partition_point(|existing| {
+            (existing.timestamp, existing.seq) <= (entry.timestamp, entry.seq)
+        });
+        self.timeline.insert(position, entry);
+        while self.timeline.len() > TIMELINE_EVENTS_MAX {
+            self.timeline.pop_front();
+        }
+    }
+
+    /// Folds `other` into this profile: newer traits win, seen times widen,
+    /// timelines interleave by event time, merge histories concatenate.
+    pub fn absorb(&mut self, other: Profile) {
+        for (key, value) in other.traits {
+            let newer = self
+                .traits
+                .get(&key)
+                .is_none_or(|current| current.set_at <= value.set_at);
+            if newer {
+                self.traits.insert(key, value);
+            }
+        }
+        for (purpose, granted) in other.consent {
+            self.consent.entry(purpose).or_insert(granted);
+        }
+        self.first_seen = [self.first_seen, other.first_seen]
+            .into_iter()
+            .flatten()
+            .min();
+        self.last_seen = [self.last_seen, other.last_seen]
+            .into_iter()
+            .flatten()
+            .max();
+        for entry in other.timeline {
+            self.record(entry);
+        }
+        self.merges.extend(other.merges);
+    }
+
+    pub fn trait_values(&self) -> Map<String, Value> {
+        self.traits
+            .iter()
+            .map(|(key, value)| (key.clone(), value.value.clone()))
+            .collect()
+    }
+}
+
+/// Consent from `context.consent.categoryPreferences` (Segment's format):
+/// `{"Advertising": true, "Analytics": false}`.
+fn consent_of(event: &Event) -> Option<Vec<(String, bool)>> {
+    let context: Map<String, Value> = serde_json::from_str(event.field("context")?.get()).ok()?;
+    let preferences = context
+        .get("consent")?
+        .get("categoryPreferences")?
+        .as_object()?;
+    Some(
+        preferences
+            .iter()
+            .filter_map(|(purpose, granted)| {
+                granted.as_bool().map(|granted| (purpose.clone(), granted))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{Arrival, IngestLimits, normalize_event};
+    use serde_json::json;
+
+    fn event(seq: u64, value: Value) -> Event {
+        let limits = IngestLimits::default();
+        let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
+        let arrival = Arrival {
+            source_id: "src",
+            received_at: "2024-06-01T00:00:00Z".parse().unwrap(),
+            batch_sent_at: None,
+            path_type: None,
+            limits: &limits,
+            plan: None,
+        };
+        Event {
+            seq,
+            ..normalize_event(&raw, &arrival).unwrap()
+        }
+    }
+
+    #[test]
+    fn traits_are_last_write_wins_by_event_time_not_arrival() {
+        let mut profile = Profile::default();
+        profile.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-02T00:00:00Z", "traits": {"plan": "pro"}})));
+        // Sent earlier, arrived later: must not overwrite.
+        profile.apply(&event(2, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free", "name": "Ada"}})));
+        assert_eq!(profile.traits["plan"].value, "pro");
+        assert_eq!(profile.traits["name"].value, "Ada");
+        assert_eq!(
+            profile.timeline.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![2, 1],
+            "timeline in event time"
+        );
+        assert_eq!(
+            profile.first_seen,
+            Some("2024-05-01T00:00:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn consent_comes_from_segment_category_preferences() {
+        let mut profile = Profile::default();
+        profile.apply(&event(1, json!({"type": "track", "event": "A", "userId": "u", "context": {"consent": {"categoryPreferences": {"Advertising": false, "Analytics": true}}}})));
+        assert_eq!(profile.consent.get("Advertising"), Some(&false));
+        assert_eq!(profile.consent.get("Analytics"), Some(&true));
+    }
+
+    #[test]
+    fn absorbing_keeps_the_newest_trait_and_both_timelines() {
+        let mut survivor = Profile::default();
+        survivor.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free"}})));
+        let mut absorbed = Profile::default();
+        absorbed.apply(&event(2, json!({"type": "identify", "anonymousId": "a", "timestamp": "2024-05-03T00:00:00Z", "traits": {"plan": "pro"}})));
+        survivor.absorb(absorbed);
+        assert_eq!(survivor.traits["plan"].value, "pro");
+        assert_eq!(survivor.timeline.len(), 2);
+        assert_eq!(
+            survivor.last_seen,
+            Some("2024-05-03T00:00:00Z".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! The engine: derived state, kept current by following the log.
+//!
+//! One engine thread reads every durable event in log order, resolves its
+//! identifiers to a profile ([`kairos_core::identity`]) and applies it to
+//! that profile ([`kairos_core::profile`]). Reads (the profile API) are
+//! commands to the same thread, so there are no locks on the hot path and a
+//! read waits until every event acknowledged before it has been applied —
+//! an answer always reflects the events accepted a moment earlier.
+//!
+//! State is a pure function of the log: on start the engine replays it from
+//! the beginning. (Checkpoints, shards per partition set, and erasure are
+//! the next steps; see docs/architecture.md.)
+
+mod state;
+
+use std::sync::Arc;
+
+use kairos_core::identity::{Identifier, IdentityRules};
+use kairos_store::Store;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use state::{EngineState, ProfileView, TimelinePage};
+
+/// Events read from the log per step.
+const READ_BATCH_EVENTS: usize = 2_000;
+/// Reads that may wait for the engine.
+const COMMANDS_QUEUED_MAX: usize = 4_096;
+
+enum Command {
+    Profile {
+        identifier: Identifier,
+        reply: oneshot::Sender<Option<ProfileView>>,
+    },
+    Timeline {
+        identifier: Identifier,
+        before_seq: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Option<TimelinePage>>,
+    },
+}
+
+/// A command waiting until the engine has applied the log up to `min_seq`.
+struct Pending {
+    min_seq: u64,
+    command: Command,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    commands: mpsc::Sender<Pending>,
+    store: Arc<Store>,
+    applied: watch::Receiver<u64>,
+}
+
+#[derive(Debug)]
+pub struct EngineStopped;
+
+impl std::fmt::Display for EngineStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the engine has stopped or is overloaded")
+    }
+}
+
+impl Engine {
+    /// Starts the engine thread; it replays the log before answering reads.
+    pub fn start(store: Arc<Store>, rules: IdentityRules) -> std::io::Result<Engine> {
+        let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
+        let (applied_sender, applied) = watch::channel(0);
+        let worker_store = store.clone();
+        std::thread::Builder::new()
+            .name("kairos-engine".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("engine runtime");
+                runtime.block_on(run(worker_store, rules, receiver, applied_sender));
+            })?;
+        Ok(Engine {
+            commands,
+            store,
+            applied,
+        })
+    }
+
+    /// The highest log sequence number applied to profiles.
+    pub fn applied_seq(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub async fn profile(
+        &self,
+        identifier: Identifier,
+    ) -> Result<Option<ProfileView>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Profile { identifier, reply })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    pub async fn timeline(
+        &self,
+        identifier: Identifier,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<TimelinePage>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Timeline {
+            identifier,
+            before_seq,
+            limit,
+            reply,
+        })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineStopped> {
+        let min_seq = self.store.writer.committed_seq();
+        self.commands
+            .try_send(Pending { min_seq, command })
+            .map_err(|_| EngineStopped)
+    }
+}
+
+async fn run(
+    store: Arc<Store>,
+    rules: IdentityRules,
+    mut commands: mpsc::Receiver<Pending>,
+    applied: watch::Sender<u64>,
+) {
+    let mut state = EngineState::new(rules);
+    let mut committed = store.writer.committed();
+    let mut waiting: Vec<Pending> = Vec::new();
+    loop {
+        let durable = *committed.borrow_and_update();
+        if let Err(error) = catch_up(&store, &mut state, durable) {
+            tracing::error!(%error, "engine stopped: the log could not be read");
+            return;
+        }
+        applied.send_replace(state.applied_seq());
+        waiting = answer_ready(&state, waiting);
+        tokio::select! {
+            changed = committed.changed() => if changed.is_err() { return },
+            command = commands.recv() => match command {
+                Some(command) => waiting.push(command),
+                None => return,
+            },
+        }
+    }
+}
+
+fn catch_up(
+    store: &Store,
+    state: &mut EngineState,
+    durable: u64,
+) -> Result<(), kairos_store::StoreError> {
+    while state.applied_seq() < durable {
+        let events = store
+            .log
+            .read_after(state.applied_seq(), durable, READ_BATCH_EVENTS, None)?;
+        if events.is_empty() {
+            state.skip_to(durable);
+            break;
+        }
+        for stored in events {
+            state.apply(&stored.decode()?);
+        }
+    }
+    Ok(())
+}
+
+/// Answers the commands whose events are applied; returns the rest.
+fn answer_ready(state: &EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
+    let mut still_waiting = Vec::new();
+    for pending in waiting {
+        if pending.min_seq > state.applied_seq() {
+            still_waiting.push(pending);
+            continue;
+        }
+        match pending.command {
+            Command::Profile { identifier, reply } => {
+                let _ = reply.send(state.profile_view(&identifier));
+            }
+            Command::Timeline {
+                identifier,
+                before_seq,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(state.timeline(&identifier, before_seq, limit));
+            }
+        }
+    }
+    still_waiting
+}
