@@ -6,6 +6,9 @@
 //!   realistic ~600-byte events over keep-alive connections for a duration and
 //!   prints events/s and request latency percentiles as one JSON line.
 //!
+//! - `kairos-loadgen profiles` times identity resolution + profile updates
+//!   in-process.
+//!
 //! Every event gets a unique messageId (patched into a template body at fixed
 //! offsets), so the server appends every event instead of deduplicating.
 
@@ -14,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+mod profiles;
 
 #[derive(Parser)]
 struct Cli {
@@ -27,6 +32,15 @@ enum Command {
     Bare {
         #[arg(long, default_value = "127.0.0.1:18181")]
         listen: String,
+    },
+    /// Identity resolution + profile update in-process (no HTTP, no disk).
+    Profiles {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100_000)]
+        people: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Drive /v1/batch and report throughput and latency.
     Ingest {
@@ -54,6 +68,11 @@ fn main() {
         .unwrap();
     match cli.command {
         Command::Bare { listen } => runtime.block_on(bare(listen)),
+        Command::Profiles {
+            events,
+            people,
+            runs,
+        } => profiles::run(events, people, runs),
         Command::Ingest {
             url,
             write_key,
