@@ -13,7 +13,8 @@
 //! - [`clock`] is time as an input (system or manual);
 //! - [`identity`] resolves an event's identifiers to a profile (identity
 //!   graph with per-type limits, priorities and blocked values);
-//! - [`profile`] is one person's state, updated event by event.
+//! - [`profile`] is one person's state, updated event by event;
+//! - [`matching`] links records of people with typos (Fellegi–Sunter).
 //!
 //! ```
 //! use kairos_core::{normalize::{normalize_event, Arrival, IngestLimits}, request::parse_batch};
@@ -36,6 +37,7 @@
 pub mod clock;
 pub mod event;
 pub mod identity;
+pub mod matching;
 pub mod normalize;
 pub mod profile;
 pub mod request;

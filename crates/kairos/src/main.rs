@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod import;
+mod match_eval;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Send NDJSON or CSV files of events through the collection API.
     Import(import::ImportArgs),
+    /// Evaluate the probabilistic matcher on two FEBRL-style CSV files.
+    MatchEval(match_eval::MatchEvalArgs),
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Tail { server, source } => client::tail(&server, source.as_deref()),
         Command::Import(args) => import::run(args),
+        Command::MatchEval(args) => match_eval::run(args),
         Command::Sources { server, action } => client::sources(&server, action),
     };
     match result {
