@@ -6,11 +6,8 @@
 pub fn soundex(text: &str) -> String {
     let letters: Vec<char> = text
         .chars()
-        .filter_map(|c| {
-            c.to_ascii_lowercase()
-                .is_ascii_lowercase()
-                .then(|| c.to_ascii_lowercase())
-        })
+        .filter(|&c| c.to_ascii_lowercase().is_ascii_lowercase())
+        .map(|c| c.to_ascii_lowercase())
         .collect();
     let Some(&first) = letters.first() else {
         return String::new();
