@@ -116,6 +116,10 @@ paths["/v1/admin/tail"] = {"get": {"summary": "Live stream of accepted events (S
 paths["/v1/admin/test/faults"] = admin("post", "Force failures of the next collection requests (server started with --test-faults)", {"type": "object"},
     ref("FaultPlan"), extra={"400": problem("Invalid plan"), "404": problem("Test faults are off")})
 IDENT = path_param("identifier", "Any identifier of the person as {type}:{value}, e.g. user_id:u1, email:ada@example.org")
+paths["/v1/profiles"] = admin("get", "Profiles whose trait equals a value", {"type": "object", "properties": {"profiles": {"type": "array", "items": ref("Profile")}}},
+    params=[query("trait", {"type": "string"}, "Trait name"), query("value", {"type": "string"}, "Value (strings as they are, others as JSON text)"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most profiles returned (default 50)")],
+    extra={"400": problem("Missing trait or value")})
 paths["/v1/profiles/{identifier}"] = admin("get", "A profile: id, identities, traits, consent, first/last seen, merges", ref("Profile"),
     params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {

@@ -91,3 +91,16 @@ def test_profile_api_errors(kairos):
     assert bad.status_code == 400 and "{type}:{value}" in bad.json()["detail"]
     assert requests.get(kairos.base_url + "/v1/profiles/user_id:x", timeout=5).status_code == 401
     assert kairos.admin("GET", "/v1/profiles/user_id:x/events", params={"limit": 0}).status_code == 400
+
+
+def test_search_by_trait_value(kairos):
+    key = kairos.create_source("web")["write_key"]
+    send(kairos, key, [
+        {"type": "identify", "userId": "a", "messageId": "s1", "traits": {"plan": "pro", "seats": 5}},
+        {"type": "identify", "userId": "b", "messageId": "s2", "traits": {"plan": "free"}},
+        {"type": "identify", "userId": "c", "messageId": "s3", "traits": {"plan": "pro"}},
+    ])
+    found = kairos.admin("GET", "/v1/profiles", params={"trait": "plan", "value": "pro"}).json()["profiles"]
+    assert sorted(i["value"] for p in found for i in p["identities"]) == ["a", "c"]
+    assert len(kairos.admin("GET", "/v1/profiles", params={"trait": "seats", "value": "5"}).json()["profiles"]) == 1
+    assert kairos.admin("GET", "/v1/profiles", params={"trait": "plan"}).status_code == 400

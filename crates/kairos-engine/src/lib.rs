@@ -31,6 +31,12 @@ enum Command {
         identifier: Identifier,
         reply: oneshot::Sender<Option<ProfileView>>,
     },
+    Search {
+        trait_name: String,
+        value: String,
+        limit: usize,
+        reply: oneshot::Sender<Vec<ProfileView>>,
+    },
     Timeline {
         identifier: Identifier,
         before_seq: Option<u64>,
@@ -94,6 +100,23 @@ impl Engine {
     ) -> Result<Option<ProfileView>, EngineStopped> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Profile { identifier, reply })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    /// Profiles whose trait `trait_name` equals `value` (as text).
+    pub async fn search(
+        &self,
+        trait_name: String,
+        value: String,
+        limit: usize,
+    ) -> Result<Vec<ProfileView>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Search {
+            trait_name,
+            value,
+            limit,
+            reply,
+        })?;
         answer.await.map_err(|_| EngineStopped)
     }
 
@@ -179,6 +202,14 @@ fn answer_ready(state: &EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
         match pending.command {
             Command::Profile { identifier, reply } => {
                 let _ = reply.send(state.profile_view(&identifier));
+            }
+            Command::Search {
+                trait_name,
+                value,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(state.search(&trait_name, &value, limit));
             }
             Command::Timeline {
                 identifier,

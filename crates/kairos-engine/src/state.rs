@@ -101,7 +101,37 @@ impl EngineState {
 
     pub fn profile_view(&self, identifier: &Identifier) -> Option<ProfileView> {
         let (id, profile) = self.lookup(identifier)?;
-        Some(ProfileView {
+        Some(self.view(id, profile))
+    }
+
+    /// Profiles whose trait equals `value` (strings compare as they are,
+    /// other JSON values by their JSON text), in profile order. A linear scan:
+    /// a trait index comes with computed traits.
+    pub fn search(&self, trait_name: &str, value: &str, limit: usize) -> Vec<ProfileView> {
+        let mut found: Vec<(ProfileId, &Profile)> = self
+            .profiles
+            .iter()
+            .filter(|(_, profile)| {
+                profile
+                    .traits
+                    .get(trait_name)
+                    .is_some_and(|current| match &current.value {
+                        Value::String(text) => text == value,
+                        other => other.to_string() == value,
+                    })
+            })
+            .map(|(id, profile)| (*id, profile))
+            .collect();
+        found.sort_by_key(|(id, _)| *id);
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(id, profile)| self.view(id, profile))
+            .collect()
+    }
+
+    fn view(&self, id: ProfileId, profile: &Profile) -> ProfileView {
+        ProfileView {
             id: profile_key(id),
             identities: self.graph.identities(id).to_vec(),
             traits: profile.trait_values(),
@@ -113,7 +143,7 @@ impl EngineState {
             computed: Map::new(),
             audiences: Vec::new(),
             scores: Map::new(),
-        })
+        }
     }
 
     pub fn timeline(

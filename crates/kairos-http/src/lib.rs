@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
             put(admin::put_tracking_plan).delete(admin::delete_tracking_plan),
         )
         .route("/v1/admin/events", get(admin::list_events))
+        .route("/v1/profiles", get(profiles::search_profiles))
         .route("/v1/profiles/{identifier}", get(profiles::get_profile))
         .route(
             "/v1/profiles/{identifier}/events",

@@ -55,6 +55,41 @@ pub async fn get_profile(
     Ok(axum::Json(view).into_response())
 }
 
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(rename = "trait")]
+    trait_name: Option<String>,
+    value: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/profiles?trait=plan&value=pro`
+pub async fn search_profiles(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response, Problem> {
+    let (Some(trait_name), Some(value)) = (query.trait_name, query.value) else {
+        return Err(Problem::bad_request(
+            "search_invalid",
+            "search with ?trait=<name>&value=<value>, e.g. ?trait=plan&value=pro",
+        ));
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
+        return Err(Problem::bad_request(
+            "limit_invalid",
+            format!("limit must be from 1 to {EVENTS_PAGE_MAX}"),
+        ));
+    }
+    let profiles = state
+        .engine
+        .search(trait_name, value, limit)
+        .await
+        .map_err(engine_problem)?;
+    Ok(axum::Json(json!({"profiles": profiles})).into_response())
+}
+
 /// `GET /v1/profiles/{type}:{value}/merges`
 pub async fn get_merges(
     _: Admin,
