@@ -117,7 +117,7 @@ impl EngineState {
                     .get(trait_name)
                     .is_some_and(|current| match &current.value {
                         Value::String(text) => text == value,
-                        other => other.to_string() == value,
+                        other => *other == value,
                     })
             })
             .map(|(id, profile)| (*id, profile))
