@@ -281,7 +281,7 @@ def test_unknown_content_encoding(server, source, encoding):
 
 
 def test_invalid_utf8(server, source):
-    data = json.dumps(batch(good_event(userId="PLACEHOLDER"))).encode().replace(b"PLACEHOLDER", b"caf\xe9\xff\xfe")
+    data = json.dumps(batch(good_event(userId="INVALID_UTF8_SLOT"))).encode().replace(b"INVALID_UTF8_SLOT", b"caf\xe9\xff\xfe")
     r = post(server, "/v1/batch", key=source["write_key"], data=data,
              headers={"Content-Type": "application/json; charset=utf-8"})
     assert_problem(r, 400, mentions=[("utf-8", "utf8", "unicode")])
