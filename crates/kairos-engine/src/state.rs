@@ -117,7 +117,7 @@ impl EngineState {
                     .get(trait_name)
                     .is_some_and(|current| match &current.value {
                         Value::String(text) => text == value,
-                        other => *other == value,
+                        other => serde_json::to_string(other).is_ok_and(|text| text == value),
                     })
             })
             .map(|(id, profile)| (*id, profile))
