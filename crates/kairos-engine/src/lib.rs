@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use state::{EngineState, ProfileView, TimelinePage};
 
 /// Events read from the log per step.
-const READ_BATCH_EVENTS: usize = 2_000;
+const READ_BATCH_EVENTS: usize = 20_000;
 /// Reads that may wait for the engine.
 const COMMANDS_QUEUED_MAX: usize = 4_096;
 

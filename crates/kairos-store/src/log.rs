@@ -73,6 +73,10 @@ impl StoredEvent {
     }
 }
 
+/// Smallest window of sequence numbers read at once (matters when a source
+/// filter makes most events not count).
+const READ_WINDOW_MIN: usize = 1_000;
+
 pub struct EventLog {
     partitions: Vec<Keyspace>,
     last_seq_at_open: u64,
@@ -127,28 +131,33 @@ impl EventLog {
         if upto <= after || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut merged = Vec::new();
-        for partition in &self.partitions {
-            // The first `limit` of each partition contain the first `limit` overall.
-            let mut taken = 0;
-            'chunks: for (first_seq, value) in chunks_from(partition, after + 1, upto)? {
-                for event in chunk::decode(first_seq, &value)? {
-                    if event.seq <= after || event.seq > upto {
-                        continue;
-                    }
-                    if source_id.is_none_or(|source| event.is_from(source)) {
-                        merged.push(event);
-                        taken += 1;
-                        if taken >= limit {
-                            break 'chunks;
-                        }
-                    }
+        // Sequence numbers are dense, so the next `limit` events are almost
+        // always the next `limit` sequence numbers: read that window from
+        // every partition, and move on to the next window only when a source
+        // filter (or a gap) left the page short. Each partition contributes
+        // only chunks overlapping the window.
+        let mut page = Vec::new();
+        let mut low = after;
+        while page.len() < limit && low < upto {
+            let wanted = (limit - page.len()).max(READ_WINDOW_MIN) as u64;
+            let high = upto.min(low.saturating_add(wanted));
+            let mut window = Vec::new();
+            for partition in &self.partitions {
+                for (first_seq, value) in chunks_from(partition, low + 1, high)? {
+                    window.extend(
+                        chunk::decode(first_seq, &value)?
+                            .into_iter()
+                            .filter(|event| event.seq > low && event.seq <= high)
+                            .filter(|event| source_id.is_none_or(|source| event.is_from(source))),
+                    );
                 }
             }
+            window.sort_by_key(|event| event.seq);
+            page.extend(window);
+            low = high;
         }
-        merged.sort_by_key(|event| event.seq);
-        merged.truncate(limit);
-        Ok(merged)
+        page.truncate(limit);
+        Ok(page)
     }
 
     /// One event by sequence number.
