@@ -143,7 +143,12 @@ impl Profile {
 /// Consent from `context.consent.categoryPreferences` (Segment's format):
 /// `{"Advertising": true, "Analytics": false}`.
 fn consent_of(event: &Event) -> Option<Vec<(String, bool)>> {
-    let context: Map<String, Value> = serde_json::from_str(event.field("context")?.get()).ok()?;
+    let raw = event.field("context")?.get();
+    // Most events carry no consent: skip parsing their context.
+    if !raw.contains("\"consent\"") {
+        return None;
+    }
+    let context: Map<String, Value> = serde_json::from_str(raw).ok()?;
     let preferences = context
         .get("consent")?
         .get("categoryPreferences")?

@@ -25,8 +25,11 @@ pub fn identifiers_of(event: &Event, rules: &IdentityRules) -> Vec<Identifier> {
         // anonymous id is by far the most common case.
         found.push(Identifier::new("anonymous_id", &previous));
     }
+    // Only a context naming traits or externalIds is worth parsing; most
+    // track events carry page and user-agent context only.
     let context: Map<String, Value> = event
         .field("context")
+        .filter(|raw| raw.get().contains("\"traits\"") || raw.get().contains("\"externalIds\""))
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
     let trait_sources = [
