@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod profiles;
+mod reads;
 
 #[derive(Parser)]
 struct Cli {
@@ -41,6 +42,23 @@ enum Command {
         people: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Profile read latency while ingesting at a steady rate over HTTP.
+    ReadWhileIngest {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        write_key: String,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 20_000)]
+        events_per_second: u64,
+        #[arg(long, default_value_t = 200)]
+        reads_per_second: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "reads")]
+        run_id: String,
     },
     /// Drive /v1/batch and report throughput and latency.
     Ingest {
@@ -73,6 +91,23 @@ fn main() {
             people,
             runs,
         } => profiles::run(events, people, runs),
+        Command::ReadWhileIngest {
+            url,
+            write_key,
+            admin_token,
+            events_per_second,
+            reads_per_second,
+            seconds,
+            run_id,
+        } => runtime.block_on(reads::run(reads::ReadArgs {
+            url: url.trim_end_matches('/').to_string(),
+            write_key,
+            admin_token,
+            events_per_second,
+            reads_per_second,
+            seconds,
+            run_id,
+        })),
         Command::Ingest {
             url,
             write_key,
@@ -110,7 +145,7 @@ async fn bare(listen: String) {
 const COUNTER_DIGITS: usize = 12;
 
 /// A batch body with `batch` events and the byte offsets of their counters.
-fn template(batch: usize, run_id: &str) -> (Vec<u8>, Vec<usize>) {
+pub(crate) fn template(batch: usize, run_id: &str) -> (Vec<u8>, Vec<usize>) {
     let mut body = String::from("{\"batch\":[");
     let mut offsets = Vec::with_capacity(batch);
     for index in 0..batch {
@@ -135,7 +170,7 @@ fn template(batch: usize, run_id: &str) -> (Vec<u8>, Vec<usize>) {
     (body.into_bytes(), offsets)
 }
 
-fn patch(body: &mut [u8], offsets: &[usize], first: u64) {
+pub(crate) fn patch(body: &mut [u8], offsets: &[usize], first: u64) {
     for (index, offset) in offsets.iter().enumerate() {
         let digits = format!("{:0width$}", first + index as u64, width = COUNTER_DIGITS);
         body[*offset..*offset + COUNTER_DIGITS].copy_from_slice(digits.as_bytes());

@@ -1,0 +1,119 @@
+//! Profile reads while ingesting at a steady rate
+//! (`kairos-loadgen read-while-ingest`): the ingest tasks pace 100-event
+//! batches to the requested events/s; a reader asks for profiles of people
+//! in those events and records each read's latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+pub struct ReadArgs {
+    pub url: String,
+    pub write_key: String,
+    pub admin_token: String,
+    pub events_per_second: u64,
+    pub reads_per_second: u64,
+    pub seconds: u64,
+    pub run_id: String,
+}
+
+const BATCH: usize = 100;
+const INGEST_CONNECTIONS: u64 = 4;
+
+pub async fn run(args: ReadArgs) {
+    let (template, offsets) = crate::template(BATCH, &args.run_id);
+    let (template, offsets) = (Arc::new(template), Arc::new(offsets));
+    let client = reqwest::Client::new();
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let batches_per_second_per_connection =
+        args.events_per_second as f64 / BATCH as f64 / INGEST_CONNECTIONS as f64;
+    let interval = Duration::from_secs_f64(1.0 / batches_per_second_per_connection);
+    let mut ingest = Vec::new();
+    for _ in 0..INGEST_CONNECTIONS {
+        let (client, template, offsets, counter) = (
+            client.clone(),
+            template.clone(),
+            offsets.clone(),
+            counter.clone(),
+        );
+        let endpoint = format!("{}/v1/batch", args.url);
+        let key = args.write_key.clone();
+        ingest.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                ticker.tick().await;
+                let first = counter.fetch_add(BATCH as u64, Ordering::Relaxed);
+                let mut body = template.to_vec();
+                crate::patch(&mut body, &offsets, first);
+                if let Ok(response) = client
+                    .post(&endpoint)
+                    .basic_auth(&key, Some(""))
+                    .body(body)
+                    .send()
+                    .await
+                    && response.status().is_success()
+                {
+                    sent += BATCH as u64;
+                }
+            }
+            sent
+        }));
+    }
+    let reader = {
+        let client = client.clone();
+        let (url, token) = (args.url.clone(), args.admin_token.clone());
+        let interval = Duration::from_secs_f64(1.0 / args.reads_per_second.max(1) as f64);
+        tokio::spawn(async move {
+            // Let the first events land before reading their people.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut ticker = tokio::time::interval(interval);
+            let (mut latencies, mut misses, mut index) = (Vec::new(), 0u64, 0usize);
+            while Instant::now() < deadline {
+                ticker.tick().await;
+                // The template's events belong to these anonymous ids.
+                let anonymous = format!("anon-{:08}", (index % BATCH) * 7919 % 100_000);
+                index += 1;
+                let started = Instant::now();
+                let response = client
+                    .get(format!("{url}/v1/profiles/anonymous_id:{anonymous}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed());
+                    }
+                    _ => misses += 1,
+                }
+            }
+            (latencies, misses)
+        })
+    };
+    let mut events = 0;
+    for task in ingest {
+        events += task.await.unwrap();
+    }
+    let (mut latencies, misses) = reader.await.unwrap();
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|latency| latency.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{}",
+        json!({
+            "ingested_events_per_second": events as f64 / args.seconds as f64,
+            "reads": latencies.len(),
+            "failed_reads": misses,
+            "read_p50_ms": percentile(0.50),
+            "read_p99_ms": percentile(0.99),
+            "read_max_ms": latencies.last().map(|latency| latency.as_secs_f64() * 1000.0),
+        })
+    );
+}
