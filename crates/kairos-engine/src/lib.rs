@@ -1,6 +1,8 @@
 //! The engine: derived state, kept current by following the log.
 //!
-//! One engine thread reads every durable event in log order, resolves its
+//! One engine thread takes every durable event in log order (from the log
+//! writer's live feed; from the log itself on start and whenever it falls
+//! behind), resolves its
 //! identifiers to a profile ([`kairos_core::identity`]) and applies it to
 //! that profile ([`kairos_core::profile`]). Reads (the profile API) are
 //! commands to the same thread, so there are no locks on the hot path and a
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use state::{EngineState, ProfileView, TimelinePage};
 
@@ -151,24 +153,56 @@ async fn run(
     applied: watch::Sender<u64>,
 ) {
     let mut state = EngineState::new(rules);
-    let mut committed = store.writer.committed();
+    // Subscribe before replaying, so no durable group falls between the two.
+    let mut feed = store.writer.subscribe();
+    if let Err(error) = catch_up(&store, &mut state, store.writer.committed_seq()) {
+        tracing::error!(%error, "engine stopped: the log could not be replayed");
+        return;
+    }
     let mut waiting: Vec<Pending> = Vec::new();
     loop {
-        let durable = *committed.borrow_and_update();
-        if let Err(error) = catch_up(&store, &mut state, durable) {
-            tracing::error!(%error, "engine stopped: the log could not be read");
-            return;
-        }
         applied.send_replace(state.applied_seq());
         waiting = answer_ready(&state, waiting);
         tokio::select! {
-            changed = committed.changed() => if changed.is_err() { return },
+            group = feed.recv() => {
+                let result = match group {
+                    Ok(events) => follow(&store, &mut state, &events),
+                    // Fell behind the live feed: the log has everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&store, &mut state, store.writer.committed_seq()),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if let Err(error) = result {
+                    tracing::error!(%error, "engine stopped: the log could not be read");
+                    return;
+                }
+            }
             command = commands.recv() => match command {
                 Some(command) => waiting.push(command),
                 None => return,
             },
         }
     }
+}
+
+/// Applies one durable group from the live feed; reads the log first if
+/// events before the group have not been applied yet.
+fn follow(
+    store: &Store,
+    state: &mut EngineState,
+    events: &[kairos_store::log::StoredEvent],
+) -> Result<(), kairos_store::StoreError> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    if first.seq > state.applied_seq() + 1 {
+        catch_up(store, state, first.seq - 1)?;
+    }
+    for stored in events {
+        if stored.seq > state.applied_seq() {
+            state.apply(&stored.decode()?);
+        }
+    }
+    Ok(())
 }
 
 fn catch_up(

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fjall::{Database, Keyspace, PersistMode};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::log::chunk::ChunkBuilder;
-use crate::log::encode_seq;
+use crate::log::{StoredEvent, encode_seq};
 use crate::recent::RecentKeys;
 use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreOptions, dedup};
 
@@ -32,6 +32,9 @@ use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreO
 const GROUP_EVENTS_MAX: usize = 50_000;
 /// Most requests the writer puts in one group commit.
 const GROUP_REQUESTS_MAX: usize = 256;
+/// Durable groups a slow follower may fall behind before it must catch up
+/// from the log.
+const FEED_GROUPS_MAX: usize = 1024;
 /// Written groups that may wait for the syncer (bounds memory and latency).
 const GROUPS_AWAITING_FSYNC_MAX: usize = 8;
 
@@ -76,6 +79,7 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct LogWriter {
     sender: mpsc::Sender<AppendJob>,
+    feed: broadcast::Sender<Arc<Vec<StoredEvent>>>,
     dedup: Keyspace,
     dedup_window: Duration,
     /// Number of the last group whose batch is committed (visible to reads).
@@ -113,10 +117,12 @@ impl LogWriter {
             stats: stats.clone(),
             written: written_sender,
         };
+        let (feed, _) = broadcast::channel(FEED_GROUPS_MAX);
         let syncer = Syncer {
             db,
             fsync: options.fsync,
             committed: committed_sender,
+            feed: feed.clone(),
         };
         let spawn_error = |error| StoreError::Engine(fjall::Error::Io(error));
         std::thread::Builder::new()
@@ -129,6 +135,7 @@ impl LogWriter {
             .map_err(spawn_error)?;
         Ok(LogWriter {
             sender,
+            feed,
             dedup,
             dedup_window: options.dedup_window,
             epoch,
@@ -172,6 +179,13 @@ impl LogWriter {
         }
     }
 
+    /// Every durable group's stored events, in log order, as they become
+    /// durable. A follower that falls more than a bounded number of groups
+    /// behind gets `Lagged` and catches up from the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<StoredEvent>>> {
+        self.feed.subscribe()
+    }
+
     /// The highest sequence number that is durable; changes after each fsync.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
@@ -197,6 +211,8 @@ type ReplySender = oneshot::Sender<Result<AppendReceipt, String>>;
 /// A group written to the store, waiting for its fsync.
 struct WrittenGroup {
     replies: Vec<(ReplySender, Result<AppendReceipt, String>)>,
+    /// The group's stored events, for the live feed once durable.
+    events: Vec<StoredEvent>,
     last_seq: u64,
     written_at: Instant,
 }
@@ -244,8 +260,10 @@ impl Writer {
         let started = Instant::now();
         let result = self.write_group(&mut jobs);
         let write_time = started.elapsed();
+        let mut events = Vec::new();
         let replies = match result {
-            Ok(outcomes) => {
+            Ok((outcomes, stored_events)) => {
+                events = stored_events;
                 self.stats.groups_committed.fetch_add(1, Ordering::Relaxed);
                 jobs.into_iter()
                     .zip(outcomes)
@@ -273,6 +291,7 @@ impl Writer {
         };
         WrittenGroup {
             replies,
+            events,
             last_seq: self.next_seq - 1,
             written_at: Instant::now(),
         }
@@ -282,7 +301,7 @@ impl Writer {
     fn write_group(
         &mut self,
         jobs: &mut [AppendJob],
-    ) -> Result<Vec<(Vec<Appended>, Vec<u64>)>, StoreError> {
+    ) -> Result<(Vec<(Vec<Appended>, Vec<u64>)>, Vec<StoredEvent>), StoreError> {
         let now_ms = now_ms();
         let window_start_ms = now_ms - self.dedup_window.as_millis() as i64;
         let group = self.group + 1;
@@ -290,6 +309,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(jobs.len());
         let (mut stored, mut duplicates) = (0u64, 0u64);
         let first_seq = self.next_seq;
+        let mut feed = Vec::new();
         let mut chunks: Vec<ChunkBuilder> = (0..self.log.partition_count())
             .map(|_| ChunkBuilder::default())
             .collect();
@@ -298,7 +318,7 @@ impl Writer {
             // redone here; normally every later group is kept.
             let recheck = !self.recent.covers_after(job.epoch);
             let mut appended = Vec::with_capacity(job.records.len());
-            for record in job.records.iter() {
+            for record in job.records.iter_mut() {
                 let mut duplicate_of = record
                     .duplicate_of
                     .or_else(|| self.recent.get(&record.dedup_key, window_start_ms));
@@ -315,6 +335,10 @@ impl Writer {
                 self.next_seq += 1;
                 let partition = self.log.partition_index(record.routing_hash);
                 chunks[partition].push(seq, &record.bytes);
+                feed.push(StoredEvent {
+                    seq,
+                    bytes: std::mem::take(&mut record.bytes),
+                });
                 if chunks[partition].is_full() {
                     self.close_chunk(&mut batch, partition, &mut chunks[partition]);
                 }
@@ -356,7 +380,7 @@ impl Writer {
         self.stats
             .duplicates
             .fetch_add(duplicates, Ordering::Relaxed);
-        Ok(outcomes)
+        Ok((outcomes, feed))
     }
 }
 
@@ -399,6 +423,7 @@ struct Syncer {
     db: Database,
     fsync: bool,
     committed: watch::Sender<u64>,
+    feed: broadcast::Sender<Arc<Vec<StoredEvent>>>,
 }
 
 impl Syncer {
@@ -430,6 +455,14 @@ impl Syncer {
                 .as_ref()
                 .err()
                 .map(|error| format!("fsync failed: {error}"));
+            if failure.is_none() {
+                for group in &mut groups {
+                    if !group.events.is_empty() {
+                        // No subscriber is fine: followers catch up from the log.
+                        let _ = self.feed.send(Arc::new(std::mem::take(&mut group.events)));
+                    }
+                }
+            }
             for group in groups {
                 let fsync_time = synced_at.saturating_duration_since(group.written_at);
                 for (reply, result) in group.replies {
