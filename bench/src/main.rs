@@ -44,22 +44,7 @@ enum Command {
         runs: usize,
     },
     /// Profile read latency while ingesting at a steady rate over HTTP.
-    ReadWhileIngest {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        write_key: String,
-        #[arg(long)]
-        admin_token: String,
-        #[arg(long, default_value_t = 20_000)]
-        events_per_second: u64,
-        #[arg(long, default_value_t = 200)]
-        reads_per_second: u64,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long, default_value = "reads")]
-        run_id: String,
-    },
+    ReadWhileIngest(reads::ReadArgs),
     /// Drive /v1/batch and report throughput and latency.
     Ingest {
         #[arg(long)]
@@ -91,23 +76,7 @@ fn main() {
             people,
             runs,
         } => profiles::run(events, people, runs),
-        Command::ReadWhileIngest {
-            url,
-            write_key,
-            admin_token,
-            events_per_second,
-            reads_per_second,
-            seconds,
-            run_id,
-        } => runtime.block_on(reads::run(reads::ReadArgs {
-            url: url.trim_end_matches('/').to_string(),
-            write_key,
-            admin_token,
-            events_per_second,
-            reads_per_second,
-            seconds,
-            run_id,
-        })),
+        Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
         Command::Ingest {
             url,
             write_key,
@@ -177,6 +146,23 @@ pub(crate) fn patch(body: &mut [u8], offsets: &[usize], first: u64) {
     }
 }
 
+/// Sends a request and reads the whole answer; its latency if it succeeded.
+pub(crate) async fn timed(request: reqwest::RequestBuilder) -> Option<Duration> {
+    let started = Instant::now();
+    let response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.bytes().await.ok()?;
+    Some(started.elapsed())
+}
+
+/// The `p` quantile of sorted latencies, in milliseconds.
+pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> Option<f64> {
+    let index = ((sorted.len() as f64 * p) as usize).min(sorted.len().checked_sub(1)?);
+    Some(sorted[index].as_secs_f64() * 1000.0)
+}
+
 async fn ingest(
     url: String,
     write_key: String,
@@ -212,19 +198,10 @@ async fn ingest(
                 let first = counter.fetch_add(offsets.len() as u64, Ordering::Relaxed);
                 let mut body = template.to_vec();
                 patch(&mut body, &offsets, first);
-                let sent = Instant::now();
-                let response = client
-                    .post(&endpoint)
-                    .basic_auth(&key, Some(""))
-                    .body(body)
-                    .send()
-                    .await;
-                match response {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
-                        latencies.push(sent.elapsed());
-                    }
-                    _ => failures += 1,
+                let request = client.post(&endpoint).basic_auth(&key, Some("")).body(body);
+                match timed(request).await {
+                    Some(latency) => latencies.push(latency),
+                    None => failures += 1,
                 }
             }
             (latencies, failures)
@@ -241,12 +218,7 @@ async fn ingest(
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(f64::NAN)
-    };
+    let percentile = |p: f64| percentile_ms(&latencies, p).unwrap_or(f64::NAN);
     let report = serde_json::json!({
         "requests": latencies.len(),
         "failed_requests": failures,

@@ -9,20 +9,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[derive(clap::Args)]
 pub struct ReadArgs {
-    pub url: String,
-    pub write_key: String,
-    pub admin_token: String,
-    pub events_per_second: u64,
-    pub reads_per_second: u64,
-    pub seconds: u64,
-    pub run_id: String,
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    write_key: String,
+    #[arg(long)]
+    admin_token: String,
+    #[arg(long, default_value_t = 20_000)]
+    events_per_second: u64,
+    #[arg(long, default_value_t = 200)]
+    reads_per_second: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value = "reads")]
+    run_id: String,
 }
 
 const BATCH: usize = 100;
 const INGEST_CONNECTIONS: u64 = 4;
 
-pub async fn run(args: ReadArgs) {
+pub async fn run(mut args: ReadArgs) {
+    args.url = args.url.trim_end_matches('/').to_string();
     let (template, offsets) = crate::template(BATCH, &args.run_id);
     let (template, offsets) = (Arc::new(template), Arc::new(offsets));
     let client = reqwest::Client::new();
@@ -77,18 +86,12 @@ pub async fn run(args: ReadArgs) {
                 // The template's events belong to these anonymous ids.
                 let anonymous = format!("anon-{:08}", (index % BATCH) * 7919 % 100_000);
                 index += 1;
-                let started = Instant::now();
-                let response = client
+                let request = client
                     .get(format!("{url}/v1/profiles/anonymous_id:{anonymous}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await;
-                match response {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
-                        latencies.push(started.elapsed());
-                    }
-                    _ => misses += 1,
+                    .bearer_auth(&token);
+                match crate::timed(request).await {
+                    Some(latency) => latencies.push(latency),
+                    None => misses += 1,
                 }
             }
             (latencies, misses)
@@ -100,11 +103,7 @@ pub async fn run(args: ReadArgs) {
     }
     let (mut latencies, misses) = reader.await.unwrap();
     latencies.sort();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|latency| latency.as_secs_f64() * 1000.0)
-    };
+    let percentile = |p: f64| crate::percentile_ms(&latencies, p);
     println!(
         "{}",
         json!({

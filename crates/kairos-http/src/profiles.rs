@@ -39,20 +39,37 @@ fn engine_problem(error: kairos_engine::EngineStopped) -> Problem {
     Problem::overloaded(error.to_string())
 }
 
+/// The profile of an identifier given as `{type}:{value}`, or a problem.
+async fn profile_view(state: &AppState, path: &str) -> Result<kairos_engine::ProfileView, Problem> {
+    let identifier = identifier(path)?;
+    let view = state
+        .engine
+        .profile(identifier.clone())
+        .await
+        .map_err(engine_problem)?;
+    view.ok_or_else(|| unknown(&identifier))
+}
+
+/// A page size from 1 to `EVENTS_PAGE_MAX` (default 50).
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    let limit = limit.unwrap_or(50);
+    if (1..=EVENTS_PAGE_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::bad_request(
+            "limit_invalid",
+            format!("limit must be from 1 to {EVENTS_PAGE_MAX}"),
+        ))
+    }
+}
+
 /// `GET /v1/profiles/{type}:{value}`
 pub async fn get_profile(
     _: Admin,
     State(state): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Response, Problem> {
-    let identifier = identifier(&path)?;
-    let view = state
-        .engine
-        .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?;
-    let view = view.ok_or_else(|| unknown(&identifier))?;
-    Ok(axum::Json(view).into_response())
+    Ok(axum::Json(profile_view(&state, &path).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -75,13 +92,7 @@ pub async fn search_profiles(
             "search with ?trait=<name>&value=<value>, e.g. ?trait=plan&value=pro",
         ));
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
-        return Err(Problem::bad_request(
-            "limit_invalid",
-            format!("limit must be from 1 to {EVENTS_PAGE_MAX}"),
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let profiles = state
         .engine
         .search(trait_name, value, limit)
@@ -96,13 +107,7 @@ pub async fn get_merges(
     State(state): State<AppState>,
     Path(path): Path<String>,
 ) -> Result<Response, Problem> {
-    let identifier = identifier(&path)?;
-    let view = state
-        .engine
-        .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?;
-    let view = view.ok_or_else(|| unknown(&identifier))?;
+    let view = profile_view(&state, &path).await?;
     Ok(axum::Json(json!({"profile_id": view.id, "merges": view.merges})).into_response())
 }
 
@@ -124,13 +129,7 @@ pub async fn get_events(
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, Problem> {
     let identifier = identifier(&path)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
-        return Err(Problem::bad_request(
-            "limit_invalid",
-            format!("limit must be from 1 to {EVENTS_PAGE_MAX}"),
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let mut before = query.before;
     let mut events = Vec::new();
     let mut profile_id;
