@@ -18,7 +18,7 @@ fi
 
 step "python test environment"
 if [ ! -x "$WORK/venv/bin/python" ]; then python3 -m venv "$WORK/venv"; fi
-"$WORK/venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+"$WORK/venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt -c tests/constraints.txt
 
 step "node test packages"
 # `npm install`, not `npm ci`: the lock cannot list the optional macOS/Windows
