@@ -120,8 +120,29 @@ paths["/v1/profiles"] = admin("get", "Profiles whose trait equals a value", {"ty
     params=[query("trait", {"type": "string"}, "Trait name"), query("value", {"type": "string"}, "Value (strings as they are, others as JSON text)"),
             query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most profiles returned (default 50)")],
     extra={"400": problem("Missing trait or value")})
-paths["/v1/profiles/{identifier}"] = admin("get", "A profile: id, identities, traits, consent, first/last seen, merges", ref("Profile"),
+paths["/v1/profiles/{identifier}"] = {
+    **admin("get", "A profile: id, identities, traits, consent, first/last seen, merges", ref("Profile"),
+            params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")}),
+    **admin("delete", "Erase the person (right to erasure): profile, identities, events (keys destroyed), quarantined events; suppresses the identifiers; returns the receipt kept in the audit log",
+            ref("ErasureReceipt"), params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")}),
+}
+paths["/v1/profiles/{identifier}/export"] = admin("get", "Everything held about the person (right of access): profile and every event on its timeline",
+    {"type": "object", "properties": {"exported_at": {"type": "string"}, "profile": ref("Profile"), "events": {"type": "array", "items": ref("LoggedEvent")}}},
     params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier")})
+paths["/v1/profiles/{identifier}/consent"] = admin("put", "Record consent per purpose (Segment's categoryPreferences); answers the updated profile", ref("Profile"),
+    {"type": "object", "required": ["categoryPreferences"], "additionalProperties": False,
+     "properties": {"categoryPreferences": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "boolean"}}}},
+    params=[IDENT], extra={**NOT_FOUND, "400": problem("Malformed identifier or body")})
+paths["/v1/profiles/import"] = admin("post", "Bulk CRM records: traits keyed by one identifier type, applied as identify events", {"type": "object", "properties": {
+    "rows": {"type": "integer"}, "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "suppressed": {"type": "integer"},
+    "rejected": {"type": "array", "items": {"type": "object", "properties": {"row": {"type": "integer"}, "errors": {}}}}}},
+    {"type": "object", "required": ["identifier_type", "records"], "additionalProperties": False, "properties": {
+        "identifier_type": {"type": "string", "description": "user_id, anonymous_id, email, phone or a declared custom type; the column keying each record"},
+        "source": {"type": "string", "description": "Name of the source the records belong to (default crm-import)"},
+        "records": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "object"}}}},
+    extra={"400": problem("Invalid body or identifier type")})
+paths["/v1/admin/audit"] = admin("get", "Erasure receipts, newest first", {"type": "object", "properties": {"erasures": {"type": "array", "items": ref("ErasureReceipt")}}},
+    params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most receipts (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {
     "profile_id": {"type": "string"}, "events": {"type": "array", "items": ref("LoggedEvent")}, "next": {"type": ["string", "null"]}}},
     params=[IDENT, query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 50)"),
@@ -153,6 +174,7 @@ schemas = {
         "sentAt": {"type": "string", "format": "date-time"}, "writeKey": {"type": "string"}}},
     "CollectResponse": {"type": "object", "required": ["success", "accepted", "duplicates", "quarantined"], "properties": {
         "success": {"type": "boolean"}, "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+        "suppressed": {"type": "integer", "description": "Dropped: they carry an identifier of an erased person (present when not 0)"},
         "quarantined": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}}}},
     "LoggedEvent": {"type": "object", "description": "A normalized event as logged: seq, sourceId, messageId, type, timestamp (skew-corrected), receivedAt, and every other field as sent",
         "required": ["seq", "sourceId", "messageId", "type", "timestamp", "receivedAt"], "additionalProperties": True,
@@ -172,6 +194,10 @@ schemas = {
         "traits": {"type": "object"}, "consent": {"type": "object"}, "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]},
         "event_count": {"type": "integer"}, "merges": {"type": "array", "items": {"type": "object"}},
         "computed": {"type": "object"}, "audiences": {"type": "array"}, "scores": {"type": "object"}}},
+    "ErasureReceipt": {"type": "object", "description": "Names the person only by profile id and counts; no identifier or trait value", "properties": {
+        "id": {"type": "string"}, "profile_id": {"type": "string"}, "requested_at": {"type": "string"}, "completed_at": {"type": "string"},
+        "identities": {"type": "object", "additionalProperties": {"type": "integer"}}, "keys_destroyed": {"type": "integer"},
+        "events_erased": {"type": "integer"}, "quarantine_purged": {"type": "integer"}, "effective_after_seq": {"type": "integer"}}},
     "FaultPlan": {"type": "object", "required": ["fail_next"], "additionalProperties": False, "properties": {
         "fail_next": {"type": "integer", "minimum": 0, "maximum": 4294967295}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "retry_after_seconds": {"type": "integer", "minimum": 0}, "after_commit": {"type": "boolean"}}},

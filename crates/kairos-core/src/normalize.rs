@@ -80,6 +80,24 @@ const CONSUMED_FIELDS: [&str; 11] = [
 
 /// Validates and normalizes one event given as raw JSON.
 pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, Vec<FieldError>> {
+    normalize(raw_json, arrival, true)
+}
+
+/// Like [`normalize_event`], for records Kairos builds itself (CRM trait
+/// imports, consent updates): they may name the person by a trait or an
+/// external id alone, without a userId or anonymousId.
+pub fn normalize_internal_event(
+    raw_json: &RawValue,
+    arrival: &Arrival,
+) -> Result<Event, Vec<FieldError>> {
+    normalize(raw_json, arrival, false)
+}
+
+fn normalize(
+    raw_json: &RawValue,
+    arrival: &Arrival,
+    require_ids: bool,
+) -> Result<Event, Vec<FieldError>> {
     let size = raw_json.get().len();
     if size > arrival.limits.event_bytes_max {
         return Err(vec![FieldError::new(
@@ -97,7 +115,7 @@ pub fn normalize_event(raw_json: &RawValue, arrival: &Arrival) -> Result<Event, 
         )]
     })?;
     let mut errors = Vec::new();
-    let event = build_event(raw, raw_json, arrival, &mut errors);
+    let event = build_event(raw, raw_json, arrival, require_ids, &mut errors);
     match event {
         Some(event) if errors.is_empty() => Ok(event),
         _ => Err(errors),
@@ -108,12 +126,14 @@ fn build_event(
     raw: RawEvent,
     raw_json: &RawValue,
     arrival: &Arrival,
+    require_ids: bool,
     errors: &mut Vec<FieldError>,
 ) -> Option<Event> {
     let event_type = event_type(&raw, arrival.path_type, errors);
     let user_id = identifier(&raw, "userId", errors);
     let anonymous_id = identifier(&raw, "anonymousId", errors);
-    if user_id.is_none()
+    if require_ids
+        && user_id.is_none()
         && anonymous_id.is_none()
         && !has_error(errors, "userId")
         && !has_error(errors, "anonymousId")

@@ -15,8 +15,34 @@ use crate::event::{Event, EventType};
 use crate::identity::Identifier;
 use crate::identity::graph::ProfileId;
 
-/// Most events a profile's timeline keeps (older ones stay in the log).
+/// Most events a profile's timeline keeps by default (older ones stay in
+/// the log).
 pub const TIMELINE_EVENTS_MAX: usize = 10_000;
+
+/// How much of a person's history the timeline keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub events_max: usize,
+    /// Events older than this (by event time, against the wall clock) leave
+    /// the timeline.
+    pub max_age: Option<jiff::SignedDuration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events_max: TIMELINE_EVENTS_MAX,
+            max_age: None,
+        }
+    }
+}
+
+impl Retention {
+    /// The oldest event time kept at `now`.
+    pub fn horizon(&self, now: Timestamp) -> Option<Timestamp> {
+        self.max_age.and_then(|age| now.checked_sub(age).ok())
+    }
+}
 
 /// One event on a profile's timeline: where to find it in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +56,10 @@ pub struct TimelineEntry {
 pub struct TraitValue {
     pub value: Value,
     pub set_at: Timestamp,
+    /// Precedence of the source that set it (0 = most trusted): a less
+    /// trusted source never overwrites it, however new.
+    #[serde(skip)]
+    pub source_rank: u32,
 }
 
 /// Another profile folded into this one.
@@ -52,16 +82,25 @@ pub struct Profile {
     pub merges: Vec<MergeRecord>,
 }
 
+impl TraitValue {
+    /// Source precedence first, then event time (last write wins).
+    fn wins_over(&self, current: &TraitValue) -> bool {
+        (self.source_rank, std::cmp::Reverse(self.set_at))
+            <= (current.source_rank, std::cmp::Reverse(current.set_at))
+    }
+}
+
 impl Profile {
-    /// Applies one event of this person.
-    pub fn apply(&mut self, event: &Event) {
+    /// Applies one event of this person; `source_rank` is its source's
+    /// trait precedence (0 when no precedence is configured).
+    pub fn apply(&mut self, event: &Event, source_rank: u32) {
         let time = event.timestamp;
         self.first_seen = Some(self.first_seen.map_or(time, |seen| seen.min(time)));
         self.last_seen = Some(self.last_seen.map_or(time, |seen| seen.max(time)));
         if matches!(event.event_type, EventType::Identify)
             && let Some(traits) = &event.traits
         {
-            self.set_traits(traits, time);
+            self.set_traits(traits, time, source_rank);
         }
         if let Some(consent) = consent_of(event) {
             for (purpose, granted) in consent {
@@ -74,20 +113,27 @@ impl Profile {
         });
     }
 
-    fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp) {
+    fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp, source_rank: u32) {
         for (key, value) in traits {
-            let newer = self
-                .traits
-                .get(key)
-                .is_none_or(|current| current.set_at <= time);
-            if newer {
-                self.traits.insert(
-                    key.clone(),
-                    TraitValue {
-                        value: value.clone(),
-                        set_at: time,
-                    },
-                );
+            let incoming = TraitValue {
+                value: value.clone(),
+                set_at: time,
+                source_rank,
+            };
+            if self.traits.get(key).is_none_or(|current| incoming.wins_over(current)) {
+                self.traits.insert(key.clone(), incoming);
+            }
+        }
+    }
+
+    /// Drops timeline entries beyond the retention (count, then age).
+    pub fn retain(&mut self, retention: &Retention, now: Timestamp) {
+        while self.timeline.len() > retention.events_max {
+            self.timeline.pop_front();
+        }
+        if let Some(horizon) = retention.horizon(now) {
+            while self.timeline.front().is_some_and(|entry| entry.timestamp < horizon) {
+                self.timeline.pop_front();
             }
         }
     }
@@ -98,20 +144,13 @@ impl Profile {
             (existing.timestamp, existing.seq) <= (entry.timestamp, entry.seq)
         });
         self.timeline.insert(position, entry);
-        while self.timeline.len() > TIMELINE_EVENTS_MAX {
-            self.timeline.pop_front();
-        }
     }
 
-    /// Folds `other` into this profile: newer traits win, seen times widen,
+    /// Folds `other` into this profile: trusted then newer traits win, seen times widen,
     /// timelines interleave by event time, merge histories concatenate.
     pub fn absorb(&mut self, other: Profile) {
         for (key, value) in other.traits {
-            let newer = self
-                .traits
-                .get(&key)
-                .is_none_or(|current| current.set_at <= value.set_at);
-            if newer {
+            if self.traits.get(&key).is_none_or(|current| value.wins_over(current)) {
                 self.traits.insert(key, value);
             }
         }
@@ -189,9 +228,9 @@ mod tests {
     #[test]
     fn traits_are_last_write_wins_by_event_time_not_arrival() {
         let mut profile = Profile::default();
-        profile.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-02T00:00:00Z", "traits": {"plan": "pro"}})));
+        profile.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-02T00:00:00Z", "traits": {"plan": "pro"}})), 0);
         // Sent earlier, arrived later: must not overwrite.
-        profile.apply(&event(2, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free", "name": "Ada"}})));
+        profile.apply(&event(2, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free", "name": "Ada"}})), 0);
         assert_eq!(profile.traits["plan"].value, "pro");
         assert_eq!(profile.traits["name"].value, "Ada");
         assert_eq!(
@@ -208,7 +247,7 @@ mod tests {
     #[test]
     fn consent_comes_from_segment_category_preferences() {
         let mut profile = Profile::default();
-        profile.apply(&event(1, json!({"type": "track", "event": "A", "userId": "u", "context": {"consent": {"categoryPreferences": {"Advertising": false, "Analytics": true}}}})));
+        profile.apply(&event(1, json!({"type": "track", "event": "A", "userId": "u", "context": {"consent": {"categoryPreferences": {"Advertising": false, "Analytics": true}}}})), 0);
         assert_eq!(profile.consent.get("Advertising"), Some(&false));
         assert_eq!(profile.consent.get("Analytics"), Some(&true));
     }
@@ -216,9 +255,9 @@ mod tests {
     #[test]
     fn absorbing_keeps_the_newest_trait_and_both_timelines() {
         let mut survivor = Profile::default();
-        survivor.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free"}})));
+        survivor.apply(&event(1, json!({"type": "identify", "userId": "u", "timestamp": "2024-05-01T00:00:00Z", "traits": {"plan": "free"}})), 0);
         let mut absorbed = Profile::default();
-        absorbed.apply(&event(2, json!({"type": "identify", "anonymousId": "a", "timestamp": "2024-05-03T00:00:00Z", "traits": {"plan": "pro"}})));
+        absorbed.apply(&event(2, json!({"type": "identify", "anonymousId": "a", "timestamp": "2024-05-03T00:00:00Z", "traits": {"plan": "pro"}})), 0);
         survivor.absorb(absorbed);
         assert_eq!(survivor.traits["plan"].value, "pro");
         assert_eq!(survivor.timeline.len(), 2);

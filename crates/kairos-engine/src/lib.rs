@@ -9,9 +9,11 @@
 //! read waits until every event acknowledged before it has been applied —
 //! an answer always reflects the events accepted a moment earlier.
 //!
-//! State is a pure function of the log: on start the engine replays it from
-//! the beginning. (Checkpoints, shards per partition set, and erasure are
-//! the next steps; see docs/architecture.md.)
+//! State is a pure function of the log (and the erasures made since): on
+//! start the engine replays it from the beginning; events of erased people
+//! can no longer be read and identifiers they held are suppressed
+//! ([`kairos_store::privacy`]). (Checkpoints and shards per partition set
+//! are the next steps; see docs/architecture.md.)
 
 mod state;
 
@@ -21,7 +23,10 @@ use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use state::{EngineState, ProfileView, TimelinePage};
+pub use state::{
+    EngineSettings, EngineState, ErasedProfile, ProfileExport, ProfileView, SuppressionCheck,
+    TimelinePage,
+};
 
 /// Events read from the log per step.
 const READ_BATCH_EVENTS: usize = 20_000;
@@ -45,6 +50,15 @@ enum Command {
         limit: usize,
         reply: oneshot::Sender<Option<TimelinePage>>,
     },
+    Export {
+        identifier: Identifier,
+        reply: oneshot::Sender<Option<ProfileExport>>,
+    },
+    /// Removes the person and suppresses their identifiers at once.
+    Erase {
+        identifier: Identifier,
+        reply: oneshot::Sender<Option<ErasedProfile>>,
+    },
 }
 
 /// A command waiting until the engine has applied the log up to `min_seq`.
@@ -58,6 +72,7 @@ pub struct Engine {
     commands: mpsc::Sender<Pending>,
     store: Arc<Store>,
     applied: watch::Receiver<u64>,
+    rules: Arc<IdentityRules>,
 }
 
 #[derive(Debug)]
@@ -71,7 +86,8 @@ impl std::fmt::Display for EngineStopped {
 
 impl Engine {
     /// Starts the engine thread; it replays the log before answering reads.
-    pub fn start(store: Arc<Store>, rules: IdentityRules) -> std::io::Result<Engine> {
+    pub fn start(store: Arc<Store>, settings: EngineSettings) -> std::io::Result<Engine> {
+        let rules = Arc::new(settings.rules.clone());
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (applied_sender, applied) = watch::channel(0);
         let worker_store = store.clone();
@@ -82,13 +98,41 @@ impl Engine {
                     .enable_all()
                     .build()
                     .expect("engine runtime");
-                runtime.block_on(run(worker_store, rules, receiver, applied_sender));
+                runtime.block_on(run(worker_store, settings, receiver, applied_sender));
             })?;
         Ok(Engine {
             commands,
             store,
             applied,
+            rules,
         })
+    }
+
+    /// The identity rules events are resolved with.
+    pub fn rules(&self) -> &IdentityRules {
+        &self.rules
+    }
+
+    /// Everything held about a person: profile and timeline positions.
+    pub async fn export(
+        &self,
+        identifier: Identifier,
+    ) -> Result<Option<ProfileExport>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Export { identifier, reply })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    /// Removes a person from the derived state and suppresses their
+    /// identifiers in memory; the caller makes it durable with
+    /// [`kairos_store::LogWriter::erase`].
+    pub async fn erase(
+        &self,
+        identifier: Identifier,
+    ) -> Result<Option<ErasedProfile>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Erase { identifier, reply })?;
+        answer.await.map_err(|_| EngineStopped)
     }
 
     /// The highest log sequence number applied to profiles.
@@ -148,11 +192,14 @@ impl Engine {
 
 async fn run(
     store: Arc<Store>,
-    rules: IdentityRules,
+    settings: EngineSettings,
     mut commands: mpsc::Receiver<Pending>,
     applied: watch::Sender<u64>,
 ) {
-    let mut state = EngineState::new(rules);
+    let mut state = EngineState::new(settings).with_suppression(SuppressionCheck {
+        vault: store.vault.clone(),
+        privacy: store.privacy.clone(),
+    });
     // Subscribe before replaying, so no durable group falls between the two.
     let mut feed = store.writer.subscribe();
     if let Err(error) = catch_up(&store, &mut state, store.writer.committed_seq()) {
@@ -162,7 +209,7 @@ async fn run(
     let mut waiting: Vec<Pending> = Vec::new();
     loop {
         applied.send_replace(state.applied_seq());
-        waiting = answer_ready(&state, waiting);
+        waiting = answer_ready(&store, &mut state, waiting);
         tokio::select! {
             group = feed.recv() => {
                 let result = match group {
@@ -199,9 +246,23 @@ fn follow(
     }
     for stored in events {
         if stored.seq > state.applied_seq() {
-            state.apply(&stored.decode()?);
+            apply(store, state, stored)?;
         }
     }
+    Ok(())
+}
+
+fn apply(
+    store: &Store,
+    state: &mut EngineState,
+    stored: &kairos_store::log::StoredEvent,
+) -> Result<(), kairos_store::StoreError> {
+    let event = stored.decode()?;
+    if !state.knows_source(&event.source_id) {
+        let source = store.sources.get(&event.source_id);
+        state.learn_source(&event.source_id, source.as_ref().map(|source| source.record.name.as_str()));
+    }
+    state.apply(&event);
     Ok(())
 }
 
@@ -218,15 +279,15 @@ fn catch_up(
             state.skip_to(durable);
             break;
         }
-        for stored in events {
-            state.apply(&stored.decode()?);
+        for stored in &events {
+            apply(store, state, stored)?;
         }
     }
     Ok(())
 }
 
 /// Answers the commands whose events are applied; returns the rest.
-fn answer_ready(state: &EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
+fn answer_ready(store: &Store, state: &mut EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
     let mut still_waiting = Vec::new();
     for pending in waiting {
         if pending.min_seq > state.applied_seq() {
@@ -252,6 +313,23 @@ fn answer_ready(state: &EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
                 reply,
             } => {
                 let _ = reply.send(state.timeline(&identifier, before_seq, limit));
+            }
+            Command::Export { identifier, reply } => {
+                let _ = reply.send(state.export(&identifier));
+            }
+            Command::Erase { identifier, reply } => {
+                let erased = state.erase(&identifier);
+                if let Some(erased) = &erased {
+                    // On the engine thread, before the next event: nothing
+                    // applied after this point can bring the person back.
+                    let subjects: Vec<_> = erased
+                        .identities
+                        .iter()
+                        .map(|identity| store.vault.subject(identity))
+                        .collect();
+                    store.privacy.suppress_now(&subjects, erased.applied_seq);
+                }
+                let _ = reply.send(erased);
             }
         }
     }

@@ -8,7 +8,8 @@ use kairos_core::Event;
 use kairos_core::identity::extract::identifiers_of;
 use kairos_core::identity::graph::{IdentityGraph, ProfileId};
 use kairos_core::identity::{Identifier, IdentityRules};
-use kairos_core::profile::{MergeRecord, Profile, TimelineEntry};
+use kairos_core::profile::{MergeRecord, Profile, Retention, TimelineEntry};
+use kairos_store::{Privacy, Vault};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -38,11 +39,51 @@ pub struct TimelinePage {
     pub next: Option<u64>,
 }
 
+/// What the engine is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    pub rules: IdentityRules,
+    pub retention: Retention,
+    /// Source names from most to least trusted for traits; sources not
+    /// listed come after, equal to each other.
+    pub source_precedence: Vec<String>,
+}
+
+/// A person removed by an erasure.
+#[derive(Debug, Clone)]
+pub struct ErasedProfile {
+    pub profile_id: String,
+    pub identities: Vec<Identifier>,
+    pub events: usize,
+    /// The engine's log position when the profile was removed.
+    pub applied_seq: u64,
+}
+
+/// What the right of access returns: the profile and where its events are.
+#[derive(Debug, Clone)]
+pub struct ProfileExport {
+    pub profile: ProfileView,
+    /// Every timeline event's log position, oldest first.
+    pub seqs: Vec<u64>,
+}
+
+/// Suppression as the engine sees it: pseudonyms of erased identifiers.
+#[derive(Clone)]
+pub struct SuppressionCheck {
+    pub vault: std::sync::Arc<Vault>,
+    pub privacy: std::sync::Arc<Privacy>,
+}
+
 pub struct EngineState {
-    rules: IdentityRules,
+    settings: EngineSettings,
+    /// Trait precedence rank by source id (resolved from names by the engine).
+    source_ranks: HashMap<String, u32>,
+    suppression: Option<SuppressionCheck>,
     graph: IdentityGraph,
     profiles: HashMap<ProfileId, Profile>,
     applied: u64,
+    /// Events dropped because they carried an erased identifier.
+    pub suppressed_events: u64,
 }
 
 pub fn profile_key(profile: ProfileId) -> String {
@@ -50,13 +91,75 @@ pub fn profile_key(profile: ProfileId) -> String {
 }
 
 impl EngineState {
-    pub fn new(rules: IdentityRules) -> EngineState {
+    pub fn new(settings: EngineSettings) -> EngineState {
         EngineState {
-            rules,
+            settings,
+            source_ranks: HashMap::new(),
+            suppression: None,
             graph: IdentityGraph::new(),
             profiles: HashMap::new(),
             applied: 0,
+            suppressed_events: 0,
         }
+    }
+
+    /// Drops events of erased people (see [`kairos_store::privacy`]).
+    pub fn with_suppression(mut self, check: SuppressionCheck) -> EngineState {
+        self.suppression = Some(check);
+        self
+    }
+
+    pub fn rules(&self) -> &IdentityRules {
+        &self.settings.rules
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Whether the source's trait precedence is known yet.
+    pub fn knows_source(&self, source_id: &str) -> bool {
+        self.settings.source_precedence.is_empty() || self.source_ranks.contains_key(source_id)
+    }
+
+    /// Records a source's precedence from its name.
+    pub fn learn_source(&mut self, source_id: &str, name: Option<&str>) {
+        let rank = name
+            .and_then(|name| {
+                self.settings
+                    .source_precedence
+                    .iter()
+                    .position(|listed| listed == name)
+            })
+            .unwrap_or(self.settings.source_precedence.len());
+        self.source_ranks.insert(source_id.to_string(), rank as u32);
+    }
+
+    /// The event's identifiers with erased ones removed; `None` when the
+    /// event must be dropped: it carries an identifier erased before it.
+    fn live_identifiers(&mut self, event: &Event) -> Option<Vec<Identifier>> {
+        let mut identifiers = identifiers_of(event, &self.settings.rules);
+        let Some(check) = &self.suppression else {
+            return Some(identifiers);
+        };
+        if !check.privacy.has_suppressions() {
+            return Some(identifiers);
+        }
+        let mut erased_before = false;
+        identifiers.retain(|identifier| {
+            match check.privacy.suppressed_after(&check.vault.subject(identifier)) {
+                Some(after) => {
+                    erased_before |= event.seq > after;
+                    false
+                }
+                None => true,
+            }
+        });
+        if erased_before {
+            self.suppressed_events += 1;
+            return None;
+        }
+        Some(identifiers)
     }
 
     pub fn applied_seq(&self) -> u64 {
@@ -71,14 +174,18 @@ impl EngineState {
     /// Resolves the event's person, folds in any profiles it links, applies it.
     pub fn apply(&mut self, event: &Event) {
         self.applied = self.applied.max(event.seq);
-        let identifiers = identifiers_of(event, &self.rules);
-        let Some(resolution) = self.graph.resolve(&identifiers, &self.rules) else {
+        let Some(identifiers) = self.live_identifiers(event) else {
             return;
         };
+        let Some(resolution) = self.graph.resolve(&identifiers, &self.settings.rules) else {
+            return;
+        };
+        let now = Timestamp::now();
         for merge in &resolution.merges {
             let absorbed = self.profiles.remove(&merge.absorbed).unwrap_or_default();
             let survivor = self.profiles.entry(merge.survivor).or_default();
             survivor.absorb(absorbed);
+            survivor.retain(&self.settings.retention, now);
             survivor.merges.push(MergeRecord {
                 absorbed: merge.absorbed,
                 via: merge.via.clone(),
@@ -86,15 +193,41 @@ impl EngineState {
                 at: event.timestamp,
             });
         }
-        self.profiles
-            .entry(resolution.profile)
-            .or_default()
-            .apply(event);
+        let rank = self
+            .source_ranks
+            .get(&event.source_id)
+            .copied()
+            .unwrap_or(0);
+        let profile = self.profiles.entry(resolution.profile).or_default();
+        profile.apply(event, rank);
+        profile.retain(&self.settings.retention, now);
+    }
+
+    /// Removes a person: the profile and every identifier it holds.
+    pub fn erase(&mut self, identifier: &Identifier) -> Option<ErasedProfile> {
+        let (id, profile) = self.lookup(identifier)?;
+        let events = profile.timeline.len();
+        self.profiles.remove(&id);
+        let identities = self.graph.remove_profile(id);
+        Some(ErasedProfile {
+            profile_id: profile_key(id),
+            identities,
+            events,
+            applied_seq: self.applied,
+        })
+    }
+
+    pub fn export(&self, identifier: &Identifier) -> Option<ProfileExport> {
+        let (id, profile) = self.lookup(identifier)?;
+        Some(ProfileExport {
+            profile: self.view(id, profile),
+            seqs: profile.timeline.iter().map(|entry| entry.seq).collect(),
+        })
     }
 
     fn lookup(&self, identifier: &Identifier) -> Option<(ProfileId, &Profile)> {
         let identifier =
-            kairos_core::identity::extract::normalize(identifier.clone(), &self.rules)?;
+            kairos_core::identity::extract::normalize(identifier.clone(), &self.settings.rules)?;
         let profile = self.graph.profile_of(&identifier)?;
         Some((profile, self.profiles.get(&profile)?))
     }
@@ -155,7 +288,14 @@ impl EngineState {
         let (id, profile) = self.lookup(identifier)?;
         // Newest first by event time; `before` is the last entry's seq of the
         // previous page.
-        let mut entries: Vec<TimelineEntry> = profile.timeline.iter().rev().copied().collect();
+        let horizon = self.settings.retention.horizon(Timestamp::now());
+        let mut entries: Vec<TimelineEntry> = profile
+            .timeline
+            .iter()
+            .rev()
+            .filter(|entry| horizon.is_none_or(|horizon| entry.timestamp >= horizon))
+            .copied()
+            .collect();
         if let Some(before) = before_seq
             && let Some(position) = entries.iter().position(|entry| entry.seq == before)
         {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use kairos_core::normalize::{Arrival, normalize_event};
 use kairos_core::tracking_plan::TrackingPlanSpec;
-use kairos_store::{Appended, LogRecord, QuarantineRecord, SourceRecord};
+use kairos_store::{Appended, QuarantineRecord, SourceRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -332,7 +332,11 @@ async fn replay(
         .store
         .writer
         .append(
-            vec![LogRecord::from_event(&event)],
+            state
+                .store
+                .prepare(&event, state.engine.rules())
+                .into_iter()
+                .collect(),
             Vec::new(),
             vec![record.id],
         )
@@ -344,7 +348,13 @@ async fn replay(
                 message: format!("storage: {error}"),
             }]
         })?;
-    Ok(match receipt.appended[0] {
+    // No record: the event names an erased person and was dropped.
+    Ok(match receipt.appended.first().copied().unwrap_or(Appended::Suppressed) {
+        Appended::Suppressed => ReplayOutcome {
+            id: record.id,
+            status: "suppressed",
+            seq: None,
+        },
         Appended::Stored(seq) => ReplayOutcome {
             id: record.id,
             status: "accepted",

@@ -36,8 +36,16 @@ pub struct CollectResponse {
     pub accepted: usize,
     /// Events already in the log (same source and messageId).
     pub duplicates: usize,
+    /// Events dropped because they carry an identifier of an erased person
+    /// (suppressed; counted, never stored).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: usize,
     /// Invalid events, kept in quarantine with these reasons.
     pub quarantined: Vec<QuarantinedEvent>,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -172,6 +180,8 @@ fn request_problem(error: RequestError) -> Problem {
 struct CheckedEvents {
     records: Vec<LogRecord>,
     quarantine: Vec<QuarantineEntry>,
+    /// Dropped: they carry an identifier of an erased person.
+    suppressed: usize,
     total: usize,
 }
 
@@ -193,16 +203,25 @@ fn check_events(
     let mut checked = CheckedEvents {
         records: Vec::with_capacity(request.events.len()),
         quarantine: Vec::new(),
+        suppressed: 0,
         total: request.events.len(),
     };
     for (index, raw) in request.events.iter().enumerate() {
         match normalize_event(raw, &arrival) {
-            Ok(event) => checked.records.push(LogRecord::from_event(&event)),
+            Ok(event) => match state.store.prepare(&event, state.engine.rules()) {
+                Some(record) => checked.records.push(record),
+                None => checked.suppressed += 1,
+            },
             Err(errors) => {
                 for error in &errors {
                     state.metrics.reject_event(&error.field);
                 }
                 checked.quarantine.push(QuarantineEntry {
+                    subject: kairos_store::quarantine::quarantine_subject(
+                        &state.store.vault,
+                        raw,
+                        state.engine.rules(),
+                    ),
                     source_id: source.record.id.clone(),
                     received_at,
                     index,
@@ -250,7 +269,18 @@ async fn append(state: &AppState, checked: CheckedEvents) -> Result<Response, Pr
         .iter()
         .filter(|outcome| matches!(outcome, Appended::Stored(_)))
         .count();
-    let duplicates = receipt.appended.len() - accepted;
+    let suppressed = checked.suppressed
+        + receipt
+            .appended
+            .iter()
+            .filter(|outcome| matches!(outcome, Appended::Suppressed))
+            .count();
+    let duplicates = receipt
+        .appended
+        .iter()
+        .filter(|outcome| matches!(outcome, Appended::Duplicate(_)))
+        .count();
+    metrics.events_suppressed.inc_by(suppressed as u64);
     metrics.events_accepted.inc_by(accepted as u64);
     metrics.events_deduplicated.inc_by(duplicates as u64);
     metrics.events_quarantined.inc_by(quarantined.len() as u64);
@@ -269,6 +299,7 @@ async fn append(state: &AppState, checked: CheckedEvents) -> Result<Response, Pr
         success: true,
         accepted,
         duplicates,
+        suppressed,
         quarantined,
     })
     .into_response())

@@ -15,8 +15,11 @@ pub mod auth;
 pub mod body;
 pub mod collect;
 pub mod metrics;
+pub mod imports;
+mod internal;
 pub mod ops;
 pub mod problem;
+pub mod privacy;
 pub mod profiles;
 
 use std::ops::Deref;
@@ -86,7 +89,20 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/admin/events", get(admin::list_events))
         .route("/v1/profiles", get(profiles::search_profiles))
-        .route("/v1/profiles/{identifier}", get(profiles::get_profile))
+        .route(
+            "/v1/profiles/{identifier}",
+            get(profiles::get_profile).delete(privacy::erase_profile),
+        )
+        .route("/v1/profiles/import", post(imports::import_traits))
+        .route(
+            "/v1/profiles/{identifier}/export",
+            get(privacy::export_profile),
+        )
+        .route(
+            "/v1/profiles/{identifier}/consent",
+            put(privacy::update_consent),
+        )
+        .route("/v1/admin/audit", get(privacy::list_audit))
         .route(
             "/v1/profiles/{identifier}/events",
             get(profiles::get_events),

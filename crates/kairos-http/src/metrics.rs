@@ -19,6 +19,7 @@ pub struct Metrics {
     pub events_rejected: Family<Labels, Counter>,
     pub events_quarantined: Counter,
     pub events_deduplicated: Counter,
+    pub events_suppressed: Counter,
     pub requests_rejected: Family<Labels, Counter>,
     pub log_append_seconds: Histogram,
     pub log_fsync_seconds: Histogram,
@@ -43,6 +44,7 @@ impl Metrics {
             events_rejected: Family::default(),
             events_quarantined: Counter::default(),
             events_deduplicated: Counter::default(),
+            events_suppressed: Counter::default(),
             requests_rejected: Family::default(),
             log_append_seconds: seconds_histogram(),
             log_fsync_seconds: seconds_histogram(),
@@ -89,6 +91,11 @@ impl Metrics {
             "kairos_ingest_events_deduplicated",
             "Events already in the log (same source and messageId)",
             metrics.events_deduplicated.clone(),
+        );
+        registry.register(
+            "kairos_ingest_events_suppressed",
+            "Events dropped because they carry an identifier of an erased person",
+            metrics.events_suppressed.clone(),
         );
         registry.register(
             "kairos_ingest_requests_rejected",

@@ -16,7 +16,7 @@ use crate::problem::Problem;
 /// Largest page of a profile's events.
 const EVENTS_PAGE_MAX: usize = 1000;
 
-fn identifier(path: &str) -> Result<Identifier, Problem> {
+pub(crate) fn identifier(path: &str) -> Result<Identifier, Problem> {
     match path.split_once(':') {
         Some((kind, value)) if !kind.is_empty() && !value.is_empty() => {
             Ok(Identifier::new(kind, value))
@@ -28,14 +28,14 @@ fn identifier(path: &str) -> Result<Identifier, Problem> {
     }
 }
 
-fn unknown(identifier: &Identifier) -> Problem {
+pub(crate) fn unknown(identifier: &Identifier) -> Problem {
     Problem::not_found(format!(
         "no profile has {}:{}",
         identifier.kind, identifier.value
     ))
 }
 
-fn engine_problem(error: kairos_engine::EngineStopped) -> Problem {
+pub(crate) fn engine_problem(error: kairos_engine::EngineStopped) -> Problem {
     Problem::overloaded(error.to_string())
 }
 

@@ -3,10 +3,13 @@
 //! One fjall database per data directory holds:
 //!
 //! - the **event log**: `log-NNN` keyspaces, one per partition, holding
-//!   LZ4-compressed chunks of events keyed by the chunk's first global
-//!   sequence number (big-endian `u64`) ([`log`]). Partitions are chosen by
+//!   chunks of events keyed by the chunk's first global sequence number
+//!   (big-endian `u64`) ([`log`]), each event sealed under its person's key
+//!   ([`vault`]) so erasure can destroy it. Partitions are chosen by
 //!   hashing the event's routing key, so a shard can later own a set of
 //!   partitions;
+//! - the **vault** of per-person data keys, the **suppression list** and the
+//!   erasure **audit log** ([`vault`], [`privacy`]), all keyed by pseudonyms;
 //! - the **dedup index** `dedup`: `(source, messageId)` → `(seq, received)`,
 //!   expired after the dedup window by a compaction filter ([`dedup`]);
 //! - the **quarantine** of rejected events with their reasons ([`quarantine`]);
@@ -20,9 +23,11 @@
 
 pub mod dedup;
 pub mod log;
+pub mod privacy;
 pub mod quarantine;
 mod recent;
 pub mod sources;
+pub mod vault;
 pub mod writer;
 
 use std::path::Path;
@@ -30,10 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use kairos_core::identity::IdentityRules;
+use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use log::{EventLog, LogRecord};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
+pub use privacy::{ErasureReceipt, Privacy};
 pub use sources::{SourceRecord, SourceRegistry};
+pub use vault::{SubjectId, Vault};
 pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
 
 /// Storage failures. Callers answer them with a retryable status: nothing
@@ -92,11 +101,17 @@ pub struct Store {
     pub writer: LogWriter,
     pub sources: SourceRegistry,
     pub quarantine: Arc<Quarantine>,
+    pub vault: Arc<Vault>,
+    pub privacy: Arc<Privacy>,
     pub meta: Keyspace,
+    dedup: Keyspace,
 }
 
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
 const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
+const META_FORMAT_KEY: &[u8] = b"format";
+/// Version of the on-disk layout; 2 = events sealed per person.
+const FORMAT_VERSION: u32 = 2;
 
 impl Store {
     /// Opens (or creates) the data directory and starts the log writer.
@@ -113,21 +128,76 @@ impl Store {
             }))
             .open()?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        check_format(&meta)?;
         let partitions = check_partitions(&meta, options.log_partitions)?;
-        let log = Arc::new(EventLog::open(&db, partitions)?);
+        let vault = Arc::new(Vault::open(&db, &meta)?);
+        let privacy = Arc::new(Privacy::open(&db)?);
+        let log = Arc::new(EventLog::open(&db, partitions, vault.clone())?);
         let dedup = db.keyspace(dedup::KEYSPACE, dedup::keyspace_options)?;
-        let quarantine = Arc::new(Quarantine::open(&db)?);
+        let quarantine = Arc::new(Quarantine::open(&db, vault.clone())?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
-        let writer =
-            LogWriter::start(db.clone(), log.clone(), dedup, quarantine.clone(), &options)?;
+        let writer = LogWriter::start(
+            db.clone(),
+            log.clone(),
+            dedup.clone(),
+            quarantine.clone(),
+            vault.clone(),
+            privacy.clone(),
+            &options,
+        )?;
         Ok(Store {
             db,
             log,
             writer,
             sources,
             quarantine,
+            vault,
+            privacy,
             meta,
+            dedup,
         })
+    }
+
+    /// The log record of an accepted event, sealed under its subject; `None`
+    /// (and counted) when it carries an identifier of an erased person.
+    pub fn prepare(&self, event: &kairos_core::Event, rules: &IdentityRules) -> Option<LogRecord> {
+        let identifiers = identifiers_of(event, rules);
+        if self.privacy.has_suppressions()
+            && identifiers
+                .iter()
+                .any(|identifier| self.privacy.suppressed_after(&self.vault.subject(identifier)).is_some())
+        {
+            self.privacy
+                .events_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        let subject = self.vault.subject(&subject_of(&identifiers, event, rules));
+        Some(LogRecord::from_event(event, subject))
+    }
+
+    /// After an erasure: flushes every keyspace and compacts those that held
+    /// the erased data (vault keys, quarantined events, and the journal that
+    /// logged them), so destroyed keys and deleted records do not linger in
+    /// older files of the LSM tree. Blocking; seconds on a large store.
+    pub fn purge_erased(&self) -> Result<(), StoreError> {
+        let mut keyspaces = vec![
+            self.vault.keyspace(),
+            &self.quarantine.keyspace,
+            &self.meta,
+            &self.dedup,
+        ];
+        keyspaces.extend(self.privacy.keyspaces());
+        keyspaces.extend((0..self.log.partition_count()).map(|index| self.log.partition(index as usize)));
+        // Every keyspace flushed: no journal file still needed for recovery,
+        // so the journal manager deletes the old ones.
+        for keyspace in &keyspaces {
+            keyspace.rotate_memtable_and_wait()?;
+        }
+        self.vault.keyspace().major_compact()?;
+        self.quarantine.keyspace.major_compact()?;
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
     }
 
     /// The admin token stored in the data directory, created on first use.
@@ -141,6 +211,23 @@ impl Store {
         self.meta.insert(META_ADMIN_TOKEN_KEY, token.as_bytes())?;
         self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(token)
+    }
+}
+
+fn check_format(meta: &Keyspace) -> Result<(), StoreError> {
+    match meta.get(META_FORMAT_KEY)? {
+        Some(bytes) if bytes.as_ref() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+        Some(bytes) => Err(StoreError::Invalid(format!(
+            "the data directory has on-disk format {:?}; this Kairos reads format {FORMAT_VERSION}. Start with an empty data directory (or re-import the events)",
+            bytes.as_ref()
+        ))),
+        None if meta.get(META_PARTITIONS_KEY)?.is_some() => Err(StoreError::Invalid(format!(
+            "the data directory was written by an older Kairos (events not sealed per person); this one reads format {FORMAT_VERSION}. Start with an empty data directory (or re-import the events)"
+        ))),
+        None => {
+            meta.insert(META_FORMAT_KEY, FORMAT_VERSION.to_be_bytes())?;
+            Ok(())
+        }
     }
 }
 

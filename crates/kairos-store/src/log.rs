@@ -5,15 +5,20 @@
 //! is one total order that readers can resume from with a single cursor,
 //! while each partition can still be owned and replayed on its own.
 
+use std::sync::Arc;
+
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use kairos_core::Event;
 
 use crate::StoreError;
+use crate::vault::{Opened, Sealed, SubjectId, Vault};
 
 /// An event ready to append: its log bytes are encoded by the caller, off
-/// the writer thread.
+/// the writer thread; the writer seals them under the subject's key.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
+    /// Pseudonym of the event's most trusted identifier ([`crate::vault`]).
+    pub subject: SubjectId,
     /// `(source, messageId)` hashed: the dedup index key.
     pub dedup_key: [u8; 16],
     /// Set by the dedup lookup before queueing: already stored at this seq.
@@ -25,8 +30,9 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
-    pub fn from_event(event: &Event) -> LogRecord {
+    pub fn from_event(event: &Event, subject: SubjectId) -> LogRecord {
         LogRecord {
+            subject,
             dedup_key: crate::dedup::key(&event.source_id, &event.message_id),
             duplicate_of: None,
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
@@ -79,11 +85,16 @@ const READ_WINDOW_MIN: usize = 1_000;
 
 pub struct EventLog {
     partitions: Vec<Keyspace>,
+    vault: Arc<Vault>,
     last_seq_at_open: u64,
 }
 
 impl EventLog {
-    pub(crate) fn open(db: &Database, partition_count: u32) -> Result<EventLog, StoreError> {
+    pub(crate) fn open(
+        db: &Database,
+        partition_count: u32,
+        vault: Arc<Vault>,
+    ) -> Result<EventLog, StoreError> {
         let mut partitions = Vec::with_capacity(partition_count as usize);
         let mut last_seq = 0;
         for index in 0..partition_count {
@@ -97,6 +108,7 @@ impl EventLog {
         }
         Ok(EventLog {
             partitions,
+            vault,
             last_seq_at_open: last_seq,
         })
     }
@@ -144,12 +156,16 @@ impl EventLog {
             let mut window = Vec::new();
             for partition in &self.partitions {
                 for (first_seq, value) in chunks_from(partition, low + 1, high)? {
-                    window.extend(
-                        chunk::decode(first_seq, &value)?
-                            .into_iter()
-                            .filter(|event| event.seq > low && event.seq <= high)
-                            .filter(|event| source_id.is_none_or(|source| event.is_from(source))),
-                    );
+                    for sealed in chunk::decode(first_seq, &value)? {
+                        if sealed.seq <= low || sealed.seq > high {
+                            continue;
+                        }
+                        if let Some(event) = self.open_sealed(sealed)?
+                            && source_id.is_none_or(|source| event.is_from(source))
+                        {
+                            window.push(event);
+                        }
+                    }
                 }
             }
             window.sort_by_key(|event| event.seq);
@@ -160,18 +176,29 @@ impl EventLog {
         Ok(page)
     }
 
-    /// One event by sequence number.
+    /// One event by sequence number; `None` if absent or erased.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
         for partition in &self.partitions {
             if let Some((first_seq, value)) = chunks_from(partition, seq, seq)?.into_iter().next()
-                && let Some(event) = chunk::decode(first_seq, &value)?
+                && let Some(sealed) = chunk::decode(first_seq, &value)?
                     .into_iter()
                     .find(|event| event.seq == seq)
             {
-                return Ok(Some(event));
+                return self.open_sealed(sealed);
             }
         }
         Ok(None)
+    }
+
+    /// The plaintext of a sealed record; `None` if its person was erased.
+    fn open_sealed(&self, sealed: StoredEvent) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(match self.vault.open_record(Sealed::LogEvent(sealed.seq), &sealed.bytes)? {
+            Opened::Event(bytes) => Some(StoredEvent {
+                seq: sealed.seq,
+                bytes,
+            }),
+            Opened::Erased => None,
+        })
     }
 }
 
@@ -197,7 +224,7 @@ fn chunks_from(
     Ok(chunks)
 }
 
-/// Log partitions hold LZ4-compressed chunks of events, written once and
+/// Log partitions hold chunks of sealed events, written once and
 /// read in order. Chunks are large values kept in blob files (compaction
 /// moves only keys and pointers), and point reads are rare, so no bloom
 /// filters are built.
@@ -211,9 +238,10 @@ fn log_keyspace_options() -> KeyspaceCreateOptions {
 }
 
 /// The chunk encoding: events of one partition from one group commit,
-/// `[seq u64][len u32][bytes]...`, LZ4-compressed as a whole. Compressing
-/// many events together shrinks JSON about 5×, where one event alone barely
-/// shrinks; the disk's bandwidth is what limits durable ingest here.
+/// `[seq u64][len u32][sealed record]...`. Not compressed: each record is
+/// ciphertext under its person's key ([`crate::vault`]), which does not
+/// compress. (Compressing whole chunks shrank JSON ~5× before per-person
+/// encryption; erasure from an immutable log is worth more.)
 pub(crate) mod chunk {
     use super::StoredEvent;
     use crate::StoreError;
@@ -240,21 +268,17 @@ pub(crate) mod chunk {
             self.raw.len() >= CHUNK_RAW_BYTES_TARGET
         }
 
-        /// The chunk's key and compressed value, leaving the builder empty.
+        /// The chunk's key and value, leaving the builder empty.
         pub fn take(&mut self) -> Option<(u64, Vec<u8>)> {
             let first_seq = self.first_seq.take()?;
-            let compressed = lz4_flex::compress_prepend_size(&self.raw);
-            self.raw.clear();
-            Some((first_seq, compressed))
+            Some((first_seq, std::mem::take(&mut self.raw)))
         }
     }
 
     pub fn decode(first_seq: u64, value: &[u8]) -> Result<Vec<StoredEvent>, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("log chunk {first_seq}: {what}"));
-        let raw = lz4_flex::decompress_size_prepended(value)
-            .map_err(|error| corrupt(&error.to_string()))?;
         let mut events = Vec::new();
-        let mut rest = raw.as_slice();
+        let mut rest = value;
         while !rest.is_empty() {
             let (seq, after_seq) = rest
                 .split_at_checked(8)

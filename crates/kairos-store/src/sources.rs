@@ -42,6 +42,8 @@ pub struct SourceRegistry {
     db: Database,
     meta: Keyspace,
     by_id: RwLock<HashMap<String, Arc<Source>>>,
+    /// Serializes `named`, so two callers cannot create the same name twice.
+    creating: std::sync::Mutex<()>,
 }
 
 /// Longest source name accepted.
@@ -59,7 +61,18 @@ impl SourceRegistry {
             db,
             meta,
             by_id: RwLock::new(by_id),
+            creating: std::sync::Mutex::new(()),
         })
+    }
+
+    /// The oldest source with this name, created if there is none: the
+    /// source of records Kairos writes itself (CRM imports, consent updates).
+    pub fn named(&self, name: &str, now: Timestamp) -> Result<SourceRecord, StoreError> {
+        let _creating = self.creating.lock().expect("source creation lock");
+        if let Some(record) = self.list().into_iter().find(|record| record.name == name) {
+            return Ok(record);
+        }
+        self.create(name, None, now)
     }
 
     /// The source a write key belongs to, if the key is current (or a

@@ -25,7 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::log::chunk::ChunkBuilder;
 use crate::log::{StoredEvent, encode_seq};
+use crate::privacy::{ErasureReceipt, Privacy};
 use crate::recent::RecentKeys;
+use crate::vault::{Sealed, SubjectId, Vault, seal};
 use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreOptions, dedup};
 
 /// Most events the writer puts in one group commit.
@@ -49,12 +51,32 @@ pub struct AppendJob {
     reply: oneshot::Sender<Result<AppendReceipt, String>>,
 }
 
+/// An erasure made durable by the writer, in order with appends: events
+/// queued before it are sealed under keys it destroys; events after it find
+/// their subject suppressed.
+pub struct EraseJob {
+    pub shred: Vec<SubjectId>,
+    pub suppress: Vec<SubjectId>,
+    pub effective_after_seq: u64,
+    /// Filled in by the writer: id and completion time.
+    pub receipt: ErasureReceipt,
+    pub quarantine_removals: Vec<u64>,
+    reply: oneshot::Sender<Result<ErasureReceipt, String>>,
+}
+
+enum Job {
+    Append(AppendJob),
+    Erase(EraseJob),
+}
+
 /// What happened to one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     Stored(u64),
     /// Already in the log (within the dedup window) at this sequence number.
     Duplicate(u64),
+    /// Dropped: its subject was erased and is suppressed.
+    Suppressed,
 }
 
 /// The durable outcome of one job.
@@ -78,7 +100,7 @@ pub struct WriterStats {
 
 #[derive(Clone)]
 pub struct LogWriter {
-    sender: mpsc::Sender<AppendJob>,
+    sender: mpsc::Sender<Job>,
     feed: broadcast::Sender<Arc<Vec<StoredEvent>>>,
     dedup: Keyspace,
     dedup_window: Duration,
@@ -95,6 +117,8 @@ impl LogWriter {
         log: Arc<EventLog>,
         dedup: Keyspace,
         quarantine: Arc<Quarantine>,
+        vault: Arc<Vault>,
+        privacy: Arc<Privacy>,
         options: &StoreOptions,
     ) -> Result<LogWriter, StoreError> {
         let (sender, receiver) = mpsc::channel(options.ingest_queue_requests_max.max(1));
@@ -112,6 +136,9 @@ impl LogWriter {
             group: 0,
             recent: RecentKeys::new(1),
             quarantine,
+            vault,
+            privacy,
+            new_keys: Vec::new(),
             dedup_window: options.dedup_window,
             next_seq: last_seq + 1,
             stats: stats.clone(),
@@ -168,11 +195,42 @@ impl LogWriter {
             epoch,
             reply,
         };
-        self.sender.try_send(job).map_err(|error| match error {
+        self.sender.try_send(Job::Append(job)).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => StoreError::QueueFull(self.capacity),
             mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
         })?;
         match receipt.await {
+            Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
+            Err(_) => Err(StoreError::WriterStopped),
+        }
+    }
+
+    /// Destroys keys, persists suppressions and writes the audit record, in
+    /// log order with appends; resolves once fsynced.
+    pub async fn erase(
+        &self,
+        shred: Vec<SubjectId>,
+        suppress: Vec<SubjectId>,
+        effective_after_seq: u64,
+        receipt: ErasureReceipt,
+        quarantine_removals: Vec<u64>,
+    ) -> Result<ErasureReceipt, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = EraseJob {
+            shred,
+            suppress,
+            effective_after_seq,
+            receipt,
+            quarantine_removals,
+            reply,
+        };
+        // Waits for room: an erasure must not be refused because ingest is busy.
+        self.sender
+            .send(Job::Erase(job))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        match answer.await {
             Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(message)) => Err(StoreError::Corrupt(message)),
             Err(_) => Err(StoreError::WriterStopped),
@@ -226,6 +284,10 @@ struct Writer {
     group: u64,
     recent: RecentKeys,
     quarantine: Arc<Quarantine>,
+    vault: Arc<Vault>,
+    privacy: Arc<Privacy>,
+    /// Keys created for the group being written (forgotten if it fails).
+    new_keys: Vec<SubjectId>,
     dedup_window: Duration,
     next_seq: u64,
     stats: Arc<WriterStats>,
@@ -233,15 +295,35 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut receiver: mpsc::Receiver<AppendJob>) {
-        while let Some(first) = receiver.blocking_recv() {
+    fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        let mut next: Option<Job> = None;
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match receiver.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let first = match first {
+                Job::Erase(job) => {
+                    self.erase(job);
+                    continue;
+                }
+                Job::Append(job) => job,
+            };
             let mut events = first.records.len();
             let mut jobs = vec![first];
             while events < GROUP_EVENTS_MAX && jobs.len() < GROUP_REQUESTS_MAX {
                 match receiver.try_recv() {
-                    Ok(job) => {
+                    Ok(Job::Append(job)) => {
                         events += job.records.len();
                         jobs.push(job);
+                    }
+                    // An erasure ends the group: it applies after it.
+                    Ok(erase) => {
+                        next = Some(erase);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -252,6 +334,32 @@ impl Writer {
             }
         }
         tracing::info!("log writer stopped");
+    }
+
+    /// Commits an erasure on its own and fsyncs it before replying. Rare, so
+    /// it does not go through the syncer's pipeline.
+    fn erase(&mut self, mut job: EraseJob) {
+        let result = (|| {
+            let mut batch = self.db.batch();
+            job.receipt.keys_destroyed = self.vault.shred(&job.shred, &mut batch);
+            self.privacy
+                .persist_suppressions(&job.suppress, job.effective_after_seq, &mut batch);
+            for id in &job.quarantine_removals {
+                batch.remove(&self.quarantine.keyspace, id.to_be_bytes());
+            }
+            let id = self.privacy.next_receipt_id();
+            job.receipt.id = format!("era_{id}");
+            job.receipt.completed_at = jiff::Timestamp::now();
+            let record = serde_json::to_vec(&job.receipt).expect("a receipt serializes");
+            batch.insert(&self.privacy.audit_keyspace, id.to_be_bytes(), record);
+            batch.commit()?;
+            self.db.persist(PersistMode::SyncAll)?;
+            Ok::<_, StoreError>(job.receipt.clone())
+        })();
+        if let Err(error) = &result {
+            tracing::error!(%error, "erasure failed");
+        }
+        let _ = job.reply.send(result.map_err(|error| error.to_string()));
     }
 
     fn commit_group(&mut self, mut jobs: Vec<AppendJob>) -> WrittenGroup {
@@ -281,8 +389,9 @@ impl Writer {
             }
             Err(error) => {
                 // Nothing of the group was written; its sequence numbers are
-                // reused by the next group.
+                // reused by the next group, and keys made for it are dropped.
                 self.next_seq = first_seq;
+                self.vault.forget(&self.new_keys);
                 tracing::error!(%error, "group commit failed");
                 jobs.into_iter()
                     .map(|job| (job.reply, Err(error.to_string())))
@@ -310,6 +419,7 @@ impl Writer {
         let (mut stored, mut duplicates) = (0u64, 0u64);
         let first_seq = self.next_seq;
         let mut feed = Vec::new();
+        self.new_keys.clear();
         let mut chunks: Vec<ChunkBuilder> = (0..self.log.partition_count())
             .map(|_| ChunkBuilder::default())
             .collect();
@@ -331,10 +441,20 @@ impl Writer {
                     duplicates += 1;
                     continue;
                 }
+                if self.privacy.suppressed_after(&record.subject).is_some() {
+                    // Erased while queued: never gets a new key.
+                    self.privacy.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    appended.push(Appended::Suppressed);
+                    continue;
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let partition = self.log.partition_index(record.routing_hash);
-                chunks[partition].push(seq, &record.bytes);
+                let key =
+                    self.vault
+                        .key_for_writing(&record.subject, &mut batch, &mut self.new_keys);
+                let sealed = seal(Sealed::LogEvent(seq), &record.subject, &key, &record.bytes);
+                chunks[partition].push(seq, &sealed);
                 feed.push(StoredEvent {
                     seq,
                     bytes: std::mem::take(&mut record.bytes),
@@ -354,7 +474,10 @@ impl Writer {
             }
             let mut quarantine_ids = Vec::with_capacity(job.quarantine.len());
             for entry in job.quarantine.drain(..) {
-                let (id, bytes) = self.quarantine.encode(entry);
+                let key =
+                    self.vault
+                        .key_for_writing(&entry.subject, &mut batch, &mut self.new_keys);
+                let (id, bytes) = self.quarantine.encode(entry, &key);
                 batch.insert(&self.quarantine.keyspace, id.to_be_bytes(), bytes);
                 quarantine_ids.push(id);
             }

@@ -19,7 +19,8 @@ fn record(message_id: &str, user: &str) -> LogRecord {
         limits: &limits,
         plan: None,
     };
-    LogRecord::from_event(&normalize_event(&raw, &arrival).unwrap())
+    // One pseudonym for every test event; the vault tests cover many.
+    LogRecord::from_event(&normalize_event(&raw, &arrival).unwrap(), *b"test-subject-000")
 }
 
 fn options() -> StoreOptions {
@@ -131,6 +132,7 @@ async fn quarantine_keeps_reasons_and_can_be_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options()).unwrap();
     let entry = QuarantineEntry {
+        subject: *b"test-subject-001",
         source_id: "src_a".into(),
         received_at: jiff::Timestamp::now(),
         index: 3,

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kairos_core::identity::IdentityRules;
 use kairos_core::normalize::IngestLimits;
+use kairos_core::profile::Retention;
 use kairos_store::StoreOptions;
 use serde::Deserialize;
 
@@ -24,6 +26,38 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
+}
+
+/// `[identity]`: the workspace's identity rules (Segment Unify's model).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Most values of a type one profile may hold, e.g. `{ user_id = 1 }`;
+    /// merged over the defaults.
+    pub limits: Option<std::collections::BTreeMap<String, usize>>,
+    /// Types from most to least trusted.
+    pub priority: Option<Vec<String>>,
+    /// Values that never link anything; replaces the default list.
+    pub blocked_values: Option<Vec<String>>,
+    /// Custom identifier types taken from traits and `context.externalIds`.
+    pub custom_types: Option<Vec<String>>,
+    /// Calling code for phone numbers written without one, e.g. "49".
+    pub default_calling_code: Option<String>,
+}
+
+/// `[profiles]`: timeline retention and trait precedence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    pub timeline_events_max: Option<usize>,
+    /// A duration such as "365d".
+    pub timeline_max_age: Option<String>,
+    /// Source names whose traits win over other sources', most trusted first.
+    pub source_precedence: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +89,7 @@ pub struct ServeConfig {
     pub test_faults: bool,
     pub limits: IngestLimits,
     pub store: StoreOptions,
+    pub engine: kairos_engine::EngineSettings,
 }
 
 /// Values given on the command line (they win over everything).
@@ -207,7 +242,13 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         file.unsafe_no_fsync.unwrap_or(false),
         problems,
     );
+    let engine = kairos_engine::EngineSettings {
+        rules: identity_rules(&file.identity, problems),
+        retention: retention(&file.profiles, problems),
+        source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
+    };
     ServeConfig {
+        engine,
         listen,
         data_dir: file
             .data_dir
@@ -219,6 +260,84 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         limits,
         store,
     }
+}
+
+fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> IdentityRules {
+    let mut rules = IdentityRules::default();
+    let type_name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if let Some(custom) = &config.custom_types {
+        for name in custom {
+            if !type_name_ok(name) {
+                problems.push(format!("identity.custom_types: {name:?} is not a type name (lower-case letters, digits and _)"));
+            } else if ["user_id", "anonymous_id", "email", "phone"].contains(&name.as_str()) {
+                problems.push(format!("identity.custom_types: {name:?} is built in; list only new types"));
+            }
+        }
+        rules.custom_types = custom.iter().cloned().collect();
+    }
+    let known = |name: &str| {
+        ["user_id", "anonymous_id", "email", "phone"].contains(&name)
+            || rules.custom_types.contains(name)
+    };
+    if let Some(limits) = &config.limits {
+        for (kind, limit) in limits {
+            if !known(kind) {
+                problems.push(format!("identity.limits: unknown type {kind:?}; declare it in identity.custom_types"));
+            }
+            if !(1..=kairos_core::identity::VALUES_PER_TYPE_MAX).contains(limit) {
+                problems.push(format!("identity.limits.{kind}: expected 1 to {}", kairos_core::identity::VALUES_PER_TYPE_MAX));
+            }
+            rules.limits.insert(kind.clone(), *limit);
+        }
+    }
+    if let Some(priority) = &config.priority {
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in priority {
+            if !known(kind) {
+                problems.push(format!("identity.priority: unknown type {kind:?}; declare it in identity.custom_types"));
+            }
+            if !seen.insert(kind) {
+                problems.push(format!("identity.priority: {kind:?} is listed twice"));
+            }
+        }
+        rules.priority = priority.clone();
+    }
+    if let Some(blocked) = &config.blocked_values {
+        rules.blocked_values = blocked.iter().map(|value| value.trim().to_lowercase()).collect();
+    }
+    if let Some(code) = &config.default_calling_code {
+        let digits = code.trim_start_matches('+');
+        if digits.is_empty() || digits.len() > 3 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            problems.push(format!("identity.default_calling_code {code:?}: expected 1 to 3 digits, e.g. \"49\""));
+        }
+        rules.default_calling_code = Some(digits.to_string());
+    }
+    rules
+}
+
+fn retention(config: &ProfilesConfig, problems: &mut Vec<String>) -> Retention {
+    let mut retention = Retention::default();
+    if let Some(max) = config.timeline_events_max {
+        if !(1..=1_000_000).contains(&max) {
+            problems.push("profiles.timeline_events_max: expected 1 to 1000000".to_string());
+        }
+        retention.events_max = max;
+    }
+    if let Some(text) = &config.timeline_max_age {
+        match parse_duration(text).and_then(|age| jiff::SignedDuration::try_from(age).ok()) {
+            Some(age) => retention.max_age = Some(age),
+            None => problems.push(format!(
+                "profiles.timeline_max_age {text:?}: expected a positive duration such as \"365d\""
+            )),
+        }
+    }
+    retention
 }
 
 fn check_limits(limits: &IngestLimits, problems: &mut Vec<String>) {

@@ -3,11 +3,12 @@
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
-use kairos_store::{LogRecord, Store};
+use kairos_core::identity::IdentityRules;
+use kairos_store::Store;
 use serde_json::json;
 
 /// Creates the demo source (once) and returns its write key.
-pub async fn ensure_demo(store: &Store) -> anyhow::Result<String> {
+pub async fn ensure_demo(store: &Store, rules: &IdentityRules) -> anyhow::Result<String> {
     if let Some(existing) = store
         .sources
         .list()
@@ -32,7 +33,7 @@ pub async fn ensure_demo(store: &Store) -> anyhow::Result<String> {
         let raw = serde_json::value::RawValue::from_string(raw.to_string())?;
         let event = normalize_event(&raw, &arrival)
             .map_err(|errors| anyhow::anyhow!("demo event {index}: {errors:?}"))?;
-        records.push(LogRecord::from_event(&event));
+        records.extend(store.prepare(&event, rules));
     }
     store.writer.append(records, Vec::new(), Vec::new()).await?;
     Ok(source.write_key)

@@ -43,7 +43,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
     };
     let demo_key = if config.demo {
-        Some(crate::demo::ensure_demo(&store).await?)
+        Some(crate::demo::ensure_demo(&store, &config.engine.rules).await?)
     } else {
         None
     };
@@ -64,10 +64,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
-    let engine = kairos_engine::Engine::start(
-        store.clone(),
-        kairos_core::identity::IdentityRules::default(),
-    )?;
+    let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
     let state = AppState::new(AppInner {
         engine,
         store,

@@ -5,6 +5,19 @@ use serde_json::{Map, Value};
 use super::{Identifier, IdentityRules};
 use crate::event::{Event, EventType};
 
+/// The identifier the event's personal data is sealed under: its most
+/// trusted identifier, which always ends up in the profile the event is
+/// applied to (the graph anchors on it or adds it), so erasing that profile
+/// destroys the event. An event whose identifiers are all blocked belongs
+/// to no profile and falls back to its routing key.
+pub fn subject_of(identifiers: &[Identifier], event: &Event, rules: &IdentityRules) -> Identifier {
+    identifiers
+        .iter()
+        .min_by_key(|identifier| rules.rank(&identifier.kind))
+        .cloned()
+        .unwrap_or_else(|| Identifier::new("routing_key", event.routing_key()))
+}
+
 /// Every identifier in the event, normalized, blocked values removed,
 /// without repeats.
 pub fn identifiers_of(event: &Event, rules: &IdentityRules) -> Vec<Identifier> {
