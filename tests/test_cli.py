@@ -14,7 +14,7 @@ import requests
 
 from conftest import ADMIN_TOKEN, Kairos, free_port, kairos_binary
 
-REPORT_LINE = "rows={rows} accepted={accepted} duplicates={duplicates} rejected={rejected}"
+REPORT_LINE = "rows={rows} accepted={accepted} duplicates={duplicates} suppressed={suppressed} rejected={rejected}"
 
 
 def cli_env(server, **extra):
@@ -134,7 +134,7 @@ def test_import_ndjson(server, tmp_path):
     report_path = tmp_path / "report.json"
 
     first = ok(kairos(server, "import", str(path), "--write-key", source["write_key"], "--report", str(report_path)))
-    assert last_line(first) == REPORT_LINE.format(rows=10, accepted=6, duplicates=0, rejected=4), first
+    assert last_line(first) == REPORT_LINE.format(rows=10, accepted=6, duplicates=0, suppressed=0, rejected=4), first
     stored = server.events(source["id"])
     ids = [e["messageId"] for e in stored]
     assert sorted(m for m in ids if not m.startswith("kairos-")) == sorted(g["messageId"] for g in good)
@@ -144,7 +144,7 @@ def test_import_ndjson(server, tmp_path):
     assert any(e.get("userId") == no_message_id["userId"] for e in stored)
 
     second = ok(kairos(server, "import", str(path), "--write-key", source["write_key"]))
-    assert last_line(second) == REPORT_LINE.format(rows=10, accepted=0, duplicates=6, rejected=4), second
+    assert last_line(second) == REPORT_LINE.format(rows=10, accepted=0, duplicates=6, suppressed=0, rejected=4), second
     assert len(server.events(source["id"])) == 6, "importing twice must not add events"
 
     report = json.loads(report_path.read_text())
@@ -170,7 +170,7 @@ def test_import_csv(server, tmp_path):
     path.write_text("\n".join(rows) + "\n")
 
     first = ok(kairos(server, "import", str(path), "--write-key", source["write_key"]))
-    assert last_line(first) == REPORT_LINE.format(rows=6, accepted=4, duplicates=0, rejected=2), first
+    assert last_line(first) == REPORT_LINE.format(rows=6, accepted=4, duplicates=0, suppressed=0, rejected=2), first
     stored = {e["messageId"]: e for e in server.events(source["id"])}
     assert set(stored) == {ids[0], ids[1], ids[4], ids[5]}, stored.keys()
     assert stored[ids[0]]["properties"] == {"revenue": 19.99}, stored[ids[0]]
@@ -180,7 +180,7 @@ def test_import_csv(server, tmp_path):
     assert stored[ids[5]]["type"] == "identify" and stored[ids[5]]["userId"] == "u-5"
 
     second = ok(kairos(server, "import", str(path), "--write-key", source["write_key"]))
-    assert last_line(second) == REPORT_LINE.format(rows=6, accepted=0, duplicates=4, rejected=2), second
+    assert last_line(second) == REPORT_LINE.format(rows=6, accepted=0, duplicates=4, suppressed=0, rejected=2), second
     assert len(server.events(source["id"])) == 4
 
 
@@ -193,7 +193,7 @@ def test_import_several_files_and_small_batches(server, tmp_path):
                                     "".join(f"track,Clicked,u,{m}\n" for m in csv_ids))
     out = ok(kairos(server, "import", str(tmp_path / "a.jsonl"), str(tmp_path / "b.csv"),
                     "--write-key", source["write_key"], "--batch-size", "2"))
-    assert last_line(out) == REPORT_LINE.format(rows=10, accepted=10, duplicates=0, rejected=0), out
+    assert last_line(out) == REPORT_LINE.format(rows=10, accepted=10, duplicates=0, suppressed=0, rejected=0), out
     assert len(server.events(source["id"])) == 10
 
 
@@ -203,7 +203,7 @@ def test_import_failures(server, tmp_path):
     path.write_text(json.dumps(event(userId=None)) + "\nnot json\n")
     all_bad = kairos(server, "import", str(path), "--write-key", source["write_key"])
     assert all_bad.returncode != 0, all_bad.stdout
-    assert last_line(all_bad.stdout) == REPORT_LINE.format(rows=2, accepted=0, duplicates=0, rejected=2)
+    assert last_line(all_bad.stdout) == REPORT_LINE.format(rows=2, accepted=0, duplicates=0, suppressed=0, rejected=2)
     assert server.events(source["id"]) == []
 
     good = tmp_path / "good.ndjson"

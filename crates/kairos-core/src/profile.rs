@@ -120,7 +120,11 @@ impl Profile {
                 set_at: time,
                 source_rank,
             };
-            if self.traits.get(key).is_none_or(|current| incoming.wins_over(current)) {
+            if self
+                .traits
+                .get(key)
+                .is_none_or(|current| incoming.wins_over(current))
+            {
                 self.traits.insert(key.clone(), incoming);
             }
         }
@@ -132,7 +136,11 @@ impl Profile {
             self.timeline.pop_front();
         }
         if let Some(horizon) = retention.horizon(now) {
-            while self.timeline.front().is_some_and(|entry| entry.timestamp < horizon) {
+            while self
+                .timeline
+                .front()
+                .is_some_and(|entry| entry.timestamp < horizon)
+            {
                 self.timeline.pop_front();
             }
         }
@@ -150,7 +158,11 @@ impl Profile {
     /// timelines interleave by event time, merge histories concatenate.
     pub fn absorb(&mut self, other: Profile) {
         for (key, value) in other.traits {
-            if self.traits.get(&key).is_none_or(|current| value.wins_over(current)) {
+            if self
+                .traits
+                .get(&key)
+                .is_none_or(|current| value.wins_over(current))
+            {
                 self.traits.insert(key, value);
             }
         }

@@ -260,7 +260,10 @@ fn apply(
     let event = stored.decode()?;
     if !state.knows_source(&event.source_id) {
         let source = store.sources.get(&event.source_id);
-        state.learn_source(&event.source_id, source.as_ref().map(|source| source.record.name.as_str()));
+        state.learn_source(
+            &event.source_id,
+            source.as_ref().map(|source| source.record.name.as_str()),
+        );
     }
     state.apply(&event);
     Ok(())

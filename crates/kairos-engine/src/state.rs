@@ -147,7 +147,10 @@ impl EngineState {
         }
         let mut erased_before = false;
         identifiers.retain(|identifier| {
-            match check.privacy.suppressed_after(&check.vault.subject(identifier)) {
+            match check
+                .privacy
+                .suppressed_after(&check.vault.subject(identifier))
+            {
                 Some(after) => {
                     erased_before |= event.seq > after;
                     false

@@ -349,23 +349,30 @@ async fn replay(
             }]
         })?;
     // No record: the event names an erased person and was dropped.
-    Ok(match receipt.appended.first().copied().unwrap_or(Appended::Suppressed) {
-        Appended::Suppressed => ReplayOutcome {
-            id: record.id,
-            status: "suppressed",
-            seq: None,
+    Ok(
+        match receipt
+            .appended
+            .first()
+            .copied()
+            .unwrap_or(Appended::Suppressed)
+        {
+            Appended::Suppressed => ReplayOutcome {
+                id: record.id,
+                status: "suppressed",
+                seq: None,
+            },
+            Appended::Stored(seq) => ReplayOutcome {
+                id: record.id,
+                status: "accepted",
+                seq: Some(seq),
+            },
+            Appended::Duplicate(seq) => ReplayOutcome {
+                id: record.id,
+                status: "duplicate",
+                seq: Some(seq),
+            },
         },
-        Appended::Stored(seq) => ReplayOutcome {
-            id: record.id,
-            status: "accepted",
-            seq: Some(seq),
-        },
-        Appended::Duplicate(seq) => ReplayOutcome {
-            id: record.id,
-            status: "duplicate",
-            seq: Some(seq),
-        },
-    })
+    )
 }
 
 pub async fn replay_quarantined(

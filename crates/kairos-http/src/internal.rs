@@ -86,6 +86,9 @@ pub async fn append_internal(
             Appended::Suppressed => outcome.suppressed += 1,
         }
     }
-    state.metrics.events_accepted.inc_by(outcome.accepted as u64);
+    state
+        .metrics
+        .events_accepted
+        .inc_by(outcome.accepted as u64);
     Ok(outcome)
 }

@@ -14,12 +14,12 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod collect;
-pub mod metrics;
 pub mod imports;
 mod internal;
+pub mod metrics;
 pub mod ops;
-pub mod problem;
 pub mod privacy;
+pub mod problem;
 pub mod profiles;
 
 use std::ops::Deref;

@@ -125,7 +125,10 @@ pub async fn export_profile(
     let file_name = format!("attachment; filename=\"{}.json\"", export.profile.id);
     Ok((
         [
-            (axum::http::header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_string(),
+            ),
             (axum::http::header::CONTENT_DISPOSITION, file_name),
         ],
         body,

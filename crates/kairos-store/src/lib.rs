@@ -39,8 +39,8 @@ use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use log::{EventLog, LogRecord};
-pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
 pub use privacy::{ErasureReceipt, Privacy};
+pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
 pub use sources::{SourceRecord, SourceRegistry};
 pub use vault::{SubjectId, Vault};
 pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
@@ -163,9 +163,11 @@ impl Store {
     pub fn prepare(&self, event: &kairos_core::Event, rules: &IdentityRules) -> Option<LogRecord> {
         let identifiers = identifiers_of(event, rules);
         if self.privacy.has_suppressions()
-            && identifiers
-                .iter()
-                .any(|identifier| self.privacy.suppressed_after(&self.vault.subject(identifier)).is_some())
+            && identifiers.iter().any(|identifier| {
+                self.privacy
+                    .suppressed_after(&self.vault.subject(identifier))
+                    .is_some()
+            })
         {
             self.privacy
                 .events_dropped
@@ -188,7 +190,9 @@ impl Store {
             &self.dedup,
         ];
         keyspaces.extend(self.privacy.keyspaces());
-        keyspaces.extend((0..self.log.partition_count()).map(|index| self.log.partition(index as usize)));
+        keyspaces.extend(
+            (0..self.log.partition_count()).map(|index| self.log.partition(index as usize)),
+        );
         // Every keyspace flushed: no journal file still needed for recovery,
         // so the journal manager deletes the old ones.
         for keyspace in &keyspaces {

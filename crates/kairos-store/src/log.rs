@@ -192,13 +192,18 @@ impl EventLog {
 
     /// The plaintext of a sealed record; `None` if its person was erased.
     fn open_sealed(&self, sealed: StoredEvent) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(match self.vault.open_record(Sealed::LogEvent(sealed.seq), &sealed.bytes)? {
-            Opened::Event(bytes) => Some(StoredEvent {
-                seq: sealed.seq,
-                bytes,
-            }),
-            Opened::Erased => None,
-        })
+        Ok(
+            match self
+                .vault
+                .open_record(Sealed::LogEvent(sealed.seq), &sealed.bytes)?
+            {
+                Opened::Event(bytes) => Some(StoredEvent {
+                    seq: sealed.seq,
+                    bytes,
+                }),
+                Opened::Erased => None,
+            },
+        )
     }
 }
 

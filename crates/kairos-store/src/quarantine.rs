@@ -173,7 +173,11 @@ impl Quarantine {
     /// `subjects`, or (sealed otherwise) whose raw JSON contains one of
     /// `values`, case-insensitively. What erasing the person deletes. A full
     /// scan; the quarantine is small and erasures are rare.
-    pub fn naming(&self, subjects: &[SubjectId], values: &[String]) -> Result<Vec<u64>, StoreError> {
+    pub fn naming(
+        &self,
+        subjects: &[SubjectId],
+        values: &[String],
+    ) -> Result<Vec<u64>, StoreError> {
         let needles: Vec<String> = values
             .iter()
             .filter(|value| !value.is_empty())
@@ -186,13 +190,15 @@ impl Quarantine {
             let sealed_for_them =
                 subject_of_record(&value).is_some_and(|subject| subjects.contains(&subject));
             let names_them = || -> Result<bool, StoreError> {
-                Ok(match self.vault.open_record(Sealed::Quarantined(id), &value)? {
-                    Opened::Event(plaintext) => {
-                        let text = String::from_utf8_lossy(&plaintext).to_lowercase();
-                        needles.iter().any(|needle| text.contains(needle.as_str()))
-                    }
-                    Opened::Erased => false,
-                })
+                Ok(
+                    match self.vault.open_record(Sealed::Quarantined(id), &value)? {
+                        Opened::Event(plaintext) => {
+                            let text = String::from_utf8_lossy(&plaintext).to_lowercase();
+                            needles.iter().any(|needle| text.contains(needle.as_str()))
+                        }
+                        Opened::Erased => false,
+                    },
+                )
             };
             if sealed_for_them || names_them()? {
                 ids.push(id);

@@ -124,7 +124,11 @@ impl Vault {
 
     /// Destroys the subjects' keys: in memory now, on disk with `batch`.
     /// Returns how many existed.
-    pub(crate) fn shred(&self, subjects: &[SubjectId], batch: &mut fjall::OwnedWriteBatch) -> usize {
+    pub(crate) fn shred(
+        &self,
+        subjects: &[SubjectId],
+        batch: &mut fjall::OwnedWriteBatch,
+    ) -> usize {
         let mut keys = self.keys.write().expect("vault lock");
         let mut destroyed = 0;
         for subject in subjects {
@@ -229,17 +233,29 @@ mod tests {
             Opened::Event(bytes) => assert_eq!(bytes, b"{\"userId\":\"u1\"}"),
             Opened::Erased => panic!("key exists"),
         }
-        assert!(vault.open_record(Sealed::LogEvent(8), &record).is_err(), "the nonce binds the seq");
-        assert!(vault.open_record(Sealed::Quarantined(7), &record).is_err(), "separate nonce spaces");
+        assert!(
+            vault.open_record(Sealed::LogEvent(8), &record).is_err(),
+            "the nonce binds the seq"
+        );
+        assert!(
+            vault.open_record(Sealed::Quarantined(7), &record).is_err(),
+            "separate nonce spaces"
+        );
         let reopened = Vault::open(&db, &meta).unwrap();
         assert_eq!(reopened.subject(&Identifier::new("user_id", "u1")), subject);
         let mut batch = db.batch();
         reopened.shred(&[subject], &mut batch);
         batch.commit().unwrap();
         let seven = Sealed::LogEvent(7);
-        assert!(matches!(reopened.open_record(seven, &record).unwrap(), Opened::Erased));
         assert!(matches!(
-            Vault::open(&db, &meta).unwrap().open_record(seven, &record).unwrap(),
+            reopened.open_record(seven, &record).unwrap(),
+            Opened::Erased
+        ));
+        assert!(matches!(
+            Vault::open(&db, &meta)
+                .unwrap()
+                .open_record(seven, &record)
+                .unwrap(),
             Opened::Erased
         ));
     }

@@ -195,10 +195,12 @@ impl LogWriter {
             epoch,
             reply,
         };
-        self.sender.try_send(Job::Append(job)).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => StoreError::QueueFull(self.capacity),
-            mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
-        })?;
+        self.sender
+            .try_send(Job::Append(job))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::QueueFull(self.capacity),
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
+            })?;
         match receipt.await {
             Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(message)) => Err(StoreError::Corrupt(message)),

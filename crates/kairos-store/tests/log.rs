@@ -20,7 +20,10 @@ fn record(message_id: &str, user: &str) -> LogRecord {
         plan: None,
     };
     // One pseudonym for every test event; the vault tests cover many.
-    LogRecord::from_event(&normalize_event(&raw, &arrival).unwrap(), *b"test-subject-000")
+    LogRecord::from_event(
+        &normalize_event(&raw, &arrival).unwrap(),
+        *b"test-subject-000",
+    )
 }
 
 fn options() -> StoreOptions {

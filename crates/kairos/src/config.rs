@@ -276,7 +276,9 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
             if !type_name_ok(name) {
                 problems.push(format!("identity.custom_types: {name:?} is not a type name (lower-case letters, digits and _)"));
             } else if ["user_id", "anonymous_id", "email", "phone"].contains(&name.as_str()) {
-                problems.push(format!("identity.custom_types: {name:?} is built in; list only new types"));
+                problems.push(format!(
+                    "identity.custom_types: {name:?} is built in; list only new types"
+                ));
             }
         }
         rules.custom_types = custom.iter().cloned().collect();
@@ -288,10 +290,15 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
     if let Some(limits) = &config.limits {
         for (kind, limit) in limits {
             if !known(kind) {
-                problems.push(format!("identity.limits: unknown type {kind:?}; declare it in identity.custom_types"));
+                problems.push(format!(
+                    "identity.limits: unknown type {kind:?}; declare it in identity.custom_types"
+                ));
             }
             if !(1..=kairos_core::identity::VALUES_PER_TYPE_MAX).contains(limit) {
-                problems.push(format!("identity.limits.{kind}: expected 1 to {}", kairos_core::identity::VALUES_PER_TYPE_MAX));
+                problems.push(format!(
+                    "identity.limits.{kind}: expected 1 to {}",
+                    kairos_core::identity::VALUES_PER_TYPE_MAX
+                ));
             }
             rules.limits.insert(kind.clone(), *limit);
         }
@@ -300,7 +307,9 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
         let mut seen = std::collections::BTreeSet::new();
         for kind in priority {
             if !known(kind) {
-                problems.push(format!("identity.priority: unknown type {kind:?}; declare it in identity.custom_types"));
+                problems.push(format!(
+                    "identity.priority: unknown type {kind:?}; declare it in identity.custom_types"
+                ));
             }
             if !seen.insert(kind) {
                 problems.push(format!("identity.priority: {kind:?} is listed twice"));
@@ -309,12 +318,17 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
         rules.priority = priority.clone();
     }
     if let Some(blocked) = &config.blocked_values {
-        rules.blocked_values = blocked.iter().map(|value| value.trim().to_lowercase()).collect();
+        rules.blocked_values = blocked
+            .iter()
+            .map(|value| value.trim().to_lowercase())
+            .collect();
     }
     if let Some(code) = &config.default_calling_code {
         let digits = code.trim_start_matches('+');
         if digits.is_empty() || digits.len() > 3 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            problems.push(format!("identity.default_calling_code {code:?}: expected 1 to 3 digits, e.g. \"49\""));
+            problems.push(format!(
+                "identity.default_calling_code {code:?}: expected 1 to 3 digits, e.g. \"49\""
+            ));
         }
         rules.default_calling_code = Some(digits.to_string());
     }

@@ -2,8 +2,8 @@
 //! worth of events, so the APIs have something to show.
 
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_core::identity::IdentityRules;
+use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_store::Store;
 use serde_json::json;
 

@@ -1,6 +1,11 @@
 //! `kairos import`: NDJSON or CSV files of events, sent in batches through
 //! the collection API, so they pass the same validation, deduplication and
 //! quarantine as live traffic. Shows progress and ends with a report.
+//!
+//! With `--traits TYPE`, the files are CRM records instead — one person's
+//! traits per row, keyed by the identifier column `TYPE` (email, user_id,
+//! phone, a custom type) — sent to the profile import API
+//! (`POST /v1/profiles/import`) with the admin token.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -17,9 +22,19 @@ pub struct ImportArgs {
     /// Files to import (.ndjson / .jsonl / .csv).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Write key of the source the events belong to.
-    #[arg(long, env = "KAIROS_WRITE_KEY")]
-    write_key: String,
+    /// Write key of the source the events belong to (event imports).
+    #[arg(long, env = "KAIROS_WRITE_KEY", required_unless_present = "traits")]
+    write_key: Option<String>,
+    /// Import CRM trait records keyed by this identifier type (a column of
+    /// that name) instead of events.
+    #[arg(long, value_name = "IDENTIFIER_TYPE")]
+    traits: Option<String>,
+    /// Source name the trait records belong to (with --traits).
+    #[arg(long, default_value = "crm-import")]
+    source_name: String,
+    /// Admin token (with --traits).
+    #[arg(long, env = "KAIROS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     #[arg(long, env = "KAIROS_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// File format; by default from the extension.
@@ -46,12 +61,17 @@ struct Report {
     rows: usize,
     accepted: usize,
     duplicates: usize,
+    /// Dropped: they name an erased person.
+    suppressed: usize,
     rejected: Vec<RejectedRow>,
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 || args.batch_size > 2500 {
         bail!("--batch-size must be 1 to 2500");
+    }
+    if args.traits.is_some() && args.admin_token.is_none() {
+        bail!("--traits needs the admin token: --admin-token or KAIROS_ADMIN_TOKEN");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,11 +149,19 @@ async fn send_batch(
         return Ok(());
     }
     let events: Vec<&Value> = batch.iter().map(|(_, value)| value).collect();
-    let url = format!("{}/v1/batch", args.url.trim_end_matches('/'));
-    let response = client
-        .post(&url)
-        .basic_auth(&args.write_key, Some(""))
-        .json(&serde_json::json!({"batch": events}))
+    let base = args.url.trim_end_matches('/');
+    let request = match (&args.traits, &args.admin_token, &args.write_key) {
+        (Some(kind), Some(token), _) => client
+            .post(format!("{base}/v1/profiles/import"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"identifier_type": kind, "source": args.source_name, "records": events})),
+        (_, _, Some(write_key)) => client
+            .post(format!("{base}/v1/batch"))
+            .basic_auth(write_key, Some(""))
+            .json(&serde_json::json!({"batch": events})),
+        _ => bail!("give --write-key (events) or --traits with the admin token (CRM records)"),
+    };
+    let response = request
         .send()
         .await
         .with_context(|| format!("connecting to {}", args.url))?;
@@ -145,6 +173,7 @@ async fn send_batch(
     };
     report.accepted += body["accepted"].as_u64().unwrap_or(0) as usize;
     report.duplicates += body["duplicates"].as_u64().unwrap_or(0) as usize;
+    report.suppressed += body["suppressed"].as_u64().unwrap_or(0) as usize;
     let rejected = if status.as_u16() == 400 {
         rejected_from_problem(&body)
     } else {
@@ -165,8 +194,10 @@ async fn send_batch(
     Ok(())
 }
 
+/// Rejected rows of a 200 answer: `quarantined` events (event import) or
+/// `rejected` records (trait import).
 fn rejected_from_success(body: &Value) -> Vec<(usize, Value)> {
-    body["quarantined"]
+    let events = body["quarantined"]
         .as_array()
         .into_iter()
         .flatten()
@@ -175,8 +206,18 @@ fn rejected_from_success(body: &Value) -> Vec<(usize, Value)> {
                 item["index"].as_u64().unwrap_or(0) as usize,
                 item["errors"].clone(),
             )
-        })
-        .collect()
+        });
+    let records = body["rejected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            (
+                item["row"].as_u64().unwrap_or(0) as usize,
+                item["errors"].clone(),
+            )
+        });
+    events.chain(records).collect()
 }
 
 fn rejected_from_problem(body: &Value) -> Vec<(usize, Value)> {
@@ -205,10 +246,11 @@ fn print_report(report: &Report) {
         );
     }
     println!(
-        "rows={} accepted={} duplicates={} rejected={}",
+        "rows={} accepted={} duplicates={} suppressed={} rejected={}",
         report.rows,
         report.accepted,
         report.duplicates,
+        report.suppressed,
         report.rejected.len()
     );
 }
@@ -289,11 +331,20 @@ fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
         }))
 }
 
+/// A cell as JSON: numbers only when they read back the same (so zip codes
+/// like `01234` and phone numbers like `+4915...` stay text), true/false as
+/// booleans, anything else as text.
 fn cell_value(cell: &str) -> Value {
-    if let Ok(integer) = cell.parse::<i64>() {
+    if let Ok(integer) = cell.parse::<i64>()
+        && integer.to_string() == cell
+    {
         return Value::from(integer);
     }
-    if let Ok(float) = cell.parse::<f64>()
+    let leading_zero =
+        cell.starts_with('0') && cell.as_bytes().get(1).is_some_and(u8::is_ascii_digit);
+    let plain_decimal = !cell.starts_with(['+', '.']) && !leading_zero && cell.contains('.');
+    if plain_decimal
+        && let Ok(float) = cell.parse::<f64>()
         && float.is_finite()
     {
         return Value::from(float);
