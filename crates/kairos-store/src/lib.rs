@@ -122,7 +122,6 @@ impl Store {
         let db = Database::builder(dir)
             .cache_size(options.cache_bytes)
             .worker_threads(1)
-            .journal_compression(fjall::CompressionType::Lz4)
             .with_compaction_filter_factories(Arc::new(move |name: &str| {
                 dedup::filter_for(name, window)
             }))

@@ -13,8 +13,9 @@
 //! pseudonym.
 //!
 //! Record layout inside a log chunk: `[version 1][subject 16][ciphertext +
-//! 16-byte tag]`, ChaCha20-Poly1305, nonce = the event's sequence number
-//! (unique per event, hence per key). Keys live in the `vault` keyspace and,
+//! 16-byte tag]`, ChaCha20-Poly1305 over the LZ4-compressed plaintext
+//! (compression must come before encryption; ciphertext does not shrink),
+//! nonce = the event's sequence number (unique per event, hence per key). Keys live in the `vault` keyspace and,
 //! for speed, in memory (48 bytes per subject plus map overhead).
 
 use std::collections::HashMap;
@@ -154,8 +155,9 @@ pub(crate) enum Sealed {
 /// Seals one record's bytes under its subject's key.
 pub(crate) fn seal(what: Sealed, subject: &SubjectId, key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    let compressed = lz4_flex::compress_prepend_size(plaintext);
     let sealed = cipher
-        .encrypt(&nonce(what), plaintext)
+        .encrypt(&nonce(what), compressed.as_slice())
         .expect("ChaCha20-Poly1305 encrypts any length below 256 GiB");
     let mut record = Vec::with_capacity(HEADER_BYTES + sealed.len());
     record.push(RECORD_VERSION);
@@ -182,10 +184,12 @@ impl Vault {
             return Ok(Opened::Erased);
         };
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&key));
-        cipher
+        let compressed = cipher
             .decrypt(&nonce(what), &record[HEADER_BYTES..])
+            .map_err(|_| corrupt("authentication failed (wrong key or damaged data)"))?;
+        lz4_flex::decompress_size_prepended(&compressed)
             .map(Opened::Event)
-            .map_err(|_| corrupt("authentication failed (wrong key or damaged data)"))
+            .map_err(|error| corrupt(&format!("decompression failed: {error}")))
     }
 }
 

@@ -224,6 +224,17 @@ fn incremental_graph_equals_a_from_scratch_model_at_every_step() {
             for step in 0..60 {
                 let identifiers = random_event(&mut random, &rules);
                 if let Some(resolution) = graph.resolve(&identifiers, &rules) {
+                    // Erasure relies on it: the event's most trusted
+                    // identifier (what it is sealed under) is in its profile.
+                    let subject = identifiers
+                        .iter()
+                        .min_by_key(|identifier| rules.rank(&identifier.kind))
+                        .expect("an event with a resolution has identifiers");
+                    assert_eq!(
+                        graph.profile_of(subject),
+                        Some(resolution.profile),
+                        "seed {seed} step {step}: the subject is outside the event's profile"
+                    );
                     merges += resolution.merges.len();
                     left_out += resolution.left_out.len();
                     created += usize::from(resolution.created);
