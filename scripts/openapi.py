@@ -141,6 +141,15 @@ paths["/v1/profiles/import"] = admin("post", "Bulk CRM records: traits keyed by 
         "source": {"type": "string", "description": "Name of the source the records belong to (default crm-import)"},
         "records": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "object"}}}},
     extra={"400": problem("Invalid body or identifier type")})
+paths["/v1/admin/matching/run"] = admin("post", "Run the probabilistic matcher over every profile: merge pairs above the threshold, keep the review band as suggestions", {"type": "object", "properties": {
+    "profiles_compared": {"type": "integer"}, "candidate_pairs": {"type": "integer"}, "threshold_bits": {"type": "number"}, "match_share": {"type": "number"},
+    "links": {"type": "integer"}, "merge_events": {"type": "integer"}, "suggestions": {"type": "integer"}, "seconds": {"type": "number"}}})
+paths["/v1/admin/matching/suggestions"] = admin("get", "Pairs of profiles just below the match threshold, for review", {"type": "object", "properties": {
+    "suggestions": {"type": "array", "items": ref("Suggestion")}}})
+paths["/v1/admin/matching/suggestions/{id}"] = admin("delete", "Reject a suggestion", {"type": "object"},
+    params=[path_param("id", "Suggestion id")], extra=NOT_FOUND)
+paths["/v1/admin/matching/suggestions/{id}/accept"] = admin("post", "Accept a suggestion: merge the two profiles", {"type": "object"},
+    params=[path_param("id", "Suggestion id")], extra=NOT_FOUND)
 paths["/v1/admin/audit"] = admin("get", "Erasure receipts, newest first", {"type": "object", "properties": {"erasures": {"type": "array", "items": ref("ErasureReceipt")}}},
     params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most receipts (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {
@@ -198,6 +207,10 @@ schemas = {
         "id": {"type": "string"}, "profile_id": {"type": "string"}, "requested_at": {"type": "string"}, "completed_at": {"type": "string"},
         "identities": {"type": "object", "additionalProperties": {"type": "integer"}}, "keys_destroyed": {"type": "integer"},
         "events_erased": {"type": "integer"}, "quarantine_purged": {"type": "integer"}, "effective_after_seq": {"type": "integer"}}},
+    "Suggestion": {"type": "object", "properties": {"id": {"type": "string"},
+        "a": {"type": "object", "properties": {"profile_id": {"type": "string"}, "identifier": {"type": "object"}}},
+        "b": {"type": "object", "properties": {"profile_id": {"type": "string"}, "identifier": {"type": "object"}}},
+        "score": {"type": "number"}, "threshold": {"type": "number"}, "created_at": {"type": "string"}}},
     "FaultPlan": {"type": "object", "required": ["fail_next"], "additionalProperties": False, "properties": {
         "fail_next": {"type": "integer", "minimum": 0, "maximum": 4294967295}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "retry_after_seconds": {"type": "integer", "minimum": 0}, "after_commit": {"type": "boolean"}}},

@@ -24,8 +24,8 @@ use kairos_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use state::{
-    EngineSettings, EngineState, ErasedProfile, ProfileExport, ProfileView, SuppressionCheck,
-    TimelinePage,
+    EngineSettings, EngineState, ErasedProfile, MatchCandidate, ProfileExport, ProfileView,
+    SuppressionCheck, TimelinePage,
 };
 
 /// Events read from the log per step.
@@ -53,6 +53,9 @@ enum Command {
     Export {
         identifier: Identifier,
         reply: oneshot::Sender<Option<ProfileExport>>,
+    },
+    MatchCandidates {
+        reply: oneshot::Sender<Vec<MatchCandidate>>,
     },
     /// Removes the person and suppresses their identifiers at once.
     Erase {
@@ -120,6 +123,13 @@ impl Engine {
     ) -> Result<Option<ProfileExport>, EngineStopped> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Export { identifier, reply })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    /// Every profile the probabilistic matcher can compare.
+    pub async fn match_candidates(&self) -> Result<Vec<MatchCandidate>, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::MatchCandidates { reply })?;
         answer.await.map_err(|_| EngineStopped)
     }
 
@@ -319,6 +329,9 @@ fn answer_ready(store: &Store, state: &mut EngineState, waiting: Vec<Pending>) -
             }
             Command::Export { identifier, reply } => {
                 let _ = reply.send(state.export(&identifier));
+            }
+            Command::MatchCandidates { reply } => {
+                let _ = reply.send(state.match_candidates());
             }
             Command::Erase { identifier, reply } => {
                 let erased = state.erase(&identifier);

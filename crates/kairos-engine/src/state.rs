@@ -67,6 +67,14 @@ pub struct ProfileExport {
     pub seqs: Vec<u64>,
 }
 
+/// A profile as the matcher sees it.
+#[derive(Debug, Clone)]
+pub struct MatchCandidate {
+    pub profile_id: String,
+    pub identifier: Identifier,
+    pub record: kairos_core::matching::Record,
+}
+
 /// Suppression as the engine sees it: pseudonyms of erased identifiers.
 #[derive(Clone)]
 pub struct SuppressionCheck {
@@ -233,6 +241,31 @@ impl EngineState {
             kairos_core::identity::extract::normalize(identifier.clone(), &self.settings.rules)?;
         let profile = self.graph.profile_of(&identifier)?;
         Some((profile, self.profiles.get(&profile)?))
+    }
+
+    /// Every profile with enough traits to be matched, with the identifier
+    /// that addresses it (its most trusted), in profile order.
+    pub fn match_candidates(&self) -> Vec<MatchCandidate> {
+        let mut candidates: Vec<MatchCandidate> = self
+            .profiles
+            .iter()
+            .filter_map(|(id, profile)| {
+                let record = kairos_core::matching::record_from_traits(&profile.trait_values())?;
+                let identifier = self
+                    .graph
+                    .identities(*id)
+                    .iter()
+                    .min_by_key(|identifier| self.settings.rules.rank(&identifier.kind))?
+                    .clone();
+                Some(MatchCandidate {
+                    profile_id: profile_key(*id),
+                    identifier,
+                    record,
+                })
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.profile_id.cmp(&b.profile_id));
+        candidates
     }
 
     pub fn profile_view(&self, identifier: &Identifier) -> Option<ProfileView> {

@@ -16,6 +16,7 @@ pub mod body;
 pub mod collect;
 pub mod imports;
 mod internal;
+pub mod matching;
 pub mod metrics;
 pub mod ops;
 pub mod privacy;
@@ -48,6 +49,8 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     /// `Some` only when the server runs with `--test-faults`.
     pub faults: Option<Mutex<Option<FaultPlan>>>,
+    /// The probabilistic matcher's review suggestions.
+    pub matching: matching::MatchState,
 }
 
 impl AppState {
@@ -103,6 +106,19 @@ pub fn app(state: AppState) -> Router {
             put(privacy::update_consent),
         )
         .route("/v1/admin/audit", get(privacy::list_audit))
+        .route("/v1/admin/matching/run", post(matching::run))
+        .route(
+            "/v1/admin/matching/suggestions",
+            get(matching::list_suggestions),
+        )
+        .route(
+            "/v1/admin/matching/suggestions/{id}",
+            delete(matching::reject_suggestion),
+        )
+        .route(
+            "/v1/admin/matching/suggestions/{id}/accept",
+            post(matching::accept_suggestion),
+        )
         .route(
             "/v1/profiles/{identifier}/events",
             get(profiles::get_events),

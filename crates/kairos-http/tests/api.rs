@@ -38,6 +38,7 @@ fn harness() -> Harness {
         metrics: Metrics::new(),
         clock: Arc::new(SystemClock),
         faults: Some(Mutex::new(None)),
+        matching: Default::default(),
     });
     Harness {
         _dir: dir,

@@ -73,6 +73,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         metrics: Metrics::new(),
         clock: Arc::new(SystemClock),
         faults: config.test_faults.then(|| Mutex::new(None)),
+        matching: Default::default(),
     });
     kairos_http::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -90,9 +90,35 @@ pub struct Linkage {
     pub weights: Vec<Vec<f64>>,
 }
 
-/// Links records of `a` to records of `b`.
+/// Links records of `a` to records of `b`, each record at most once.
 pub fn link(a: &[Record], b: &[Record], config: &MatchConfig) -> Linkage {
     let pairs = candidate_pairs(a, b, config.block_size_max);
+    let all_pairs = a.len() as f64 * b.len() as f64;
+    score_and_link(a, b, pairs, all_pairs, config)
+}
+
+/// Finds duplicates within one set of records (profiles): pairs `a < b`.
+/// One-to-one like [`link`]: a record joins at most one other per run, so
+/// a record that resembles two people cannot bridge them into one; a person
+/// with three profiles is joined over two runs (the merged profile is one
+/// record the second time).
+pub fn dedupe(records: &[Record], config: &MatchConfig) -> Linkage {
+    let pairs: Vec<(usize, usize)> = candidate_pairs(records, records, config.block_size_max)
+        .into_iter()
+        .filter(|(a, b)| a < b)
+        .collect();
+    let count = records.len() as f64;
+    let all_pairs = (count * (count - 1.0) / 2.0).max(1.0);
+    score_and_link(records, records, pairs, all_pairs, config)
+}
+
+fn score_and_link(
+    a: &[Record],
+    b: &[Record],
+    pairs: Vec<(usize, usize)>,
+    all_pairs: f64,
+    config: &MatchConfig,
+) -> Linkage {
     let levels: Vec<Levels> = pairs.iter().map(|&(i, j)| compare(&a[i], &b[j])).collect();
     let u = chance_agreement(a, b, config.random_pairs);
     let (m, match_share, em_iterations) =
@@ -104,8 +130,7 @@ pub fn link(a: &[Record], b: &[Record], config: &MatchConfig) -> Linkage {
                 .collect()
         })
         .collect();
-    let prior = (match_share * pairs.len() as f64 / (a.len() as f64 * b.len() as f64))
-        .clamp(1e-12, 1.0 - 1e-12);
+    let prior = (match_share * pairs.len() as f64 / all_pairs).clamp(1e-12, 1.0 - 1e-12);
     let threshold = ((1.0 - prior) / prior).log2();
     let mut scored: Vec<Link> = pairs
         .iter()
@@ -122,9 +147,15 @@ pub fn link(a: &[Record], b: &[Record], config: &MatchConfig) -> Linkage {
             .then(x.a.cmp(&y.a))
             .then(x.b.cmp(&y.b))
     });
-    let links = one_to_one(&scored, threshold);
-    let linked_a: HashSet<usize> = links.iter().map(|link| link.a).collect();
-    let linked_b: HashSet<usize> = links.iter().map(|link| link.b).collect();
+    let links = one_to_one(&scored, threshold, std::ptr::eq(a, b));
+    // (the review band below excludes records already linked on either side)
+    let same_set = std::ptr::eq(a, b);
+    let mut linked_a: HashSet<usize> = links.iter().map(|link| link.a).collect();
+    let mut linked_b: HashSet<usize> = links.iter().map(|link| link.b).collect();
+    if same_set {
+        linked_a.extend(linked_b.iter().copied());
+        linked_b.clone_from(&linked_a);
+    }
     let review = scored
         .iter()
         .filter(|link| link.score < threshold && link.score >= threshold - REVIEW_BAND_BITS)
@@ -319,6 +350,9 @@ fn chance_agreement(a: &[Record], b: &[Record], samples: usize) -> Vec<Vec<f64>>
     for _ in 0..samples {
         let i = random.below(a.len());
         let j = random.below(b.len());
+        if std::ptr::eq(a, b) && i == j {
+            continue; // deduplicating: a record is no chance pair with itself
+        }
         for (field, &level) in compare(&a[i], &b[j]).iter().enumerate() {
             if level != MISSING {
                 counts[field][level as usize] += 1.0;
@@ -393,11 +427,19 @@ fn score(levels: &Levels, weights: &[Vec<f64>]) -> f64 {
 }
 
 /// `scored` sorted best first.
-fn one_to_one(scored: &[Link], threshold: f64) -> Vec<Link> {
+/// Greedy by score; each record links once. Deduplicating one set
+/// (`same_set`), a record is used once whichever side of the pair it is on.
+fn one_to_one(scored: &[Link], threshold: f64, same_set: bool) -> Vec<Link> {
     let (mut used_a, mut used_b) = (HashSet::new(), HashSet::new());
     let mut links = Vec::new();
     for link in scored.iter().take_while(|link| link.score >= threshold) {
-        if !used_a.contains(&link.a) && !used_b.contains(&link.b) {
+        let used = |record: usize| used_a.contains(&record) || used_b.contains(&record);
+        let free = if same_set {
+            !used(link.a) && !used(link.b)
+        } else {
+            !used_a.contains(&link.a) && !used_b.contains(&link.b)
+        };
+        if free {
             used_a.insert(link.a);
             used_b.insert(link.b);
             links.push(*link);
@@ -454,4 +496,40 @@ mod tests {
         let b = vec![record(["p", "q", "", "", "", "", "", "", "", "1234568"])];
         assert_eq!(candidate_pairs(&a, &b, 10), vec![(0, 0)]);
     }
+}
+
+/// Trait names read for each field of a [`Record`], FEBRL's name first.
+const TRAIT_ALIASES: [&[&str]; 10] = [
+    &["given_name", "first_name", "firstName"],
+    &["surname", "last_name", "lastName"],
+    &["street_number"],
+    &["address_1", "address", "street"],
+    &["address_2"],
+    &["suburb", "city"],
+    &["postcode", "zip", "postal_code", "postalCode"],
+    &["state", "region"],
+    &["date_of_birth", "birthday", "dob"],
+    &["soc_sec_id", "ssn"],
+];
+
+/// A profile's traits as a matching record (lower-cased, dates as
+/// YYYYMMDD); `None` when fewer than two fields are known — too little to
+/// tell people apart.
+pub fn record_from_traits(traits: &serde_json::Map<String, serde_json::Value>) -> Option<Record> {
+    let record: Record = std::array::from_fn(|field| {
+        let value = TRAIT_ALIASES[field]
+            .iter()
+            .find_map(|name| match traits.get(*name)? {
+                serde_json::Value::String(text) => Some(text.trim().to_lowercase()),
+                serde_json::Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if FIELDS[field] == "date_of_birth" {
+            value.replace(['-', '/', '.'], "")
+        } else {
+            value
+        }
+    });
+    (record.iter().filter(|value| !value.is_empty()).count() >= 2).then_some(record)
 }
