@@ -448,6 +448,42 @@ fn one_to_one(scored: &[Link], threshold: f64, same_set: bool) -> Vec<Link> {
     links
 }
 
+/// Trait names read for each field of a [`Record`], FEBRL's name first.
+const TRAIT_ALIASES: [&[&str]; 10] = [
+    &["given_name", "first_name", "firstName"],
+    &["surname", "last_name", "lastName"],
+    &["street_number"],
+    &["address_1", "address", "street"],
+    &["address_2"],
+    &["suburb", "city"],
+    &["postcode", "zip", "postal_code", "postalCode"],
+    &["state", "region"],
+    &["date_of_birth", "birthday", "dob"],
+    &["soc_sec_id", "ssn"],
+];
+
+/// A profile's traits as a matching record (lower-cased, dates as
+/// YYYYMMDD); `None` when fewer than two fields are known — too little to
+/// tell people apart.
+pub fn record_from_traits(traits: &serde_json::Map<String, serde_json::Value>) -> Option<Record> {
+    let record: Record = std::array::from_fn(|field| {
+        let value = TRAIT_ALIASES[field]
+            .iter()
+            .find_map(|name| match traits.get(*name)? {
+                serde_json::Value::String(text) => Some(text.trim().to_lowercase()),
+                serde_json::Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if FIELDS[field] == "date_of_birth" {
+            value.replace(['-', '/', '.'], "")
+        } else {
+            value
+        }
+    });
+    (record.iter().filter(|value| !value.is_empty()).count() >= 2).then_some(record)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,40 +532,4 @@ mod tests {
         let b = vec![record(["p", "q", "", "", "", "", "", "", "", "1234568"])];
         assert_eq!(candidate_pairs(&a, &b, 10), vec![(0, 0)]);
     }
-}
-
-/// Trait names read for each field of a [`Record`], FEBRL's name first.
-const TRAIT_ALIASES: [&[&str]; 10] = [
-    &["given_name", "first_name", "firstName"],
-    &["surname", "last_name", "lastName"],
-    &["street_number"],
-    &["address_1", "address", "street"],
-    &["address_2"],
-    &["suburb", "city"],
-    &["postcode", "zip", "postal_code", "postalCode"],
-    &["state", "region"],
-    &["date_of_birth", "birthday", "dob"],
-    &["soc_sec_id", "ssn"],
-];
-
-/// A profile's traits as a matching record (lower-cased, dates as
-/// YYYYMMDD); `None` when fewer than two fields are known — too little to
-/// tell people apart.
-pub fn record_from_traits(traits: &serde_json::Map<String, serde_json::Value>) -> Option<Record> {
-    let record: Record = std::array::from_fn(|field| {
-        let value = TRAIT_ALIASES[field]
-            .iter()
-            .find_map(|name| match traits.get(*name)? {
-                serde_json::Value::String(text) => Some(text.trim().to_lowercase()),
-                serde_json::Value::Number(number) => Some(number.to_string()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        if FIELDS[field] == "date_of_birth" {
-            value.replace(['-', '/', '.'], "")
-        } else {
-            value
-        }
-    });
-    (record.iter().filter(|value| !value.is_empty()).count() >= 2).then_some(record)
 }
