@@ -58,7 +58,11 @@ fn resident_kib() -> u64 {
 }
 
 pub fn run(count: usize, people: usize, runs: usize) {
-    let events = events(count, people);
+    // Shared like the engine shares them between router and shard.
+    let events: Vec<std::sync::Arc<Event>> = events(count, people)
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
     let mut rates = Vec::new();
     let mut per_profile_bytes = 0.0;
     for _ in 0..runs {
@@ -66,7 +70,7 @@ pub fn run(count: usize, people: usize, runs: usize) {
         let mut state = EngineState::new(Default::default());
         let started = Instant::now();
         for event in &events {
-            state.apply(event);
+            state.apply_shared(event.clone());
         }
         let seconds = started.elapsed().as_secs_f64();
         rates.push(count as f64 / seconds);

@@ -1,31 +1,47 @@
 //! The engine: derived state, kept current by following the log.
 //!
-//! One engine thread takes every durable event in log order (from the log
+//! A **router** thread takes every durable event in log order (from the log
 //! writer's live feed; from the log itself on start and whenever it falls
-//! behind), resolves its
-//! identifiers to a profile ([`kairos_core::identity`]) and applies it to
-//! that profile ([`kairos_core::profile`]). Reads (the profile API) are
-//! commands to the same thread, so there are no locks on the hot path and a
-//! read waits until every event acknowledged before it has been applied —
-//! an answer always reflects the events accepted a moment earlier.
+//! behind), resolves its identifiers to a profile with the identity graph
+//! ([`kairos_core::identity`], [`router`]) and sends the work to the
+//! **shard** threads that own the profiles involved (`profile id % shards`,
+//! [`shard`]), which apply events to profiles ([`kairos_core::profile`]).
+//! A merge of profiles on two shards moves the absorbed profile's state to
+//! the survivor's shard in the same global order as everything else, so no
+//! event is lost or counted twice, including events in flight.
+//!
+//! Reads (the profile API) are commands to the router, which forwards them
+//! to the owning shard behind every event routed before: no locks on the
+//! hot path, and a read waits until every event acknowledged before it has
+//! been applied — an answer always reflects the events accepted a moment
+//! earlier.
 //!
 //! State is a pure function of the log (and the erasures made since): on
 //! start the engine replays it from the beginning; events of erased people
 //! can no longer be read and identifiers they held are suppressed
-//! ([`kairos_store::privacy`]). (Checkpoints and shards per partition set
-//! are the next steps; see docs/architecture.md.)
+//! ([`kairos_store::privacy`]). Checkpoints are the next step (see
+//! docs/architecture.md).
 
+mod router;
+mod shard;
 mod state;
+mod types;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use kairos_core::identity::graph::ProfileId;
 use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
+
+use router::{Outbox, Router};
+use shard::{ShardOp, ShardState};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use state::{
-    EngineSettings, EngineState, ErasedProfile, MatchCandidate, ProfileExport, ProfileView,
-    SuppressionCheck, TimelinePage,
+pub use state::EngineState;
+pub use types::{
+    EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, SuppressionCheck,
+    TimelinePage,
 };
 
 /// Events read from the log per step.
@@ -200,38 +216,131 @@ impl Engine {
     }
 }
 
+/// Batches a shard may have queued before the router waits for it (bounds
+/// memory during replay; channels are unbounded so a merge's two halves
+/// can never block each other).
+const SHARD_BATCHES_AHEAD_MAX: u64 = 8;
+
+/// One shard thread, as the router sees it.
+struct ShardHandle {
+    sender: std::sync::mpsc::Sender<Vec<ShardOp>>,
+    sent: u64,
+    done: Arc<AtomicU64>,
+}
+
+fn start_shards(settings: &Arc<EngineSettings>) -> std::io::Result<Vec<ShardHandle>> {
+    (0..settings.shards.max(1))
+        .map(|index| {
+            let (sender, receiver) = std::sync::mpsc::channel::<Vec<ShardOp>>();
+            let done = Arc::new(AtomicU64::new(0));
+            let mut shard = ShardState::new(settings.clone());
+            let shard_done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("kairos-shard-{index}"))
+                .spawn(move || {
+                    for batch in receiver {
+                        let now = jiff::Timestamp::now();
+                        for op in batch {
+                            shard.handle(op, now);
+                        }
+                        shard_done.fetch_add(1, Ordering::Release);
+                    }
+                })?;
+            Ok(ShardHandle {
+                sender,
+                sent: 0,
+                done,
+            })
+        })
+        .collect()
+}
+
+/// The router's side: the graph, the shards, and operations not sent yet.
+struct Routing {
+    router: Router,
+    shards: Vec<ShardHandle>,
+    outbox: Outbox,
+}
+
+impl Routing {
+    /// Sends every queued operation, one batch per shard.
+    fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut batches: Vec<Vec<ShardOp>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (shard, op) in self.outbox.drain(..) {
+            batches[shard].push(op);
+        }
+        for (handle, batch) in self.shards.iter_mut().zip(batches) {
+            if !batch.is_empty() && handle.sender.send(batch).is_ok() {
+                handle.sent += 1;
+            }
+        }
+    }
+
+    /// Waits while a shard is more than `ahead` batches behind.
+    fn wait_for_shards(&self, ahead: u64) {
+        for handle in &self.shards {
+            while handle.sent > handle.done.load(Ordering::Acquire) + ahead {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+    }
+
+    fn send_to_shard_of(&mut self, profile: ProfileId, op: ShardOp) {
+        let shard = self.router.shard_of(profile);
+        self.outbox.push((shard, op));
+    }
+}
+
 async fn run(
     store: Arc<Store>,
     settings: EngineSettings,
     mut commands: mpsc::Receiver<Pending>,
     applied: watch::Sender<u64>,
 ) {
-    let mut state = EngineState::new(settings).with_suppression(SuppressionCheck {
-        vault: store.vault.clone(),
-        privacy: store.privacy.clone(),
-    });
+    let settings = Arc::new(settings);
+    let shards = match start_shards(&settings) {
+        Ok(shards) => shards,
+        Err(error) => {
+            tracing::error!(%error, "engine stopped: shard threads could not start");
+            return;
+        }
+    };
+    let mut routing = Routing {
+        router: Router::new(settings).with_suppression(SuppressionCheck {
+            vault: store.vault.clone(),
+            privacy: store.privacy.clone(),
+        }),
+        shards,
+        outbox: Vec::new(),
+    };
     // Subscribe before replaying, so no durable group falls between the two.
     let mut feed = store.writer.subscribe();
-    if let Err(error) = catch_up(&store, &mut state, store.writer.committed_seq()) {
+    if let Err(error) = catch_up(&store, &mut routing, store.writer.committed_seq()) {
         tracing::error!(%error, "engine stopped: the log could not be replayed");
         return;
     }
     let mut waiting: Vec<Pending> = Vec::new();
     loop {
-        applied.send_replace(state.applied_seq());
-        waiting = answer_ready(&store, &mut state, waiting);
+        applied.send_replace(routing.router.applied_seq());
+        waiting = answer_ready(&store, &mut routing, waiting);
+        routing.flush();
         tokio::select! {
             group = feed.recv() => {
                 let result = match group {
-                    Ok(events) => follow(&store, &mut state, &events),
+                    Ok(events) => follow(&store, &mut routing, &events),
                     // Fell behind the live feed: the log has everything.
-                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&store, &mut state, store.writer.committed_seq()),
+                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&store, &mut routing, store.writer.committed_seq()),
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 if let Err(error) = result {
                     tracing::error!(%error, "engine stopped: the log could not be read");
                     return;
                 }
+                routing.flush();
+                routing.wait_for_shards(SHARD_BATCHES_AHEAD_MAX);
             }
             command = commands.recv() => match command {
                 Some(command) => waiting.push(command),
@@ -241,113 +350,194 @@ async fn run(
     }
 }
 
-/// Applies one durable group from the live feed; reads the log first if
-/// events before the group have not been applied yet.
+/// Routes one durable group from the live feed; reads the log first if
+/// events before the group have not been routed yet.
 fn follow(
     store: &Store,
-    state: &mut EngineState,
+    routing: &mut Routing,
     events: &[kairos_store::log::StoredEvent],
 ) -> Result<(), kairos_store::StoreError> {
     let Some(first) = events.first() else {
         return Ok(());
     };
-    if first.seq > state.applied_seq() + 1 {
-        catch_up(store, state, first.seq - 1)?;
+    if first.seq > routing.router.applied_seq() + 1 {
+        catch_up(store, routing, first.seq - 1)?;
     }
     for stored in events {
-        if stored.seq > state.applied_seq() {
-            apply(store, state, stored)?;
+        if stored.seq > routing.router.applied_seq() {
+            route(store, routing, stored)?;
         }
     }
     Ok(())
 }
 
-fn apply(
+fn route(
     store: &Store,
-    state: &mut EngineState,
+    routing: &mut Routing,
     stored: &kairos_store::log::StoredEvent,
 ) -> Result<(), kairos_store::StoreError> {
     let event = stored.decode()?;
-    if !state.knows_source(&event.source_id) {
+    if !routing.router.knows_source(&event.source_id) {
         let source = store.sources.get(&event.source_id);
-        state.learn_source(
+        routing.router.learn_source(
             &event.source_id,
             source.as_ref().map(|source| source.record.name.as_str()),
         );
     }
-    state.apply(&event);
+    routing.router.route(Arc::new(event), &mut routing.outbox);
     Ok(())
 }
 
 fn catch_up(
     store: &Store,
-    state: &mut EngineState,
+    routing: &mut Routing,
     durable: u64,
 ) -> Result<(), kairos_store::StoreError> {
-    while state.applied_seq() < durable {
-        let events = store
-            .log
-            .read_after(state.applied_seq(), durable, READ_BATCH_EVENTS, None)?;
+    while routing.router.applied_seq() < durable {
+        let events = store.log.read_after(
+            routing.router.applied_seq(),
+            durable,
+            READ_BATCH_EVENTS,
+            None,
+        )?;
         if events.is_empty() {
-            state.skip_to(durable);
+            routing.router.skip_to(durable);
             break;
         }
         for stored in &events {
-            apply(store, state, stored)?;
+            route(store, routing, stored)?;
         }
+        routing.flush();
+        routing.wait_for_shards(1);
     }
     Ok(())
 }
 
-/// Answers the commands whose events are applied; returns the rest.
-fn answer_ready(store: &Store, state: &mut EngineState, waiting: Vec<Pending>) -> Vec<Pending> {
+/// Forwards the commands whose events are routed to the shards that answer
+/// them (behind those events); returns the rest.
+fn answer_ready(store: &Store, routing: &mut Routing, waiting: Vec<Pending>) -> Vec<Pending> {
     let mut still_waiting = Vec::new();
     for pending in waiting {
-        if pending.min_seq > state.applied_seq() {
+        if pending.min_seq > routing.router.applied_seq() {
             still_waiting.push(pending);
             continue;
         }
-        match pending.command {
-            Command::Profile { identifier, reply } => {
-                let _ = reply.send(state.profile_view(&identifier));
-            }
-            Command::Search {
-                trait_name,
-                value,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(state.search(&trait_name, &value, limit));
-            }
-            Command::Timeline {
-                identifier,
-                before_seq,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(state.timeline(&identifier, before_seq, limit));
-            }
-            Command::Export { identifier, reply } => {
-                let _ = reply.send(state.export(&identifier));
-            }
-            Command::MatchCandidates { reply } => {
-                let _ = reply.send(state.match_candidates());
-            }
-            Command::Erase { identifier, reply } => {
-                let erased = state.erase(&identifier);
-                if let Some(erased) = &erased {
-                    // On the engine thread, before the next event: nothing
-                    // applied after this point can bring the person back.
-                    let subjects: Vec<_> = erased
-                        .identities
-                        .iter()
-                        .map(|identity| store.vault.subject(identity))
-                        .collect();
-                    store.privacy.suppress_now(&subjects, erased.applied_seq);
-                }
-                let _ = reply.send(erased);
-            }
-        }
+        forward(store, routing, pending.command);
     }
     still_waiting
+}
+
+fn forward(store: &Store, routing: &mut Routing, command: Command) {
+    match command {
+        Command::Profile { identifier, reply } => match routing.router.lookup(&identifier) {
+            Some(profile) => routing.send_to_shard_of(profile, ShardOp::View { profile, reply }),
+            None => {
+                let _ = reply.send(None);
+            }
+        },
+        Command::Timeline {
+            identifier,
+            before_seq,
+            limit,
+            reply,
+        } => match routing.router.lookup(&identifier) {
+            Some(profile) => routing.send_to_shard_of(
+                profile,
+                ShardOp::Timeline {
+                    profile,
+                    before_seq,
+                    limit,
+                    reply,
+                },
+            ),
+            None => {
+                let _ = reply.send(None);
+            }
+        },
+        Command::Export { identifier, reply } => match routing.router.lookup(&identifier) {
+            Some(profile) => routing.send_to_shard_of(profile, ShardOp::Export { profile, reply }),
+            None => {
+                let _ = reply.send(None);
+            }
+        },
+        Command::Search {
+            trait_name,
+            value,
+            limit,
+            reply,
+        } => {
+            let (trait_name, value): (Arc<str>, Arc<str>) = (trait_name.into(), value.into());
+            let answers = gather(routing, |reply| ShardOp::Search {
+                trait_name: trait_name.clone(),
+                value: value.clone(),
+                limit,
+                reply,
+            });
+            tokio::spawn(async move {
+                let mut found: Vec<ProfileView> = Vec::new();
+                for answer in answers {
+                    found.extend(answer.await.unwrap_or_default());
+                }
+                found.sort_by_key(types::by_profile_number);
+                found.truncate(limit);
+                let _ = reply.send(found);
+            });
+        }
+        Command::MatchCandidates { reply } => {
+            let answers = gather(routing, |reply| ShardOp::MatchCandidates { reply });
+            tokio::spawn(async move {
+                let mut candidates = Vec::new();
+                for answer in answers {
+                    candidates.extend(answer.await.unwrap_or_default());
+                }
+                candidates.sort_by_key(|candidate: &MatchCandidate| {
+                    (candidate.profile_id.len(), candidate.profile_id.clone())
+                });
+                let _ = reply.send(candidates);
+            });
+        }
+        Command::Erase { identifier, reply } => match routing.router.erase(&identifier) {
+            Some((profile, identities)) => {
+                // On the router, before the next event: nothing routed after
+                // this point can bring the person back.
+                let subjects: Vec<_> = identities
+                    .iter()
+                    .map(|identity| store.vault.subject(identity))
+                    .collect();
+                let applied_seq = routing.router.applied_seq();
+                store.privacy.suppress_now(&subjects, applied_seq);
+                let erased = ErasedProfile {
+                    profile_id: types::profile_key(profile),
+                    identities,
+                    events: 0,
+                    applied_seq,
+                };
+                routing.send_to_shard_of(
+                    profile,
+                    ShardOp::Remove {
+                        profile,
+                        erased,
+                        reply,
+                    },
+                );
+            }
+            None => {
+                let _ = reply.send(None);
+            }
+        },
+    }
+}
+
+/// Sends one operation to every shard; the answers to await.
+fn gather<T>(
+    routing: &mut Routing,
+    op: impl Fn(oneshot::Sender<T>) -> ShardOp,
+) -> Vec<oneshot::Receiver<T>> {
+    (0..routing.shards.len())
+        .map(|shard| {
+            let (reply, answer) = oneshot::channel();
+            routing.outbox.push((shard, op(reply)));
+            answer
+        })
+        .collect()
 }

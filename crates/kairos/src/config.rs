@@ -58,6 +58,8 @@ pub struct ProfilesConfig {
     pub timeline_max_age: Option<String>,
     /// Source names whose traits win over other sources', most trusted first.
     pub source_precedence: Option<Vec<String>>,
+    /// Profile shard threads.
+    pub shards: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +154,7 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
                 file.storage.ingest_queue_requests_max = parse_env(name, value, problems)
             }
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
+            "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
             // Variables of the client commands and of tests.
             "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
@@ -246,7 +249,11 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         rules: identity_rules(&file.identity, problems),
         retention: retention(&file.profiles, problems),
         source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
+        shards: file.profiles.shards.unwrap_or(2),
     };
+    if !(1..=64).contains(&engine.shards) {
+        problems.push("profiles.shards: expected 1 to 64".to_string());
+    }
     ServeConfig {
         engine,
         listen,

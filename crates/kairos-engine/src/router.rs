@@ -1,0 +1,186 @@
+//! The router: the identity graph, owned by one thread. It resolves each
+//! event to a profile and turns it into operations for the shards that own
+//! the profiles involved ([`crate::shard`]), in one global order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use kairos_core::Event;
+use kairos_core::identity::Identifier;
+use kairos_core::identity::extract::{identifiers_of, normalize};
+use kairos_core::identity::graph::{IdentityGraph, ProfileId};
+use kairos_core::profile::MergeRecord;
+
+use crate::shard::ShardOp;
+use crate::types::{EngineSettings, SuppressionCheck};
+
+/// Operations for shards, in the global order: `(shard, operation)`.
+pub type Outbox = Vec<(usize, ShardOp)>;
+
+pub struct Router {
+    settings: Arc<EngineSettings>,
+    /// Trait precedence rank by source id (resolved from names by the engine).
+    source_ranks: HashMap<String, u32>,
+    suppression: Option<SuppressionCheck>,
+    graph: IdentityGraph,
+    applied: u64,
+    /// Events dropped because they carried an erased identifier.
+    pub suppressed_events: u64,
+}
+
+impl Router {
+    pub fn new(settings: Arc<EngineSettings>) -> Router {
+        Router {
+            settings,
+            source_ranks: HashMap::new(),
+            suppression: None,
+            graph: IdentityGraph::new(),
+            applied: 0,
+            suppressed_events: 0,
+        }
+    }
+
+    /// Drops events of erased people (see [`kairos_store::privacy`]).
+    pub fn with_suppression(mut self, check: SuppressionCheck) -> Router {
+        self.suppression = Some(check);
+        self
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.settings.shards.max(1)
+    }
+
+    pub fn shard_of(&self, profile: ProfileId) -> usize {
+        (profile % self.shard_count() as u64) as usize
+    }
+
+    pub fn applied_seq(&self) -> u64 {
+        self.applied
+    }
+
+    /// Marks sequence numbers with no event for this engine as applied.
+    pub fn skip_to(&mut self, seq: u64) {
+        self.applied = self.applied.max(seq);
+    }
+
+    pub fn graph(&self) -> &IdentityGraph {
+        &self.graph
+    }
+
+    /// Whether the source's trait precedence is known yet.
+    pub fn knows_source(&self, source_id: &str) -> bool {
+        self.settings.source_precedence.is_empty() || self.source_ranks.contains_key(source_id)
+    }
+
+    /// Records a source's precedence from its name.
+    pub fn learn_source(&mut self, source_id: &str, name: Option<&str>) {
+        let rank = name
+            .and_then(|name| {
+                self.settings
+                    .source_precedence
+                    .iter()
+                    .position(|listed| listed == name)
+            })
+            .unwrap_or(self.settings.source_precedence.len());
+        self.source_ranks.insert(source_id.to_string(), rank as u32);
+    }
+
+    /// Resolves the event's person, links what it links, and queues the
+    /// shard operations: merges first, then the event itself.
+    pub fn route(&mut self, event: Arc<Event>, out: &mut Outbox) {
+        self.applied = self.applied.max(event.seq);
+        let Some(identifiers) = self.live_identifiers(&event) else {
+            return;
+        };
+        let adds_identifiers = identifiers
+            .iter()
+            .any(|identifier| self.graph.profile_of(identifier).is_none());
+        let rules = &self.settings.rules;
+        let Some(resolution) = self.graph.resolve(&identifiers, rules) else {
+            return;
+        };
+        for merge in &resolution.merges {
+            let (to, from) = mpsc::channel();
+            out.push((
+                self.shard_of(merge.absorbed),
+                ShardOp::Extract {
+                    profile: merge.absorbed,
+                    to,
+                },
+            ));
+            out.push((
+                self.shard_of(merge.survivor),
+                ShardOp::Absorb {
+                    survivor: merge.survivor,
+                    from,
+                    record: MergeRecord {
+                        absorbed: merge.absorbed,
+                        via: merge.via.clone(),
+                        seq: event.seq,
+                        at: event.timestamp,
+                    },
+                },
+            ));
+        }
+        let identities = (adds_identifiers || resolution.created || !resolution.merges.is_empty())
+            .then(|| self.graph.identities(resolution.profile).to_vec());
+        let source_rank = self
+            .source_ranks
+            .get(&event.source_id)
+            .copied()
+            .unwrap_or(0);
+        out.push((
+            self.shard_of(resolution.profile),
+            ShardOp::Apply {
+                profile: resolution.profile,
+                event,
+                source_rank,
+                identities,
+            },
+        ));
+    }
+
+    /// The event's identifiers with erased ones removed; `None` when the
+    /// event must be dropped: it carries an identifier erased before it.
+    fn live_identifiers(&mut self, event: &Event) -> Option<Vec<Identifier>> {
+        let mut identifiers = identifiers_of(event, &self.settings.rules);
+        let Some(check) = &self.suppression else {
+            return Some(identifiers);
+        };
+        if !check.privacy.has_suppressions() {
+            return Some(identifiers);
+        }
+        let mut erased_before = false;
+        identifiers.retain(|identifier| {
+            match check
+                .privacy
+                .suppressed_after(&check.vault.subject(identifier))
+            {
+                Some(after) => {
+                    erased_before |= event.seq > after;
+                    false
+                }
+                None => true,
+            }
+        });
+        if erased_before {
+            self.suppressed_events += 1;
+            return None;
+        }
+        Some(identifiers)
+    }
+
+    /// The profile an identifier (as the API gives it) belongs to.
+    pub fn lookup(&self, identifier: &Identifier) -> Option<ProfileId> {
+        let identifier = normalize(identifier.clone(), &self.settings.rules)?;
+        self.graph.profile_of(&identifier)
+    }
+
+    /// Forgets a profile's identifiers (erasure); the caller removes the
+    /// profile from its shard.
+    pub fn erase(&mut self, identifier: &Identifier) -> Option<(ProfileId, Vec<Identifier>)> {
+        let profile = self.lookup(identifier)?;
+        Some((profile, self.graph.remove_profile(profile)))
+    }
+}

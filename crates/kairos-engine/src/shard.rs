@@ -1,0 +1,292 @@
+//! A profile shard: owns the profiles whose id falls to it and applies, in
+//! order, the operations the router sends it.
+//!
+//! A merge of profiles owned by two shards is an `Extract` on the absorbed
+//! profile's shard, which hands its whole state over a channel, and an
+//! `Absorb` on the survivor's shard, which waits for it. The router emits
+//! both at the same point of one global order and every shard applies its
+//! operations in that order, so the absorbed profile's earlier events are in
+//! the state handed over, later events go to the survivor after the absorb,
+//! and the wait always ends (the extract it waits for is never behind
+//! another wait on a later operation).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use jiff::Timestamp;
+use kairos_core::Event;
+use kairos_core::identity::Identifier;
+use kairos_core::identity::graph::ProfileId;
+use kairos_core::profile::{MergeRecord, Profile, TimelineEntry};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::types::{
+    EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
+    profile_key,
+};
+
+/// A profile and the identities it holds (a copy of the router's graph).
+#[derive(Debug, Default)]
+pub struct ShardProfile {
+    pub profile: Profile,
+    pub identities: Vec<Identifier>,
+}
+
+pub enum ShardOp {
+    Apply {
+        profile: ProfileId,
+        event: Arc<Event>,
+        source_rank: u32,
+        /// The profile's identities, when the event changed them.
+        identities: Option<Vec<Identifier>>,
+    },
+    /// Hands the absorbed profile's state to the survivor's shard.
+    Extract {
+        profile: ProfileId,
+        to: mpsc::Sender<ShardProfile>,
+    },
+    Absorb {
+        survivor: ProfileId,
+        from: mpsc::Receiver<ShardProfile>,
+        record: MergeRecord,
+    },
+    Remove {
+        profile: ProfileId,
+        erased: ErasedProfile,
+        reply: oneshot::Sender<Option<ErasedProfile>>,
+    },
+    View {
+        profile: ProfileId,
+        reply: oneshot::Sender<Option<ProfileView>>,
+    },
+    Timeline {
+        profile: ProfileId,
+        before_seq: Option<u64>,
+        limit: usize,
+        reply: oneshot::Sender<Option<TimelinePage>>,
+    },
+    Export {
+        profile: ProfileId,
+        reply: oneshot::Sender<Option<ProfileExport>>,
+    },
+    Search {
+        trait_name: Arc<str>,
+        value: Arc<str>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<ProfileView>>,
+    },
+    MatchCandidates {
+        reply: oneshot::Sender<Vec<MatchCandidate>>,
+    },
+}
+
+pub struct ShardState {
+    settings: Arc<EngineSettings>,
+    profiles: HashMap<ProfileId, ShardProfile>,
+}
+
+impl ShardState {
+    pub fn new(settings: Arc<EngineSettings>) -> ShardState {
+        ShardState {
+            settings,
+            profiles: HashMap::new(),
+        }
+    }
+
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn handle(&mut self, op: ShardOp, now: Timestamp) {
+        match op {
+            ShardOp::Apply {
+                profile,
+                event,
+                source_rank,
+                identities,
+            } => {
+                let entry = self.profiles.entry(profile).or_default();
+                if let Some(identities) = identities {
+                    entry.identities = identities;
+                }
+                entry.profile.apply(&event, source_rank);
+                entry.profile.retain(&self.settings.retention, now);
+            }
+            ShardOp::Extract { profile, to } => {
+                let _ = to.send(self.profiles.remove(&profile).unwrap_or_default());
+            }
+            ShardOp::Absorb {
+                survivor,
+                from,
+                record,
+            } => {
+                // The extract is ahead in the global order: this wait ends.
+                let absorbed = from.recv().unwrap_or_default();
+                let entry = self.profiles.entry(survivor).or_default();
+                entry.profile.absorb(absorbed.profile);
+                entry.profile.retain(&self.settings.retention, now);
+                entry.profile.merges.push(record);
+            }
+            ShardOp::Remove {
+                profile,
+                mut erased,
+                reply,
+            } => {
+                let removed = self.profiles.remove(&profile);
+                erased.events = removed
+                    .map(|entry| entry.profile.timeline.len())
+                    .unwrap_or(0);
+                let _ = reply.send(Some(erased));
+            }
+            ShardOp::View { profile, reply } => {
+                let _ = reply.send(self.view(profile));
+            }
+            ShardOp::Timeline {
+                profile,
+                before_seq,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.timeline(profile, before_seq, limit, now));
+            }
+            ShardOp::Export { profile, reply } => {
+                let _ = reply.send(self.export(profile));
+            }
+            ShardOp::Search {
+                trait_name,
+                value,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.search(&trait_name, &value, limit));
+            }
+            ShardOp::MatchCandidates { reply } => {
+                let _ = reply.send(self.match_candidates());
+            }
+        }
+    }
+
+    pub fn view(&self, profile: ProfileId) -> Option<ProfileView> {
+        let entry = self.profiles.get(&profile)?;
+        Some(view(profile, entry))
+    }
+
+    pub fn timeline(
+        &self,
+        profile: ProfileId,
+        before_seq: Option<u64>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Option<TimelinePage> {
+        let entry = self.profiles.get(&profile)?;
+        let horizon = self.settings.retention.horizon(now);
+        // Newest first by event time; `before` is the last entry's seq of the
+        // previous page.
+        let mut entries: Vec<TimelineEntry> = entry
+            .profile
+            .timeline
+            .iter()
+            .rev()
+            .filter(|entry| horizon.is_none_or(|horizon| entry.timestamp >= horizon))
+            .copied()
+            .collect();
+        if let Some(before) = before_seq
+            && let Some(position) = entries.iter().position(|entry| entry.seq == before)
+        {
+            entries.drain(..=position);
+        }
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if more {
+            entries.last().map(|entry| entry.seq)
+        } else {
+            None
+        };
+        Some(TimelinePage {
+            profile_id: profile_key(profile),
+            entries,
+            next,
+        })
+    }
+
+    pub fn export(&self, profile: ProfileId) -> Option<ProfileExport> {
+        let entry = self.profiles.get(&profile)?;
+        Some(ProfileExport {
+            profile: view(profile, entry),
+            seqs: entry
+                .profile
+                .timeline
+                .iter()
+                .map(|entry| entry.seq)
+                .collect(),
+        })
+    }
+
+    /// Profiles whose trait equals `value` (strings compare as they are,
+    /// other JSON values by their JSON text), in profile order. A linear
+    /// scan: a trait index comes with computed traits.
+    pub fn search(&self, trait_name: &str, value: &str, limit: usize) -> Vec<ProfileView> {
+        let mut found: Vec<(ProfileId, &ShardProfile)> =
+            self.profiles
+                .iter()
+                .filter(|(_, entry)| {
+                    entry.profile.traits.get(trait_name).is_some_and(|current| {
+                        match &current.value {
+                            Value::String(text) => text == value,
+                            other => serde_json::to_string(other).is_ok_and(|text| text == value),
+                        }
+                    })
+                })
+                .map(|(id, entry)| (*id, entry))
+                .collect();
+        found.sort_by_key(|(id, _)| *id);
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(id, entry)| view(id, entry))
+            .collect()
+    }
+
+    /// Profiles with enough traits to be matched, with the identifier that
+    /// addresses each (its most trusted).
+    pub fn match_candidates(&self) -> Vec<MatchCandidate> {
+        let rules = &self.settings.rules;
+        self.profiles
+            .iter()
+            .filter_map(|(id, entry)| {
+                let record =
+                    kairos_core::matching::record_from_traits(&entry.profile.trait_values())?;
+                let identifier = entry
+                    .identities
+                    .iter()
+                    .min_by_key(|identifier| rules.rank(&identifier.kind))?
+                    .clone();
+                Some(MatchCandidate {
+                    profile_id: profile_key(*id),
+                    identifier,
+                    record,
+                })
+            })
+            .collect()
+    }
+}
+
+fn view(id: ProfileId, entry: &ShardProfile) -> ProfileView {
+    let profile = &entry.profile;
+    ProfileView {
+        id: profile_key(id),
+        identities: entry.identities.clone(),
+        traits: profile.trait_values(),
+        consent: profile.consent.clone(),
+        first_seen: profile.first_seen,
+        last_seen: profile.last_seen,
+        event_count: profile.timeline.len(),
+        merges: profile.merges.clone(),
+        computed: Default::default(),
+        audiences: Vec::new(),
+        scores: Default::default(),
+    }
+}

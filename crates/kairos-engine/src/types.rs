@@ -1,0 +1,101 @@
+//! What the engine answers with and is configured with.
+
+use jiff::Timestamp;
+use kairos_core::identity::graph::ProfileId;
+use kairos_core::identity::{Identifier, IdentityRules};
+use kairos_core::profile::{MergeRecord, Retention, TimelineEntry};
+use kairos_store::{Privacy, Vault};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A profile as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    pub id: String,
+    pub identities: Vec<Identifier>,
+    pub traits: Map<String, Value>,
+    pub consent: std::collections::BTreeMap<String, bool>,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub event_count: usize,
+    pub merges: Vec<MergeRecord>,
+    /// Computed traits, audiences and scores arrive with later capabilities.
+    pub computed: Map<String, Value>,
+    pub audiences: Vec<String>,
+    pub scores: Map<String, Value>,
+}
+
+/// A page of a profile's timeline, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePage {
+    pub profile_id: String,
+    pub entries: Vec<TimelineEntry>,
+    /// Pass as `before` for the next (older) page.
+    pub next: Option<u64>,
+}
+
+/// What the engine is configured with.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub rules: IdentityRules,
+    pub retention: Retention,
+    /// Source names from most to least trusted for traits; sources not
+    /// listed come after, equal to each other.
+    pub source_precedence: Vec<String>,
+    /// Profile shards: threads that each own the profiles whose id falls to
+    /// them (`id % shards`).
+    pub shards: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            rules: IdentityRules::default(),
+            retention: Retention::default(),
+            source_precedence: Vec::new(),
+            shards: 2,
+        }
+    }
+}
+
+/// A person removed by an erasure.
+#[derive(Debug, Clone)]
+pub struct ErasedProfile {
+    pub profile_id: String,
+    pub identities: Vec<Identifier>,
+    pub events: usize,
+    /// The engine's log position when the profile was removed.
+    pub applied_seq: u64,
+}
+
+/// What the right of access returns: the profile and where its events are.
+#[derive(Debug, Clone)]
+pub struct ProfileExport {
+    pub profile: ProfileView,
+    /// Every timeline event's log position, oldest first.
+    pub seqs: Vec<u64>,
+}
+
+/// A profile as the matcher sees it.
+#[derive(Debug, Clone)]
+pub struct MatchCandidate {
+    pub profile_id: String,
+    pub identifier: Identifier,
+    pub record: kairos_core::matching::Record,
+}
+
+/// Suppression as the engine sees it: pseudonyms of erased identifiers.
+#[derive(Clone)]
+pub struct SuppressionCheck {
+    pub vault: std::sync::Arc<Vault>,
+    pub privacy: std::sync::Arc<Privacy>,
+}
+
+pub fn profile_key(profile: ProfileId) -> String {
+    format!("prof_{profile}")
+}
+
+/// Orders profile views by profile number (`prof_9` before `prof_10`).
+pub(crate) fn by_profile_number(view: &ProfileView) -> (usize, String) {
+    (view.id.len(), view.id.clone())
+}
