@@ -174,7 +174,7 @@ impl Store {
             return None;
         }
         let subject = self.vault.subject(&subject_of(&identifiers, event, rules));
-        Some(LogRecord::from_event(event, subject))
+        Some(LogRecord::from_event(event, subject).seal(&self.vault))
     }
 
     /// After an erasure: flushes every keyspace and compacts those that held

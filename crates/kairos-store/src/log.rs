@@ -11,7 +11,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use kairos_core::Event;
 
 use crate::StoreError;
-use crate::vault::{Opened, Sealed, SubjectId, Vault};
+use crate::vault::{Opened, SubjectId, Vault};
 
 /// An event ready to append: its log bytes are encoded by the caller, off
 /// the writer thread; the writer seals them under the subject's key.
@@ -26,7 +26,11 @@ pub struct LogRecord {
     /// Hash of the routing key; the log takes it modulo its partition count.
     pub routing_hash: u64,
     pub received_at_ms: i64,
+    /// The event's log JSON, for the engine's live feed.
     pub bytes: Vec<u8>,
+    /// `bytes` sealed under the subject's key ([`Vault::seal`]); empty
+    /// when the writer should seal them itself.
+    pub sealed: Vec<u8>,
 }
 
 impl LogRecord {
@@ -38,7 +42,14 @@ impl LogRecord {
             routing_hash: xxhash_rust::xxh3::xxh3_64(event.routing_key().as_bytes()),
             received_at_ms: event.received_at.as_millisecond(),
             bytes: event.to_log_bytes(),
+            sealed: Vec::new(),
         }
+    }
+
+    /// Seals the bytes here, off the writer thread.
+    pub fn seal(mut self, vault: &Vault) -> LogRecord {
+        self.sealed = vault.seal(&self.subject, &self.bytes);
+        self
     }
 }
 
@@ -192,18 +203,17 @@ impl EventLog {
 
     /// The plaintext of a sealed record; `None` if its person was erased.
     fn open_sealed(&self, sealed: StoredEvent) -> Result<Option<StoredEvent>, StoreError> {
-        Ok(
-            match self
-                .vault
-                .open_record(Sealed::LogEvent(sealed.seq), &sealed.bytes)?
-            {
-                Opened::Event(bytes) => Some(StoredEvent {
-                    seq: sealed.seq,
-                    bytes,
-                }),
-                Opened::Erased => None,
-            },
-        )
+        let opened = self
+            .vault
+            .open_record(&sealed.bytes)
+            .map_err(|problem| StoreError::Corrupt(format!("event {}: {problem}", sealed.seq)))?;
+        Ok(match opened {
+            Opened::Event(bytes) => Some(StoredEvent {
+                seq: sealed.seq,
+                bytes,
+            }),
+            Opened::Erased => None,
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::StoreError;
-use crate::vault::{Opened, Sealed, SubjectId, Vault, seal, subject_of_record};
+use crate::vault::{Opened, SubjectId, Vault, subject_of_record};
 
 const KEYSPACE: &str = "quarantine";
 
@@ -111,7 +111,7 @@ impl Quarantine {
     }
 
     /// Allocates an id and seals the record under `key`; the writer stores it.
-    pub(crate) fn encode(&self, entry: QuarantineEntry, key: &[u8; 32]) -> (u64, Vec<u8>) {
+    pub(crate) fn encode(&self, entry: QuarantineEntry) -> (u64, Vec<u8>) {
         let subject = entry.subject;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let record = QuarantineRecord {
@@ -125,12 +125,16 @@ impl Quarantine {
             path_type: entry.path_type,
         };
         let plaintext = serde_json::to_vec(&record).expect("a quarantine record always serializes");
-        (id, seal(Sealed::Quarantined(id), &subject, key, &plaintext))
+        (id, self.vault.seal(&subject, &plaintext))
     }
 
     /// The record, or `None` when its person was erased.
     fn open_record(&self, id: u64, bytes: &[u8]) -> Result<Option<QuarantineRecord>, StoreError> {
-        match self.vault.open_record(Sealed::Quarantined(id), bytes)? {
+        let opened = self
+            .vault
+            .open_record(bytes)
+            .map_err(|problem| StoreError::Corrupt(format!("quarantine record {id}: {problem}")))?;
+        match opened {
             Opened::Event(plaintext) => decode(&plaintext).map(Some),
             Opened::Erased => Ok(None),
         }
@@ -190,15 +194,16 @@ impl Quarantine {
             let sealed_for_them =
                 subject_of_record(&value).is_some_and(|subject| subjects.contains(&subject));
             let names_them = || -> Result<bool, StoreError> {
-                Ok(
-                    match self.vault.open_record(Sealed::Quarantined(id), &value)? {
-                        Opened::Event(plaintext) => {
-                            let text = String::from_utf8_lossy(&plaintext).to_lowercase();
-                            needles.iter().any(|needle| text.contains(needle.as_str()))
-                        }
-                        Opened::Erased => false,
-                    },
-                )
+                let opened = self.vault.open_record(&value).map_err(|problem| {
+                    StoreError::Corrupt(format!("quarantine record {id}: {problem}"))
+                })?;
+                Ok(match opened {
+                    Opened::Event(plaintext) => {
+                        let text = String::from_utf8_lossy(&plaintext).to_lowercase();
+                        needles.iter().any(|needle| text.contains(needle.as_str()))
+                    }
+                    Opened::Erased => false,
+                })
             };
             if sealed_for_them || names_them()? {
                 ids.push(id);

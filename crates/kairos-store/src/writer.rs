@@ -27,7 +27,7 @@ use crate::log::chunk::ChunkBuilder;
 use crate::log::{StoredEvent, encode_seq};
 use crate::privacy::{ErasureReceipt, Privacy};
 use crate::recent::RecentKeys;
-use crate::vault::{Sealed, SubjectId, Vault, seal};
+use crate::vault::{SubjectId, Vault};
 use crate::{EventLog, LogRecord, Quarantine, QuarantineEntry, StoreError, StoreOptions, dedup};
 
 /// Most events the writer puts in one group commit.
@@ -393,7 +393,7 @@ impl Writer {
                 // Nothing of the group was written; its sequence numbers are
                 // reused by the next group, and keys made for it are dropped.
                 self.next_seq = first_seq;
-                self.vault.forget(&self.new_keys);
+                self.vault.unpersist(&self.new_keys);
                 tracing::error!(%error, "group commit failed");
                 jobs.into_iter()
                     .map(|job| (job.reply, Err(error.to_string())))
@@ -452,11 +452,12 @@ impl Writer {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let partition = self.log.partition_index(record.routing_hash);
-                let key =
-                    self.vault
-                        .key_for_writing(&record.subject, &mut batch, &mut self.new_keys);
-                let sealed = seal(Sealed::LogEvent(seq), &record.subject, &key, &record.bytes);
-                chunks[partition].push(seq, &sealed);
+                if record.sealed.is_empty() {
+                    record.sealed = self.vault.seal(&record.subject, &record.bytes);
+                }
+                self.vault
+                    .persist_key(&record.subject, &mut batch, &mut self.new_keys);
+                chunks[partition].push(seq, &record.sealed);
                 feed.push(StoredEvent {
                     seq,
                     bytes: std::mem::take(&mut record.bytes),
@@ -476,10 +477,9 @@ impl Writer {
             }
             let mut quarantine_ids = Vec::with_capacity(job.quarantine.len());
             for entry in job.quarantine.drain(..) {
-                let key =
-                    self.vault
-                        .key_for_writing(&entry.subject, &mut batch, &mut self.new_keys);
-                let (id, bytes) = self.quarantine.encode(entry, &key);
+                self.vault
+                    .persist_key(&entry.subject, &mut batch, &mut self.new_keys);
+                let (id, bytes) = self.quarantine.encode(entry);
                 batch.insert(&self.quarantine.keyspace, id.to_be_bytes(), bytes);
                 quarantine_ids.push(id);
             }
