@@ -8,6 +8,9 @@
 //! - [`collect`]: the Segment / RudderStack compatible collection endpoints;
 //! - [`admin`]: sources, the event log, quarantine, live tail, test faults;
 //! - [`profiles`]: the real-time profile API;
+//! - [`privacy`]: export, erasure with receipt and audit log, consent;
+//! - [`imports`]: bulk CRM trait records;
+//! - [`matching`]: the probabilistic matcher on live profiles;
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
 
 pub mod admin;
