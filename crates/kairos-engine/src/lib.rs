@@ -10,11 +10,12 @@
 //! the survivor's shard in the same global order as everything else, so no
 //! event is lost or counted twice, including events in flight.
 //!
-//! Reads (the profile API) are commands to the router, which forwards them
-//! to the owning shard behind every event routed before: no locks on the
-//! hot path, and a read waits until every event acknowledged before it has
-//! been applied — an answer always reflects the events accepted a moment
-//! earlier.
+//! Reads (the profile API) run on the caller's thread against the router's
+//! graph and the owning shard's state, each behind a read-write lock that
+//! its thread holds only while applying: a read first waits until every
+//! event acknowledged before it is routed and applied, then reads — no
+//! hop through another thread when the engine is caught up, and an answer
+//! always reflects the events accepted a moment earlier.
 //!
 //! State is a pure function of the log (and the erasures made since): on
 //! start the engine replays it from the beginning; events of erased people
@@ -27,16 +28,15 @@ mod shard;
 mod state;
 mod types;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use kairos_core::identity::graph::ProfileId;
 use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use router::{Outbox, Router};
 use shard::{ShardOp, ShardState};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use state::EngineState;
 pub use types::{
@@ -46,33 +46,18 @@ pub use types::{
 
 /// Events read from the log per step.
 const READ_BATCH_EVENTS: usize = 20_000;
-/// Reads that may wait for the engine.
-const COMMANDS_QUEUED_MAX: usize = 4_096;
+/// Erasures that may wait for the router.
+const COMMANDS_QUEUED_MAX: usize = 256;
+/// Batches a shard may have queued before the router waits for it (bounds
+/// memory during replay; channels are unbounded so a merge's two halves
+/// can never block each other).
+const SHARD_BATCHES_AHEAD_MAX: u64 = 8;
+/// A read that finds its profile moved by a merge between looking it up and
+/// reading it looks again, this many times.
+const READ_ATTEMPTS_MAX: usize = 4;
 
+/// Work that must happen on the router thread, in order with events.
 enum Command {
-    Profile {
-        identifier: Identifier,
-        reply: oneshot::Sender<Option<ProfileView>>,
-    },
-    Search {
-        trait_name: String,
-        value: String,
-        limit: usize,
-        reply: oneshot::Sender<Vec<ProfileView>>,
-    },
-    Timeline {
-        identifier: Identifier,
-        before_seq: Option<u64>,
-        limit: usize,
-        reply: oneshot::Sender<Option<TimelinePage>>,
-    },
-    Export {
-        identifier: Identifier,
-        reply: oneshot::Sender<Option<ProfileExport>>,
-    },
-    MatchCandidates {
-        reply: oneshot::Sender<Vec<MatchCandidate>>,
-    },
     /// Removes the person and suppresses their identifiers at once.
     Erase {
         identifier: Identifier,
@@ -80,17 +65,28 @@ enum Command {
     },
 }
 
-/// A command waiting until the engine has applied the log up to `min_seq`.
+/// A command waiting until the router has routed the log up to `min_seq`.
 struct Pending {
     min_seq: u64,
     command: Command,
+}
+
+/// A shard as readers see it.
+#[derive(Clone)]
+struct ShardView {
+    state: Arc<RwLock<ShardState>>,
+    /// The router's position when this shard last finished a batch.
+    applied: watch::Receiver<u64>,
 }
 
 #[derive(Clone)]
 pub struct Engine {
     commands: mpsc::Sender<Pending>,
     store: Arc<Store>,
-    applied: watch::Receiver<u64>,
+    router: Arc<RwLock<Router>>,
+    /// The router's position once the operations up to it are sent.
+    routed: watch::Receiver<u64>,
+    shards: Vec<ShardView>,
     rules: Arc<IdentityRules>,
 }
 
@@ -104,11 +100,26 @@ impl std::fmt::Display for EngineStopped {
 }
 
 impl Engine {
-    /// Starts the engine thread; it replays the log before answering reads.
+    /// Starts the router and shard threads; they replay the log before
+    /// reads are answered.
     pub fn start(store: Arc<Store>, settings: EngineSettings) -> std::io::Result<Engine> {
+        let settings = Arc::new(settings);
         let rules = Arc::new(settings.rules.clone());
+        let router = Arc::new(RwLock::new(Router::new(settings.clone()).with_suppression(
+            SuppressionCheck {
+                vault: store.vault.clone(),
+                privacy: store.privacy.clone(),
+            },
+        )));
+        let (handles, shards) = start_shards(&settings)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
-        let (applied_sender, applied) = watch::channel(0);
+        let (routed_sender, routed) = watch::channel(0);
+        let routing = Routing {
+            router: router.clone(),
+            shards: handles,
+            outbox: Vec::new(),
+            flushed_upto: 0,
+        };
         let worker_store = store.clone();
         std::thread::Builder::new()
             .name("kairos-engine".into())
@@ -117,12 +128,14 @@ impl Engine {
                     .enable_all()
                     .build()
                     .expect("engine runtime");
-                runtime.block_on(run(worker_store, settings, receiver, applied_sender));
+                runtime.block_on(run(worker_store, routing, receiver, routed_sender));
             })?;
         Ok(Engine {
             commands,
             store,
-            applied,
+            router,
+            routed,
+            shards,
             rules,
         })
     }
@@ -132,21 +145,127 @@ impl Engine {
         &self.rules
     }
 
+    /// The highest log sequence number routed to the shards.
+    pub fn applied_seq(&self) -> u64 {
+        *self.routed.borrow()
+    }
+
+    /// Waits until every event durable now is routed.
+    async fn caught_up(&self) -> Result<(), EngineStopped> {
+        let durable = self.store.writer.committed_seq();
+        let mut routed = self.routed.clone();
+        routed
+            .wait_for(|seq| *seq >= durable)
+            .await
+            .map(|_| ())
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Reads the profile of `identifier` on its shard once that shard has
+    /// applied everything the lookup saw.
+    async fn read_profile<T>(
+        &self,
+        identifier: &Identifier,
+        read: impl Fn(&ShardState, ProfileId) -> Option<T>,
+    ) -> Result<Option<T>, EngineStopped> {
+        self.caught_up().await?;
+        for _ in 0..READ_ATTEMPTS_MAX {
+            let (profile, seen) = {
+                let router = self.router.read().map_err(|_| EngineStopped)?;
+                (router.lookup(identifier), router.applied_seq())
+            };
+            let Some(profile) = profile else {
+                return Ok(None);
+            };
+            let shard = &self.shards[(profile % self.shards.len() as u64) as usize];
+            let mut applied = shard.applied.clone();
+            applied
+                .wait_for(|seq| *seq >= seen)
+                .await
+                .map_err(|_| EngineStopped)?;
+            let answer = {
+                let state = shard.state.read().map_err(|_| EngineStopped)?;
+                read(&state, profile)
+            };
+            if answer.is_some() {
+                return Ok(answer);
+            }
+            // Merged away meanwhile: look the identifier up again.
+        }
+        Ok(None)
+    }
+
+    /// Reads every shard once all have applied what is durable now.
+    async fn read_all<T>(
+        &self,
+        read: impl Fn(&ShardState) -> Vec<T>,
+    ) -> Result<Vec<T>, EngineStopped> {
+        self.caught_up().await?;
+        let seen = self.router.read().map_err(|_| EngineStopped)?.applied_seq();
+        let mut found = Vec::new();
+        for shard in &self.shards {
+            let mut applied = shard.applied.clone();
+            applied
+                .wait_for(|seq| *seq >= seen)
+                .await
+                .map_err(|_| EngineStopped)?;
+            let state = shard.state.read().map_err(|_| EngineStopped)?;
+            found.extend(read(&state));
+        }
+        Ok(found)
+    }
+
+    pub async fn profile(
+        &self,
+        identifier: Identifier,
+    ) -> Result<Option<ProfileView>, EngineStopped> {
+        self.read_profile(&identifier, |shard, profile| shard.view(profile))
+            .await
+    }
+
+    pub async fn timeline(
+        &self,
+        identifier: Identifier,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<TimelinePage>, EngineStopped> {
+        let now = jiff::Timestamp::now();
+        self.read_profile(&identifier, |shard, profile| {
+            shard.timeline(profile, before_seq, limit, now)
+        })
+        .await
+    }
+
     /// Everything held about a person: profile and timeline positions.
     pub async fn export(
         &self,
         identifier: Identifier,
     ) -> Result<Option<ProfileExport>, EngineStopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Export { identifier, reply })?;
-        answer.await.map_err(|_| EngineStopped)
+        self.read_profile(&identifier, |shard, profile| shard.export(profile))
+            .await
+    }
+
+    /// Profiles whose trait `trait_name` equals `value` (as text).
+    pub async fn search(
+        &self,
+        trait_name: String,
+        value: String,
+        limit: usize,
+    ) -> Result<Vec<ProfileView>, EngineStopped> {
+        let mut found = self
+            .read_all(|shard| shard.search(&trait_name, &value, limit))
+            .await?;
+        found.sort_by_key(types::by_profile_number);
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// Every profile the probabilistic matcher can compare.
     pub async fn match_candidates(&self) -> Result<Vec<MatchCandidate>, EngineStopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::MatchCandidates { reply })?;
-        answer.await.map_err(|_| EngineStopped)
+        let mut candidates = self.read_all(ShardState::match_candidates).await?;
+        candidates
+            .sort_by_key(|candidate| (candidate.profile_id.len(), candidate.profile_id.clone()));
+        Ok(candidates)
     }
 
     /// Removes a person from the derived state and suppresses their
@@ -157,115 +276,86 @@ impl Engine {
         identifier: Identifier,
     ) -> Result<Option<ErasedProfile>, EngineStopped> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Erase { identifier, reply })?;
-        answer.await.map_err(|_| EngineStopped)
-    }
-
-    /// The highest log sequence number applied to profiles.
-    pub fn applied_seq(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    pub async fn profile(
-        &self,
-        identifier: Identifier,
-    ) -> Result<Option<ProfileView>, EngineStopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Profile { identifier, reply })?;
-        answer.await.map_err(|_| EngineStopped)
-    }
-
-    /// Profiles whose trait `trait_name` equals `value` (as text).
-    pub async fn search(
-        &self,
-        trait_name: String,
-        value: String,
-        limit: usize,
-    ) -> Result<Vec<ProfileView>, EngineStopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Search {
-            trait_name,
-            value,
-            limit,
-            reply,
-        })?;
-        answer.await.map_err(|_| EngineStopped)
-    }
-
-    pub async fn timeline(
-        &self,
-        identifier: Identifier,
-        before_seq: Option<u64>,
-        limit: usize,
-    ) -> Result<Option<TimelinePage>, EngineStopped> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Timeline {
-            identifier,
-            before_seq,
-            limit,
-            reply,
-        })?;
-        answer.await.map_err(|_| EngineStopped)
-    }
-
-    fn send(&self, command: Command) -> Result<(), EngineStopped> {
         let min_seq = self.store.writer.committed_seq();
         self.commands
-            .try_send(Pending { min_seq, command })
-            .map_err(|_| EngineStopped)
+            .try_send(Pending {
+                min_seq,
+                command: Command::Erase { identifier, reply },
+            })
+            .map_err(|_| EngineStopped)?;
+        answer.await.map_err(|_| EngineStopped)
     }
 }
-
-/// Batches a shard may have queued before the router waits for it (bounds
-/// memory during replay; channels are unbounded so a merge's two halves
-/// can never block each other).
-const SHARD_BATCHES_AHEAD_MAX: u64 = 8;
 
 /// One shard thread, as the router sees it.
 struct ShardHandle {
-    sender: std::sync::mpsc::Sender<Vec<ShardOp>>,
+    sender: std::sync::mpsc::Sender<(Vec<ShardOp>, u64)>,
     sent: u64,
-    done: Arc<AtomicU64>,
+    /// Batches finished.
+    done: Arc<std::sync::atomic::AtomicU64>,
 }
 
-fn start_shards(settings: &Arc<EngineSettings>) -> std::io::Result<Vec<ShardHandle>> {
-    (0..settings.shards.max(1))
-        .map(|index| {
-            let (sender, receiver) = std::sync::mpsc::channel::<Vec<ShardOp>>();
-            let done = Arc::new(AtomicU64::new(0));
-            let mut shard = ShardState::new(settings.clone());
-            let shard_done = done.clone();
-            std::thread::Builder::new()
-                .name(format!("kairos-shard-{index}"))
-                .spawn(move || {
-                    for batch in receiver {
-                        let now = jiff::Timestamp::now();
+fn start_shards(
+    settings: &Arc<EngineSettings>,
+) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
+    let mut handles = Vec::new();
+    let mut views = Vec::new();
+    for index in 0..settings.shards.max(1) {
+        let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = Arc::new(RwLock::new(ShardState::new(settings.clone())));
+        let (applied_sender, applied) = watch::channel(0u64);
+        let (shard_state, shard_done) = (state.clone(), done.clone());
+        std::thread::Builder::new()
+            .name(format!("kairos-shard-{index}"))
+            .spawn(move || {
+                for (batch, upto) in receiver {
+                    let now = jiff::Timestamp::now();
+                    {
+                        let Ok(mut state) = shard_state.write() else {
+                            return;
+                        };
                         for op in batch {
-                            shard.handle(op, now);
+                            state.handle(op, now);
                         }
-                        shard_done.fetch_add(1, Ordering::Release);
                     }
-                })?;
-            Ok(ShardHandle {
-                sender,
-                sent: 0,
-                done,
-            })
-        })
-        .collect()
+                    applied_sender.send_replace(upto);
+                    shard_done.fetch_add(1, std::sync::atomic::Ordering::Release);
+                }
+            })?;
+        handles.push(ShardHandle {
+            sender,
+            sent: 0,
+            done,
+        });
+        views.push(ShardView { state, applied });
+    }
+    Ok((handles, views))
 }
 
-/// The router's side: the graph, the shards, and operations not sent yet.
+/// The router thread's side: the graph, the shards, operations not sent yet.
 struct Routing {
-    router: Router,
+    router: Arc<RwLock<Router>>,
     shards: Vec<ShardHandle>,
     outbox: Outbox,
+    /// The router position the shards were last told about.
+    flushed_upto: u64,
 }
 
 impl Routing {
-    /// Sends every queued operation, one batch per shard.
+    fn router(&self) -> std::sync::RwLockWriteGuard<'_, Router> {
+        self.router.write().expect("router lock")
+    }
+
+    fn applied_seq(&self) -> u64 {
+        self.router.read().expect("router lock").applied_seq()
+    }
+
+    /// Sends every queued operation, one batch per shard, with the router's
+    /// position, so every shard's `applied` reaches it.
     fn flush(&mut self) {
-        if self.outbox.is_empty() {
+        let upto = self.applied_seq();
+        if self.outbox.is_empty() && upto == self.flushed_upto {
             return;
         }
         let mut batches: Vec<Vec<ShardOp>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
@@ -273,49 +363,29 @@ impl Routing {
             batches[shard].push(op);
         }
         for (handle, batch) in self.shards.iter_mut().zip(batches) {
-            if !batch.is_empty() && handle.sender.send(batch).is_ok() {
+            if handle.sender.send((batch, upto)).is_ok() {
                 handle.sent += 1;
             }
         }
+        self.flushed_upto = upto;
     }
 
     /// Waits while a shard is more than `ahead` batches behind.
     fn wait_for_shards(&self, ahead: u64) {
         for handle in &self.shards {
-            while handle.sent > handle.done.load(Ordering::Acquire) + ahead {
+            while handle.sent > handle.done.load(std::sync::atomic::Ordering::Acquire) + ahead {
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
-    }
-
-    fn send_to_shard_of(&mut self, profile: ProfileId, op: ShardOp) {
-        let shard = self.router.shard_of(profile);
-        self.outbox.push((shard, op));
     }
 }
 
 async fn run(
     store: Arc<Store>,
-    settings: EngineSettings,
+    mut routing: Routing,
     mut commands: mpsc::Receiver<Pending>,
-    applied: watch::Sender<u64>,
+    routed: watch::Sender<u64>,
 ) {
-    let settings = Arc::new(settings);
-    let shards = match start_shards(&settings) {
-        Ok(shards) => shards,
-        Err(error) => {
-            tracing::error!(%error, "engine stopped: shard threads could not start");
-            return;
-        }
-    };
-    let mut routing = Routing {
-        router: Router::new(settings).with_suppression(SuppressionCheck {
-            vault: store.vault.clone(),
-            privacy: store.privacy.clone(),
-        }),
-        shards,
-        outbox: Vec::new(),
-    };
     // Subscribe before replaying, so no durable group falls between the two.
     let mut feed = store.writer.subscribe();
     if let Err(error) = catch_up(&store, &mut routing, store.writer.committed_seq()) {
@@ -324,9 +394,9 @@ async fn run(
     }
     let mut waiting: Vec<Pending> = Vec::new();
     loop {
-        applied.send_replace(routing.router.applied_seq());
         waiting = answer_ready(&store, &mut routing, waiting);
         routing.flush();
+        routed.send_replace(routing.flushed_upto);
         tokio::select! {
             group = feed.recv() => {
                 let result = match group {
@@ -360,11 +430,11 @@ fn follow(
     let Some(first) = events.first() else {
         return Ok(());
     };
-    if first.seq > routing.router.applied_seq() + 1 {
+    if first.seq > routing.applied_seq() + 1 {
         catch_up(store, routing, first.seq - 1)?;
     }
     for stored in events {
-        if stored.seq > routing.router.applied_seq() {
+        if stored.seq > routing.applied_seq() {
             route(store, routing, stored)?;
         }
     }
@@ -376,15 +446,16 @@ fn route(
     routing: &mut Routing,
     stored: &kairos_store::log::StoredEvent,
 ) -> Result<(), kairos_store::StoreError> {
-    let event = stored.decode()?;
-    if !routing.router.knows_source(&event.source_id) {
+    let event = Arc::new(stored.decode()?);
+    let mut router = routing.router.write().expect("router lock");
+    if !router.knows_source(&event.source_id) {
         let source = store.sources.get(&event.source_id);
-        routing.router.learn_source(
+        router.learn_source(
             &event.source_id,
             source.as_ref().map(|source| source.record.name.as_str()),
         );
     }
-    routing.router.route(Arc::new(event), &mut routing.outbox);
+    router.route(event, &mut routing.outbox);
     Ok(())
 }
 
@@ -393,15 +464,13 @@ fn catch_up(
     routing: &mut Routing,
     durable: u64,
 ) -> Result<(), kairos_store::StoreError> {
-    while routing.router.applied_seq() < durable {
-        let events = store.log.read_after(
-            routing.router.applied_seq(),
-            durable,
-            READ_BATCH_EVENTS,
-            None,
-        )?;
+    while routing.applied_seq() < durable {
+        let events =
+            store
+                .log
+                .read_after(routing.applied_seq(), durable, READ_BATCH_EVENTS, None)?;
         if events.is_empty() {
-            routing.router.skip_to(durable);
+            routing.router().skip_to(durable);
             break;
         }
         for stored in &events {
@@ -413,131 +482,54 @@ fn catch_up(
     Ok(())
 }
 
-/// Forwards the commands whose events are routed to the shards that answer
-/// them (behind those events); returns the rest.
+/// Carries out the commands whose events are routed; returns the rest.
 fn answer_ready(store: &Store, routing: &mut Routing, waiting: Vec<Pending>) -> Vec<Pending> {
     let mut still_waiting = Vec::new();
     for pending in waiting {
-        if pending.min_seq > routing.router.applied_seq() {
+        if pending.min_seq > routing.applied_seq() {
             still_waiting.push(pending);
             continue;
         }
-        forward(store, routing, pending.command);
+        match pending.command {
+            Command::Erase { identifier, reply } => erase(store, routing, &identifier, reply),
+        }
     }
     still_waiting
 }
 
-fn forward(store: &Store, routing: &mut Routing, command: Command) {
-    match command {
-        Command::Profile { identifier, reply } => match routing.router.lookup(&identifier) {
-            Some(profile) => routing.send_to_shard_of(profile, ShardOp::View { profile, reply }),
-            None => {
-                let _ = reply.send(None);
-            }
-        },
-        Command::Timeline {
-            identifier,
-            before_seq,
-            limit,
-            reply,
-        } => match routing.router.lookup(&identifier) {
-            Some(profile) => routing.send_to_shard_of(
-                profile,
-                ShardOp::Timeline {
-                    profile,
-                    before_seq,
-                    limit,
-                    reply,
-                },
-            ),
-            None => {
-                let _ = reply.send(None);
-            }
-        },
-        Command::Export { identifier, reply } => match routing.router.lookup(&identifier) {
-            Some(profile) => routing.send_to_shard_of(profile, ShardOp::Export { profile, reply }),
-            None => {
-                let _ = reply.send(None);
-            }
-        },
-        Command::Search {
-            trait_name,
-            value,
-            limit,
-            reply,
-        } => {
-            let (trait_name, value): (Arc<str>, Arc<str>) = (trait_name.into(), value.into());
-            let answers = gather(routing, |reply| ShardOp::Search {
-                trait_name: trait_name.clone(),
-                value: value.clone(),
-                limit,
-                reply,
-            });
-            tokio::spawn(async move {
-                let mut found: Vec<ProfileView> = Vec::new();
-                for answer in answers {
-                    found.extend(answer.await.unwrap_or_default());
-                }
-                found.sort_by_key(types::by_profile_number);
-                found.truncate(limit);
-                let _ = reply.send(found);
-            });
-        }
-        Command::MatchCandidates { reply } => {
-            let answers = gather(routing, |reply| ShardOp::MatchCandidates { reply });
-            tokio::spawn(async move {
-                let mut candidates = Vec::new();
-                for answer in answers {
-                    candidates.extend(answer.await.unwrap_or_default());
-                }
-                candidates.sort_by_key(|candidate: &MatchCandidate| {
-                    (candidate.profile_id.len(), candidate.profile_id.clone())
-                });
-                let _ = reply.send(candidates);
-            });
-        }
-        Command::Erase { identifier, reply } => match routing.router.erase(&identifier) {
-            Some((profile, identities)) => {
-                // On the router, before the next event: nothing routed after
-                // this point can bring the person back.
-                let subjects: Vec<_> = identities
-                    .iter()
-                    .map(|identity| store.vault.subject(identity))
-                    .collect();
-                let applied_seq = routing.router.applied_seq();
-                store.privacy.suppress_now(&subjects, applied_seq);
-                let erased = ErasedProfile {
-                    profile_id: types::profile_key(profile),
-                    identities,
-                    events: 0,
-                    applied_seq,
-                };
-                routing.send_to_shard_of(
-                    profile,
-                    ShardOp::Remove {
-                        profile,
-                        erased,
-                        reply,
-                    },
-                );
-            }
-            None => {
-                let _ = reply.send(None);
-            }
-        },
-    }
-}
-
-/// Sends one operation to every shard; the answers to await.
-fn gather<T>(
+/// On the router, before the next event: nothing routed after this point
+/// can bring the person back.
+fn erase(
+    store: &Store,
     routing: &mut Routing,
-    op: impl Fn(oneshot::Sender<T>) -> ShardOp,
-) -> Vec<oneshot::Receiver<T>> {
-    (0..routing.shards.len())
-        .map(|shard| {
-            let (reply, answer) = oneshot::channel();
-            routing.outbox.push((shard, op(reply)));
-            answer
-        })
-        .collect()
+    identifier: &Identifier,
+    reply: oneshot::Sender<Option<ErasedProfile>>,
+) {
+    let mut router = routing.router();
+    let Some((profile, identities)) = router.erase(identifier) else {
+        let _ = reply.send(None);
+        return;
+    };
+    let subjects: Vec<_> = identities
+        .iter()
+        .map(|identity| store.vault.subject(identity))
+        .collect();
+    let applied_seq = router.applied_seq();
+    store.privacy.suppress_now(&subjects, applied_seq);
+    let shard = router.shard_of(profile);
+    drop(router);
+    let erased = ErasedProfile {
+        profile_id: types::profile_key(profile),
+        identities,
+        events: 0,
+        applied_seq,
+    };
+    routing.outbox.push((
+        shard,
+        ShardOp::Remove {
+            profile,
+            erased,
+            reply,
+        },
+    ));
 }

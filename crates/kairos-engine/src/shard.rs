@@ -57,29 +57,6 @@ pub enum ShardOp {
         erased: ErasedProfile,
         reply: oneshot::Sender<Option<ErasedProfile>>,
     },
-    View {
-        profile: ProfileId,
-        reply: oneshot::Sender<Option<ProfileView>>,
-    },
-    Timeline {
-        profile: ProfileId,
-        before_seq: Option<u64>,
-        limit: usize,
-        reply: oneshot::Sender<Option<TimelinePage>>,
-    },
-    Export {
-        profile: ProfileId,
-        reply: oneshot::Sender<Option<ProfileExport>>,
-    },
-    Search {
-        trait_name: Arc<str>,
-        value: Arc<str>,
-        limit: usize,
-        reply: oneshot::Sender<Vec<ProfileView>>,
-    },
-    MatchCandidates {
-        reply: oneshot::Sender<Vec<MatchCandidate>>,
-    },
 }
 
 pub struct ShardState {
@@ -140,31 +117,6 @@ impl ShardState {
                     .map(|entry| entry.profile.timeline.len())
                     .unwrap_or(0);
                 let _ = reply.send(Some(erased));
-            }
-            ShardOp::View { profile, reply } => {
-                let _ = reply.send(self.view(profile));
-            }
-            ShardOp::Timeline {
-                profile,
-                before_seq,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(self.timeline(profile, before_seq, limit, now));
-            }
-            ShardOp::Export { profile, reply } => {
-                let _ = reply.send(self.export(profile));
-            }
-            ShardOp::Search {
-                trait_name,
-                value,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(self.search(&trait_name, &value, limit));
-            }
-            ShardOp::MatchCandidates { reply } => {
-                let _ = reply.send(self.match_candidates());
             }
         }
     }

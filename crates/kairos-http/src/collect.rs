@@ -96,7 +96,23 @@ async fn collect(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    match ingest(state, shape, query, headers, body).await {
+    let result = match &state.ingest_runtime {
+        // Parsing, validating and sealing run on the ingest runtime's
+        // lower-priority threads, so profile reads and other short requests
+        // on the main runtime are not queued behind large batches.
+        Some(runtime) => {
+            let (task_state, query, headers) =
+                (state.clone(), query.map(str::to_string), headers.clone());
+            runtime
+                .spawn(async move {
+                    ingest(&task_state, shape, query.as_deref(), &headers, body).await
+                })
+                .await
+                .unwrap_or_else(|error| Err(Problem::internal("ingest task", error)))
+        }
+        None => ingest(state, shape, query, headers, body).await,
+    };
+    match result {
         Ok(response) => response,
         Err(problem) => {
             state.metrics.reject_request(problem.code);

@@ -52,6 +52,9 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     /// `Some` only when the server runs with `--test-faults`.
     pub faults: Option<Mutex<Option<FaultPlan>>>,
+    /// Where collection requests are processed; `None` = on the caller's
+    /// runtime. See `kairos::serve` (a lower-priority runtime).
+    pub ingest_runtime: Option<tokio::runtime::Handle>,
     /// The probabilistic matcher's review suggestions.
     pub matching: matching::MatchState,
 }

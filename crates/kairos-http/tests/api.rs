@@ -39,6 +39,7 @@ fn harness() -> Harness {
         clock: Arc::new(SystemClock),
         faults: Some(Mutex::new(None)),
         matching: Default::default(),
+        ingest_runtime: None,
     });
     Harness {
         _dir: dir,
