@@ -34,6 +34,7 @@
 //! assert_eq!(event.timestamp, arrival.received_at); // no client time: received time
 //! ```
 
+pub mod audience;
 pub mod clock;
 pub mod event;
 pub mod identity;
