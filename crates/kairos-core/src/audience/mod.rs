@@ -2,11 +2,21 @@
 //! computed traits, model scores, other audiences, and the person's events
 //! — windowed aggregates, recency, sequences — combined with and / or / not.
 //!
-//! Status: the language (text form, JSON form, errors with line and column).
-//! Incremental evaluation with durable timers is the next step of the
-//! audiences issue.
+//! - [`parser`]: text form → [`Expr`] (the JSON form is its serde form),
+//!   errors with line and column;
+//! - [`eval`]: the meaning, as a from-scratch evaluation over a person's
+//!   history — the reference;
+//! - [`incremental`]: per-person leaf state, a dependency index from event
+//!   names to definitions, and timers for every moment the passing of time
+//!   alone flips a membership. A property test holds it equal to [`eval`]
+//!   at every step of random streams, definitions and clock moves.
+//!
+//! Status: pure and tested; wiring into the engine (shards, durable timers,
+//! `Audience Entered`/`Exited` events, the API, backfill) is the next step.
 
 pub mod ast;
+pub mod eval;
+pub mod incremental;
 pub mod parser;
 
 pub use ast::Expr;

@@ -181,3 +181,227 @@ fn the_examples_in_the_docs_parse() {
     }
     assert!(checked >= 20, "only {checked} examples found");
 }
+
+mod incremental_matches_from_scratch {
+    use std::collections::{BTreeSet, HashMap};
+
+    use jiff::{SignedDuration, Timestamp};
+    use serde_json::json;
+
+    use super::super::ast::*;
+    use super::super::eval::{EventFact, PersonFacts, evaluate};
+    use super::super::incremental::{AudienceEngine, Program};
+
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % bound.max(1)
+        }
+        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize].clone()
+        }
+    }
+
+    const UNIT: u64 = 60;
+
+    fn event_ref(random: &mut Random) -> EventRef {
+        let mut event = EventRef {
+            name: random.pick(&["A", "B", "C"]).to_string(),
+            filters: vec![],
+        };
+        if random.below(3) == 0 {
+            event.filters.push(Filter {
+                property: "k".into(),
+                test: ValueTest::Compare {
+                    op: CmpOp::Eq,
+                    value: Literal::Text("x".into()),
+                },
+            });
+        }
+        event
+    }
+
+    fn window(random: &mut Random, start: Timestamp) -> Window {
+        match random.below(3) {
+            0 => Window::Ever,
+            1 => Window::Within {
+                seconds: (1 + random.below(5)) * UNIT,
+            },
+            _ => Window::Between {
+                from: start + SignedDuration::from_secs(120),
+                to: start + SignedDuration::from_secs(600),
+            },
+        }
+    }
+
+    fn leaf(random: &mut Random, start: Timestamp, earlier: &[String]) -> Expr {
+        let op = random.pick(&[
+            CmpOp::Gt,
+            CmpOp::Ge,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Eq,
+            CmpOp::Ne,
+        ]);
+        match random.below(7) {
+            0 | 1 => Expr::Aggregate {
+                function: random.pick(&[
+                    Aggregate::Count,
+                    Aggregate::Sum("v".into()),
+                    Aggregate::Avg("v".into()),
+                    Aggregate::Min("v".into()),
+                    Aggregate::Max("v".into()),
+                    Aggregate::Distinct("k".into()),
+                ]),
+                event: event_ref(random),
+                window: window(random, start),
+                op,
+                value: random.below(6) as f64,
+            },
+            2 => Expr::Performed {
+                event: event_ref(random),
+                window: window(random, start),
+                negated: random.below(2) == 0,
+            },
+            3 => Expr::Recency {
+                which: random.pick(&[Occurrence::First, Occurrence::Last]),
+                event: event_ref(random),
+                relation: random.pick(&[Relation::MoreThan, Relation::LessThan]),
+                ago_seconds: (1 + random.below(5)) * UNIT,
+            },
+            4 => Expr::Sequence {
+                first: event_ref(random),
+                then: event_ref(random),
+                within_seconds: (1 + random.below(4)) * UNIT,
+                negated: random.below(2) == 0,
+            },
+            5 if !earlier.is_empty() => Expr::InAudience {
+                audience: random.pick(earlier),
+            },
+            _ => Expr::Trait {
+                name: "plan".into(),
+                test: ValueTest::Compare {
+                    op: CmpOp::Eq,
+                    value: Literal::Text("pro".into()),
+                },
+            },
+        }
+    }
+
+    fn definition(random: &mut Random, start: Timestamp, earlier: &[String], depth: u32) -> Expr {
+        if depth == 0 || random.below(3) == 0 {
+            return leaf(random, start, earlier);
+        }
+        match random.below(3) {
+            0 => Expr::And {
+                all: (0..2)
+                    .map(|_| definition(random, start, earlier, depth - 1))
+                    .collect(),
+            },
+            1 => Expr::Or {
+                any: (0..2)
+                    .map(|_| definition(random, start, earlier, depth - 1))
+                    .collect(),
+            },
+            _ => Expr::Not {
+                expr: Box::new(definition(random, start, earlier, depth - 1)),
+            },
+        }
+    }
+
+    fn naive_members(
+        definitions: &[(String, Expr)],
+        history: &[EventFact],
+        traits: &PersonFacts,
+        now: Timestamp,
+    ) -> BTreeSet<String> {
+        let mut facts = traits.clone();
+        for (name, expr) in definitions {
+            if evaluate(expr, history, &facts, now) {
+                facts.audiences.insert(name.clone());
+            }
+        }
+        facts.audiences
+    }
+
+    #[test]
+    fn at_every_step_of_random_streams_definitions_and_clock_moves() {
+        let start: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
+        let (mut timers_fired, mut flips) = (0usize, 0usize);
+        for seed in 1..=200u64 {
+            let mut random = Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut definitions: Vec<(String, Expr)> = Vec::new();
+            for index in 0..6 {
+                let earlier: Vec<String> =
+                    definitions.iter().map(|(name, _)| name.clone()).collect();
+                definitions.push((
+                    format!("aud{index}"),
+                    definition(&mut random, start, &earlier, 2),
+                ));
+            }
+            let mut engine = AudienceEngine::new(Program::compile(&definitions).unwrap());
+            let mut histories: HashMap<u64, Vec<EventFact>> = HashMap::new();
+            let mut traits: HashMap<u64, PersonFacts> = HashMap::new();
+            let mut now = start;
+            for step in 0..80 {
+                let person = 1 + random.below(3);
+                match random.below(5) {
+                    0 | 1 => {
+                        now += SignedDuration::from_secs((random.below(3 * UNIT + 1)) as i64);
+                        timers_fired += engine.advance(now).len();
+                    }
+                    2 => {
+                        let plan = random.pick(&["pro", "free"]);
+                        let facts = PersonFacts {
+                            traits: json!({"plan": plan}).as_object().unwrap().clone(),
+                            ..PersonFacts::default()
+                        };
+                        traits.insert(person, facts.clone());
+                        engine.advance(now);
+                        flips += engine.set_facts(person, facts, now).len();
+                    }
+                    _ => {
+                        // Some events arrive late: their time is in the past.
+                        let at = now - SignedDuration::from_secs(random.below(2 * UNIT) as i64);
+                        let event = EventFact {
+                            name: random.pick(&["A", "B", "C"]).to_string(),
+                            at,
+                            properties:
+                                json!({"v": random.below(10), "k": random.pick(&["x", "y"])})
+                                    .as_object()
+                                    .unwrap()
+                                    .clone(),
+                        };
+                        histories.entry(person).or_default().push(event.clone());
+                        engine.advance(now);
+                        flips += engine.apply(person, &event, now).len();
+                    }
+                }
+                for person in 1..=3 {
+                    if !histories.contains_key(&person) && !traits.contains_key(&person) {
+                        continue; // nobody yet: no profile, no memberships
+                    }
+                    let history = histories.get(&person).map(Vec::as_slice).unwrap_or(&[]);
+                    let facts = traits.get(&person).cloned().unwrap_or_default();
+                    let expected = naive_members(&definitions, history, &facts, now);
+                    for (name, _) in &definitions {
+                        assert_eq!(
+                            engine.is_member(person, name),
+                            expected.contains(name),
+                            "seed {seed} step {step} person {person} {name} at {now}: {:?}",
+                            definitions.iter().find(|(n, _)| n == name).map(|(_, e)| e)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            timers_fired > 500 && flips > 2000,
+            "timers {timers_fired}, flips {flips}"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! What a definition means: the from-scratch evaluation over a person's
+//! whole history. It is the reference the incremental evaluator
+//! ([`super::incremental`]) is tested against, and it defines the
+//! semantics precisely:
+//!
+//! - `within D`: events with `now − D < time`; `between A and B`:
+//!   `A <= time < B`; no window: all history. Event time, not arrival.
+//! - `count` counts matching events; `sum`/`avg`/`min`/`max` use the
+//!   property's numeric values (others are skipped; `avg`/`min`/`max` of
+//!   nothing is false whatever the comparison, `sum` of nothing is 0);
+//!   `distinct` counts distinct values of the property (as JSON text).
+//! - `last X more than D ago`: there is an X and `now − latest > D`;
+//!   `less than`: `now − latest < D`; `first` uses the earliest X.
+//! - `A then B within T`: some A at `a` and some B at `b` with
+//!   `a <= b <= a + T`.
+//! - `A not followed by B within T`: some A at `a` with `a + T <= now` and
+//!   no B at `b` with `a <= b <= a + T`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use super::ast::*;
+
+/// One event of a person, as the audience language sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventFact {
+    pub name: String,
+    pub at: Timestamp,
+    pub properties: Map<String, Value>,
+}
+
+/// Everything a definition can look at besides events.
+#[derive(Debug, Clone, Default)]
+pub struct PersonFacts {
+    pub traits: Map<String, Value>,
+    pub computed: Map<String, Value>,
+    pub scores: BTreeMap<String, f64>,
+    pub audiences: BTreeSet<String>,
+}
+
+/// The from-scratch evaluation of `expr` for a person at `now`.
+pub fn evaluate(expr: &Expr, events: &[EventFact], facts: &PersonFacts, now: Timestamp) -> bool {
+    match expr {
+        Expr::And { all } => all.iter().all(|expr| evaluate(expr, events, facts, now)),
+        Expr::Or { any } => any.iter().any(|expr| evaluate(expr, events, facts, now)),
+        Expr::Not { expr } => !evaluate(expr, events, facts, now),
+        Expr::Trait { name, test } => test_value(lookup(&facts.traits, name), test),
+        Expr::Computed { name, test } => test_value(lookup(&facts.computed, name), test),
+        Expr::Score { model, op, value } => facts
+            .scores
+            .get(model)
+            .is_some_and(|score| op.holds(score.total_cmp(value))),
+        Expr::InAudience { audience } => facts.audiences.contains(audience),
+        Expr::Aggregate {
+            function,
+            event,
+            window,
+            op,
+            value,
+        } => {
+            let matching: Vec<&EventFact> = events
+                .iter()
+                .filter(|fact| matches_event(event, fact) && in_window(window, fact.at, now))
+                .collect();
+            aggregate(function, &matching)
+                .is_some_and(|aggregate| op.holds(aggregate.total_cmp(value)))
+        }
+        Expr::Performed {
+            event,
+            window,
+            negated,
+        } => {
+            let any = events
+                .iter()
+                .any(|fact| matches_event(event, fact) && in_window(window, fact.at, now));
+            any != *negated
+        }
+        Expr::Recency {
+            which,
+            event,
+            relation,
+            ago_seconds,
+        } => {
+            let times = events
+                .iter()
+                .filter(|fact| matches_event(event, fact))
+                .map(|fact| fact.at);
+            let chosen = match which {
+                Occurrence::First => times.min(),
+                Occurrence::Last => times.max(),
+            };
+            chosen.is_some_and(|at| recency_holds(at, *relation, *ago_seconds, now))
+        }
+        Expr::Sequence {
+            first,
+            then,
+            within_seconds,
+            negated,
+        } => {
+            let limit = seconds(*within_seconds);
+            let followed = |a: Timestamp| {
+                events
+                    .iter()
+                    .any(|b| matches_event(then, b) && b.at >= a && b.at <= a + limit)
+            };
+            let starts = events.iter().filter(|fact| matches_event(first, fact));
+            if *negated {
+                starts
+                    .clone()
+                    .any(|a| a.at + limit <= now && !followed(a.at))
+            } else {
+                starts.clone().any(|a| followed(a.at))
+            }
+        }
+    }
+}
+
+pub(crate) fn seconds(count: u64) -> jiff::SignedDuration {
+    jiff::SignedDuration::from_secs(count.min(i64::MAX as u64) as i64)
+}
+
+pub(crate) fn in_window(window: &Window, at: Timestamp, now: Timestamp) -> bool {
+    match window {
+        Window::Ever => true,
+        Window::Within { seconds: span } => at > now - seconds(*span),
+        Window::Between { from, to } => *from <= at && at < *to,
+    }
+}
+
+pub(crate) fn recency_holds(at: Timestamp, relation: Relation, ago: u64, now: Timestamp) -> bool {
+    let elapsed = now.duration_since(at);
+    match relation {
+        Relation::MoreThan => elapsed > seconds(ago),
+        Relation::LessThan => elapsed < seconds(ago),
+    }
+}
+
+/// The aggregate over matching events; `None` when it has no value.
+pub(crate) fn aggregate(function: &Aggregate, matching: &[&EventFact]) -> Option<f64> {
+    let numbers = |property: &str| -> Vec<f64> {
+        matching
+            .iter()
+            .filter_map(|fact| lookup(&fact.properties, property)?.as_f64())
+            .collect()
+    };
+    match function {
+        Aggregate::Count => Some(matching.len() as f64),
+        Aggregate::Sum(property) => Some(numbers(property).iter().sum()),
+        Aggregate::Avg(property) => {
+            let values = numbers(property);
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        }
+        Aggregate::Min(property) => numbers(property).into_iter().reduce(f64::min),
+        Aggregate::Max(property) => numbers(property).into_iter().reduce(f64::max),
+        Aggregate::Distinct(property) => Some(
+            matching
+                .iter()
+                .filter_map(|fact| lookup(&fact.properties, property))
+                .map(Value::to_string)
+                .collect::<BTreeSet<_>>()
+                .len() as f64,
+        ),
+    }
+}
+
+pub(crate) fn matches_event(event: &EventRef, fact: &EventFact) -> bool {
+    fact.name == event.name
+        && event
+            .filters
+            .iter()
+            .all(|filter| test_value(lookup(&fact.properties, &filter.property), &filter.test))
+}
+
+/// A value at a dotted path (`product.category`).
+pub(crate) fn lookup<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = map.get(path) {
+        return Some(value);
+    }
+    let mut parts = path.split('.');
+    let mut current = map.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+pub(crate) fn test_value(value: Option<&Value>, test: &ValueTest) -> bool {
+    let value = value.filter(|value| !value.is_null());
+    match test {
+        ValueTest::Exists => value.is_some(),
+        ValueTest::Missing => value.is_none(),
+        ValueTest::Contains { text } => value
+            .and_then(Value::as_str)
+            .is_some_and(|found| found.contains(text.as_str())),
+        ValueTest::In { values } => value.is_some_and(|value| {
+            values
+                .iter()
+                .any(|literal| compare(value, literal) == Some(std::cmp::Ordering::Equal))
+        }),
+        ValueTest::Compare { op, value: literal } => value
+            .and_then(|value| compare(value, literal))
+            .is_some_and(|ordering| op.holds(ordering)),
+    }
+}
+
+/// Numbers numerically, booleans by equality, text as timestamps when
+/// both sides are timestamps, else as text. `None` when incomparable.
+fn compare(value: &Value, literal: &Literal) -> Option<std::cmp::Ordering> {
+    match (value, literal) {
+        (Value::Number(number), Literal::Number(expected)) => {
+            Some(number.as_f64()?.total_cmp(expected))
+        }
+        (Value::String(text), Literal::Number(expected)) => {
+            Some(text.trim().parse::<f64>().ok()?.total_cmp(expected))
+        }
+        (Value::Bool(flag), Literal::Bool(expected)) => Some(flag.cmp(expected)),
+        (Value::String(text), Literal::Text(expected)) => {
+            match (text.parse::<Timestamp>(), expected.parse::<Timestamp>()) {
+                (Ok(time), Ok(expected_time)) => Some(time.cmp(&expected_time)),
+                _ => Some(text.as_str().cmp(expected.as_str())),
+            }
+        }
+        _ => None,
+    }
+}

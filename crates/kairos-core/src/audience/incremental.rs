@@ -1,0 +1,682 @@
+//! Incremental evaluation: each definition's event conditions ("leaves")
+//! keep, per person, only the matching events they need (time and the one
+//! property they aggregate), pruned as windows move on. An event touches
+//! only the leaves that read its name and re-evaluates only the
+//! definitions using them (and, when the person's traits changed, those
+//! reading traits). Every definition's next moment of change without new
+//! events — a window entry expiring, a recency threshold passing, a
+//! sequence's time running out — is a timer; advancing the clock fires due
+//! timers in time order, so memberships change exactly when they should.
+//!
+//! The meaning of every condition is [`super::eval`]'s; the property test
+//! holds the two together.
+
+use std::collections::{BTreeSet, HashMap};
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::ast::*;
+use super::eval::{
+    EventFact, PersonFacts, aggregate, in_window, lookup, matches_event, recency_holds, seconds,
+    test_value,
+};
+
+pub type PersonId = u64;
+
+/// A membership that changed, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub person: PersonId,
+    pub audience: String,
+    pub entered: bool,
+    pub at: Timestamp,
+}
+
+/// An event-reading condition, compiled.
+#[derive(Debug, Clone)]
+enum Leaf {
+    /// Aggregates, performed, recency: matching events with one value.
+    Stream {
+        event: EventRef,
+        window: Window,
+        /// The property the aggregate reads, if any.
+        property: Option<String>,
+        /// Recency needs only the earliest or latest time.
+        keep: Keep,
+        /// For recency: the threshold whose passing flips the condition.
+        recency: Option<(Relation, u64)>,
+    },
+    Sequence {
+        first: EventRef,
+        then: EventRef,
+        within: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Keep {
+    All,
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Default, Clone)]
+struct LeafEntries {
+    /// Sorted by time: (time, value of the aggregated property).
+    stream: Vec<(Timestamp, Option<Value>)>,
+    /// Sequences: times of A and of B, sorted.
+    firsts: Vec<Timestamp>,
+    thens: Vec<Timestamp>,
+}
+
+struct Compiled {
+    name: String,
+    expr: Expr,
+    leaves: Vec<usize>,
+    reads_facts: bool,
+    /// Definitions whose `in audience` names this one.
+    dependents: Vec<usize>,
+}
+
+pub struct Program {
+    definitions: Vec<Compiled>,
+    leaves: Vec<Leaf>,
+    by_event: HashMap<String, Vec<usize>>,
+    /// Definition indexes in an order where `in audience` targets come first.
+    order: Vec<usize>,
+}
+
+impl Program {
+    /// Compiles named definitions; refuses unknown or circular `in audience`.
+    pub fn compile(definitions: &[(String, Expr)]) -> Result<Program, String> {
+        let index: HashMap<&str, usize> = definitions
+            .iter()
+            .enumerate()
+            .map(|(position, (name, _))| (name.as_str(), position))
+            .collect();
+        let mut program = Program {
+            definitions: Vec::new(),
+            leaves: Vec::new(),
+            by_event: HashMap::new(),
+            order: Vec::new(),
+        };
+        let mut references: Vec<Vec<usize>> = Vec::new();
+        for (name, expr) in definitions {
+            let mut compiled = Compiled {
+                name: name.clone(),
+                expr: expr.clone(),
+                leaves: Vec::new(),
+                reads_facts: false,
+                dependents: Vec::new(),
+            };
+            let mut referenced = Vec::new();
+            program.collect_leaves(expr, &mut compiled, &mut referenced, &index)?;
+            references.push(referenced);
+            program.definitions.push(compiled);
+        }
+        for (position, referenced) in references.iter().enumerate() {
+            for target in referenced {
+                program.definitions[*target].dependents.push(position);
+            }
+        }
+        program.order = topological_order(&references).ok_or_else(|| {
+            "audiences refer to each other in a circle (`in audience`)".to_string()
+        })?;
+        Ok(program)
+    }
+
+    fn collect_leaves(
+        &mut self,
+        expr: &Expr,
+        compiled: &mut Compiled,
+        referenced: &mut Vec<usize>,
+        index: &HashMap<&str, usize>,
+    ) -> Result<(), String> {
+        let leaf = match expr {
+            Expr::And { all } => {
+                for expr in all {
+                    self.collect_leaves(expr, compiled, referenced, index)?;
+                }
+                return Ok(());
+            }
+            Expr::Or { any } => {
+                for expr in any {
+                    self.collect_leaves(expr, compiled, referenced, index)?;
+                }
+                return Ok(());
+            }
+            Expr::Not { expr } => return self.collect_leaves(expr, compiled, referenced, index),
+            Expr::Trait { .. } | Expr::Computed { .. } | Expr::Score { .. } => {
+                compiled.reads_facts = true;
+                return Ok(());
+            }
+            Expr::InAudience { audience } => {
+                let target = index
+                    .get(audience.as_str())
+                    .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience"))?;
+                referenced.push(*target);
+                return Ok(());
+            }
+            Expr::Aggregate {
+                function,
+                event,
+                window,
+                ..
+            } => Leaf::Stream {
+                event: event.clone(),
+                window: window.clone(),
+                property: match function {
+                    Aggregate::Count => None,
+                    Aggregate::Sum(property)
+                    | Aggregate::Avg(property)
+                    | Aggregate::Min(property)
+                    | Aggregate::Max(property)
+                    | Aggregate::Distinct(property) => Some(property.clone()),
+                },
+                keep: Keep::All,
+                recency: None,
+            },
+            Expr::Performed { event, window, .. } => Leaf::Stream {
+                event: event.clone(),
+                window: window.clone(),
+                property: None,
+                keep: Keep::Latest,
+                recency: None,
+            },
+            Expr::Recency {
+                which,
+                event,
+                relation,
+                ago_seconds,
+            } => Leaf::Stream {
+                event: event.clone(),
+                window: Window::Ever,
+                property: None,
+                keep: match which {
+                    Occurrence::First => Keep::Earliest,
+                    Occurrence::Last => Keep::Latest,
+                },
+                recency: Some((*relation, *ago_seconds)),
+            },
+            Expr::Sequence {
+                first,
+                then,
+                within_seconds,
+                ..
+            } => Leaf::Sequence {
+                first: first.clone(),
+                then: then.clone(),
+                within: *within_seconds,
+            },
+        };
+        let id = self.leaves.len();
+        let names: Vec<String> = match &leaf {
+            Leaf::Stream { event, .. } => vec![event.name.clone()],
+            Leaf::Sequence { first, then, .. } => vec![first.name.clone(), then.name.clone()],
+        };
+        for name in names {
+            let readers = self.by_event.entry(name).or_default();
+            if !readers.contains(&id) {
+                readers.push(id);
+            }
+        }
+        self.leaves.push(leaf);
+        compiled.leaves.push(id);
+        Ok(())
+    }
+
+    pub fn audience_names(&self) -> impl Iterator<Item = &str> {
+        self.definitions
+            .iter()
+            .map(|definition| definition.name.as_str())
+    }
+}
+
+/// Kahn's algorithm over "definition → definitions it refers to".
+fn topological_order(references: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let mut pending: Vec<usize> = references.iter().map(Vec::len).collect();
+    let mut order = Vec::new();
+    let mut ready: Vec<usize> = (0..references.len()).filter(|&d| pending[d] == 0).collect();
+    while let Some(done) = ready.pop() {
+        order.push(done);
+        for (definition, referenced) in references.iter().enumerate() {
+            let hits = referenced.iter().filter(|&&target| target == done).count();
+            if hits > 0 {
+                pending[definition] -= hits;
+                if pending[definition] == 0 {
+                    ready.push(definition);
+                }
+            }
+        }
+    }
+    (order.len() == references.len()).then_some(order)
+}
+
+#[derive(Default)]
+struct PersonState {
+    leaves: HashMap<usize, LeafEntries>,
+    members: BTreeSet<usize>,
+    facts: PersonFacts,
+    /// Each definition's pending timer.
+    timers: HashMap<usize, Timestamp>,
+}
+
+/// Audience memberships of many people, kept current event by event and
+/// timer by timer.
+pub struct AudienceEngine {
+    program: Program,
+    persons: HashMap<PersonId, PersonState>,
+    timers: BTreeSet<(Timestamp, PersonId, usize)>,
+}
+
+impl AudienceEngine {
+    pub fn new(program: Program) -> AudienceEngine {
+        AudienceEngine {
+            program,
+            persons: HashMap::new(),
+            timers: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_member(&self, person: PersonId, audience: &str) -> bool {
+        let Some(state) = self.persons.get(&person) else {
+            return false;
+        };
+        state
+            .members
+            .iter()
+            .any(|&definition| self.program.definitions[definition].name == audience)
+    }
+
+    pub fn members(&self, audience: &str) -> Vec<PersonId> {
+        let Some(definition) = self
+            .program
+            .definitions
+            .iter()
+            .position(|definition| definition.name == audience)
+        else {
+            return Vec::new();
+        };
+        let mut members: Vec<PersonId> = self
+            .persons
+            .iter()
+            .filter(|(_, state)| state.members.contains(&definition))
+            .map(|(person, _)| *person)
+            .collect();
+        members.sort_unstable();
+        members
+    }
+
+    /// Pending timers (for tests and metrics).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Fires every timer due at or before `now`, in time order.
+    pub fn advance(&mut self, now: Timestamp) -> Vec<Change> {
+        let mut changes = Vec::new();
+        while let Some(&(due, person, definition)) = self.timers.first() {
+            if due > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(state) = self.persons.get_mut(&person) {
+                state.timers.remove(&definition);
+            }
+            self.reevaluate(person, BTreeSet::from([definition]), due, &mut changes);
+        }
+        changes
+    }
+
+    /// Records a person's traits (and computed traits, scores); call when
+    /// they change. Re-evaluates what reads them.
+    pub fn set_facts(
+        &mut self,
+        person: PersonId,
+        facts: PersonFacts,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let first_seen = !self.persons.contains_key(&person);
+        let state = self.persons.entry(person).or_default();
+        state.facts.traits = facts.traits;
+        state.facts.computed = facts.computed;
+        state.facts.scores = facts.scores;
+        let dirty: BTreeSet<usize> = self
+            .program
+            .definitions
+            .iter()
+            .enumerate()
+            .filter(|(_, definition)| first_seen || definition.reads_facts)
+            .map(|(index, _)| index)
+            .collect();
+        let mut changes = Vec::new();
+        self.reevaluate(person, dirty, now, &mut changes);
+        changes
+    }
+
+    /// Applies one event of a person at `now` (after `advance(now)`). A
+    /// person's first event evaluates every definition: some hold for
+    /// someone who has done nothing (`did not perform ...`).
+    pub fn apply(&mut self, person: PersonId, event: &EventFact, now: Timestamp) -> Vec<Change> {
+        let first_seen = !self.persons.contains_key(&person);
+        let mut dirty_leaves = Vec::new();
+        if let Some(readers) = self.program.by_event.get(&event.name) {
+            let state = self.persons.entry(person).or_default();
+            for &leaf in readers {
+                if record(
+                    &self.program.leaves[leaf],
+                    state.leaves.entry(leaf).or_default(),
+                    event,
+                ) {
+                    dirty_leaves.push(leaf);
+                }
+            }
+        }
+        if dirty_leaves.is_empty() && !first_seen {
+            return Vec::new();
+        }
+        self.persons.entry(person).or_default();
+        let dirty: BTreeSet<usize> = self
+            .program
+            .definitions
+            .iter()
+            .enumerate()
+            .filter(|(_, definition)| {
+                first_seen
+                    || definition
+                        .leaves
+                        .iter()
+                        .any(|leaf| dirty_leaves.contains(leaf))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let mut changes = Vec::new();
+        self.reevaluate(person, dirty, now, &mut changes);
+        changes
+    }
+
+    /// Re-evaluates `dirty` definitions (and, on a change, those that refer
+    /// to them) in dependency order at `now`; reschedules their timers.
+    fn reevaluate(
+        &mut self,
+        person: PersonId,
+        mut dirty: BTreeSet<usize>,
+        now: Timestamp,
+        changes: &mut Vec<Change>,
+    ) {
+        let program = &self.program;
+        let state = self.persons.entry(person).or_default();
+        for &definition in &program.order {
+            if !dirty.remove(&definition) {
+                continue;
+            }
+            let compiled = &program.definitions[definition];
+            prune(program, compiled, state, now);
+            state.facts.audiences = state
+                .members
+                .iter()
+                .map(|&member| program.definitions[member].name.clone())
+                .collect();
+            let mut leaf_cursor = compiled.leaves.iter();
+            let member = evaluate(&compiled.expr, &mut leaf_cursor, state, now);
+            if member != state.members.contains(&definition) {
+                if member {
+                    state.members.insert(definition);
+                } else {
+                    state.members.remove(&definition);
+                }
+                changes.push(Change {
+                    person,
+                    audience: compiled.name.clone(),
+                    entered: member,
+                    at: now,
+                });
+                dirty.extend(compiled.dependents.iter().copied());
+            }
+            let next = compiled
+                .leaves
+                .iter()
+                .filter_map(|leaf| {
+                    next_change(&program.leaves[*leaf], state.leaves.get(leaf)?, now)
+                })
+                .min();
+            if let Some(old) = state.timers.remove(&definition) {
+                self.timers.remove(&(old, person, definition));
+            }
+            if let Some(due) = next {
+                state.timers.insert(definition, due);
+                self.timers.insert((due, person, definition));
+            }
+        }
+    }
+}
+
+/// Adds a matching event to a leaf; false if it does not match.
+fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) -> bool {
+    match leaf {
+        Leaf::Stream {
+            event: reference,
+            window,
+            property,
+            keep,
+            ..
+        } => {
+            if !matches_event(reference, event) {
+                return false;
+            }
+            if let Window::Between { from, to } = window
+                && !(*from <= event.at && event.at < *to)
+            {
+                return false; // never in the window
+            }
+            let value = property
+                .as_deref()
+                .and_then(|property| lookup(&event.properties, property).cloned());
+            let stream = &mut entries.stream;
+            match keep {
+                Keep::All => {
+                    let position = stream.partition_point(|(at, _)| *at <= event.at);
+                    stream.insert(position, (event.at, value));
+                }
+                Keep::Latest if stream.first().is_none_or(|(at, _)| event.at > *at) => {
+                    *stream = vec![(event.at, value)];
+                }
+                Keep::Earliest if stream.first().is_none_or(|(at, _)| event.at < *at) => {
+                    *stream = vec![(event.at, value)];
+                }
+                _ => {}
+            }
+            true
+        }
+        Leaf::Sequence { first, then, .. } => {
+            let mut touched = false;
+            for (reference, times) in [(first, &mut entries.firsts), (then, &mut entries.thens)] {
+                if matches_event(reference, event) {
+                    let position = times.partition_point(|at| *at <= event.at);
+                    times.insert(position, event.at);
+                    touched = true;
+                }
+            }
+            touched
+        }
+    }
+}
+
+/// Drops stream entries that have left a rolling window for good.
+fn prune(program: &Program, compiled: &Compiled, state: &mut PersonState, now: Timestamp) {
+    for leaf in &compiled.leaves {
+        if let Leaf::Stream {
+            window: Window::Within { seconds: span },
+            keep: Keep::All,
+            ..
+        } = &program.leaves[*leaf]
+            && let Some(entries) = state.leaves.get_mut(leaf)
+        {
+            let horizon = now - seconds(*span);
+            let expired = entries.stream.partition_point(|(at, _)| *at <= horizon);
+            entries.stream.drain(..expired);
+        }
+    }
+}
+
+/// Evaluates like [`super::eval::evaluate`], reading event conditions from
+/// the leaves (visited in compile order).
+fn evaluate<'a>(
+    expr: &Expr,
+    leaves: &mut impl Iterator<Item = &'a usize>,
+    state: &PersonState,
+    now: Timestamp,
+) -> bool {
+    match expr {
+        // Every branch is visited, so the leaf cursor stays in step.
+        Expr::And { all } => all
+            .iter()
+            .map(|expr| evaluate(expr, leaves, state, now))
+            .collect::<Vec<bool>>()
+            .into_iter()
+            .all(|value| value),
+        Expr::Or { any } => any
+            .iter()
+            .map(|expr| evaluate(expr, leaves, state, now))
+            .collect::<Vec<bool>>()
+            .into_iter()
+            .any(|value| value),
+        Expr::Not { expr } => !evaluate(expr, leaves, state, now),
+        Expr::Trait { name, test } => test_value(lookup(&state.facts.traits, name), test),
+        Expr::Computed { name, test } => test_value(lookup(&state.facts.computed, name), test),
+        Expr::Score { model, op, value } => state
+            .facts
+            .scores
+            .get(model)
+            .is_some_and(|score| op.holds(score.total_cmp(value))),
+        Expr::InAudience { audience } => state.facts.audiences.contains(audience),
+        Expr::Aggregate {
+            function,
+            window,
+            op,
+            value,
+            event,
+        } => {
+            let entries = leaf_entries(leaves, state);
+            let facts: Vec<EventFact> = entries
+                .map(|entries| {
+                    entries
+                        .stream
+                        .iter()
+                        .filter(|(at, _)| in_window(window, *at, now))
+                        .map(|(at, value)| EventFact {
+                            name: event.name.clone(),
+                            at: *at,
+                            properties: value
+                                .iter()
+                                .map(|value| (property_of(function).to_string(), value.clone()))
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let matching: Vec<&EventFact> = facts.iter().collect();
+            aggregate(function, &matching)
+                .is_some_and(|aggregate| op.holds(aggregate.total_cmp(value)))
+        }
+        Expr::Performed {
+            window, negated, ..
+        } => {
+            // The latest matching event decides: in a rolling window it is
+            // the one that stays longest; for a fixed range only matching
+            // events inside it were kept.
+            let any = leaf_entries(leaves, state)
+                .and_then(|entries| entries.stream.last())
+                .is_some_and(|(at, _)| in_window(window, *at, now));
+            any != *negated
+        }
+        Expr::Recency {
+            relation,
+            ago_seconds,
+            ..
+        } => leaf_entries(leaves, state)
+            .and_then(|entries| entries.stream.first())
+            .is_some_and(|(at, _)| recency_holds(*at, *relation, *ago_seconds, now)),
+        Expr::Sequence {
+            within_seconds,
+            negated,
+            ..
+        } => {
+            let Some(entries) = leaf_entries(leaves, state) else {
+                return false;
+            };
+            let limit = seconds(*within_seconds);
+            let followed = |a: Timestamp| {
+                let start = entries.thens.partition_point(|b| *b < a);
+                entries.thens.get(start).is_some_and(|b| *b <= a + limit)
+            };
+            if *negated {
+                entries
+                    .firsts
+                    .iter()
+                    .any(|a| *a + limit <= now && !followed(*a))
+            } else {
+                entries.firsts.iter().any(|a| followed(*a))
+            }
+        }
+    }
+}
+
+fn property_of(function: &Aggregate) -> &str {
+    match function {
+        Aggregate::Count => "",
+        Aggregate::Sum(property)
+        | Aggregate::Avg(property)
+        | Aggregate::Min(property)
+        | Aggregate::Max(property)
+        | Aggregate::Distinct(property) => property,
+    }
+}
+
+fn leaf_entries<'a, 'b>(
+    leaves: &mut impl Iterator<Item = &'b usize>,
+    state: &'a PersonState,
+) -> Option<&'a LeafEntries> {
+    let leaf = leaves.next()?;
+    state.leaves.get(leaf)
+}
+
+/// The next moment after `now` when the leaf's truth can change with no
+/// new event.
+fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) -> Option<Timestamp> {
+    match leaf {
+        Leaf::Stream {
+            window: Window::Within { seconds: span },
+            ..
+        } => entries
+            .stream
+            .iter()
+            .map(|(at, _)| *at + seconds(*span))
+            .find(|expiry| *expiry > now),
+        Leaf::Stream {
+            recency: Some((relation, ago)),
+            ..
+        } => {
+            // `less than D ago` turns false at at + D; `more than D ago`
+            // turns true just after it.
+            let (at, _) = entries.stream.first()?;
+            let threshold = *at + seconds(*ago);
+            let due = match relation {
+                Relation::LessThan => threshold,
+                Relation::MoreThan => threshold + jiff::SignedDuration::from_nanos(1),
+            };
+            (due > now).then_some(due)
+        }
+        Leaf::Stream { .. } => None,
+        Leaf::Sequence { within, .. } => {
+            let limit = seconds(*within);
+            entries
+                .firsts
+                .iter()
+                .map(|a| *a + limit)
+                .filter(|due| *due > now)
+                .min()
+        }
+    }
+}
