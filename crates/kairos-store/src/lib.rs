@@ -13,8 +13,9 @@
 //! - the **dedup index** `dedup`: `(source, messageId)` → `(seq, received)`,
 //!   expired after the dedup window by a compaction filter ([`dedup`]);
 //! - the **quarantine** of rejected events with their reasons ([`quarantine`]);
-//! - **metadata** `meta`: sources and their write keys ([`sources`]), the
-//!   partition count, a generated admin token.
+//! - **metadata** `meta`: sources and their write keys ([`sources`]),
+//!   audience definitions ([`definitions`]), the partition count, a
+//!   generated admin token.
 //!
 //! All writes of accepted events go through one writer thread
 //! ([`writer`]) that groups concurrent requests into one atomic batch, and a
@@ -22,6 +23,7 @@
 //! HTTP `200` can wait for durability without one fsync per request.
 
 pub mod dedup;
+pub mod definitions;
 pub mod log;
 pub mod privacy;
 pub mod quarantine;
@@ -38,6 +40,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
+pub use definitions::{AudienceRecord, Definitions};
 pub use log::{EventLog, LogRecord};
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
@@ -103,6 +106,7 @@ pub struct Store {
     pub quarantine: Arc<Quarantine>,
     pub vault: Arc<Vault>,
     pub privacy: Arc<Privacy>,
+    pub definitions: Definitions,
     pub meta: Keyspace,
     dedup: Keyspace,
 }
@@ -135,6 +139,7 @@ impl Store {
         let dedup = db.keyspace(dedup::KEYSPACE, dedup::keyspace_options)?;
         let quarantine = Arc::new(Quarantine::open(&db, vault.clone())?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
+        let definitions = Definitions::open(db.clone(), meta.clone())?;
         let writer = LogWriter::start(
             db.clone(),
             log.clone(),
@@ -152,6 +157,7 @@ impl Store {
             quarantine,
             vault,
             privacy,
+            definitions,
             meta,
             dedup,
         })

@@ -253,8 +253,10 @@ fn topological_order(references: &[Vec<usize>]) -> Option<Vec<usize>> {
     (order.len() == references.len()).then_some(order)
 }
 
+/// One person's audience state, movable between engines (profile merges
+/// across shards).
 #[derive(Default)]
-struct PersonState {
+pub struct PersonState {
     leaves: HashMap<usize, LeafEntries>,
     members: BTreeSet<usize>,
     facts: PersonFacts,
@@ -265,13 +267,13 @@ struct PersonState {
 /// Audience memberships of many people, kept current event by event and
 /// timer by timer.
 pub struct AudienceEngine {
-    program: Program,
+    program: std::sync::Arc<Program>,
     persons: HashMap<PersonId, PersonState>,
     timers: BTreeSet<(Timestamp, PersonId, usize)>,
 }
 
 impl AudienceEngine {
-    pub fn new(program: Program) -> AudienceEngine {
+    pub fn new(program: std::sync::Arc<Program>) -> AudienceEngine {
         AudienceEngine {
             program,
             persons: HashMap::new(),
@@ -306,6 +308,61 @@ impl AudienceEngine {
             .collect();
         members.sort_unstable();
         members
+    }
+
+    /// The names of the audiences a person is in.
+    pub fn memberships(&self, person: PersonId) -> Vec<String> {
+        self.persons
+            .get(&person)
+            .map(|state| {
+                state
+                    .members
+                    .iter()
+                    .map(|&definition| self.program.definitions[definition].name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes a person (erased, or absorbed into another profile) and
+    /// their timers; returns their state.
+    pub fn take_person(&mut self, person: PersonId) -> Option<PersonState> {
+        let state = self.persons.remove(&person)?;
+        for (definition, due) in &state.timers {
+            self.timers.remove(&(*due, person, *definition));
+        }
+        Some(state)
+    }
+
+    /// Folds an absorbed person's state into `survivor` (their events are
+    /// now one history) and re-evaluates every definition for them.
+    pub fn absorb_person(
+        &mut self,
+        survivor: PersonId,
+        absorbed: PersonState,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let state = self.persons.entry(survivor).or_default();
+        for (leaf, entries) in absorbed.leaves {
+            let target = state.leaves.entry(leaf).or_default();
+            merge_sorted(&mut target.stream, entries.stream, |(at, _)| *at);
+            merge_sorted(&mut target.firsts, entries.firsts, |at| *at);
+            merge_sorted(&mut target.thens, entries.thens, |at| *at);
+            if let Leaf::Stream { keep, .. } = &self.program.leaves[leaf] {
+                match keep {
+                    Keep::Latest => target
+                        .stream
+                        .drain(..target.stream.len().saturating_sub(1))
+                        .for_each(drop),
+                    Keep::Earliest => target.stream.truncate(1),
+                    Keep::All => {}
+                }
+            }
+        }
+        let all = (0..self.program.definitions.len()).collect();
+        let mut changes = Vec::new();
+        self.reevaluate(survivor, all, now, &mut changes);
+        changes
     }
 
     /// Pending timers (for tests and metrics).
@@ -679,4 +736,12 @@ fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) -> Option<Tim
                 .min()
         }
     }
+}
+
+fn merge_sorted<T>(target: &mut Vec<T>, other: Vec<T>, key: impl Fn(&T) -> Timestamp) {
+    if other.is_empty() {
+        return;
+    }
+    target.extend(other);
+    target.sort_by_key(|item| key(item));
 }

@@ -331,7 +331,7 @@ mod incremental_matches_from_scratch {
     #[test]
     fn at_every_step_of_random_streams_definitions_and_clock_moves() {
         let start: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
-        let (mut timers_fired, mut flips) = (0usize, 0usize);
+        let (mut timers_fired, mut flips, mut merges) = (0usize, 0usize, 0usize);
         for seed in 1..=200u64 {
             let mut random = Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut definitions: Vec<(String, Expr)> = Vec::new();
@@ -343,13 +343,31 @@ mod incremental_matches_from_scratch {
                     definition(&mut random, start, &earlier, 2),
                 ));
             }
-            let mut engine = AudienceEngine::new(Program::compile(&definitions).unwrap());
+            let mut engine =
+                AudienceEngine::new(std::sync::Arc::new(Program::compile(&definitions).unwrap()));
             let mut histories: HashMap<u64, Vec<EventFact>> = HashMap::new();
             let mut traits: HashMap<u64, PersonFacts> = HashMap::new();
             let mut now = start;
             for step in 0..80 {
                 let person = 1 + random.below(3);
-                match random.below(5) {
+                match random.below(6) {
+                    5 if histories.contains_key(&2) || traits.contains_key(&2) => {
+                        // Person 2's profile merges into person 1's.
+                        engine.advance(now);
+                        let absorbed_history = histories.remove(&2).unwrap_or_default();
+                        histories.entry(1).or_default().extend(absorbed_history);
+                        let absorbed_traits = traits.remove(&2);
+                        let merged = traits
+                            .get(&1)
+                            .cloned()
+                            .or(absorbed_traits)
+                            .unwrap_or_default();
+                        traits.insert(1, merged.clone());
+                        let state = engine.take_person(2).unwrap();
+                        flips += engine.absorb_person(1, state, now).len();
+                        flips += engine.set_facts(1, merged, now).len();
+                        merges += 1;
+                    }
                     0 | 1 => {
                         now += SignedDuration::from_secs((random.below(3 * UNIT + 1)) as i64);
                         timers_fired += engine.advance(now).len();
