@@ -418,8 +418,8 @@ mod incremental_matches_from_scratch {
             }
         }
         assert!(
-            timers_fired > 500 && flips > 2000,
-            "timers {timers_fired}, flips {flips}"
+            timers_fired > 500 && flips > 2000 && merges > 100,
+            "timers {timers_fired}, flips {flips}, merges {merges}"
         );
     }
 }
