@@ -150,6 +150,29 @@ paths["/v1/admin/matching/suggestions/{id}"] = admin("delete", "Reject a suggest
     params=[path_param("id", "Suggestion id")], extra=NOT_FOUND)
 paths["/v1/admin/matching/suggestions/{id}/accept"] = admin("post", "Accept a suggestion: merge the two profiles", {"type": "object"},
     params=[path_param("id", "Suggestion id")], extra=NOT_FOUND)
+AUDIENCE = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "definition": {"type": "string"},
+    "json": {"type": ["object", "null"]}, "created_at": {"type": "string"}, "size": {"type": ["integer", "null"]}}}
+paths["/v1/audiences"] = {
+    **admin("post", "Create an audience from a definition in the audience language (docs/audiences.md); memberships are backfilled from the log before the answer",
+            AUDIENCE, {"type": "object", "required": ["name", "definition"], "additionalProperties": False,
+                       "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "definition": {"type": "string"}}},
+            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken")}),
+    **admin("get", "Every audience with its size", {"type": "object", "properties": {"audiences": {"type": "array", "items": AUDIENCE}}}),
+}
+paths["/v1/audiences/{id}"] = {
+    **admin("get", "An audience (by id or name) with its size", AUDIENCE, params=[path_param("id", "Audience id or name")], extra=NOT_FOUND),
+    **admin("delete", "Delete an audience", {"type": "object"}, params=[path_param("id", "Audience id or name")],
+            extra={**NOT_FOUND, "409": problem("Another audience refers to it")}),
+}
+paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in profile order", {"type": "object", "properties": {
+    "audience": {"type": "string"}, "next": {"type": ["string", "null"]},
+    "members": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "identities": {"type": "array"}}}}}},
+    params=[path_param("id", "Audience id or name"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)"),
+            query("after", {"type": "string"}, "The `next` of the previous page")], extra={**NOT_FOUND, "400": problem("Invalid parameters")})
+paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
+    {"type": "object", "properties": {"now": {"type": "string"}}},
+    {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},
+    extra={"400": problem("Invalid body or the clock would move backwards"), "409": problem("The clock is not manual")})
 paths["/v1/admin/audit"] = admin("get", "Erasure receipts, newest first", {"type": "object", "properties": {"erasures": {"type": "array", "items": ref("ErasureReceipt")}}},
     params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most receipts (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {

@@ -40,7 +40,7 @@ def test_no_server_errors_on_the_admin_api(tmp_path):
         result = run_schemathesis(
             server,
             "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
-            "--include-path-regex", "^/v1/(admin|profiles)",
+            "--include-path-regex", "^/v1/(admin|profiles|audiences)",
             "--exclude-path", "/v1/admin/tail",
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
@@ -56,7 +56,7 @@ def test_no_server_errors_on_collection_and_operations(tmp_path):
         result = run_schemathesis(
             server,
             "--auth", f"{write_key}:",
-            "--exclude-path-regex", "^/v1/(admin|profiles)",
+            "--exclude-path-regex", "^/v1/(admin|profiles|audiences)",
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert requests_ok(server)

@@ -35,6 +35,7 @@ use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use kairos_core::audience::incremental::Program;
 use router::{Outbox, Router};
 use shard::{ShardOp, ShardState};
 
@@ -63,7 +64,17 @@ enum Command {
         identifier: Identifier,
         reply: oneshot::Sender<Option<ErasedProfile>>,
     },
+    /// New audience definitions: recompute every membership from the log.
+    SetAudiences {
+        program: Arc<Program>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Fire every due timer now (after a manual clock moved), then reply.
+    Sync { reply: oneshot::Sender<()> },
 }
+
+/// How often shards check their timers against the clock.
+const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A command waiting until the router has routed the log up to `min_seq`.
 struct Pending {
@@ -104,6 +115,7 @@ impl Engine {
     /// reads are answered.
     pub fn start(store: Arc<Store>, settings: EngineSettings) -> std::io::Result<Engine> {
         let settings = Arc::new(settings);
+        let program = Arc::new(stored_audiences(&store));
         let rules = Arc::new(settings.rules.clone());
         let router = Arc::new(RwLock::new(Router::new(settings.clone()).with_suppression(
             SuppressionCheck {
@@ -111,7 +123,7 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let (handles, shards) = start_shards(&settings)?;
+        let (handles, shards) = start_shards(&settings, &program)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(0);
         let routing = Routing {
@@ -268,6 +280,74 @@ impl Engine {
         Ok(candidates)
     }
 
+    /// Replaces the audience definitions; answers once every membership
+    /// is recomputed from the log (the number of events replayed).
+    pub async fn set_audiences(&self, program: Program) -> Result<usize, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::SetAudiences {
+            program: Arc::new(program),
+            reply,
+        })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    /// Fires every timer due by the clock's now; answers when done.
+    pub async fn sync_timers(&self) -> Result<(), EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Sync { reply })?;
+        answer.await.map_err(|_| EngineStopped)
+    }
+
+    /// Members of an audience after profile `after` (profile order), with
+    /// their identities.
+    pub async fn audience_members(
+        &self,
+        audience: &str,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<Identifier>)>, EngineStopped> {
+        let mut members = self
+            .read_all(|shard| {
+                shard
+                    .audience_members(audience)
+                    .into_iter()
+                    .filter(|profile| after.is_none_or(|after| *profile > after))
+                    .map(|profile| (profile, shard.identities(profile).unwrap_or(&[]).to_vec()))
+                    .collect()
+            })
+            .await?;
+        members.sort_by_key(|(profile, _)| *profile);
+        members.truncate(limit);
+        Ok(members
+            .into_iter()
+            .map(|(profile, identities)| (types::profile_key(profile), identities))
+            .collect())
+    }
+
+    /// Number of members of each audience.
+    pub async fn audience_sizes(&self, audiences: &[String]) -> Result<Vec<usize>, EngineStopped> {
+        let counts = self
+            .read_all(|shard| {
+                audiences
+                    .iter()
+                    .map(|audience| shard.audience_members(audience).len())
+                    .collect::<Vec<usize>>()
+            })
+            .await?;
+        let mut sizes = vec![0; audiences.len()];
+        for (index, count) in counts.into_iter().enumerate() {
+            sizes[index % audiences.len().max(1)] += count;
+        }
+        Ok(sizes)
+    }
+
+    fn command(&self, command: Command) -> Result<(), EngineStopped> {
+        let min_seq = self.store.writer.committed_seq();
+        self.commands
+            .try_send(Pending { min_seq, command })
+            .map_err(|_| EngineStopped)
+    }
+
     /// Removes a person from the derived state and suppresses their
     /// identifiers in memory; the caller makes it durable with
     /// [`kairos_store::LogWriter::erase`].
@@ -276,13 +356,7 @@ impl Engine {
         identifier: Identifier,
     ) -> Result<Option<ErasedProfile>, EngineStopped> {
         let (reply, answer) = oneshot::channel();
-        let min_seq = self.store.writer.committed_seq();
-        self.commands
-            .try_send(Pending {
-                min_seq,
-                command: Command::Erase { identifier, reply },
-            })
-            .map_err(|_| EngineStopped)?;
+        self.command(Command::Erase { identifier, reply })?;
         answer.await.map_err(|_| EngineStopped)
     }
 }
@@ -295,26 +369,51 @@ struct ShardHandle {
     done: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// The audiences stored in the data directory, compiled. A definition
+/// that no longer compiles is left out (and logged), not fatal.
+fn stored_audiences(store: &Store) -> Program {
+    let mut definitions = Vec::new();
+    for record in store.definitions.audiences() {
+        match kairos_core::audience::parse(&record.definition) {
+            Ok(expr) => definitions.push((record.name, expr)),
+            Err(error) => {
+                tracing::error!(audience = %record.name, %error, "stored audience does not parse; left out")
+            }
+        }
+    }
+    Program::compile(&definitions).unwrap_or_else(|error| {
+        tracing::error!(%error, "stored audiences do not compile together; none are active");
+        Program::compile(&[]).expect("no definitions compile")
+    })
+}
+
 fn start_shards(
     settings: &Arc<EngineSettings>,
+    program: &Arc<Program>,
 ) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
     let mut handles = Vec::new();
     let mut views = Vec::new();
     for index in 0..settings.shards.max(1) {
         let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let state = Arc::new(RwLock::new(ShardState::new(settings.clone())));
+        let state = Arc::new(RwLock::new(ShardState::new(
+            settings.clone(),
+            program.clone(),
+        )));
+        let clock = settings.clock.clone();
         let (applied_sender, applied) = watch::channel(0u64);
         let (shard_state, shard_done) = (state.clone(), done.clone());
         std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
                 for (batch, upto) in receiver {
-                    let now = jiff::Timestamp::now();
+                    let now = clock.now();
                     {
                         let Ok(mut state) = shard_state.write() else {
                             return;
                         };
+                        // Timers due before these events fire first.
+                        state.advance(now);
                         for op in batch {
                             state.handle(op, now);
                         }
@@ -370,6 +469,16 @@ impl Routing {
         self.flushed_upto = upto;
     }
 
+    /// Sends every shard an empty batch, so each checks its timers.
+    fn tick(&mut self) {
+        self.flush();
+        for handle in &mut self.shards {
+            if handle.sender.send((Vec::new(), self.flushed_upto)).is_ok() {
+                handle.sent += 1;
+            }
+        }
+    }
+
     /// Waits while a shard is more than `ahead` batches behind.
     fn wait_for_shards(&self, ahead: u64) {
         for handle in &self.shards {
@@ -393,6 +502,8 @@ async fn run(
         return;
     }
     let mut waiting: Vec<Pending> = Vec::new();
+    let mut ticks = tokio::time::interval(TIMER_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         waiting = answer_ready(&store, &mut routing, waiting);
         routing.flush();
@@ -412,6 +523,7 @@ async fn run(
                 routing.flush();
                 routing.wait_for_shards(SHARD_BATCHES_AHEAD_MAX);
             }
+            _ = ticks.tick() => routing.tick(),
             command = commands.recv() => match command {
                 Some(command) => waiting.push(command),
                 None => return,
@@ -492,9 +604,72 @@ fn answer_ready(store: &Store, routing: &mut Routing, waiting: Vec<Pending>) -> 
         }
         match pending.command {
             Command::Erase { identifier, reply } => erase(store, routing, &identifier, reply),
+            Command::SetAudiences { program, reply } => {
+                let replayed = backfill(store, routing, program).unwrap_or_else(|error| {
+                    tracing::error!(%error, "audience backfill could not read the log");
+                    0
+                });
+                let _ = reply.send(replayed);
+            }
+            Command::Sync { reply } => {
+                routing.tick();
+                routing.wait_for_shards(0);
+                let _ = reply.send(());
+            }
         }
     }
     still_waiting
+}
+
+/// Installs new audience definitions on every shard and replays the log's
+/// track events into them, each to the profile its identifiers belong to
+/// now. Live events wait meanwhile, so nothing is missed or seen twice.
+fn backfill(
+    store: &Store,
+    routing: &mut Routing,
+    program: Arc<Program>,
+) -> Result<usize, kairos_store::StoreError> {
+    for shard in 0..routing.shards.len() {
+        routing.outbox.push((
+            shard,
+            ShardOp::SetAudiences {
+                program: program.clone(),
+            },
+        ));
+    }
+    routing.flush();
+    let upto = routing.applied_seq();
+    let (mut after, mut replayed) = (0, 0);
+    while after < upto {
+        let events = store.log.read_after(after, upto, READ_BATCH_EVENTS, None)?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        after = last.seq;
+        {
+            let router = routing.router.read().expect("router lock");
+            for stored in &events {
+                let event = stored.decode()?;
+                if event.event.is_none() {
+                    continue;
+                }
+                if let Some(profile) = router.current_profile(&event) {
+                    routing.outbox.push((
+                        router.shard_of(profile),
+                        ShardOp::Backfill {
+                            profile,
+                            event: Arc::new(event),
+                        },
+                    ));
+                    replayed += 1;
+                }
+            }
+        }
+        routing.tick();
+        routing.wait_for_shards(1);
+    }
+    routing.wait_for_shards(0);
+    Ok(replayed)
 }
 
 /// On the router, before the next event: nothing routed after this point

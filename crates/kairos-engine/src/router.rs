@@ -171,6 +171,17 @@ impl Router {
         Some(identifiers)
     }
 
+    /// The profile an event belongs to now: that of its most trusted
+    /// identifier that is still known (after merges and erasures).
+    pub fn current_profile(&self, event: &Event) -> Option<ProfileId> {
+        let rules = &self.settings.rules;
+        let mut identifiers = identifiers_of(event, rules);
+        identifiers.sort_by_key(|identifier| rules.rank(&identifier.kind));
+        identifiers
+            .iter()
+            .find_map(|identifier| self.graph.profile_of(identifier))
+    }
+
     /// The profile an identifier (as the API gives it) belongs to.
     pub fn lookup(&self, identifier: &Identifier) -> Option<ProfileId> {
         let identifier = normalize(identifier.clone(), &self.settings.rules)?;

@@ -22,6 +22,9 @@ use kairos_core::profile::{MergeRecord, Profile, TimelineEntry};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use kairos_core::audience::eval::{EventFact, PersonFacts};
+use kairos_core::audience::incremental::{AudienceEngine, PersonState, Program};
+
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
     profile_key,
@@ -32,6 +35,13 @@ use crate::types::{
 pub struct ShardProfile {
     pub profile: Profile,
     pub identities: Vec<Identifier>,
+}
+
+/// A profile leaving its shard in a merge: its state and its audience state.
+#[derive(Default)]
+pub struct Handover {
+    pub profile: ShardProfile,
+    pub audiences: Option<PersonState>,
 }
 
 pub enum ShardOp {
@@ -45,12 +55,20 @@ pub enum ShardOp {
     /// Hands the absorbed profile's state to the survivor's shard.
     Extract {
         profile: ProfileId,
-        to: mpsc::Sender<ShardProfile>,
+        to: mpsc::Sender<Handover>,
     },
     Absorb {
         survivor: ProfileId,
-        from: mpsc::Receiver<ShardProfile>,
+        from: mpsc::Receiver<Handover>,
         record: MergeRecord,
+    },
+    /// New audience definitions: every membership is recomputed from the
+    /// `Backfill` events that follow.
+    SetAudiences { program: Arc<Program> },
+    /// A past event replayed into the audiences only (backfill).
+    Backfill {
+        profile: ProfileId,
+        event: Arc<Event>,
     },
     Remove {
         profile: ProfileId,
@@ -62,14 +80,68 @@ pub enum ShardOp {
 pub struct ShardState {
     settings: Arc<EngineSettings>,
     profiles: HashMap<ProfileId, ShardProfile>,
+    audiences: AudienceEngine,
 }
 
 impl ShardState {
-    pub fn new(settings: Arc<EngineSettings>) -> ShardState {
+    pub fn new(settings: Arc<EngineSettings>, program: Arc<Program>) -> ShardState {
         ShardState {
             settings,
             profiles: HashMap::new(),
+            audiences: AudienceEngine::new(program),
         }
+    }
+
+    /// Fires the audience timers due by `now`.
+    pub fn advance(&mut self, now: Timestamp) {
+        self.audiences.advance(now);
+    }
+
+    /// The profiles in an audience, in profile order.
+    pub fn audience_members(&self, audience: &str) -> Vec<ProfileId> {
+        self.audiences.members(audience)
+    }
+
+    /// A profile's identities, for listing members.
+    pub fn identities(&self, profile: ProfileId) -> Option<&[Identifier]> {
+        self.profiles
+            .get(&profile)
+            .map(|entry| entry.identities.as_slice())
+    }
+
+    /// Feeds an event to the audience engine: track events by name, and
+    /// the profile's traits after an identify.
+    fn feed_audiences(&mut self, profile: ProfileId, event: &Event, now: Timestamp) {
+        if let Some(name) = event.event.as_deref()
+            && self.audiences.reads_event(name)
+        {
+            let properties = event
+                .field("properties")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default();
+            let fact = EventFact {
+                name: name.to_string(),
+                at: event.timestamp,
+                properties,
+            };
+            self.audiences.apply(profile, &fact, now);
+        }
+        if event.event_type == kairos_core::EventType::Identify || !self.audiences.knows(profile) {
+            self.set_audience_facts(profile, now);
+        }
+    }
+
+    fn set_audience_facts(&mut self, profile: ProfileId, now: Timestamp) {
+        let traits = self
+            .profiles
+            .get(&profile)
+            .map(|entry| entry.profile.trait_values())
+            .unwrap_or_default();
+        let facts = PersonFacts {
+            traits,
+            ..PersonFacts::default()
+        };
+        self.audiences.set_facts(profile, facts, now);
     }
 
     #[allow(clippy::len_without_is_empty)]
@@ -91,9 +163,25 @@ impl ShardState {
                 }
                 entry.profile.apply(&event, source_rank);
                 entry.profile.retain(&self.settings.retention, now);
+                self.feed_audiences(profile, &event, now);
             }
             ShardOp::Extract { profile, to } => {
-                let _ = to.send(self.profiles.remove(&profile).unwrap_or_default());
+                let _ = to.send(Handover {
+                    profile: self.profiles.remove(&profile).unwrap_or_default(),
+                    audiences: self.audiences.take_person(profile),
+                });
+            }
+            ShardOp::SetAudiences { program } => {
+                self.audiences = AudienceEngine::new(program);
+                let profiles: Vec<ProfileId> = self.profiles.keys().copied().collect();
+                for profile in profiles {
+                    self.set_audience_facts(profile, now);
+                }
+            }
+            ShardOp::Backfill { profile, event } => {
+                if self.profiles.contains_key(&profile) {
+                    self.feed_audiences(profile, &event, now);
+                }
             }
             ShardOp::Absorb {
                 survivor,
@@ -103,9 +191,13 @@ impl ShardState {
                 // The extract is ahead in the global order: this wait ends.
                 let absorbed = from.recv().unwrap_or_default();
                 let entry = self.profiles.entry(survivor).or_default();
-                entry.profile.absorb(absorbed.profile);
+                entry.profile.absorb(absorbed.profile.profile);
                 entry.profile.retain(&self.settings.retention, now);
                 entry.profile.merges.push(record);
+                if let Some(state) = absorbed.audiences {
+                    self.audiences.absorb_person(survivor, state, now);
+                }
+                self.set_audience_facts(survivor, now);
             }
             ShardOp::Remove {
                 profile,
@@ -113,6 +205,7 @@ impl ShardState {
                 reply,
             } => {
                 let removed = self.profiles.remove(&profile);
+                self.audiences.take_person(profile);
                 erased.events = removed
                     .map(|entry| entry.profile.timeline.len())
                     .unwrap_or(0);
@@ -123,7 +216,13 @@ impl ShardState {
 
     pub fn view(&self, profile: ProfileId) -> Option<ProfileView> {
         let entry = self.profiles.get(&profile)?;
-        Some(view(profile, entry))
+        Some(self.view_of(profile, entry))
+    }
+
+    fn view_of(&self, profile: ProfileId, entry: &ShardProfile) -> ProfileView {
+        let mut view = view(profile, entry);
+        view.audiences = self.audiences.memberships(profile);
+        view
     }
 
     pub fn timeline(
@@ -167,7 +266,7 @@ impl ShardState {
     pub fn export(&self, profile: ProfileId) -> Option<ProfileExport> {
         let entry = self.profiles.get(&profile)?;
         Some(ProfileExport {
-            profile: view(profile, entry),
+            profile: self.view_of(profile, entry),
             seqs: entry
                 .profile
                 .timeline
@@ -198,7 +297,7 @@ impl ShardState {
         found
             .into_iter()
             .take(limit)
-            .map(|(id, entry)| view(id, entry))
+            .map(|(id, entry)| self.view_of(id, entry))
             .collect()
     }
 

@@ -18,6 +18,10 @@ use crate::types::{
     by_profile_number, profile_key,
 };
 
+fn no_audiences() -> kairos_core::audience::incremental::Program {
+    kairos_core::audience::incremental::Program::compile(&[]).expect("no definitions compile")
+}
+
 pub struct EngineState {
     router: Router,
     shards: Vec<ShardState>,
@@ -29,7 +33,7 @@ impl EngineState {
         let settings = Arc::new(settings);
         let router = Router::new(settings.clone());
         let shards = (0..router.shard_count())
-            .map(|_| ShardState::new(settings.clone()))
+            .map(|_| ShardState::new(settings.clone(), Arc::new(no_audiences())))
             .collect();
         EngineState {
             router,

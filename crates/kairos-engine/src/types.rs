@@ -35,8 +35,11 @@ pub struct TimelinePage {
 }
 
 /// What the engine is configured with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineSettings {
+    /// "Now" for audiences: the system clock, or a manual one
+    /// (`kairos serve --clock manual`).
+    pub clock: std::sync::Arc<dyn kairos_core::clock::Clock>,
     pub rules: IdentityRules,
     pub retention: Retention,
     /// Source names from most to least trusted for traits; sources not
@@ -50,11 +53,23 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
+            clock: std::sync::Arc::new(kairos_core::clock::SystemClock),
             rules: IdentityRules::default(),
             retention: Retention::default(),
             source_precedence: Vec::new(),
             shards: 2,
         }
+    }
+}
+
+impl std::fmt::Debug for EngineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSettings")
+            .field("rules", &self.rules)
+            .field("retention", &self.retention)
+            .field("source_precedence", &self.source_precedence)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
 
 pub mod admin;
+pub mod audiences;
 pub mod auth;
 pub mod body;
 pub mod collect;
@@ -55,6 +56,8 @@ pub struct AppInner {
     /// Where collection requests are processed; `None` = on the caller's
     /// runtime. See `kairos::serve` (a lower-priority runtime).
     pub ingest_runtime: Option<tokio::runtime::Handle>,
+    /// Set with `--clock manual`: what `POST /v1/admin/clock` moves.
+    pub manual_clock: Option<Arc<kairos_core::clock::ManualClock>>,
     /// The probabilistic matcher's review suggestions.
     pub matching: matching::MatchState,
 }
@@ -112,6 +115,16 @@ pub fn app(state: AppState) -> Router {
             put(privacy::update_consent),
         )
         .route("/v1/admin/audit", get(privacy::list_audit))
+        .route(
+            "/v1/audiences",
+            post(audiences::create).get(audiences::list),
+        )
+        .route(
+            "/v1/audiences/{id}",
+            get(audiences::get).delete(audiences::delete),
+        )
+        .route("/v1/audiences/{id}/members", get(audiences::members))
+        .route("/v1/admin/clock", post(audiences::set_clock))
         .route("/v1/admin/matching/run", post(matching::run))
         .route(
             "/v1/admin/matching/suggestions",

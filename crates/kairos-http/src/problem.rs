@@ -40,6 +40,8 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<EventProblem>,
     pub retry_after_seconds: Option<u64>,
+    /// Where in a submitted definition the problem is (line, column).
+    pub position: Option<(u32, u32)>,
 }
 
 #[derive(Serialize)]
@@ -52,6 +54,10 @@ struct ProblemBody<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [EventProblem],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<u32>,
 }
 
 impl Problem {
@@ -68,6 +74,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after_seconds: None,
+            position: None,
         }
     }
 
@@ -144,6 +151,8 @@ impl IntoResponse for Problem {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
+            line: self.position.map(|(line, _)| line),
+            column: self.position.map(|(_, column)| column),
         };
         let json = serde_json::to_vec(&body).expect("a problem always serializes");
         let mut response = (self.status, json).into_response();

@@ -40,6 +40,7 @@ fn harness() -> Harness {
         faults: Some(Mutex::new(None)),
         matching: Default::default(),
         ingest_runtime: None,
+        manual_clock: None,
     });
     Harness {
         _dir: dir,

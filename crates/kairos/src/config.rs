@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub demo: Option<bool>,
     pub unsafe_no_fsync: Option<bool>,
+    /// "system" or "manual".
+    pub clock: Option<String>,
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
@@ -92,6 +94,8 @@ pub struct ServeConfig {
     pub limits: IngestLimits,
     pub store: StoreOptions,
     pub engine: kairos_engine::EngineSettings,
+    /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
+    pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
 
 /// Values given on the command line (they win over everything).
@@ -104,6 +108,7 @@ pub struct FlagConfig {
     pub test_faults: bool,
     pub unsafe_no_fsync: bool,
     pub log_format: Option<String>,
+    pub clock: Option<String>,
 }
 
 /// Builds and validates the configuration; `env` is the process environment
@@ -155,6 +160,7 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             }
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
+            "CLOCK" => file.clock = Some(value.clone()),
             // Variables of the client commands and of tests.
             "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
@@ -196,6 +202,9 @@ fn apply_flags(file: &mut FileConfig, flags: &FlagConfig) {
     }
     if flags.unsafe_no_fsync {
         file.unsafe_no_fsync = Some(true);
+    }
+    if let Some(clock) = &flags.clock {
+        file.clock = Some(clock.clone());
     }
 }
 
@@ -245,7 +254,24 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         file.unsafe_no_fsync.unwrap_or(false),
         problems,
     );
+    let manual_clock = match file.clock.as_deref().unwrap_or("system") {
+        "system" => None,
+        "manual" => Some(std::sync::Arc::new(kairos_core::clock::ManualClock::new(
+            jiff::Timestamp::now(),
+        ))),
+        other => {
+            problems.push(format!(
+                "clock {other:?}: expected \"system\" or \"manual\""
+            ));
+            None
+        }
+    };
+    let clock: std::sync::Arc<dyn kairos_core::clock::Clock> = match &manual_clock {
+        Some(manual) => manual.clone(),
+        None => std::sync::Arc::new(kairos_core::clock::SystemClock),
+    };
     let engine = kairos_engine::EngineSettings {
+        clock,
         rules: identity_rules(&file.identity, problems),
         retention: retention(&file.profiles, problems),
         source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
@@ -256,6 +282,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     }
     ServeConfig {
         engine,
+        manual_clock,
         listen,
         data_dir: file
             .data_dir

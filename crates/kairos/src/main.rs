@@ -72,6 +72,10 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// The engine's clock: `system`, or `manual` (set "now" with
+    /// POST /v1/admin/clock; for tests and replaying history).
+    #[arg(long)]
+    clock: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
                 test_faults: args.test_faults,
                 unsafe_no_fsync: args.unsafe_no_fsync,
                 log_format: args.log_format,
+                clock: args.clock,
             };
             let env: Vec<(String, String)> = std::env::vars()
                 .filter(|(name, _)| name.starts_with("KAIROS_") && name != "KAIROS_CONFIG")

@@ -76,6 +76,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),
         ingest_runtime: Some(ingest_runtime.handle().clone()),
+        manual_clock: config.manual_clock.clone(),
     });
     kairos_http::serve(listener, state, shutdown_signal()).await?;
     // Dropping a runtime inside another one would block it.

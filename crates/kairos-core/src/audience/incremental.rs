@@ -310,6 +310,16 @@ impl AudienceEngine {
         members
     }
 
+    /// Whether any definition reads events of this name.
+    pub fn reads_event(&self, name: &str) -> bool {
+        self.program.by_event.contains_key(name)
+    }
+
+    /// Whether the person has been seen.
+    pub fn knows(&self, person: PersonId) -> bool {
+        self.persons.contains_key(&person)
+    }
+
     /// The names of the audiences a person is in.
     pub fn memberships(&self, person: PersonId) -> Vec<String> {
         self.persons

@@ -1,0 +1,274 @@
+//! Audiences (docs/audiences.md): definitions in the audience language,
+//! kept exact per event and per timer by the engine's shards.
+//!
+//! - `POST /v1/audiences` `{"name", "definition"}` → 201; a definition that
+//!   does not parse → 400 with `line`, `column` and what was expected;
+//! - `GET /v1/audiences`, `GET /v1/audiences/{id}`, `DELETE /v1/audiences/{id}`;
+//! - `GET /v1/audiences/{id}/members?limit=N&after=CURSOR`;
+//! - `POST /v1/admin/clock` `{"now"}` with `kairos serve --clock manual`:
+//!   moves the engine's clock and answers once due timers have fired.
+//!
+//! A new or deleted definition is applied by recomputing every membership
+//! from the log (backfill) before the answer.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use kairos_core::audience::incremental::Program;
+use kairos_core::audience::{DefinitionError, Expr, parse};
+use kairos_store::AudienceRecord;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::admin::JsonBody;
+use crate::auth::Admin;
+use crate::problem::Problem;
+use crate::profiles::engine_problem;
+
+const NAME_BYTES_MAX: usize = 200;
+const DEFINITION_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAudience {
+    name: String,
+    definition: String,
+}
+
+fn definition_problem(error: DefinitionError) -> Problem {
+    let mut problem = Problem::bad_request("definition_invalid", error.to_string());
+    problem.position = Some((error.line as u32, error.column as u32));
+    problem
+}
+
+/// Every stored audience compiled together, with `extra` added or `without`
+/// left out; a problem if they do not fit together.
+fn program(
+    state: &AppState,
+    extra: Option<(&str, Expr)>,
+    without: Option<&str>,
+) -> Result<Program, Problem> {
+    let mut definitions = Vec::new();
+    for record in state.store.definitions.audiences() {
+        if Some(record.id.as_str()) == without {
+            continue;
+        }
+        let expr = parse(&record.definition).map_err(definition_problem)?;
+        definitions.push((record.name, expr));
+    }
+    if let Some((name, expr)) = extra {
+        definitions.push((name.to_string(), expr));
+    }
+    Program::compile(&definitions)
+        .map_err(|message| Problem::bad_request("definition_invalid", message))
+}
+
+fn describe(record: &AudienceRecord, size: Option<usize>) -> serde_json::Value {
+    json!({
+        "id": record.id,
+        "name": record.name,
+        "definition": record.definition,
+        "json": parse(&record.definition).ok(),
+        "created_at": record.created_at,
+        "size": size,
+    })
+}
+
+/// `POST /v1/audiences`
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateAudience>,
+) -> Result<Response, Problem> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "name_invalid",
+            format!("an audience needs a name of 1 to {NAME_BYTES_MAX} bytes"),
+        ));
+    }
+    if body.definition.len() > DEFINITION_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "definition_invalid",
+            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
+        ));
+    }
+    let expr = parse(&body.definition).map_err(definition_problem)?;
+    let program = program(&state, Some((name, expr)), None)?;
+    let record = state
+        .store
+        .definitions
+        .create_audience(name, &body.definition, Timestamp::now())
+        .map_err(|error| match error {
+            kairos_store::StoreError::Invalid(message) => Problem::new(
+                StatusCode::CONFLICT,
+                "audience_exists",
+                "Audience exists",
+                message,
+            ),
+            other => other.into(),
+        })?;
+    let started = std::time::Instant::now();
+    let replayed = state
+        .engine
+        .set_audiences(program)
+        .await
+        .map_err(engine_problem)?;
+    let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
+    let mut answer = describe(&record, Some(size));
+    answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+async fn sizes(state: &AppState, names: &[String]) -> Result<Vec<usize>, Problem> {
+    state
+        .engine
+        .audience_sizes(names)
+        .await
+        .map_err(engine_problem)
+}
+
+/// `GET /v1/audiences`
+pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
+    let records = state.store.definitions.audiences();
+    let names: Vec<String> = records.iter().map(|record| record.name.clone()).collect();
+    let sizes = sizes(&state, &names).await?;
+    let audiences: Vec<_> = records
+        .iter()
+        .zip(sizes)
+        .map(|(record, size)| describe(record, Some(size)))
+        .collect();
+    Ok(axum::Json(json!({ "audiences": audiences })).into_response())
+}
+
+fn existing(state: &AppState, id: &str) -> Result<AudienceRecord, Problem> {
+    state.store.definitions.audience(id).ok_or_else(|| {
+        Problem::not_found(format!(
+            "no audience {id}; list them with GET /v1/audiences"
+        ))
+    })
+}
+
+/// `GET /v1/audiences/{id}` (id or name)
+pub async fn get(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let record = existing(&state, &id)?;
+    let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
+    Ok(axum::Json(describe(&record, Some(size))).into_response())
+}
+
+/// `DELETE /v1/audiences/{id}`
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let record = existing(&state, &id)?;
+    // Refused while another audience refers to it.
+    let program = program(&state, None, Some(&record.id)).map_err(|problem| {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "audience_in_use",
+            "Audience in use",
+            format!(
+                "{} (delete or change the audiences that use `in audience \"{}\"` first)",
+                problem.detail, record.name
+            ),
+        )
+    })?;
+    state.store.definitions.delete_audience(&record.id)?;
+    state
+        .engine
+        .set_audiences(program)
+        .await
+        .map_err(engine_problem)?;
+    Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MembersQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /v1/audiences/{id}/members?limit=N&after=CURSOR`
+pub async fn members(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> Result<Response, Problem> {
+    let record = existing(&state, &id)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request(
+            "limit_invalid",
+            "limit must be from 1 to 1000",
+        ));
+    }
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .strip_prefix("prof_")
+                .and_then(|number| number.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Problem::bad_request("cursor_invalid", "after must be the `next` of the previous page (a profile id such as prof_42)")
+                })?,
+        ),
+    };
+    let members = state
+        .engine
+        .audience_members(&record.name, after, limit)
+        .await
+        .map_err(engine_problem)?;
+    let next = (members.len() == limit)
+        .then(|| members.last().map(|(id, _)| id.clone()))
+        .flatten();
+    let members: Vec<_> = members
+        .into_iter()
+        .map(|(id, identities)| json!({"id": id, "identities": identities}))
+        .collect();
+    Ok(
+        axum::Json(json!({"audience": record.id, "members": members, "next": next}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetClock {
+    now: Timestamp,
+}
+
+/// `POST /v1/admin/clock` (only with `--clock manual`)
+pub async fn set_clock(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SetClock>,
+) -> Result<Response, Problem> {
+    let Some(clock) = &state.manual_clock else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "clock_not_manual",
+            "Clock is not manual",
+            "the engine runs on the system clock; start with `kairos serve --clock manual` to set it",
+        ));
+    };
+    if !clock.advance_to(body.now) {
+        return Err(Problem::bad_request(
+            "clock_backwards",
+            format!(
+                "the clock only moves forward; it is at {}",
+                kairos_core::clock::Clock::now(clock.as_ref())
+            ),
+        ));
+    }
+    state.engine.sync_timers().await.map_err(engine_problem)?;
+    Ok(axum::Json(json!({"now": body.now})).into_response())
+}
