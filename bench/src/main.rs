@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod audiences;
 mod profiles;
 mod reads;
 
@@ -40,6 +41,17 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = 100_000)]
         people: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// The incremental audience engine in-process (no HTTP, no disk).
+    Audiences {
+        #[arg(long, default_value_t = 1_000)]
+        definitions: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100_000)]
+        people: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
@@ -76,6 +88,12 @@ fn main() {
             people,
             runs,
         } => profiles::run(events, people, runs),
+        Command::Audiences {
+            definitions,
+            events,
+            people,
+            runs,
+        } => audiences::run(definitions, events, people, runs),
         Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
         Command::Ingest {
             url,

@@ -1,0 +1,105 @@
+//! `kairos-loadgen audiences`: the incremental audience engine in-process —
+//! N definitions (windowed counts and sums, performed, recency, sequences
+//! over 50 event names), events of many people applied with the clock
+//! moving forward, timers firing. Reports events/s and memory per person.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::audience::eval::EventFact;
+use kairos_core::audience::incremental::{AudienceEngine, Program};
+use kairos_core::audience::parse;
+use serde_json::json;
+
+const EVENT_NAMES: usize = 50;
+
+fn definition(index: usize) -> String {
+    let event = |offset: usize| format!("\"Event {}\"", (index + offset) % EVENT_NAMES);
+    match index % 5 {
+        0 => format!("count {} within {}d >= 3", event(0), 1 + index % 30),
+        1 => format!(
+            "sum amount of {} within {}d > 100",
+            event(0),
+            7 + index % 60
+        ),
+        2 => format!(
+            "performed {} within {}h and not performed {} within 7d",
+            event(0),
+            1 + index % 48,
+            event(1)
+        ),
+        3 => format!("last {} more than {}d ago", event(0), 1 + index % 90),
+        _ => format!("{} then {} within {}h", event(0), event(2), 1 + index % 24),
+    }
+}
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn run(definitions: usize, events: usize, people: u64, runs: usize) {
+    let parsed: Vec<(String, kairos_core::audience::Expr)> = (0..definitions)
+        .map(|index| {
+            (
+                format!("aud{index}"),
+                parse(&definition(index)).expect("bench definitions parse"),
+            )
+        })
+        .collect();
+    let program = Arc::new(Program::compile(&parsed).expect("bench definitions compile"));
+    let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    // One event every ~30 s of simulated time per person on average.
+    let step = SignedDuration::from_millis((30_000 / people.max(1)).max(1) as i64);
+    let facts: Vec<(u64, EventFact)> = (0..events)
+        .map(|index| {
+            let person = (index as u64).wrapping_mul(2_654_435_761) % people;
+            let fact = EventFact {
+                name: format!("Event {}", (index * 7 + person as usize) % EVENT_NAMES),
+                at: start + step * index as i32,
+                properties: json!({"amount": (index % 50) as f64})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            };
+            (person, fact)
+        })
+        .collect();
+    let mut rates = Vec::new();
+    let mut bytes_per_person = 0.0;
+    let mut changes = 0usize;
+    for _ in 0..runs {
+        let before = resident_kib();
+        let mut engine = AudienceEngine::new(program.clone());
+        let started = Instant::now();
+        for (person, fact) in &facts {
+            changes += engine.advance(fact.at).len();
+            changes += engine.apply(*person, fact, fact.at).len();
+        }
+        rates.push(events as f64 / started.elapsed().as_secs_f64());
+        if bytes_per_person == 0.0 {
+            bytes_per_person =
+                (resident_kib().saturating_sub(before) * 1024) as f64 / people as f64;
+        }
+    }
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        json!({
+            "definitions": definitions, "events": events, "people": people, "runs": runs,
+            "median_events_per_second": sorted[sorted.len() / 2], "all_runs": rates,
+            "membership_changes": changes / runs.max(1),
+            "approx_bytes_per_person": bytes_per_person,
+        })
+    );
+}
