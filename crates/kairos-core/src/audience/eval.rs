@@ -158,6 +158,7 @@ pub(crate) fn aggregate(function: &Aggregate, matching: &[&EventFact]) -> Option
             matching
                 .iter()
                 .filter_map(|fact| lookup(&fact.properties, property))
+                .filter(|value| !value.is_null())
                 .map(Value::to_string)
                 .collect::<BTreeSet<_>>()
                 .len() as f64,

@@ -18,8 +18,7 @@ use serde_json::Value;
 
 use super::ast::*;
 use super::eval::{
-    EventFact, PersonFacts, aggregate, in_window, lookup, matches_event, recency_holds, seconds,
-    test_value,
+    EventFact, PersonFacts, in_window, lookup, matches_event, recency_holds, seconds, test_value,
 };
 
 pub type PersonId = u64;
@@ -75,6 +74,8 @@ struct Compiled {
     expr: Expr,
     leaves: Vec<usize>,
     reads_facts: bool,
+    /// Whether it uses `in audience` (memberships are then looked up).
+    reads_audiences: bool,
     /// Definitions whose `in audience` names this one.
     dependents: Vec<usize>,
 }
@@ -83,9 +84,43 @@ pub struct Program {
     definitions: Vec<Compiled>,
     leaves: Vec<Leaf>,
     by_event: HashMap<String, Vec<usize>>,
+    /// For each leaf, the definitions that read it.
+    leaf_definitions: Vec<Vec<usize>>,
     /// Definition indexes in an order where `in audience` targets come first.
     order: Vec<usize>,
+    /// Each definition's position in `order`.
+    position: Vec<usize>,
+    /// Definitions true for someone with no events and no traits (e.g.
+    /// `did not perform ...`): what a person's first appearance evaluates
+    /// besides what their first event touches.
+    vacuous: Vec<bool>,
 }
+
+/// A hasher for small integer keys (profile and definition ids): one
+/// multiply instead of SipHash, which dominated the per-event cost.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(26);
+    }
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 impl Program {
     /// Compiles named definitions; refuses unknown or circular `in audience`.
@@ -99,7 +134,10 @@ impl Program {
             definitions: Vec::new(),
             leaves: Vec::new(),
             by_event: HashMap::new(),
+            leaf_definitions: Vec::new(),
             order: Vec::new(),
+            position: Vec::new(),
+            vacuous: Vec::new(),
         };
         let mut references: Vec<Vec<usize>> = Vec::new();
         for (name, expr) in definitions {
@@ -108,6 +146,7 @@ impl Program {
                 expr: expr.clone(),
                 leaves: Vec::new(),
                 reads_facts: false,
+                reads_audiences: false,
                 dependents: Vec::new(),
             };
             let mut referenced = Vec::new();
@@ -123,6 +162,17 @@ impl Program {
         program.order = topological_order(&references).ok_or_else(|| {
             "audiences refer to each other in a circle (`in audience`)".to_string()
         })?;
+        program.position = vec![0; program.definitions.len()];
+        for (position, definition) in program.order.iter().enumerate() {
+            program.position[*definition] = position;
+        }
+        program.leaf_definitions = vec![Vec::new(); program.leaves.len()];
+        for (index, definition) in program.definitions.iter().enumerate() {
+            for leaf in &definition.leaves {
+                program.leaf_definitions[*leaf].push(index);
+            }
+        }
+        program.vacuous = program.vacuous_truths();
         Ok(program)
     }
 
@@ -156,6 +206,7 @@ impl Program {
                     .get(audience.as_str())
                     .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience"))?;
                 referenced.push(*target);
+                compiled.reads_audiences = true;
                 return Ok(());
             }
             Expr::Aggregate {
@@ -226,6 +277,32 @@ impl Program {
         Ok(())
     }
 
+    /// Each definition evaluated for a person with no events and no traits
+    /// (no timestamps are involved, so any "now" gives the same answer).
+    fn vacuous_truths(&self) -> Vec<bool> {
+        let mut empty = PersonState::default();
+        let mut truths = vec![false; self.definitions.len()];
+        for &definition in &self.order {
+            let compiled = &self.definitions[definition];
+            let mut cursor = compiled.leaves.iter();
+            truths[definition] =
+                evaluate(&compiled.expr, &mut cursor, &empty, Timestamp::UNIX_EPOCH);
+            if truths[definition] {
+                empty.facts.audiences.insert(compiled.name.clone());
+            }
+        }
+        truths
+    }
+
+    /// What a person's first appearance must evaluate besides what their
+    /// first event touches: definitions true for someone who has done
+    /// nothing, and those reading other audiences (whose memberships the
+    /// vacuous evaluation could only assume).
+    fn first_appearance(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.definitions.len())
+            .filter(|index| self.vacuous[*index] || self.definitions[*index].reads_audiences)
+    }
+
     pub fn audience_names(&self) -> impl Iterator<Item = &str> {
         self.definitions
             .iter()
@@ -257,18 +334,18 @@ fn topological_order(references: &[Vec<usize>]) -> Option<Vec<usize>> {
 /// across shards).
 #[derive(Default)]
 pub struct PersonState {
-    leaves: HashMap<usize, LeafEntries>,
+    leaves: IdMap<usize, LeafEntries>,
     members: BTreeSet<usize>,
     facts: PersonFacts,
     /// Each definition's pending timer.
-    timers: HashMap<usize, Timestamp>,
+    timers: IdMap<usize, Timestamp>,
 }
 
 /// Audience memberships of many people, kept current event by event and
 /// timer by timer.
 pub struct AudienceEngine {
     program: std::sync::Arc<Program>,
-    persons: HashMap<PersonId, PersonState>,
+    persons: IdMap<PersonId, PersonState>,
     timers: BTreeSet<(Timestamp, PersonId, usize)>,
 }
 
@@ -276,7 +353,7 @@ impl AudienceEngine {
     pub fn new(program: std::sync::Arc<Program>) -> AudienceEngine {
         AudienceEngine {
             program,
-            persons: HashMap::new(),
+            persons: IdMap::default(),
             timers: BTreeSet::new(),
         }
     }
@@ -414,8 +491,14 @@ impl AudienceEngine {
             .definitions
             .iter()
             .enumerate()
-            .filter(|(_, definition)| first_seen || definition.reads_facts)
+            .filter(|(_, definition)| definition.reads_facts)
             .map(|(index, _)| index)
+            .chain(
+                first_seen
+                    .then(|| self.program.first_appearance())
+                    .into_iter()
+                    .flatten(),
+            )
             .collect();
         let mut changes = Vec::new();
         self.reevaluate(person, dirty, now, &mut changes);
@@ -444,20 +527,16 @@ impl AudienceEngine {
             return Vec::new();
         }
         self.persons.entry(person).or_default();
-        let dirty: BTreeSet<usize> = self
-            .program
-            .definitions
+        // Definitions reading the touched leaves; on a first appearance also
+        // those true for someone who has done nothing. (The others evaluate
+        // as for an empty state: false, no change.)
+        let mut dirty: BTreeSet<usize> = dirty_leaves
             .iter()
-            .enumerate()
-            .filter(|(_, definition)| {
-                first_seen
-                    || definition
-                        .leaves
-                        .iter()
-                        .any(|leaf| dirty_leaves.contains(leaf))
-            })
-            .map(|(index, _)| index)
+            .flat_map(|leaf| self.program.leaf_definitions[*leaf].iter().copied())
             .collect();
+        if first_seen {
+            dirty.extend(self.program.first_appearance());
+        }
         let mut changes = Vec::new();
         self.reevaluate(person, dirty, now, &mut changes);
         changes
@@ -468,23 +547,29 @@ impl AudienceEngine {
     fn reevaluate(
         &mut self,
         person: PersonId,
-        mut dirty: BTreeSet<usize>,
+        dirty: BTreeSet<usize>,
         now: Timestamp,
         changes: &mut Vec<Change>,
     ) {
         let program = &self.program;
         let state = self.persons.entry(person).or_default();
-        for &definition in &program.order {
-            if !dirty.remove(&definition) {
-                continue;
-            }
+        // Positions in dependency order, so a definition is evaluated after
+        // the audiences it refers to.
+        let mut queue: BTreeSet<usize> = dirty
+            .into_iter()
+            .map(|definition| program.position[definition])
+            .collect();
+        while let Some(position) = queue.pop_first() {
+            let definition = program.order[position];
             let compiled = &program.definitions[definition];
             prune(program, compiled, state, now);
-            state.facts.audiences = state
-                .members
-                .iter()
-                .map(|&member| program.definitions[member].name.clone())
-                .collect();
+            if compiled.reads_audiences {
+                state.facts.audiences = state
+                    .members
+                    .iter()
+                    .map(|&member| program.definitions[member].name.clone())
+                    .collect();
+            }
             let mut leaf_cursor = compiled.leaves.iter();
             let member = evaluate(&compiled.expr, &mut leaf_cursor, state, now);
             if member != state.members.contains(&definition) {
@@ -499,7 +584,12 @@ impl AudienceEngine {
                     entered: member,
                     at: now,
                 });
-                dirty.extend(compiled.dependents.iter().copied());
+                queue.extend(
+                    compiled
+                        .dependents
+                        .iter()
+                        .map(|dependent| program.position[*dependent]),
+                );
             }
             let next = compiled
                 .leaves
@@ -623,28 +713,12 @@ fn evaluate<'a>(
             window,
             op,
             value,
-            event,
+            ..
         } => {
-            let entries = leaf_entries(leaves, state);
-            let facts: Vec<EventFact> = entries
-                .map(|entries| {
-                    entries
-                        .stream
-                        .iter()
-                        .filter(|(at, _)| in_window(window, *at, now))
-                        .map(|(at, value)| EventFact {
-                            name: event.name.clone(),
-                            at: *at,
-                            properties: value
-                                .iter()
-                                .map(|value| (property_of(function).to_string(), value.clone()))
-                                .collect(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let matching: Vec<&EventFact> = facts.iter().collect();
-            aggregate(function, &matching)
+            let entries = leaf_entries(leaves, state)
+                .map(|entries| in_window_entries(&entries.stream, window, now))
+                .unwrap_or(&[]);
+            aggregate_entries(function, entries)
                 .is_some_and(|aggregate| op.holds(aggregate.total_cmp(value)))
         }
         Expr::Performed {
@@ -690,14 +764,49 @@ fn evaluate<'a>(
     }
 }
 
-fn property_of(function: &Aggregate) -> &str {
+/// The entries inside the window (entries are sorted by time; a rolling
+/// window's are a suffix, a fixed range's were filtered when recorded).
+fn in_window_entries<'a>(
+    stream: &'a [(Timestamp, Option<Value>)],
+    window: &Window,
+    now: Timestamp,
+) -> &'a [(Timestamp, Option<Value>)] {
+    match window {
+        Window::Within { seconds: span } => {
+            let horizon = now - seconds(*span);
+            &stream[stream.partition_point(|(at, _)| *at <= horizon)..]
+        }
+        Window::Ever | Window::Between { .. } => stream,
+    }
+}
+
+/// The aggregate over recorded values (the aggregated property's value of
+/// each matching event), as [`super::eval`] defines it.
+fn aggregate_entries(function: &Aggregate, entries: &[(Timestamp, Option<Value>)]) -> Option<f64> {
+    let numbers = || {
+        entries
+            .iter()
+            .filter_map(|(_, value)| value.as_ref()?.as_f64())
+    };
     match function {
-        Aggregate::Count => "",
-        Aggregate::Sum(property)
-        | Aggregate::Avg(property)
-        | Aggregate::Min(property)
-        | Aggregate::Max(property)
-        | Aggregate::Distinct(property) => property,
+        Aggregate::Count => Some(entries.len() as f64),
+        Aggregate::Sum(_) => Some(numbers().sum()),
+        Aggregate::Avg(_) => {
+            let (sum, count) = numbers().fold((0.0, 0usize), |(sum, count), value| {
+                (sum + value, count + 1)
+            });
+            (count > 0).then(|| sum / count as f64)
+        }
+        Aggregate::Min(_) => numbers().reduce(f64::min),
+        Aggregate::Max(_) => numbers().reduce(f64::max),
+        Aggregate::Distinct(_) => Some(
+            entries
+                .iter()
+                .filter_map(|(_, value)| value.as_ref().filter(|value| !value.is_null()))
+                .map(Value::to_string)
+                .collect::<BTreeSet<_>>()
+                .len() as f64,
+        ),
     }
 }
 
@@ -716,11 +825,15 @@ fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) -> Option<Tim
         Leaf::Stream {
             window: Window::Within { seconds: span },
             ..
-        } => entries
-            .stream
-            .iter()
-            .map(|(at, _)| *at + seconds(*span))
-            .find(|expiry| *expiry > now),
+        } => {
+            // The oldest entry still in the window expires first.
+            let horizon = now - seconds(*span);
+            let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
+            entries
+                .stream
+                .get(first)
+                .map(|(at, _)| *at + seconds(*span))
+        }
         Leaf::Stream {
             recency: Some((relation, ago)),
             ..
