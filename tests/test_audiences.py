@@ -88,7 +88,7 @@ def test_windowed_audiences_enter_and_exit_exactly_on_a_manual_clock(tmp_path):
         assert r.status_code == 201, r.text
         assert audiences_of(server, "user_id:u1") == ["needs help", "lapsed buyers", "helped then bought"]
 
-        # Definitions and memberships survive a restart (the manual clock restarts at the system time).
+        # Definitions and memberships survive a restart (the manual clock restarts at the epoch).
         server.kill9()
         server.start()
         set_clock(server, "2030-02-04T12:30:00Z")

@@ -256,8 +256,9 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     );
     let manual_clock = match file.clock.as_deref().unwrap_or("system") {
         "system" => None,
+        // Starts at the Unix epoch, so a replay can set any "now" first.
         "manual" => Some(std::sync::Arc::new(kairos_core::clock::ManualClock::new(
-            jiff::Timestamp::now(),
+            jiff::Timestamp::UNIX_EPOCH,
         ))),
         other => {
             problems.push(format!(

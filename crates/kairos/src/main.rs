@@ -72,8 +72,8 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
-    /// The engine's clock: `system`, or `manual` (set "now" with
-    /// POST /v1/admin/clock; for tests and replaying history).
+    /// The engine's clock: `system`, or `manual` (starts at the Unix epoch;
+    /// set "now" with POST /v1/admin/clock; for tests and replaying history).
     #[arg(long)]
     clock: Option<String>,
 }

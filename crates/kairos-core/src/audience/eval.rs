@@ -12,9 +12,9 @@
 //! - `last X more than D ago`: there is an X and `now − latest > D`;
 //!   `less than`: `now − latest < D`; `first` uses the earliest X.
 //! - `A then B within T`: some A at `a` and some B at `b` with
-//!   `a <= b <= a + T`.
+//!   `a < b <= a + T` (strictly after: an event never follows itself).
 //! - `A not followed by B within T`: some A at `a` with `a + T <= now` and
-//!   no B at `b` with `a <= b <= a + T`.
+//!   no B at `b` with `a < b <= a + T`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,7 +103,7 @@ pub fn evaluate(expr: &Expr, events: &[EventFact], facts: &PersonFacts, now: Tim
             let followed = |a: Timestamp| {
                 events
                     .iter()
-                    .any(|b| matches_event(then, b) && b.at >= a && b.at <= a + limit)
+                    .any(|b| matches_event(then, b) && b.at > a && b.at <= a + limit)
             };
             let starts = events.iter().filter(|fact| matches_event(first, fact));
             if *negated {

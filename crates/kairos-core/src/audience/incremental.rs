@@ -749,7 +749,7 @@ fn evaluate<'a>(
             };
             let limit = seconds(*within_seconds);
             let followed = |a: Timestamp| {
-                let start = entries.thens.partition_point(|b| *b < a);
+                let start = entries.thens.partition_point(|b| *b <= a);
                 entries.thens.get(start).is_some_and(|b| *b <= a + limit)
             };
             if *negated {
