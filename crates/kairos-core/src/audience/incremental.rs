@@ -337,8 +337,10 @@ pub struct PersonState {
     leaves: IdMap<usize, LeafEntries>,
     members: BTreeSet<usize>,
     facts: PersonFacts,
-    /// Each definition's pending timer.
-    timers: IdMap<usize, Timestamp>,
+    /// Each definition's pending timer (few per person: a small vector).
+    timers: Vec<(usize, Timestamp)>,
+    /// The earliest of them: this person's entry in the engine's timer set.
+    scheduled: Option<Timestamp>,
 }
 
 /// Audience memberships of many people, kept current event by event and
@@ -346,7 +348,8 @@ pub struct PersonState {
 pub struct AudienceEngine {
     program: std::sync::Arc<Program>,
     persons: IdMap<PersonId, PersonState>,
-    timers: BTreeSet<(Timestamp, PersonId, usize)>,
+    /// One entry per person with timers: their earliest.
+    timers: BTreeSet<(Timestamp, PersonId)>,
 }
 
 impl AudienceEngine {
@@ -414,10 +417,11 @@ impl AudienceEngine {
     /// Removes a person (erased, or absorbed into another profile) and
     /// their timers; returns their state.
     pub fn take_person(&mut self, person: PersonId) -> Option<PersonState> {
-        let state = self.persons.remove(&person)?;
-        for (definition, due) in &state.timers {
-            self.timers.remove(&(*due, person, *definition));
+        let mut state = self.persons.remove(&person)?;
+        if let Some(due) = state.scheduled.take() {
+            self.timers.remove(&(due, person));
         }
+        state.timers.clear();
         Some(state)
     }
 
@@ -452,7 +456,7 @@ impl AudienceEngine {
         changes
     }
 
-    /// Pending timers (for tests and metrics).
+    /// People with pending timers (for tests and metrics).
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
@@ -460,15 +464,26 @@ impl AudienceEngine {
     /// Fires every timer due at or before `now`, in time order.
     pub fn advance(&mut self, now: Timestamp) -> Vec<Change> {
         let mut changes = Vec::new();
-        while let Some(&(due, person, definition)) = self.timers.first() {
+        while let Some(&(due, person)) = self.timers.first() {
             if due > now {
                 break;
             }
             self.timers.pop_first();
-            if let Some(state) = self.persons.get_mut(&person) {
-                state.timers.remove(&definition);
-            }
-            self.reevaluate(person, BTreeSet::from([definition]), due, &mut changes);
+            let Some(state) = self.persons.get_mut(&person) else {
+                continue;
+            };
+            state.scheduled = None;
+            // Every definition of this person due at this instant.
+            let mut dirty = BTreeSet::new();
+            state.timers.retain(|(definition, at)| {
+                let fired = *at <= due;
+                if fired {
+                    dirty.insert(*definition);
+                }
+                !fired
+            });
+            self.reevaluate(person, dirty, due, &mut changes);
+            self.reschedule(person);
         }
         changes
     }
@@ -598,13 +613,28 @@ impl AudienceEngine {
                     next_change(&program.leaves[*leaf], state.leaves.get(leaf)?, now)
                 })
                 .min();
-            if let Some(old) = state.timers.remove(&definition) {
-                self.timers.remove(&(old, person, definition));
-            }
+            state.timers.retain(|(pending, _)| *pending != definition);
             if let Some(due) = next {
-                state.timers.insert(definition, due);
-                self.timers.insert((due, person, definition));
+                state.timers.push((definition, due));
             }
+        }
+        self.reschedule(person);
+    }
+
+    /// Puts the person's earliest timer in the engine's timer set.
+    fn reschedule(&mut self, person: PersonId) {
+        let Some(state) = self.persons.get_mut(&person) else {
+            return;
+        };
+        let earliest = state.timers.iter().map(|(_, due)| *due).min();
+        if earliest != state.scheduled {
+            if let Some(old) = state.scheduled {
+                self.timers.remove(&(old, person));
+            }
+            if let Some(due) = earliest {
+                self.timers.insert((due, person));
+            }
+            state.scheduled = earliest;
         }
     }
 }
