@@ -12,6 +12,8 @@ use kairos_core::audience::incremental::{AudienceEngine, Program};
 use kairos_core::audience::parse;
 use serde_json::json;
 
+use crate::profiles::resident_kib;
+
 const EVENT_NAMES: usize = 50;
 
 fn definition(index: usize) -> String {
@@ -32,19 +34,6 @@ fn definition(index: usize) -> String {
         3 => format!("last {} more than {}d ago", event(0), 1 + index % 90),
         _ => format!("{} then {} within {}h", event(0), event(2), 1 + index % 24),
     }
-}
-
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 pub fn run(definitions: usize, events: usize, people: u64, runs: usize) {

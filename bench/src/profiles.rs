@@ -40,7 +40,8 @@ fn events(count: usize, people: usize) -> Vec<Event> {
         .collect()
 }
 
-fn resident_kib() -> u64 {
+/// Resident memory of this process, from /proc.
+pub(crate) fn resident_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
