@@ -2,6 +2,9 @@
 //! N definitions (windowed counts and sums, performed, recency, sequences
 //! over 50 event names), events of many people applied with the clock
 //! moving forward, timers firing. Reports events/s and memory per person.
+//! With `--pipeline`, the same events go through the whole engine instead:
+//! identity resolution → profile update → audiences (the engine's work per
+//! event, on one thread).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +39,7 @@ fn definition(index: usize) -> String {
     }
 }
 
-pub fn run(definitions: usize, events: usize, people: u64, runs: usize) {
+pub fn run(definitions: usize, events: usize, people: u64, runs: usize, pipeline: bool) {
     let parsed: Vec<(String, kairos_core::audience::Expr)> = (0..definitions)
         .map(|index| {
             (
@@ -63,16 +66,29 @@ pub fn run(definitions: usize, events: usize, people: u64, runs: usize) {
             (person, fact)
         })
         .collect();
+    let normalized = if pipeline {
+        normalized_events(&facts)
+    } else {
+        Vec::new()
+    };
     let mut rates = Vec::new();
     let mut bytes_per_person = 0.0;
     let mut changes = 0usize;
     for _ in 0..runs {
         let before = resident_kib();
-        let mut engine = AudienceEngine::new(program.clone());
         let started = Instant::now();
-        for (person, fact) in &facts {
-            changes += engine.advance(fact.at).len();
-            changes += engine.apply(*person, fact, fact.at).len();
+        if pipeline {
+            let mut engine =
+                kairos_engine::EngineState::with_audiences(Default::default(), program.clone());
+            for event in &normalized {
+                engine.apply_at(event.clone(), event.timestamp);
+            }
+        } else {
+            let mut engine = AudienceEngine::new(program.clone());
+            for (person, fact) in &facts {
+                changes += engine.advance(fact.at).len();
+                changes += engine.apply(*person, fact, fact.at).len();
+            }
         }
         rates.push(events as f64 / started.elapsed().as_secs_f64());
         if bytes_per_person == 0.0 {
@@ -85,10 +101,42 @@ pub fn run(definitions: usize, events: usize, people: u64, runs: usize) {
     println!(
         "{}",
         json!({
-            "definitions": definitions, "events": events, "people": people, "runs": runs,
+            "definitions": definitions, "events": events, "people": people, "runs": runs, "pipeline": pipeline,
             "median_events_per_second": sorted[sorted.len() / 2], "all_runs": rates,
             "membership_changes": changes / runs.max(1),
             "approx_bytes_per_person": bytes_per_person,
         })
     );
+}
+
+/// The facts as normalized track events of `user-N` (every 20th an
+/// identify with traits), sequence numbers in order.
+fn normalized_events(facts: &[(u64, EventFact)]) -> Vec<Arc<kairos_core::Event>> {
+    use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
+    let limits = IngestLimits::default();
+    let arrival = Arrival {
+        source_id: "src_bench",
+        received_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+        batch_sent_at: None,
+        path_type: None,
+        limits: &limits,
+        plan: None,
+    };
+    facts
+        .iter()
+        .enumerate()
+        .map(|(index, (person, fact))| {
+            let value = if index % 20 == 0 {
+                json!({"type": "identify", "userId": format!("user-{person}"), "timestamp": fact.at.to_string(),
+                       "traits": {"email": format!("person{person}@example.org"), "plan": "pro"}})
+            } else {
+                json!({"type": "track", "event": fact.name, "userId": format!("user-{person}"),
+                       "timestamp": fact.at.to_string(), "properties": fact.properties})
+            };
+            let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
+            let mut event = normalize_event(&raw, &arrival).unwrap();
+            event.seq = index as u64 + 1;
+            Arc::new(event)
+        })
+        .collect()
 }

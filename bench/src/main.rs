@@ -54,6 +54,9 @@ enum Command {
         people: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Through the whole engine: identity → profile → audiences.
+        #[arg(long)]
+        pipeline: bool,
     },
     /// Profile read latency while ingesting at a steady rate over HTTP.
     ReadWhileIngest(reads::ReadArgs),
@@ -93,7 +96,8 @@ fn main() {
             events,
             people,
             runs,
-        } => audiences::run(definitions, events, people, runs),
+            pipeline,
+        } => audiences::run(definitions, events, people, runs, pipeline),
         Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
         Command::Ingest {
             url,

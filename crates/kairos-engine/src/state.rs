@@ -30,10 +30,18 @@ pub struct EngineState {
 
 impl EngineState {
     pub fn new(settings: EngineSettings) -> EngineState {
+        EngineState::with_audiences(settings, Arc::new(no_audiences()))
+    }
+
+    /// An engine evaluating these audience definitions.
+    pub fn with_audiences(
+        settings: EngineSettings,
+        audiences: Arc<kairos_core::audience::incremental::Program>,
+    ) -> EngineState {
         let settings = Arc::new(settings);
         let router = Router::new(settings.clone());
         let shards = (0..router.shard_count())
-            .map(|_| ShardState::new(settings.clone(), Arc::new(no_audiences())))
+            .map(|_| ShardState::new(settings.clone(), audiences.clone()))
             .collect();
         EngineState {
             router,
@@ -60,11 +68,26 @@ impl EngineState {
     }
 
     pub fn apply_shared(&mut self, event: Arc<Event>) {
+        self.apply_at(event, Timestamp::now());
+    }
+
+    /// Applies an event with the engine's clock at `now` (due audience
+    /// timers fire first).
+    pub fn apply_at(&mut self, event: Arc<Event>, now: Timestamp) {
         self.router.route(event, &mut self.outbox);
-        let now = Timestamp::now();
+        for shard in &mut self.shards {
+            shard.advance(now);
+        }
         for (shard, op) in self.outbox.drain(..) {
             self.shards[shard].handle(op, now);
         }
+    }
+
+    /// The audiences a profile is in.
+    pub fn audiences_of(&self, identifier: &Identifier) -> Vec<String> {
+        self.profile_view(identifier)
+            .map(|view| view.audiences)
+            .unwrap_or_default()
     }
 
     pub fn profile_view(&self, identifier: &Identifier) -> Option<ProfileView> {
