@@ -169,6 +169,11 @@ paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in p
     "members": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "identities": {"type": "array"}}}}}},
     params=[path_param("id", "Audience id or name"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)"),
             query("after", {"type": "string"}, "The `next` of the previous page")], extra={**NOT_FOUND, "400": problem("Invalid parameters")})
+paths["/v1/audiences/preview"] = admin("post", "A draft definition's size and first members now, from the stored history, without saving it", {"type": "object", "properties": {
+    "size": {"type": "integer"}, "sample": {"type": "array"}, "profiles_evaluated": {"type": "integer"}, "events_read": {"type": "integer"}, "seconds": {"type": "number"}}},
+    {"type": "object", "required": ["definition"], "additionalProperties": False,
+     "properties": {"definition": {"type": "string"}, "sample": {"type": "integer", "minimum": 0, "maximum": 100}}},
+    extra={"400": problem("Invalid definition (line, column and message)")})
 paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},

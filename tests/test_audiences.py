@@ -79,6 +79,14 @@ def test_windowed_audiences_enter_and_exit_exactly_on_a_manual_clock(tmp_path):
         send(server, key, [support("u1", 3, "late").copy() | {"timestamp": "2030-02-03T09:00:00Z"}])
         assert audiences_of(server, "user_id:u1") == ["needs help"]
 
+        # A draft is previewed from the stored history without being saved.
+        draft = server.admin("POST", "/v1/audiences/preview", json={"definition": 'last "Order Completed" more than 30d ago'})
+        assert draft.status_code == 200, draft.text
+        assert draft.json()["size"] == 1 and [i["value"] for i in draft.json()["sample"][0]["identities"]] == ["u1"]
+        bad = server.admin("POST", "/v1/audiences/preview", json={"definition": "last"})
+        assert bad.status_code == 400 and bad.json()["line"] == 1
+        assert [a["name"] for a in server.admin("GET", "/v1/audiences").json()["audiences"]] == ["needs help"]
+
         # Recency and sequences, backfilled from the stored history.
         r = create(server, "lapsed buyers", 'last "Order Completed" more than 30d ago')
         assert r.status_code == 201 and r.json()["backfill"]["events"] >= 9, r.text

@@ -128,6 +128,10 @@ def test_audiences_equal_duckdb_on_cdnow_at_every_checkpoint(tmp_path):
                     f"{name} at {checkpoint}: {len(actual)} members, DuckDB {len(expected)}; "
                     f"extra {sorted(actual - expected)[:5]}, missing {sorted(expected - actual)[:5]}")
         assert sent == len(orders)
+        # Previews (the reference evaluator over the stored history) agree too.
+        for name, (definition, sql) in AUDIENCES.items():
+            preview = server.admin("POST", "/v1/audiences/preview", json={"definition": definition, "sample": 0}).json()
+            assert preview["size"] == len(oracle(con, sql, CHECKPOINTS[-1])), (name, preview)
         sizes = {a["name"]: a["size"] for a in server.admin("GET", "/v1/audiences").json()["audiences"]}
         assert all(size > 0 for size in sizes.values()), sizes
     finally:

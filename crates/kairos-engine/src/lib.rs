@@ -99,6 +99,17 @@ pub struct Engine {
     routed: watch::Receiver<u64>,
     shards: Vec<ShardView>,
     rules: Arc<IdentityRules>,
+    clock: Arc<dyn kairos_core::clock::Clock>,
+}
+
+/// What a draft audience would hold now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AudiencePreview {
+    pub size: usize,
+    pub profiles_evaluated: usize,
+    pub events_read: usize,
+    /// The first members in profile order: `{id, identities}`.
+    pub sample: Vec<(String, Vec<Identifier>)>,
 }
 
 #[derive(Debug)]
@@ -149,7 +160,27 @@ impl Engine {
             routed,
             shards,
             rules,
+            clock: settings.clock.clone(),
         })
+    }
+
+    /// Evaluates a draft definition for every profile at the engine's
+    /// "now", from the stored history, without saving anything: the
+    /// reference evaluation (`audience::eval`) over each profile's events
+    /// read from the log. Costs a read of the whole log.
+    pub async fn preview(
+        &self,
+        expr: kairos_core::audience::Expr,
+        sample: usize,
+    ) -> Result<AudiencePreview, EngineStopped> {
+        self.caught_up().await?;
+        let (store, router, shards) =
+            (self.store.clone(), self.router.clone(), self.shards.clone());
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || preview(&store, &router, &shards, &expr, now, sample))
+            .await
+            .map_err(|_| EngineStopped)?
+            .map_err(|_| EngineStopped)
     }
 
     /// The identity rules events are resolved with.
@@ -367,6 +398,73 @@ struct ShardHandle {
     sent: u64,
     /// Batches finished.
     done: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn preview(
+    store: &Store,
+    router: &RwLock<Router>,
+    shards: &[ShardView],
+    expr: &kairos_core::audience::Expr,
+    now: jiff::Timestamp,
+    sample: usize,
+) -> Result<AudiencePreview, kairos_store::StoreError> {
+    use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate};
+    let mut histories: std::collections::HashMap<ProfileId, Vec<EventFact>> = Default::default();
+    let upto = store.writer.committed_seq();
+    let (mut after, mut events_read) = (0, 0);
+    while after < upto {
+        let events = store.log.read_after(after, upto, READ_BATCH_EVENTS, None)?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        after = last.seq;
+        events_read += events.len();
+        let router = router.read().expect("router lock");
+        for stored in &events {
+            let event = stored.decode()?;
+            let (Some(name), Some(profile)) = (event.event.clone(), router.current_profile(&event))
+            else {
+                continue;
+            };
+            let properties = event
+                .field("properties")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default();
+            histories.entry(profile).or_default().push(EventFact {
+                name,
+                at: event.timestamp,
+                properties,
+            });
+        }
+    }
+    let mut members = Vec::new();
+    let mut profiles_evaluated = 0;
+    for shard in shards {
+        let state = shard.state.read().expect("shard lock");
+        state.each_profile(|profile, traits, identities, audiences| {
+            profiles_evaluated += 1;
+            let facts = PersonFacts {
+                traits: traits.clone(),
+                audiences: audiences.into_iter().collect(),
+                ..PersonFacts::default()
+            };
+            let history = histories.get(&profile).map(Vec::as_slice).unwrap_or(&[]);
+            if evaluate(expr, history, &facts, now) {
+                members.push((profile, identities.to_vec()));
+            }
+        });
+    }
+    members.sort_by_key(|(profile, _)| *profile);
+    Ok(AudiencePreview {
+        size: members.len(),
+        profiles_evaluated,
+        events_read,
+        sample: members
+            .into_iter()
+            .take(sample)
+            .map(|(profile, identities)| (types::profile_key(profile), identities))
+            .collect(),
+    })
 }
 
 /// The audiences stored in the data directory, compiled. A definition

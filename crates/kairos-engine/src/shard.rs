@@ -102,6 +102,21 @@ impl ShardState {
         self.audiences.members(audience)
     }
 
+    /// Every profile with its traits, identities and memberships.
+    pub fn each_profile(
+        &self,
+        mut visit: impl FnMut(ProfileId, &serde_json::Map<String, Value>, &[Identifier], Vec<String>),
+    ) {
+        for (profile, entry) in &self.profiles {
+            visit(
+                *profile,
+                &entry.profile.trait_values(),
+                &entry.identities,
+                self.audiences.memberships(*profile),
+            );
+        }
+    }
+
     /// A profile's identities, for listing members.
     pub fn identities(&self, profile: ProfileId) -> Option<&[Identifier]> {
         self.profiles

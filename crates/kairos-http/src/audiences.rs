@@ -191,6 +191,58 @@ pub async fn delete(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewAudience {
+    definition: String,
+    /// Members to show (default 10, at most 100).
+    sample: Option<usize>,
+}
+
+/// `POST /v1/audiences/preview`: a draft's size and first members now,
+/// from the stored history, without saving it.
+pub async fn preview(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<PreviewAudience>,
+) -> Result<Response, Problem> {
+    if body.definition.len() > DEFINITION_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "definition_invalid",
+            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
+        ));
+    }
+    let sample = body.sample.unwrap_or(10);
+    if sample > 100 {
+        return Err(Problem::bad_request(
+            "sample_invalid",
+            "sample must be from 0 to 100",
+        ));
+    }
+    let expr = parse(&body.definition).map_err(definition_problem)?;
+    // References to other audiences must exist (the draft is not saved).
+    program(&state, Some(("(draft)", expr.clone())), None)?;
+    let started = std::time::Instant::now();
+    let preview = state
+        .engine
+        .preview(expr, sample)
+        .await
+        .map_err(engine_problem)?;
+    let members: Vec<_> = preview
+        .sample
+        .iter()
+        .map(|(id, identities)| json!({"id": id, "identities": identities}))
+        .collect();
+    Ok(axum::Json(json!({
+        "size": preview.size,
+        "sample": members,
+        "profiles_evaluated": preview.profiles_evaluated,
+        "events_read": preview.events_read,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
 pub struct MembersQuery {
     limit: Option<usize>,
     after: Option<String>,

@@ -124,6 +124,7 @@ pub fn app(state: AppState) -> Router {
             get(audiences::get).delete(audiences::delete),
         )
         .route("/v1/audiences/{id}/members", get(audiences::members))
+        .route("/v1/audiences/preview", post(audiences::preview))
         .route("/v1/admin/clock", post(audiences::set_clock))
         .route("/v1/admin/matching/run", post(matching::run))
         .route(
