@@ -161,6 +161,9 @@ paths["/v1/audiences"] = {
 }
 paths["/v1/audiences/{id}"] = {
     **admin("get", "An audience (by id or name) with its size", AUDIENCE, params=[path_param("id", "Audience id or name")], extra=NOT_FOUND),
+    **admin("put", "Change an audience's definition; memberships are backfilled from the log before the answer", AUDIENCE,
+            {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
+            params=[path_param("id", "Audience id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete an audience", {"type": "object"}, params=[path_param("id", "Audience id or name")],
             extra={**NOT_FOUND, "409": problem("Another audience refers to it")}),
 }

@@ -3,11 +3,13 @@ the audience language, membership per event, window expiry fired by timers
 (manual clock and system clock), backfill of a new audience from stored
 history, persistence across restarts, and clear errors."""
 
+import os
+import subprocess
 import time
 
 import requests
 
-from conftest import Kairos
+from conftest import ADMIN_TOKEN, Kairos, kairos_binary
 
 NOW = "2030-01-31T00:00:00Z"
 
@@ -104,6 +106,15 @@ def test_windowed_audiences_enter_and_exit_exactly_on_a_manual_clock(tmp_path):
         assert names == ["needs help", "lapsed buyers", "helped then bought"]
         assert audiences_of(server, "user_id:u1") == ["needs help", "lapsed buyers", "helped then bought"]
 
+        # Changing a definition recomputes its members from the log.
+        lapsed_id = server.admin("GET", "/v1/audiences/lapsed buyers").json()["id"]
+        changed = server.admin("PUT", f"/v1/audiences/{lapsed_id}", json={"definition": 'last "Order Completed" more than 400d ago'})
+        assert changed.status_code == 200 and changed.json()["size"] == 0, changed.text
+        # "helped then bought" held only through `in audience "lapsed buyers"`.
+        assert audiences_of(server, "user_id:u1") == ["needs help"]
+        assert server.admin("PUT", f"/v1/audiences/{lapsed_id}", json={"definition": 'last "Order Completed" more than 30d ago'}).json()["size"] == 1
+        assert server.admin("PUT", f"/v1/audiences/{lapsed_id}", json={"definition": "count"}).status_code == 400
+
         # Deleting an audience another one uses is refused; then allowed.
         lapsed = server.admin("GET", "/v1/audiences/lapsed buyers").json()["id"]
         assert server.admin("DELETE", f"/v1/audiences/{lapsed}").status_code == 409
@@ -143,3 +154,28 @@ def test_a_window_ends_on_time_with_the_system_clock(kairos):
     # Must have ended by T + 1 s, T = event time + 3 s; no periodic recompute.
     time.sleep(max(0.0, sent + 4.0 - time.time()))
     assert audiences_of(kairos, "user_id:p1") == []
+
+
+def test_audiences_from_the_config_file(tmp_path):
+    config = tmp_path / "kairos.toml"
+    config.write_text('[[audiences]]\nname = "pingers"\ndefinition = \'count "Ping" within 1d >= 2\'\n')
+    server = Kairos(tmp_path / "data", extra_args=["--config", str(config), "--clock", "manual"]).start()
+    try:
+        set_clock(server, NOW)
+        key = server.create_source("web")["write_key"]
+        send(server, key, [{"type": "track", "event": "Ping", "userId": "c1", "messageId": f"c{i}",
+                            "timestamp": "2030-01-30T12:00:00Z"} for i in range(2)])
+        assert audiences_of(server, "user_id:c1") == ["pingers"]
+        # A changed definition in the file replaces the stored one at the next start.
+        config.write_text('[[audiences]]\nname = "pingers"\ndefinition = \'count "Ping" within 1d >= 3\'\n')
+        server.restart()
+        set_clock(server, NOW)
+        assert audiences_of(server, "user_id:c1") == []
+        assert server.admin("GET", "/v1/audiences/pingers").json()["definition"] == 'count "Ping" within 1d >= 3'
+    finally:
+        server.stop()
+    config.write_text('[[audiences]]\nname = "broken"\ndefinition = \'count "Ping" within 1 >= 2\'\n')
+    result = subprocess.run([str(kairos_binary()), "serve", "--config", str(config), "--data-dir", str(tmp_path / "other")],
+                            capture_output=True, text=True, timeout=30, env={**os.environ, "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN})
+    assert result.returncode == 2, result.stderr
+    assert 'audiences "broken": line 1, column 21' in result.stderr, result.stderr

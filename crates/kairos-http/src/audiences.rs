@@ -162,6 +162,46 @@ pub async fn get(
     Ok(axum::Json(describe(&record, Some(size))).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeAudience {
+    definition: String,
+}
+
+/// `PUT /v1/audiences/{id}`: a new definition for an existing audience,
+/// backfilled from the log before the answer.
+pub async fn change(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ChangeAudience>,
+) -> Result<Response, Problem> {
+    let record = existing(&state, &id)?;
+    if body.definition.len() > DEFINITION_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "definition_invalid",
+            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
+        ));
+    }
+    let expr = parse(&body.definition).map_err(definition_problem)?;
+    let program = program(&state, Some((&record.name, expr)), Some(&record.id))?;
+    let record = state
+        .store
+        .definitions
+        .change_audience(&record.id, &body.definition)?
+        .ok_or_else(|| Problem::not_found(format!("no audience {id}")))?;
+    let started = std::time::Instant::now();
+    let replayed = state
+        .engine
+        .set_audiences(program)
+        .await
+        .map_err(engine_problem)?;
+    let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
+    let mut answer = describe(&record, Some(size));
+    answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
+    Ok(axum::Json(answer).into_response())
+}
+
 /// `DELETE /v1/audiences/{id}`
 pub async fn delete(
     _: Admin,

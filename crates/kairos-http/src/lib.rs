@@ -121,7 +121,9 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/audiences/{id}",
-            get(audiences::get).delete(audiences::delete),
+            get(audiences::get)
+                .put(audiences::change)
+                .delete(audiences::delete),
         )
         .route("/v1/audiences/{id}/members", get(audiences::members))
         .route("/v1/audiences/preview", post(audiences::preview))

@@ -82,6 +82,23 @@ impl Definitions {
         Ok(record)
     }
 
+    /// Replaces an audience's definition (name and id stay).
+    pub fn change_audience(
+        &self,
+        id: &str,
+        definition: &str,
+    ) -> Result<Option<AudienceRecord>, StoreError> {
+        let mut audiences = self.audiences.write().expect("definitions lock");
+        let Some(record) = audiences.iter_mut().find(|record| record.id == id) else {
+            return Ok(None);
+        };
+        record.definition = definition.to_string();
+        let bytes = serde_json::to_vec(&*record).expect("an audience record serializes");
+        self.meta.insert(format!("{PREFIX}{id}"), bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(Some(record.clone()))
+    }
+
     pub fn delete_audience(&self, id: &str) -> Result<Option<AudienceRecord>, StoreError> {
         let mut audiences = self.audiences.write().expect("definitions lock");
         let Some(position) = audiences.iter().position(|record| record.id == id) else {

@@ -32,6 +32,17 @@ pub struct FileConfig {
     pub identity: IdentityConfig,
     #[serde(default)]
     pub profiles: ProfilesConfig,
+    /// `[[audiences]]`: definitions created (or changed) at start-up.
+    #[serde(default)]
+    pub audiences: Vec<AudienceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceConfig {
+    pub name: String,
+    /// The text form (docs/audiences.md).
+    pub definition: String,
 }
 
 /// `[identity]`: the workspace's identity rules (Segment Unify's model).
@@ -94,6 +105,8 @@ pub struct ServeConfig {
     pub limits: IngestLimits,
     pub store: StoreOptions,
     pub engine: kairos_engine::EngineSettings,
+    /// Audiences from the config file, each checked to parse.
+    pub audiences: Vec<AudienceConfig>,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
@@ -281,8 +294,10 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());
     }
+    check_audiences(&file.audiences, problems);
     ServeConfig {
         engine,
+        audiences: file.audiences.clone(),
         manual_clock,
         listen,
         data_dir: file
@@ -368,6 +383,21 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
         rules.default_calling_code = Some(digits.to_string());
     }
     rules
+}
+
+fn check_audiences(audiences: &[AudienceConfig], problems: &mut Vec<String>) {
+    let mut names = std::collections::BTreeSet::new();
+    for audience in audiences {
+        let name = audience.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            problems.push("audiences: every audience needs a name of 1 to 200 bytes".to_string());
+        } else if !names.insert(name) {
+            problems.push(format!("audiences: {name:?} is defined twice"));
+        }
+        if let Err(error) = kairos_core::audience::parse(&audience.definition) {
+            problems.push(format!("audiences {name:?}: {error}"));
+        }
+    }
 }
 
 fn retention(config: &ProfilesConfig, problems: &mut Vec<String>) -> Retention {

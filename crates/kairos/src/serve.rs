@@ -64,6 +64,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
+    apply_configured_audiences(&store, &config.audiences)?;
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
@@ -82,6 +83,55 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the config file's audiences, or changes their definitions, before
+/// the engine starts (it backfills what it loads). Audiences made through
+/// the API and absent from the file stay.
+fn apply_configured_audiences(
+    store: &Store,
+    audiences: &[crate::config::AudienceConfig],
+) -> anyhow::Result<()> {
+    let mut definitions: Vec<(String, kairos_core::audience::Expr)> = Vec::new();
+    for record in store.definitions.audiences() {
+        if !audiences
+            .iter()
+            .any(|audience| audience.name.trim() == record.name)
+        {
+            definitions.push((
+                record.name.clone(),
+                kairos_core::audience::parse(&record.definition)?,
+            ));
+        }
+    }
+    for audience in audiences {
+        definitions.push((
+            audience.name.trim().to_string(),
+            kairos_core::audience::parse(&audience.definition)?,
+        ));
+    }
+    kairos_core::audience::incremental::Program::compile(&definitions).map_err(|problem| {
+        anyhow::anyhow!("audiences in the config file and the store: {problem}")
+    })?;
+    for audience in audiences {
+        let name = audience.name.trim();
+        match store.definitions.audience(name) {
+            Some(record) if record.definition == audience.definition => {}
+            Some(record) => {
+                store
+                    .definitions
+                    .change_audience(&record.id, &audience.definition)?;
+            }
+            None => {
+                store.definitions.create_audience(
+                    name,
+                    &audience.definition,
+                    jiff::Timestamp::now(),
+                )?;
+            }
+        }
+    }
     Ok(())
 }
 

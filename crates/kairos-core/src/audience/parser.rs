@@ -11,6 +11,8 @@ pub struct DefinitionError {
     pub message: String,
 }
 
+impl std::error::Error for DefinitionError {}
+
 impl std::fmt::Display for DefinitionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
