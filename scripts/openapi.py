@@ -172,6 +172,10 @@ paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in p
     "members": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "identities": {"type": "array"}}}}}},
     params=[path_param("id", "Audience id or name"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)"),
             query("after", {"type": "string"}, "The `next` of the previous page")], extra={**NOT_FOUND, "400": problem("Invalid parameters")})
+paths["/v1/audiences/{id}/sizes"] = admin("get", "An audience's size over time (a point a minute, and when definitions change or the manual clock moves), oldest first",
+    {"type": "object", "properties": {"audience": {"type": "string"}, "sizes": {"type": "array", "items": {"type": "object", "properties": {"at": {"type": "string"}, "size": {"type": "integer"}}}}}},
+    params=[path_param("id", "Audience id or name"), query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "Most points (default 1000)")],
+    extra={**NOT_FOUND, "400": problem("Invalid limit")})
 paths["/v1/audiences/preview"] = admin("post", "A draft definition's size and first members now, from the stored history, without saving it", {"type": "object", "properties": {
     "size": {"type": "integer"}, "sample": {"type": "array"}, "profiles_evaluated": {"type": "integer"}, "events_read": {"type": "integer"}, "seconds": {"type": "number"}}},
     {"type": "object", "required": ["definition"], "additionalProperties": False,

@@ -81,6 +81,11 @@ def test_windowed_audiences_enter_and_exit_exactly_on_a_manual_clock(tmp_path):
         send(server, key, [support("u1", 3, "late").copy() | {"timestamp": "2030-02-03T09:00:00Z"}])
         assert audiences_of(server, "user_id:u1") == ["needs help"]
 
+        # The size history has a point for each clock move.
+        history = server.admin("GET", "/v1/audiences/needs help/sizes").json()["sizes"]
+        points = {p["at"]: p["size"] for p in history}
+        assert points["2030-02-04T11:59:59Z"] == 1 and points["2030-02-04T12:00:00Z"] == 0, history
+
         # A draft is previewed from the stored history without being saved.
         draft = server.admin("POST", "/v1/audiences/preview", json={"definition": 'last "Order Completed" more than 30d ago'})
         assert draft.status_code == 200, draft.text

@@ -188,6 +188,11 @@ impl Engine {
         &self.rules
     }
 
+    /// The engine's "now" (system or manual clock).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
     /// The highest log sequence number routed to the shards.
     pub fn applied_seq(&self) -> u64 {
         *self.routed.borrow()

@@ -117,9 +117,60 @@ pub async fn create(
         .await
         .map_err(engine_problem)?;
     let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
+    record_sizes(&state).await?;
     let mut answer = describe(&record, Some(size));
     answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// Records every audience's current size in its size history, at the
+/// engine's "now". Called after definitions change, when the manual clock
+/// moves, and every minute by the server.
+pub async fn record_sizes(state: &AppState) -> Result<(), Problem> {
+    let records = state.store.definitions.audiences();
+    if records.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = records.iter().map(|record| record.name.clone()).collect();
+    let sizes = sizes(state, &names).await?;
+    let now = state.engine.now();
+    for (record, size) in records.iter().zip(sizes) {
+        state
+            .store
+            .definitions
+            .record_size(&record.id, now, size as u64)?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct SizesQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audiences/{id}/sizes`: the size history, oldest first.
+pub async fn size_history(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<SizesQuery>,
+) -> Result<Response, Problem> {
+    let record = existing(&state, &id)?;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::bad_request(
+            "limit_invalid",
+            "limit must be from 1 to 10000",
+        ));
+    }
+    let sizes: Vec<_> = state
+        .store
+        .definitions
+        .sizes(&record.id, limit)?
+        .into_iter()
+        .map(|(at, size)| json!({"at": at, "size": size}))
+        .collect();
+    Ok(axum::Json(json!({"audience": record.id, "sizes": sizes})).into_response())
 }
 
 async fn sizes(state: &AppState, names: &[String]) -> Result<Vec<usize>, Problem> {
@@ -197,6 +248,7 @@ pub async fn change(
         .await
         .map_err(engine_problem)?;
     let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
+    record_sizes(&state).await?;
     let mut answer = describe(&record, Some(size));
     answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
     Ok(axum::Json(answer).into_response())
@@ -362,5 +414,6 @@ pub async fn set_clock(
         ));
     }
     state.engine.sync_timers().await.map_err(engine_problem)?;
+    record_sizes(&state).await?;
     Ok(axum::Json(json!({"now": body.now})).into_response())
 }

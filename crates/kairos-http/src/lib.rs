@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(audiences::delete),
         )
         .route("/v1/audiences/{id}/members", get(audiences::members))
+        .route("/v1/audiences/{id}/sizes", get(audiences::size_history))
         .route("/v1/audiences/preview", post(audiences::preview))
         .route("/v1/admin/clock", post(audiences::set_clock))
         .route("/v1/admin/matching/run", post(matching::run))

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::{StoreError, random_token};
 
 const PREFIX: &str = "audience/";
+/// `audience_size/<id>/<unix ms, big-endian>` → size (u64, big-endian).
+const SIZE_PREFIX: &str = "audience_size/";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudienceRecord {
@@ -97,6 +99,30 @@ impl Definitions {
         self.meta.insert(format!("{PREFIX}{id}"), bytes)?;
         self.db.persist(PersistMode::SyncAll)?;
         Ok(Some(record.clone()))
+    }
+
+    /// Records an audience's size at `at` (its size history).
+    pub fn record_size(&self, id: &str, at: Timestamp, size: u64) -> Result<(), StoreError> {
+        let mut key = format!("{SIZE_PREFIX}{id}/").into_bytes();
+        key.extend_from_slice(&at.as_millisecond().to_be_bytes());
+        self.meta.insert(key, size.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// An audience's recorded sizes, oldest first, at most `limit`.
+    pub fn sizes(&self, id: &str, limit: usize) -> Result<Vec<(Timestamp, u64)>, StoreError> {
+        let prefix = format!("{SIZE_PREFIX}{id}/");
+        let mut sizes = Vec::new();
+        for guard in self.meta.prefix(prefix.as_bytes()).take(limit) {
+            let (key, value) = guard.into_inner()?;
+            let corrupt = || StoreError::Corrupt("audience size record".into());
+            let millis: [u8; 8] = key[prefix.len()..].try_into().map_err(|_| corrupt())?;
+            let size: [u8; 8] = value.as_ref().try_into().map_err(|_| corrupt())?;
+            let at =
+                Timestamp::from_millisecond(i64::from_be_bytes(millis)).map_err(|_| corrupt())?;
+            sizes.push((at, u64::from_be_bytes(size)));
+        }
+        Ok(sizes)
     }
 
     pub fn delete_audience(&self, id: &str) -> Result<Option<AudienceRecord>, StoreError> {

@@ -79,6 +79,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ingest_runtime: Some(ingest_runtime.handle().clone()),
         manual_clock: config.manual_clock.clone(),
     });
+    // Each audience's size over time: a point a minute (and whenever
+    // definitions change or the manual clock moves).
+    let sampler_state = state.clone();
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            if let Err(problem) = kairos_http::audiences::record_sizes(&sampler_state).await {
+                tracing::warn!(detail = %problem.detail, "recording audience sizes failed");
+            }
+        }
+    });
     kairos_http::serve(listener, state, shutdown_signal()).await?;
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
