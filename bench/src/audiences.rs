@@ -112,16 +112,6 @@ pub fn run(definitions: usize, events: usize, people: u64, runs: usize, pipeline
 /// The facts as normalized track events of `user-N` (every 20th an
 /// identify with traits), sequence numbers in order.
 fn normalized_events(facts: &[(u64, EventFact)]) -> Vec<Arc<kairos_core::Event>> {
-    use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
-    let limits = IngestLimits::default();
-    let arrival = Arrival {
-        source_id: "src_bench",
-        received_at: "2026-11-23T12:00:00Z".parse().unwrap(),
-        batch_sent_at: None,
-        path_type: None,
-        limits: &limits,
-        plan: None,
-    };
     facts
         .iter()
         .enumerate()
@@ -133,10 +123,7 @@ fn normalized_events(facts: &[(u64, EventFact)]) -> Vec<Arc<kairos_core::Event>>
                 json!({"type": "track", "event": fact.name, "userId": format!("user-{person}"),
                        "timestamp": fact.at.to_string(), "properties": fact.properties})
             };
-            let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
-            let mut event = normalize_event(&raw, &arrival).unwrap();
-            event.seq = index as u64 + 1;
-            Arc::new(event)
+            Arc::new(crate::profiles::normalized(&value, index as u64 + 1))
         })
         .collect()
 }

@@ -9,7 +9,8 @@ use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_engine::EngineState;
 use serde_json::json;
 
-fn events(count: usize, people: usize) -> Vec<Event> {
+/// A Segment event as the engine sees it: normalized, at log position `seq`.
+pub(crate) fn normalized(value: &serde_json::Value, seq: u64) -> Event {
     let limits = IngestLimits::default();
     let arrival = Arrival {
         source_id: "src_bench",
@@ -19,6 +20,13 @@ fn events(count: usize, people: usize) -> Vec<Event> {
         limits: &limits,
         plan: None,
     };
+    let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
+    let mut event = normalize_event(&raw, &arrival).unwrap();
+    event.seq = seq;
+    event
+}
+
+fn events(count: usize, people: usize) -> Vec<Event> {
     (0..count)
         .map(|index| {
             let person = index * 7919 % people;
@@ -32,10 +40,7 @@ fn events(count: usize, people: usize) -> Vec<Event> {
                 _ => json!({"type": "track", "event": "Order Completed", "userId": format!("user-{person}"),
                             "properties": {"order_id": format!("o-{index}"), "revenue": 120.5}}),
             };
-            let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
-            let mut event = normalize_event(&raw, &arrival).unwrap();
-            event.seq = index as u64 + 1;
-            event
+            normalized(&value, index as u64 + 1)
         })
         .collect()
 }

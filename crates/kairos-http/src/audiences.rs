@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::admin::JsonBody;
 use crate::auth::Admin;
-use crate::problem::Problem;
+use crate::problem::{Problem, limit_param};
 use crate::profiles::engine_problem;
 
 const NAME_BYTES_MAX: usize = 200;
@@ -35,6 +35,17 @@ const DEFINITION_BYTES_MAX: usize = 64 * 1024;
 pub struct CreateAudience {
     name: String,
     definition: String,
+}
+
+/// A submitted definition parsed, or the problem with it.
+fn checked_definition(text: &str) -> Result<Expr, Problem> {
+    if text.len() > DEFINITION_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "definition_invalid",
+            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
+        ));
+    }
+    parse(text).map_err(definition_problem)
 }
 
 fn definition_problem(error: DefinitionError) -> Problem {
@@ -89,13 +100,7 @@ pub async fn create(
             format!("an audience needs a name of 1 to {NAME_BYTES_MAX} bytes"),
         ));
     }
-    if body.definition.len() > DEFINITION_BYTES_MAX {
-        return Err(Problem::bad_request(
-            "definition_invalid",
-            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
-        ));
-    }
-    let expr = parse(&body.definition).map_err(definition_problem)?;
+    let expr = checked_definition(&body.definition)?;
     let program = program(&state, Some((name, expr)), None)?;
     let record = state
         .store
@@ -110,17 +115,28 @@ pub async fn create(
             ),
             other => other.into(),
         })?;
+    let answer = apply(&state, program, &record).await?;
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// Installs the definitions (the engine backfills memberships from the
+/// log), records sizes, and describes `record` with its backfill.
+async fn apply(
+    state: &AppState,
+    program: Program,
+    record: &AudienceRecord,
+) -> Result<serde_json::Value, Problem> {
     let started = std::time::Instant::now();
     let replayed = state
         .engine
         .set_audiences(program)
         .await
         .map_err(engine_problem)?;
-    let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
-    record_sizes(&state).await?;
-    let mut answer = describe(&record, Some(size));
+    let size = sizes(state, std::slice::from_ref(&record.name)).await?[0];
+    record_sizes(state).await?;
+    let mut answer = describe(record, Some(size));
     answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
-    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+    Ok(answer)
 }
 
 /// Records every audience's current size in its size history, at the
@@ -156,13 +172,7 @@ pub async fn size_history(
     Query(query): Query<SizesQuery>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
-    let limit = query.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(Problem::bad_request(
-            "limit_invalid",
-            "limit must be from 1 to 10000",
-        ));
-    }
+    let limit = limit_param(query.limit, 1000, 10_000)?;
     let sizes: Vec<_> = state
         .store
         .definitions
@@ -228,30 +238,14 @@ pub async fn change(
     JsonBody(body): JsonBody<ChangeAudience>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
-    if body.definition.len() > DEFINITION_BYTES_MAX {
-        return Err(Problem::bad_request(
-            "definition_invalid",
-            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
-        ));
-    }
-    let expr = parse(&body.definition).map_err(definition_problem)?;
+    let expr = checked_definition(&body.definition)?;
     let program = program(&state, Some((&record.name, expr)), Some(&record.id))?;
     let record = state
         .store
         .definitions
         .change_audience(&record.id, &body.definition)?
         .ok_or_else(|| Problem::not_found(format!("no audience {id}")))?;
-    let started = std::time::Instant::now();
-    let replayed = state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(engine_problem)?;
-    let size = sizes(&state, std::slice::from_ref(&record.name)).await?[0];
-    record_sizes(&state).await?;
-    let mut answer = describe(&record, Some(size));
-    answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
-    Ok(axum::Json(answer).into_response())
+    Ok(axum::Json(apply(&state, program, &record).await?).into_response())
 }
 
 /// `DELETE /v1/audiences/{id}`
@@ -297,12 +291,6 @@ pub async fn preview(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PreviewAudience>,
 ) -> Result<Response, Problem> {
-    if body.definition.len() > DEFINITION_BYTES_MAX {
-        return Err(Problem::bad_request(
-            "definition_invalid",
-            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
-        ));
-    }
     let sample = body.sample.unwrap_or(10);
     if sample > 100 {
         return Err(Problem::bad_request(
@@ -310,7 +298,7 @@ pub async fn preview(
             "sample must be from 0 to 100",
         ));
     }
-    let expr = parse(&body.definition).map_err(definition_problem)?;
+    let expr = checked_definition(&body.definition)?;
     // References to other audiences must exist (the draft is not saved).
     program(&state, Some(("(draft)", expr.clone())), None)?;
     let started = std::time::Instant::now();
@@ -348,13 +336,7 @@ pub async fn members(
     Query(query): Query<MembersQuery>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::bad_request(
-            "limit_invalid",
-            "limit must be from 1 to 1000",
-        ));
-    }
+    let limit = limit_param(query.limit, 100, 1000)?;
     let after = match query.after.as_deref() {
         None => None,
         Some(cursor) => Some(

@@ -147,13 +147,7 @@ pub async fn list_audit(
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, Problem> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::bad_request(
-            "limit_invalid",
-            "limit must be from 1 to 1000",
-        ));
-    }
+    let limit = crate::problem::limit_param(query.limit, 100, 1000)?;
     let receipts = state.store.privacy.audit(limit)?;
     Ok(axum::Json(json!({ "erasures": receipts })).into_response())
 }

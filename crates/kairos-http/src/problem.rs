@@ -142,6 +142,19 @@ impl Problem {
     }
 }
 
+/// A `limit` query parameter: `default` when absent, else 1 to `max`.
+pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<usize, Problem> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::bad_request(
+            "limit_invalid",
+            format!("limit must be from 1 to {max}"),
+        ))
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = ProblemBody {

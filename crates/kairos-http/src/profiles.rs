@@ -52,15 +52,7 @@ async fn profile_view(state: &AppState, path: &str) -> Result<kairos_engine::Pro
 
 /// A page size from 1 to `EVENTS_PAGE_MAX` (default 50).
 fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
-    let limit = limit.unwrap_or(50);
-    if (1..=EVENTS_PAGE_MAX).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(Problem::bad_request(
-            "limit_invalid",
-            format!("limit must be from 1 to {EVENTS_PAGE_MAX}"),
-        ))
-    }
+    crate::problem::limit_param(limit, 50, EVENTS_PAGE_MAX)
 }
 
 /// `GET /v1/profiles/{type}:{value}`

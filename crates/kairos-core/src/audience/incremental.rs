@@ -11,15 +11,18 @@
 //! The meaning of every condition is [`super::eval`]'s; the property test
 //! holds the two together.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use serde_json::Value;
 
 use super::ast::*;
-use super::eval::{
-    EventFact, PersonFacts, in_window, lookup, matches_event, recency_holds, seconds, test_value,
+use super::eval::{EventFact, PersonFacts, in_window, lookup, recency_holds, seconds, test_value};
+use super::leaves::{
+    Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, merge_sorted, next_change,
+    record,
 };
+pub use super::program::Program;
+use super::program::{Compiled, IdMap};
 
 pub type PersonId = u64;
 
@@ -32,311 +35,13 @@ pub struct Change {
     pub at: Timestamp,
 }
 
-/// An event-reading condition, compiled.
-#[derive(Debug, Clone)]
-enum Leaf {
-    /// Aggregates, performed, recency: matching events with one value.
-    Stream {
-        event: EventRef,
-        window: Window,
-        /// The property the aggregate reads, if any.
-        property: Option<String>,
-        /// Recency needs only the earliest or latest time.
-        keep: Keep,
-        /// For recency: the threshold whose passing flips the condition.
-        recency: Option<(Relation, u64)>,
-    },
-    Sequence {
-        first: EventRef,
-        then: EventRef,
-        within: u64,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Keep {
-    All,
-    Earliest,
-    Latest,
-}
-
-#[derive(Debug, Default, Clone)]
-struct LeafEntries {
-    /// Sorted by time: (time, value of the aggregated property).
-    stream: Vec<(Timestamp, Option<Value>)>,
-    /// Sequences: times of A and of B, sorted.
-    firsts: Vec<Timestamp>,
-    thens: Vec<Timestamp>,
-}
-
-struct Compiled {
-    name: String,
-    expr: Expr,
-    leaves: Vec<usize>,
-    reads_facts: bool,
-    /// Whether it uses `in audience` (memberships are then looked up).
-    reads_audiences: bool,
-    /// Definitions whose `in audience` names this one.
-    dependents: Vec<usize>,
-}
-
-pub struct Program {
-    definitions: Vec<Compiled>,
-    leaves: Vec<Leaf>,
-    by_event: HashMap<String, Vec<usize>>,
-    /// For each leaf, the definitions that read it.
-    leaf_definitions: Vec<Vec<usize>>,
-    /// Definition indexes in an order where `in audience` targets come first.
-    order: Vec<usize>,
-    /// Each definition's position in `order`.
-    position: Vec<usize>,
-    /// Definitions true for someone with no events and no traits (e.g.
-    /// `did not perform ...`): what a person's first appearance evaluates
-    /// besides what their first event touches.
-    vacuous: Vec<bool>,
-}
-
-/// A hasher for small integer keys (profile and definition ids): one
-/// multiply instead of SipHash, which dominated the per-event cost.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0 ^ value)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(26);
-    }
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-}
-
-type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-impl Program {
-    /// Compiles named definitions; refuses unknown or circular `in audience`.
-    pub fn compile(definitions: &[(String, Expr)]) -> Result<Program, String> {
-        let index: HashMap<&str, usize> = definitions
-            .iter()
-            .enumerate()
-            .map(|(position, (name, _))| (name.as_str(), position))
-            .collect();
-        let mut program = Program {
-            definitions: Vec::new(),
-            leaves: Vec::new(),
-            by_event: HashMap::new(),
-            leaf_definitions: Vec::new(),
-            order: Vec::new(),
-            position: Vec::new(),
-            vacuous: Vec::new(),
-        };
-        let mut references: Vec<Vec<usize>> = Vec::new();
-        for (name, expr) in definitions {
-            let mut compiled = Compiled {
-                name: name.clone(),
-                expr: expr.clone(),
-                leaves: Vec::new(),
-                reads_facts: false,
-                reads_audiences: false,
-                dependents: Vec::new(),
-            };
-            let mut referenced = Vec::new();
-            program.collect_leaves(expr, &mut compiled, &mut referenced, &index)?;
-            references.push(referenced);
-            program.definitions.push(compiled);
-        }
-        for (position, referenced) in references.iter().enumerate() {
-            for target in referenced {
-                program.definitions[*target].dependents.push(position);
-            }
-        }
-        program.order = topological_order(&references).ok_or_else(|| {
-            "audiences refer to each other in a circle (`in audience`)".to_string()
-        })?;
-        program.position = vec![0; program.definitions.len()];
-        for (position, definition) in program.order.iter().enumerate() {
-            program.position[*definition] = position;
-        }
-        program.leaf_definitions = vec![Vec::new(); program.leaves.len()];
-        for (index, definition) in program.definitions.iter().enumerate() {
-            for leaf in &definition.leaves {
-                program.leaf_definitions[*leaf].push(index);
-            }
-        }
-        program.vacuous = program.vacuous_truths();
-        Ok(program)
-    }
-
-    fn collect_leaves(
-        &mut self,
-        expr: &Expr,
-        compiled: &mut Compiled,
-        referenced: &mut Vec<usize>,
-        index: &HashMap<&str, usize>,
-    ) -> Result<(), String> {
-        let leaf = match expr {
-            Expr::And { all } => {
-                for expr in all {
-                    self.collect_leaves(expr, compiled, referenced, index)?;
-                }
-                return Ok(());
-            }
-            Expr::Or { any } => {
-                for expr in any {
-                    self.collect_leaves(expr, compiled, referenced, index)?;
-                }
-                return Ok(());
-            }
-            Expr::Not { expr } => return self.collect_leaves(expr, compiled, referenced, index),
-            Expr::Trait { .. } | Expr::Computed { .. } | Expr::Score { .. } => {
-                compiled.reads_facts = true;
-                return Ok(());
-            }
-            Expr::InAudience { audience } => {
-                let target = index
-                    .get(audience.as_str())
-                    .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience"))?;
-                referenced.push(*target);
-                compiled.reads_audiences = true;
-                return Ok(());
-            }
-            Expr::Aggregate {
-                function,
-                event,
-                window,
-                ..
-            } => Leaf::Stream {
-                event: event.clone(),
-                window: window.clone(),
-                property: match function {
-                    Aggregate::Count => None,
-                    Aggregate::Sum(property)
-                    | Aggregate::Avg(property)
-                    | Aggregate::Min(property)
-                    | Aggregate::Max(property)
-                    | Aggregate::Distinct(property) => Some(property.clone()),
-                },
-                keep: Keep::All,
-                recency: None,
-            },
-            Expr::Performed { event, window, .. } => Leaf::Stream {
-                event: event.clone(),
-                window: window.clone(),
-                property: None,
-                keep: Keep::Latest,
-                recency: None,
-            },
-            Expr::Recency {
-                which,
-                event,
-                relation,
-                ago_seconds,
-            } => Leaf::Stream {
-                event: event.clone(),
-                window: Window::Ever,
-                property: None,
-                keep: match which {
-                    Occurrence::First => Keep::Earliest,
-                    Occurrence::Last => Keep::Latest,
-                },
-                recency: Some((*relation, *ago_seconds)),
-            },
-            Expr::Sequence {
-                first,
-                then,
-                within_seconds,
-                ..
-            } => Leaf::Sequence {
-                first: first.clone(),
-                then: then.clone(),
-                within: *within_seconds,
-            },
-        };
-        let id = self.leaves.len();
-        let names: Vec<String> = match &leaf {
-            Leaf::Stream { event, .. } => vec![event.name.clone()],
-            Leaf::Sequence { first, then, .. } => vec![first.name.clone(), then.name.clone()],
-        };
-        for name in names {
-            let readers = self.by_event.entry(name).or_default();
-            if !readers.contains(&id) {
-                readers.push(id);
-            }
-        }
-        self.leaves.push(leaf);
-        compiled.leaves.push(id);
-        Ok(())
-    }
-
-    /// Each definition evaluated for a person with no events and no traits
-    /// (no timestamps are involved, so any "now" gives the same answer).
-    fn vacuous_truths(&self) -> Vec<bool> {
-        let mut empty = PersonState::default();
-        let mut truths = vec![false; self.definitions.len()];
-        for &definition in &self.order {
-            let compiled = &self.definitions[definition];
-            let mut cursor = compiled.leaves.iter();
-            truths[definition] =
-                evaluate(&compiled.expr, &mut cursor, &empty, Timestamp::UNIX_EPOCH);
-            if truths[definition] {
-                empty.facts.audiences.insert(compiled.name.clone());
-            }
-        }
-        truths
-    }
-
-    /// What a person's first appearance must evaluate besides what their
-    /// first event touches: definitions true for someone who has done
-    /// nothing, and those reading other audiences (whose memberships the
-    /// vacuous evaluation could only assume).
-    fn first_appearance(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.definitions.len())
-            .filter(|index| self.vacuous[*index] || self.definitions[*index].reads_audiences)
-    }
-
-    pub fn audience_names(&self) -> impl Iterator<Item = &str> {
-        self.definitions
-            .iter()
-            .map(|definition| definition.name.as_str())
-    }
-}
-
-/// Kahn's algorithm over "definition → definitions it refers to".
-fn topological_order(references: &[Vec<usize>]) -> Option<Vec<usize>> {
-    let mut pending: Vec<usize> = references.iter().map(Vec::len).collect();
-    let mut order = Vec::new();
-    let mut ready: Vec<usize> = (0..references.len()).filter(|&d| pending[d] == 0).collect();
-    while let Some(done) = ready.pop() {
-        order.push(done);
-        for (definition, referenced) in references.iter().enumerate() {
-            let hits = referenced.iter().filter(|&&target| target == done).count();
-            if hits > 0 {
-                pending[definition] -= hits;
-                if pending[definition] == 0 {
-                    ready.push(definition);
-                }
-            }
-        }
-    }
-    (order.len() == references.len()).then_some(order)
-}
-
 /// One person's audience state, movable between engines (profile merges
 /// across shards).
 #[derive(Default)]
 pub struct PersonState {
     leaves: IdMap<usize, LeafEntries>,
     members: BTreeSet<usize>,
-    facts: PersonFacts,
+    pub(super) facts: PersonFacts,
     /// Each definition's pending timer (few per person: a small vector).
     timers: Vec<(usize, Timestamp)>,
     /// The earliest of them: this person's entry in the engine's timer set.
@@ -639,57 +344,6 @@ impl AudienceEngine {
     }
 }
 
-/// Adds a matching event to a leaf; false if it does not match.
-fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) -> bool {
-    match leaf {
-        Leaf::Stream {
-            event: reference,
-            window,
-            property,
-            keep,
-            ..
-        } => {
-            if !matches_event(reference, event) {
-                return false;
-            }
-            if let Window::Between { from, to } = window
-                && !(*from <= event.at && event.at < *to)
-            {
-                return false; // never in the window
-            }
-            let value = property
-                .as_deref()
-                .and_then(|property| lookup(&event.properties, property).cloned());
-            let stream = &mut entries.stream;
-            match keep {
-                Keep::All => {
-                    let position = stream.partition_point(|(at, _)| *at <= event.at);
-                    stream.insert(position, (event.at, value));
-                }
-                Keep::Latest if stream.first().is_none_or(|(at, _)| event.at > *at) => {
-                    *stream = vec![(event.at, value)];
-                }
-                Keep::Earliest if stream.first().is_none_or(|(at, _)| event.at < *at) => {
-                    *stream = vec![(event.at, value)];
-                }
-                _ => {}
-            }
-            true
-        }
-        Leaf::Sequence { first, then, .. } => {
-            let mut touched = false;
-            for (reference, times) in [(first, &mut entries.firsts), (then, &mut entries.thens)] {
-                if matches_event(reference, event) {
-                    let position = times.partition_point(|at| *at <= event.at);
-                    times.insert(position, event.at);
-                    touched = true;
-                }
-            }
-            touched
-        }
-    }
-}
-
 /// Drops stream entries that have left a rolling window for good.
 fn prune(program: &Program, compiled: &Compiled, state: &mut PersonState, now: Timestamp) {
     for leaf in &compiled.leaves {
@@ -709,7 +363,7 @@ fn prune(program: &Program, compiled: &Compiled, state: &mut PersonState, now: T
 
 /// Evaluates like [`super::eval::evaluate`], reading event conditions from
 /// the leaves (visited in compile order).
-fn evaluate<'a>(
+pub(super) fn evaluate<'a>(
     expr: &Expr,
     leaves: &mut impl Iterator<Item = &'a usize>,
     state: &PersonState,
@@ -794,107 +448,10 @@ fn evaluate<'a>(
     }
 }
 
-/// The entries inside the window (entries are sorted by time; a rolling
-/// window's are a suffix, a fixed range's were filtered when recorded).
-fn in_window_entries<'a>(
-    stream: &'a [(Timestamp, Option<Value>)],
-    window: &Window,
-    now: Timestamp,
-) -> &'a [(Timestamp, Option<Value>)] {
-    match window {
-        Window::Within { seconds: span } => {
-            let horizon = now - seconds(*span);
-            &stream[stream.partition_point(|(at, _)| *at <= horizon)..]
-        }
-        Window::Ever | Window::Between { .. } => stream,
-    }
-}
-
-/// The aggregate over recorded values (the aggregated property's value of
-/// each matching event), as [`super::eval`] defines it.
-fn aggregate_entries(function: &Aggregate, entries: &[(Timestamp, Option<Value>)]) -> Option<f64> {
-    let numbers = || {
-        entries
-            .iter()
-            .filter_map(|(_, value)| value.as_ref()?.as_f64())
-    };
-    match function {
-        Aggregate::Count => Some(entries.len() as f64),
-        Aggregate::Sum(_) => Some(numbers().sum()),
-        Aggregate::Avg(_) => {
-            let (sum, count) = numbers().fold((0.0, 0usize), |(sum, count), value| {
-                (sum + value, count + 1)
-            });
-            (count > 0).then(|| sum / count as f64)
-        }
-        Aggregate::Min(_) => numbers().reduce(f64::min),
-        Aggregate::Max(_) => numbers().reduce(f64::max),
-        Aggregate::Distinct(_) => Some(
-            entries
-                .iter()
-                .filter_map(|(_, value)| value.as_ref().filter(|value| !value.is_null()))
-                .map(Value::to_string)
-                .collect::<BTreeSet<_>>()
-                .len() as f64,
-        ),
-    }
-}
-
 fn leaf_entries<'a, 'b>(
     leaves: &mut impl Iterator<Item = &'b usize>,
     state: &'a PersonState,
 ) -> Option<&'a LeafEntries> {
     let leaf = leaves.next()?;
     state.leaves.get(leaf)
-}
-
-/// The next moment after `now` when the leaf's truth can change with no
-/// new event.
-fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) -> Option<Timestamp> {
-    match leaf {
-        Leaf::Stream {
-            window: Window::Within { seconds: span },
-            ..
-        } => {
-            // The oldest entry still in the window expires first.
-            let horizon = now - seconds(*span);
-            let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
-            entries
-                .stream
-                .get(first)
-                .map(|(at, _)| *at + seconds(*span))
-        }
-        Leaf::Stream {
-            recency: Some((relation, ago)),
-            ..
-        } => {
-            // `less than D ago` turns false at at + D; `more than D ago`
-            // turns true just after it.
-            let (at, _) = entries.stream.first()?;
-            let threshold = *at + seconds(*ago);
-            let due = match relation {
-                Relation::LessThan => threshold,
-                Relation::MoreThan => threshold + jiff::SignedDuration::from_nanos(1),
-            };
-            (due > now).then_some(due)
-        }
-        Leaf::Stream { .. } => None,
-        Leaf::Sequence { within, .. } => {
-            let limit = seconds(*within);
-            entries
-                .firsts
-                .iter()
-                .map(|a| *a + limit)
-                .filter(|due| *due > now)
-                .min()
-        }
-    }
-}
-
-fn merge_sorted<T>(target: &mut Vec<T>, other: Vec<T>, key: impl Fn(&T) -> Timestamp) {
-    if other.is_empty() {
-        return;
-    }
-    target.extend(other);
-    target.sort_by_key(|item| key(item));
 }

@@ -6,6 +6,8 @@
 //!   errors with line and column;
 //! - [`eval`]: the meaning, as a from-scratch evaluation over a person's
 //!   history — the reference;
+//! - `program` (compiling: leaves, dependency order, vacuous truths) and
+//!   `leaves` (per-person storage of one event condition);
 //! - [`incremental`]: per-person leaf state, a dependency index from event
 //!   names to definitions, and timers for every moment the passing of time
 //!   alone flips a membership. A property test holds it equal to [`eval`]
@@ -17,7 +19,9 @@
 pub mod ast;
 pub mod eval;
 pub mod incremental;
+mod leaves;
 pub mod parser;
+mod program;
 
 pub use ast::Expr;
 pub use parser::{DefinitionError, parse};

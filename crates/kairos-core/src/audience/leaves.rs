@@ -1,0 +1,200 @@
+//! Per-person storage of one event-reading condition ("leaf"): the
+//! matching events it needs, how a new event is recorded, what the
+//! recorded events aggregate to in a window, and the next moment time
+//! alone changes the leaf's truth (for timers).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::ast::*;
+use super::eval::{EventFact, lookup, matches_event, seconds};
+
+/// An event-reading condition, compiled.
+#[derive(Debug, Clone)]
+pub(super) enum Leaf {
+    /// Aggregates, performed, recency: matching events with one value.
+    Stream {
+        event: EventRef,
+        window: Window,
+        /// The property the aggregate reads, if any.
+        property: Option<String>,
+        /// Recency needs only the earliest or latest time.
+        keep: Keep,
+        /// For recency: the threshold whose passing flips the condition.
+        recency: Option<(Relation, u64)>,
+    },
+    Sequence {
+        first: EventRef,
+        then: EventRef,
+        within: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Keep {
+    All,
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(super) struct LeafEntries {
+    /// Sorted by time: (time, value of the aggregated property).
+    pub(super) stream: Vec<(Timestamp, Option<Value>)>,
+    /// Sequences: times of A and of B, sorted.
+    pub(super) firsts: Vec<Timestamp>,
+    pub(super) thens: Vec<Timestamp>,
+}
+
+/// Adds a matching event to a leaf; false if it does not match.
+pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) -> bool {
+    match leaf {
+        Leaf::Stream {
+            event: reference,
+            window,
+            property,
+            keep,
+            ..
+        } => {
+            if !matches_event(reference, event) {
+                return false;
+            }
+            if let Window::Between { from, to } = window
+                && !(*from <= event.at && event.at < *to)
+            {
+                return false; // never in the window
+            }
+            let value = property
+                .as_deref()
+                .and_then(|property| lookup(&event.properties, property).cloned());
+            let stream = &mut entries.stream;
+            match keep {
+                Keep::All => {
+                    let position = stream.partition_point(|(at, _)| *at <= event.at);
+                    stream.insert(position, (event.at, value));
+                }
+                Keep::Latest if stream.first().is_none_or(|(at, _)| event.at > *at) => {
+                    *stream = vec![(event.at, value)];
+                }
+                Keep::Earliest if stream.first().is_none_or(|(at, _)| event.at < *at) => {
+                    *stream = vec![(event.at, value)];
+                }
+                _ => {}
+            }
+            true
+        }
+        Leaf::Sequence { first, then, .. } => {
+            let mut touched = false;
+            for (reference, times) in [(first, &mut entries.firsts), (then, &mut entries.thens)] {
+                if matches_event(reference, event) {
+                    let position = times.partition_point(|at| *at <= event.at);
+                    times.insert(position, event.at);
+                    touched = true;
+                }
+            }
+            touched
+        }
+    }
+}
+
+/// The entries inside the window (entries are sorted by time; a rolling
+/// window's are a suffix, a fixed range's were filtered when recorded).
+pub(super) fn in_window_entries<'a>(
+    stream: &'a [(Timestamp, Option<Value>)],
+    window: &Window,
+    now: Timestamp,
+) -> &'a [(Timestamp, Option<Value>)] {
+    match window {
+        Window::Within { seconds: span } => {
+            let horizon = now - seconds(*span);
+            &stream[stream.partition_point(|(at, _)| *at <= horizon)..]
+        }
+        Window::Ever | Window::Between { .. } => stream,
+    }
+}
+
+/// The aggregate over recorded values (the aggregated property's value of
+/// each matching event), as [`super::eval`] defines it.
+pub(super) fn aggregate_entries(
+    function: &Aggregate,
+    entries: &[(Timestamp, Option<Value>)],
+) -> Option<f64> {
+    let numbers = || {
+        entries
+            .iter()
+            .filter_map(|(_, value)| value.as_ref()?.as_f64())
+    };
+    match function {
+        Aggregate::Count => Some(entries.len() as f64),
+        Aggregate::Sum(_) => Some(numbers().sum()),
+        Aggregate::Avg(_) => {
+            let (sum, count) = numbers().fold((0.0, 0usize), |(sum, count), value| {
+                (sum + value, count + 1)
+            });
+            (count > 0).then(|| sum / count as f64)
+        }
+        Aggregate::Min(_) => numbers().reduce(f64::min),
+        Aggregate::Max(_) => numbers().reduce(f64::max),
+        Aggregate::Distinct(_) => Some(
+            entries
+                .iter()
+                .filter_map(|(_, value)| value.as_ref().filter(|value| !value.is_null()))
+                .map(Value::to_string)
+                .collect::<BTreeSet<_>>()
+                .len() as f64,
+        ),
+    }
+}
+
+/// The next moment after `now` when the leaf's truth can change with no
+/// new event.
+pub(super) fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) -> Option<Timestamp> {
+    match leaf {
+        Leaf::Stream {
+            window: Window::Within { seconds: span },
+            ..
+        } => {
+            // The oldest entry still in the window expires first.
+            let horizon = now - seconds(*span);
+            let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
+            entries
+                .stream
+                .get(first)
+                .map(|(at, _)| *at + seconds(*span))
+        }
+        Leaf::Stream {
+            recency: Some((relation, ago)),
+            ..
+        } => {
+            // `less than D ago` turns false at at + D; `more than D ago`
+            // turns true just after it.
+            let (at, _) = entries.stream.first()?;
+            let threshold = *at + seconds(*ago);
+            let due = match relation {
+                Relation::LessThan => threshold,
+                Relation::MoreThan => threshold + jiff::SignedDuration::from_nanos(1),
+            };
+            (due > now).then_some(due)
+        }
+        Leaf::Stream { .. } => None,
+        Leaf::Sequence { within, .. } => {
+            let limit = seconds(*within);
+            entries
+                .firsts
+                .iter()
+                .map(|a| *a + limit)
+                .filter(|due| *due > now)
+                .min()
+        }
+    }
+}
+
+pub(super) fn merge_sorted<T>(target: &mut Vec<T>, other: Vec<T>, key: impl Fn(&T) -> Timestamp) {
+    if other.is_empty() {
+        return;
+    }
+    target.extend(other);
+    target.sort_by_key(|item| key(item));
+}

@@ -1,0 +1,377 @@
+//! The router thread: follows the log writer's live feed (the log itself
+//! on start and when it falls behind), routes every event to the shards,
+//! fires timers, and carries out the commands that must happen in order
+//! with events (erasure, new audience definitions and their backfill).
+
+use std::sync::{Arc, RwLock};
+
+use kairos_core::audience::incremental::Program;
+use kairos_core::identity::Identifier;
+use kairos_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::router::{Outbox, Router};
+use crate::shard::{ShardOp, ShardState};
+use crate::types::{self, EngineSettings, ErasedProfile};
+use crate::{Command, Pending, ShardView};
+
+/// Events read from the log per step.
+pub(crate) const READ_BATCH_EVENTS: usize = 20_000;
+/// Batches a shard may have queued before the router waits for it (bounds
+/// memory during replay; channels are unbounded so a merge's two halves
+/// can never block each other).
+pub(crate) const SHARD_BATCHES_AHEAD_MAX: u64 = 8;
+/// How often shards check their timers against the clock.
+pub(crate) const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// One shard thread, as the router sees it.
+pub(crate) struct ShardHandle {
+    pub(crate) sender: std::sync::mpsc::Sender<(Vec<ShardOp>, u64)>,
+    pub(crate) sent: u64,
+    /// Batches finished.
+    pub(crate) done: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The audiences stored in the data directory, compiled. A definition
+/// that no longer compiles is left out (and logged), not fatal.
+pub(crate) fn stored_audiences(store: &Store) -> Program {
+    let mut definitions = Vec::new();
+    for record in store.definitions.audiences() {
+        match kairos_core::audience::parse(&record.definition) {
+            Ok(expr) => definitions.push((record.name, expr)),
+            Err(error) => {
+                tracing::error!(audience = %record.name, %error, "stored audience does not parse; left out")
+            }
+        }
+    }
+    Program::compile(&definitions).unwrap_or_else(|error| {
+        tracing::error!(%error, "stored audiences do not compile together; none are active");
+        Program::compile(&[]).expect("no definitions compile")
+    })
+}
+
+pub(crate) fn start_shards(
+    settings: &Arc<EngineSettings>,
+    program: &Arc<Program>,
+) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
+    let mut handles = Vec::new();
+    let mut views = Vec::new();
+    for index in 0..settings.shards.max(1) {
+        let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = Arc::new(RwLock::new(ShardState::new(
+            settings.clone(),
+            program.clone(),
+        )));
+        let clock = settings.clock.clone();
+        let (applied_sender, applied) = watch::channel(0u64);
+        let (shard_state, shard_done) = (state.clone(), done.clone());
+        std::thread::Builder::new()
+            .name(format!("kairos-shard-{index}"))
+            .spawn(move || {
+                for (batch, upto) in receiver {
+                    let now = clock.now();
+                    {
+                        let Ok(mut state) = shard_state.write() else {
+                            return;
+                        };
+                        // Timers due before these events fire first.
+                        state.advance(now);
+                        for op in batch {
+                            state.handle(op, now);
+                        }
+                    }
+                    applied_sender.send_replace(upto);
+                    shard_done.fetch_add(1, std::sync::atomic::Ordering::Release);
+                }
+            })?;
+        handles.push(ShardHandle {
+            sender,
+            sent: 0,
+            done,
+        });
+        views.push(ShardView { state, applied });
+    }
+    Ok((handles, views))
+}
+
+/// The router thread's side: the graph, the shards, operations not sent yet.
+pub(crate) struct Routing {
+    pub(crate) router: Arc<RwLock<Router>>,
+    pub(crate) shards: Vec<ShardHandle>,
+    pub(crate) outbox: Outbox,
+    /// The router position the shards were last told about.
+    pub(crate) flushed_upto: u64,
+}
+
+impl Routing {
+    fn router(&self) -> std::sync::RwLockWriteGuard<'_, Router> {
+        self.router.write().expect("router lock")
+    }
+
+    fn applied_seq(&self) -> u64 {
+        self.router.read().expect("router lock").applied_seq()
+    }
+
+    /// Sends every queued operation, one batch per shard, with the router's
+    /// position, so every shard's `applied` reaches it.
+    fn flush(&mut self) {
+        let upto = self.applied_seq();
+        if self.outbox.is_empty() && upto == self.flushed_upto {
+            return;
+        }
+        let mut batches: Vec<Vec<ShardOp>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (shard, op) in self.outbox.drain(..) {
+            batches[shard].push(op);
+        }
+        for (handle, batch) in self.shards.iter_mut().zip(batches) {
+            if handle.sender.send((batch, upto)).is_ok() {
+                handle.sent += 1;
+            }
+        }
+        self.flushed_upto = upto;
+    }
+
+    /// Sends every shard an empty batch, so each checks its timers.
+    fn tick(&mut self) {
+        self.flush();
+        for handle in &mut self.shards {
+            if handle.sender.send((Vec::new(), self.flushed_upto)).is_ok() {
+                handle.sent += 1;
+            }
+        }
+    }
+
+    /// Waits while a shard is more than `ahead` batches behind.
+    fn wait_for_shards(&self, ahead: u64) {
+        for handle in &self.shards {
+            while handle.sent > handle.done.load(std::sync::atomic::Ordering::Acquire) + ahead {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(
+    store: Arc<Store>,
+    mut routing: Routing,
+    mut commands: mpsc::Receiver<Pending>,
+    routed: watch::Sender<u64>,
+) {
+    // Subscribe before replaying, so no durable group falls between the two.
+    let mut feed = store.writer.subscribe();
+    if let Err(error) = catch_up(&store, &mut routing, store.writer.committed_seq()) {
+        tracing::error!(%error, "engine stopped: the log could not be replayed");
+        return;
+    }
+    let mut waiting: Vec<Pending> = Vec::new();
+    let mut ticks = tokio::time::interval(TIMER_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        waiting = answer_ready(&store, &mut routing, waiting);
+        routing.flush();
+        routed.send_replace(routing.flushed_upto);
+        tokio::select! {
+            group = feed.recv() => {
+                let result = match group {
+                    Ok(events) => follow(&store, &mut routing, &events),
+                    // Fell behind the live feed: the log has everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&store, &mut routing, store.writer.committed_seq()),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if let Err(error) = result {
+                    tracing::error!(%error, "engine stopped: the log could not be read");
+                    return;
+                }
+                routing.flush();
+                routing.wait_for_shards(SHARD_BATCHES_AHEAD_MAX);
+            }
+            _ = ticks.tick() => routing.tick(),
+            command = commands.recv() => match command {
+                Some(command) => waiting.push(command),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Routes one durable group from the live feed; reads the log first if
+/// events before the group have not been routed yet.
+pub(crate) fn follow(
+    store: &Store,
+    routing: &mut Routing,
+    events: &[kairos_store::log::StoredEvent],
+) -> Result<(), kairos_store::StoreError> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    if first.seq > routing.applied_seq() + 1 {
+        catch_up(store, routing, first.seq - 1)?;
+    }
+    for stored in events {
+        if stored.seq > routing.applied_seq() {
+            route(store, routing, stored)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn route(
+    store: &Store,
+    routing: &mut Routing,
+    stored: &kairos_store::log::StoredEvent,
+) -> Result<(), kairos_store::StoreError> {
+    let event = Arc::new(stored.decode()?);
+    let mut router = routing.router.write().expect("router lock");
+    if !router.knows_source(&event.source_id) {
+        let source = store.sources.get(&event.source_id);
+        router.learn_source(
+            &event.source_id,
+            source.as_ref().map(|source| source.record.name.as_str()),
+        );
+    }
+    router.route(event, &mut routing.outbox);
+    Ok(())
+}
+
+pub(crate) fn catch_up(
+    store: &Store,
+    routing: &mut Routing,
+    durable: u64,
+) -> Result<(), kairos_store::StoreError> {
+    while routing.applied_seq() < durable {
+        let events =
+            store
+                .log
+                .read_after(routing.applied_seq(), durable, READ_BATCH_EVENTS, None)?;
+        if events.is_empty() {
+            routing.router().skip_to(durable);
+            break;
+        }
+        for stored in &events {
+            route(store, routing, stored)?;
+        }
+        routing.flush();
+        routing.wait_for_shards(1);
+    }
+    Ok(())
+}
+
+/// Carries out the commands whose events are routed; returns the rest.
+pub(crate) fn answer_ready(
+    store: &Store,
+    routing: &mut Routing,
+    waiting: Vec<Pending>,
+) -> Vec<Pending> {
+    let mut still_waiting = Vec::new();
+    for pending in waiting {
+        if pending.min_seq > routing.applied_seq() {
+            still_waiting.push(pending);
+            continue;
+        }
+        match pending.command {
+            Command::Erase { identifier, reply } => erase(store, routing, &identifier, reply),
+            Command::SetAudiences { program, reply } => {
+                let replayed = backfill(store, routing, program).unwrap_or_else(|error| {
+                    tracing::error!(%error, "audience backfill could not read the log");
+                    0
+                });
+                let _ = reply.send(replayed);
+            }
+            Command::Sync { reply } => {
+                routing.tick();
+                routing.wait_for_shards(0);
+                let _ = reply.send(());
+            }
+        }
+    }
+    still_waiting
+}
+
+/// Installs new audience definitions on every shard and replays the log's
+/// track events into them, each to the profile its identifiers belong to
+/// now. Live events wait meanwhile, so nothing is missed or seen twice.
+pub(crate) fn backfill(
+    store: &Store,
+    routing: &mut Routing,
+    program: Arc<Program>,
+) -> Result<usize, kairos_store::StoreError> {
+    for shard in 0..routing.shards.len() {
+        routing.outbox.push((
+            shard,
+            ShardOp::SetAudiences {
+                program: program.clone(),
+            },
+        ));
+    }
+    routing.flush();
+    let upto = routing.applied_seq();
+    let (mut after, mut replayed) = (0, 0);
+    while after < upto {
+        let events = store.log.read_after(after, upto, READ_BATCH_EVENTS, None)?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        after = last.seq;
+        {
+            let router = routing.router.read().expect("router lock");
+            for stored in &events {
+                let event = stored.decode()?;
+                if event.event.is_none() {
+                    continue;
+                }
+                if let Some(profile) = router.current_profile(&event) {
+                    routing.outbox.push((
+                        router.shard_of(profile),
+                        ShardOp::Backfill {
+                            profile,
+                            event: Arc::new(event),
+                        },
+                    ));
+                    replayed += 1;
+                }
+            }
+        }
+        routing.tick();
+        routing.wait_for_shards(1);
+    }
+    routing.wait_for_shards(0);
+    Ok(replayed)
+}
+
+/// On the router, before the next event: nothing routed after this point
+/// can bring the person back.
+pub(crate) fn erase(
+    store: &Store,
+    routing: &mut Routing,
+    identifier: &Identifier,
+    reply: oneshot::Sender<Option<ErasedProfile>>,
+) {
+    let mut router = routing.router();
+    let Some((profile, identities)) = router.erase(identifier) else {
+        let _ = reply.send(None);
+        return;
+    };
+    let subjects: Vec<_> = identities
+        .iter()
+        .map(|identity| store.vault.subject(identity))
+        .collect();
+    let applied_seq = router.applied_seq();
+    store.privacy.suppress_now(&subjects, applied_seq);
+    let shard = router.shard_of(profile);
+    drop(router);
+    let erased = ErasedProfile {
+        profile_id: types::profile_key(profile),
+        identities,
+        events: 0,
+        applied_seq,
+    };
+    routing.outbox.push((
+        shard,
+        ShardOp::Remove {
+            profile,
+            erased,
+            reply,
+        },
+    ));
+}
