@@ -171,3 +171,41 @@ pub enum Literal {
     /// Dates are written bare (`2024-01-01`) and kept as RFC 3339 text.
     Text(String),
 }
+
+/// A computed trait's definition: a value per person, kept current like an
+/// audience (docs/audiences.md, "Computed traits").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ValueExpr {
+    /// `count "Order Completed" within 90d`, `sum revenue of ... within 365d`:
+    /// a number (`avg`, `min`, `max` of no values: no value).
+    Aggregate {
+        function: Aggregate,
+        event: EventRef,
+        window: Window,
+    },
+    /// `first "X"` / `last "X"`: when it first or last happened (RFC 3339).
+    Occurrence { which: Occurrence, event: EventRef },
+    /// `last plan of "Plan Viewed"`: the property on the latest matching event.
+    LatestValue { property: String, event: EventRef },
+    /// `most frequent category of "Product Viewed" within 90d`: the value
+    /// seen most often (ties: the smallest value).
+    MostFrequent {
+        property: String,
+        event: EventRef,
+        window: Window,
+    },
+    /// `case when <condition> then <value> ... else <value> end`: the value
+    /// of the first branch whose condition holds (RFM scores, tiers).
+    Case {
+        branches: Vec<CaseBranch>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        otherwise: Option<Literal>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseBranch {
+    pub when: Expr,
+    pub then: Literal,
+}

@@ -117,6 +117,117 @@ pub fn evaluate(expr: &Expr, events: &[EventFact], facts: &PersonFacts, now: Tim
     }
 }
 
+/// The from-scratch value of a computed trait for a person at `now`;
+/// `None` when it has no value (no matching event, no branch that holds).
+///
+/// - aggregates as in conditions (`count`, `sum`, `distinct` of nothing
+///   are 0; `avg`, `min`, `max` of nothing have no value);
+/// - `first`/`last "X"`: the earliest / latest time of a matching event;
+/// - `last P of "X"`: P on the latest matching event that has it (ties in
+///   time: the greatest value, [`value_order`]);
+/// - `most frequent P of "X"`: the value of P seen on the most matching
+///   events in the window (ties: the smallest value);
+/// - `case`: the first branch whose condition holds, else `else`.
+pub fn value(
+    expr: &ValueExpr,
+    events: &[EventFact],
+    facts: &PersonFacts,
+    now: Timestamp,
+) -> Option<Value> {
+    let matching = |event: &EventRef, window: &Window| -> Vec<&EventFact> {
+        events
+            .iter()
+            .filter(|fact| matches_event(event, fact) && in_window(window, fact.at, now))
+            .collect()
+    };
+    match expr {
+        ValueExpr::Aggregate {
+            function,
+            event,
+            window,
+        } => aggregate(function, &matching(event, window)).map(number_value),
+        ValueExpr::Occurrence { which, event } => {
+            let times = matching(event, &Window::Ever).into_iter().map(|fact| fact.at);
+            let chosen = match which {
+                Occurrence::First => times.min(),
+                Occurrence::Last => times.max(),
+            };
+            chosen.map(|at| Value::String(at.to_string()))
+        }
+        ValueExpr::LatestValue { property, event } => matching(event, &Window::Ever)
+            .into_iter()
+            .filter_map(|fact| Some((fact.at, property_value(&fact.properties, property)?)))
+            .max_by(|(a_at, a), (b_at, b)| a_at.cmp(b_at).then_with(|| value_order(a, b)))
+            .map(|(_, value)| value.clone()),
+        ValueExpr::MostFrequent {
+            property,
+            event,
+            window,
+        } => most_frequent(
+            matching(event, window)
+                .into_iter()
+                .filter_map(|fact| property_value(&fact.properties, property)),
+        ),
+        ValueExpr::Case {
+            branches,
+            otherwise,
+        } => branches
+            .iter()
+            .find(|branch| evaluate(&branch.when, events, facts, now))
+            .map(|branch| &branch.then)
+            .or(otherwise.as_ref())
+            .map(literal_value),
+    }
+}
+
+/// A property's value when it has one (null counts as none).
+pub(crate) fn property_value<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    lookup(map, path).filter(|value| !value.is_null())
+}
+
+/// The value seen most often; ties go to the smallest ([`value_order`]).
+pub(crate) fn most_frequent<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Value> {
+    let mut counts: Vec<(&Value, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|(a, a_count), (b, b_count)| a_count.cmp(b_count).then_with(|| value_order(b, a)))
+        .map(|(value, _)| value.clone())
+}
+
+/// A total order on property values: numbers numerically, before
+/// everything else, which is ordered by its JSON text.
+pub fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// A number as JSON: whole numbers as integers (`3`, not `3.0`).
+pub(crate) fn number_value(number: f64) -> Value {
+    if number.fract() == 0.0 && number.abs() < 9.0e15 {
+        Value::from(number as i64)
+    } else {
+        Value::from(number)
+    }
+}
+
+pub(crate) fn literal_value(literal: &Literal) -> Value {
+    match literal {
+        Literal::Bool(flag) => Value::Bool(*flag),
+        Literal::Number(number) => number_value(*number),
+        Literal::Text(text) => Value::String(text.clone()),
+    }
+}
+
 pub(crate) fn seconds(count: u64) -> jiff::SignedDuration {
     jiff::SignedDuration::from_secs(count.min(i64::MAX as u64) as i64)
 }

@@ -16,13 +16,18 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 
 use super::ast::*;
-use super::eval::{EventFact, PersonFacts, in_window, lookup, recency_holds, seconds, test_value};
+use serde_json::{Map, Value};
+
+use super::eval::{
+    EventFact, PersonFacts, in_window, literal_value, lookup, most_frequent, number_value,
+    recency_holds, seconds, test_value,
+};
 use super::leaves::{
-    Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, merge_sorted, next_change,
-    record,
+    Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, later, merge_sorted,
+    next_change, record,
 };
 pub use super::program::Program;
-use super::program::{Compiled, IdMap};
+use super::program::{Body, Compiled, IdMap};
 
 pub type PersonId = u64;
 
@@ -40,12 +45,46 @@ pub struct Change {
 #[derive(Default)]
 pub struct PersonState {
     leaves: IdMap<usize, LeafEntries>,
-    members: BTreeSet<usize>,
-    pub(super) facts: PersonFacts,
+    pub(super) members: BTreeSet<usize>,
+    /// Traits and scores (computed traits are `computed`).
+    facts: PersonFacts,
+    /// Computed trait values that differ from the value for someone who has
+    /// done nothing (`Program::vacuous_values`), by definition; `Null`
+    /// stands for "no value" where that differs.
+    computed: Vec<(usize, Value)>,
     /// Each definition's pending timer (few per person: a small vector).
     timers: Vec<(usize, Timestamp)>,
     /// The earliest of them: this person's entry in the engine's timer set.
     scheduled: Option<Timestamp>,
+}
+
+impl PersonState {
+    /// Records a computed trait's value as given (used while compiling).
+    pub(super) fn set_computed(&mut self, definition: usize, value: Value) {
+        match self.computed.binary_search_by_key(&definition, |(index, _)| *index) {
+            Ok(position) => self.computed[position].1 = value,
+            Err(position) => self.computed.insert(position, (definition, value)),
+        }
+    }
+
+    fn forget_computed(&mut self, definition: usize) {
+        if let Ok(position) = self.computed.binary_search_by_key(&definition, |(index, _)| *index)
+        {
+            self.computed.remove(position);
+        }
+    }
+
+    /// A computed trait's current value for this person.
+    pub(super) fn computed_value<'a>(
+        &'a self,
+        program: &'a Program,
+        definition: usize,
+    ) -> Option<&'a Value> {
+        match self.computed.binary_search_by_key(&definition, |(index, _)| *index) {
+            Ok(position) => Some(&self.computed[position].1).filter(|value| !value.is_null()),
+            Err(_) => program.vacuous_values[definition].as_ref(),
+        }
+    }
 }
 
 /// Audience memberships of many people, kept current event by event and
@@ -67,22 +106,41 @@ impl AudienceEngine {
     }
 
     pub fn is_member(&self, person: PersonId, audience: &str) -> bool {
-        let Some(state) = self.persons.get(&person) else {
+        let (Some(state), Some(definition)) = (
+            self.persons.get(&person),
+            self.program.audience_index(audience),
+        ) else {
             return false;
         };
-        state
-            .members
+        state.members.contains(&definition)
+    }
+
+    /// A person's computed traits (none for someone never seen).
+    pub fn computed_values(&self, person: PersonId) -> Map<String, Value> {
+        let Some(state) = self.persons.get(&person) else {
+            return Map::new();
+        };
+        self.program
+            .definitions
             .iter()
-            .any(|&definition| self.program.definitions[definition].name == audience)
+            .enumerate()
+            .filter(|(_, definition)| matches!(definition.body, Body::Computed(_)))
+            .filter_map(|(index, definition)| {
+                let value = state.computed_value(&self.program, index)?;
+                Some((definition.name.clone(), value.clone()))
+            })
+            .collect()
+    }
+
+    /// A computed trait's value for a person.
+    pub fn computed_value(&self, person: PersonId, name: &str) -> Option<Value> {
+        let definition = self.program.computed_index(name)?;
+        let state = self.persons.get(&person)?;
+        state.computed_value(&self.program, definition).cloned()
     }
 
     pub fn members(&self, audience: &str) -> Vec<PersonId> {
-        let Some(definition) = self
-            .program
-            .definitions
-            .iter()
-            .position(|definition| definition.name == audience)
-        else {
+        let Some(definition) = self.program.audience_index(audience) else {
             return Vec::new();
         };
         let mut members: Vec<PersonId> = self
@@ -146,10 +204,13 @@ impl AudienceEngine {
             merge_sorted(&mut target.thens, entries.thens, |at| *at);
             if let Leaf::Stream { keep, .. } = &self.program.leaves[leaf] {
                 match keep {
-                    Keep::Latest => target
-                        .stream
-                        .drain(..target.stream.len().saturating_sub(1))
-                        .for_each(drop),
+                    Keep::Latest => {
+                        let latest = target
+                            .stream
+                            .drain(..)
+                            .reduce(|kept, entry| if later(&entry, &kept) { entry } else { kept });
+                        target.stream.extend(latest);
+                    }
                     Keep::Earliest => target.stream.truncate(1),
                     Keep::All => {}
                 }
@@ -193,7 +254,7 @@ impl AudienceEngine {
         changes
     }
 
-    /// Records a person's traits (and computed traits, scores); call when
+    /// Records a person's traits and scores; call when
     /// they change. Re-evaluates what reads them.
     pub fn set_facts(
         &mut self,
@@ -204,7 +265,6 @@ impl AudienceEngine {
         let first_seen = !self.persons.contains_key(&person);
         let state = self.persons.entry(person).or_default();
         state.facts.traits = facts.traits;
-        state.facts.computed = facts.computed;
         state.facts.scores = facts.scores;
         let dirty: BTreeSet<usize> = self
             .program
@@ -283,27 +343,40 @@ impl AudienceEngine {
             let definition = program.order[position];
             let compiled = &program.definitions[definition];
             prune(program, compiled, state, now);
-            if compiled.reads_audiences {
-                state.facts.audiences = state
-                    .members
-                    .iter()
-                    .map(|&member| program.definitions[member].name.clone())
-                    .collect();
-            }
             let mut leaf_cursor = compiled.leaves.iter();
-            let member = evaluate(&compiled.expr, &mut leaf_cursor, state, now);
-            if member != state.members.contains(&definition) {
-                if member {
-                    state.members.insert(definition);
-                } else {
-                    state.members.remove(&definition);
+            let changed = match &compiled.body {
+                Body::Audience(expr) => {
+                    let member = evaluate(program, expr, &mut leaf_cursor, state, now);
+                    let changed = member != state.members.contains(&definition);
+                    if changed {
+                        if member {
+                            state.members.insert(definition);
+                        } else {
+                            state.members.remove(&definition);
+                        }
+                        changes.push(Change {
+                            person,
+                            audience: compiled.name.clone(),
+                            entered: member,
+                            at: now,
+                        });
+                    }
+                    changed
                 }
-                changes.push(Change {
-                    person,
-                    audience: compiled.name.clone(),
-                    entered: member,
-                    at: now,
-                });
+                Body::Computed(expr) => {
+                    let value = evaluate_value(program, expr, &mut leaf_cursor, state, now);
+                    let changed = state.computed_value(program, definition) != value.as_ref();
+                    if changed {
+                        if value == program.vacuous_values[definition] {
+                            state.forget_computed(definition);
+                        } else {
+                            state.set_computed(definition, value.unwrap_or(Value::Null));
+                        }
+                    }
+                    changed
+                }
+            };
+            if changed {
                 queue.extend(
                     compiled
                         .dependents
@@ -364,6 +437,7 @@ fn prune(program: &Program, compiled: &Compiled, state: &mut PersonState, now: T
 /// Evaluates like [`super::eval::evaluate`], reading event conditions from
 /// the leaves (visited in compile order).
 pub(super) fn evaluate<'a>(
+    program: &Program,
     expr: &Expr,
     leaves: &mut impl Iterator<Item = &'a usize>,
     state: &PersonState,
@@ -373,25 +447,32 @@ pub(super) fn evaluate<'a>(
         // Every branch is visited, so the leaf cursor stays in step.
         Expr::And { all } => all
             .iter()
-            .map(|expr| evaluate(expr, leaves, state, now))
+            .map(|expr| evaluate(program, expr, leaves, state, now))
             .collect::<Vec<bool>>()
             .into_iter()
             .all(|value| value),
         Expr::Or { any } => any
             .iter()
-            .map(|expr| evaluate(expr, leaves, state, now))
+            .map(|expr| evaluate(program, expr, leaves, state, now))
             .collect::<Vec<bool>>()
             .into_iter()
             .any(|value| value),
-        Expr::Not { expr } => !evaluate(expr, leaves, state, now),
+        Expr::Not { expr } => !evaluate(program, expr, leaves, state, now),
         Expr::Trait { name, test } => test_value(lookup(&state.facts.traits, name), test),
-        Expr::Computed { name, test } => test_value(lookup(&state.facts.computed, name), test),
+        Expr::Computed { name, test } => test_value(
+            program
+                .computed_index(name)
+                .and_then(|definition| state.computed_value(program, definition)),
+            test,
+        ),
         Expr::Score { model, op, value } => state
             .facts
             .scores
             .get(model)
             .is_some_and(|score| op.holds(score.total_cmp(value))),
-        Expr::InAudience { audience } => state.facts.audiences.contains(audience),
+        Expr::InAudience { audience } => program
+            .audience_index(audience)
+            .is_some_and(|definition| state.members.contains(&definition)),
         Expr::Aggregate {
             function,
             window,
@@ -444,6 +525,57 @@ pub(super) fn evaluate<'a>(
             } else {
                 entries.firsts.iter().any(|a| followed(*a))
             }
+        }
+    }
+}
+
+/// Evaluates like [`super::eval::value`], reading event conditions from
+/// the leaves (visited in compile order).
+pub(super) fn evaluate_value<'a>(
+    program: &Program,
+    expr: &ValueExpr,
+    leaves: &mut impl Iterator<Item = &'a usize>,
+    state: &PersonState,
+    now: Timestamp,
+) -> Option<Value> {
+    match expr {
+        ValueExpr::Aggregate {
+            function, window, ..
+        } => {
+            let entries = leaf_entries(leaves, state)
+                .map(|entries| in_window_entries(&entries.stream, window, now))
+                .unwrap_or(&[]);
+            aggregate_entries(function, entries).map(number_value)
+        }
+        ValueExpr::Occurrence { .. } => leaf_entries(leaves, state)
+            .and_then(|entries| entries.stream.first())
+            .map(|(at, _)| Value::String(at.to_string())),
+        ValueExpr::LatestValue { .. } => leaf_entries(leaves, state)
+            .and_then(|entries| entries.stream.first())
+            .and_then(|(_, value)| value.clone()),
+        ValueExpr::MostFrequent { window, .. } => {
+            let entries = leaf_entries(leaves, state)
+                .map(|entries| in_window_entries(&entries.stream, window, now))
+                .unwrap_or(&[]);
+            most_frequent(
+                entries
+                    .iter()
+                    .filter_map(|(_, value)| value.as_ref().filter(|value| !value.is_null())),
+            )
+        }
+        ValueExpr::Case {
+            branches,
+            otherwise,
+        } => {
+            // Every branch is visited, so the leaf cursor stays in step.
+            let mut chosen = None;
+            for branch in branches {
+                let holds = evaluate(program, &branch.when, leaves, state, now);
+                if holds && chosen.is_none() {
+                    chosen = Some(&branch.then);
+                }
+            }
+            chosen.or(otherwise.as_ref()).map(literal_value)
         }
     }
 }

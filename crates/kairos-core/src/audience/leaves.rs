@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::ast::*;
-use super::eval::{EventFact, lookup, matches_event, seconds};
+use super::eval::{EventFact, lookup, matches_event, seconds, value_order};
 
 /// An event-reading condition, compiled.
 #[derive(Debug, Clone)]
@@ -69,13 +69,17 @@ pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) 
             let value = property
                 .as_deref()
                 .and_then(|property| lookup(&event.properties, property).cloned());
+            if *keep != Keep::All && property.is_some() && value.as_ref().is_none_or(Value::is_null)
+            {
+                return false; // `last P of`: only events that have P
+            }
             let stream = &mut entries.stream;
             match keep {
                 Keep::All => {
                     let position = stream.partition_point(|(at, _)| *at <= event.at);
                     stream.insert(position, (event.at, value));
                 }
-                Keep::Latest if stream.first().is_none_or(|(at, _)| event.at > *at) => {
+                Keep::Latest if stream.first().is_none_or(|kept| later(&(event.at, value.clone()), kept)) => {
                     *stream = vec![(event.at, value)];
                 }
                 Keep::Earliest if stream.first().is_none_or(|(at, _)| event.at < *at) => {
@@ -97,6 +101,17 @@ pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) 
             touched
         }
     }
+}
+
+/// Whether entry `a` comes after `b`: by time, ties by value
+/// ([`value_order`]), so the kept latest entry does not depend on arrival.
+pub(super) fn later(a: &(Timestamp, Option<Value>), b: &(Timestamp, Option<Value>)) -> bool {
+    a.0.cmp(&b.0)
+        .then_with(|| match (&a.1, &b.1) {
+            (Some(a), Some(b)) => value_order(a, b),
+            (a, b) => a.is_some().cmp(&b.is_some()),
+        })
+        .is_gt()
 }
 
 /// The entries inside the window (entries are sorted by time; a rolling

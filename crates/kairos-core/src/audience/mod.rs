@@ -23,8 +23,8 @@ mod leaves;
 pub mod parser;
 mod program;
 
-pub use ast::Expr;
-pub use parser::{DefinitionError, parse};
+pub use ast::{Expr, ValueExpr};
+pub use parser::{DefinitionError, parse, parse_value};
 
 #[cfg(test)]
 mod tests;

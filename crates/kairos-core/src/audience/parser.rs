@@ -59,7 +59,13 @@ struct Located {
 const SYMBOLS: [&str; 12] = [
     ">=", "<=", "!=", "=", ">", "<", "(", ")", "[", "]", ",", ".",
 ];
-const KEYWORDS: [&str; 31] = [
+const KEYWORDS: [&str; 37] = [
+    "most",
+    "frequent",
+    "case",
+    "when",
+    "else",
+    "end",
     "and",
     "or",
     "not",
@@ -241,6 +247,24 @@ pub fn parse(text: &str) -> Result<Expr, DefinitionError> {
         Token::End => Ok(expr),
         other => Err(parser.error(format!(
             "expected `and`, `or` or the end of the definition, found {}",
+            other.describe()
+        ))),
+    }
+}
+
+/// Parses a computed trait's text form (docs/audiences.md, "Computed
+/// traits"): an aggregate, `first`/`last` of an event, `last P of` an
+/// event, `most frequent P of` an event, or `case when ... end`.
+pub fn parse_value(text: &str) -> Result<ValueExpr, DefinitionError> {
+    let mut parser = Parser {
+        tokens: lex(text)?,
+        position: 0,
+    };
+    let expr = parser.value_expr()?;
+    match parser.peek() {
+        Token::End => Ok(expr),
+        other => Err(parser.error(format!(
+            "expected the end of the computed trait's definition, found {}",
             other.describe()
         ))),
     }
@@ -454,6 +478,105 @@ impl Parser {
                 "`{other}` does not start a condition; conditions start with trait, computed, score, in audience, count, sum, avg, min, max, distinct, performed, did not perform, first, last, or an event name in quotes"
             ))),
         }
+    }
+
+    fn value_expr(&mut self) -> Result<ValueExpr, DefinitionError> {
+        let word = match self.peek() {
+            Token::Word(word) => word.to_lowercase(),
+            other => {
+                return Err(self.error(format!(
+                    "expected a value: count, sum, avg, min, max, distinct, first, last, most frequent or case, found {}",
+                    other.describe()
+                )));
+            }
+        };
+        self.next();
+        match word.as_str() {
+            "count" => {
+                let event = self.event_ref()?;
+                let window = self.window()?;
+                Ok(ValueExpr::Aggregate {
+                    function: Aggregate::Count,
+                    event,
+                    window,
+                })
+            }
+            "sum" | "avg" | "min" | "max" | "distinct" => {
+                let property = self.name("a property name (e.g. `revenue`)")?;
+                self.expect_word("of", "between the property and the event name")?;
+                let function = match word.as_str() {
+                    "sum" => Aggregate::Sum(property),
+                    "avg" => Aggregate::Avg(property),
+                    "min" => Aggregate::Min(property),
+                    "max" => Aggregate::Max(property),
+                    _ => Aggregate::Distinct(property),
+                };
+                let event = self.event_ref()?;
+                let window = self.window()?;
+                Ok(ValueExpr::Aggregate {
+                    function,
+                    event,
+                    window,
+                })
+            }
+            "first" | "last" if matches!(self.peek(), Token::Text(_)) => {
+                let which = if word == "first" { Occurrence::First } else { Occurrence::Last };
+                let event = self.event_ref()?;
+                Ok(ValueExpr::Occurrence { which, event })
+            }
+            "last" => {
+                let property = self.name("a property name or an event name in quotes")?;
+                self.expect_word("of", "between the property and the event name")?;
+                let event = self.event_ref()?;
+                Ok(ValueExpr::LatestValue { property, event })
+            }
+            "most" => {
+                self.expect_word("frequent", "after `most`")?;
+                let property = self.name("a property name (e.g. `category`)")?;
+                self.expect_word("of", "between the property and the event name")?;
+                let event = self.event_ref()?;
+                let window = self.window()?;
+                Ok(ValueExpr::MostFrequent {
+                    property,
+                    event,
+                    window,
+                })
+            }
+            "case" => self.case(),
+            other => {
+                self.position -= 1;
+                Err(self.error(format!(
+                    "`{other}` does not start a value; a computed trait starts with count, sum, avg, min, max, distinct, first, last, most frequent or case"
+                )))
+            }
+        }
+    }
+
+    /// `case when <condition> then <value> ... [else <value>] end`.
+    fn case(&mut self) -> Result<ValueExpr, DefinitionError> {
+        let mut branches = Vec::new();
+        while self.eat_word("when") {
+            let when = self.or()?;
+            self.expect_word("then", "after the condition (`when ... then <value>`)")?;
+            let then = self.literal()?;
+            branches.push(CaseBranch { when, then });
+        }
+        if branches.is_empty() {
+            return Err(self.error(format!(
+                "expected `when` (`case when <condition> then <value> ... end`), found {}",
+                self.peek().describe()
+            )));
+        }
+        let otherwise = if self.eat_word("else") {
+            Some(self.literal()?)
+        } else {
+            None
+        };
+        self.expect_word("end", "to close the `case`")?;
+        Ok(ValueExpr::Case {
+            branches,
+            otherwise,
+        })
     }
 
     /// `count "X" within 30d > 3` or, read aloud, `count "X" more than 3

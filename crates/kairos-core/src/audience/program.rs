@@ -7,34 +7,51 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use super::ast::*;
-use super::incremental::{PersonState, evaluate};
+use serde_json::Value;
+
+use super::incremental::{PersonState, evaluate, evaluate_value};
 use super::leaves::{Keep, Leaf};
+
+/// What a definition is: an audience (a condition) or a computed trait (a
+/// value).
+pub(super) enum Body {
+    Audience(Expr),
+    Computed(ValueExpr),
+}
 
 pub(super) struct Compiled {
     pub(super) name: String,
-    pub(super) expr: Expr,
+    pub(super) body: Body,
     pub(super) leaves: Vec<usize>,
     pub(super) reads_facts: bool,
-    /// Whether it uses `in audience` (memberships are then looked up).
-    pub(super) reads_audiences: bool,
-    /// Definitions whose `in audience` names this one.
+    /// Whether it refers to other definitions (`in audience`, `computed`).
+    pub(super) reads_derived: bool,
+    /// Definitions whose `in audience` / `computed` names this one.
     pub(super) dependents: Vec<usize>,
 }
 
 pub struct Program {
+    /// Audiences first, then computed traits.
     pub(super) definitions: Vec<Compiled>,
     pub(super) leaves: Vec<Leaf>,
     pub(super) by_event: HashMap<String, Vec<usize>>,
     /// For each leaf, the definitions that read it.
     pub(super) leaf_definitions: Vec<Vec<usize>>,
-    /// Definition indexes in an order where `in audience` targets come first.
+    /// Definition indexes in an order where what a definition refers to
+    /// (`in audience`, `computed`) comes before it.
     pub(super) order: Vec<usize>,
     /// Each definition's position in `order`.
     pub(super) position: Vec<usize>,
-    /// Definitions true for someone with no events and no traits (e.g.
-    /// `did not perform ...`): what a person's first appearance evaluates
+    /// Each definition for someone with no events and no traits: audiences
+    /// that hold (`did not perform ...`), computed traits that have a value
+    /// (a count of 0). What a person's first appearance must evaluate
     /// besides what their first event touches.
     pub(super) vacuous: Vec<bool>,
+    /// Computed traits' values for someone who has done nothing; a person
+    /// stores only values that differ from these.
+    pub(super) vacuous_values: Vec<Option<Value>>,
+    audience_index: HashMap<String, usize>,
+    computed_index: HashMap<String, usize>,
 }
 
 /// A hasher for small integer keys (profile and definition ids): one
@@ -64,12 +81,25 @@ impl std::hash::Hasher for IdHasher {
 pub(super) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 impl Program {
-    /// Compiles named definitions; refuses unknown or circular `in audience`.
-    pub fn compile(definitions: &[(String, Expr)]) -> Result<Program, String> {
-        let index: HashMap<&str, usize> = definitions
+    /// Compiles named audience definitions.
+    pub fn compile(audiences: &[(String, Expr)]) -> Result<Program, String> {
+        Program::compile_all(audiences, &[])
+    }
+
+    /// Compiles audiences and computed traits together; refuses unknown or
+    /// circular references (`in audience`, `computed`).
+    pub fn compile_all(
+        audiences: &[(String, Expr)],
+        computed: &[(String, ValueExpr)],
+    ) -> Result<Program, String> {
+        let bodies: Vec<(&String, Body)> = audiences
             .iter()
-            .enumerate()
-            .map(|(position, (name, _))| (name.as_str(), position))
+            .map(|(name, expr)| (name, Body::Audience(expr.clone())))
+            .chain(
+                computed
+                    .iter()
+                    .map(|(name, expr)| (name, Body::Computed(expr.clone()))),
+            )
             .collect();
         let mut program = Program {
             definitions: Vec::new(),
@@ -79,19 +109,39 @@ impl Program {
             order: Vec::new(),
             position: Vec::new(),
             vacuous: Vec::new(),
+            vacuous_values: Vec::new(),
+            audience_index: audiences
+                .iter()
+                .enumerate()
+                .map(|(position, (name, _))| (name.clone(), position))
+                .collect(),
+            computed_index: computed
+                .iter()
+                .enumerate()
+                .map(|(position, (name, _))| (name.clone(), audiences.len() + position))
+                .collect(),
         };
         let mut references: Vec<Vec<usize>> = Vec::new();
-        for (name, expr) in definitions {
+        for (name, body) in bodies {
             let mut compiled = Compiled {
                 name: name.clone(),
-                expr: expr.clone(),
+                body,
                 leaves: Vec::new(),
                 reads_facts: false,
-                reads_audiences: false,
+                reads_derived: false,
                 dependents: Vec::new(),
             };
             let mut referenced = Vec::new();
-            program.collect_leaves(expr, &mut compiled, &mut referenced, &index)?;
+            match &compiled.body {
+                Body::Audience(expr) => {
+                    let expr = expr.clone();
+                    program.collect_leaves(&expr, &mut compiled, &mut referenced)?
+                }
+                Body::Computed(expr) => {
+                    let expr = expr.clone();
+                    program.collect_value_leaves(&expr, &mut compiled, &mut referenced)?
+                }
+            }
             references.push(referenced);
             program.definitions.push(compiled);
         }
@@ -101,7 +151,7 @@ impl Program {
             }
         }
         program.order = topological_order(&references).ok_or_else(|| {
-            "audiences refer to each other in a circle (`in audience`)".to_string()
+            "definitions refer to each other in a circle (`in audience`, `computed`)".to_string()
         })?;
         program.position = vec![0; program.definitions.len()];
         for (position, definition) in program.order.iter().enumerate() {
@@ -113,8 +163,48 @@ impl Program {
                 program.leaf_definitions[*leaf].push(index);
             }
         }
-        program.vacuous = program.vacuous_truths();
+        program.vacuous_truths();
         Ok(program)
+    }
+
+    fn collect_value_leaves(
+        &mut self,
+        expr: &ValueExpr,
+        compiled: &mut Compiled,
+        referenced: &mut Vec<usize>,
+    ) -> Result<(), String> {
+        let leaf = match expr {
+            ValueExpr::Case { branches, .. } => {
+                for branch in branches {
+                    self.collect_leaves(&branch.when, compiled, referenced)?;
+                }
+                return Ok(());
+            }
+            ValueExpr::Aggregate {
+                function,
+                event,
+                window,
+            } => stream_leaf(event, window, aggregated_property(function), Keep::All),
+            ValueExpr::Occurrence { which, event } => stream_leaf(
+                event,
+                &Window::Ever,
+                None,
+                match which {
+                    Occurrence::First => Keep::Earliest,
+                    Occurrence::Last => Keep::Latest,
+                },
+            ),
+            ValueExpr::LatestValue { property, event } => {
+                stream_leaf(event, &Window::Ever, Some(property.clone()), Keep::Latest)
+            }
+            ValueExpr::MostFrequent {
+                property,
+                event,
+                window,
+            } => stream_leaf(event, window, Some(property.clone()), Keep::All),
+        };
+        self.push_leaf(leaf, compiled);
+        Ok(())
     }
 
     fn collect_leaves(
@@ -122,32 +212,34 @@ impl Program {
         expr: &Expr,
         compiled: &mut Compiled,
         referenced: &mut Vec<usize>,
-        index: &HashMap<&str, usize>,
     ) -> Result<(), String> {
         let leaf = match expr {
-            Expr::And { all } => {
-                for expr in all {
-                    self.collect_leaves(expr, compiled, referenced, index)?;
+            Expr::And { all: exprs } | Expr::Or { any: exprs } => {
+                for expr in exprs {
+                    self.collect_leaves(expr, compiled, referenced)?;
                 }
                 return Ok(());
             }
-            Expr::Or { any } => {
-                for expr in any {
-                    self.collect_leaves(expr, compiled, referenced, index)?;
-                }
-                return Ok(());
-            }
-            Expr::Not { expr } => return self.collect_leaves(expr, compiled, referenced, index),
-            Expr::Trait { .. } | Expr::Computed { .. } | Expr::Score { .. } => {
+            Expr::Not { expr } => return self.collect_leaves(expr, compiled, referenced),
+            Expr::Trait { .. } | Expr::Score { .. } => {
                 compiled.reads_facts = true;
                 return Ok(());
             }
+            Expr::Computed { name, .. } => {
+                let target = self.computed_index.get(name).ok_or_else(|| {
+                    format!("`computed {name}`: no such computed trait (create it with POST /v1/computed-traits)")
+                })?;
+                referenced.push(*target);
+                compiled.reads_derived = true;
+                return Ok(());
+            }
             Expr::InAudience { audience } => {
-                let target = index
-                    .get(audience.as_str())
+                let target = self
+                    .audience_index
+                    .get(audience)
                     .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience"))?;
                 referenced.push(*target);
-                compiled.reads_audiences = true;
+                compiled.reads_derived = true;
                 return Ok(());
             }
             Expr::Aggregate {
@@ -155,27 +247,8 @@ impl Program {
                 event,
                 window,
                 ..
-            } => Leaf::Stream {
-                event: event.clone(),
-                window: window.clone(),
-                property: match function {
-                    Aggregate::Count => None,
-                    Aggregate::Sum(property)
-                    | Aggregate::Avg(property)
-                    | Aggregate::Min(property)
-                    | Aggregate::Max(property)
-                    | Aggregate::Distinct(property) => Some(property.clone()),
-                },
-                keep: Keep::All,
-                recency: None,
-            },
-            Expr::Performed { event, window, .. } => Leaf::Stream {
-                event: event.clone(),
-                window: window.clone(),
-                property: None,
-                keep: Keep::Latest,
-                recency: None,
-            },
+            } => stream_leaf(event, window, aggregated_property(function), Keep::All),
+            Expr::Performed { event, window, .. } => stream_leaf(event, window, None, Keep::Latest),
             Expr::Recency {
                 which,
                 event,
@@ -202,6 +275,12 @@ impl Program {
                 within: *within_seconds,
             },
         };
+        self.push_leaf(leaf, compiled);
+        Ok(())
+    }
+
+    /// Adds a leaf, indexed by the event names it reads.
+    fn push_leaf(&mut self, leaf: Leaf, compiled: &mut Compiled) {
         let id = self.leaves.len();
         let names: Vec<String> = match &leaf {
             Leaf::Stream { event, .. } => vec![event.name.clone()],
@@ -215,39 +294,90 @@ impl Program {
         }
         self.leaves.push(leaf);
         compiled.leaves.push(id);
-        Ok(())
     }
 
     /// Each definition evaluated for a person with no events and no traits
     /// (no timestamps are involved, so any "now" gives the same answer).
-    fn vacuous_truths(&self) -> Vec<bool> {
+    fn vacuous_truths(&mut self) {
         let mut empty = PersonState::default();
-        let mut truths = vec![false; self.definitions.len()];
-        for &definition in &self.order {
+        self.vacuous = vec![false; self.definitions.len()];
+        self.vacuous_values = vec![None; self.definitions.len()];
+        for position in 0..self.order.len() {
+            let definition = self.order[position];
             let compiled = &self.definitions[definition];
             let mut cursor = compiled.leaves.iter();
-            truths[definition] =
-                evaluate(&compiled.expr, &mut cursor, &empty, Timestamp::UNIX_EPOCH);
-            if truths[definition] {
-                empty.facts.audiences.insert(compiled.name.clone());
+            match &compiled.body {
+                Body::Audience(expr) => {
+                    let holds = evaluate(self, expr, &mut cursor, &empty, Timestamp::UNIX_EPOCH);
+                    if holds {
+                        empty.members.insert(definition);
+                    }
+                    self.vacuous[definition] = holds;
+                }
+                Body::Computed(expr) => {
+                    let value =
+                        evaluate_value(self, expr, &mut cursor, &empty, Timestamp::UNIX_EPOCH);
+                    self.vacuous[definition] = value.is_some();
+                    // While computing, the empty person holds the values
+                    // explicitly (nothing is vacuous yet for them).
+                    empty.set_computed(definition, value.clone().unwrap_or(Value::Null));
+                    self.vacuous_values[definition] = value;
+                }
             }
         }
-        truths
     }
 
     /// What a person's first appearance must evaluate besides what their
-    /// first event touches: definitions true for someone who has done
-    /// nothing, and those reading other audiences (whose memberships the
-    /// vacuous evaluation could only assume).
+    /// first event touches: definitions true (or valued) for someone who
+    /// has done nothing, and those reading other definitions (whose values
+    /// the vacuous evaluation could only assume).
     pub(super) fn first_appearance(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.definitions.len())
-            .filter(|index| self.vacuous[*index] || self.definitions[*index].reads_audiences)
+        (0..self.definitions.len()).filter(|index| {
+            self.vacuous[*index] || self.definitions[*index].reads_derived
+        })
+    }
+
+    pub(super) fn audience_index(&self, name: &str) -> Option<usize> {
+        self.audience_index.get(name).copied()
+    }
+
+    pub(super) fn computed_index(&self, name: &str) -> Option<usize> {
+        self.computed_index.get(name).copied()
     }
 
     pub fn audience_names(&self) -> impl Iterator<Item = &str> {
         self.definitions
             .iter()
+            .filter(|definition| matches!(definition.body, Body::Audience(_)))
             .map(|definition| definition.name.as_str())
+    }
+
+    pub fn computed_names(&self) -> impl Iterator<Item = &str> {
+        self.definitions
+            .iter()
+            .filter(|definition| matches!(definition.body, Body::Computed(_)))
+            .map(|definition| definition.name.as_str())
+    }
+}
+
+fn aggregated_property(function: &Aggregate) -> Option<String> {
+    match function {
+        Aggregate::Count => None,
+        Aggregate::Sum(property)
+        | Aggregate::Avg(property)
+        | Aggregate::Min(property)
+        | Aggregate::Max(property)
+        | Aggregate::Distinct(property) => Some(property.clone()),
+    }
+}
+
+fn stream_leaf(event: &EventRef, window: &Window, property: Option<String>, keep: Keep) -> Leaf {
+    Leaf::Stream {
+        event: event.clone(),
+        window: window.clone(),
+        property,
+        keep,
+        recency: None,
     }
 }
 

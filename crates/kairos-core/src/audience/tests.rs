@@ -1,5 +1,45 @@
 use super::ast::*;
-use super::parse;
+use super::{parse, parse_value};
+
+#[test]
+fn computed_trait_definitions_parse() {
+    let orders = parse_value("count \"Order Completed\" within 90d").unwrap();
+    assert!(matches!(
+        orders,
+        ValueExpr::Aggregate { function: Aggregate::Count, window: Window::Within { seconds }, .. } if seconds == 90 * 86_400
+    ));
+    let spend = parse_value("sum revenue of \"Order Completed\" within 365d").unwrap();
+    assert!(matches!(spend, ValueExpr::Aggregate { function: Aggregate::Sum(p), .. } if p == "revenue"));
+    assert!(matches!(
+        parse_value("last \"Order Completed\"").unwrap(),
+        ValueExpr::Occurrence { which: Occurrence::Last, .. }
+    ));
+    assert!(matches!(
+        parse_value("last plan of \"Plan Viewed\" where source = \"web\"").unwrap(),
+        ValueExpr::LatestValue { property, event } if property == "plan" && event.filters.len() == 1
+    ));
+    assert!(matches!(
+        parse_value("most frequent product.category of \"Product Viewed\" within 30d").unwrap(),
+        ValueExpr::MostFrequent { property, .. } if property == "product.category"
+    ));
+    let recency = parse_value(
+        "case\n  when last \"Order Completed\" less than 30d ago then 5\n  when last \"Order Completed\" less than 90d ago then 3\n  else 1\nend",
+    )
+    .unwrap();
+    let ValueExpr::Case { branches, otherwise } = recency else {
+        panic!()
+    };
+    assert_eq!(branches.len(), 2);
+    assert_eq!(otherwise, Some(Literal::Number(1.0)));
+    // Errors name the position and what was expected.
+    let error = parse_value("case when trait plan = \"pro\" then 1").unwrap_err();
+    assert_eq!((error.line, error.column), (1, 36), "{error}");
+    assert!(error.message.contains("`end`"), "{error}");
+    let error = parse_value("trait plan").unwrap_err();
+    assert!(error.message.contains("does not start a value"), "{error}");
+    let error = parse_value("count \"A\" within 30d > 3").unwrap_err();
+    assert!(error.message.contains("end of the computed trait"), "{error}");
+}
 
 #[test]
 fn the_two_examples_of_the_issue_parse_as_written_in_the_docs() {
@@ -183,13 +223,13 @@ fn the_examples_in_the_docs_parse() {
 }
 
 mod incremental_matches_from_scratch {
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
 
     use jiff::{SignedDuration, Timestamp};
     use serde_json::json;
 
     use super::super::ast::*;
-    use super::super::eval::{EventFact, PersonFacts, evaluate};
+    use super::super::eval::{EventFact, PersonFacts, evaluate, value};
     use super::super::incremental::{AudienceEngine, Program};
 
     struct Random(u64);
@@ -238,7 +278,14 @@ mod incremental_matches_from_scratch {
         }
     }
 
-    fn leaf(random: &mut Random, start: Timestamp, earlier: &[String]) -> Expr {
+    /// Names of the definitions made so far, which later ones may use.
+    #[derive(Default)]
+    struct Earlier {
+        audiences: Vec<String>,
+        computed: Vec<String>,
+    }
+
+    fn leaf(random: &mut Random, start: Timestamp, earlier: &Earlier) -> Expr {
         let op = random.pick(&[
             CmpOp::Gt,
             CmpOp::Ge,
@@ -279,8 +326,19 @@ mod incremental_matches_from_scratch {
                 within_seconds: (1 + random.below(4)) * UNIT,
                 negated: random.below(2) == 0,
             },
-            5 if !earlier.is_empty() => Expr::InAudience {
-                audience: random.pick(earlier),
+            5 if !earlier.audiences.is_empty() && random.below(2) == 0 => Expr::InAudience {
+                audience: random.pick(&earlier.audiences),
+            },
+            5 if !earlier.computed.is_empty() => Expr::Computed {
+                name: random.pick(&earlier.computed),
+                test: match random.below(3) {
+                    0 => ValueTest::Exists,
+                    1 => ValueTest::Missing,
+                    _ => ValueTest::Compare {
+                        op,
+                        value: Literal::Number(random.below(6) as f64),
+                    },
+                },
             },
             _ => Expr::Trait {
                 name: "plan".into(),
@@ -292,7 +350,47 @@ mod incremental_matches_from_scratch {
         }
     }
 
-    fn definition(random: &mut Random, start: Timestamp, earlier: &[String], depth: u32) -> Expr {
+    fn value_definition(random: &mut Random, start: Timestamp, earlier: &Earlier) -> ValueExpr {
+        let property = random.pick(&["v", "k"]).to_string();
+        match random.below(5) {
+            0 => ValueExpr::Aggregate {
+                function: random.pick(&[
+                    Aggregate::Count,
+                    Aggregate::Sum("v".into()),
+                    Aggregate::Avg("v".into()),
+                    Aggregate::Min("v".into()),
+                    Aggregate::Max("v".into()),
+                    Aggregate::Distinct("k".into()),
+                ]),
+                event: event_ref(random),
+                window: window(random, start),
+            },
+            1 => ValueExpr::Occurrence {
+                which: random.pick(&[Occurrence::First, Occurrence::Last]),
+                event: event_ref(random),
+            },
+            2 => ValueExpr::LatestValue {
+                property,
+                event: event_ref(random),
+            },
+            3 => ValueExpr::MostFrequent {
+                property,
+                event: event_ref(random),
+                window: window(random, start),
+            },
+            _ => ValueExpr::Case {
+                branches: (0..1 + random.below(2))
+                    .map(|index| CaseBranch {
+                        when: definition(random, start, earlier, 1),
+                        then: Literal::Number(index as f64 + 1.0),
+                    })
+                    .collect(),
+                otherwise: (random.below(2) == 0).then_some(Literal::Number(0.0)),
+            },
+        }
+    }
+
+    fn definition(random: &mut Random, start: Timestamp, earlier: &Earlier, depth: u32) -> Expr {
         if depth == 0 || random.below(3) == 0 {
             return leaf(random, start, earlier);
         }
@@ -313,38 +411,76 @@ mod incremental_matches_from_scratch {
         }
     }
 
-    fn naive_members(
-        definitions: &[(String, Expr)],
+    enum Definition {
+        Audience(String, Expr),
+        Computed(String, ValueExpr),
+    }
+
+    /// Memberships and computed values, every definition evaluated from
+    /// scratch in the order made (each uses only earlier ones).
+    fn naive(
+        definitions: &[Definition],
         history: &[EventFact],
         traits: &PersonFacts,
         now: Timestamp,
-    ) -> BTreeSet<String> {
+    ) -> PersonFacts {
         let mut facts = traits.clone();
-        for (name, expr) in definitions {
-            if evaluate(expr, history, &facts, now) {
-                facts.audiences.insert(name.clone());
+        for definition in definitions {
+            match definition {
+                Definition::Audience(name, expr) => {
+                    if evaluate(expr, history, &facts, now) {
+                        facts.audiences.insert(name.clone());
+                    }
+                }
+                Definition::Computed(name, expr) => {
+                    if let Some(found) = value(expr, history, &facts, now) {
+                        facts.computed.insert(name.clone(), found);
+                    }
+                }
             }
         }
-        facts.audiences
+        facts
     }
 
     #[test]
     fn at_every_step_of_random_streams_definitions_and_clock_moves() {
         let start: Timestamp = "2024-05-01T00:00:00Z".parse().unwrap();
         let (mut timers_fired, mut flips, mut merges) = (0usize, 0usize, 0usize);
+        let mut values_seen = 0usize;
         for seed in 1..=200u64 {
             let mut random = Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut definitions: Vec<(String, Expr)> = Vec::new();
-            for index in 0..6 {
-                let earlier: Vec<String> =
-                    definitions.iter().map(|(name, _)| name.clone()).collect();
-                definitions.push((
-                    format!("aud{index}"),
-                    definition(&mut random, start, &earlier, 2),
-                ));
+            let mut definitions: Vec<Definition> = Vec::new();
+            let mut earlier = Earlier::default();
+            for index in 0..9 {
+                if index % 3 == 1 {
+                    let name = format!("computed{index}");
+                    let expr = value_definition(&mut random, start, &earlier);
+                    definitions.push(Definition::Computed(name.clone(), expr));
+                    earlier.computed.push(name);
+                } else {
+                    let name = format!("aud{index}");
+                    let expr = definition(&mut random, start, &earlier, 2);
+                    definitions.push(Definition::Audience(name.clone(), expr));
+                    earlier.audiences.push(name);
+                }
             }
-            let mut engine =
-                AudienceEngine::new(std::sync::Arc::new(Program::compile(&definitions).unwrap()));
+            let audiences: Vec<(String, Expr)> = definitions
+                .iter()
+                .filter_map(|definition| match definition {
+                    Definition::Audience(name, expr) => Some((name.clone(), expr.clone())),
+                    Definition::Computed(..) => None,
+                })
+                .collect();
+            let computed: Vec<(String, ValueExpr)> = definitions
+                .iter()
+                .filter_map(|definition| match definition {
+                    Definition::Computed(name, expr) => Some((name.clone(), expr.clone())),
+                    Definition::Audience(..) => None,
+                })
+                .collect();
+            let mut engine = AudienceEngine::new(std::sync::Arc::new(
+                Program::compile_all(&audiences, &computed).unwrap(),
+            ));
             let mut histories: HashMap<u64, Vec<EventFact>> = HashMap::new();
             let mut traits: HashMap<u64, PersonFacts> = HashMap::new();
             let mut now = start;
@@ -405,21 +541,31 @@ mod incremental_matches_from_scratch {
                     }
                     let history = histories.get(&person).map(Vec::as_slice).unwrap_or(&[]);
                     let facts = traits.get(&person).cloned().unwrap_or_default();
-                    let expected = naive_members(&definitions, history, &facts, now);
-                    for (name, _) in &definitions {
+                    let expected = naive(&definitions, history, &facts, now);
+                    for (name, expr) in &audiences {
                         assert_eq!(
                             engine.is_member(person, name),
-                            expected.contains(name),
-                            "seed {seed} step {step} person {person} {name} at {now}: {:?}",
-                            definitions.iter().find(|(n, _)| n == name).map(|(_, e)| e)
+                            expected.audiences.contains(name),
+                            "seed {seed} step {step} person {person} {name} at {now}: {expr:?}"
+                        );
+                    }
+                    for (name, expr) in &computed {
+                        let found = engine.computed_value(person, name);
+                        if found.is_some() {
+                            values_seen += 1;
+                        }
+                        assert_eq!(
+                            found.as_ref(),
+                            expected.computed.get(name),
+                            "seed {seed} step {step} person {person} {name} at {now}: {expr:?}"
                         );
                     }
                 }
             }
         }
         assert!(
-            timers_fired > 500 && flips > 2000 && merges > 100,
-            "timers {timers_fired}, flips {flips}, merges {merges}"
+            timers_fired > 500 && flips > 2000 && merges > 100 && values_seen > 10_000,
+            "timers {timers_fired}, flips {flips}, merges {merges}, values {values_seen}"
         );
     }
 }
