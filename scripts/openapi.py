@@ -165,7 +165,7 @@ paths["/v1/audiences/{id}"] = {
             {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
             params=[path_param("id", "Audience id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete an audience", {"type": "object"}, params=[path_param("id", "Audience id or name")],
-            extra={**NOT_FOUND, "409": problem("Another audience refers to it")}),
+            extra={**NOT_FOUND, "409": problem("Another definition refers to it")}),
 }
 paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in profile order", {"type": "object", "properties": {
     "audience": {"type": "string"}, "next": {"type": ["string", "null"]},
@@ -178,6 +178,33 @@ paths["/v1/audiences/{id}/sizes"] = admin("get", "An audience's size over time (
     extra={**NOT_FOUND, "400": problem("Invalid limit")})
 paths["/v1/audiences/preview"] = admin("post", "A draft definition's size and first members now, from the stored history, without saving it", {"type": "object", "properties": {
     "size": {"type": "integer"}, "sample": {"type": "array"}, "profiles_evaluated": {"type": "integer"}, "events_read": {"type": "integer"}, "seconds": {"type": "number"}}},
+    {"type": "object", "required": ["definition"], "additionalProperties": False,
+     "properties": {"definition": {"type": "string"}, "sample": {"type": "integer", "minimum": 0, "maximum": 100}}},
+    extra={"400": problem("Invalid definition (line, column and message)")})
+COMPUTED_TRAIT = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "definition": {"type": "string"},
+    "json": {"type": ["object", "null"]}, "created_at": {"type": "string"}}}
+paths["/v1/computed-traits"] = {
+    **admin("post", "Create a computed trait from a value definition (docs/audiences.md, Computed traits); values are backfilled from the log before the answer",
+            COMPUTED_TRAIT, {"type": "object", "required": ["name", "definition"], "additionalProperties": False,
+                             "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_]+$"}, "definition": {"type": "string"}}},
+            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken")}),
+    **admin("get", "Every computed trait", {"type": "object", "properties": {"computed_traits": {"type": "array", "items": COMPUTED_TRAIT}}}),
+}
+paths["/v1/computed-traits/{id}"] = {
+    **admin("get", "A computed trait (by id or name)", COMPUTED_TRAIT, params=[path_param("id", "Computed trait id or name")], extra=NOT_FOUND),
+    **admin("put", "Change a computed trait's definition; values are backfilled from the log before the answer", COMPUTED_TRAIT,
+            {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
+            params=[path_param("id", "Computed trait id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
+    **admin("delete", "Delete a computed trait", {"type": "object"}, params=[path_param("id", "Computed trait id or name")],
+            extra={**NOT_FOUND, "409": problem("A definition refers to it")}),
+}
+paths["/v1/computed-traits/{id}/values"] = admin("get", "Every profile's value of a computed trait, in profile order", {"type": "object", "properties": {
+    "computed_trait": {"type": "string"}, "next": {"type": ["string", "null"]},
+    "values": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "identities": {"type": "array"}, "value": {}}}}}},
+    params=[path_param("id", "Computed trait id or name"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)"),
+            query("after", {"type": "string"}, "The `next` of the previous page")], extra={**NOT_FOUND, "400": problem("Invalid parameters")})
+paths["/v1/computed-traits/preview"] = admin("post", "A draft computed trait's values now, from the stored history, without saving it", {"type": "object", "properties": {
+    "with_value": {"type": "integer"}, "sample": {"type": "array"}, "profiles_evaluated": {"type": "integer"}, "events_read": {"type": "integer"}, "seconds": {"type": "number"}}},
     {"type": "object", "required": ["definition"], "additionalProperties": False,
      "properties": {"definition": {"type": "string"}, "sample": {"type": "integer", "minimum": 0, "maximum": 100}}},
     extra={"400": problem("Invalid definition (line, column and message)")})

@@ -42,7 +42,7 @@ use router::Router;
 use runtime::{Routing, run, start_shards, stored_audiences};
 use shard::ShardState;
 
-pub use preview::AudiencePreview;
+pub use preview::{AudiencePreview, Draft};
 pub use state::EngineState;
 pub use types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, SuppressionCheck,
@@ -149,13 +149,13 @@ impl Engine {
         })
     }
 
-    /// Evaluates a draft definition for every profile at the engine's
+    /// Evaluates a draft audience or computed trait for every profile at the engine's
     /// "now", from the stored history, without saving anything: the
     /// reference evaluation (`audience::eval`) over each profile's events
     /// read from the log. Costs a read of the whole log.
     pub async fn preview(
         &self,
-        expr: kairos_core::audience::Expr,
+        draft: Draft,
         sample: usize,
     ) -> Result<AudiencePreview, EngineStopped> {
         self.caught_up().await?;
@@ -163,7 +163,7 @@ impl Engine {
             (self.store.clone(), self.router.clone(), self.shards.clone());
         let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
-            preview::preview(&store, &router, &shards, &expr, now, sample)
+            preview::preview(&store, &router, &shards, &draft, now, sample)
         })
         .await
         .map_err(|_| EngineStopped)?
@@ -344,6 +344,36 @@ impl Engine {
         Ok(members
             .into_iter()
             .map(|(profile, identities)| (types::profile_key(profile), identities))
+            .collect())
+    }
+
+    /// Profiles with a value of a computed trait after profile `after`
+    /// (profile order): id, identities, value.
+    pub async fn computed_values(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<Identifier>, serde_json::Value)>, EngineStopped> {
+        let mut found = self
+            .read_all(|shard| {
+                let mut values = shard.computed_values(name);
+                values.retain(|(profile, _)| after.is_none_or(|after| *profile > after));
+                values.truncate(limit);
+                values
+                    .into_iter()
+                    .map(|(profile, value)| {
+                        let identities = shard.identities(profile).unwrap_or(&[]).to_vec();
+                        (profile, identities, value)
+                    })
+                    .collect()
+            })
+            .await?;
+        found.sort_by_key(|(profile, _, _)| *profile);
+        found.truncate(limit);
+        Ok(found
+            .into_iter()
+            .map(|(profile, identities, value)| (types::profile_key(profile), identities, value))
             .collect())
     }
 

@@ -1,5 +1,5 @@
-//! Previewing a draft audience: the reference evaluation over every
-//! profile's events read from the log, at the engine's "now".
+//! Previewing a draft audience or computed trait: the reference evaluation
+//! over every profile's events read from the log, at the engine's "now".
 
 use std::sync::RwLock;
 
@@ -12,25 +12,34 @@ use crate::router::Router;
 use crate::runtime::READ_BATCH_EVENTS;
 use crate::types;
 
-/// What a draft audience would hold now.
+/// A definition not saved yet.
+pub enum Draft {
+    Audience(kairos_core::audience::Expr),
+    ComputedTrait(kairos_core::audience::ValueExpr),
+}
+
+/// What a draft would hold now.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AudiencePreview {
+    /// Members of a draft audience; profiles with a value of a draft
+    /// computed trait.
     pub size: usize,
     pub profiles_evaluated: usize,
     pub events_read: usize,
-    /// The first members in profile order: `{id, identities}`.
-    pub sample: Vec<(String, Vec<Identifier>)>,
+    /// The first members (or profiles with a value) in profile order:
+    /// `{id, identities}` and the value (computed traits).
+    pub sample: Vec<(String, Vec<Identifier>, Option<serde_json::Value>)>,
 }
 
 pub(crate) fn preview(
     store: &Store,
     router: &RwLock<Router>,
     shards: &[ShardView],
-    expr: &kairos_core::audience::Expr,
+    draft: &Draft,
     now: jiff::Timestamp,
     sample: usize,
 ) -> Result<AudiencePreview, kairos_store::StoreError> {
-    use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate};
+    use kairos_core::audience::eval::{EventFact, evaluate, value};
     let mut histories: std::collections::HashMap<ProfileId, Vec<EventFact>> = Default::default();
     let upto = store.writer.committed_seq();
     let (mut after, mut events_read) = (0, 0);
@@ -63,20 +72,19 @@ pub(crate) fn preview(
     let mut profiles_evaluated = 0;
     for shard in shards {
         let state = shard.state.read().expect("shard lock");
-        state.each_profile(|profile, traits, identities, audiences| {
+        state.each_profile(|profile, identities, facts| {
             profiles_evaluated += 1;
-            let facts = PersonFacts {
-                traits: traits.clone(),
-                audiences: audiences.into_iter().collect(),
-                ..PersonFacts::default()
-            };
             let history = histories.get(&profile).map(Vec::as_slice).unwrap_or(&[]);
-            if evaluate(expr, history, &facts, now) {
-                members.push((profile, identities.to_vec()));
+            let found = match draft {
+                Draft::Audience(expr) => evaluate(expr, history, &facts, now).then_some(None),
+                Draft::ComputedTrait(expr) => value(expr, history, &facts, now).map(Some),
+            };
+            if let Some(found) = found {
+                members.push((profile, identities.to_vec(), found));
             }
         });
     }
-    members.sort_by_key(|(profile, _)| *profile);
+    members.sort_by_key(|(profile, _, _)| *profile);
     Ok(AudiencePreview {
         size: members.len(),
         profiles_evaluated,
@@ -84,7 +92,7 @@ pub(crate) fn preview(
         sample: members
             .into_iter()
             .take(sample)
-            .map(|(profile, identities)| (types::profile_key(profile), identities))
+            .map(|(profile, identities, found)| (types::profile_key(profile), identities, found))
             .collect(),
     })
 }

@@ -32,20 +32,32 @@ pub(crate) struct ShardHandle {
     pub(crate) done: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The audiences stored in the data directory, compiled. A definition
-/// that no longer compiles is left out (and logged), not fatal.
+/// The audiences and computed traits stored in the data directory,
+/// compiled. A definition that no longer parses is left out (and logged),
+/// not fatal.
 pub(crate) fn stored_audiences(store: &Store) -> Program {
-    let mut definitions = Vec::new();
-    for record in store.definitions.audiences() {
-        match kairos_core::audience::parse(&record.definition) {
-            Ok(expr) => definitions.push((record.name, expr)),
+    use kairos_core::audience::{parse, parse_value};
+    use kairos_store::DefinitionKind;
+    let mut audiences = Vec::new();
+    for record in store.definitions.list(DefinitionKind::Audience) {
+        match parse(&record.definition) {
+            Ok(expr) => audiences.push((record.name, expr)),
             Err(error) => {
                 tracing::error!(audience = %record.name, %error, "stored audience does not parse; left out")
             }
         }
     }
-    Program::compile(&definitions).unwrap_or_else(|error| {
-        tracing::error!(%error, "stored audiences do not compile together; none are active");
+    let mut computed = Vec::new();
+    for record in store.definitions.list(DefinitionKind::ComputedTrait) {
+        match parse_value(&record.definition) {
+            Ok(expr) => computed.push((record.name, expr)),
+            Err(error) => {
+                tracing::error!(computed_trait = %record.name, %error, "stored computed trait does not parse; left out")
+            }
+        }
+    }
+    Program::compile_all(&audiences, &computed).unwrap_or_else(|error| {
+        tracing::error!(%error, "stored definitions do not compile together; none are active");
         Program::compile(&[]).expect("no definitions compile")
     })
 }

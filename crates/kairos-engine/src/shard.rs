@@ -102,19 +102,23 @@ impl ShardState {
         self.audiences.members(audience)
     }
 
-    /// Every profile with its traits, identities and memberships.
-    pub fn each_profile(
-        &self,
-        mut visit: impl FnMut(ProfileId, &serde_json::Map<String, Value>, &[Identifier], Vec<String>),
-    ) {
+    /// Every profile with its identities and what definitions can read of
+    /// it: traits, memberships, computed traits.
+    pub fn each_profile(&self, mut visit: impl FnMut(ProfileId, &[Identifier], PersonFacts)) {
         for (profile, entry) in &self.profiles {
-            visit(
-                *profile,
-                &entry.profile.trait_values(),
-                &entry.identities,
-                self.audiences.memberships(*profile),
-            );
+            let facts = PersonFacts {
+                traits: entry.profile.trait_values(),
+                computed: self.audiences.computed_values(*profile),
+                audiences: self.audiences.memberships(*profile).into_iter().collect(),
+                ..PersonFacts::default()
+            };
+            visit(*profile, &entry.identities, facts);
         }
+    }
+
+    /// Profiles with a value of a computed trait, in profile order.
+    pub fn computed_values(&self, name: &str) -> Vec<(ProfileId, Value)> {
+        self.audiences.values(name)
     }
 
     /// A profile's identities, for listing members.
@@ -237,6 +241,7 @@ impl ShardState {
     fn view_of(&self, profile: ProfileId, entry: &ShardProfile) -> ProfileView {
         let mut view = view(profile, entry);
         view.audiences = self.audiences.memberships(profile);
+        view.computed = self.audiences.computed_values(profile);
         view
     }
 

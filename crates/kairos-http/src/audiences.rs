@@ -16,19 +16,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use kairos_core::audience::incremental::Program;
-use kairos_core::audience::{DefinitionError, Expr, parse};
-use kairos_store::AudienceRecord;
+use kairos_core::audience::{Expr, parse};
+use kairos_store::{DefinitionKind, DefinitionRecord};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
 use crate::admin::JsonBody;
 use crate::auth::Admin;
+use crate::definitions::{Edit, Parsed, checked, checked_name, create_problem, program, program_without};
 use crate::problem::{Problem, limit_param};
 use crate::profiles::engine_problem;
-
-const NAME_BYTES_MAX: usize = 200;
-const DEFINITION_BYTES_MAX: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,46 +35,14 @@ pub struct CreateAudience {
     definition: String,
 }
 
-/// A submitted definition parsed, or the problem with it.
 fn checked_definition(text: &str) -> Result<Expr, Problem> {
-    if text.len() > DEFINITION_BYTES_MAX {
-        return Err(Problem::bad_request(
-            "definition_invalid",
-            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
-        ));
+    match checked(AUDIENCE, text)? {
+        Parsed::Audience(expr) => Ok(expr),
+        Parsed::ComputedTrait(_) => unreachable!("an audience parses as a condition"),
     }
-    parse(text).map_err(definition_problem)
 }
 
-fn definition_problem(error: DefinitionError) -> Problem {
-    let mut problem = Problem::bad_request("definition_invalid", error.to_string());
-    problem.position = Some((error.line as u32, error.column as u32));
-    problem
-}
-
-/// Every stored audience compiled together, with `extra` added or `without`
-/// left out; a problem if they do not fit together.
-fn program(
-    state: &AppState,
-    extra: Option<(&str, Expr)>,
-    without: Option<&str>,
-) -> Result<Program, Problem> {
-    let mut definitions = Vec::new();
-    for record in state.store.definitions.audiences() {
-        if Some(record.id.as_str()) == without {
-            continue;
-        }
-        let expr = parse(&record.definition).map_err(definition_problem)?;
-        definitions.push((record.name, expr));
-    }
-    if let Some((name, expr)) = extra {
-        definitions.push((name.to_string(), expr));
-    }
-    Program::compile(&definitions)
-        .map_err(|message| Problem::bad_request("definition_invalid", message))
-}
-
-fn describe(record: &AudienceRecord, size: Option<usize>) -> serde_json::Value {
+fn describe(record: &DefinitionRecord, size: Option<usize>) -> serde_json::Value {
     json!({
         "id": record.id,
         "name": record.name,
@@ -94,37 +60,38 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateAudience>,
 ) -> Result<Response, Problem> {
     let name = body.name.trim();
-    if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(Problem::bad_request(
-            "name_invalid",
-            format!("an audience needs a name of 1 to {NAME_BYTES_MAX} bytes"),
+    checked_name(AUDIENCE, name)?;
+    let expr = checked_definition(&body.definition)?;
+    if state.store.definitions.get(AUDIENCE, name).is_some() {
+        return Err(create_problem(
+            AUDIENCE,
+            kairos_store::StoreError::Invalid(format!("an audience named {name:?} exists")),
         ));
     }
-    let expr = checked_definition(&body.definition)?;
-    let program = program(&state, Some((name, expr)), None)?;
+    let program = program(
+        &state,
+        Edit {
+            upsert: Some((name, Parsed::Audience(expr))),
+            without: None,
+        },
+    )?;
     let record = state
         .store
         .definitions
-        .create_audience(name, &body.definition, Timestamp::now())
-        .map_err(|error| match error {
-            kairos_store::StoreError::Invalid(message) => Problem::new(
-                StatusCode::CONFLICT,
-                "audience_exists",
-                "Audience exists",
-                message,
-            ),
-            other => other.into(),
-        })?;
+        .create(AUDIENCE, name, &body.definition, Timestamp::now())
+        .map_err(|error| create_problem(AUDIENCE, error))?;
     let answer = apply(&state, program, &record).await?;
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
+
+const AUDIENCE: DefinitionKind = DefinitionKind::Audience;
 
 /// Installs the definitions (the engine backfills memberships from the
 /// log), records sizes, and describes `record` with its backfill.
 async fn apply(
     state: &AppState,
     program: Program,
-    record: &AudienceRecord,
+    record: &DefinitionRecord,
 ) -> Result<serde_json::Value, Problem> {
     let started = std::time::Instant::now();
     let replayed = state
@@ -143,7 +110,7 @@ async fn apply(
 /// engine's "now". Called after definitions change, when the manual clock
 /// moves, and every minute by the server.
 pub async fn record_sizes(state: &AppState) -> Result<(), Problem> {
-    let records = state.store.definitions.audiences();
+    let records = state.store.definitions.list(AUDIENCE);
     if records.is_empty() {
         return Ok(());
     }
@@ -193,7 +160,7 @@ async fn sizes(state: &AppState, names: &[String]) -> Result<Vec<usize>, Problem
 
 /// `GET /v1/audiences`
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
-    let records = state.store.definitions.audiences();
+    let records = state.store.definitions.list(AUDIENCE);
     let names: Vec<String> = records.iter().map(|record| record.name.clone()).collect();
     let sizes = sizes(&state, &names).await?;
     let audiences: Vec<_> = records
@@ -204,8 +171,8 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Response, P
     Ok(axum::Json(json!({ "audiences": audiences })).into_response())
 }
 
-fn existing(state: &AppState, id: &str) -> Result<AudienceRecord, Problem> {
-    state.store.definitions.audience(id).ok_or_else(|| {
+fn existing(state: &AppState, id: &str) -> Result<DefinitionRecord, Problem> {
+    state.store.definitions.get(AUDIENCE, id).ok_or_else(|| {
         Problem::not_found(format!(
             "no audience {id}; list them with GET /v1/audiences"
         ))
@@ -239,11 +206,17 @@ pub async fn change(
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
     let expr = checked_definition(&body.definition)?;
-    let program = program(&state, Some((&record.name, expr)), Some(&record.id))?;
+    let program = program(
+        &state,
+        Edit {
+            upsert: Some((&record.name, Parsed::Audience(expr))),
+            without: None,
+        },
+    )?;
     let record = state
         .store
         .definitions
-        .change_audience(&record.id, &body.definition)?
+        .change(AUDIENCE, &record.id, &body.definition)?
         .ok_or_else(|| Problem::not_found(format!("no audience {id}")))?;
     Ok(axum::Json(apply(&state, program, &record).await?).into_response())
 }
@@ -255,19 +228,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
-    // Refused while another audience refers to it.
-    let program = program(&state, None, Some(&record.id)).map_err(|problem| {
-        Problem::new(
-            StatusCode::CONFLICT,
-            "audience_in_use",
-            "Audience in use",
-            format!(
-                "{} (delete or change the audiences that use `in audience \"{}\"` first)",
-                problem.detail, record.name
-            ),
-        )
-    })?;
-    state.store.definitions.delete_audience(&record.id)?;
+    // Refused while another definition refers to it.
+    let program = program_without(&state, AUDIENCE, &record)?;
+    state.store.definitions.delete(AUDIENCE, &record.id)?;
     state
         .engine
         .set_audiences(program)
@@ -291,26 +254,26 @@ pub async fn preview(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PreviewAudience>,
 ) -> Result<Response, Problem> {
-    let sample = body.sample.unwrap_or(10);
-    if sample > 100 {
-        return Err(Problem::bad_request(
-            "sample_invalid",
-            "sample must be from 0 to 100",
-        ));
-    }
+    let sample = preview_sample(body.sample)?;
     let expr = checked_definition(&body.definition)?;
-    // References to other audiences must exist (the draft is not saved).
-    program(&state, Some(("(draft)", expr.clone())), None)?;
+    // References to other definitions must exist (the draft is not saved).
+    program(
+        &state,
+        Edit {
+            upsert: Some(("(draft)", Parsed::Audience(expr.clone()))),
+            without: None,
+        },
+    )?;
     let started = std::time::Instant::now();
     let preview = state
         .engine
-        .preview(expr, sample)
+        .preview(kairos_engine::Draft::Audience(expr), sample)
         .await
         .map_err(engine_problem)?;
     let members: Vec<_> = preview
         .sample
         .iter()
-        .map(|(id, identities)| json!({"id": id, "identities": identities}))
+        .map(|(id, identities, _)| json!({"id": id, "identities": identities}))
         .collect();
     Ok(axum::Json(json!({
         "size": preview.size,
@@ -322,10 +285,39 @@ pub async fn preview(
     .into_response())
 }
 
+/// The number of sample members a preview shows (default 10).
+pub(crate) fn preview_sample(sample: Option<usize>) -> Result<usize, Problem> {
+    let sample = sample.unwrap_or(10);
+    if sample > 100 {
+        return Err(Problem::bad_request(
+            "sample_invalid",
+            "sample must be from 0 to 100",
+        ));
+    }
+    Ok(sample)
+}
+
 #[derive(Deserialize)]
 pub struct MembersQuery {
-    limit: Option<usize>,
-    after: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) after: Option<String>,
+}
+
+/// A page cursor: the `next` of the previous page (a profile id).
+pub(crate) fn profile_cursor(after: Option<&str>) -> Result<Option<u64>, Problem> {
+    let Some(cursor) = after else {
+        return Ok(None);
+    };
+    cursor
+        .strip_prefix("prof_")
+        .and_then(|number| number.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "cursor_invalid",
+                "after must be the `next` of the previous page (a profile id such as prof_42)",
+            )
+        })
 }
 
 /// `GET /v1/audiences/{id}/members?limit=N&after=CURSOR`
@@ -337,17 +329,7 @@ pub async fn members(
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
     let limit = limit_param(query.limit, 100, 1000)?;
-    let after = match query.after.as_deref() {
-        None => None,
-        Some(cursor) => Some(
-            cursor
-                .strip_prefix("prof_")
-                .and_then(|number| number.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Problem::bad_request("cursor_invalid", "after must be the `next` of the previous page (a profile id such as prof_42)")
-                })?,
-        ),
-    };
+    let after = profile_cursor(query.after.as_deref())?;
     let members = state
         .engine
         .audience_members(&record.name, after, limit)
@@ -395,6 +377,7 @@ pub async fn set_clock(
             ),
         ));
     }
+    state.store.definitions.save_manual_clock(body.now)?;
     state.engine.sync_timers().await.map_err(engine_problem)?;
     record_sizes(&state).await?;
     Ok(axum::Json(json!({"now": body.now})).into_response())

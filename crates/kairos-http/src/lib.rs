@@ -18,6 +18,8 @@ pub mod audiences;
 pub mod auth;
 pub mod body;
 pub mod collect;
+pub mod computed_traits;
+mod definitions;
 pub mod imports;
 mod internal;
 pub mod matching;
@@ -128,6 +130,24 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audiences/{id}/members", get(audiences::members))
         .route("/v1/audiences/{id}/sizes", get(audiences::size_history))
         .route("/v1/audiences/preview", post(audiences::preview))
+        .route(
+            "/v1/computed-traits",
+            post(computed_traits::create).get(computed_traits::list),
+        )
+        .route(
+            "/v1/computed-traits/{id}",
+            get(computed_traits::get)
+                .put(computed_traits::change)
+                .delete(computed_traits::delete),
+        )
+        .route(
+            "/v1/computed-traits/{id}/values",
+            get(computed_traits::values),
+        )
+        .route(
+            "/v1/computed-traits/preview",
+            post(computed_traits::preview),
+        )
         .route("/v1/admin/clock", post(audiences::set_clock))
         .route("/v1/admin/matching/run", post(matching::run))
         .route(

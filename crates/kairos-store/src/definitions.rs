@@ -1,6 +1,7 @@
-//! Audience definitions, kept in the `meta` keyspace (`audience/<id>`).
-//! The text form is stored as written; it is parsed again on load, so a
-//! stored definition always means what the current language says.
+//! Definitions — audiences (`audience/<id>`) and computed traits
+//! (`computed/<id>`) — kept in the `meta` keyspace. The text form is stored
+//! as written; it is parsed again on load, so a stored definition always
+//! means what the current language says.
 
 use std::sync::RwLock;
 
@@ -10,95 +11,186 @@ use serde::{Deserialize, Serialize};
 
 use crate::{StoreError, random_token};
 
-const PREFIX: &str = "audience/";
 /// `audience_size/<id>/<unix ms, big-endian>` → size (u64, big-endian).
 const SIZE_PREFIX: &str = "audience_size/";
+const MANUAL_CLOCK_KEY: &str = "clock/manual";
+
+/// The two kinds of definitions; each has its own names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audience,
+    ComputedTrait,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Audience => "audience/",
+            Kind::ComputedTrait => "computed/",
+        }
+    }
+
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Kind::Audience => "aud_",
+            Kind::ComputedTrait => "ct_",
+        }
+    }
+
+    /// How the API names it ("an audience", "a computed trait").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Audience => "audience",
+            Kind::ComputedTrait => "computed trait",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AudienceRecord {
-    /// `aud_…`.
+pub struct DefinitionRecord {
+    /// `aud_…` or `ct_…`.
     pub id: String,
-    /// Unique; what `in audience "…"` refers to.
+    /// Unique within its kind; what `in audience "…"` / `computed …` refer to.
     pub name: String,
     /// The text form (docs/audiences.md).
     pub definition: String,
     pub created_at: Timestamp,
 }
 
+/// The name audiences were stored under before computed traits existed.
+pub type AudienceRecord = DefinitionRecord;
+
 pub struct Definitions {
     db: Database,
     meta: Keyspace,
-    audiences: RwLock<Vec<AudienceRecord>>,
+    audiences: RwLock<Vec<DefinitionRecord>>,
+    computed: RwLock<Vec<DefinitionRecord>>,
 }
 
 impl Definitions {
     pub(crate) fn open(db: Database, meta: Keyspace) -> Result<Definitions, StoreError> {
-        let mut audiences = Vec::new();
-        for guard in meta.prefix(PREFIX) {
-            let record: AudienceRecord = serde_json::from_slice(&guard.value()?)
-                .map_err(|error| StoreError::Corrupt(format!("audience record: {error}")))?;
-            audiences.push(record);
-        }
-        audiences.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        let load = |kind: Kind| -> Result<Vec<DefinitionRecord>, StoreError> {
+            let mut records = Vec::new();
+            for guard in meta.prefix(kind.prefix()) {
+                let record: DefinitionRecord = serde_json::from_slice(&guard.value()?)
+                    .map_err(|error| {
+                        StoreError::Corrupt(format!("{} record: {error}", kind.noun()))
+                    })?;
+                records.push(record);
+            }
+            records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            Ok(records)
+        };
         Ok(Definitions {
+            audiences: RwLock::new(load(Kind::Audience)?),
+            computed: RwLock::new(load(Kind::ComputedTrait)?),
             db,
             meta,
-            audiences: RwLock::new(audiences),
         })
     }
 
-    /// Every audience, oldest first.
-    pub fn audiences(&self) -> Vec<AudienceRecord> {
-        self.audiences.read().expect("definitions lock").clone()
+    fn records(&self, kind: Kind) -> &RwLock<Vec<DefinitionRecord>> {
+        match kind {
+            Kind::Audience => &self.audiences,
+            Kind::ComputedTrait => &self.computed,
+        }
     }
 
-    pub fn audience(&self, id: &str) -> Option<AudienceRecord> {
-        self.audiences()
+    /// Every definition of a kind, oldest first.
+    pub fn list(&self, kind: Kind) -> Vec<DefinitionRecord> {
+        self.records(kind).read().expect("definitions lock").clone()
+    }
+
+    /// A definition by id or name.
+    pub fn get(&self, kind: Kind, id: &str) -> Option<DefinitionRecord> {
+        self.list(kind)
             .into_iter()
             .find(|record| record.id == id || record.name == id)
     }
 
-    /// Stores a new audience; the caller has checked the definition.
-    pub fn create_audience(
+    /// Every audience, oldest first.
+    pub fn audiences(&self) -> Vec<DefinitionRecord> {
+        self.list(Kind::Audience)
+    }
+
+    pub fn audience(&self, id: &str) -> Option<DefinitionRecord> {
+        self.get(Kind::Audience, id)
+    }
+
+    /// Stores a new definition; the caller has checked it.
+    pub fn create(
         &self,
+        kind: Kind,
         name: &str,
         definition: &str,
         now: Timestamp,
-    ) -> Result<AudienceRecord, StoreError> {
-        let mut audiences = self.audiences.write().expect("definitions lock");
-        if audiences.iter().any(|record| record.name == name) {
+    ) -> Result<DefinitionRecord, StoreError> {
+        let mut records = self.records(kind).write().expect("definitions lock");
+        if records.iter().any(|record| record.name == name) {
             return Err(StoreError::Invalid(format!(
-                "an audience named {name:?} exists; names are unique (they are what `in audience` refers to)"
+                "a {} named {name:?} exists; names are unique (they are what definitions refer to)",
+                kind.noun()
             )));
         }
-        let record = AudienceRecord {
-            id: format!("aud_{}", random_token(12)),
+        let record = DefinitionRecord {
+            id: format!("{}{}", kind.id_prefix(), random_token(12)),
             name: name.to_string(),
             definition: definition.to_string(),
             created_at: now,
         };
-        let bytes = serde_json::to_vec(&record).expect("an audience record serializes");
-        self.meta.insert(format!("{PREFIX}{}", record.id), bytes)?;
-        self.db.persist(PersistMode::SyncAll)?;
-        audiences.push(record.clone());
+        self.write(kind, &record)?;
+        records.push(record.clone());
         Ok(record)
     }
 
-    /// Replaces an audience's definition (name and id stay).
-    pub fn change_audience(
+    fn write(&self, kind: Kind, record: &DefinitionRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).expect("a definition record serializes");
+        self.meta
+            .insert(format!("{}{}", kind.prefix(), record.id), bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Replaces a definition's text (name and id stay).
+    pub fn change(
         &self,
+        kind: Kind,
         id: &str,
         definition: &str,
-    ) -> Result<Option<AudienceRecord>, StoreError> {
-        let mut audiences = self.audiences.write().expect("definitions lock");
-        let Some(record) = audiences.iter_mut().find(|record| record.id == id) else {
+    ) -> Result<Option<DefinitionRecord>, StoreError> {
+        let mut records = self.records(kind).write().expect("definitions lock");
+        let Some(record) = records.iter_mut().find(|record| record.id == id) else {
             return Ok(None);
         };
         record.definition = definition.to_string();
-        let bytes = serde_json::to_vec(&*record).expect("an audience record serializes");
-        self.meta.insert(format!("{PREFIX}{id}"), bytes)?;
+        let record = record.clone();
+        self.write(kind, &record)?;
+        Ok(Some(record))
+    }
+
+    pub fn delete(&self, kind: Kind, id: &str) -> Result<Option<DefinitionRecord>, StoreError> {
+        let mut records = self.records(kind).write().expect("definitions lock");
+        let Some(position) = records.iter().position(|record| record.id == id) else {
+            return Ok(None);
+        };
+        self.meta.remove(format!("{}{id}", kind.prefix()))?;
         self.db.persist(PersistMode::SyncAll)?;
-        Ok(Some(record.clone()))
+        Ok(Some(records.remove(position)))
+    }
+
+    /// The manual clock's last setting (`kairos serve --clock manual`), so a
+    /// restart resumes where it was instead of at the epoch.
+    pub fn manual_clock(&self) -> Option<Timestamp> {
+        let bytes = self.meta.get(MANUAL_CLOCK_KEY).ok()??;
+        let nanos: [u8; 16] = bytes.as_ref().try_into().ok()?;
+        Timestamp::from_nanosecond(i128::from_be_bytes(nanos)).ok()
+    }
+
+    pub fn save_manual_clock(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.meta
+            .insert(MANUAL_CLOCK_KEY, now.as_nanosecond().to_be_bytes())?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
     }
 
     /// Records an audience's size at `at` (its size history).
@@ -123,15 +215,5 @@ impl Definitions {
             sizes.push((at, u64::from_be_bytes(size)));
         }
         Ok(sizes)
-    }
-
-    pub fn delete_audience(&self, id: &str) -> Result<Option<AudienceRecord>, StoreError> {
-        let mut audiences = self.audiences.write().expect("definitions lock");
-        let Some(position) = audiences.iter().position(|record| record.id == id) else {
-            return Ok(None);
-        };
-        self.meta.remove(format!("{PREFIX}{id}"))?;
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(Some(audiences.remove(position)))
     }
 }

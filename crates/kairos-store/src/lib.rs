@@ -40,7 +40,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
-pub use definitions::{AudienceRecord, Definitions};
+pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
 pub use log::{EventLog, LogRecord};
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};

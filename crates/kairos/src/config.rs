@@ -35,11 +35,16 @@ pub struct FileConfig {
     /// `[[audiences]]`: definitions created (or changed) at start-up.
     #[serde(default)]
     pub audiences: Vec<AudienceConfig>,
+    /// `[[computed_traits]]`: computed traits created (or changed) at
+    /// start-up, same shape as audiences.
+    #[serde(default)]
+    pub computed_traits: Vec<AudienceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceConfig {
+    /// What definitions refer to it by.
     pub name: String,
     /// The text form (docs/audiences.md).
     pub definition: String,
@@ -107,6 +112,8 @@ pub struct ServeConfig {
     pub engine: kairos_engine::EngineSettings,
     /// Audiences from the config file, each checked to parse.
     pub audiences: Vec<AudienceConfig>,
+    /// Computed traits from the config file, each checked to parse.
+    pub computed_traits: Vec<AudienceConfig>,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
@@ -294,10 +301,16 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());
     }
-    check_audiences(&file.audiences, problems);
+    check_definitions("audiences", &file.audiences, problems, |text| {
+        kairos_core::audience::parse(text).map(drop)
+    });
+    check_definitions("computed_traits", &file.computed_traits, problems, |text| {
+        kairos_core::audience::parse_value(text).map(drop)
+    });
     ServeConfig {
         engine,
         audiences: file.audiences.clone(),
+        computed_traits: file.computed_traits.clone(),
         manual_clock,
         listen,
         data_dir: file
@@ -385,17 +398,26 @@ fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> Identi
     rules
 }
 
-fn check_audiences(audiences: &[AudienceConfig], problems: &mut Vec<String>) {
+/// Names unique and 1 to 200 bytes; definitions parse (errors with line
+/// and column).
+fn check_definitions(
+    section: &str,
+    definitions: &[AudienceConfig],
+    problems: &mut Vec<String>,
+    parse: impl Fn(&str) -> Result<(), kairos_core::audience::DefinitionError>,
+) {
     let mut names = std::collections::BTreeSet::new();
-    for audience in audiences {
-        let name = audience.name.trim();
+    for definition in definitions {
+        let name = definition.name.trim();
         if name.is_empty() || name.len() > 200 {
-            problems.push("audiences: every audience needs a name of 1 to 200 bytes".to_string());
+            problems.push(format!(
+                "{section}: every entry needs a name of 1 to 200 bytes"
+            ));
         } else if !names.insert(name) {
-            problems.push(format!("audiences: {name:?} is defined twice"));
+            problems.push(format!("{section}: {name:?} is defined twice"));
         }
-        if let Err(error) = kairos_core::audience::parse(&audience.definition) {
-            problems.push(format!("audiences {name:?}: {error}"));
+        if let Err(error) = parse(&definition.definition) {
+            problems.push(format!("{section} {name:?}: {error}"));
         }
     }
 }

@@ -64,7 +64,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
-    apply_configured_audiences(&store, &config.audiences)?;
+    apply_configured_definitions(&store, &config.audiences, &config.computed_traits)?;
+    if let (Some(clock), Some(saved)) = (&config.manual_clock, store.definitions.manual_clock()) {
+        clock.advance_to(saved);
+        tracing::info!(now = %saved, "manual clock resumed where it was set last");
+    }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
@@ -98,49 +102,57 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the config file's audiences, or changes their definitions, before
-/// the engine starts (it backfills what it loads). Audiences made through
-/// the API and absent from the file stay.
-fn apply_configured_audiences(
+/// Creates the config file's audiences and computed traits, or changes
+/// their definitions, before the engine starts (it backfills what it
+/// loads). Definitions made through the API and absent from the file stay.
+fn apply_configured_definitions(
     store: &Store,
     audiences: &[crate::config::AudienceConfig],
+    computed_traits: &[crate::config::AudienceConfig],
 ) -> anyhow::Result<()> {
-    let mut definitions: Vec<(String, kairos_core::audience::Expr)> = Vec::new();
-    for record in store.definitions.audiences() {
-        if !audiences
-            .iter()
-            .any(|audience| audience.name.trim() == record.name)
-        {
-            definitions.push((
-                record.name.clone(),
-                kairos_core::audience::parse(&record.definition)?,
-            ));
+    use kairos_core::audience::{parse, parse_value};
+    use kairos_store::DefinitionKind;
+    let configured = |list: &[crate::config::AudienceConfig], name: &str| {
+        list.iter().any(|entry| entry.name.trim() == name)
+    };
+    let mut audience_exprs = Vec::new();
+    for record in store.definitions.list(DefinitionKind::Audience) {
+        if !configured(audiences, &record.name) {
+            audience_exprs.push((record.name.clone(), parse(&record.definition)?));
         }
     }
     for audience in audiences {
-        definitions.push((
-            audience.name.trim().to_string(),
-            kairos_core::audience::parse(&audience.definition)?,
-        ));
+        audience_exprs.push((audience.name.trim().to_string(), parse(&audience.definition)?));
     }
-    kairos_core::audience::incremental::Program::compile(&definitions).map_err(|problem| {
-        anyhow::anyhow!("audiences in the config file and the store: {problem}")
-    })?;
-    for audience in audiences {
-        let name = audience.name.trim();
-        match store.definitions.audience(name) {
-            Some(record) if record.definition == audience.definition => {}
-            Some(record) => {
-                store
-                    .definitions
-                    .change_audience(&record.id, &audience.definition)?;
-            }
-            None => {
-                store.definitions.create_audience(
-                    name,
-                    &audience.definition,
-                    jiff::Timestamp::now(),
-                )?;
+    let mut computed_exprs = Vec::new();
+    for record in store.definitions.list(DefinitionKind::ComputedTrait) {
+        if !configured(computed_traits, &record.name) {
+            computed_exprs.push((record.name.clone(), parse_value(&record.definition)?));
+        }
+    }
+    for computed in computed_traits {
+        computed_exprs.push((computed.name.trim().to_string(), parse_value(&computed.definition)?));
+    }
+    kairos_core::audience::incremental::Program::compile_all(&audience_exprs, &computed_exprs)
+        .map_err(|problem| {
+            anyhow::anyhow!("definitions in the config file and the store: {problem}")
+        })?;
+    for (kind, list) in [
+        (DefinitionKind::Audience, audiences),
+        (DefinitionKind::ComputedTrait, computed_traits),
+    ] {
+        for entry in list {
+            let name = entry.name.trim();
+            match store.definitions.get(kind, name) {
+                Some(record) if record.definition == entry.definition => {}
+                Some(record) => {
+                    store.definitions.change(kind, &record.id, &entry.definition)?;
+                }
+                None => {
+                    store
+                        .definitions
+                        .create(kind, name, &entry.definition, jiff::Timestamp::now())?;
+                }
             }
         }
     }

@@ -139,6 +139,22 @@ impl AudienceEngine {
         state.computed_value(&self.program, definition).cloned()
     }
 
+    /// Everyone with a value of a computed trait, in person order.
+    pub fn values(&self, name: &str) -> Vec<(PersonId, Value)> {
+        let Some(definition) = self.program.computed_index(name) else {
+            return Vec::new();
+        };
+        let mut values: Vec<(PersonId, Value)> = self
+            .persons
+            .iter()
+            .filter_map(|(person, state)| {
+                Some((*person, state.computed_value(&self.program, definition)?.clone()))
+            })
+            .collect();
+        values.sort_unstable_by_key(|(person, _)| *person);
+        values
+    }
+
     pub fn members(&self, audience: &str) -> Vec<PersonId> {
         let Some(definition) = self.program.audience_index(audience) else {
             return Vec::new();

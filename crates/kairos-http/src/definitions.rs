@@ -1,0 +1,167 @@
+//! What audiences and computed traits share: checking a submitted
+//! definition (size, parse errors with line and column) and compiling every
+//! stored definition together with a change, so a change that does not fit
+//! (an unknown or circular reference) is refused before anything is saved.
+
+use axum::http::StatusCode;
+use kairos_core::audience::incremental::Program;
+use kairos_core::audience::{DefinitionError, Expr, ValueExpr, parse, parse_value};
+use kairos_store::{DefinitionKind, DefinitionRecord};
+
+use crate::AppState;
+use crate::problem::Problem;
+
+pub(crate) const NAME_BYTES_MAX: usize = 200;
+pub(crate) const DEFINITION_BYTES_MAX: usize = 64 * 1024;
+
+/// A definition's text, parsed.
+#[derive(Clone)]
+pub(crate) enum Parsed {
+    Audience(Expr),
+    ComputedTrait(ValueExpr),
+}
+
+impl Parsed {
+    /// Its JSON form (the syntax tree's serde form).
+    pub(crate) fn json(&self) -> serde_json::Value {
+        match self {
+            Parsed::Audience(expr) => serde_json::to_value(expr),
+            Parsed::ComputedTrait(expr) => serde_json::to_value(expr),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// Parses a definition of `kind`, or says where and why it does not parse.
+pub(crate) fn checked(kind: DefinitionKind, text: &str) -> Result<Parsed, Problem> {
+    if text.len() > DEFINITION_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "definition_invalid",
+            format!("a definition may be at most {DEFINITION_BYTES_MAX} bytes"),
+        ));
+    }
+    match kind {
+        DefinitionKind::Audience => parse(text).map(Parsed::Audience),
+        DefinitionKind::ComputedTrait => parse_value(text).map(Parsed::ComputedTrait),
+    }
+    .map_err(definition_problem)
+}
+
+pub(crate) fn checked_name(kind: DefinitionKind, name: &str) -> Result<(), Problem> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "name_invalid",
+            format!(
+                "a {} needs a name of 1 to {NAME_BYTES_MAX} bytes",
+                kind.noun()
+            ),
+        ));
+    }
+    if kind == DefinitionKind::ComputedTrait
+        && !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Problem::bad_request(
+            "name_invalid",
+            "a computed trait's name is letters, digits and `_` (e.g. orders_90d): audiences refer to it as `computed orders_90d`",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn definition_problem(error: DefinitionError) -> Problem {
+    let mut problem = Problem::bad_request("definition_invalid", error.to_string());
+    problem.position = Some((error.line as u32, error.column as u32));
+    problem
+}
+
+/// A change to the stored definitions, to compile before it is saved.
+pub(crate) struct Edit<'a> {
+    /// Added or replacing the record of the same name and kind.
+    pub(crate) upsert: Option<(&'a str, Parsed)>,
+    /// A record (by id) left out.
+    pub(crate) without: Option<&'a str>,
+}
+
+/// Every stored definition compiled together with `edit`; a problem if
+/// they do not fit together.
+pub(crate) fn program(state: &AppState, edit: Edit) -> Result<Program, Problem> {
+    let mut audiences = Vec::new();
+    let mut computed = Vec::new();
+    let (upsert_name, upsert_kind) = match &edit.upsert {
+        Some((name, Parsed::Audience(_))) => (Some(*name), Some(DefinitionKind::Audience)),
+        Some((name, Parsed::ComputedTrait(_))) => {
+            (Some(*name), Some(DefinitionKind::ComputedTrait))
+        }
+        None => (None, None),
+    };
+    let kept = |kind: DefinitionKind, record: &DefinitionRecord| {
+        Some(record.id.as_str()) != edit.without
+            && !(upsert_kind == Some(kind) && upsert_name == Some(record.name.as_str()))
+    };
+    for record in state.store.definitions.list(DefinitionKind::Audience) {
+        if kept(DefinitionKind::Audience, &record) {
+            audiences.push((record.name, parse(&record.definition).map_err(definition_problem)?));
+        }
+    }
+    for record in state.store.definitions.list(DefinitionKind::ComputedTrait) {
+        if kept(DefinitionKind::ComputedTrait, &record) {
+            let expr = parse_value(&record.definition).map_err(definition_problem)?;
+            computed.push((record.name, expr));
+        }
+    }
+    match edit.upsert {
+        Some((name, Parsed::Audience(expr))) => audiences.push((name.to_string(), expr)),
+        Some((name, Parsed::ComputedTrait(expr))) => computed.push((name.to_string(), expr)),
+        None => {}
+    }
+    Program::compile_all(&audiences, &computed)
+        .map_err(|message| Problem::bad_request("definition_invalid", message))
+}
+
+/// The program without a record, or 409 while others still refer to it.
+pub(crate) fn program_without(
+    state: &AppState,
+    kind: DefinitionKind,
+    record: &DefinitionRecord,
+) -> Result<Program, Problem> {
+    program(
+        state,
+        Edit {
+            upsert: None,
+            without: Some(&record.id),
+        },
+    )
+    .map_err(|problem| {
+        let reference = match kind {
+            DefinitionKind::Audience => format!("`in audience \"{}\"`", record.name),
+            DefinitionKind::ComputedTrait => format!("`computed {}`", record.name),
+        };
+        Problem::new(
+            StatusCode::CONFLICT,
+            "definition_in_use",
+            "Definition in use",
+            format!(
+                "{} (delete or change the definitions that use {reference} first)",
+                problem.detail
+            ),
+        )
+    })
+}
+
+/// A store error on create, with a name taken answered as 409.
+pub(crate) fn create_problem(kind: DefinitionKind, error: kairos_store::StoreError) -> Problem {
+    match error {
+        kairos_store::StoreError::Invalid(message) => Problem::new(
+            StatusCode::CONFLICT,
+            match kind {
+                DefinitionKind::Audience => "audience_exists",
+                DefinitionKind::ComputedTrait => "computed_trait_exists",
+            },
+            "Name taken",
+            message,
+        ),
+        other => other.into(),
+    }
+}
