@@ -184,3 +184,74 @@ def test_audiences_from_the_config_file(tmp_path):
                             capture_output=True, text=True, timeout=30, env={**os.environ, "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN})
     assert result.returncode == 2, result.stderr
     assert 'audiences "broken": line 1, column 21' in result.stderr, result.stderr
+
+
+def announcements(server: Kairos) -> list:
+    """(event, audience, userId) of every membership event in the log."""
+    sources = server.admin("GET", "/v1/admin/sources").json()["sources"]
+    source = next(s for s in sources if s["name"] == "kairos-audiences")
+    return [(e["event"], e["properties"]["audience"], e.get("userId"))
+            for e in server.events(source["id"])]
+
+
+def wait_for(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_membership_changes_are_events_on_the_timeline_and_the_log_exactly_once(tmp_path):
+    server = Kairos(tmp_path / "data", extra_args=["--clock", "manual"]).start()
+    try:
+        set_clock(server, NOW)
+        key = server.create_source("web")["write_key"]
+        assert create(server, "new signups", 'performed "Signed Up" within 1d').status_code == 201
+        send(server, key, [{"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "m1",
+                            "timestamp": "2030-01-30T12:00:00Z"}])
+        assert wait_for(lambda: announcements(server) == [("Audience Entered", "new signups", "u1")]), announcements(server)
+        # On the profile's timeline, with the audience's id.
+        timeline = server.admin("GET", "/v1/profiles/user_id:u1/events", params={"event": "Audience Entered"}).json()
+        assert [e["properties"]["audience"] for e in timeline["events"]] == ["new signups"], timeline
+        assert timeline["events"][0]["properties"]["audience_id"].startswith("aud_")
+        # The window runs out at Jan 31, 12:00: the exit is announced by the
+        # time the clock call answers.
+        set_clock(server, "2030-01-31T12:00:00Z")
+        assert announcements(server) == [("Audience Entered", "new signups", "u1"),
+                                         ("Audience Exited", "new signups", "u1")]
+        # kill -9 and restart: the replay announces nothing again.
+        server.kill9()
+        server.start()
+        set_clock(server, "2030-01-31T12:00:01Z")
+        assert server.admin("GET", "/v1/profiles/user_id:u1").json()["audiences"] == []
+        assert len(announcements(server)) == 2, announcements(server)
+        # A new audience announces its backfilled members before answering.
+        assert create(server, "ever signed up", 'performed "Signed Up"').status_code == 201
+        assert announcements(server)[2:] == [("Audience Entered", "ever signed up", "u1")]
+        # Deleting an audience does not tell its members they left.
+        assert server.admin("DELETE", "/v1/audiences/ever signed up").status_code == 200
+        assert len(announcements(server)) == 3
+    finally:
+        server.stop()
+
+
+def test_a_membership_that_ends_while_kairos_is_down_is_announced_on_restart(tmp_path):
+    server = Kairos(tmp_path / "data").start()
+    try:
+        key = server.create_source("web")["write_key"]
+        assert create(server, "pinged", 'performed "Ping" within 3s').status_code == 201
+        send(server, key, [{"type": "track", "event": "Ping", "userId": "u9", "messageId": "p1"}])
+        assert wait_for(lambda: announcements(server) == [("Audience Entered", "pinged", "u9")])
+        server.stop()
+        time.sleep(3.5)
+        server.start()
+        assert wait_for(lambda: announcements(server) == [("Audience Entered", "pinged", "u9"),
+                                                          ("Audience Exited", "pinged", "u9")]), announcements(server)
+        # Announced once: another restart adds nothing.
+        server.restart()
+        time.sleep(0.5)
+        assert len(announcements(server)) == 2
+    finally:
+        server.stop()

@@ -23,6 +23,7 @@
 //! ([`kairos_store::privacy`]). Checkpoints are the next step (see
 //! docs/architecture.md).
 
+pub mod announcer;
 mod preview;
 mod router;
 mod runtime;
@@ -95,6 +96,7 @@ pub struct Engine {
     shards: Vec<ShardView>,
     rules: Arc<IdentityRules>,
     clock: Arc<dyn kairos_core::clock::Clock>,
+    announcer: announcer::Announcer,
 }
 
 #[derive(Debug)]
@@ -119,7 +121,8 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let (handles, shards) = start_shards(&settings, &program)?;
+        let announcer = announcer::start(store.clone(), rules.clone())?;
+        let (handles, shards) = start_shards(&settings, &program, Some(announcer.clone()))?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(0);
         let routing = Routing {
@@ -146,6 +149,7 @@ impl Engine {
             shards,
             rules,
             clock: settings.clock.clone(),
+            announcer,
         })
     }
 
@@ -311,14 +315,24 @@ impl Engine {
             program: Arc::new(program),
             reply,
         })?;
-        answer.await.map_err(|_| EngineStopped)
+        let replayed = answer.await.map_err(|_| EngineStopped)?;
+        self.announcer.flushed().await;
+        Ok(replayed)
     }
 
-    /// Fires every timer due by the clock's now; answers when done.
+    /// Fires every timer due by the clock's now; answers when done and the
+    /// membership changes they made are announced (durable in the log).
     pub async fn sync_timers(&self) -> Result<(), EngineStopped> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Sync { reply })?;
-        answer.await.map_err(|_| EngineStopped)
+        answer.await.map_err(|_| EngineStopped)?;
+        self.announcer.flushed().await;
+        Ok(())
+    }
+
+    /// Waits until every membership change made so far is announced.
+    pub async fn announcements_flushed(&self) {
+        self.announcer.flushed().await;
     }
 
     /// Members of an audience after profile `after` (profile order), with

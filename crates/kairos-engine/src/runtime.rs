@@ -65,16 +65,18 @@ pub(crate) fn stored_audiences(store: &Store) -> Program {
 pub(crate) fn start_shards(
     settings: &Arc<EngineSettings>,
     program: &Arc<Program>,
+    announcer: Option<crate::announcer::Announcer>,
 ) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
     let mut handles = Vec::new();
     let mut views = Vec::new();
     for index in 0..settings.shards.max(1) {
         let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let state = Arc::new(RwLock::new(ShardState::new(
-            settings.clone(),
-            program.clone(),
-        )));
+        let mut shard = ShardState::new(settings.clone(), program.clone());
+        if let Some(announcer) = &announcer {
+            shard.announce_to(announcer.clone());
+        }
+        let state = Arc::new(RwLock::new(shard));
         let clock = settings.clock.clone();
         let (applied_sender, applied) = watch::channel(0u64);
         let (shard_state, shard_done) = (state.clone(), done.clone());
@@ -144,6 +146,15 @@ impl Routing {
         self.flushed_upto = upto;
     }
 
+    /// Tells every shard it is caught up: it announces what changed since
+    /// the last announcements and every change from now on.
+    fn go_live(&mut self) {
+        for shard in 0..self.shards.len() {
+            self.outbox.push((shard, ShardOp::GoLive));
+        }
+        self.flush();
+    }
+
     /// Sends every shard an empty batch, so each checks its timers.
     fn tick(&mut self) {
         self.flush();
@@ -176,6 +187,7 @@ pub(crate) async fn run(
         tracing::error!(%error, "engine stopped: the log could not be replayed");
         return;
     }
+    routing.go_live();
     let mut waiting: Vec<Pending> = Vec::new();
     let mut ticks = tokio::time::interval(TIMER_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -347,6 +359,7 @@ pub(crate) fn backfill(
         routing.tick();
         routing.wait_for_shards(1);
     }
+    routing.go_live();
     routing.wait_for_shards(0);
     Ok(replayed)
 }

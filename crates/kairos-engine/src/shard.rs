@@ -10,7 +10,7 @@
 //! and the wait always ends (the extract it waits for is never behind
 //! another wait on a later operation).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -23,7 +23,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use kairos_core::audience::eval::{EventFact, PersonFacts};
-use kairos_core::audience::incremental::{AudienceEngine, PersonState, Program};
+use kairos_core::audience::incremental::{AudienceEngine, Change, PersonState, Program};
+
+use crate::announcer::{self, Announcement, Announcer};
 
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
@@ -75,12 +77,26 @@ pub enum ShardOp {
         erased: ErasedProfile,
         reply: oneshot::Sender<Option<ErasedProfile>>,
     },
+    /// Caught up (after the start-up replay or a backfill): announce the
+    /// difference between what was announced and the memberships now, then
+    /// announce every change as it happens.
+    GoLive,
 }
+
+/// What was announced per profile, while the shard is not live.
+type Baseline = HashMap<ProfileId, BTreeSet<String>>;
 
 pub struct ShardState {
     settings: Arc<EngineSettings>,
     profiles: HashMap<ProfileId, ShardProfile>,
     audiences: AudienceEngine,
+    /// Where membership changes are announced (none in the in-process
+    /// model and benchmarks).
+    announcer: Option<Announcer>,
+    /// `Some` while replaying (not live): the memberships announced so far,
+    /// from the log's own announcements or the memberships before new
+    /// definitions; reconciled by [`ShardOp::GoLive`].
+    baseline: Option<Baseline>,
 }
 
 impl ShardState {
@@ -89,12 +105,125 @@ impl ShardState {
             settings,
             profiles: HashMap::new(),
             audiences: AudienceEngine::new(program),
+            announcer: None,
+            baseline: None,
         }
+    }
+
+    /// Announces membership changes from now on; until [`ShardOp::GoLive`]
+    /// the shard is replaying and only notes what the log says was
+    /// announced.
+    pub fn announce_to(&mut self, announcer: Announcer) {
+        self.announcer = Some(announcer);
+        self.baseline = Some(Baseline::new());
     }
 
     /// Fires the audience timers due by `now`.
     pub fn advance(&mut self, now: Timestamp) {
-        self.audiences.advance(now);
+        let changes = self.audiences.advance(now);
+        self.announce(changes);
+    }
+
+    /// Sends changes to the announcer when live.
+    fn announce(&self, changes: Vec<Change>) {
+        let (Some(announcer), None) = (&self.announcer, &self.baseline) else {
+            return;
+        };
+        let announcements: Vec<Announcement> = changes
+            .into_iter()
+            .filter_map(|change| {
+                Some(Announcement {
+                    identifier: self.announced_identifier(change.person)?,
+                    profile: change.person,
+                    audience: change.audience,
+                    entered: change.entered,
+                    at: change.at,
+                })
+            })
+            .collect();
+        if !announcements.is_empty() {
+            announcer.send(announcements);
+        }
+    }
+
+    /// Whom an announcement names: the profile's most trusted identifier.
+    fn announced_identifier(&self, profile: ProfileId) -> Option<Identifier> {
+        let rules = &self.settings.rules;
+        self.profiles
+            .get(&profile)?
+            .identities
+            .iter()
+            .min_by_key(|identifier| rules.rank(&identifier.kind))
+            .cloned()
+    }
+
+    /// While replaying: an announcement found in the log updates what was
+    /// announced for the profile it now belongs to.
+    fn note_announcement(&mut self, profile: ProfileId, event: &Event) {
+        let (Some(announcer), Some(baseline)) = (&self.announcer, &mut self.baseline) else {
+            return;
+        };
+        let entered = match event.event.as_deref() {
+            Some(announcer::ENTERED) => true,
+            Some(announcer::EXITED) => false,
+            _ => return,
+        };
+        if event.source_id != announcer.source_id {
+            return;
+        }
+        let Some(audience) = event
+            .field("properties")
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            .and_then(|properties| properties.get("audience")?.as_str().map(str::to_string))
+        else {
+            return;
+        };
+        let announced = baseline.entry(profile).or_default();
+        if entered {
+            announced.insert(audience);
+        } else {
+            announced.remove(&audience);
+        }
+    }
+
+    /// Announces the difference between the baseline and the memberships
+    /// now, and goes live.
+    fn go_live(&mut self, now: Timestamp) {
+        let Some(baseline) = self.baseline.take() else {
+            return;
+        };
+        let mut changes = Vec::new();
+        let known: BTreeSet<&str> = self.audiences.audience_names().collect();
+        let mut profiles: BTreeSet<ProfileId> = self.profiles.keys().copied().collect();
+        profiles.extend(baseline.keys().copied());
+        for profile in profiles {
+            let now_in: BTreeSet<String> =
+                self.audiences.memberships(profile).into_iter().collect();
+            let before = baseline.get(&profile);
+            let was_in = |audience: &String| before.is_some_and(|set| set.contains(audience));
+            for audience in now_in.iter().filter(|audience| !was_in(audience)) {
+                changes.push(change(profile, audience, true, now));
+            }
+            for audience in before.into_iter().flatten() {
+                // A deleted audience's members are not told they left.
+                if !now_in.contains(audience) && known.contains(audience.as_str()) {
+                    changes.push(change(profile, audience, false, now));
+                }
+            }
+        }
+        self.announce(changes);
+    }
+
+    /// Every profile's memberships now (the baseline for new definitions).
+    fn memberships_now(&self) -> Baseline {
+        self.profiles
+            .keys()
+            .map(|profile| {
+                let memberships = self.audiences.memberships(*profile).into_iter().collect();
+                (*profile, memberships)
+            })
+            .filter(|(_, memberships): &(ProfileId, BTreeSet<String>)| !memberships.is_empty())
+            .collect()
     }
 
     /// The profiles in an audience, in profile order.
@@ -143,7 +272,8 @@ impl ShardState {
                 at: event.timestamp,
                 properties,
             };
-            self.audiences.apply(profile, &fact, now);
+            let changes = self.audiences.apply(profile, &fact, now);
+            self.announce(changes);
         }
         if event.event_type == kairos_core::EventType::Identify || !self.audiences.knows(profile) {
             self.set_audience_facts(profile, now);
@@ -160,7 +290,8 @@ impl ShardState {
             traits,
             ..PersonFacts::default()
         };
-        self.audiences.set_facts(profile, facts, now);
+        let changes = self.audiences.set_facts(profile, facts, now);
+        self.announce(changes);
     }
 
     #[allow(clippy::len_without_is_empty)]
@@ -182,15 +313,26 @@ impl ShardState {
                 }
                 entry.profile.apply(&event, source_rank);
                 entry.profile.retain(&self.settings.retention, now);
+                if self.baseline.is_some() {
+                    self.note_announcement(profile, &event);
+                }
                 self.feed_audiences(profile, &event, now);
             }
             ShardOp::Extract { profile, to } => {
+                // Announced memberships stay with a profile: the absorbed
+                // one's end here, the survivor's changes are announced.
+                if let Some(baseline) = &mut self.baseline {
+                    baseline.remove(&profile);
+                }
                 let _ = to.send(Handover {
                     profile: self.profiles.remove(&profile).unwrap_or_default(),
                     audiences: self.audiences.take_person(profile),
                 });
             }
             ShardOp::SetAudiences { program } => {
+                if self.announcer.is_some() && self.baseline.is_none() {
+                    self.baseline = Some(self.memberships_now());
+                }
                 self.audiences = AudienceEngine::new(program);
                 let profiles: Vec<ProfileId> = self.profiles.keys().copied().collect();
                 for profile in profiles {
@@ -214,7 +356,8 @@ impl ShardState {
                 entry.profile.retain(&self.settings.retention, now);
                 entry.profile.merges.push(record);
                 if let Some(state) = absorbed.audiences {
-                    self.audiences.absorb_person(survivor, state, now);
+                    let changes = self.audiences.absorb_person(survivor, state, now);
+                    self.announce(changes);
                 }
                 self.set_audience_facts(survivor, now);
             }
@@ -225,11 +368,15 @@ impl ShardState {
             } => {
                 let removed = self.profiles.remove(&profile);
                 self.audiences.take_person(profile);
+                if let Some(baseline) = &mut self.baseline {
+                    baseline.remove(&profile);
+                }
                 erased.events = removed
                     .map(|entry| entry.profile.timeline.len())
                     .unwrap_or(0);
                 let _ = reply.send(Some(erased));
             }
+            ShardOp::GoLive => self.go_live(now),
         }
     }
 
@@ -359,5 +506,14 @@ fn view(id: ProfileId, entry: &ShardProfile) -> ProfileView {
         computed: Default::default(),
         audiences: Vec::new(),
         scores: Default::default(),
+    }
+}
+
+fn change(profile: ProfileId, audience: &str, entered: bool, at: Timestamp) -> Change {
+    Change {
+        person: profile,
+        audience: audience.to_string(),
+        entered,
+        at,
     }
 }

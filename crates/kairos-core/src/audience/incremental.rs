@@ -169,6 +169,11 @@ impl AudienceEngine {
         members
     }
 
+    /// The audiences defined (not computed traits).
+    pub fn audience_names(&self) -> impl Iterator<Item = &str> {
+        self.program.audience_names()
+    }
+
     /// Whether any definition reads events of this name.
     pub fn reads_event(&self, name: &str) -> bool {
         self.program.by_event.contains_key(name)

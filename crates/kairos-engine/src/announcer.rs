@@ -1,0 +1,183 @@
+//! Membership changes as events: every time a profile enters or leaves an
+//! audience, an `Audience Entered` / `Audience Exited` track event is
+//! appended to the log, from a source named [`AUDIENCE_SOURCE`]. Like any
+//! event it is durable, on the live stream (`/v1/admin/tail`), routed back
+//! to the profile's timeline, and there for triggers and destinations.
+//!
+//! Exactly the changes that happened are announced, across restarts and
+//! definition changes, without a separate store: while the engine replays
+//! the log on start, shards announce nothing and note the memberships the
+//! log's own `Audience Entered`/`Exited` events say were announced; once
+//! caught up they announce the difference between that and the memberships
+//! now (what changed while Kairos was down, e.g. a window that ran out).
+//! A new or changed definition works the same way against the memberships
+//! just before it.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kairos_core::identity::Identifier;
+use kairos_core::identity::graph::ProfileId;
+use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
+use kairos_store::Store;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
+
+/// The source membership events belong to.
+pub const AUDIENCE_SOURCE: &str = "kairos-audiences";
+pub const ENTERED: &str = "Audience Entered";
+pub const EXITED: &str = "Audience Exited";
+/// Announcements appended per log write.
+const BATCH_MAX: usize = 2_000;
+
+/// One membership change to announce.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub profile: ProfileId,
+    /// The profile's most trusted identifier: whom the event names.
+    pub identifier: Identifier,
+    pub audience: String,
+    pub entered: bool,
+    pub at: Timestamp,
+}
+
+/// Where shards send announcements.
+#[derive(Clone)]
+pub struct Announcer {
+    sender: mpsc::UnboundedSender<Vec<Announcement>>,
+    /// The id of [`AUDIENCE_SOURCE`], to recognise its events in the log.
+    pub(crate) source_id: String,
+    /// Announcements sent, and announcements durable in the log.
+    sent: Arc<AtomicU64>,
+    durable: watch::Receiver<u64>,
+}
+
+impl Announcer {
+    pub(crate) fn send(&self, announcements: Vec<Announcement>) {
+        self.sent
+            .fetch_add(announcements.len() as u64, Ordering::AcqRel);
+        let _ = self.sender.send(announcements);
+    }
+
+    /// Waits until every announcement sent so far is in the log.
+    pub(crate) async fn flushed(&self) {
+        let sent = self.sent.load(Ordering::Acquire);
+        let mut durable = self.durable.clone();
+        let _ = durable.wait_for(|durable| *durable >= sent).await;
+    }
+}
+
+/// Starts the announcer thread; it appends what shards send.
+pub(crate) fn start(store: Arc<Store>, rules: Arc<kairos_core::identity::IdentityRules>) -> std::io::Result<Announcer> {
+    let source = store
+        .sources
+        .named(AUDIENCE_SOURCE, Timestamp::now())
+        .map_err(std::io::Error::other)?;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let source_id = source.id.clone();
+    let (durable_sender, durable) = watch::channel(0u64);
+    std::thread::Builder::new()
+        .name("kairos-announcer".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("announcer runtime");
+            runtime.block_on(run(store, rules, source.id, receiver, durable_sender));
+        })?;
+    Ok(Announcer {
+        sender,
+        source_id,
+        sent: Arc::new(AtomicU64::new(0)),
+        durable,
+    })
+}
+
+async fn run(
+    store: Arc<Store>,
+    rules: Arc<kairos_core::identity::IdentityRules>,
+    source_id: String,
+    mut receiver: mpsc::UnboundedReceiver<Vec<Announcement>>,
+    durable: watch::Sender<u64>,
+) {
+    let limits = IngestLimits::default();
+    let mut sequence: u64 = 0;
+    let started = Timestamp::now().as_nanosecond();
+    while let Some(mut batch) = receiver.recv().await {
+        // Everything queued meanwhile goes in the same write.
+        while batch.len() < BATCH_MAX {
+            match receiver.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut records = Vec::with_capacity(batch.len());
+        for announcement in &batch {
+            sequence += 1;
+            let message_id = format!("kairos-audience-{started:x}-{sequence}");
+            let raw = event_json(announcement, &store, &message_id);
+            let arrival = Arrival {
+                source_id: &source_id,
+                received_at: Timestamp::now(),
+                batch_sent_at: None,
+                path_type: None,
+                limits: &limits,
+                plan: None,
+            };
+            let Ok(raw) = serde_json::value::RawValue::from_string(raw.to_string()) else {
+                continue;
+            };
+            match normalize_internal_event(&raw, &arrival) {
+                Ok(event) => records.extend(store.prepare(&event, &rules)),
+                Err(errors) => {
+                    tracing::error!(?errors, "an audience change did not make a valid event")
+                }
+            }
+        }
+        append(&store, records).await;
+        durable.send_modify(|count| *count += batch.len() as u64);
+    }
+}
+
+/// Appends, retrying while the writer is overloaded: an announcement is
+/// never dropped while Kairos runs (a restart re-announces from the log).
+async fn append(store: &Store, records: Vec<kairos_store::LogRecord>) {
+    let mut delay = std::time::Duration::from_millis(5);
+    loop {
+        match store
+            .writer
+            .append(records.clone(), Vec::new(), Vec::new())
+            .await
+        {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, "announcing audience changes; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn event_json(announcement: &Announcement, store: &Store, message_id: &str) -> Value {
+    let audience_id = store
+        .definitions
+        .get(kairos_store::DefinitionKind::Audience, &announcement.audience)
+        .map(|record| record.id);
+    let mut event = json!({
+        "type": "track",
+        "event": if announcement.entered { ENTERED } else { EXITED },
+        "messageId": message_id,
+        "timestamp": announcement.at.to_string(),
+        "properties": {"audience": announcement.audience, "audience_id": audience_id},
+    });
+    let Identifier { kind, value } = &announcement.identifier;
+    match kind.as_str() {
+        "user_id" => event["userId"] = json!(value),
+        "anonymous_id" => event["anonymousId"] = json!(value),
+        _ => event["context"] = json!({"externalIds": [{"type": kind, "id": value}]}),
+    }
+    event
+}
