@@ -1,6 +1,6 @@
 //! `kairos-loadgen audiences`: the incremental audience engine in-process —
 //! N definitions (windowed counts and sums, performed, recency, sequences
-//! over 50 event names), events of many people applied with the clock
+//! over 50 event names) and M computed traits, events of many people applied with the clock
 //! moving forward, timers firing. Reports events/s and memory per person.
 //! With `--pipeline`, the same events go through the whole engine instead:
 //! identity resolution → profile update → audiences (the engine's work per
@@ -19,7 +19,9 @@ use crate::profiles::resident_kib;
 
 const EVENT_NAMES: usize = 50;
 
-fn definition(index: usize) -> String {
+/// The `index`-th benchmark audience: windowed counts and sums, performed
+/// and not performed, recency, sequences over [`EVENT_NAMES`] event names.
+pub(crate) fn definition(index: usize) -> String {
     let event = |offset: usize| format!("\"Event {}\"", (index + offset) % EVENT_NAMES);
     match index % 5 {
         0 => format!("count {} within {}d >= 3", event(0), 1 + index % 30),
@@ -39,7 +41,29 @@ fn definition(index: usize) -> String {
     }
 }
 
-pub fn run(definitions: usize, events: usize, people: u64, runs: usize, pipeline: bool) {
+/// The `index`-th benchmark computed trait: windowed counts and sums, last
+/// time, most frequent value, a case score.
+pub(crate) fn computed_definition(index: usize) -> String {
+    let event = format!("\"Event {}\"", index % EVENT_NAMES);
+    match index % 5 {
+        0 => format!("count {event} within {}d", 1 + index % 30),
+        1 => format!("sum amount of {event} within {}d", 7 + index % 60),
+        2 => format!("last {event}"),
+        3 => format!("most frequent amount of {event} within 7d"),
+        _ => format!(
+            "case when count {event} within 7d >= 3 then 3 when performed {event} within 30d then 2 else 1 end"
+        ),
+    }
+}
+
+pub fn run(
+    definitions: usize,
+    computed: usize,
+    events: usize,
+    people: u64,
+    runs: usize,
+    pipeline: bool,
+) {
     let parsed: Vec<(String, kairos_core::audience::Expr)> = (0..definitions)
         .map(|index| {
             (
@@ -48,7 +72,18 @@ pub fn run(definitions: usize, events: usize, people: u64, runs: usize, pipeline
             )
         })
         .collect();
-    let program = Arc::new(Program::compile(&parsed).expect("bench definitions compile"));
+    let computed_parsed: Vec<(String, kairos_core::audience::ValueExpr)> = (0..computed)
+        .map(|index| {
+            (
+                format!("trait{index}"),
+                kairos_core::audience::parse_value(&computed_definition(index))
+                    .expect("bench computed traits parse"),
+            )
+        })
+        .collect();
+    let program = Arc::new(
+        Program::compile_all(&parsed, &computed_parsed).expect("bench definitions compile"),
+    );
     let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     // One event every ~30 s of simulated time per person on average.
     let step = SignedDuration::from_millis((30_000 / people.max(1)).max(1) as i64);
@@ -101,7 +136,7 @@ pub fn run(definitions: usize, events: usize, people: u64, runs: usize, pipeline
     println!(
         "{}",
         json!({
-            "definitions": definitions, "events": events, "people": people, "runs": runs, "pipeline": pipeline,
+            "definitions": definitions, "computed_traits": computed, "events": events, "people": people, "runs": runs, "pipeline": pipeline,
             "median_events_per_second": sorted[sorted.len() / 2], "all_runs": rates,
             "membership_changes": changes / runs.max(1),
             "approx_bytes_per_person": bytes_per_person,

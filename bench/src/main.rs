@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod audiences;
+mod membership;
 mod profiles;
 mod reads;
 
@@ -48,6 +49,9 @@ enum Command {
     Audiences {
         #[arg(long, default_value_t = 1_000)]
         definitions: usize,
+        /// Computed traits evaluated alongside.
+        #[arg(long, default_value_t = 20)]
+        computed: usize,
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
         #[arg(long, default_value_t = 100_000)]
@@ -60,6 +64,9 @@ enum Command {
     },
     /// Profile read latency while ingesting at a steady rate over HTTP.
     ReadWhileIngest(reads::ReadArgs),
+    /// Event acknowledged → its `Audience Entered` on the live stream,
+    /// while ingesting at a steady rate with many definitions active.
+    MembershipLatency(membership::MembershipArgs),
     /// Drive /v1/batch and report throughput and latency.
     Ingest {
         #[arg(long)]
@@ -93,11 +100,13 @@ fn main() {
         } => profiles::run(events, people, runs),
         Command::Audiences {
             definitions,
+            computed,
             events,
             people,
             runs,
             pipeline,
-        } => audiences::run(definitions, events, people, runs, pipeline),
+        } => audiences::run(definitions, computed, events, people, runs, pipeline),
+        Command::MembershipLatency(args) => runtime.block_on(membership::run(args)),
         Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
         Command::Ingest {
             url,

@@ -70,7 +70,10 @@ impl Announcer {
 }
 
 /// Starts the announcer thread; it appends what shards send.
-pub(crate) fn start(store: Arc<Store>, rules: Arc<kairos_core::identity::IdentityRules>) -> std::io::Result<Announcer> {
+pub(crate) fn start(
+    store: Arc<Store>,
+    rules: Arc<kairos_core::identity::IdentityRules>,
+) -> std::io::Result<Announcer> {
     let source = store
         .sources
         .named(AUDIENCE_SOURCE, Timestamp::now())
@@ -164,7 +167,10 @@ async fn append(store: &Store, records: Vec<kairos_store::LogRecord>) {
 fn event_json(announcement: &Announcement, store: &Store, message_id: &str) -> Value {
     let audience_id = store
         .definitions
-        .get(kairos_store::DefinitionKind::Audience, &announcement.audience)
+        .get(
+            kairos_store::DefinitionKind::Audience,
+            &announcement.audience,
+        )
         .map(|record| record.id);
     let mut event = json!({
         "type": "track",

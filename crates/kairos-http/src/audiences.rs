@@ -24,7 +24,9 @@ use serde_json::json;
 use crate::AppState;
 use crate::admin::JsonBody;
 use crate::auth::Admin;
-use crate::definitions::{Edit, Parsed, checked, checked_name, create_problem, program, program_without};
+use crate::definitions::{
+    Edit, Parsed, checked, checked_name, create_problem, program, program_without,
+};
 use crate::problem::{Problem, limit_param};
 use crate::profiles::engine_problem;
 

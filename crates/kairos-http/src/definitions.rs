@@ -58,9 +58,7 @@ pub(crate) fn checked_name(kind: DefinitionKind, name: &str) -> Result<(), Probl
         ));
     }
     if kind == DefinitionKind::ComputedTrait
-        && !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         return Err(Problem::bad_request(
             "name_invalid",
@@ -102,7 +100,10 @@ pub(crate) fn program(state: &AppState, edit: Edit) -> Result<Program, Problem> 
     };
     for record in state.store.definitions.list(DefinitionKind::Audience) {
         if kept(DefinitionKind::Audience, &record) {
-            audiences.push((record.name, parse(&record.definition).map_err(definition_problem)?));
+            audiences.push((
+                record.name,
+                parse(&record.definition).map_err(definition_problem)?,
+            ));
         }
     }
     for record in state.store.definitions.list(DefinitionKind::ComputedTrait) {

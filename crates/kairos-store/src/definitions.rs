@@ -72,8 +72,8 @@ impl Definitions {
         let load = |kind: Kind| -> Result<Vec<DefinitionRecord>, StoreError> {
             let mut records = Vec::new();
             for guard in meta.prefix(kind.prefix()) {
-                let record: DefinitionRecord = serde_json::from_slice(&guard.value()?)
-                    .map_err(|error| {
+                let record: DefinitionRecord =
+                    serde_json::from_slice(&guard.value()?).map_err(|error| {
                         StoreError::Corrupt(format!("{} record: {error}", kind.noun()))
                     })?;
                 records.push(record);

@@ -122,7 +122,10 @@ fn apply_configured_definitions(
         }
     }
     for audience in audiences {
-        audience_exprs.push((audience.name.trim().to_string(), parse(&audience.definition)?));
+        audience_exprs.push((
+            audience.name.trim().to_string(),
+            parse(&audience.definition)?,
+        ));
     }
     let mut computed_exprs = Vec::new();
     for record in store.definitions.list(DefinitionKind::ComputedTrait) {
@@ -131,7 +134,10 @@ fn apply_configured_definitions(
         }
     }
     for computed in computed_traits {
-        computed_exprs.push((computed.name.trim().to_string(), parse_value(&computed.definition)?));
+        computed_exprs.push((
+            computed.name.trim().to_string(),
+            parse_value(&computed.definition)?,
+        ));
     }
     kairos_core::audience::incremental::Program::compile_all(&audience_exprs, &computed_exprs)
         .map_err(|problem| {
@@ -146,12 +152,17 @@ fn apply_configured_definitions(
             match store.definitions.get(kind, name) {
                 Some(record) if record.definition == entry.definition => {}
                 Some(record) => {
-                    store.definitions.change(kind, &record.id, &entry.definition)?;
-                }
-                None => {
                     store
                         .definitions
-                        .create(kind, name, &entry.definition, jiff::Timestamp::now())?;
+                        .change(kind, &record.id, &entry.definition)?;
+                }
+                None => {
+                    store.definitions.create(
+                        kind,
+                        name,
+                        &entry.definition,
+                        jiff::Timestamp::now(),
+                    )?;
                 }
             }
         }

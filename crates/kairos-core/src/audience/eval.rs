@@ -147,7 +147,9 @@ pub fn value(
             window,
         } => aggregate(function, &matching(event, window)).map(number_value),
         ValueExpr::Occurrence { which, event } => {
-            let times = matching(event, &Window::Ever).into_iter().map(|fact| fact.at);
+            let times = matching(event, &Window::Ever)
+                .into_iter()
+                .map(|fact| fact.at);
             let chosen = match which {
                 Occurrence::First => times.min(),
                 Occurrence::Last => times.max(),

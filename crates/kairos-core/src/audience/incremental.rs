@@ -61,14 +61,19 @@ pub struct PersonState {
 impl PersonState {
     /// Records a computed trait's value as given (used while compiling).
     pub(super) fn set_computed(&mut self, definition: usize, value: Value) {
-        match self.computed.binary_search_by_key(&definition, |(index, _)| *index) {
+        match self
+            .computed
+            .binary_search_by_key(&definition, |(index, _)| *index)
+        {
             Ok(position) => self.computed[position].1 = value,
             Err(position) => self.computed.insert(position, (definition, value)),
         }
     }
 
     fn forget_computed(&mut self, definition: usize) {
-        if let Ok(position) = self.computed.binary_search_by_key(&definition, |(index, _)| *index)
+        if let Ok(position) = self
+            .computed
+            .binary_search_by_key(&definition, |(index, _)| *index)
         {
             self.computed.remove(position);
         }
@@ -80,7 +85,10 @@ impl PersonState {
         program: &'a Program,
         definition: usize,
     ) -> Option<&'a Value> {
-        match self.computed.binary_search_by_key(&definition, |(index, _)| *index) {
+        match self
+            .computed
+            .binary_search_by_key(&definition, |(index, _)| *index)
+        {
             Ok(position) => Some(&self.computed[position].1).filter(|value| !value.is_null()),
             Err(_) => program.vacuous_values[definition].as_ref(),
         }
@@ -148,7 +156,10 @@ impl AudienceEngine {
             .persons
             .iter()
             .filter_map(|(person, state)| {
-                Some((*person, state.computed_value(&self.program, definition)?.clone()))
+                Some((
+                    *person,
+                    state.computed_value(&self.program, definition)?.clone(),
+                ))
             })
             .collect();
         values.sort_unstable_by_key(|(person, _)| *person);

@@ -79,7 +79,11 @@ pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) 
                     let position = stream.partition_point(|(at, _)| *at <= event.at);
                     stream.insert(position, (event.at, value));
                 }
-                Keep::Latest if stream.first().is_none_or(|kept| later(&(event.at, value.clone()), kept)) => {
+                Keep::Latest
+                    if stream
+                        .first()
+                        .is_none_or(|kept| later(&(event.at, value.clone()), kept)) =>
+                {
                     *stream = vec![(event.at, value)];
                 }
                 Keep::Earliest if stream.first().is_none_or(|(at, _)| event.at < *at) => {

@@ -520,7 +520,11 @@ impl Parser {
                 })
             }
             "first" | "last" if matches!(self.peek(), Token::Text(_)) => {
-                let which = if word == "first" { Occurrence::First } else { Occurrence::Last };
+                let which = if word == "first" {
+                    Occurrence::First
+                } else {
+                    Occurrence::Last
+                };
                 let event = self.event_ref()?;
                 Ok(ValueExpr::Occurrence { which, event })
             }

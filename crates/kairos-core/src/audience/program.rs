@@ -332,9 +332,8 @@ impl Program {
     /// has done nothing, and those reading other definitions (whose values
     /// the vacuous evaluation could only assume).
     pub(super) fn first_appearance(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.definitions.len()).filter(|index| {
-            self.vacuous[*index] || self.definitions[*index].reads_derived
-        })
+        (0..self.definitions.len())
+            .filter(|index| self.vacuous[*index] || self.definitions[*index].reads_derived)
     }
 
     pub(super) fn audience_index(&self, name: &str) -> Option<usize> {

@@ -9,10 +9,15 @@ fn computed_trait_definitions_parse() {
         ValueExpr::Aggregate { function: Aggregate::Count, window: Window::Within { seconds }, .. } if seconds == 90 * 86_400
     ));
     let spend = parse_value("sum revenue of \"Order Completed\" within 365d").unwrap();
-    assert!(matches!(spend, ValueExpr::Aggregate { function: Aggregate::Sum(p), .. } if p == "revenue"));
+    assert!(
+        matches!(spend, ValueExpr::Aggregate { function: Aggregate::Sum(p), .. } if p == "revenue")
+    );
     assert!(matches!(
         parse_value("last \"Order Completed\"").unwrap(),
-        ValueExpr::Occurrence { which: Occurrence::Last, .. }
+        ValueExpr::Occurrence {
+            which: Occurrence::Last,
+            ..
+        }
     ));
     assert!(matches!(
         parse_value("last plan of \"Plan Viewed\" where source = \"web\"").unwrap(),
@@ -26,7 +31,11 @@ fn computed_trait_definitions_parse() {
         "case\n  when last \"Order Completed\" less than 30d ago then 5\n  when last \"Order Completed\" less than 90d ago then 3\n  else 1\nend",
     )
     .unwrap();
-    let ValueExpr::Case { branches, otherwise } = recency else {
+    let ValueExpr::Case {
+        branches,
+        otherwise,
+    } = recency
+    else {
         panic!()
     };
     assert_eq!(branches.len(), 2);
@@ -38,7 +47,10 @@ fn computed_trait_definitions_parse() {
     let error = parse_value("trait plan").unwrap_err();
     assert!(error.message.contains("does not start a value"), "{error}");
     let error = parse_value("count \"A\" within 30d > 3").unwrap_err();
-    assert!(error.message.contains("end of the computed trait"), "{error}");
+    assert!(
+        error.message.contains("end of the computed trait"),
+        "{error}"
+    );
 }
 
 #[test]
