@@ -213,25 +213,39 @@ fn the_examples_in_the_docs_parse() {
     let mut checked = 0;
     for block in docs.split("```").skip(1).step_by(2) {
         let (tag, body) = block.split_once('\n').unwrap_or((block, ""));
-        if !tag.trim().is_empty() || body.trim_start().starts_with("line ") {
-            continue; // JSON and the error examples
+        match tag.trim() {
+            "" if !body.trim_start().starts_with("line ") => {
+                parse(body).unwrap_or_else(|error| panic!("{error}\n{body}"));
+            }
+            "value" => {
+                parse_value(body).unwrap_or_else(|error| panic!("{error}\n{body}"));
+            }
+            _ => continue, // JSON, shell and the error examples
         }
-        parse(body).unwrap_or_else(|error| panic!("{error}\n{body}"));
         checked += 1;
     }
-    for row in docs.lines().filter(|line| line.starts_with("| ")) {
-        let Some(example) = row.split('|').nth(2) else {
+    // Table rows: conditions, except in the computed traits section.
+    let mut in_values = false;
+    for line in docs.lines() {
+        if line.starts_with("## ") {
+            in_values = line == "## Computed traits";
+        }
+        let Some(example) = line.starts_with("| ").then(|| line.split('|').nth(2)).flatten() else {
             continue;
         };
         for code in example.split('`').skip(1).step_by(2) {
             if code.ends_with("...") || code == "example" {
                 continue;
             }
-            parse(code).unwrap_or_else(|error| panic!("{error}\n{code}"));
+            if in_values {
+                parse_value(code).unwrap_or_else(|error| panic!("{error}\n{code}"));
+            } else {
+                parse(code).unwrap_or_else(|error| panic!("{error}\n{code}"));
+            }
             checked += 1;
         }
     }
-    assert!(checked >= 20, "only {checked} examples found");
+    assert!(checked >= 30, "only {checked} examples found");
 }
 
 mod incremental_matches_from_scratch {
