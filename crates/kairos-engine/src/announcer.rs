@@ -106,6 +106,7 @@ async fn run(
     durable: watch::Sender<u64>,
 ) {
     let limits = IngestLimits::default();
+    let mut audience_ids = AudienceIds::default();
     let mut sequence: u64 = 0;
     let started = Timestamp::now().as_nanosecond();
     while let Some(mut batch) = receiver.recv().await {
@@ -116,11 +117,12 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let mut records = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
         for announcement in &batch {
             sequence += 1;
             let message_id = format!("kairos-audience-{started:x}-{sequence}");
-            let raw = event_json(announcement, &store, &message_id);
+            let audience_id = audience_ids.get(&store, &announcement.audience);
+            let raw = event_json(announcement, audience_id, &message_id);
             let arrival = Arrival {
                 source_id: &source_id,
                 received_at: Timestamp::now(),
@@ -133,27 +135,49 @@ async fn run(
                 continue;
             };
             match normalize_internal_event(&raw, &arrival) {
-                Ok(event) => records.extend(store.prepare(&event, &rules)),
+                Ok(event) => events.push(event),
                 Err(errors) => {
                     tracing::error!(?errors, "an audience change did not make a valid event")
                 }
             }
         }
-        append(&store, records).await;
+        append(&store, &rules, &events).await;
         durable.send_modify(|count| *count += batch.len() as u64);
+    }
+}
+
+/// Audience ids by name, read from the store again when a name is new.
+#[derive(Default)]
+struct AudienceIds(std::collections::HashMap<String, String>);
+
+impl AudienceIds {
+    fn get(&mut self, store: &Store, name: &str) -> Option<String> {
+        if !self.0.contains_key(name) {
+            self.0 = store
+                .definitions
+                .list(kairos_store::DefinitionKind::Audience)
+                .into_iter()
+                .map(|record| (record.name, record.id))
+                .collect();
+        }
+        self.0.get(name).cloned()
     }
 }
 
 /// Appends, retrying while the writer is overloaded: an announcement is
 /// never dropped while Kairos runs (a restart re-announces from the log).
-async fn append(store: &Store, records: Vec<kairos_store::LogRecord>) {
+async fn append(
+    store: &Store,
+    rules: &kairos_core::identity::IdentityRules,
+    events: &[kairos_core::Event],
+) {
     let mut delay = std::time::Duration::from_millis(5);
     loop {
-        match store
-            .writer
-            .append(records.clone(), Vec::new(), Vec::new())
-            .await
-        {
+        let records = events
+            .iter()
+            .filter_map(|event| store.prepare(event, rules))
+            .collect();
+        match store.writer.append(records, Vec::new(), Vec::new()).await {
             Ok(_) => return,
             Err(error) => {
                 tracing::warn!(%error, "announcing audience changes; retrying");
@@ -164,14 +188,7 @@ async fn append(store: &Store, records: Vec<kairos_store::LogRecord>) {
     }
 }
 
-fn event_json(announcement: &Announcement, store: &Store, message_id: &str) -> Value {
-    let audience_id = store
-        .definitions
-        .get(
-            kairos_store::DefinitionKind::Audience,
-            &announcement.audience,
-        )
-        .map(|record| record.id);
+fn event_json(announcement: &Announcement, audience_id: Option<String>, message_id: &str) -> Value {
     let mut event = json!({
         "type": "track",
         "event": if announcement.entered { ENTERED } else { EXITED },

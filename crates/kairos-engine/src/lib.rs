@@ -397,7 +397,7 @@ impl Engine {
             .read_all(|shard| {
                 audiences
                     .iter()
-                    .map(|audience| shard.audience_members(audience).len())
+                    .map(|audience| shard.audience_size(audience))
                     .collect::<Vec<usize>>()
             })
             .await?;

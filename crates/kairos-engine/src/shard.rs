@@ -226,6 +226,11 @@ impl ShardState {
             .collect()
     }
 
+    /// An audience's number of members here.
+    pub fn audience_size(&self, audience: &str) -> usize {
+        self.audiences.size(audience)
+    }
+
     /// The profiles in an audience, in profile order.
     pub fn audience_members(&self, audience: &str) -> Vec<ProfileId> {
         self.audiences.members(audience)

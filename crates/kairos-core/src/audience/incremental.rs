@@ -102,11 +102,14 @@ pub struct AudienceEngine {
     persons: IdMap<PersonId, PersonState>,
     /// One entry per person with timers: their earliest.
     timers: BTreeSet<(Timestamp, PersonId)>,
+    /// Members of each definition (audiences), kept as memberships change.
+    sizes: Vec<usize>,
 }
 
 impl AudienceEngine {
     pub fn new(program: std::sync::Arc<Program>) -> AudienceEngine {
         AudienceEngine {
+            sizes: vec![0; program.definitions.len()],
             program,
             persons: IdMap::default(),
             timers: BTreeSet::new(),
@@ -166,6 +169,13 @@ impl AudienceEngine {
         values
     }
 
+    /// An audience's number of members (no scan: kept as they change).
+    pub fn size(&self, audience: &str) -> usize {
+        self.program
+            .audience_index(audience)
+            .map_or(0, |definition| self.sizes[definition])
+    }
+
     pub fn members(&self, audience: &str) -> Vec<PersonId> {
         let Some(definition) = self.program.audience_index(audience) else {
             return Vec::new();
@@ -213,6 +223,9 @@ impl AudienceEngine {
     /// their timers; returns their state.
     pub fn take_person(&mut self, person: PersonId) -> Option<PersonState> {
         let mut state = self.persons.remove(&person)?;
+        for definition in &state.members {
+            self.sizes[*definition] -= 1;
+        }
         if let Some(due) = state.scheduled.take() {
             self.timers.remove(&(due, person));
         }
@@ -364,6 +377,7 @@ impl AudienceEngine {
         changes: &mut Vec<Change>,
     ) {
         let program = &self.program;
+        let sizes = &mut self.sizes;
         let state = self.persons.entry(person).or_default();
         // Positions in dependency order, so a definition is evaluated after
         // the audiences it refers to.
@@ -383,8 +397,10 @@ impl AudienceEngine {
                     if changed {
                         if member {
                             state.members.insert(definition);
+                            sizes[definition] += 1;
                         } else {
                             state.members.remove(&definition);
+                            sizes[definition] -= 1;
                         }
                         changes.push(Change {
                             person,

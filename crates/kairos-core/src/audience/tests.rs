@@ -561,6 +561,7 @@ mod incremental_matches_from_scratch {
                         flips += engine.apply(person, &event, now).len();
                     }
                 }
+                let mut expected_sizes: HashMap<&str, usize> = HashMap::new();
                 for person in 1..=3 {
                     if !histories.contains_key(&person) && !traits.contains_key(&person) {
                         continue; // nobody yet: no profile, no memberships
@@ -569,6 +570,8 @@ mod incremental_matches_from_scratch {
                     let facts = traits.get(&person).cloned().unwrap_or_default();
                     let expected = naive(&definitions, history, &facts, now);
                     for (name, expr) in &audiences {
+                        *expected_sizes.entry(name).or_default() +=
+                            usize::from(expected.audiences.contains(name));
                         assert_eq!(
                             engine.is_member(person, name),
                             expected.audiences.contains(name),
@@ -586,6 +589,10 @@ mod incremental_matches_from_scratch {
                             "seed {seed} step {step} person {person} {name} at {now}: {expr:?}"
                         );
                     }
+                }
+                for (name, _) in &audiences {
+                    let size = expected_sizes.get(name.as_str()).copied().unwrap_or(0);
+                    assert_eq!(engine.size(name), size, "seed {seed} step {step}: size of {name}");
                 }
             }
         }
