@@ -333,3 +333,33 @@ def test_serve_good_config_from_env(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_first_command_serves_demo_data_with_audiences_and_computed_traits(tmp_path):
+    """`kairos serve` with the demo (the README's first command): demo events,
+    and audiences and computed traits over them, backfilled at start."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    env.update(KAIROS_ADMIN_TOKEN=ADMIN_TOKEN)
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([str(kairos_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data")],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ada = requests.get(base + "/v1/profiles/user_id:ada", headers=headers, timeout=10).json()
+        assert ada["computed"]["orders_90d"] == 1 and ada["computed"]["spend_365d"] == 89, ada
+        assert "recent buyers" in ada["audiences"], ada
+        audiences = {a["name"]: a["size"] for a in requests.get(base + "/v1/audiences", headers=headers, timeout=10).json()["audiences"]}
+        assert audiences["recent buyers"] == 3 and audiences["big spenders"] == 1, audiences
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,5 +1,6 @@
-//! Demo data for a first start: a `demo` source and a small storefront's
-//! worth of events, so the APIs have something to show.
+//! Demo data for a first start: a `demo` source, a small storefront's
+//! worth of events, and a few audiences and computed traits over them, so
+//! the APIs have something to show.
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::identity::IdentityRules;
@@ -36,7 +37,44 @@ pub async fn ensure_demo(store: &Store, rules: &IdentityRules) -> anyhow::Result
         records.extend(store.prepare(&event, rules));
     }
     store.writer.append(records, Vec::new(), Vec::new()).await?;
+    create_demo_definitions(store, now)?;
     Ok(source.write_key)
+}
+
+/// A few audiences and computed traits over the demo events (the engine
+/// backfills them when it starts).
+fn create_demo_definitions(store: &Store, now: Timestamp) -> anyhow::Result<()> {
+    use kairos_store::DefinitionKind::{Audience, ComputedTrait};
+    let definitions = [
+        (
+            ComputedTrait,
+            "orders_90d",
+            r#"count "Order Completed" within 90d"#,
+        ),
+        (
+            ComputedTrait,
+            "spend_365d",
+            r#"sum revenue of "Order Completed" within 365d"#,
+        ),
+        (ComputedTrait, "last_order_at", r#"last "Order Completed""#),
+        (
+            Audience,
+            "recent buyers",
+            r#"performed "Order Completed" within 30d"#,
+        ),
+        (Audience, "big spenders", "computed spend_365d > 100"),
+        (
+            Audience,
+            "viewed, not bought",
+            r#""Product Viewed" not followed by "Order Completed" within 1h"#,
+        ),
+    ];
+    for (kind, name, definition) in definitions {
+        if store.definitions.get(kind, name).is_none() {
+            store.definitions.create(kind, name, definition, now)?;
+        }
+    }
+    Ok(())
 }
 
 fn demo_events(now: Timestamp) -> Vec<serde_json::Value> {

@@ -230,7 +230,11 @@ fn the_examples_in_the_docs_parse() {
         if line.starts_with("## ") {
             in_values = line == "## Computed traits";
         }
-        let Some(example) = line.starts_with("| ").then(|| line.split('|').nth(2)).flatten() else {
+        let Some(example) = line
+            .starts_with("| ")
+            .then(|| line.split('|').nth(2))
+            .flatten()
+        else {
             continue;
         };
         for code in example.split('`').skip(1).step_by(2) {
@@ -592,7 +596,11 @@ mod incremental_matches_from_scratch {
                 }
                 for (name, _) in &audiences {
                     let size = expected_sizes.get(name.as_str()).copied().unwrap_or(0);
-                    assert_eq!(engine.size(name), size, "seed {seed} step {step}: size of {name}");
+                    assert_eq!(
+                        engine.size(name),
+                        size,
+                        "seed {seed} step {step}: size of {name}"
+                    );
                 }
             }
         }
