@@ -208,6 +208,39 @@ paths["/v1/computed-traits/preview"] = admin("post", "A draft computed trait's v
     {"type": "object", "required": ["definition"], "additionalProperties": False,
      "properties": {"definition": {"type": "string"}, "sample": {"type": "integer", "minimum": 0, "maximum": 100}}},
     extra={"400": problem("Invalid definition (line, column and message)")})
+DESTINATION = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"},
+    "url": {"type": "string"}, "created_at": {"type": "string"}, "disabled": {"type": ["string", "null"]}}}
+MESSAGE = {"type": "object", "properties": {"id": {"type": "string"}, "destination": {"type": "string"}, "journey": {"type": "string"},
+    "identifier": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "delivered", "dead"]}, "attempts": {"type": "integer"},
+    "next_attempt_at": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+    "delivered_at": {"type": ["string", "null"]}, "event_seq": {"type": "integer"}}}
+paths["/v1/destinations"] = {
+    **admin("post", "Create a webhook destination; the answer carries its whsec_ signing secret, shown this once", {**DESTINATION, "properties": {**DESTINATION["properties"], "secret": {"type": "string"}}},
+            {"type": "object", "required": ["type", "name", "url"], "additionalProperties": False,
+             "properties": {"type": {"type": "string", "enum": ["webhook"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200}, "url": {"type": "string", "maxLength": 2000}}},
+            status="201", extra={"400": problem("Invalid type, name or URL"), "409": problem("Name taken")}),
+    **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
+}
+paths["/v1/destinations/{id}"] = admin("delete", "Delete a destination", {"type": "object"}, params=[path_param("id", "Destination id or name")],
+    extra={**NOT_FOUND, "409": problem("A journey sends to it")})
+JOURNEY = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "trigger": {"type": "object"}, "steps": {"type": "array"}, "created_at": {"type": "string"}}}
+paths["/v1/journeys"] = {
+    **admin("post", "Create a journey: a trigger (event with filters, audience entered or exited) and steps (send to a destination) — docs/journeys.md", JOURNEY,
+            {"type": "object", "required": ["name", "trigger", "steps"],
+             "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "trigger": {"type": "object"}, "steps": {"type": "array", "items": {"type": "object"}}}},
+            status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken")}),
+    **admin("get", "Every journey", {"type": "object", "properties": {"journeys": {"type": "array", "items": JOURNEY}}}),
+}
+paths["/v1/journeys/{id}"] = admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
+    params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
+paths["/v1/profiles/{identifier}/deliveries"] = admin("get", "The messages sent about a person, newest first, with status, attempts and the last error",
+    {"type": "object", "properties": {"profile_id": {"type": "string"}, "deliveries": {"type": "array", "items": MESSAGE}}},
+    params=[path_param("identifier", "{type}:{value}, e.g. user_id:u1"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most messages (default 100)")],
+    extra={**NOT_FOUND, "400": problem("Invalid identifier or limit")})
+paths["/v1/admin/dead-letters"] = admin("get", "Messages given up on, newest first", {"type": "object", "properties": {"dead_letters": {"type": "array", "items": MESSAGE}}},
+    params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most messages (default 100)")], extra={"400": problem("Invalid limit")})
+paths["/v1/admin/dead-letters/{id}/replay"] = admin("post", "Deliver a dead letter again, under the same webhook-id", MESSAGE,
+    params=[path_param("id", "Message id")], extra={**NOT_FOUND, "409": problem("Its destination is disabled")})
 paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},

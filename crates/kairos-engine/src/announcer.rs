@@ -25,10 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, watch};
 
-/// The source membership events belong to.
-pub const AUDIENCE_SOURCE: &str = "kairos-audiences";
-pub const ENTERED: &str = "Audience Entered";
-pub const EXITED: &str = "Audience Exited";
+pub use kairos_core::audience::{
+    ANNOUNCED_ENTERED as ENTERED, ANNOUNCED_EXITED as EXITED, AUDIENCE_SOURCE,
+};
 /// Announcements appended per log write.
 const BATCH_MAX: usize = 2_000;
 

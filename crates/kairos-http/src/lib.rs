@@ -11,6 +11,8 @@
 //! - [`privacy`]: export, erasure with receipt and audit log, consent;
 //! - [`imports`]: bulk CRM trait records;
 //! - [`matching`]: the probabilistic matcher on live profiles;
+//! - [`audiences`], [`computed_traits`]: definitions, members, values;
+//! - [`journeys`]: destinations, journeys, deliveries, dead letters;
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
 
 pub mod admin;
@@ -22,6 +24,7 @@ pub mod computed_traits;
 mod definitions;
 pub mod imports;
 mod internal;
+pub mod journeys;
 pub mod matching;
 pub mod metrics;
 pub mod ops;
@@ -62,6 +65,9 @@ pub struct AppInner {
     pub manual_clock: Option<Arc<kairos_core::clock::ManualClock>>,
     /// The probabilistic matcher's review suggestions.
     pub matching: matching::MatchState,
+    /// The delivery thread (journeys, destinations), to wake on changes;
+    /// `None` where nothing delivers (API tests).
+    pub deliverer: Option<kairos_deliver::Deliverer>,
 }
 
 impl AppState {
@@ -108,6 +114,28 @@ pub fn app(state: AppState) -> Router {
             get(profiles::get_profile).delete(privacy::erase_profile),
         )
         .route("/v1/profiles/import", post(imports::import_traits))
+        .route(
+            "/v1/profiles/{identifier}/deliveries",
+            get(journeys::profile_deliveries),
+        )
+        .route(
+            "/v1/destinations",
+            post(journeys::create_destination).get(journeys::list_destinations),
+        )
+        .route(
+            "/v1/destinations/{id}",
+            delete(journeys::delete_destination),
+        )
+        .route(
+            "/v1/journeys",
+            post(journeys::create_journey).get(journeys::list_journeys),
+        )
+        .route("/v1/journeys/{id}", delete(journeys::delete_journey))
+        .route("/v1/admin/dead-letters", get(journeys::dead_letters))
+        .route(
+            "/v1/admin/dead-letters/{id}/replay",
+            post(journeys::replay_dead_letter),
+        )
         .route(
             "/v1/profiles/{identifier}/export",
             get(privacy::export_profile),

@@ -41,6 +41,7 @@ fn harness() -> Harness {
         matching: Default::default(),
         ingest_runtime: None,
         manual_clock: None,
+        deliverer: None,
     });
     Harness {
         _dir: dir,

@@ -14,8 +14,12 @@
 //!   expired after the dedup window by a compaction filter ([`dedup`]);
 //! - the **quarantine** of rejected events with their reasons ([`quarantine`]);
 //! - **metadata** `meta`: sources and their write keys ([`sources`]),
-//!   audience definitions ([`definitions`]), the partition count, a
-//!   generated admin token.
+//!   audience and computed trait definitions ([`definitions`]),
+//!   destinations and journeys ([`outbox`]), the partition count, a
+//!   generated admin token;
+//! - the **outbox** (`outbox`, `deliveries`): every message journeys
+//!   decided to send, its attempts and status, a queue per destination
+//!   ([`outbox`]).
 //!
 //! All writes of accepted events go through one writer thread
 //! ([`writer`]) that groups concurrent requests into one atomic batch, and a
@@ -25,6 +29,7 @@
 pub mod dedup;
 pub mod definitions;
 pub mod log;
+pub mod outbox;
 pub mod privacy;
 pub mod quarantine;
 mod recent;
@@ -42,6 +47,7 @@ use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
 pub use log::{EventLog, LogRecord};
+pub use outbox::{DestinationRecord, JourneyRecord, Message, MessageStatus, Outbox};
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
 pub use sources::{SourceRecord, SourceRegistry};
@@ -107,6 +113,8 @@ pub struct Store {
     pub vault: Arc<Vault>,
     pub privacy: Arc<Privacy>,
     pub definitions: Definitions,
+    /// Destinations, journeys and the messages they send.
+    pub outbox: Outbox,
     pub meta: Keyspace,
     dedup: Keyspace,
 }
@@ -140,6 +148,7 @@ impl Store {
         let quarantine = Arc::new(Quarantine::open(&db, vault.clone())?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
         let definitions = Definitions::open(db.clone(), meta.clone())?;
+        let outbox = Outbox::open(db.clone(), meta.clone())?;
         let writer = LogWriter::start(
             db.clone(),
             log.clone(),
@@ -158,6 +167,7 @@ impl Store {
             vault,
             privacy,
             definitions,
+            outbox,
             meta,
             dedup,
         })

@@ -39,6 +39,21 @@ pub struct FileConfig {
     /// start-up, same shape as audiences.
     #[serde(default)]
     pub computed_traits: Vec<AudienceConfig>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// `[delivery]`: how webhook deliveries are retried.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Delays before the 2nd, 3rd, ... attempt (["5s", "5m", ...]); the
+    /// last repeats.
+    pub retry_schedule: Option<Vec<String>>,
+    /// Attempts before a message becomes a dead letter.
+    pub max_attempts: Option<u32>,
+    /// How long one attempt may take ("15s").
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +129,7 @@ pub struct ServeConfig {
     pub audiences: Vec<AudienceConfig>,
     /// Computed traits from the config file, each checked to parse.
     pub computed_traits: Vec<AudienceConfig>,
+    pub delivery: kairos_deliver::DeliverySettings,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
@@ -311,6 +327,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         engine,
         audiences: file.audiences.clone(),
         computed_traits: file.computed_traits.clone(),
+        delivery: delivery_settings(&file.delivery, problems),
         manual_clock,
         listen,
         data_dir: file
@@ -490,6 +507,44 @@ fn store_options(
             .map(|mb| mb * 1024 * 1024)
             .unwrap_or(defaults.cache_bytes),
     }
+}
+
+fn delivery_settings(
+    config: &DeliveryConfig,
+    problems: &mut Vec<String>,
+) -> kairos_deliver::DeliverySettings {
+    let mut settings = kairos_deliver::DeliverySettings::default();
+    let mut duration = |field: &str, text: &Option<String>, target: &mut Duration| {
+        if let Some(text) = text {
+            match parse_duration(text) {
+                Some(parsed) => *target = parsed,
+                None => problems.push(format!(
+                    "delivery.{field} {text:?}: expected a positive duration such as \"5s\" or \"200ms\""
+                )),
+            }
+        }
+    };
+    if let Some(schedule) = &config.retry_schedule {
+        let mut steps = Vec::new();
+        for text in schedule {
+            let mut step = Duration::ZERO;
+            duration("retry_schedule", &Some(text.clone()), &mut step);
+            steps.push(step);
+        }
+        settings.retry_schedule = steps;
+    }
+    duration("timeout", &config.timeout, &mut settings.timeout);
+    if settings.retry_schedule.is_empty() {
+        problems
+            .push("delivery.retry_schedule: give at least one delay, e.g. [\"5s\", \"5m\"]".into());
+    }
+    if let Some(attempts) = config.max_attempts {
+        if !(1..=100).contains(&attempts) {
+            problems.push("delivery.max_attempts: expected 1 to 100".to_string());
+        }
+        settings.max_attempts = attempts;
+    }
+    settings
 }
 
 /// "24h", "90m", "30s", "2d", or a jiff friendly duration ("1h 30m").

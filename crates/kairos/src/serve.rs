@@ -70,6 +70,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::info!(now = %saved, "manual clock resumed where it was set last");
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let deliverer = kairos_deliver::Deliverer::start(
+        store.clone(),
+        Arc::new(config.engine.rules.clone()),
+        config.delivery.clone(),
+    )?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
         engine,
@@ -82,6 +87,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         matching: Default::default(),
         ingest_runtime: Some(ingest_runtime.handle().clone()),
         manual_clock: config.manual_clock.clone(),
+        deliverer: Some(deliverer),
     });
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).

@@ -279,7 +279,7 @@ pub(crate) fn aggregate(function: &Aggregate, matching: &[&EventFact]) -> Option
     }
 }
 
-pub(crate) fn matches_event(event: &EventRef, fact: &EventFact) -> bool {
+pub fn matches_event(event: &EventRef, fact: &EventFact) -> bool {
     fact.name == event.name
         && event
             .filters

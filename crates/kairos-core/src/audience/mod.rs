@@ -24,6 +24,12 @@ pub mod parser;
 mod program;
 
 pub use ast::{Expr, ValueExpr};
+
+/// The events membership changes are announced as (by the engine), from
+/// the source named [`AUDIENCE_SOURCE`].
+pub const ANNOUNCED_ENTERED: &str = "Audience Entered";
+pub const ANNOUNCED_EXITED: &str = "Audience Exited";
+pub const AUDIENCE_SOURCE: &str = "kairos-audiences";
 pub use parser::{DefinitionError, parse, parse_value};
 
 #[cfg(test)]

@@ -1,0 +1,170 @@
+//! Journey definitions (docs/journeys.md): what starts a journey and what
+//! it does. The JSON form is what `POST /v1/journeys` accepts:
+//!
+//! ```json
+//! {"name": "welcome",
+//!  "trigger": {"event": "Signed Up", "where": "plan = \"pro\""},
+//!  "steps": [{"send": {"destination": "crm-hook"}}]}
+//! ```
+//!
+//! Triggers: an event (with optional property filters in the audience
+//! language), or a profile entering or leaving an audience
+//! (`{"audience_entered": "vip"}`, `{"audience_exited": "vip"}`). Steps: send
+//! to a destination. Waits, branches and goals come next.
+
+use kairos_core::audience::ast::{EventRef, Expr};
+use kairos_core::audience::eval::{EventFact, matches_event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyDefinition {
+    pub trigger: Trigger,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Trigger {
+    Event {
+        event: String,
+        /// Property filters in the audience language: `plan = "pro" and
+        /// price >= 10`.
+        #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
+    Entered {
+        audience_entered: String,
+    },
+    Exited {
+        audience_exited: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    Send { destination: String },
+}
+
+/// A journey ready to match events.
+#[derive(Debug, Clone)]
+pub struct CompiledJourney {
+    pub id: String,
+    pub name: String,
+    /// Events at or before this log position are older than the journey.
+    pub starts_after_seq: u64,
+    pub matcher: Matcher,
+    /// Destination ids, in step order.
+    pub destinations: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Event(EventRef),
+    /// `Audience Entered` (true) or `Exited` (false) of this audience, from
+    /// the engine's announcements.
+    Membership {
+        audience: String,
+        entered: bool,
+    },
+}
+
+/// Parses and checks a definition; `destination_id` resolves a destination
+/// name or id. Errors say what is wrong and how to fix it.
+pub fn compile(
+    id: &str,
+    name: &str,
+    starts_after_seq: u64,
+    definition: &serde_json::Value,
+    destination_id: impl Fn(&str) -> Option<String>,
+) -> Result<CompiledJourney, String> {
+    let definition: JourneyDefinition = serde_json::from_value(definition.clone()).map_err(|error| {
+        format!(
+            "{error}; a journey is {{\"trigger\": {{\"event\": \"Signed Up\"}} or {{\"audience_entered\": \"vip\"}} or {{\"audience_exited\": \"vip\"}}, \"steps\": [{{\"send\": {{\"destination\": \"<name or id>\"}}}}]}}"
+        )
+    })?;
+    let matcher = match &definition.trigger {
+        Trigger::Event { event, filter } => Matcher::Event(event_ref(event, filter.as_deref())?),
+        Trigger::Entered { audience_entered } => Matcher::Membership {
+            audience: audience_entered.clone(),
+            entered: true,
+        },
+        Trigger::Exited { audience_exited } => Matcher::Membership {
+            audience: audience_exited.clone(),
+            entered: false,
+        },
+    };
+    if definition.steps.is_empty() {
+        return Err(
+            "a journey needs at least one step, e.g. {\"send\": {\"destination\": \"crm-hook\"}}"
+                .into(),
+        );
+    }
+    let destinations = definition
+        .steps
+        .iter()
+        .map(|Step::Send { destination }| {
+            destination_id(destination).ok_or_else(|| {
+                format!("no destination {destination:?}; create it with POST /v1/destinations")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CompiledJourney {
+        id: id.to_string(),
+        name: name.to_string(),
+        starts_after_seq,
+        matcher,
+        destinations,
+    })
+}
+
+/// The event name with its filters, parsed by the audience language.
+fn event_ref(event: &str, filter: Option<&str>) -> Result<EventRef, String> {
+    if event.trim().is_empty() {
+        return Err("trigger.event needs an event name".into());
+    }
+    let Some(filter) = filter else {
+        return Ok(EventRef {
+            name: event.to_string(),
+            filters: Vec::new(),
+        });
+    };
+    // A `performed` condition carries exactly an event with filters.
+    let quoted = event.replace('\\', "\\\\").replace('"', "\\\"");
+    let text = format!("performed \"{quoted}\" where ({filter})");
+    match kairos_core::audience::parse(&text) {
+        Ok(Expr::Performed { event, .. }) => Ok(event),
+        Ok(_) => Err(format!(
+            "trigger.where {filter:?} is not a list of property tests"
+        )),
+        Err(error) => Err(format!(
+            "trigger.where {filter:?}: {} (property tests such as plan = \"pro\" and price >= 10)",
+            error.message
+        )),
+    }
+}
+
+impl CompiledJourney {
+    /// Whether an event (name, properties, and whether it is one of the
+    /// engine's membership announcements) starts this journey.
+    pub fn matches(&self, fact: &EventFact, announcement: bool) -> bool {
+        match &self.matcher {
+            Matcher::Event(event) => !announcement && matches_event(event, fact),
+            Matcher::Membership { audience, entered } => {
+                let name = if *entered {
+                    kairos_core::audience::ANNOUNCED_ENTERED
+                } else {
+                    kairos_core::audience::ANNOUNCED_EXITED
+                };
+                announcement
+                    && fact.name == name
+                    && fact
+                        .properties
+                        .get("audience")
+                        .and_then(|value| value.as_str())
+                        == Some(audience.as_str())
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Delivery to one webhook destination: its own task, its own queue, so a
+//! failing or hanging endpoint never delays another destination.
+//!
+//! Each pending message is POSTed with Standard Webhooks headers (the same
+//! `webhook-id` on every attempt, a fresh timestamp and signature); 2xx
+//! delivers it; 410 disables the destination (its messages become dead
+//! letters); 429, 502, 503 and 504 honour `Retry-After`; other failures are
+//! retried on an exponential schedule with jitter until the attempts run
+//! out (then the message is a dead letter, replayable through the API).
+//! After several failures in a row the destination's circuit opens: no
+//! attempts until it cools down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
+use tokio::sync::Notify;
+
+use crate::DeliverySettings;
+use crate::signing::sign;
+
+/// Messages taken per look at the queue.
+const TAKE: usize = 100;
+/// Failures in a row that open the circuit.
+const BREAKER_FAILURES: u32 = 5;
+
+/// What one attempt came to.
+enum Outcome {
+    Delivered,
+    /// 410: the endpoint asks never to be called again.
+    Gone,
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+}
+
+pub(crate) async fn run(
+    store: Arc<Store>,
+    destination_id: String,
+    settings: DeliverySettings,
+    wake: Arc<Notify>,
+    client: reqwest::Client,
+) {
+    let mut failures_in_row = 0u32;
+    loop {
+        let Some(destination) = store.outbox.destination(&destination_id) else {
+            return; // deleted
+        };
+        let pending = store
+            .outbox
+            .pending(&destination.id, TAKE)
+            .unwrap_or_default();
+        if destination.disabled.is_some() {
+            for message in pending {
+                dead(
+                    &store,
+                    message,
+                    "the destination is disabled (it answered 410 Gone)",
+                );
+            }
+            wait(&wake, Duration::from_secs(1)).await;
+            continue;
+        }
+        let now = Timestamp::now();
+        let due: Vec<Message> = pending
+            .iter()
+            .filter(|message| message.next_attempt_at <= now)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            let next = pending.iter().map(|message| message.next_attempt_at).min();
+            let until = next.map_or(Duration::from_secs(1), |at| {
+                Duration::try_from(at.duration_since(now)).unwrap_or_default()
+            });
+            wait(&wake, until.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        for message in due {
+            let outcome = attempt(&client, &destination, &message, &settings).await;
+            match outcome {
+                Outcome::Delivered => failures_in_row = 0,
+                _ => failures_in_row += 1,
+            }
+            let gone = matches!(outcome, Outcome::Gone);
+            record(&store, message, outcome, &settings);
+            if gone {
+                let _ = store.outbox.disable_destination(
+                    &destination.id,
+                    "the endpoint answered 410 Gone; create the destination again to resume",
+                );
+                break;
+            }
+            if failures_in_row >= BREAKER_FAILURES {
+                // Circuit open: let the endpoint recover before trying again.
+                tracing::warn!(destination = %destination.name, "circuit open after {failures_in_row} failures");
+                tokio::time::sleep(backoff(&settings, 1, &destination.id) * 2).await;
+                failures_in_row = BREAKER_FAILURES - 1; // half open: one more try
+                break;
+            }
+        }
+    }
+}
+
+async fn wait(wake: &Notify, at_most: Duration) {
+    let _ = tokio::time::timeout(at_most, wake.notified()).await;
+}
+
+async fn attempt(
+    client: &reqwest::Client,
+    destination: &DestinationRecord,
+    message: &Message,
+    settings: &DeliverySettings,
+) -> Outcome {
+    let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+    let timestamp = Timestamp::now().as_second();
+    let signature = match sign(&destination.secret, &message.id, timestamp, &body) {
+        Ok(signature) => signature,
+        Err(error) => {
+            return Outcome::Retry { error, after: None };
+        }
+    };
+    let request = client
+        .post(&destination.url)
+        .timeout(settings.timeout)
+        .header("content-type", "application/json")
+        .header("user-agent", "Kairos-Webhooks/1")
+        .header("webhook-id", &message.id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body);
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Outcome::Delivered,
+        Ok(response) if response.status().as_u16() == 410 => Outcome::Gone,
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let after = matches!(status, 429 | 502 | 503 | 504)
+                .then(|| retry_after(response.headers()))
+                .flatten();
+            Outcome::Retry {
+                error: format!("the endpoint answered {status}"),
+                after,
+            }
+        }
+        Err(error) if error.is_timeout() => Outcome::Retry {
+            error: format!("no answer within {:?}", settings.timeout),
+            after: None,
+        },
+        Err(error) => Outcome::Retry {
+            error: format!("could not reach the endpoint: {error}"),
+            after: None,
+        },
+    }
+}
+
+/// `Retry-After` in seconds (HTTP dates are not worth the parser).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+fn record(store: &Store, mut message: Message, outcome: Outcome, settings: &DeliverySettings) {
+    let now = Timestamp::now();
+    message.attempts += 1;
+    match outcome {
+        Outcome::Delivered => {
+            message.status = MessageStatus::Delivered;
+            message.delivered_at = Some(now);
+            message.last_error = None;
+        }
+        Outcome::Gone => {
+            message.status = MessageStatus::Dead;
+            message.last_error =
+                Some("the endpoint answered 410 Gone: destination disabled".into());
+        }
+        Outcome::Retry { error, after } => {
+            message.last_error = Some(error);
+            if message.attempts >= settings.max_attempts {
+                message.status = MessageStatus::Dead;
+            } else {
+                let delay =
+                    after.unwrap_or_else(|| backoff(settings, message.attempts, &message.id));
+                message.next_attempt_at = now + SignedDuration::try_from(delay).unwrap_or_default();
+            }
+        }
+    }
+    if let Err(error) = store.outbox.update(&message) {
+        tracing::error!(%error, message = %message.id, "recording a delivery attempt failed");
+    }
+}
+
+fn dead(store: &Store, mut message: Message, reason: &str) {
+    message.status = MessageStatus::Dead;
+    message.last_error = Some(reason.to_string());
+    let _ = store.outbox.update(&message);
+}
+
+/// The delay before attempt `attempts + 1`: the retry schedule's step
+/// (the last repeats), with ±20 % jitter so retries of many messages
+/// spread.
+pub fn backoff(settings: &DeliverySettings, attempts: u32, id: &str) -> Duration {
+    let schedule = &settings.retry_schedule;
+    let Some(last) = schedule.last() else {
+        return Duration::from_secs(5);
+    };
+    let base = *schedule
+        .get(attempts.saturating_sub(1) as usize)
+        .unwrap_or(last);
+    // Jitter from the id and attempt: spread, yet reproducible in tests.
+    let hash = id
+        .bytes()
+        .chain(attempts.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+        });
+    let jitter = 0.8 + 0.4 * (hash % 1_000) as f64 / 1_000.0;
+    base.mul_f64(jitter)
+}

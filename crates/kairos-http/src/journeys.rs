@@ -1,0 +1,314 @@
+//! Destinations, journeys and deliveries (docs/journeys.md):
+//!
+//! - `POST /v1/destinations` `{"type": "webhook", "name", "url"}` → 201 with
+//!   `"id"` and the `whsec_…` signing secret (shown once, never again);
+//!   `GET /v1/destinations`, `DELETE /v1/destinations/{id}`;
+//! - `POST /v1/journeys` `{"name", "trigger", "steps"}` → 201;
+//!   `GET /v1/journeys`, `DELETE /v1/journeys/{id}`;
+//! - `GET /v1/profiles/{type}:{value}/deliveries`: the messages sent about
+//!   a person, with status, attempts and the last error;
+//! - `GET /v1/admin/dead-letters`, `POST /v1/admin/dead-letters/{id}/replay`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use kairos_store::{DestinationRecord, Message, MessageStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::admin::JsonBody;
+use crate::auth::Admin;
+use crate::problem::{Problem, limit_param};
+use crate::profiles::{engine_problem, identifier, unknown};
+
+const NAME_BYTES_MAX: usize = 200;
+const URL_BYTES_MAX: usize = 2_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDestination {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    url: String,
+}
+
+/// A destination as listed: never its secret.
+fn describe_destination(record: &DestinationRecord) -> Value {
+    json!({
+        "id": record.id, "name": record.name, "type": record.kind, "url": record.url,
+        "created_at": record.created_at, "disabled": record.disabled,
+    })
+}
+
+fn checked_name(name: &str, what: &str) -> Result<(), Problem> {
+    if name.trim().is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(Problem::bad_request(
+            "name_invalid",
+            format!("a {what} needs a name of 1 to {NAME_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn conflict(error: kairos_store::StoreError) -> Problem {
+    match error {
+        kairos_store::StoreError::Invalid(message) => {
+            Problem::new(StatusCode::CONFLICT, "name_taken", "Name taken", message)
+        }
+        other => other.into(),
+    }
+}
+
+/// `POST /v1/destinations`
+pub async fn create_destination(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateDestination>,
+) -> Result<Response, Problem> {
+    if body.kind != "webhook" {
+        return Err(Problem::bad_request(
+            "destination_type_invalid",
+            format!("type {:?} is not supported yet; use \"webhook\"", body.kind),
+        ));
+    }
+    checked_name(&body.name, "destination")?;
+    let url = body.url.trim();
+    if url.len() > URL_BYTES_MAX || !url.starts_with("http://") {
+        return Err(Problem::bad_request(
+            "url_invalid",
+            format!(
+                "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
+            ),
+        ));
+    }
+    let record = state
+        .store
+        .outbox
+        .create_destination(body.name.trim(), "webhook", url, Timestamp::now())
+        .map_err(conflict)?;
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.wake();
+    }
+    let mut answer = describe_destination(&record);
+    // The only time the secret is shown.
+    answer["secret"] = json!(record.secret);
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// `GET /v1/destinations`
+pub async fn list_destinations(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Response, Problem> {
+    let destinations: Vec<Value> = state
+        .store
+        .outbox
+        .destinations()
+        .iter()
+        .map(describe_destination)
+        .collect();
+    Ok(axum::Json(json!({ "destinations": destinations })).into_response())
+}
+
+/// `DELETE /v1/destinations/{id}`: refused while a journey sends to it.
+pub async fn delete_destination(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let record = state.store.outbox.destination(&id).ok_or_else(|| {
+        Problem::not_found(format!(
+            "no destination {id}; list them with GET /v1/destinations"
+        ))
+    })?;
+    let users: Vec<String> = kairos_deliver::active_journeys(&state.store)
+        .into_iter()
+        .filter(|journey| journey.destinations.contains(&record.id))
+        .map(|journey| journey.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "destination_in_use",
+            "Destination in use",
+            format!("journeys {users:?} send to it; delete them first"),
+        ));
+    }
+    state.store.outbox.delete_destination(&record.id)?;
+    Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CreateJourney {
+    name: String,
+    #[serde(flatten)]
+    definition: serde_json::Map<String, Value>,
+}
+
+/// `POST /v1/journeys`: starts with events acknowledged after it.
+pub async fn create_journey(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateJourney>,
+) -> Result<Response, Problem> {
+    checked_name(&body.name, "journey")?;
+    let definition = Value::Object(body.definition);
+    let starts_after_seq = state.store.writer.committed_seq();
+    kairos_deliver::journey::compile(
+        "jny_new",
+        &body.name,
+        starts_after_seq,
+        &definition,
+        |name| state.store.outbox.destination(name).map(|record| record.id),
+    )
+    .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    let record = state
+        .store
+        .outbox
+        .create_journey(
+            body.name.trim(),
+            definition,
+            starts_after_seq,
+            Timestamp::now(),
+        )
+        .map_err(conflict)?;
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.wake();
+    }
+    Ok((StatusCode::CREATED, axum::Json(describe_journey(&record))).into_response())
+}
+
+fn describe_journey(record: &kairos_store::JourneyRecord) -> Value {
+    let mut answer = record.definition.clone();
+    answer["id"] = json!(record.id);
+    answer["name"] = json!(record.name);
+    answer["created_at"] = json!(record.created_at);
+    answer
+}
+
+/// `GET /v1/journeys`
+pub async fn list_journeys(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
+    let journeys: Vec<Value> = state
+        .store
+        .outbox
+        .journeys()
+        .iter()
+        .map(describe_journey)
+        .collect();
+    Ok(axum::Json(json!({ "journeys": journeys })).into_response())
+}
+
+/// `DELETE /v1/journeys/{id}`: no new messages; those decided are still
+/// delivered.
+pub async fn delete_journey(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let record = state.store.outbox.journey(&id).ok_or_else(|| {
+        Problem::not_found(format!("no journey {id}; list them with GET /v1/journeys"))
+    })?;
+    state.store.outbox.delete_journey(&record.id)?;
+    Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
+}
+
+fn describe_message(message: &Message) -> Value {
+    json!({
+        "id": message.id, "destination": message.destination, "journey": message.journey,
+        "identifier": message.identifier, "status": message.status, "attempts": message.attempts,
+        "next_attempt_at": (message.status == MessageStatus::Pending).then_some(message.next_attempt_at),
+        "last_error": message.last_error, "created_at": message.created_at,
+        "delivered_at": message.delivered_at, "event_seq": message.event_seq,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/profiles/{type}:{value}/deliveries`: newest first.
+pub async fn profile_deliveries(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Response, Problem> {
+    let identifier = identifier(&path)?;
+    let limit = limit_param(query.limit, 100, 1000)?;
+    let view = state
+        .engine
+        .profile(identifier.clone())
+        .await
+        .map_err(engine_problem)?
+        .ok_or_else(|| unknown(&identifier))?;
+    let identities: Vec<String> = view
+        .identities
+        .iter()
+        .map(|identity| format!("{}:{}", identity.kind, identity.value))
+        .collect();
+    let deliveries: Vec<Value> = state
+        .store
+        .outbox
+        .by_identifiers(&identities, limit)?
+        .iter()
+        .map(describe_message)
+        .collect();
+    Ok(axum::Json(json!({"profile_id": view.id, "deliveries": deliveries})).into_response())
+}
+
+/// `GET /v1/admin/dead-letters`: messages given up on, newest first.
+pub async fn dead_letters(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Response, Problem> {
+    let limit = limit_param(query.limit, 100, 1000)?;
+    let messages: Vec<Value> = state
+        .store
+        .outbox
+        .dead(limit)?
+        .iter()
+        .map(describe_message)
+        .collect();
+    Ok(axum::Json(json!({ "dead_letters": messages })).into_response())
+}
+
+/// `POST /v1/admin/dead-letters/{id}/replay`: delivers it again (same id).
+pub async fn replay_dead_letter(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let mut message = state
+        .store
+        .outbox
+        .message(&id)?
+        .filter(|message| message.status == MessageStatus::Dead)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no dead letter {id}; list them with GET /v1/admin/dead-letters"
+            ))
+        })?;
+    if let Some(destination) = state.store.outbox.destination(&message.destination)
+        && destination.disabled.is_some()
+    {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "destination_disabled",
+            "Destination disabled",
+            "its destination is disabled (410 Gone); create a new destination for the endpoint",
+        ));
+    }
+    message.status = MessageStatus::Pending;
+    message.attempts = 0;
+    message.next_attempt_at = Timestamp::now();
+    state.store.outbox.update(&message)?;
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.wake();
+    }
+    Ok(axum::Json(describe_message(&message)).into_response())
+}

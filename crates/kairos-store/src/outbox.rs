@@ -1,0 +1,381 @@
+//! Delivery state: destinations and journeys (in `meta`), and the outbox —
+//! every message a journey decided to send, its status and attempts
+//! (`deliveries` keyspace), a queue per destination of the messages still
+//! to deliver (`outbox` keyspace), and the log position up to which
+//! journeys have been applied (`meta`, `deliver/cursor`).
+//!
+//! Messages are enqueued together with the cursor in one atomic, fsynced
+//! batch: after a crash the follower resumes at the cursor, so a message is
+//! decided exactly once; delivery is at least once under the same id.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{StoreError, random_token};
+
+const DESTINATION_PREFIX: &str = "destination/";
+const JOURNEY_PREFIX: &str = "journey/";
+const CURSOR_KEY: &str = "deliver/cursor";
+/// `m/<message id>` → message; `p/<identifier>\0<message id>` → "".
+const MESSAGE_PREFIX: &str = "m/";
+const PROFILE_PREFIX: &str = "p/";
+/// `<destination id>/<seq, big-endian>` → message id.
+const QUEUE_KEYSPACE: &str = "outbox";
+const DELIVERIES_KEYSPACE: &str = "deliveries";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationRecord {
+    /// `dst_…`.
+    pub id: String,
+    pub name: String,
+    /// "webhook".
+    pub kind: String,
+    pub url: String,
+    /// `whsec_…`: shown once, when created; never returned afterwards.
+    pub secret: String,
+    pub created_at: Timestamp,
+    /// Why deliveries stopped (410 Gone), if they did.
+    pub disabled: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyRecord {
+    /// `jny_…`.
+    pub id: String,
+    pub name: String,
+    /// The definition as submitted (JSON), checked by the caller.
+    pub definition: Value,
+    /// Events at or before this log position happened before the journey
+    /// existed: they do not start it.
+    pub starts_after_seq: u64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    Delivered,
+    /// Gave up (attempts exhausted, or the destination was disabled); can be
+    /// replayed.
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `msg_…`: the `webhook-id`, the same on every attempt.
+    pub id: String,
+    /// Order of creation (the queue key).
+    pub seq: u64,
+    pub destination: String,
+    pub journey: String,
+    /// Whom it is about: `type:value` of the event's most trusted identifier.
+    pub identifier: String,
+    /// The log position of the event that caused it.
+    pub event_seq: u64,
+    /// The body sent (a Standard Webhooks payload).
+    pub payload: Value,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+pub struct Outbox {
+    db: Database,
+    meta: Keyspace,
+    queue: Keyspace,
+    deliveries: Keyspace,
+    next_seq: AtomicU64,
+    /// Serializes definition changes (names are unique).
+    changing: Mutex<()>,
+}
+
+impl Outbox {
+    pub(crate) fn open(db: Database, meta: Keyspace) -> Result<Outbox, StoreError> {
+        let queue = db.keyspace(QUEUE_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let deliveries = db.keyspace(DELIVERIES_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let mut last = 0;
+        for guard in deliveries.prefix(MESSAGE_PREFIX) {
+            let message: Message = decode(&guard.value()?)?;
+            last = last.max(message.seq);
+        }
+        Ok(Outbox {
+            db,
+            meta,
+            queue,
+            deliveries,
+            next_seq: AtomicU64::new(last + 1),
+            changing: Mutex::new(()),
+        })
+    }
+
+    // --- destinations --------------------------------------------------
+
+    pub fn create_destination(
+        &self,
+        name: &str,
+        kind: &str,
+        url: &str,
+        now: Timestamp,
+    ) -> Result<DestinationRecord, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        if self.destination(name).is_some() {
+            return Err(StoreError::Invalid(format!(
+                "a destination named {name:?} exists"
+            )));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let record = DestinationRecord {
+            id: format!("dst_{}", random_token(12)),
+            name: name.to_string(),
+            kind: kind.to_string(),
+            url: url.to_string(),
+            secret: format!("whsec_{}", BASE64.encode(secret)),
+            created_at: now,
+            disabled: None,
+        };
+        self.put(DESTINATION_PREFIX, &record.id, &record)?;
+        Ok(record)
+    }
+
+    pub fn destinations(&self) -> Vec<DestinationRecord> {
+        self.list(DESTINATION_PREFIX)
+    }
+
+    /// A destination by id or name.
+    pub fn destination(&self, id: &str) -> Option<DestinationRecord> {
+        self.destinations()
+            .into_iter()
+            .find(|record| record.id == id || record.name == id)
+    }
+
+    /// Stops deliveries to a destination (410 Gone), with the reason.
+    pub fn disable_destination(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        if let Some(mut record) = self.destination(id) {
+            record.disabled = Some(reason.to_string());
+            self.put(DESTINATION_PREFIX, &record.id, &record)?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_destination(&self, id: &str) -> Result<bool, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        self.remove(DESTINATION_PREFIX, id)
+    }
+
+    // --- journeys --------------------------------------------------------
+
+    pub fn create_journey(
+        &self,
+        name: &str,
+        definition: Value,
+        starts_after_seq: u64,
+        now: Timestamp,
+    ) -> Result<JourneyRecord, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        if self.journey(name).is_some() {
+            return Err(StoreError::Invalid(format!(
+                "a journey named {name:?} exists"
+            )));
+        }
+        let record = JourneyRecord {
+            id: format!("jny_{}", random_token(12)),
+            name: name.to_string(),
+            definition,
+            starts_after_seq,
+            created_at: now,
+        };
+        self.put(JOURNEY_PREFIX, &record.id, &record)?;
+        Ok(record)
+    }
+
+    /// Every journey, oldest first.
+    pub fn journeys(&self) -> Vec<JourneyRecord> {
+        let mut journeys: Vec<JourneyRecord> = self.list(JOURNEY_PREFIX);
+        journeys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        journeys
+    }
+
+    pub fn journey(&self, id: &str) -> Option<JourneyRecord> {
+        self.journeys()
+            .into_iter()
+            .find(|record| record.id == id || record.name == id)
+    }
+
+    pub fn delete_journey(&self, id: &str) -> Result<bool, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        self.remove(JOURNEY_PREFIX, id)
+    }
+
+    // --- the outbox --------------------------------------------------------
+
+    /// The log position up to which journeys have been applied.
+    pub fn cursor(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(CURSOR_KEY)?
+            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// A sequence number for a new message.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stores new messages and moves the cursor to `cursor`, atomically and
+    /// durably.
+    pub fn enqueue(&self, messages: &[Message], cursor: u64) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for message in messages {
+            self.write_message(&mut batch, message);
+            batch.insert(
+                &self.deliveries,
+                profile_key(&message.identifier, &message.id),
+                b"",
+            );
+        }
+        batch.insert(&self.meta, CURSOR_KEY, cursor.to_be_bytes());
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    /// Records a message's new state; it leaves its queue once delivered
+    /// or dead. Not fsynced: a crash can at worst repeat an attempt (under
+    /// the same id).
+    pub fn update(&self, message: &Message) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        self.write_message(&mut batch, message);
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn write_message(&self, batch: &mut fjall::OwnedWriteBatch, message: &Message) {
+        let bytes = serde_json::to_vec(message).expect("a message serializes");
+        batch.insert(
+            &self.deliveries,
+            format!("{MESSAGE_PREFIX}{}", message.id),
+            bytes,
+        );
+        let queue_key = queue_key(&message.destination, message.seq);
+        if message.status == MessageStatus::Pending {
+            batch.insert(&self.queue, queue_key, message.id.as_bytes());
+        } else {
+            batch.remove(&self.queue, queue_key);
+        }
+    }
+
+    pub fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        match self.deliveries.get(format!("{MESSAGE_PREFIX}{id}"))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A destination's pending messages in creation order, at most `limit`.
+    pub fn pending(&self, destination: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        for guard in self.queue.prefix(format!("{destination}/")).take(limit) {
+            let id = guard.value()?;
+            if let Some(message) = self.message(&String::from_utf8_lossy(&id))? {
+                found.push(message);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Messages about any of `identifiers` (`type:value`), newest first.
+    pub fn by_identifiers(
+        &self,
+        identifiers: &[String],
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        for identifier in identifiers {
+            for guard in self
+                .deliveries
+                .prefix(format!("{PROFILE_PREFIX}{identifier}\0"))
+            {
+                let key = guard.key()?;
+                let id = String::from_utf8_lossy(
+                    &key[key.iter().position(|b| *b == 0).unwrap_or(0) + 1..],
+                )
+                .to_string();
+                if let Some(message) = self.message(&id)? {
+                    found.push(message);
+                }
+            }
+        }
+        found.sort_by(|a, b| b.seq.cmp(&a.seq));
+        found.dedup_by(|a, b| a.id == b.id);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// Dead messages, newest first.
+    pub fn dead(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        for guard in self.deliveries.prefix(MESSAGE_PREFIX) {
+            let message: Message = decode(&guard.value()?)?;
+            if message.status == MessageStatus::Dead {
+                found.push(message);
+            }
+        }
+        found.sort_by(|a, b| b.seq.cmp(&a.seq));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn put<T: Serialize>(&self, prefix: &str, id: &str, record: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).expect("a record serializes");
+        self.meta.insert(format!("{prefix}{id}"), bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    fn remove(&self, prefix: &str, id: &str) -> Result<bool, StoreError> {
+        let key = format!("{prefix}{id}");
+        if self.meta.get(&key)?.is_none() {
+            return Ok(false);
+        }
+        self.meta.remove(key)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(true)
+    }
+
+    fn list<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Vec<T> {
+        self.meta
+            .prefix(prefix)
+            .filter_map(|guard| serde_json::from_slice(&guard.value().ok()?).ok())
+            .collect()
+    }
+}
+
+fn queue_key(destination: &str, seq: u64) -> Vec<u8> {
+    let mut key = format!("{destination}/").into_bytes();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn profile_key(identifier: &str, id: &str) -> String {
+    format!("{PROFILE_PREFIX}{identifier}\0{id}")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StoreError::Corrupt(format!("outbox record: {error}")))
+}

@@ -1,0 +1,276 @@
+"""Journeys and webhook destinations end to end: real receivers verify every
+delivery with the official `standardwebhooks` library (PyPI, unmodified);
+triggers on events (with property filters) and on audience entry; retries
+with the same webhook-id, Retry-After, 410, dead letters and their replay,
+kill -9 before delivery, one hanging destination beside a healthy one."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from conftest import Kairos, free_port
+
+CONFIG = """
+[delivery]
+retry_schedule = ["200ms"]
+max_attempts = 4
+timeout = "1s"
+"""
+
+
+class Receiver:
+    """A webhook endpoint: verifies each request with standardwebhooks and
+    answers as scripted (`script` is a list of statuses or (status,
+    headers) for the next requests; then 200)."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.secret = None
+        self.script = []
+        self.hang_seconds = 0.0
+        self.verified = []      # (webhook-id, payload) of every verified request
+        self.accepted = []      # webhook-ids answered 2xx
+        self.times = []         # arrival times
+        self.failures = []
+        self.server = None
+
+    def start(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.times.append(time.monotonic())
+                try:
+                    payload = Webhook(receiver.secret).verify(body, dict(self.headers))
+                except Exception as error:  # noqa: BLE001 - recorded and asserted on
+                    receiver.failures.append(repr(error))
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                receiver.verified.append((self.headers["webhook-id"], payload))
+                if receiver.hang_seconds:
+                    time.sleep(receiver.hang_seconds)
+                status, headers = 200, {}
+                if receiver.script:
+                    step = receiver.script.pop(0)
+                    status, headers = step if isinstance(step, tuple) else (step, {})
+                if 200 <= status < 300:
+                    receiver.accepted.append(self.headers["webhook-id"])
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+def start_kairos(tmp_path, extra_args=()) -> Kairos:
+    config = tmp_path / "kairos.toml"
+    config.write_text(CONFIG)
+    return Kairos(tmp_path / "data", extra_args=["--config", str(config), *extra_args]).start()
+
+
+def destination(server: Kairos, receiver: Receiver, name="hooks") -> dict:
+    r = server.admin("POST", "/v1/destinations", json={"type": "webhook", "name": name, "url": receiver.url})
+    assert r.status_code == 201, r.text
+    receiver.secret = r.json()["secret"]
+    return r.json()
+
+
+def journey(server: Kairos, name: str, trigger: dict, destination_name="hooks") -> dict:
+    r = server.admin("POST", "/v1/journeys", json={"name": name, "trigger": trigger,
+                                                    "steps": [{"send": {"destination": destination_name}}]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def send(server: Kairos, key: str, events: list):
+    r = requests.post(server.base_url + "/v1/batch", json={"batch": events}, headers=Kairos.basic(key), timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def deliveries(server: Kairos, identifier: str) -> list:
+    r = server.admin("GET", f"/v1/profiles/{identifier}/deliveries")
+    assert r.status_code == 200, r.text
+    return r.json()["deliveries"]
+
+
+def wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def signed_up(user: str, plan: str, number: int) -> dict:
+    return {"type": "track", "event": "Signed Up", "userId": user, "messageId": f"su-{user}-{number}",
+            "properties": {"plan": plan}}
+
+
+def test_event_and_audience_triggers_send_signed_webhooks_logged_per_profile(tmp_path):
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        created = destination(server, receiver)
+        assert created["secret"].startswith("whsec_")
+        listed = server.admin("GET", "/v1/destinations").json()["destinations"]
+        assert listed[0]["id"] == created["id"] and "secret" not in listed[0], "the secret is shown once"
+        key = server.create_source("web")["write_key"]
+        send(server, key, [signed_up("u0", "pro", 0)])  # before the journey: starts nothing
+        journey(server, "welcome pros", {"event": "Signed Up", "where": 'plan = "pro"'})
+        send(server, key, [signed_up("u1", "pro", 1), signed_up("u2", "free", 1)])
+        assert wait_for(lambda: len(receiver.accepted) == 1), (receiver.verified, receiver.failures)
+        webhook_id, payload = receiver.verified[0]
+        assert payload["type"] == "journey.message"
+        assert payload["data"]["journey"]["name"] == "welcome pros"
+        assert payload["data"]["profile"]["identifier"] == {"type": "user_id", "value": "u1"}
+        assert payload["data"]["event"]["properties"] == {"plan": "pro"}
+        assert wait_for(lambda: [d["status"] for d in deliveries(server, "user_id:u1")] == ["delivered"])
+        log = deliveries(server, "user_id:u1")
+        assert log[0]["id"] == webhook_id and log[0]["attempts"] == 1 and log[0]["destination"] == created["id"]
+        assert deliveries(server, "user_id:u2") == [] and deliveries(server, "user_id:u0") == []
+
+        # Entering an audience starts a journey too.
+        r = server.admin("POST", "/v1/audiences", json={"name": "power users", "definition": 'count "Report Run" >= 2'})
+        assert r.status_code == 201, r.text
+        journey(server, "power welcome", {"audience_entered": "power users"})
+        send(server, key, [{"type": "track", "event": "Report Run", "userId": "u2", "messageId": f"rr-{n}"} for n in range(2)])
+        assert wait_for(lambda: len(receiver.accepted) == 2), receiver.verified
+        assert receiver.verified[-1][1]["data"]["event"]["name"] == "Audience Entered"
+        assert receiver.verified[-1][1]["data"]["event"]["properties"]["audience"] == "power users"
+        assert [d["status"] for d in deliveries(server, "user_id:u2")] == ["delivered"]
+        assert receiver.failures == []
+
+        # Restart: nothing is sent again.
+        server.restart()
+        time.sleep(1.0)
+        assert len(receiver.verified) == 2
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_retries_keep_the_webhook_id_honour_retry_after_and_dead_letters_replay(tmp_path):
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        destination(server, receiver)
+        journey(server, "signups", {"event": "Signed Up"})
+        key = server.create_source("web")["write_key"]
+
+        # Two failures, then 429 with Retry-After: 1, then success.
+        receiver.script = [500, 503, (429, {"Retry-After": "1"})]
+        send(server, key, [signed_up("r1", "pro", 1)])
+        assert wait_for(lambda: len(receiver.accepted) == 1, 15), receiver.verified
+        ids = {webhook_id for webhook_id, _ in receiver.verified}
+        assert len(receiver.verified) == 4 and len(ids) == 1, "one webhook-id for every attempt"
+        assert receiver.times[3] - receiver.times[2] >= 0.95, "Retry-After honoured"
+        log = deliveries(server, "user_id:r1")
+        assert log[0]["status"] == "delivered" and log[0]["attempts"] == 4
+
+        # Attempts run out (max_attempts = 4): a dead letter, replayable.
+        receiver.script = [500] * 4
+        send(server, key, [signed_up("r2", "pro", 1)])
+        assert wait_for(lambda: [d["status"] for d in deliveries(server, "user_id:r2")] == ["dead"], 15)
+        dead = server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"]
+        assert len(dead) == 1 and dead[0]["last_error"] == "the endpoint answered 500", dead
+        r = server.admin("POST", f"/v1/admin/dead-letters/{dead[0]['id']}/replay")
+        assert r.status_code == 200, r.text
+        assert wait_for(lambda: [d["status"] for d in deliveries(server, "user_id:r2")] == ["delivered"])
+        assert receiver.accepted[-1] == dead[0]["id"], "replayed under the same id"
+        assert server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"] == []
+
+        # 410 Gone disables the destination: its messages become dead letters.
+        receiver.script = [410]
+        send(server, key, [signed_up("r3", "pro", 1), signed_up("r4", "pro", 1)])
+        assert wait_for(lambda: server.admin("GET", "/v1/destinations").json()["destinations"][0]["disabled"])
+        assert wait_for(lambda: len(server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"]) == 2)
+        gone = server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"][0]
+        assert server.admin("POST", f"/v1/admin/dead-letters/{gone['id']}/replay").status_code == 409
+        assert receiver.failures == []
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_messages_survive_kill_9_and_a_receiver_that_was_down(tmp_path):
+    receiver = Receiver()  # not listening yet
+    server = start_kairos(tmp_path)
+    try:
+        destination(server, receiver)
+        journey(server, "signups", {"event": "Signed Up"})
+        key = server.create_source("web")["write_key"]
+        send(server, key, [signed_up(f"k{n}", "pro", n) for n in range(5)])
+        assert wait_for(lambda: all(deliveries(server, f"user_id:k{n}") and deliveries(server, f"user_id:k{n}")[0]["attempts"] >= 1
+                                    for n in range(5)))
+        server.kill9()
+        receiver.start()
+        server.start()
+        assert wait_for(lambda: len(set(receiver.accepted)) == 5, 15), receiver.verified
+        assert len(receiver.accepted) == 5, "each message accepted once"
+        assert all(deliveries(server, f"user_id:k{n}")[0]["status"] == "delivered" for n in range(5))
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_a_hanging_destination_does_not_delay_another(tmp_path):
+    slow, fast = Receiver().start(), Receiver().start()
+    slow.hang_seconds = 3.0
+    server = start_kairos(tmp_path)
+    try:
+        destination(server, slow, "slow")
+        destination(server, fast, "fast")
+        journey(server, "to slow", {"event": "Signed Up"}, "slow")
+        journey(server, "to fast", {"event": "Signed Up"}, "fast")
+        key = server.create_source("web")["write_key"]
+        started = time.monotonic()
+        send(server, key, [signed_up(f"h{n}", "pro", n) for n in range(5)])
+        assert wait_for(lambda: len(fast.accepted) == 5, 10)
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, f"the healthy destination took {elapsed:.2f} s behind a hanging one"
+        assert len(slow.accepted) == 0
+    finally:
+        server.stop()
+        slow.stop()
+        fast.stop()
+
+
+def test_bad_destinations_and_journeys_say_what_is_wrong(kairos):
+    r = kairos.admin("POST", "/v1/destinations", json={"type": "carrier-pigeon", "name": "x", "url": "http://x"})
+    assert r.status_code == 400 and "webhook" in r.json()["detail"]
+    r = kairos.admin("POST", "/v1/destinations", json={"type": "webhook", "name": "x", "url": "ftp://x"})
+    assert r.status_code == 400 and r.json()["code"] == "url_invalid"
+    r = kairos.admin("POST", "/v1/journeys", json={"name": "j", "trigger": {"event": "A"}, "steps": [{"send": {"destination": "nope"}}]})
+    assert r.status_code == 400 and "POST /v1/destinations" in r.json()["detail"], r.text
+    assert kairos.admin("POST", "/v1/destinations", json={"type": "webhook", "name": "d", "url": "http://127.0.0.1:9/h"}).status_code == 201
+    r = kairos.admin("POST", "/v1/journeys", json={"name": "j", "trigger": {"event": "A", "where": "plan = "}, "steps": [{"send": {"destination": "d"}}]})
+    assert r.status_code == 400 and "trigger.where" in r.json()["detail"], r.text
+    r = kairos.admin("POST", "/v1/journeys", json={"name": "j", "trigger": {"evnt": "A"}, "steps": [{"send": {"destination": "d"}}]})
+    assert r.status_code == 400 and "audience_entered" in r.json()["detail"], r.text
+    assert kairos.admin("POST", "/v1/journeys", json={"name": "j", "trigger": {"event": "A"}, "steps": [{"send": {"destination": "d"}}]}).status_code == 201
+    r = kairos.admin("DELETE", "/v1/destinations/d")
+    assert r.status_code == 409 and "j" in r.json()["detail"]
+    assert kairos.admin("GET", "/v1/profiles/user_id:nobody/deliveries").status_code == 404
