@@ -320,7 +320,7 @@ impl Outbox {
                 }
             }
         }
-        found.sort_by(|a, b| b.seq.cmp(&a.seq));
+        found.sort_by_key(|message| std::cmp::Reverse(message.seq));
         found.dedup_by(|a, b| a.id == b.id);
         found.truncate(limit);
         Ok(found)
@@ -335,7 +335,7 @@ impl Outbox {
                 found.push(message);
             }
         }
-        found.sort_by(|a, b| b.seq.cmp(&a.seq));
+        found.sort_by_key(|message| std::cmp::Reverse(message.seq));
         found.truncate(limit);
         Ok(found)
     }
