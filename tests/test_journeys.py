@@ -2,7 +2,8 @@
 delivery with the official `standardwebhooks` library (PyPI, unmodified);
 triggers on events (with property filters) and on audience entry; retries
 with the same webhook-id, Retry-After, 410, dead letters and their replay,
-kill -9 before delivery, one hanging destination beside a healthy one."""
+kill -9 before delivery, one hanging destination beside a healthy one; the
+contact policy (consent, frequency caps under a burst, quiet hours)."""
 
 import json
 import threading
@@ -19,6 +20,11 @@ CONFIG = """
 retry_schedule = ["200ms"]
 max_attempts = 4
 timeout = "1s"
+
+[policy]
+messages_per_day = 3
+messages_per_channel_per_hour = 2
+quiet_hours = "21:00-08:00"
 """
 
 
@@ -97,9 +103,9 @@ def destination(server: Kairos, receiver: Receiver, name="hooks") -> dict:
     return r.json()
 
 
-def journey(server: Kairos, name: str, trigger: dict, destination_name="hooks") -> dict:
-    r = server.admin("POST", "/v1/journeys", json={"name": name, "trigger": trigger,
-                                                    "steps": [{"send": {"destination": destination_name}}]})
+def journey(server: Kairos, name: str, trigger: dict, destination_name="hooks", purpose=None) -> dict:
+    send_step = {"destination": destination_name, **({"purpose": purpose} if purpose else {})}
+    r = server.admin("POST", "/v1/journeys", json={"name": name, "trigger": trigger, "steps": [{"send": send_step}]})
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -274,3 +280,48 @@ def test_bad_destinations_and_journeys_say_what_is_wrong(kairos):
     r = kairos.admin("DELETE", "/v1/destinations/d")
     assert r.status_code == 409 and "j" in r.json()["detail"]
     assert kairos.admin("GET", "/v1/profiles/user_id:nobody/deliveries").status_code == 404
+
+
+def consent_event(user: str, marketing):
+    preferences = {} if marketing is None else {"marketing": marketing}
+    return {"type": "identify", "userId": user, "messageId": f"consent-{user}", "traits": {"timezone": "UTC"},
+            "context": {"consent": {"categoryPreferences": preferences}}}
+
+
+def test_contact_policy_consent_caps_under_a_burst_and_quiet_hours(tmp_path):
+    from datetime import datetime, timezone
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        destination(server, receiver)
+        journey(server, "promo", {"event": "Cart Viewed"}, purpose="marketing")
+        key = server.create_source("web")["write_key"]
+        # A time zone where it is night now (quiet hours 21:00-08:00).
+        hour = datetime.now(timezone.utc).hour
+        offset = next(o for o in range(-12, 15) if (hour + o) % 24 in (23, 0, 1, 2, 3, 4, 5) and -12 <= o <= 12)
+        night_zone = "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+        send(server, key, [consent_event("yes", True), consent_event("no", False), consent_event("silent", None),
+                           {**consent_event("sleeper", True), "messageId": "consent-sleeper", "traits": {"timezone": night_zone}}])
+        # A burst from the consenting person: 10 events at once.
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": user, "messageId": f"cv-{user}-{n}"}
+                           for user in ("yes", "no", "silent") for n in range(10 if user == "yes" else 1)])
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": "sleeper", "messageId": "cv-sleeper"}])
+        assert wait_for(lambda: len(deliveries(server, "user_id:yes")) == 10 and len(deliveries(server, "user_id:sleeper")) == 1)
+        statuses = [d["status"] for d in deliveries(server, "user_id:yes")]
+        assert wait_for(lambda: len(receiver.accepted) == 2), receiver.verified
+        time.sleep(0.5)
+        assert len(receiver.accepted) == 2, "the cap of 2 per channel per hour holds under a burst"
+        statuses = sorted(d["status"] for d in deliveries(server, "user_id:yes"))
+        assert statuses == ["blocked"] * 8 + ["delivered"] * 2, statuses
+        blocked = [d for d in deliveries(server, "user_id:yes") if d["status"] == "blocked"]
+        assert all("frequency cap" in d["last_error"] for d in blocked), blocked
+        assert [d["status"] for d in deliveries(server, "user_id:no")] == ["blocked"]
+        assert "declined" in deliveries(server, "user_id:no")[0]["last_error"]
+        assert "never agreed" in deliveries(server, "user_id:silent")[0]["last_error"]
+        sleeper = deliveries(server, "user_id:sleeper")[0]
+        assert sleeper["status"] == "pending" and sleeper["last_error"].startswith("deferred: quiet hours"), sleeper
+        assert sleeper["next_attempt_at"] > datetime.now(timezone.utc).isoformat()
+        assert all(payload["data"]["profile"]["identifier"]["value"] == "yes" for _, payload in receiver.verified)
+    finally:
+        server.stop()
+        receiver.stop()

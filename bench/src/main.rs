@@ -22,6 +22,7 @@ mod audiences;
 mod membership;
 mod profiles;
 mod reads;
+mod webhooks;
 
 #[derive(Parser)]
 struct Cli {
@@ -67,6 +68,8 @@ enum Command {
     /// Event acknowledged → its `Audience Entered` on the live stream,
     /// while ingesting at a steady rate with many definitions active.
     MembershipLatency(membership::MembershipArgs),
+    /// Event acknowledged → its journey's signed webhook received.
+    WebhookLatency(webhooks::WebhookArgs),
     /// Drive /v1/batch and report throughput and latency.
     Ingest {
         #[arg(long)]
@@ -107,6 +110,7 @@ fn main() {
             pipeline,
         } => audiences::run(definitions, computed, events, people, runs, pipeline),
         Command::MembershipLatency(args) => runtime.block_on(membership::run(args)),
+        Command::WebhookLatency(args) => runtime.block_on(webhooks::run(args)),
         Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
         Command::Ingest {
             url,

@@ -44,7 +44,21 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
-    Send { destination: String },
+    /// `purpose` ("marketing") subjects the send to consent, caps and
+    /// quiet hours; without one it is transactional.
+    Send {
+        destination: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
+    },
+}
+
+/// A compiled `send` step.
+#[derive(Debug, Clone)]
+pub struct SendStep {
+    /// The destination's id.
+    pub destination: String,
+    pub purpose: Option<String>,
 }
 
 /// A journey ready to match events.
@@ -55,8 +69,8 @@ pub struct CompiledJourney {
     /// Events at or before this log position are older than the journey.
     pub starts_after_seq: u64,
     pub matcher: Matcher,
-    /// Destination ids, in step order.
-    pub destinations: Vec<String>,
+    /// The sends, in step order.
+    pub sends: Vec<SendStep>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,21 +115,30 @@ pub fn compile(
                 .into(),
         );
     }
-    let destinations = definition
+    let sends = definition
         .steps
         .iter()
-        .map(|Step::Send { destination }| {
-            destination_id(destination).ok_or_else(|| {
-                format!("no destination {destination:?}; create it with POST /v1/destinations")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(
+            |Step::Send {
+                 destination,
+                 purpose,
+             }| {
+                let id = destination_id(destination).ok_or_else(|| {
+                    format!("no destination {destination:?}; create it with POST /v1/destinations")
+                })?;
+                Ok(SendStep {
+                    destination: id,
+                    purpose: purpose.clone(),
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(CompiledJourney {
         id: id.to_string(),
         name: name.to_string(),
         starts_after_seq,
         matcher,
-        destinations,
+        sends,
     })
 }
 

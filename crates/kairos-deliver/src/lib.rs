@@ -14,6 +14,7 @@
 //! restart resumes where it stopped.
 
 pub mod journey;
+pub mod policy;
 pub mod signing;
 
 mod follower;
@@ -41,6 +42,8 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Consent, frequency caps, quiet hours.
+    pub policy: policy::ContactPolicy,
 }
 
 impl Default for DeliverySettings {
@@ -52,6 +55,7 @@ impl Default for DeliverySettings {
                 .collect(),
             max_attempts: 10,
             timeout: Duration::from_secs(15),
+            policy: policy::ContactPolicy::default(),
         }
     }
 }
@@ -65,10 +69,12 @@ pub struct Deliverer {
 impl Deliverer {
     /// Starts the follower and the destination workers on a thread of
     /// their own.
+    /// `engine` answers what the contact policy needs of a person.
     pub fn start(
         store: Arc<Store>,
         rules: Arc<IdentityRules>,
         settings: DeliverySettings,
+        engine: Option<kairos_engine::Engine>,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
         let deliverer = Deliverer { wake: wake.clone() };
@@ -79,7 +85,7 @@ impl Deliverer {
                     .enable_all()
                     .build()
                     .expect("delivery runtime");
-                runtime.block_on(supervise(store, rules, settings, wake));
+                runtime.block_on(supervise(store, rules, settings, engine, wake));
             })?;
         Ok(deliverer)
     }
@@ -96,13 +102,20 @@ async fn supervise(
     store: Arc<Store>,
     rules: Arc<IdentityRules>,
     settings: DeliverySettings,
+    engine: Option<kairos_engine::Engine>,
     wake: Arc<Notify>,
 ) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client");
-    tokio::spawn(follower::run(store.clone(), rules, wake.clone()));
+    let follower = follower::Follower {
+        store: store.clone(),
+        rules,
+        engine,
+        policy: settings.policy.clone(),
+    };
+    tokio::spawn(follower::run(follower, wake.clone()));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         for destination in store.outbox.destinations() {

@@ -126,7 +126,12 @@ pub async fn delete_destination(
     })?;
     let users: Vec<String> = kairos_deliver::active_journeys(&state.store)
         .into_iter()
-        .filter(|journey| journey.destinations.contains(&record.id))
+        .filter(|journey| {
+            journey
+                .sends
+                .iter()
+                .any(|send| send.destination == record.id)
+        })
         .map(|journey| journey.name)
         .collect();
     if !users.is_empty() {

@@ -67,6 +67,8 @@ pub enum MessageStatus {
     /// Gave up (attempts exhausted, or the destination was disabled); can be
     /// replayed.
     Dead,
+    /// Never sent: the contact policy said no (the reason is `last_error`).
+    Blocked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,12 @@ pub struct Message {
     pub seq: u64,
     pub destination: String,
     pub journey: String,
+    /// "marketing", ...: a send subject to the contact policy.
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The destination's kind ("webhook"): caps count per channel.
+    #[serde(default)]
+    pub channel: String,
     /// Whom it is about: `type:value` of the event's most trusted identifier.
     pub identifier: String,
     /// The log position of the event that caused it.

@@ -41,6 +41,20 @@ pub struct FileConfig {
     pub computed_traits: Vec<AudienceConfig>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// `[policy]`: the contact policy every send with a purpose passes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub messages_per_day: Option<u32>,
+    pub messages_per_channel_per_hour: Option<u32>,
+    /// "21:00-08:00", local time of the person.
+    pub quiet_hours: Option<String>,
+    /// IANA time zone for people without a `timezone` trait.
+    pub default_time_zone: Option<String>,
 }
 
 /// `[delivery]`: how webhook deliveries are retried.
@@ -327,7 +341,10 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         engine,
         audiences: file.audiences.clone(),
         computed_traits: file.computed_traits.clone(),
-        delivery: delivery_settings(&file.delivery, problems),
+        delivery: kairos_deliver::DeliverySettings {
+            policy: contact_policy(&file.policy, problems),
+            ..delivery_settings(&file.delivery, problems)
+        },
         manual_clock,
         listen,
         data_dir: file
@@ -507,6 +524,37 @@ fn store_options(
             .map(|mb| mb * 1024 * 1024)
             .unwrap_or(defaults.cache_bytes),
     }
+}
+
+fn contact_policy(
+    config: &PolicyConfig,
+    problems: &mut Vec<String>,
+) -> kairos_deliver::policy::ContactPolicy {
+    let mut policy = kairos_deliver::policy::ContactPolicy {
+        messages_per_day: config.messages_per_day,
+        messages_per_channel_per_hour: config.messages_per_channel_per_hour,
+        ..Default::default()
+    };
+    if let Some(text) = &config.quiet_hours {
+        let parsed = text
+            .split_once('-')
+            .and_then(|(from, to)| Some((from.trim().parse().ok()?, to.trim().parse().ok()?)));
+        match parsed {
+            Some(hours) => policy.quiet_hours = Some(hours),
+            None => problems.push(format!(
+                "policy.quiet_hours {text:?}: expected local times \"HH:MM-HH:MM\", e.g. \"21:00-08:00\""
+            )),
+        }
+    }
+    if let Some(name) = &config.default_time_zone {
+        match jiff::tz::TimeZone::get(name) {
+            Ok(zone) => policy.default_time_zone = zone,
+            Err(_) => problems.push(format!(
+                "policy.default_time_zone {name:?}: expected an IANA time zone such as \"Europe/Berlin\""
+            )),
+        }
+    }
+    policy
 }
 
 fn delivery_settings(

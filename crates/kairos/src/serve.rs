@@ -74,6 +74,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store.clone(),
         Arc::new(config.engine.rules.clone()),
         config.delivery.clone(),
+        Some(engine.clone()),
     )?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {

@@ -1,0 +1,209 @@
+//! The contact policy every send passes (docs/journeys.md, "Contact
+//! policy"), decided when a journey sends — before anything is queued:
+//!
+//! - **consent**: a send with a `purpose` ("marketing") needs the person's
+//!   consent for it to be `true` (`context.consent.categoryPreferences` or
+//!   `PUT /v1/profiles/{id}/consent`); sends without a purpose are
+//!   transactional and need none;
+//! - **frequency caps** on sends with a purpose: at most
+//!   `messages_per_day` per person in any 24 hours, and
+//!   `messages_per_channel_per_hour` per person and channel in any hour;
+//! - **quiet hours** in the person's time zone (trait `timezone`, an IANA
+//!   name; else `default_time_zone`): a send with a purpose is deferred to
+//!   their end, not dropped.
+//!
+//! Blocked sends are recorded with their reason; deferred ones wait.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Time;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+#[derive(Debug, Clone)]
+pub struct ContactPolicy {
+    pub messages_per_day: Option<u32>,
+    pub messages_per_channel_per_hour: Option<u32>,
+    /// From (inclusive) to (exclusive), local time; may wrap midnight.
+    pub quiet_hours: Option<(Time, Time)>,
+    pub default_time_zone: TimeZone,
+}
+
+impl Default for ContactPolicy {
+    fn default() -> Self {
+        ContactPolicy {
+            messages_per_day: None,
+            messages_per_channel_per_hour: None,
+            quiet_hours: None,
+            default_time_zone: TimeZone::UTC,
+        }
+    }
+}
+
+/// What the policy needs to know about the person.
+#[derive(Debug, Clone, Default)]
+pub struct Person {
+    pub consent: BTreeMap<String, bool>,
+    /// The `timezone` trait, if any.
+    pub time_zone: Option<String>,
+    /// Sends with a purpose already decided for them: when, on which channel.
+    pub recent: Vec<(Timestamp, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Send,
+    Defer { until: Timestamp, reason: String },
+    Block { reason: String },
+}
+
+impl ContactPolicy {
+    pub fn judge(
+        &self,
+        purpose: Option<&str>,
+        channel: &str,
+        person: &Person,
+        now: Timestamp,
+    ) -> Verdict {
+        let Some(purpose) = purpose else {
+            return Verdict::Send; // transactional
+        };
+        match person.consent.get(purpose) {
+            Some(true) => {}
+            Some(false) => {
+                return Verdict::Block {
+                    reason: format!("no consent: the person declined {purpose:?}"),
+                };
+            }
+            None => {
+                return Verdict::Block {
+                    reason: format!("no consent: the person never agreed to {purpose:?}"),
+                };
+            }
+        }
+        let within = |span: i64| {
+            person
+                .recent
+                .iter()
+                .filter(move |(at, _)| *at > now - SignedDuration::from_secs(span))
+        };
+        if let Some(cap) = self.messages_per_day
+            && within(86_400).count() >= cap as usize
+        {
+            return Verdict::Block {
+                reason: format!("frequency cap: {cap} messages in 24 hours reached"),
+            };
+        }
+        if let Some(cap) = self.messages_per_channel_per_hour
+            && within(3_600).filter(|(_, used)| used == channel).count() >= cap as usize
+        {
+            return Verdict::Block {
+                reason: format!("frequency cap: {cap} {channel} messages in an hour reached"),
+            };
+        }
+        if let Some(until) = self.quiet_until(person, now) {
+            return Verdict::Defer {
+                until,
+                reason: format!("deferred: quiet hours in the person's time zone until {until}"),
+            };
+        }
+        Verdict::Send
+    }
+
+    /// When quiet hours end, if `now` is inside them for this person.
+    fn quiet_until(&self, person: &Person, now: Timestamp) -> Option<Timestamp> {
+        let (from, to) = self.quiet_hours?;
+        let zone = person
+            .time_zone
+            .as_deref()
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.default_time_zone.clone());
+        let local = now.to_zoned_datetime(zone.clone());
+        let time = local.time();
+        let quiet = if from <= to {
+            from <= time && time < to
+        } else {
+            time >= from || time < to
+        };
+        if !quiet {
+            return None;
+        }
+        // The next local `to` after now.
+        let today_end = local.date().to_datetime(to).to_zoned_datetime(zone).ok()?;
+        let end = if today_end.timestamp() > now {
+            today_end
+        } else {
+            today_end.checked_add(jiff::Span::new().days(1)).ok()?
+        };
+        Some(end.timestamp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consenting() -> Person {
+        Person {
+            consent: BTreeMap::from([("marketing".to_string(), true)]),
+            ..Person::default()
+        }
+    }
+
+    #[test]
+    fn consent_caps_and_quiet_hours() {
+        let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+        let policy = ContactPolicy {
+            messages_per_day: Some(3),
+            messages_per_channel_per_hour: Some(1),
+            quiet_hours: Some(("21:00".parse().unwrap(), "08:00".parse().unwrap())),
+            default_time_zone: TimeZone::UTC,
+        };
+        // Transactional sends pass; marketing needs consent.
+        assert_eq!(
+            policy.judge(None, "webhook", &Person::default(), now),
+            Verdict::Send
+        );
+        assert!(matches!(
+            policy.judge(Some("marketing"), "webhook", &Person::default(), now),
+            Verdict::Block { .. }
+        ));
+        assert_eq!(
+            policy.judge(Some("marketing"), "webhook", &consenting(), now),
+            Verdict::Send
+        );
+        // One webhook an hour, three a day.
+        let mut person = consenting();
+        person
+            .recent
+            .push((now - SignedDuration::from_mins(30), "webhook".into()));
+        assert!(
+            matches!(policy.judge(Some("marketing"), "webhook", &person, now), Verdict::Block { reason } if reason.contains("an hour"))
+        );
+        assert_eq!(
+            policy.judge(Some("marketing"), "email", &person, now),
+            Verdict::Send
+        );
+        person
+            .recent
+            .push((now - SignedDuration::from_hours(5), "email".into()));
+        person
+            .recent
+            .push((now - SignedDuration::from_hours(20), "email".into()));
+        assert!(
+            matches!(policy.judge(Some("marketing"), "email", &person, now), Verdict::Block { reason } if reason.contains("24 hours"))
+        );
+        // Noon UTC is 21:00 in Tokyo: deferred to 08:00 Tokyo = 23:00 UTC.
+        let mut tokyo = consenting();
+        tokyo.time_zone = Some("Asia/Tokyo".into());
+        assert_eq!(
+            policy.judge(Some("marketing"), "webhook", &tokyo, now),
+            Verdict::Defer {
+                until: "2030-01-01T23:00:00Z".parse().unwrap(),
+                reason:
+                    "deferred: quiet hours in the person's time zone until 2030-01-01T23:00:00Z"
+                        .into()
+            }
+        );
+    }
+}
