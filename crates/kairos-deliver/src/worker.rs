@@ -11,7 +11,7 @@
 //! attempts until it cools down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
@@ -24,6 +24,8 @@ use crate::signing::sign;
 const TAKE: usize = 100;
 /// Failures in a row that open the circuit.
 const BREAKER_FAILURES: u32 = 5;
+/// How often the queue is read from its start again.
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
 
 /// What one attempt came to.
 enum Outcome {
@@ -44,14 +46,25 @@ pub(crate) async fn run(
     client: reqwest::Client,
 ) {
     let mut failures_in_row = 0u32;
+    // Messages before this sequence number are known to be done; a full
+    // rescan now and then picks up replayed dead letters.
+    let mut from_seq = 0u64;
+    let mut rescan_at = Instant::now() + RESCAN_EVERY;
     loop {
         let Some(destination) = store.outbox.destination(&destination_id) else {
             return; // deleted
         };
+        if Instant::now() >= rescan_at {
+            from_seq = 0;
+            rescan_at = Instant::now() + RESCAN_EVERY;
+        }
         let pending = store
             .outbox
-            .pending(&destination.id, TAKE)
+            .pending(&destination.id, from_seq, TAKE)
             .unwrap_or_default();
+        if let Some(first) = pending.first() {
+            from_seq = first.seq;
+        }
         if destination.disabled.is_some() {
             for message in pending {
                 dead(

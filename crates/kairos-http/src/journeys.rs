@@ -309,6 +309,8 @@ pub async fn replay_dead_letter(
         ));
     }
     message.status = MessageStatus::Pending;
+    // Queued again at the end (its id, the webhook-id, stays).
+    message.seq = state.store.outbox.next_seq();
     message.attempts = 0;
     message.next_attempt_at = Timestamp::now();
     state.store.outbox.update(&message)?;

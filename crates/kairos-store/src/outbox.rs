@@ -294,10 +294,19 @@ impl Outbox {
         }
     }
 
-    /// A destination's pending messages in creation order, at most `limit`.
-    pub fn pending(&self, destination: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+    /// A destination's pending messages from sequence `from` on, in
+    /// creation order, at most `limit`. Starting past the delivered ones
+    /// skips their deletion markers (a prefix scan from the start would
+    /// walk every delivered message's tombstone).
+    pub fn pending(
+        &self,
+        destination: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
         let mut found = Vec::new();
-        for guard in self.queue.prefix(format!("{destination}/")).take(limit) {
+        let range = queue_key(destination, from)..=queue_key(destination, u64::MAX);
+        for guard in self.queue.range(range).take(limit) {
             let id = guard.value()?;
             if let Some(message) = self.message(&String::from_utf8_lossy(&id))? {
                 found.push(message);
