@@ -325,3 +325,79 @@ def test_contact_policy_consent_caps_under_a_burst_and_quiet_hours(tmp_path):
     finally:
         server.stop()
         receiver.stop()
+
+
+ABANDONED = {"event": "Product Added", "not_followed_by": "Order Completed", "within": "30m", "key": "cart_id"}
+
+
+def cart_event(name: str, user: str, cart: str, at: str, number: int) -> dict:
+    return {"type": "track", "event": name, "userId": user, "messageId": f"{name}-{cart}-{number}",
+            "timestamp": at, "properties": {"cart_id": cart}}
+
+
+def set_clock(server: Kairos, now: str):
+    r = server.admin("POST", "/v1/admin/clock", json={"now": now})
+    assert r.status_code == 200, r.text
+
+
+def test_abandoned_cart_keyed_by_cart_fires_exactly_on_time_on_a_manual_clock(tmp_path):
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, "2030-05-01T10:00:00Z")
+        destination(server, receiver)
+        journey(server, "abandoned cart", ABANDONED)
+        key = server.create_source("shop")["write_key"]
+        send(server, key, [
+            # c1 is bought 10 minutes later: no message.
+            cart_event("Product Added", "u1", "c1", "2030-05-01T10:00:00Z", 1),
+            cart_event("Order Completed", "u1", "c1", "2030-05-01T10:10:00Z", 1),
+            # c2 (same person) is abandoned; its second add restarts the wait.
+            cart_event("Product Added", "u1", "c2", "2030-05-01T09:55:00Z", 1),
+            cart_event("Product Added", "u1", "c2", "2030-05-01T10:00:00Z", 2),
+            # c3: an order of another cart does not count.
+            cart_event("Product Added", "u2", "c3", "2030-05-01T10:00:00Z", 1),
+            cart_event("Order Completed", "u2", "c9", "2030-05-01T10:05:00Z", 1),
+        ])
+        set_clock(server, "2030-05-01T10:29:59Z")
+        time.sleep(0.6)
+        assert receiver.verified == [], "nothing before the 30 minutes are up"
+        set_clock(server, "2030-05-01T10:30:00Z")
+        assert wait_for(lambda: len(receiver.accepted) == 2), receiver.verified
+        carts = sorted(payload["data"]["event"]["properties"]["cart_id"] for _, payload in receiver.verified)
+        assert carts == ["c2", "c3"], carts
+        payload = receiver.verified[0][1]
+        assert payload["data"]["not_followed_by"] == {"event": "Order Completed", "within_seconds": 1800, "key": "cart_id"}
+
+        # kill -9 during a wait: it survives and fires once.
+        send(server, key, [cart_event("Product Added", "u3", "c4", "2030-05-01T10:40:00Z", 1)])
+        time.sleep(0.5)
+        server.kill9()
+        server.start()
+        set_clock(server, "2030-05-01T11:10:00Z")
+        assert wait_for(lambda: len(receiver.accepted) == 3), receiver.verified
+        time.sleep(0.5)
+        assert len(receiver.accepted) == 3 and receiver.verified[-1][1]["data"]["event"]["properties"]["cart_id"] == "c4"
+        assert [d["status"] for d in deliveries(server, "user_id:u3")] == ["delivered"]
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_abandoned_cart_on_the_real_clock(tmp_path):
+    """Slow: the wait runs out on the system clock."""
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        destination(server, receiver)
+        journey(server, "abandoned soon", {**ABANDONED, "within": "2s"})
+        key = server.create_source("shop")["write_key"]
+        sent_at = time.monotonic()
+        send(server, key, [{"type": "track", "event": "Product Added", "userId": "rt", "messageId": "rt-1",
+                            "properties": {"cart_id": "live"}}])
+        assert wait_for(lambda: len(receiver.accepted) == 1, 10), receiver.verified
+        elapsed = receiver.times[0] - sent_at
+        assert 1.9 <= elapsed < 3.0, f"sent {elapsed:.2f} s after the event (due at 2 s)"
+    finally:
+        server.stop()
+        receiver.stop()

@@ -8,20 +8,24 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kairos_core::audience::eval::EventFact;
+use kairos_core::audience::eval::{EventFact, matches_event};
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
-use kairos_store::{Message, MessageStatus, Store, StoreError};
+use kairos_store::{Message, MessageStatus, Store, StoreError, Wait};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use crate::journey::{CompiledJourney, SendStep, compile};
+use crate::journey::{CompiledJourney, Matcher, SendStep, compile};
 use crate::policy::{ContactPolicy, Person, Verdict};
 
 /// Events read per step.
 const READ_BATCH: usize = 2_000;
 /// A person's latest messages the frequency caps look at.
 const RECENT_SENDS_MAX: usize = 1_000;
+/// Waits fired per look.
+const WAITS_FIRED_MAX: usize = 1_000;
+/// How often due waits are looked for when no event arrives.
+const WAIT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The journeys stored now, compiled; one that no longer compiles (its
 /// destination was deleted) is left out and logged.
@@ -62,17 +66,28 @@ pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
     let mut committed = store.writer.committed();
     loop {
         let durable = *committed.borrow_and_update();
-        match follower.step(durable).await {
-            Ok(0) => {}
-            Ok(_) => wake_workers.notify_waiters(),
+        let decided = match follower.step(durable).await {
+            Ok(decided) => decided,
             Err(error) => {
                 tracing::error!(%error, "journeys could not read the log; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
+        };
+        let fired = follower.fire_due_waits().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey waits could not fire; retrying");
+            0
+        });
+        if decided + fired > 0 {
+            wake_workers.notify_waiters();
         }
-        if store.outbox.cursor().unwrap_or(0) >= durable && committed.changed().await.is_err() {
-            return;
+        if store.outbox.cursor().unwrap_or(0) < durable {
+            continue;
+        }
+        // Caught up: the next durable group, or the next look at the waits.
+        tokio::select! {
+            changed = committed.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(WAIT_CHECK) => {}
         }
     }
 }
@@ -100,7 +115,7 @@ impl Follower {
             .into_iter()
             .find(|source| source.name == kairos_core::audience::AUDIENCE_SOURCE)
             .map(|source| source.id);
-        let now = Timestamp::now();
+        let now = self.now();
         let mut messages: Vec<Message> = Vec::new();
         for stored in &events {
             let event = stored.decode()?;
@@ -118,13 +133,28 @@ impl Follower {
             };
             let announcement = announcer.as_deref() == Some(event.source_id.as_str());
             for journey in &journeys {
+                if let Matcher::NotFollowed { .. } = journey.matcher {
+                    if !announcement {
+                        self.track_wait(journey, stored.seq, &fact, &event)?;
+                    }
+                    continue;
+                }
                 if stored.seq <= journey.starts_after_seq || !journey.matches(&fact, announcement) {
                     continue;
                 }
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
+                let identifier = format!("{}:{}", subject.kind, subject.value);
                 for (step, send) in journey.sends.iter().enumerate() {
+                    let summary = event_summary(&fact, &event);
                     let mut message = message(
-                        store, journey, step, send, &subject, stored.seq, &fact, &event, now,
+                        store,
+                        journey,
+                        step,
+                        send,
+                        &identifier,
+                        stored.seq,
+                        summary,
+                        now,
                     );
                     if send.purpose.is_some() {
                         self.apply_policy(&mut message, &subject, &messages, now)
@@ -136,6 +166,106 @@ impl Follower {
         }
         store.outbox.enqueue(&messages, next_cursor)?;
         Ok(messages.len())
+    }
+
+    /// `A not followed by B`: an A starts (or restarts) the wait for its
+    /// key, a B with the same key inside the window cancels it. Applying an
+    /// event twice (after a crash) sets or cancels the same wait.
+    fn track_wait(
+        &self,
+        journey: &CompiledJourney,
+        seq: u64,
+        fact: &EventFact,
+        event: &kairos_core::Event,
+    ) -> Result<(), StoreError> {
+        let Matcher::NotFollowed {
+            first,
+            then,
+            within,
+            key,
+        } = &journey.matcher
+        else {
+            return Ok(());
+        };
+        let subject = subject_of(&identifiers_of(event, &self.rules), event, &self.rules);
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        let key_value = match key {
+            Some(path) => match fact.properties.get(path) {
+                Some(Value::String(text)) => text.clone(),
+                Some(value) if !value.is_null() => value.to_string(),
+                _ => return Ok(()), // no key: neither starts nor ends a wait
+            },
+            None => identifier.clone(),
+        };
+        let outbox = &self.store.outbox;
+        if fact.name == *then
+            && let Some(wait) = outbox.wait(&journey.id, &key_value)?
+            && fact.at > wait.started_at
+            && fact.at <= wait.deadline
+        {
+            outbox.cancel_wait(&wait)?;
+        }
+        if seq > journey.starts_after_seq && matches_event(first, fact) {
+            outbox.set_wait(&Wait {
+                journey: journey.id.clone(),
+                key: key_value,
+                deadline: fact.at + *within,
+                event_seq: seq,
+                started_at: fact.at,
+                identifier,
+                event: event_summary(fact, event),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fires every wait whose deadline has passed on the engine's clock:
+    /// its messages are decided (policy included) and stored, the wait
+    /// removed, in one batch. Returns how many messages were decided.
+    async fn fire_due_waits(&self) -> Result<usize, StoreError> {
+        let now = self.now();
+        let due = self.store.outbox.due_waits(now, WAITS_FIRED_MAX)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let journeys = active_journeys(&self.store);
+        let mut messages: Vec<Message> = Vec::new();
+        for wait in &due {
+            let Some(journey) = journeys.iter().find(|journey| journey.id == wait.journey) else {
+                continue; // the journey was deleted: the wait just ends
+            };
+            let (kind, value) = wait
+                .identifier
+                .split_once(':')
+                .unwrap_or(("", &wait.identifier));
+            let subject = kairos_core::identity::Identifier::new(kind, value);
+            for (step, send) in journey.sends.iter().enumerate() {
+                let mut message = message(
+                    &self.store,
+                    journey,
+                    step,
+                    send,
+                    &wait.identifier,
+                    wait.event_seq,
+                    wait.event.clone(),
+                    now,
+                );
+                if send.purpose.is_some() {
+                    self.apply_policy(&mut message, &subject, &messages, now)
+                        .await?;
+                }
+                messages.push(message);
+            }
+        }
+        self.store.outbox.fire_waits(&due, &messages)?;
+        Ok(messages.len())
+    }
+
+    /// The engine's "now" (the manual clock in tests), else the system's.
+    fn now(&self) -> Timestamp {
+        self.engine
+            .as_ref()
+            .map_or_else(Timestamp::now, kairos_engine::Engine::now)
     }
 
     /// Judges a send with a purpose: sends, defers (quiet hours) or blocks
@@ -154,7 +284,8 @@ impl Follower {
         {
             Verdict::Send => {}
             Verdict::Defer { until, reason } => {
-                message.next_attempt_at = until;
+                // `until` is on the engine's clock; attempts on the system's.
+                message.next_attempt_at = Timestamp::now() + now.duration_until(until);
                 message.last_error = Some(reason);
             }
             Verdict::Block { reason } => {
@@ -215,16 +346,26 @@ impl Follower {
     }
 }
 
+/// The triggering event as a message shows it.
+fn event_summary(fact: &EventFact, event: &kairos_core::Event) -> Value {
+    json!({
+        "name": fact.name,
+        "messageId": event.message_id,
+        "timestamp": fact.at.to_string(),
+        "properties": fact.properties,
+    })
+}
+
+/// A message of `journey`'s `step` about `identifier` (`type:value`).
 #[allow(clippy::too_many_arguments)]
 fn message(
     store: &Store,
     journey: &CompiledJourney,
     step: usize,
     send: &SendStep,
-    subject: &kairos_core::identity::Identifier,
+    identifier: &str,
     event_seq: u64,
-    fact: &EventFact,
-    event: &kairos_core::Event,
+    event: Value,
     now: Timestamp,
 ) -> Message {
     // Deterministic: the same event and step always make the same id.
@@ -232,21 +373,21 @@ fn message(
         "msg_{event_seq:x}_{}_{step}",
         journey.id.trim_start_matches("jny_")
     );
-    let payload = json!({
-        "type": "journey.message",
-        "timestamp": now.to_string(),
-        "data": {
-            "message_id": id,
-            "journey": {"id": journey.id, "name": journey.name},
-            "profile": {"identifier": {"type": subject.kind, "value": subject.value}},
-            "event": {
-                "name": fact.name,
-                "messageId": event.message_id,
-                "timestamp": fact.at.to_string(),
-                "properties": fact.properties,
-            },
-        },
+    let (kind, value) = identifier.split_once(':').unwrap_or(("", identifier));
+    let mut data = json!({
+        "message_id": id,
+        "journey": {"id": journey.id, "name": journey.name},
+        "profile": {"identifier": {"type": kind, "value": value}},
+        "event": event,
     });
+    if let Matcher::NotFollowed {
+        then, within, key, ..
+    } = &journey.matcher
+    {
+        data["not_followed_by"] =
+            json!({"event": then, "within_seconds": within.as_secs(), "key": key});
+    }
+    let payload = json!({"type": "journey.message", "timestamp": now.to_string(), "data": data});
     Message {
         id,
         seq: store.outbox.next_seq(),
@@ -258,12 +399,13 @@ fn message(
             .destination(&send.destination)
             .map(|record| record.kind)
             .unwrap_or_default(),
-        identifier: format!("{}:{}", subject.kind, subject.value),
+        identifier: identifier.to_string(),
         event_seq,
         payload,
         status: MessageStatus::Pending,
         attempts: 0,
-        next_attempt_at: now,
+        // Attempts run on the system clock; decisions on the engine's.
+        next_attempt_at: Timestamp::now(),
         last_error: None,
         created_at: now,
         delivered_at: None,

@@ -26,6 +26,20 @@ pub struct JourneyDefinition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Trigger {
+    /// `{"event": "Product Added", "not_followed_by": "Order Completed",
+    /// "within": "30m", "key": "cart_id"}`: starts when the first event is
+    /// not followed by the second (same key value, or same person without a
+    /// key) within the time — the abandoned cart. First in the list: the
+    /// plain event trigger would otherwise match it.
+    NotFollowed {
+        event: String,
+        #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+        not_followed_by: String,
+        within: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
     Event {
         event: String,
         /// Property filters in the audience language: `plan = "pro" and
@@ -76,6 +90,13 @@ pub struct CompiledJourney {
 #[derive(Debug, Clone)]
 pub enum Matcher {
     Event(EventRef),
+    NotFollowed {
+        first: EventRef,
+        then: String,
+        within: jiff::SignedDuration,
+        /// The property both events must share; `None`: the same person.
+        key: Option<String>,
+    },
     /// `Audience Entered` (true) or `Exited` (false) of this audience, from
     /// the engine's announcements.
     Membership {
@@ -100,6 +121,18 @@ pub fn compile(
     })?;
     let matcher = match &definition.trigger {
         Trigger::Event { event, filter } => Matcher::Event(event_ref(event, filter.as_deref())?),
+        Trigger::NotFollowed {
+            event,
+            filter,
+            not_followed_by,
+            within,
+            key,
+        } => Matcher::NotFollowed {
+            first: event_ref(event, filter.as_deref())?,
+            then: not_followed_by.clone(),
+            within: duration(within)?,
+            key: key.clone(),
+        },
         Trigger::Entered { audience_entered } => Matcher::Membership {
             audience: audience_entered.clone(),
             entered: true,
@@ -142,6 +175,30 @@ pub fn compile(
     })
 }
 
+/// "30m", "2h", "1d", "90s".
+fn duration(text: &str) -> Result<jiff::SignedDuration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<i64>() {
+        Ok(count) if count > 0 && seconds > 0 => {
+            Ok(jiff::SignedDuration::from_secs(count * seconds))
+        }
+        _ => Err(format!(
+            "trigger.within {text:?}: expected a duration such as \"30m\" (units s, m, h, d)"
+        )),
+    }
+}
+
 /// The event name with its filters, parsed by the audience language.
 fn event_ref(event: &str, filter: Option<&str>) -> Result<EventRef, String> {
     if event.trim().is_empty() {
@@ -174,6 +231,8 @@ impl CompiledJourney {
     pub fn matches(&self, fact: &EventFact, announcement: bool) -> bool {
         match &self.matcher {
             Matcher::Event(event) => !announcement && matches_event(event, fact),
+            // Waits are handled by the follower (`starts` / `ends`).
+            Matcher::NotFollowed { .. } => false,
             Matcher::Membership { audience, entered } => {
                 let name = if *entered {
                     kairos_core::audience::ANNOUNCED_ENTERED

@@ -28,6 +28,8 @@ const MESSAGE_PREFIX: &str = "m/";
 const PROFILE_PREFIX: &str = "p/";
 /// `<destination id>/<seq, big-endian>` → message id.
 const QUEUE_KEYSPACE: &str = "outbox";
+/// `w/<journey>\0<key>` → wait; `d/<deadline ns, big-endian>/<journey>\0<key>` → "".
+const WAITS_KEYSPACE: &str = "waits";
 const DELIVERIES_KEYSPACE: &str = "deliveries";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,23 @@ pub struct JourneyRecord {
     /// existed: they do not start it.
     pub starts_after_seq: u64,
     pub created_at: Timestamp,
+}
+
+/// A journey waiting to see whether an event follows (the abandoned cart):
+/// it starts at `deadline` unless cancelled first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wait {
+    pub journey: String,
+    /// The key's value (a cart id), or the person's identifier.
+    pub key: String,
+    pub deadline: Timestamp,
+    /// The event that started the wait.
+    pub event_seq: u64,
+    pub started_at: Timestamp,
+    /// `type:value` of whom it is about.
+    pub identifier: String,
+    /// The starting event as the message will show it.
+    pub event: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +123,7 @@ pub struct Outbox {
     meta: Keyspace,
     queue: Keyspace,
     deliveries: Keyspace,
+    waits: Keyspace,
     next_seq: AtomicU64,
     /// Serializes definition changes (names are unique).
     changing: Mutex<()>,
@@ -113,6 +133,7 @@ impl Outbox {
     pub(crate) fn open(db: Database, meta: Keyspace) -> Result<Outbox, StoreError> {
         let queue = db.keyspace(QUEUE_KEYSPACE, KeyspaceCreateOptions::default)?;
         let deliveries = db.keyspace(DELIVERIES_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let waits = db.keyspace(WAITS_KEYSPACE, KeyspaceCreateOptions::default)?;
         let mut last = 0;
         for guard in deliveries.prefix(MESSAGE_PREFIX) {
             let message: Message = decode(&guard.value()?)?;
@@ -123,6 +144,7 @@ impl Outbox {
             meta,
             queue,
             deliveries,
+            waits,
             next_seq: AtomicU64::new(last + 1),
             changing: Mutex::new(()),
         })
@@ -262,6 +284,77 @@ impl Outbox {
         Ok(())
     }
 
+    /// Starts (or restarts, with a new deadline) a wait. Applying the same
+    /// event again sets the same wait: safe to repeat after a crash.
+    pub fn set_wait(&self, wait: &Wait) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        if let Some(old) = self.wait(&wait.journey, &wait.key)? {
+            batch.remove(&self.waits, deadline_key(&old));
+        }
+        let bytes = serde_json::to_vec(wait).expect("a wait serializes");
+        batch.insert(&self.waits, wait_key(&wait.journey, &wait.key), bytes);
+        batch.insert(&self.waits, deadline_key(wait), b"");
+        batch.commit()?;
+        Ok(())
+    }
+
+    pub fn wait(&self, journey: &str, key: &str) -> Result<Option<Wait>, StoreError> {
+        match self.waits.get(wait_key(journey, key))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Cancels a wait (the expected event came); repeating it is harmless.
+    pub fn cancel_wait(&self, wait: &Wait) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
+        batch.remove(&self.waits, deadline_key(wait));
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Waits whose deadline is at or before `now`, earliest first.
+    pub fn due_waits(&self, now: Timestamp, limit: usize) -> Result<Vec<Wait>, StoreError> {
+        // Every deadline key up to `now` sorts before the next nanosecond's.
+        let end = deadline_prefix(now + jiff::SignedDuration::from_nanos(1));
+        let mut found = Vec::new();
+        for guard in self.waits.range(b"d/".to_vec()..end).take(limit) {
+            let key = guard.key()?;
+            let rest = &key[2 + 16 + 1..];
+            let Some(split) = rest.iter().position(|byte| *byte == 0) else {
+                continue;
+            };
+            let journey = String::from_utf8_lossy(&rest[..split]);
+            let wait_key_text = String::from_utf8_lossy(&rest[split + 1..]);
+            if let Some(wait) = self.wait(&journey, &wait_key_text)? {
+                found.push(wait);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Fires waits: their messages are stored and the waits removed in one
+    /// atomic, durable batch (a wait fires exactly once).
+    pub fn fire_waits(&self, waits: &[Wait], messages: &[Message]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for wait in waits {
+            batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
+            batch.remove(&self.waits, deadline_key(wait));
+        }
+        for message in messages {
+            self.write_message(&mut batch, message);
+            batch.insert(
+                &self.deliveries,
+                profile_key(&message.identifier, &message.id),
+                b"",
+            );
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
     /// Records a message's new state; it leaves its queue once delivered
     /// or dead. Not fsynced: a crash can at worst repeat an attempt (under
     /// the same id).
@@ -385,6 +478,25 @@ impl Outbox {
 fn queue_key(destination: &str, seq: u64) -> Vec<u8> {
     let mut key = format!("{destination}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn wait_key(journey: &str, key: &str) -> Vec<u8> {
+    format!("w/{journey}\0{key}").into_bytes()
+}
+
+fn deadline_prefix(deadline: Timestamp) -> Vec<u8> {
+    let mut key = b"d/".to_vec();
+    // Offset so that times before 1970 still sort: i128 → u128 order.
+    let nanos = (deadline.as_nanosecond() as u128) ^ (1u128 << 127);
+    key.extend_from_slice(&nanos.to_be_bytes());
+    key.push(b'/');
+    key
+}
+
+fn deadline_key(wait: &Wait) -> Vec<u8> {
+    let mut key = deadline_prefix(wait.deadline);
+    key.extend_from_slice(format!("{}\0{}", wait.journey, wait.key).as_bytes());
     key
 }
 
