@@ -215,9 +215,11 @@ MESSAGE = {"type": "object", "properties": {"id": {"type": "string"}, "destinati
     "next_attempt_at": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]}, "created_at": {"type": "string"},
     "delivered_at": {"type": ["string", "null"]}, "event_seq": {"type": "integer"}}}
 paths["/v1/destinations"] = {
-    **admin("post", "Create a webhook destination; the answer carries its whsec_ signing secret, shown this once", {**DESTINATION, "properties": {**DESTINATION["properties"], "secret": {"type": "string"}}},
+    **admin("post", "Create a webhook or email destination; a webhook's answer carries its whsec_ signing secret, shown this once", {**DESTINATION, "properties": {**DESTINATION["properties"], "secret": {"type": "string"}}},
             {"type": "object", "required": ["type", "name", "url"], "additionalProperties": False,
-             "properties": {"type": {"type": "string", "enum": ["webhook"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200}, "url": {"type": "string", "maxLength": 2000}}},
+             "properties": {"type": {"type": "string", "enum": ["webhook", "email"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "url": {"type": "string", "maxLength": 2000, "description": "webhook: http://...; email: smtp://host:port"},
+                            "from": {"type": "string", "description": "email: the sender"}}},
             status="201", extra={"400": problem("Invalid type, name or URL"), "409": problem("Name taken")}),
     **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
 }

@@ -30,7 +30,10 @@ const WAIT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 /// The journeys stored now, compiled; one that no longer compiles (its
 /// destination was deleted) is left out and logged.
 pub fn active_journeys(store: &Store) -> Vec<CompiledJourney> {
-    let destination_id = |name: &str| store.outbox.destination(name).map(|record| record.id);
+    let destination = |name: &str| {
+        let record = store.outbox.destination(name)?;
+        Some((record.id, record.kind))
+    };
     store
         .outbox
         .journeys()
@@ -41,7 +44,7 @@ pub fn active_journeys(store: &Store) -> Vec<CompiledJourney> {
                 &record.name,
                 record.starts_after_seq,
                 &record.definition,
-                destination_id,
+                destination,
             ) {
                 Ok(journey) => Some(journey),
                 Err(error) => {
@@ -160,6 +163,7 @@ impl Follower {
                         self.apply_policy(&mut message, &subject, &messages, now)
                             .await?;
                     }
+                    self.render_email(&mut message, send, &subject).await;
                     messages.push(message);
                 }
             }
@@ -254,11 +258,66 @@ impl Follower {
                     self.apply_policy(&mut message, &subject, &messages, now)
                         .await?;
                 }
+                self.render_email(&mut message, send, &subject).await;
                 messages.push(message);
             }
         }
         self.store.outbox.fire_waits(&due, &messages)?;
         Ok(messages.len())
+    }
+
+    /// An email send: the mail rendered for the person now (recipient:
+    /// their `email` trait, else an email identity) replaces the payload,
+    /// so every attempt sends the same mail; without an address or with a
+    /// failing template the send is blocked, with the reason.
+    async fn render_email(
+        &self,
+        message: &mut Message,
+        send: &SendStep,
+        subject: &kairos_core::identity::Identifier,
+    ) {
+        let Some(template) = &send.template else {
+            return;
+        };
+        if message.status == MessageStatus::Blocked {
+            return;
+        }
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        let recipient = view.as_ref().and_then(|view| {
+            view.traits
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    view.identities
+                        .iter()
+                        .find(|identity| identity.kind == "email")
+                        .map(|identity| identity.value.clone())
+                })
+        });
+        let Some(recipient) = recipient else {
+            message.status = MessageStatus::Blocked;
+            message.last_error =
+                Some("no email address: the profile has no email trait or identity".into());
+            return;
+        };
+        let context = json!({
+            "traits": view.as_ref().map(|view| &view.traits),
+            "computed": view.as_ref().map(|view| &view.computed),
+            "audiences": view.as_ref().map(|view| &view.audiences),
+            "profile": {"id": view.as_ref().map(|view| &view.id)},
+            "event": message.payload["data"]["event"],
+        });
+        match crate::email::render(template, &recipient, &context) {
+            Ok(email) => message.payload = serde_json::to_value(email).unwrap_or_default(),
+            Err(error) => {
+                message.status = MessageStatus::Blocked;
+                message.last_error = Some(error);
+            }
+        }
     }
 
     /// The engine's "now" (the manual clock in tests), else the system's.

@@ -16,6 +16,8 @@ use kairos_core::audience::ast::{EventRef, Expr};
 use kairos_core::audience::eval::{EventFact, matches_event};
 use serde::{Deserialize, Serialize};
 
+use crate::email::EmailTemplate;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JourneyDefinition {
@@ -64,6 +66,9 @@ pub enum Step {
         destination: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<String>,
+        /// Email destinations: the mail's subject, text and HTML templates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<EmailTemplate>,
     },
 }
 
@@ -72,7 +77,10 @@ pub enum Step {
 pub struct SendStep {
     /// The destination's id.
     pub destination: String,
+    /// "webhook" or "email".
+    pub kind: String,
     pub purpose: Option<String>,
+    pub template: Option<EmailTemplate>,
 }
 
 /// A journey ready to match events.
@@ -112,7 +120,7 @@ pub fn compile(
     name: &str,
     starts_after_seq: u64,
     definition: &serde_json::Value,
-    destination_id: impl Fn(&str) -> Option<String>,
+    destination: impl Fn(&str) -> Option<(String, String)>,
 ) -> Result<CompiledJourney, String> {
     let definition: JourneyDefinition = serde_json::from_value(definition.clone()).map_err(|error| {
         format!(
@@ -153,15 +161,27 @@ pub fn compile(
         .iter()
         .map(
             |Step::Send {
-                 destination,
+                 destination: name,
                  purpose,
+                 template,
              }| {
-                let id = destination_id(destination).ok_or_else(|| {
-                    format!("no destination {destination:?}; create it with POST /v1/destinations")
+                let (id, kind) = destination(name).ok_or_else(|| {
+                    format!("no destination {name:?}; create it with POST /v1/destinations")
                 })?;
+                match (kind.as_str(), template) {
+                    ("email", None) => {
+                        return Err(format!(
+                            "sending to the email destination {name:?} needs a \"template\": {{\"subject\": \"...\", \"text\": \"...\", \"html\": \"...\"}}"
+                        ));
+                    }
+                    ("email", Some(template)) => crate::email::check(template)?,
+                    _ => {}
+                }
                 Ok(SendStep {
                     destination: id,
+                    kind,
                     purpose: purpose.clone(),
+                    template: template.clone(),
                 })
             },
         )

@@ -13,6 +13,7 @@
 //! the engine; its state is in the store ([`kairos_store::outbox`]), so a
 //! restart resumes where it stopped.
 
+pub mod email;
 pub mod journey;
 pub mod policy;
 pub mod signing;

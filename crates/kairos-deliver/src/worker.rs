@@ -18,6 +18,7 @@ use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
 use tokio::sync::Notify;
 
 use crate::DeliverySettings;
+use crate::email::{self, RenderedEmail, SmtpOutcome};
 use crate::signing::sign;
 
 /// Messages taken per look at the queue.
@@ -36,6 +37,8 @@ enum Outcome {
         error: String,
         after: Option<Duration>,
     },
+    /// Retrying cannot help (a permanent SMTP refusal): a dead letter now.
+    Failed(String),
 }
 
 pub(crate) async fn run(
@@ -126,6 +129,9 @@ async fn attempt(
     message: &Message,
     settings: &DeliverySettings,
 ) -> Outcome {
+    if destination.kind == "email" {
+        return attempt_email(destination, message, settings).await;
+    }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
     let timestamp = Timestamp::now().as_second();
     let signature = match sign(&destination.secret, &message.id, timestamp, &body) {
@@ -167,6 +173,30 @@ async fn attempt(
     }
 }
 
+async fn attempt_email(
+    destination: &DestinationRecord,
+    message: &Message,
+    settings: &DeliverySettings,
+) -> Outcome {
+    let Ok(email) = serde_json::from_value::<RenderedEmail>(message.payload.clone()) else {
+        return Outcome::Failed("the stored message is not an email".into());
+    };
+    let from = destination.from.as_deref().unwrap_or_default();
+    match email::send(
+        &destination.url,
+        from,
+        &email,
+        &message.id,
+        settings.timeout,
+    )
+    .await
+    {
+        SmtpOutcome::Sent => Outcome::Delivered,
+        SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
+        SmtpOutcome::Permanent(error) => Outcome::Failed(error),
+    }
+}
+
 /// `Retry-After` in seconds (HTTP dates are not worth the parser).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
@@ -187,6 +217,10 @@ fn record(store: &Store, mut message: Message, outcome: Outcome, settings: &Deli
             message.status = MessageStatus::Delivered;
             message.delivered_at = Some(now);
             message.last_error = None;
+        }
+        Outcome::Failed(error) => {
+            message.status = MessageStatus::Dead;
+            message.last_error = Some(error);
         }
         Outcome::Gone => {
             message.status = MessageStatus::Dead;

@@ -32,14 +32,17 @@ pub struct CreateDestination {
     #[serde(rename = "type")]
     kind: String,
     name: String,
+    /// Webhook: `http://…`; email: the SMTP server, `smtp://host:port`.
     url: String,
+    /// Email: the sender, `Shop <hello@shop.example>`.
+    from: Option<String>,
 }
 
 /// A destination as listed: never its secret.
 fn describe_destination(record: &DestinationRecord) -> Value {
     json!({
         "id": record.id, "name": record.name, "type": record.kind, "url": record.url,
-        "created_at": record.created_at, "disabled": record.disabled,
+        "from": record.from, "created_at": record.created_at, "disabled": record.disabled,
     })
 }
 
@@ -68,34 +71,67 @@ pub async fn create_destination(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateDestination>,
 ) -> Result<Response, Problem> {
-    if body.kind != "webhook" {
-        return Err(Problem::bad_request(
-            "destination_type_invalid",
-            format!("type {:?} is not supported yet; use \"webhook\"", body.kind),
-        ));
-    }
     checked_name(&body.name, "destination")?;
     let url = body.url.trim();
-    if url.len() > URL_BYTES_MAX || !url.starts_with("http://") {
-        return Err(Problem::bad_request(
-            "url_invalid",
-            format!(
-                "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
-            ),
-        ));
+    match body.kind.as_str() {
+        "webhook" if url.len() <= URL_BYTES_MAX && url.starts_with("http://") => {}
+        "webhook" => {
+            return Err(Problem::bad_request(
+                "url_invalid",
+                format!(
+                    "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
+                ),
+            ));
+        }
+        "email" => checked_email_destination(url, body.from.as_deref())?,
+        other => {
+            return Err(Problem::bad_request(
+                "destination_type_invalid",
+                format!("type {other:?} is not supported yet; use \"webhook\" or \"email\""),
+            ));
+        }
     }
     let record = state
         .store
         .outbox
-        .create_destination(body.name.trim(), "webhook", url, Timestamp::now())
+        .create_destination(
+            body.name.trim(),
+            &body.kind,
+            url,
+            body.from.as_deref().map(str::trim),
+            Timestamp::now(),
+        )
         .map_err(conflict)?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }
     let mut answer = describe_destination(&record);
-    // The only time the secret is shown.
-    answer["secret"] = json!(record.secret);
+    if record.kind == "webhook" {
+        // The only time the secret is shown.
+        answer["secret"] = json!(record.secret);
+    }
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+fn checked_email_destination(url: &str, from: Option<&str>) -> Result<(), Problem> {
+    let port_ok = url
+        .strip_prefix("smtp://")
+        .and_then(|address| address.rsplit_once(':'))
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(Problem::bad_request(
+            "url_invalid",
+            "an email destination's url is its SMTP server: smtp://host:port",
+        ));
+    }
+    let from_ok = from.is_some_and(|from| from.contains('@') && from.len() <= NAME_BYTES_MAX);
+    if !from_ok {
+        return Err(Problem::bad_request(
+            "from_invalid",
+            "an email destination needs a sender: \"from\": \"Shop <hello@shop.example>\"",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /v1/destinations`
@@ -167,7 +203,10 @@ pub async fn create_journey(
         &body.name,
         starts_after_seq,
         &definition,
-        |name| state.store.outbox.destination(name).map(|record| record.id),
+        |name| {
+            let record = state.store.outbox.destination(name)?;
+            Some((record.id, record.kind))
+        },
     )
     .map_err(|message| Problem::bad_request("journey_invalid", message))?;
     let record = state

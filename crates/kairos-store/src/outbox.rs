@@ -37,9 +37,13 @@ pub struct DestinationRecord {
     /// `dst_…`.
     pub id: String,
     pub name: String,
-    /// "webhook".
+    /// "webhook" or "email".
     pub kind: String,
+    /// The webhook's URL, or the SMTP server (`smtp://host:port`).
     pub url: String,
+    /// Email: the sender (`Shop <hello@shop.example>`).
+    #[serde(default)]
+    pub from: Option<String>,
     /// `whsec_…`: shown once, when created; never returned afterwards.
     pub secret: String,
     pub created_at: Timestamp,
@@ -157,6 +161,7 @@ impl Outbox {
         name: &str,
         kind: &str,
         url: &str,
+        from: Option<&str>,
         now: Timestamp,
     ) -> Result<DestinationRecord, StoreError> {
         let _changing = self.changing.lock().expect("outbox lock");
@@ -172,6 +177,7 @@ impl Outbox {
             name: name.to_string(),
             kind: kind.to_string(),
             url: url.to_string(),
+            from: from.map(str::to_string),
             secret: format!("whsec_{}", BASE64.encode(secret)),
             created_at: now,
             disabled: None,

@@ -1,0 +1,205 @@
+//! Email: templates rendered with minijinja when a journey decides a send
+//! (so every attempt sends the same mail), delivered over SMTP with lettre.
+//!
+//! Templates are written by users, so they are treated as untrusted: a fuel
+//! limit stops runaway loops and the rendered parts have a size limit.
+//! Their context is the person now — `traits`, `computed`, `audiences`,
+//! `profile.id` — and the triggering `event` (`{{ traits.first_name |
+//! default("there") }}`, `{% for item in event.properties.products %}`).
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Instructions a template may run (loops, filters) before it is stopped.
+const TEMPLATE_FUEL: u64 = 100_000;
+/// Largest rendered part.
+const RENDERED_BYTES_MAX: usize = 256 * 1024;
+
+/// An email's parts, as templates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTemplate {
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+/// An email ready to send (what the outbox stores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderedEmail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+fn environment() -> minijinja::Environment<'static> {
+    let mut environment = minijinja::Environment::new();
+    environment.set_fuel(Some(TEMPLATE_FUEL));
+    environment
+}
+
+/// Checks that every part parses (at journey creation).
+pub fn check(template: &EmailTemplate) -> Result<(), String> {
+    let environment = environment();
+    for (part, source) in parts(template) {
+        environment
+            .template_from_str(source)
+            .map_err(|error| format!("template {part}: {error}"))?;
+    }
+    Ok(())
+}
+
+fn parts(template: &EmailTemplate) -> Vec<(&'static str, &str)> {
+    let mut parts = vec![
+        ("subject", template.subject.as_str()),
+        ("text", template.text.as_str()),
+    ];
+    if let Some(html) = &template.html {
+        parts.push(("html", html));
+    }
+    parts
+}
+
+/// Renders every part for one person.
+pub fn render(
+    template: &EmailTemplate,
+    to: &str,
+    context: &Value,
+) -> Result<RenderedEmail, String> {
+    let environment = environment();
+    let render = |part: &str, source: &str| -> Result<String, String> {
+        let rendered = environment
+            .render_str(source, minijinja::value::Serde(context))
+            .map_err(|error| format!("template {part}: {error}"))?;
+        if rendered.len() > RENDERED_BYTES_MAX {
+            return Err(format!(
+                "template {part}: rendered {} bytes, more than {RENDERED_BYTES_MAX}",
+                rendered.len()
+            ));
+        }
+        Ok(rendered)
+    };
+    Ok(RenderedEmail {
+        to: to.to_string(),
+        subject: render("subject", &template.subject)?.trim().to_string(),
+        text: render("text", &template.text)?,
+        html: template
+            .html
+            .as_deref()
+            .map(|html| render("html", html))
+            .transpose()?,
+    })
+}
+
+/// What an SMTP attempt came to.
+pub enum SmtpOutcome {
+    Sent,
+    /// 4xx, connection trouble: try again later.
+    Transient(String),
+    /// 5xx, or a mail that cannot be built: retrying cannot help.
+    Permanent(String),
+}
+
+/// Sends one email through the SMTP server at `smtp://host:port`.
+pub async fn send(
+    server: &str,
+    from: &str,
+    email: &RenderedEmail,
+    message_id: &str,
+    timeout: Duration,
+) -> SmtpOutcome {
+    let Some((host, port)) = server
+        .strip_prefix("smtp://")
+        .and_then(|address| address.trim_end_matches('/').rsplit_once(':'))
+        .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
+    else {
+        return SmtpOutcome::Permanent(format!("{server:?} is not smtp://host:port"));
+    };
+    let mail = match build(from, email, message_id) {
+        Ok(mail) => mail,
+        Err(error) => return SmtpOutcome::Permanent(error),
+    };
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(port)
+        .timeout(Some(timeout))
+        .build();
+    match transport.send(mail).await {
+        Ok(_) => SmtpOutcome::Sent,
+        Err(error) if error.is_permanent() => {
+            SmtpOutcome::Permanent(format!("the SMTP server refused the mail: {error}"))
+        }
+        Err(error) => SmtpOutcome::Transient(format!("SMTP: {error}")),
+    }
+}
+
+fn build(from: &str, email: &RenderedEmail, message_id: &str) -> Result<lettre::Message, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|error| format!("from {from:?}: {error}"))?;
+    let to: Mailbox = email
+        .to
+        .parse()
+        .map_err(|error| format!("to {:?}: {error}", email.to))?;
+    let builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(&email.subject)
+        // The same Message-ID on every attempt: receivers can deduplicate.
+        .message_id(Some(format!("<{message_id}@kairos>")));
+    let result = match &email.html {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            html.clone(),
+        )),
+        None => builder.singlepart(SinglePart::plain(email.text.clone())),
+    };
+    result.map_err(|error| format!("building the mail: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_with_defaults_loops_and_filters() {
+        let template = EmailTemplate {
+            subject: "Hi {{ traits.first_name | default(\"there\") }}".into(),
+            text: "{% for p in event.properties.products %}{{ p.name | upper }};{% endfor %}"
+                .into(),
+            html: None,
+        };
+        let context = json!({"traits": {}, "event": {"properties": {"products": [{"name": "shoe"}, {"name": "sock"}]}}});
+        let email = render(&template, "a@example.org", &context).unwrap();
+        assert_eq!(email.subject, "Hi there");
+        assert_eq!(email.text, "SHOE;SOCK;");
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let template = EmailTemplate {
+            subject: "x".into(),
+            text:
+                "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}"
+                    .into(),
+            html: None,
+        };
+        let error = render(&template, "a@example.org", &json!({})).unwrap_err();
+        assert!(error.contains("template text"), "{error}");
+        assert!(
+            check(&EmailTemplate {
+                subject: "{{ x".into(),
+                text: String::new(),
+                html: None
+            })
+            .is_err()
+        );
+    }
+}
