@@ -217,7 +217,7 @@ MESSAGE = {"type": "object", "properties": {"id": {"type": "string"}, "destinati
 paths["/v1/destinations"] = {
     **admin("post", "Create a webhook or email destination; a webhook's answer carries its whsec_ signing secret, shown this once", {**DESTINATION, "properties": {**DESTINATION["properties"], "secret": {"type": "string"}}},
             {"type": "object", "required": ["type", "name", "url"], "additionalProperties": False,
-             "properties": {"type": {"type": "string", "enum": ["webhook", "email"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
+             "properties": {"type": {"type": "string", "enum": ["webhook", "email", "in_app"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
                             "url": {"type": "string", "maxLength": 2000, "description": "webhook: http://...; email: smtp://host:port"},
                             "from": {"type": "string", "description": "email: the sender"}}},
             status="201", extra={"400": problem("Invalid type, name or URL"), "409": problem("Name taken")}),
@@ -243,6 +243,12 @@ paths["/v1/admin/dead-letters"] = admin("get", "Messages given up on, newest fir
     params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most messages (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/admin/dead-letters/{id}/replay"] = admin("post", "Deliver a dead letter again, under the same webhook-id", MESSAGE,
     params=[path_param("id", "Message id")], extra={**NOT_FOUND, "409": problem("Its destination is disabled")})
+paths["/v1/in-app/stream"] = {"get": {"summary": "Server-Sent Events: the in-app messages journeys send to this person while the page is open",
+    "tags": ["collection"], "security": WRITE_KEY,
+    "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": {"type": "string"}, "description": "{type}:{value} of who is on the page"},
+                   {"name": "writeKey", "in": "query", "required": False, "schema": {"type": "string"}, "description": "A source's write key (EventSource cannot send headers)"}],
+    "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                  "400": problem("Invalid identifier"), "401": problem("Write key missing or unknown")}}}
 paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},

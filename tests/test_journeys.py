@@ -401,3 +401,58 @@ def test_abandoned_cart_on_the_real_clock(tmp_path):
     finally:
         server.stop()
         receiver.stop()
+
+
+def open_stream(server: Kairos, identifier: str, key: str, out: list):
+    """Reads in-app messages (Server-Sent Events) into `out` on a thread."""
+    response = requests.get(server.base_url + "/v1/in-app/stream", params={"identifier": identifier, "writeKey": key},
+                            stream=True, timeout=30)
+    assert response.status_code == 200, response.text
+
+    def read():
+        try:
+            for line in response.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    out.append(json.loads(line[5:].strip()))
+        except Exception:  # noqa: BLE001 - the server stopped
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    return response
+
+
+def test_in_app_messages_reach_the_open_page_of_the_person(tmp_path):
+    server = start_kairos(tmp_path)
+    try:
+        r = server.admin("POST", "/v1/destinations", json={"type": "in_app", "name": "site", "url": ""})
+        assert r.status_code == 201, r.text
+        message = {"title": "Still thinking, {{ traits.first_name | default(\"friend\") }}?", "body": "{{ event.properties.item }}"}
+        r = server.admin("POST", "/v1/journeys", json={"name": "nudge", "trigger": {"event": "Cart Viewed"},
+                                                        "steps": [{"send": {"destination": "site", "message": message}}]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        send(server, key, [{"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "id1", "traits": {"first_name": "Ada"}}])
+        page = []
+        stream = open_stream(server, "anonymous_id:a1", key, page)
+        time.sleep(0.3)
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": "u1", "messageId": "cv1", "properties": {"item": "shoes"}}])
+        assert wait_for(lambda: len(page) == 1, 5), page
+        assert page[0]["data"]["content"] == {"title": "Still thinking, Ada?", "body": "shoes"}, page
+        assert [d["status"] for d in deliveries(server, "user_id:u1")] == ["delivered"]
+
+        # Nobody on the site: the message waits and arrives when they come.
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": "u2", "messageId": "cv2", "properties": {"item": "hat"}}])
+        assert wait_for(lambda: (d := deliveries(server, "user_id:u2")) and d[0]["attempts"] >= 1)
+        assert "nobody is on the site" in deliveries(server, "user_id:u2")[0]["last_error"]
+        later = []
+        connected = time.monotonic()
+        stream2 = open_stream(server, "user_id:u2", key, later)
+        assert wait_for(lambda: len(later) == 1, 5), later
+        assert time.monotonic() - connected < 2.0
+        assert later[0]["data"]["content"]["title"] == "Still thinking, friend?"
+        r = requests.get(server.base_url + "/v1/in-app/stream", params={"identifier": "user_id:u2", "writeKey": "wrong"}, timeout=5)
+        assert r.status_code == 401
+        stream.close()
+        stream2.close()
+    finally:
+        server.stop()

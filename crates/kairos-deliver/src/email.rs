@@ -98,6 +98,51 @@ pub fn render(
     })
 }
 
+/// Checks every text value of a JSON message as a template.
+pub fn check_value(value: &Value) -> Result<(), String> {
+    let environment = environment();
+    let mut problem = None;
+    walk_strings(value, &mut |text| {
+        if problem.is_none()
+            && let Err(error) = environment.template_from_str(text)
+        {
+            problem = Some(format!("message template {text:?}: {error}"));
+        }
+    });
+    problem.map_or(Ok(()), Err)
+}
+
+/// Renders every text value of a JSON message as a template.
+pub fn render_value(value: &Value, context: &Value) -> Result<Value, String> {
+    let environment = environment();
+    match value {
+        Value::String(text) => environment
+            .render_str(text, minijinja::value::Serde(context))
+            .map(Value::String)
+            .map_err(|error| format!("message template {text:?}: {error}")),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| render_value(item, context))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| Ok((key.clone(), render_value(item, context)?)))
+            .collect::<Result<serde_json::Map<_, _>, String>>()
+            .map(Value::Object),
+        other => Ok(other.clone()),
+    }
+}
+
+fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| walk_strings(item, visit)),
+        Value::Object(map) => map.values().for_each(|item| walk_strings(item, visit)),
+        _ => {}
+    }
+}
+
 /// What an SMTP attempt came to.
 pub enum SmtpOutcome {
     Sent,

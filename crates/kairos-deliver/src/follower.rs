@@ -163,7 +163,7 @@ impl Follower {
                         self.apply_policy(&mut message, &subject, &messages, now)
                             .await?;
                     }
-                    self.render_email(&mut message, send, &subject).await;
+                    self.render_content(&mut message, send, &subject).await;
                     messages.push(message);
                 }
             }
@@ -258,7 +258,7 @@ impl Follower {
                     self.apply_policy(&mut message, &subject, &messages, now)
                         .await?;
                 }
-                self.render_email(&mut message, send, &subject).await;
+                self.render_content(&mut message, send, &subject).await;
                 messages.push(message);
             }
         }
@@ -266,43 +266,24 @@ impl Follower {
         Ok(messages.len())
     }
 
-    /// An email send: the mail rendered for the person now (recipient:
-    /// their `email` trait, else an email identity) replaces the payload,
-    /// so every attempt sends the same mail; without an address or with a
-    /// failing template the send is blocked, with the reason.
-    async fn render_email(
+    /// Email and in-app sends: their content rendered for the person now
+    /// replaces the payload, so every attempt sends the same thing. An email
+    /// goes to the `email` trait, else an email identity; without one, or
+    /// with a failing template, the send is blocked with the reason.
+    async fn render_content(
         &self,
         message: &mut Message,
         send: &SendStep,
         subject: &kairos_core::identity::Identifier,
     ) {
-        let Some(template) = &send.template else {
-            return;
-        };
-        if message.status == MessageStatus::Blocked {
+        if (send.template.is_none() && send.message.is_none())
+            || message.status == MessageStatus::Blocked
+        {
             return;
         }
         let view = match &self.engine {
             Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
             None => None,
-        };
-        let recipient = view.as_ref().and_then(|view| {
-            view.traits
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| {
-                    view.identities
-                        .iter()
-                        .find(|identity| identity.kind == "email")
-                        .map(|identity| identity.value.clone())
-                })
-        });
-        let Some(recipient) = recipient else {
-            message.status = MessageStatus::Blocked;
-            message.last_error =
-                Some("no email address: the profile has no email trait or identity".into());
-            return;
         };
         let context = json!({
             "traits": view.as_ref().map(|view| &view.traits),
@@ -311,8 +292,37 @@ impl Follower {
             "profile": {"id": view.as_ref().map(|view| &view.id)},
             "event": message.payload["data"]["event"],
         });
-        match crate::email::render(template, &recipient, &context) {
-            Ok(email) => message.payload = serde_json::to_value(email).unwrap_or_default(),
+        let rendered = match (&send.template, &send.message) {
+            (Some(template), _) => {
+                let recipient = view.as_ref().and_then(|view| {
+                    view.traits
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or_else(|| {
+                            view.identities
+                                .iter()
+                                .find(|identity| identity.kind == "email")
+                                .map(|identity| identity.value.clone())
+                        })
+                });
+                match recipient {
+                    None => {
+                        Err("no email address: the profile has no email trait or identity".into())
+                    }
+                    Some(recipient) => crate::email::render(template, &recipient, &context)
+                        .map(|email| serde_json::to_value(email).unwrap_or_default()),
+                }
+            }
+            (None, Some(content)) => crate::email::render_value(content, &context).map(|content| {
+                let mut payload = message.payload.clone();
+                payload["data"]["content"] = content;
+                payload
+            }),
+            (None, None) => return,
+        };
+        match rendered {
+            Ok(payload) => message.payload = payload,
             Err(error) => {
                 message.status = MessageStatus::Blocked;
                 message.last_error = Some(error);

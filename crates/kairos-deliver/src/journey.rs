@@ -69,6 +69,10 @@ pub enum Step {
         /// Email destinations: the mail's subject, text and HTML templates.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         template: Option<EmailTemplate>,
+        /// In-app destinations: the message shown (any JSON; its text
+        /// values are templates).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<serde_json::Value>,
     },
 }
 
@@ -81,6 +85,7 @@ pub struct SendStep {
     pub kind: String,
     pub purpose: Option<String>,
     pub template: Option<EmailTemplate>,
+    pub message: Option<serde_json::Value>,
 }
 
 /// A journey ready to match events.
@@ -164,17 +169,24 @@ pub fn compile(
                  destination: name,
                  purpose,
                  template,
+                 message,
              }| {
                 let (id, kind) = destination(name).ok_or_else(|| {
                     format!("no destination {name:?}; create it with POST /v1/destinations")
                 })?;
-                match (kind.as_str(), template) {
-                    ("email", None) => {
+                match (kind.as_str(), template, message) {
+                    ("email", None, _) => {
                         return Err(format!(
                             "sending to the email destination {name:?} needs a \"template\": {{\"subject\": \"...\", \"text\": \"...\", \"html\": \"...\"}}"
                         ));
                     }
-                    ("email", Some(template)) => crate::email::check(template)?,
+                    ("email", Some(template), _) => crate::email::check(template)?,
+                    ("in_app", _, None) => {
+                        return Err(format!(
+                            "sending to the in-app destination {name:?} needs a \"message\", e.g. {{\"title\": \"Still thinking?\", \"body\": \"Your cart is waiting\"}}"
+                        ));
+                    }
+                    ("in_app", _, Some(message)) => crate::email::check_value(message)?,
                     _ => {}
                 }
                 Ok(SendStep {
@@ -182,6 +194,7 @@ pub fn compile(
                     kind,
                     purpose: purpose.clone(),
                     template: template.clone(),
+                    message: message.clone(),
                 })
             },
         )

@@ -14,6 +14,7 @@
 //! restart resumes where it stopped.
 
 pub mod email;
+pub mod in_app;
 pub mod journey;
 pub mod policy;
 pub mod signing;
@@ -65,6 +66,7 @@ impl Default for DeliverySettings {
 #[derive(Clone)]
 pub struct Deliverer {
     wake: Arc<Notify>,
+    hub: in_app::InAppHub,
 }
 
 impl Deliverer {
@@ -78,7 +80,11 @@ impl Deliverer {
         engine: Option<kairos_engine::Engine>,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
-        let deliverer = Deliverer { wake: wake.clone() };
+        let hub = in_app::InAppHub::default();
+        let deliverer = Deliverer {
+            wake: wake.clone(),
+            hub: hub.clone(),
+        };
         std::thread::Builder::new()
             .name("kairos-deliver".into())
             .spawn(move || {
@@ -86,9 +92,14 @@ impl Deliverer {
                     .enable_all()
                     .build()
                     .expect("delivery runtime");
-                runtime.block_on(supervise(store, rules, settings, engine, wake));
+                runtime.block_on(supervise(store, rules, settings, engine, wake, hub));
             })?;
         Ok(deliverer)
+    }
+
+    /// The pages connected for in-app messages.
+    pub fn hub(&self) -> &in_app::InAppHub {
+        &self.hub
     }
 
     /// Wakes the workers (a destination or journey changed, a dead letter
@@ -105,6 +116,7 @@ async fn supervise(
     settings: DeliverySettings,
     engine: Option<kairos_engine::Engine>,
     wake: Arc<Notify>,
+    hub: in_app::InAppHub,
 ) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -130,6 +142,7 @@ async fn supervise(
                     settings.clone(),
                     wake.clone(),
                     client.clone(),
+                    hub.clone(),
                 ));
                 workers.insert(destination.id, handle);
             }

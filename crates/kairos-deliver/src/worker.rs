@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::DeliverySettings;
 use crate::email::{self, RenderedEmail, SmtpOutcome};
+use crate::in_app::InAppHub;
 use crate::signing::sign;
 
 /// Messages taken per look at the queue.
@@ -47,8 +48,10 @@ pub(crate) async fn run(
     settings: DeliverySettings,
     wake: Arc<Notify>,
     client: reqwest::Client,
+    hub: InAppHub,
 ) {
     let mut failures_in_row = 0u32;
+    let mut page_connected = false;
     // Messages before this sequence number are known to be done; a full
     // rescan now and then picks up replayed dead letters.
     let mut from_seq = 0u64;
@@ -80,9 +83,11 @@ pub(crate) async fn run(
             continue;
         }
         let now = Timestamp::now();
+        // A page that just connected takes its in-app messages at once.
+        let everything = std::mem::take(&mut page_connected);
         let due: Vec<Message> = pending
             .iter()
-            .filter(|message| message.next_attempt_at <= now)
+            .filter(|message| everything || message.next_attempt_at <= now)
             .cloned()
             .collect();
         if due.is_empty() {
@@ -90,11 +95,19 @@ pub(crate) async fn run(
             let until = next.map_or(Duration::from_secs(1), |at| {
                 Duration::try_from(at.duration_since(now)).unwrap_or_default()
             });
-            wait(&wake, until.min(Duration::from_secs(1))).await;
+            let until = until.min(Duration::from_secs(1));
+            if destination.kind == "in_app" {
+                tokio::select! {
+                    _ = wait(&wake, until) => {}
+                    _ = hub.connected() => page_connected = true,
+                }
+            } else {
+                wait(&wake, until).await;
+            }
             continue;
         }
         for message in due {
-            let outcome = attempt(&client, &destination, &message, &settings).await;
+            let outcome = attempt(&client, &destination, &message, &settings, &hub).await;
             match outcome {
                 Outcome::Delivered => failures_in_row = 0,
                 _ => failures_in_row += 1,
@@ -128,9 +141,21 @@ async fn attempt(
     destination: &DestinationRecord,
     message: &Message,
     settings: &DeliverySettings,
+    hub: &InAppHub,
 ) -> Outcome {
-    if destination.kind == "email" {
-        return attempt_email(destination, message, settings).await;
+    match destination.kind.as_str() {
+        "email" => return attempt_email(destination, message, settings).await,
+        "in_app" => {
+            return if hub.publish(&message.identifier, &message.payload) {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry {
+                    error: "nobody is on the site as this person; sent when they connect".into(),
+                    after: None,
+                }
+            };
+        }
+        _ => {}
     }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
     let timestamp = Timestamp::now().as_second();

@@ -9,9 +9,14 @@
 //!   a person, with status, attempts and the last error;
 //! - `GET /v1/admin/dead-letters`, `POST /v1/admin/dead-letters/{id}/replay`.
 
-use axum::extract::{Path, Query, State};
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream;
 use jiff::Timestamp;
 use kairos_store::{DestinationRecord, Message, MessageStatus};
 use serde::Deserialize;
@@ -19,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::admin::JsonBody;
-use crate::auth::Admin;
+use crate::auth::{Admin, basic_write_key, query_write_key};
 use crate::problem::{Problem, limit_param};
 use crate::profiles::{engine_problem, identifier, unknown};
 
@@ -84,10 +89,13 @@ pub async fn create_destination(
             ));
         }
         "email" => checked_email_destination(url, body.from.as_deref())?,
+        "in_app" => {}
         other => {
             return Err(Problem::bad_request(
                 "destination_type_invalid",
-                format!("type {other:?} is not supported yet; use \"webhook\" or \"email\""),
+                format!(
+                    "type {other:?} is not supported yet; use \"webhook\", \"email\" or \"in_app\""
+                ),
             ));
         }
     }
@@ -111,6 +119,61 @@ pub async fn create_destination(
         answer["secret"] = json!(record.secret);
     }
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct InAppQuery {
+    /// `{type}:{value}`: who is on the page (e.g. `anonymous_id:a1`).
+    identifier: String,
+}
+
+/// `GET /v1/in-app/stream?identifier=user_id:u1&writeKey=…`: Server-Sent
+/// Events carrying the in-app messages journeys send to this person while
+/// the page is open (authenticated by a source's write key, like the
+/// browser's collection calls).
+pub async fn in_app_stream(
+    State(state): State<AppState>,
+    RawQuery(raw_query): RawQuery,
+    Query(query): Query<InAppQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let key = basic_write_key(&headers)
+        .or_else(|| query_write_key(raw_query.as_deref()))
+        .ok_or_else(Problem::missing_write_key)?;
+    state
+        .store
+        .sources
+        .by_write_key(&key, state.clock.now())
+        .ok_or_else(Problem::unknown_write_key)?;
+    let identifier = identifier(&query.identifier)?;
+    let deliverer = state
+        .deliverer
+        .as_ref()
+        .ok_or_else(|| Problem::overloaded("in-app messages are not served by this process"))?;
+    let mut identities = vec![format!("{}:{}", identifier.kind, identifier.value)];
+    if let Some(view) = state
+        .engine
+        .profile(identifier)
+        .await
+        .map_err(engine_problem)?
+    {
+        identities.extend(
+            view.identities
+                .iter()
+                .map(|identity| format!("{}:{}", identity.kind, identity.value)),
+        );
+    }
+    let receiver = deliverer.hub().subscribe(&identities);
+    let messages = stream::unfold(receiver, |mut receiver| async move {
+        let message = receiver.recv().await?;
+        let event = SseEvent::default()
+            .event("message")
+            .data(message.to_string());
+        Some((Ok::<_, Infallible>(event), receiver))
+    });
+    Ok(Sse::new(messages)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 fn checked_email_destination(url: &str, from: Option<&str>) -> Result<(), Problem> {

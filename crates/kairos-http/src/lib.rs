@@ -132,6 +132,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/journeys/{id}", delete(journeys::delete_journey))
         .route("/v1/admin/dead-letters", get(journeys::dead_letters))
+        .route("/v1/in-app/stream", get(journeys::in_app_stream))
         .route(
             "/v1/admin/dead-letters/{id}/replay",
             post(journeys::replay_dead_letter),
