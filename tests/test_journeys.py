@@ -456,3 +456,68 @@ def test_in_app_messages_reach_the_open_page_of_the_person(tmp_path):
         stream2.close()
     finally:
         server.stop()
+
+
+def test_journey_steps_wait_branch_set_traits_wait_for_events_and_leave_at_the_goal(tmp_path):
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, "2030-06-01T10:00:00Z")
+        destination(server, receiver)
+        r = server.admin("POST", "/v1/journeys", json={
+            "name": "win back", "trigger": {"event": "Cart Viewed"}, "entry": "once", "goal": "Order Completed",
+            "steps": [
+                {"wait": "1h"},
+                {"branch": {"if": "trait vip = true", "then": [{"send": {"destination": "hooks"}}],
+                            "else": [{"set_trait": {"name": "nudged", "value": True}}]}},
+                {"wait_for": {"event": "Coupon Opened", "timeout": "1d"}},
+                {"send": {"destination": "hooks"}},
+            ]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("shop")["write_key"]
+
+        def track(user, name, at, n):
+            return {"type": "track", "event": name, "userId": user, "messageId": f"{user}-{name}-{n}", "timestamp": at}
+
+        send(server, key, [
+            {"type": "identify", "userId": "vip", "messageId": "id-vip", "traits": {"vip": True}},
+            {"type": "identify", "userId": "reg", "messageId": "id-reg", "traits": {"vip": False}},
+            track("vip", "Cart Viewed", "2030-06-01T10:00:00Z", 1),
+            track("reg", "Cart Viewed", "2030-06-01T10:00:00Z", 1),
+            track("buyer", "Cart Viewed", "2030-06-01T10:00:00Z", 1),
+            track("buyer", "Order Completed", "2030-06-01T10:30:00Z", 1),  # the goal: buyer leaves
+        ])
+        time.sleep(0.5)
+        # The runs are durable: kill -9 while everyone waits.
+        server.kill9()
+        server.start()
+        set_clock(server, "2030-06-01T10:59:59Z")
+        time.sleep(0.5)
+        assert receiver.verified == []
+        set_clock(server, "2030-06-01T11:00:00Z")
+        assert wait_for(lambda: len(receiver.accepted) == 1), receiver.verified
+        assert receiver.verified[0][1]["data"]["profile"]["identifier"]["value"] == "vip"
+        assert wait_for(lambda: server.admin("GET", "/v1/profiles/user_id:reg").json()["traits"].get("nudged") is True)
+        assert server.admin("GET", "/v1/profiles/user_id:vip").json()["traits"].get("nudged") is None
+
+        # The awaited event moves vip on at once; entry "once": a second
+        # Cart Viewed starts nothing.
+        send(server, key, [track("vip", "Coupon Opened", "2030-06-01T11:05:00Z", 1),
+                           track("vip", "Cart Viewed", "2030-06-01T11:06:00Z", 2)])
+        assert wait_for(lambda: len(receiver.accepted) == 2), receiver.verified
+        assert receiver.verified[1][1]["data"]["profile"]["identifier"]["value"] == "vip"
+
+        # reg never opens the coupon: the timeout sends after a day.
+        set_clock(server, "2030-06-02T10:59:59Z")
+        time.sleep(0.5)
+        assert len(receiver.accepted) == 2
+        set_clock(server, "2030-06-02T11:00:00Z")
+        assert wait_for(lambda: len(receiver.accepted) == 3), receiver.verified
+        assert receiver.verified[2][1]["data"]["profile"]["identifier"]["value"] == "reg"
+        set_clock(server, "2030-06-05T00:00:00Z")
+        time.sleep(0.5)
+        assert len(receiver.accepted) == 3, "nothing more: buyer left at the goal, vip entered once"
+        assert deliveries(server, "user_id:buyer") == []
+    finally:
+        server.stop()
+        receiver.stop()

@@ -8,14 +8,17 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kairos_core::audience::eval::{EventFact, matches_event};
+use kairos_core::audience::Expr;
+use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_event};
+use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
-use kairos_store::{Message, MessageStatus, Store, StoreError, Wait};
+use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
+use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use crate::journey::{CompiledJourney, Matcher, SendStep, compile};
+use crate::journey::{CompiledJourney, EntryRule, Instruction, Matcher, SendStep, compile};
 use crate::policy::{ContactPolicy, Person, Verdict};
 
 /// Events read per step.
@@ -24,6 +27,10 @@ const READ_BATCH: usize = 2_000;
 const RECENT_SENDS_MAX: usize = 1_000;
 /// Waits fired per look.
 const WAITS_FIRED_MAX: usize = 1_000;
+/// Timeline events a branch condition reads.
+const BRANCH_EVENTS_MAX: usize = 1_000;
+/// The source `set_trait` steps write their identify events as.
+pub const JOURNEY_SOURCE: &str = "kairos-journeys";
 /// How often due waits are looked for when no event arrives.
 const WAIT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -80,6 +87,9 @@ pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
         let fired = follower.fire_due_waits().await.unwrap_or_else(|error| {
             tracing::error!(%error, "journey waits could not fire; retrying");
             0
+        }) + follower.fire_due_runs().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey steps could not resume; retrying");
+            0
         });
         if decided + fired > 0 {
             wake_workers.notify_waiters();
@@ -135,6 +145,13 @@ impl Follower {
                 properties,
             };
             let announcement = announcer.as_deref() == Some(event.source_id.as_str());
+            if !announcement {
+                // Runs of this person waiting for this event, or whose goal
+                // it is, go on or end first.
+                let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
+                self.resume_waiting(&subject, &fact.name, &journeys, now, &mut messages)
+                    .await?;
+            }
             for journey in &journeys {
                 if let Matcher::NotFollowed { .. } = journey.matcher {
                     if !announcement {
@@ -146,26 +163,9 @@ impl Follower {
                     continue;
                 }
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
-                let identifier = format!("{}:{}", subject.kind, subject.value);
-                for (step, send) in journey.sends.iter().enumerate() {
-                    let summary = event_summary(&fact, &event);
-                    let mut message = message(
-                        store,
-                        journey,
-                        step,
-                        send,
-                        &identifier,
-                        stored.seq,
-                        summary,
-                        now,
-                    );
-                    if send.purpose.is_some() {
-                        self.apply_policy(&mut message, &subject, &messages, now)
-                            .await?;
-                    }
-                    self.render_content(&mut message, send, &subject).await;
-                    messages.push(message);
-                }
+                let summary = event_summary(&fact, &event);
+                self.enter(journey, &subject, stored.seq, summary, now, &mut messages)
+                    .await?;
             }
         }
         store.outbox.enqueue(&messages, next_cursor)?;
@@ -243,27 +243,265 @@ impl Follower {
                 .split_once(':')
                 .unwrap_or(("", &wait.identifier));
             let subject = kairos_core::identity::Identifier::new(kind, value);
-            for (step, send) in journey.sends.iter().enumerate() {
-                let mut message = message(
-                    &self.store,
-                    journey,
-                    step,
-                    send,
-                    &wait.identifier,
-                    wait.event_seq,
-                    wait.event.clone(),
-                    now,
-                );
-                if send.purpose.is_some() {
-                    self.apply_policy(&mut message, &subject, &messages, now)
-                        .await?;
-                }
-                self.render_content(&mut message, send, &subject).await;
-                messages.push(message);
-            }
+            self.enter(
+                journey,
+                &subject,
+                wait.event_seq,
+                wait.event.clone(),
+                now,
+                &mut messages,
+            )
+            .await?;
         }
         self.store.outbox.fire_waits(&due, &messages)?;
         Ok(messages.len())
+    }
+
+    /// A person enters a journey (if its entry rule and the cap on
+    /// concurrent journeys let them) and goes through its steps up to the
+    /// first wait.
+    async fn enter(
+        &self,
+        journey: &CompiledJourney,
+        subject: &Identifier,
+        event_seq: u64,
+        event: Value,
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        let outbox = &self.store.outbox;
+        if journey.entry != EntryRule::EveryTime {
+            let entries = outbox.entries(&journey.id, &identifier)?;
+            let allowed = match (&journey.entry, entries) {
+                (_, None) => true,
+                (EntryRule::Once, Some(_)) => false,
+                (EntryRule::OncePer(period), Some(entries)) => entries.last + *period <= now,
+                (EntryRule::EveryTime, _) => true,
+            };
+            if !allowed {
+                return Ok(());
+            }
+            outbox.record_entry(&journey.id, &identifier, now)?;
+        }
+        if let Some(cap) = self.policy.max_concurrent_journeys
+            && outbox.runs_of(&identifier)?.len() >= cap as usize
+        {
+            tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
+            return Ok(());
+        }
+        let run = Run {
+            journey: journey.id.clone(),
+            identifier,
+            event_seq,
+            pc: 0,
+            resume_at: now,
+            waiting_for: None,
+            started_at: now,
+            event,
+        };
+        self.execute(journey, run, subject, now, messages).await
+    }
+
+    /// Runs the journey's steps from the run's place until a wait (the run
+    /// is stored) or the end (the run ends).
+    async fn execute(
+        &self,
+        journey: &CompiledJourney,
+        mut run: Run,
+        subject: &Identifier,
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let Some(instruction) = journey.program.get(run.pc) else {
+                return self.store.outbox.remove_run(&run);
+            };
+            match instruction {
+                Instruction::Send(send) => {
+                    let mut message = message(
+                        &self.store,
+                        journey,
+                        run.pc,
+                        send,
+                        &run.identifier,
+                        run.event_seq,
+                        run.event.clone(),
+                        now,
+                    );
+                    if send.purpose.is_some() {
+                        self.apply_policy(&mut message, subject, messages, now)
+                            .await?;
+                    }
+                    self.render_content(&mut message, send, subject).await;
+                    messages.push(message);
+                    run.pc += 1;
+                }
+                Instruction::Wait(span) => {
+                    run.pc += 1;
+                    run.resume_at = now + *span;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::WaitFor { event, timeout } => {
+                    run.pc += 1;
+                    run.waiting_for = Some(event.clone());
+                    run.resume_at = now + *timeout;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::Branch {
+                    condition,
+                    otherwise,
+                } => {
+                    run.pc = if self.holds(condition, subject, now).await {
+                        run.pc + 1
+                    } else {
+                        *otherwise
+                    };
+                }
+                Instruction::Jump(target) => run.pc = *target,
+                Instruction::SetTrait { name, value } => {
+                    self.set_trait(&run, name, value).await?;
+                    run.pc += 1;
+                }
+            }
+        }
+    }
+
+    /// An event of a person: their runs waiting for it go on; runs whose
+    /// goal it is end.
+    async fn resume_waiting(
+        &self,
+        subject: &Identifier,
+        name: &str,
+        journeys: &[CompiledJourney],
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        for mut run in self.store.outbox.runs_of(&identifier)? {
+            let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
+                self.store.outbox.remove_run(&run)?;
+                continue;
+            };
+            if journey.goal.as_deref() == Some(name) {
+                self.store.outbox.remove_run(&run)?; // the goal is met: they leave
+            } else if run.waiting_for.as_deref() == Some(name) {
+                self.store.outbox.remove_run(&run)?;
+                run.waiting_for = None;
+                self.execute(journey, run, subject, now, messages).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes runs whose wait is over on the engine's clock.
+    async fn fire_due_runs(&self) -> Result<usize, StoreError> {
+        let now = self.now();
+        let due = self.store.outbox.due_runs(now, WAITS_FIRED_MAX)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let journeys = active_journeys(&self.store);
+        let mut messages = Vec::new();
+        for mut run in due {
+            self.store.outbox.remove_run(&run)?;
+            let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
+                continue;
+            };
+            let (kind, value) = run
+                .identifier
+                .split_once(':')
+                .unwrap_or(("", &run.identifier));
+            let subject = Identifier::new(kind, value);
+            run.waiting_for = None;
+            self.execute(journey, run, &subject, now, &mut messages)
+                .await?;
+        }
+        self.store.outbox.fire_waits(&[], &messages)?;
+        Ok(messages.len())
+    }
+
+    /// A branch's condition for the person now: the from-scratch meaning of
+    /// the audience language over their traits, computed traits,
+    /// memberships and timeline.
+    async fn holds(&self, condition: &Expr, subject: &Identifier, now: Timestamp) -> bool {
+        let Some(engine) = &self.engine else {
+            return false;
+        };
+        let Ok(Some(view)) = engine.profile(subject.clone()).await else {
+            return false;
+        };
+        let page = engine
+            .timeline(subject.clone(), None, BRANCH_EVENTS_MAX)
+            .await
+            .ok()
+            .flatten();
+        let events: Vec<EventFact> = page
+            .map(|page| page.entries)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|entry| self.store.log.get(entry.seq).ok().flatten()?.decode().ok())
+            .filter_map(|event| {
+                Some(EventFact {
+                    name: event.event.clone()?,
+                    at: event.timestamp,
+                    properties: event
+                        .field("properties")
+                        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        let facts = PersonFacts {
+            traits: view.traits,
+            computed: view.computed,
+            audiences: view.audiences.into_iter().collect(),
+            ..PersonFacts::default()
+        };
+        evaluate(condition, &events, &facts, now)
+    }
+
+    /// A `set_trait` step: an identify event of the `kairos-journeys`
+    /// source through the log, so the trait is durable and replayed like
+    /// any other (and audiences see it).
+    async fn set_trait(&self, run: &Run, name: &str, value: &Value) -> Result<(), StoreError> {
+        let (kind, id) = run
+            .identifier
+            .split_once(':')
+            .unwrap_or(("", &run.identifier));
+        let mut event = json!({
+            "type": "identify",
+            "messageId": format!("journey-{}-{:x}-{}", run.journey, run.event_seq, run.pc),
+            "traits": {name: value},
+        });
+        match kind {
+            "user_id" => event["userId"] = json!(id),
+            "anonymous_id" => event["anonymousId"] = json!(id),
+            _ => event["context"] = json!({"externalIds": [{"type": kind, "id": id}]}),
+        }
+        let source = self.store.sources.named(JOURNEY_SOURCE, Timestamp::now())?;
+        let limits = IngestLimits::default();
+        let arrival = Arrival {
+            source_id: &source.id,
+            received_at: Timestamp::now(),
+            batch_sent_at: None,
+            path_type: None,
+            limits: &limits,
+            plan: None,
+        };
+        let raw = serde_json::value::RawValue::from_string(event.to_string())
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let Ok(event) = normalize_internal_event(&raw, &arrival) else {
+            tracing::warn!(trait_name = %name, "a set_trait step did not make a valid event");
+            return Ok(());
+        };
+        if let Some(record) = self.store.prepare(&event, &self.rules) {
+            self.store
+                .writer
+                .append(vec![record], Vec::new(), Vec::new())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Email and in-app sends: their content rendered for the person now

@@ -15,6 +15,7 @@
 use kairos_core::audience::ast::{EventRef, Expr};
 use kairos_core::audience::eval::{EventFact, matches_event};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::email::EmailTemplate;
 
@@ -23,6 +24,44 @@ use crate::email::EmailTemplate;
 pub struct JourneyDefinition {
     pub trigger: Trigger,
     pub steps: Vec<Step>,
+    /// An event name: when the person does it, they leave the journey
+    /// (the order came in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+    /// `"every_time"` (default), `"once"` (ever), or `{"once_per": "7d"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Value>,
+}
+
+/// Who may enter a journey again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryRule {
+    EveryTime,
+    Once,
+    OncePer(jiff::SignedDuration),
+}
+
+/// A journey's steps, flattened: branches become jumps, so a person's place
+/// in the journey is one number.
+#[derive(Debug, Clone)]
+pub enum Instruction {
+    Send(SendStep),
+    Wait(jiff::SignedDuration),
+    /// Until the event or the timeout, whichever comes first.
+    WaitFor {
+        event: String,
+        timeout: jiff::SignedDuration,
+    },
+    /// Goes on when the condition holds, else jumps to `otherwise`.
+    Branch {
+        condition: Expr,
+        otherwise: usize,
+    },
+    Jump(usize),
+    SetTrait {
+        name: String,
+        value: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +99,22 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
+    /// `{"wait": "1h"}`.
+    Wait(String),
+    /// `{"wait_for": {"event": "Order Completed", "timeout": "1d"}}`.
+    WaitFor { event: String, timeout: String },
+    /// `{"branch": {"if": "<audience-language condition>", "then": [...],
+    /// "else": [...]}}`.
+    Branch {
+        #[serde(rename = "if")]
+        condition: String,
+        #[serde(default)]
+        then: Vec<Step>,
+        #[serde(default, rename = "else")]
+        otherwise: Vec<Step>,
+    },
+    /// `{"set_trait": {"name": "nudged", "value": true}}`.
+    SetTrait { name: String, value: Value },
     /// `purpose` ("marketing") subjects the send to consent, caps and
     /// quiet hours; without one it is transactional.
     Send {
@@ -96,8 +151,21 @@ pub struct CompiledJourney {
     /// Events at or before this log position are older than the journey.
     pub starts_after_seq: u64,
     pub matcher: Matcher,
-    /// The sends, in step order.
-    pub sends: Vec<SendStep>,
+    pub program: Vec<Instruction>,
+    pub goal: Option<String>,
+    pub entry: EntryRule,
+}
+
+impl CompiledJourney {
+    /// Every send of the journey.
+    pub fn sends(&self) -> impl Iterator<Item = &SendStep> {
+        self.program
+            .iter()
+            .filter_map(|instruction| match instruction {
+                Instruction::Send(send) => Some(send),
+                _ => None,
+            })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -161,16 +229,91 @@ pub fn compile(
                 .into(),
         );
     }
-    let sends = definition
-        .steps
-        .iter()
-        .map(
-            |Step::Send {
-                 destination: name,
-                 purpose,
-                 template,
-                 message,
-             }| {
+    let mut program = Vec::new();
+    emit(&definition.steps, &destination, &mut program)?;
+    Ok(CompiledJourney {
+        id: id.to_string(),
+        name: name.to_string(),
+        starts_after_seq,
+        matcher,
+        program,
+        goal: definition.goal.clone(),
+        entry: entry_rule(definition.entry.as_ref())?,
+    })
+}
+
+fn entry_rule(entry: Option<&Value>) -> Result<EntryRule, String> {
+    match entry {
+        None => Ok(EntryRule::EveryTime),
+        Some(Value::String(rule)) if rule == "every_time" => Ok(EntryRule::EveryTime),
+        Some(Value::String(rule)) if rule == "once" => Ok(EntryRule::Once),
+        Some(Value::Object(rule)) if rule.len() == 1 && rule.contains_key("once_per") => {
+            let period = rule["once_per"].as_str().unwrap_or_default();
+            Ok(EntryRule::OncePer(duration(period).map_err(|error| {
+                error.replace("trigger.within", "entry.once_per")
+            })?))
+        }
+        Some(other) => Err(format!(
+            "entry {other}: expected \"every_time\", \"once\" or {{\"once_per\": \"7d\"}}"
+        )),
+    }
+}
+
+/// Appends the steps to the program; a branch becomes a conditional jump
+/// over its `then` steps and a jump over its `else` steps.
+fn emit(
+    steps: &[Step],
+    destination: &impl Fn(&str) -> Option<(String, String)>,
+    program: &mut Vec<Instruction>,
+) -> Result<(), String> {
+    for step in steps {
+        match step {
+            Step::Wait(text) => program.push(Instruction::Wait(
+                duration(text).map_err(|error| error.replace("trigger.within", "wait"))?,
+            )),
+            Step::WaitFor { event, timeout } => program.push(Instruction::WaitFor {
+                event: event.clone(),
+                timeout: duration(timeout)
+                    .map_err(|error| error.replace("trigger.within", "wait_for.timeout"))?,
+            }),
+            Step::SetTrait { name, value } => {
+                if name.trim().is_empty() {
+                    return Err("set_trait needs a trait name".into());
+                }
+                program.push(Instruction::SetTrait {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+            Step::Branch {
+                condition,
+                then,
+                otherwise,
+            } => {
+                let condition = kairos_core::audience::parse(condition)
+                    .map_err(|error| format!("branch \"if\": {error}"))?;
+                let branch = program.len();
+                program.push(Instruction::Branch {
+                    condition,
+                    otherwise: 0,
+                });
+                emit(then, destination, program)?;
+                let jump = program.len();
+                program.push(Instruction::Jump(0));
+                let else_start = program.len();
+                emit(otherwise, destination, program)?;
+                let end = program.len();
+                if let Instruction::Branch { otherwise, .. } = &mut program[branch] {
+                    *otherwise = else_start;
+                }
+                program[jump] = Instruction::Jump(end);
+            }
+            Step::Send {
+                destination: name,
+                purpose,
+                template,
+                message,
+            } => {
                 let (id, kind) = destination(name).ok_or_else(|| {
                     format!("no destination {name:?}; create it with POST /v1/destinations")
                 })?;
@@ -189,23 +332,17 @@ pub fn compile(
                     ("in_app", _, Some(message)) => crate::email::check_value(message)?,
                     _ => {}
                 }
-                Ok(SendStep {
+                program.push(Instruction::Send(SendStep {
                     destination: id,
                     kind,
                     purpose: purpose.clone(),
                     template: template.clone(),
                     message: message.clone(),
-                })
-            },
-        )
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(CompiledJourney {
-        id: id.to_string(),
-        name: name.to_string(),
-        starts_after_seq,
-        matcher,
-        sends,
-    })
+                }));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// "30m", "2h", "1d", "90s".

@@ -27,6 +27,8 @@ pub struct ContactPolicy {
     /// From (inclusive) to (exclusive), local time; may wrap midnight.
     pub quiet_hours: Option<(Time, Time)>,
     pub default_time_zone: TimeZone,
+    /// Journeys a person may be in at once (waiting in a step).
+    pub max_concurrent_journeys: Option<u32>,
 }
 
 impl Default for ContactPolicy {
@@ -36,6 +38,7 @@ impl Default for ContactPolicy {
             messages_per_channel_per_hour: None,
             quiet_hours: None,
             default_time_zone: TimeZone::UTC,
+            max_concurrent_journeys: None,
         }
     }
 }
@@ -158,6 +161,7 @@ mod tests {
             messages_per_channel_per_hour: Some(1),
             quiet_hours: Some(("21:00".parse().unwrap(), "08:00".parse().unwrap())),
             default_time_zone: TimeZone::UTC,
+            max_concurrent_journeys: None,
         };
         // Transactional sends pass; marketing needs consent.
         assert_eq!(

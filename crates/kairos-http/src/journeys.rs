@@ -225,12 +225,7 @@ pub async fn delete_destination(
     })?;
     let users: Vec<String> = kairos_deliver::active_journeys(&state.store)
         .into_iter()
-        .filter(|journey| {
-            journey
-                .sends
-                .iter()
-                .any(|send| send.destination == record.id)
-        })
+        .filter(|journey| journey.sends().any(|send| send.destination == record.id))
         .map(|journey| journey.name)
         .collect();
     if !users.is_empty() {

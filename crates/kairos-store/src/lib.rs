@@ -47,7 +47,9 @@ use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
 pub use log::{EventLog, LogRecord};
-pub use outbox::{DestinationRecord, JourneyRecord, Message, MessageStatus, Outbox, Wait};
+pub use outbox::{
+    DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox, Run, Wait,
+};
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
 pub use sources::{SourceRecord, SourceRegistry};

@@ -81,6 +81,32 @@ pub struct Wait {
     pub event: Value,
 }
 
+/// A person's place in a journey that is waiting (a wait step, or an event
+/// with a timeout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub journey: String,
+    /// `type:value` of the person.
+    pub identifier: String,
+    /// The log position of the event that started it (its id).
+    pub event_seq: u64,
+    /// The next instruction of the journey's program.
+    pub pc: usize,
+    pub resume_at: Timestamp,
+    /// An event that resumes it before `resume_at`.
+    pub waiting_for: Option<String>,
+    pub started_at: Timestamp,
+    /// The starting event, as messages show it.
+    pub event: Value,
+}
+
+/// How often and when a person last entered a journey.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Entries {
+    pub count: u64,
+    pub last: Timestamp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
@@ -361,6 +387,83 @@ impl Outbox {
         Ok(())
     }
 
+    /// Stores a waiting run (replacing its previous state).
+    pub fn save_run(&self, run: &Run) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        let key = run_key(run);
+        if let Some(bytes) = self.waits.get(&key)? {
+            let old: Run = decode(&bytes)?;
+            batch.remove(&self.waits, run_timer_key(&old));
+        }
+        batch.insert(
+            &self.waits,
+            &key,
+            serde_json::to_vec(run).expect("a run serializes"),
+        );
+        batch.insert(&self.waits, run_timer_key(run), key.clone());
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Ends a run (finished, or its goal was met).
+    pub fn remove_run(&self, run: &Run) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        batch.remove(&self.waits, run_key(run));
+        batch.remove(&self.waits, run_timer_key(run));
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// The waiting runs of a person.
+    pub fn runs_of(&self, identifier: &str) -> Result<Vec<Run>, StoreError> {
+        let mut runs = Vec::new();
+        for guard in self.waits.prefix(format!("r/{identifier}\0")) {
+            runs.push(decode(&guard.value()?)?);
+        }
+        Ok(runs)
+    }
+
+    /// Runs due to resume at or before `now`, earliest first.
+    pub fn due_runs(&self, now: Timestamp, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let mut end = b"t".to_vec();
+        end.extend_from_slice(&deadline_prefix(now + jiff::SignedDuration::from_nanos(1))[1..]);
+        let mut runs = Vec::new();
+        for guard in self.waits.range(b"t/".to_vec()..end).take(limit) {
+            let run_key = guard.value()?;
+            if let Some(bytes) = self.waits.get(&run_key)? {
+                runs.push(decode(&bytes)?);
+            }
+        }
+        Ok(runs)
+    }
+
+    pub fn entries(&self, journey: &str, identifier: &str) -> Result<Option<Entries>, StoreError> {
+        match self.waits.get(format!("e/{journey}\0{identifier}"))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn record_entry(
+        &self,
+        journey: &str,
+        identifier: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let count = self
+            .entries(journey, identifier)?
+            .map_or(0, |entries| entries.count);
+        let entries = Entries {
+            count: count + 1,
+            last: now,
+        };
+        self.waits.insert(
+            format!("e/{journey}\0{identifier}"),
+            serde_json::to_vec(&entries).expect("entries serialize"),
+        )?;
+        Ok(())
+    }
+
     /// Records a message's new state; it leaves its queue once delivered
     /// or dead. Not fsynced: a crash can at worst repeat an attempt (under
     /// the same id).
@@ -484,6 +587,21 @@ impl Outbox {
 fn queue_key(destination: &str, seq: u64) -> Vec<u8> {
     let mut key = format!("{destination}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn run_key(run: &Run) -> Vec<u8> {
+    format!(
+        "r/{}\0{}\0{:016x}",
+        run.identifier, run.journey, run.event_seq
+    )
+    .into_bytes()
+}
+
+fn run_timer_key(run: &Run) -> Vec<u8> {
+    let mut key = b"t".to_vec();
+    key.extend_from_slice(&deadline_prefix(run.resume_at)[1..]);
+    key.extend_from_slice(&run_key(run));
     key
 }
 

@@ -55,6 +55,8 @@ pub struct PolicyConfig {
     pub quiet_hours: Option<String>,
     /// IANA time zone for people without a `timezone` trait.
     pub default_time_zone: Option<String>,
+    /// Journeys a person may be in at once.
+    pub max_concurrent_journeys: Option<u32>,
 }
 
 /// `[delivery]`: how webhook deliveries are retried.
@@ -533,6 +535,7 @@ fn contact_policy(
     let mut policy = kairos_deliver::policy::ContactPolicy {
         messages_per_day: config.messages_per_day,
         messages_per_channel_per_hour: config.messages_per_channel_per_hour,
+        max_concurrent_journeys: config.max_concurrent_journeys,
         ..Default::default()
     };
     if let Some(text) = &config.quiet_hours {
