@@ -305,23 +305,30 @@ def test_serve_bad_config_file(tmp_path):
     assert "kairos.toml" in result.stderr and "event_bytes_max" in result.stderr, result.stderr
 
 
-def test_serve_good_config_from_env(tmp_path):
+def serve_raw(tmp_path, args, env_updates):
+    """`kairos serve` with exactly these arguments and KAIROS_ variables (none
+    inherited); returns the process and its base URL once ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    env.update(KAIROS_LISTEN=f"127.0.0.1:{port}", KAIROS_ADMIN_TOKEN=ADMIN_TOKEN, KAIROS_BATCH_EVENTS_MAX="3",
-               KAIROS_DATA_DIR=str(tmp_path / "data"), KAIROS_DEMO="false")
+    env.update(KAIROS_LISTEN=f"127.0.0.1:{port}", KAIROS_ADMIN_TOKEN=ADMIN_TOKEN, **env_updates)
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([str(kairos_binary()), "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen([str(kairos_binary()), "serve", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.05)
+    return proc, base
+
+
+def test_serve_good_config_from_env(tmp_path):
+    proc, base = serve_raw(tmp_path, [], dict(KAIROS_BATCH_EVENTS_MAX="3", KAIROS_DATA_DIR=str(tmp_path / "data"),
+                                              KAIROS_DEMO="false"))
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.05)
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         source = requests.post(base + "/v1/admin/sources", json={"name": "env"}, headers=headers, timeout=10).json()
         r = requests.post(base + "/v1/batch", json={"batch": [event() for _ in range(4)]},
@@ -338,22 +345,8 @@ def test_serve_good_config_from_env(tmp_path):
 def test_the_first_command_serves_demo_data_with_audiences_and_computed_traits(tmp_path):
     """`kairos serve` with the demo (the README's first command): demo events,
     and audiences and computed traits over them, backfilled at start."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    env.update(KAIROS_ADMIN_TOKEN=ADMIN_TOKEN)
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([str(kairos_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc, base = serve_raw(tmp_path, ["--data-dir", str(tmp_path / "data")], {})
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.05)
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         ada = requests.get(base + "/v1/profiles/user_id:ada", headers=headers, timeout=10).json()
         assert ada["computed"]["orders_90d"] == 1 and ada["computed"]["spend_365d"] == 89, ada

@@ -181,6 +181,28 @@ pub(crate) fn patch(body: &mut [u8], offsets: &[usize], first: u64) {
     }
 }
 
+/// POSTs JSON to an admin endpoint and insists on success (benchmark
+/// setup: a failure stops the run with the server's answer).
+pub(crate) async fn admin_post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) {
+    let response = client
+        .post(format!("{url}{path}"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("POST {path}: {error}"));
+    if !response.status().is_success() {
+        panic!("POST {path}: {}", response.text().await.unwrap_or_default());
+    }
+}
+
 /// Sends a request and reads the whole answer; its latency if it succeeded.
 pub(crate) async fn timed(request: reqwest::RequestBuilder) -> Option<Duration> {
     let started = Instant::now();

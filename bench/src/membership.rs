@@ -117,46 +117,32 @@ pub async fn run(mut args: MembershipArgs) {
 
 async fn setup(client: &reqwest::Client, args: &MembershipArgs) {
     let create = |path: &'static str, name: String, definition: String| {
-        client
-            .post(format!("{}{path}", args.url))
-            .bearer_auth(&args.admin_token)
-            .header("content-type", "application/json")
-            .body(json!({"name": name, "definition": definition}).to_string())
-            .send()
+        crate::admin_post(
+            client,
+            &args.url,
+            &args.admin_token,
+            path,
+            json!({"name": name, "definition": definition}),
+        )
     };
     let started = Instant::now();
     for index in 0..args.computed {
-        let response = create(
+        create(
             "/v1/computed-traits",
             format!("trait{index}"),
             computed_definition(index),
         )
-        .await
-        .expect("create a computed trait");
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
+        .await;
     }
     for index in 0..args.definitions {
-        let response = create("/v1/audiences", format!("aud{index}"), definition(index))
-            .await
-            .expect("create an audience");
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
+        create("/v1/audiences", format!("aud{index}"), definition(index)).await;
     }
-    let response = create(
+    create(
         "/v1/audiences",
         PROBE_AUDIENCE.to_string(),
         "performed \"Probe\" within 1h".to_string(),
     )
-    .await
-    .expect("create the probe audience");
-    assert!(response.status().is_success());
+    .await;
     println!(
         "{}",
         json!({"created_audiences": args.definitions + 1, "created_computed_traits": args.computed,

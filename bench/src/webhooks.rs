@@ -133,35 +133,21 @@ pub async fn run(mut args: WebhookArgs) {
 }
 
 async fn setup(client: &reqwest::Client, args: &WebhookArgs) {
-    let post = |path: &str, body: Value| {
-        client
-            .post(format!("{}{path}", args.url))
-            .bearer_auth(&args.admin_token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-    };
-    let response = post(
+    crate::admin_post(
+        client,
+        &args.url,
+        &args.admin_token,
         "/v1/destinations",
         json!({"type": "webhook", "name": "bench-receiver", "url": format!("http://{}/hook", args.listen)}),
     )
-    .await
-    .expect("create the destination");
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
-    let response = post(
+    .await;
+    crate::admin_post(
+        client,
+        &args.url,
+        &args.admin_token,
         "/v1/journeys",
         json!({"name": "bench", "trigger": {"event": "Bench Trigger"},
                "steps": [{"send": {"destination": "bench-receiver"}}]}),
     )
-    .await
-    .expect("create the journey");
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
+    .await;
 }

@@ -238,11 +238,7 @@ impl Follower {
             let Some(journey) = journeys.iter().find(|journey| journey.id == wait.journey) else {
                 continue; // the journey was deleted: the wait just ends
             };
-            let (kind, value) = wait
-                .identifier
-                .split_once(':')
-                .unwrap_or(("", &wait.identifier));
-            let subject = kairos_core::identity::Identifier::new(kind, value);
+            let subject = person(&wait.identifier);
             self.enter(
                 journey,
                 &subject,
@@ -408,11 +404,7 @@ impl Follower {
             let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
                 continue;
             };
-            let (kind, value) = run
-                .identifier
-                .split_once(':')
-                .unwrap_or(("", &run.identifier));
-            let subject = Identifier::new(kind, value);
+            let subject = person(&run.identifier);
             run.waiting_for = None;
             self.execute(journey, run, &subject, now, &mut messages)
                 .await?;
@@ -465,20 +457,12 @@ impl Follower {
     /// source through the log, so the trait is durable and replayed like
     /// any other (and audiences see it).
     async fn set_trait(&self, run: &Run, name: &str, value: &Value) -> Result<(), StoreError> {
-        let (kind, id) = run
-            .identifier
-            .split_once(':')
-            .unwrap_or(("", &run.identifier));
         let mut event = json!({
             "type": "identify",
             "messageId": format!("journey-{}-{:x}-{}", run.journey, run.event_seq, run.pc),
             "traits": {name: value},
         });
-        match kind {
-            "user_id" => event["userId"] = json!(id),
-            "anonymous_id" => event["anonymousId"] = json!(id),
-            _ => event["context"] = json!({"externalIds": [{"type": kind, "id": id}]}),
-        }
+        person(&run.identifier).name_in(&mut event);
         let source = self.store.sources.named(JOURNEY_SOURCE, Timestamp::now())?;
         let limits = IngestLimits::default();
         let arrival = Arrival {
@@ -653,6 +637,11 @@ impl Follower {
     }
 }
 
+/// The person a stored `type:value` names.
+fn person(identifier: &str) -> Identifier {
+    Identifier::parse(identifier).unwrap_or_else(|| Identifier::new("", identifier))
+}
+
 /// The triggering event as a message shows it.
 fn event_summary(fact: &EventFact, event: &kairos_core::Event) -> Value {
     json!({
@@ -680,11 +669,10 @@ fn message(
         "msg_{event_seq:x}_{}_{step}",
         journey.id.trim_start_matches("jny_")
     );
-    let (kind, value) = identifier.split_once(':').unwrap_or(("", identifier));
     let mut data = json!({
         "message_id": id,
         "journey": {"id": journey.id, "name": journey.name},
-        "profile": {"identifier": {"type": kind, "value": value}},
+        "profile": {"identifier": person(identifier)},
         "event": event,
     });
     if let Matcher::NotFollowed {

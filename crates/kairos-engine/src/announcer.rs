@@ -195,11 +195,6 @@ fn event_json(announcement: &Announcement, audience_id: Option<String>, message_
         "timestamp": announcement.at.to_string(),
         "properties": {"audience": announcement.audience, "audience_id": audience_id},
     });
-    let Identifier { kind, value } = &announcement.identifier;
-    match kind.as_str() {
-        "user_id" => event["userId"] = json!(value),
-        "anonymous_id" => event["anonymousId"] = json!(value),
-        _ => event["context"] = json!({"externalIds": [{"type": kind, "id": value}]}),
-    }
+    announcement.identifier.name_in(&mut event);
     event
 }

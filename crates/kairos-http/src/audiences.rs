@@ -24,9 +24,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::admin::JsonBody;
 use crate::auth::Admin;
-use crate::definitions::{
-    Edit, Parsed, checked, checked_name, create_problem, program, program_without,
-};
+use crate::definitions::{self, Edit, Parsed, checked, program};
 use crate::problem::{Problem, limit_param};
 use crate::profiles::engine_problem;
 
@@ -61,27 +59,8 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateAudience>,
 ) -> Result<Response, Problem> {
-    let name = body.name.trim();
-    checked_name(AUDIENCE, name)?;
-    let expr = checked_definition(&body.definition)?;
-    if state.store.definitions.get(AUDIENCE, name).is_some() {
-        return Err(create_problem(
-            AUDIENCE,
-            kairos_store::StoreError::Invalid(format!("an audience named {name:?} exists")),
-        ));
-    }
-    let program = program(
-        &state,
-        Edit {
-            upsert: Some((name, Parsed::Audience(expr))),
-            without: None,
-        },
-    )?;
-    let record = state
-        .store
-        .definitions
-        .create(AUDIENCE, name, &body.definition, Timestamp::now())
-        .map_err(|error| create_problem(AUDIENCE, error))?;
+    let (program, record) =
+        definitions::create(&state, AUDIENCE, body.name.trim(), &body.definition)?;
     let answer = apply(&state, program, &record).await?;
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
@@ -95,16 +74,11 @@ async fn apply(
     program: Program,
     record: &DefinitionRecord,
 ) -> Result<serde_json::Value, Problem> {
-    let started = std::time::Instant::now();
-    let replayed = state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(engine_problem)?;
+    let backfill = definitions::install(state, program).await?;
     let size = sizes(state, std::slice::from_ref(&record.name)).await?[0];
     record_sizes(state).await?;
     let mut answer = describe(record, Some(size));
-    answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
+    answer["backfill"] = backfill;
     Ok(answer)
 }
 
@@ -174,11 +148,7 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Response, P
 }
 
 fn existing(state: &AppState, id: &str) -> Result<DefinitionRecord, Problem> {
-    state.store.definitions.get(AUDIENCE, id).ok_or_else(|| {
-        Problem::not_found(format!(
-            "no audience {id}; list them with GET /v1/audiences"
-        ))
-    })
+    definitions::existing(state, AUDIENCE, id)
 }
 
 /// `GET /v1/audiences/{id}` (id or name)
@@ -206,20 +176,7 @@ pub async fn change(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ChangeAudience>,
 ) -> Result<Response, Problem> {
-    let record = existing(&state, &id)?;
-    let expr = checked_definition(&body.definition)?;
-    let program = program(
-        &state,
-        Edit {
-            upsert: Some((&record.name, Parsed::Audience(expr))),
-            without: None,
-        },
-    )?;
-    let record = state
-        .store
-        .definitions
-        .change(AUDIENCE, &record.id, &body.definition)?
-        .ok_or_else(|| Problem::not_found(format!("no audience {id}")))?;
+    let (program, record) = definitions::change(&state, AUDIENCE, &id, &body.definition)?;
     Ok(axum::Json(apply(&state, program, &record).await?).into_response())
 }
 
@@ -229,16 +186,9 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let record = existing(&state, &id)?;
     // Refused while another definition refers to it.
-    let program = program_without(&state, AUDIENCE, &record)?;
-    state.store.definitions.delete(AUDIENCE, &record.id)?;
-    state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(engine_problem)?;
-    Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
+    let answer = definitions::delete(&state, AUDIENCE, &id).await?;
+    Ok(axum::Json(answer).into_response())
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use kairos_core::audience::ValueExpr;
 use kairos_store::{DefinitionKind, DefinitionRecord};
 use serde::Deserialize;
@@ -27,9 +26,7 @@ use crate::AppState;
 use crate::admin::JsonBody;
 use crate::audiences::{MembersQuery, preview_sample, profile_cursor};
 use crate::auth::Admin;
-use crate::definitions::{
-    Edit, Parsed, checked, checked_name, create_problem, program, program_without,
-};
+use crate::definitions::{self, Edit, Parsed, checked, program};
 use crate::problem::{Problem, limit_param};
 use crate::profiles::engine_problem;
 
@@ -60,11 +57,7 @@ fn describe(record: &DefinitionRecord) -> serde_json::Value {
 }
 
 fn existing(state: &AppState, id: &str) -> Result<DefinitionRecord, Problem> {
-    state.store.definitions.get(COMPUTED, id).ok_or_else(|| {
-        Problem::not_found(format!(
-            "no computed trait {id}; list them with GET /v1/computed-traits"
-        ))
-    })
+    definitions::existing(state, COMPUTED, id)
 }
 
 /// Installs the definitions (the engine backfills every value from the
@@ -74,14 +67,8 @@ async fn apply(
     program: kairos_core::audience::incremental::Program,
     record: &DefinitionRecord,
 ) -> Result<serde_json::Value, Problem> {
-    let started = std::time::Instant::now();
-    let replayed = state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(engine_problem)?;
     let mut answer = describe(record);
-    answer["backfill"] = json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()});
+    answer["backfill"] = definitions::install(state, program).await?;
     Ok(answer)
 }
 
@@ -91,27 +78,8 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateComputedTrait>,
 ) -> Result<Response, Problem> {
-    let name = body.name.trim();
-    checked_name(COMPUTED, name)?;
-    let expr = checked_definition(&body.definition)?;
-    if state.store.definitions.get(COMPUTED, name).is_some() {
-        return Err(create_problem(
-            COMPUTED,
-            kairos_store::StoreError::Invalid(format!("a computed trait named {name:?} exists")),
-        ));
-    }
-    let program = program(
-        &state,
-        Edit {
-            upsert: Some((name, Parsed::ComputedTrait(expr))),
-            without: None,
-        },
-    )?;
-    let record = state
-        .store
-        .definitions
-        .create(COMPUTED, name, &body.definition, Timestamp::now())
-        .map_err(|error| create_problem(COMPUTED, error))?;
+    let (program, record) =
+        definitions::create(&state, COMPUTED, body.name.trim(), &body.definition)?;
     let answer = apply(&state, program, &record).await?;
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
@@ -150,20 +118,7 @@ pub async fn change(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ChangeComputedTrait>,
 ) -> Result<Response, Problem> {
-    let record = existing(&state, &id)?;
-    let expr = checked_definition(&body.definition)?;
-    let program = program(
-        &state,
-        Edit {
-            upsert: Some((&record.name, Parsed::ComputedTrait(expr))),
-            without: None,
-        },
-    )?;
-    let record = state
-        .store
-        .definitions
-        .change(COMPUTED, &record.id, &body.definition)?
-        .ok_or_else(|| Problem::not_found(format!("no computed trait {id}")))?;
+    let (program, record) = definitions::change(&state, COMPUTED, &id, &body.definition)?;
     Ok(axum::Json(apply(&state, program, &record).await?).into_response())
 }
 
@@ -173,15 +128,8 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let record = existing(&state, &id)?;
-    let program = program_without(&state, COMPUTED, &record)?;
-    state.store.definitions.delete(COMPUTED, &record.id)?;
-    state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(engine_problem)?;
-    Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
+    let answer = definitions::delete(&state, COMPUTED, &id).await?;
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /v1/computed-traits/{id}/values?limit=N&after=CURSOR`: profiles

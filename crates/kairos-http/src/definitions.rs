@@ -166,3 +166,104 @@ pub(crate) fn create_problem(kind: DefinitionKind, error: kairos_store::StoreErr
         other => other.into(),
     }
 }
+
+/// A stored definition by id or name, or 404 saying where to list them.
+pub(crate) fn existing(
+    state: &AppState,
+    kind: DefinitionKind,
+    id: &str,
+) -> Result<DefinitionRecord, Problem> {
+    state.store.definitions.get(kind, id).ok_or_else(|| {
+        let path = match kind {
+            DefinitionKind::Audience => "/v1/audiences",
+            DefinitionKind::ComputedTrait => "/v1/computed-traits",
+        };
+        Problem::not_found(format!(
+            "no {} {id}; list them with GET {path}",
+            kind.noun()
+        ))
+    })
+}
+
+/// Checks and stores a new definition; the program to install with it.
+pub(crate) fn create(
+    state: &AppState,
+    kind: DefinitionKind,
+    name: &str,
+    text: &str,
+) -> Result<(Program, DefinitionRecord), Problem> {
+    checked_name(kind, name)?;
+    let parsed = checked(kind, text)?;
+    if state.store.definitions.get(kind, name).is_some() {
+        return Err(create_problem(
+            kind,
+            kairos_store::StoreError::Invalid(format!("a {} named {name:?} exists", kind.noun())),
+        ));
+    }
+    let program = program(
+        state,
+        Edit {
+            upsert: Some((name, parsed)),
+            without: None,
+        },
+    )?;
+    let record = state
+        .store
+        .definitions
+        .create(kind, name, text, jiff::Timestamp::now())
+        .map_err(|error| create_problem(kind, error))?;
+    Ok((program, record))
+}
+
+/// Checks and stores a new text for an existing definition; the program
+/// to install with it.
+pub(crate) fn change(
+    state: &AppState,
+    kind: DefinitionKind,
+    id: &str,
+    text: &str,
+) -> Result<(Program, DefinitionRecord), Problem> {
+    let record = existing(state, kind, id)?;
+    let parsed = checked(kind, text)?;
+    let program = program(
+        state,
+        Edit {
+            upsert: Some((&record.name, parsed)),
+            without: None,
+        },
+    )?;
+    let record = state
+        .store
+        .definitions
+        .change(kind, &record.id, text)?
+        .ok_or_else(|| Problem::not_found(format!("no {} {id}", kind.noun())))?;
+    Ok((program, record))
+}
+
+/// Deletes a definition no other one refers to, and installs the rest.
+pub(crate) async fn delete(
+    state: &AppState,
+    kind: DefinitionKind,
+    id: &str,
+) -> Result<serde_json::Value, Problem> {
+    let record = existing(state, kind, id)?;
+    let program = program_without(state, kind, &record)?;
+    state.store.definitions.delete(kind, &record.id)?;
+    install(state, program).await?;
+    Ok(serde_json::json!({"id": record.id, "deleted": true}))
+}
+
+/// Installs definitions: the engine backfills them from the log before
+/// answering. Returns the backfill report `{events, seconds}`.
+pub(crate) async fn install(
+    state: &AppState,
+    program: Program,
+) -> Result<serde_json::Value, Problem> {
+    let started = std::time::Instant::now();
+    let replayed = state
+        .engine
+        .set_audiences(program)
+        .await
+        .map_err(crate::profiles::engine_problem)?;
+    Ok(serde_json::json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()}))
+}

@@ -17,15 +17,12 @@ use crate::problem::Problem;
 const EVENTS_PAGE_MAX: usize = 1000;
 
 pub(crate) fn identifier(path: &str) -> Result<Identifier, Problem> {
-    match path.split_once(':') {
-        Some((kind, value)) if !kind.is_empty() && !value.is_empty() => {
-            Ok(Identifier::new(kind, value))
-        }
-        _ => Err(Problem::bad_request(
+    Identifier::parse(path).ok_or_else(|| {
+        Problem::bad_request(
             "identifier_invalid",
             "address a profile as {type}:{value}, e.g. user_id:u1, email:ada@example.org, anonymous_id:a1",
-        )),
-    }
+        )
+    })
 }
 
 pub(crate) fn unknown(identifier: &Identifier) -> Problem {

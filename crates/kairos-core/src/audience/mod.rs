@@ -1,9 +1,10 @@
 //! The audience language (docs/audiences.md): conditions on traits,
 //! computed traits, model scores, other audiences, and the person's events
-//! — windowed aggregates, recency, sequences — combined with and / or / not.
+//! — windowed aggregates, recency, sequences — combined with and / or / not;
+//! and computed traits ([`ValueExpr`]): values in the same terms.
 //!
-//! - [`parser`]: text form → [`Expr`] (the JSON form is its serde form),
-//!   errors with line and column;
+//! - `lexer` and [`parser`]: text form → [`Expr`] / [`ValueExpr`] (the
+//!   JSON form is their serde form), errors with line and column;
 //! - [`eval`]: the meaning, as a from-scratch evaluation over a person's
 //!   history — the reference;
 //! - `program` (compiling: leaves, dependency order, vacuous truths) and
@@ -13,13 +14,14 @@
 //!   alone flips a membership. A property test holds it equal to [`eval`]
 //!   at every step of random streams, definitions and clock moves.
 //!
-//! Status: pure and tested; wiring into the engine (shards, durable timers,
-//! `Audience Entered`/`Exited` events, the API, backfill) is the next step.
+//! Pure: the engine's shards own an [`incremental::AudienceEngine`] each
+//! and announce its membership changes (`kairos-engine`, `announcer`).
 
 pub mod ast;
 pub mod eval;
 pub mod incremental;
 mod leaves;
+mod lexer;
 pub mod parser;
 mod program;
 

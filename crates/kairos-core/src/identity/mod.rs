@@ -35,6 +35,27 @@ impl Identifier {
             value: value.to_string(),
         }
     }
+
+    /// From its `type:value` text form (`user_id:u1`).
+    pub fn parse(text: &str) -> Option<Identifier> {
+        let (kind, value) = text.split_once(':')?;
+        (!kind.is_empty() && !value.is_empty()).then(|| Identifier::new(kind, value))
+    }
+
+    /// Names this person in an event Kairos writes itself (membership
+    /// announcements, journey steps): `userId`, `anonymousId`, or an
+    /// external id of the identifier's type.
+    pub fn name_in(&self, event: &mut serde_json::Value) {
+        let value = serde_json::Value::String(self.value.clone());
+        match self.kind.as_str() {
+            "user_id" => event["userId"] = value,
+            "anonymous_id" => event["anonymousId"] = value,
+            _ => {
+                event["context"] =
+                    serde_json::json!({"externalIds": [{"type": self.kind, "id": self.value}]})
+            }
+        }
+    }
 }
 
 /// Per-workspace identity rules.
