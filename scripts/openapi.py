@@ -224,10 +224,10 @@ paths["/v1/destinations"] = {
     **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
 }
 paths["/v1/destinations/{id}"] = admin("delete", "Delete a destination", {"type": "object"}, params=[path_param("id", "Destination id or name")],
-    extra={**NOT_FOUND, "409": problem("A journey sends to it")})
+    extra={**NOT_FOUND, "409": problem("A journey or audience sync sends to it")})
 JOURNEY = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "trigger": {"type": "object"}, "steps": {"type": "array"}, "created_at": {"type": "string"}}}
 paths["/v1/journeys"] = {
-    **admin("post", "Create a journey: a trigger (event with filters, audience entered or exited) and steps (send to a destination) — docs/journeys.md", JOURNEY,
+    **admin("post", "Create a journey: a trigger (event with filters or unusual values, not followed by, audience entered or exited, a condition becoming true) and steps (send, wait, wait_until, wait_for, branch, set_trait, add_to_list) — docs/journeys.md", JOURNEY,
             {"type": "object", "required": ["name", "trigger", "steps"],
              "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "trigger": {"type": "object"}, "steps": {"type": "array", "items": {"type": "object"}}}},
             status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken")}),
@@ -235,6 +235,34 @@ paths["/v1/journeys"] = {
 }
 paths["/v1/journeys/{id}"] = admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
     params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
+LIST_NAME = path_param("name", "List name: letters, digits, -, _ or .")
+paths["/v1/lists"] = admin("get", "Every list of identifiers and its size", {"type": "object", "properties": {
+    "lists": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}}}}})
+paths["/v1/lists/{name}"] = admin("get", "A list's members in identifier order", {"type": "object", "properties": {
+    "name": {"type": "string"}, "next_after": {"type": ["string", "null"]},
+    "members": {"type": "array", "items": {"type": "object", "properties": {"identifier": {"type": "string"}, "added_at": {"type": "string"}, "reason": {"type": "string"}}}}}},
+    params=[LIST_NAME, query("after", {"type": "string"}, "The `next_after` of the previous page"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)")],
+    extra={"400": problem("Invalid list name or limit")})
+paths["/v1/lists/{name}/members"] = admin("post", "Add identifiers to a list (a suppression list stops every send to them)", {"type": "object", "properties": {
+    "name": {"type": "string"}, "added": {"type": "integer"}, "already_members": {"type": "integer"}}},
+    {"type": "object", "required": ["identifiers"], "additionalProperties": False, "properties": {
+        "identifiers": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "string"}}, "reason": {"type": "string"}}},
+    params=[LIST_NAME], extra={"400": problem("Invalid list name or identifier")})
+paths["/v1/lists/{name}/members/{identifier}"] = admin("delete", "Remove an identifier from a list", {"type": "object"},
+    params=[LIST_NAME, path_param("identifier", "{type}:{value}")], extra={**NOT_FOUND, "400": problem("Invalid list name or identifier")})
+SYNC = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "audience": {"type": "string"}, "destination": {"type": "string"},
+    "batch_size": {"type": "integer"}, "max_wait_seconds": {"type": "integer"}, "created_at": {"type": "string"}, "changes_waiting": {"type": "integer"}}}
+paths["/v1/audience-syncs"] = {
+    **admin("post", "Send an audience's membership changes in batches to a webhook destination", SYNC,
+            {"type": "object", "required": ["name", "audience", "destination"], "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200}, "audience": {"type": "string"}, "destination": {"type": "string"},
+                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000}, "max_wait": {"type": "string", "description": "e.g. 30s, 5m"}}},
+            status="201", extra={"400": problem("Unknown audience or destination, invalid batch_size or max_wait"), "409": problem("Name taken")}),
+    **admin("get", "Every audience sync", {"type": "object", "properties": {"audience_syncs": {"type": "array", "items": SYNC}}}),
+}
+paths["/v1/audience-syncs/{id}"] = admin("delete", "Delete an audience sync (batches made are still delivered)", {"type": "object"},
+    params=[path_param("id", "Audience sync id or name")], extra=NOT_FOUND)
 paths["/v1/profiles/{identifier}/deliveries"] = admin("get", "The messages sent about a person, newest first, with status, attempts and the last error",
     {"type": "object", "properties": {"profile_id": {"type": "string"}, "deliveries": {"type": "array", "items": MESSAGE}}},
     params=[path_param("identifier", "{type}:{value}, e.g. user_id:u1"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most messages (default 100)")],

@@ -90,6 +90,9 @@ pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
         }) + follower.fire_due_runs().await.unwrap_or_else(|error| {
             tracing::error!(%error, "journey steps could not resume; retrying");
             0
+        }) + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
+            tracing::error!(%error, "audience syncs could not send; retrying");
+            0
         });
         if decided + fired > 0 {
             wake_workers.notify_waiters();
@@ -115,7 +118,8 @@ impl Follower {
             return Ok(0);
         }
         let journeys = active_journeys(store);
-        if journeys.is_empty() {
+        let syncs = store.outbox.syncs();
+        if journeys.is_empty() && syncs.is_empty() {
             // Nothing can start: skip ahead without reading.
             store.outbox.enqueue(&[], durable)?;
             return Ok(0);
@@ -130,6 +134,7 @@ impl Follower {
             .map(|source| source.id);
         let now = self.now();
         let mut messages: Vec<Message> = Vec::new();
+        let mut changes = Vec::new();
         for stored in &events {
             let event = stored.decode()?;
             let Some(name) = event.event.clone() else {
@@ -145,7 +150,15 @@ impl Follower {
                 properties,
             };
             let announcement = announcer.as_deref() == Some(event.source_id.as_str());
-            if !announcement {
+            if announcement {
+                changes.extend(crate::audience_sync::changes_of(
+                    &syncs,
+                    stored.seq,
+                    &fact,
+                    &event,
+                    &self.rules,
+                ));
+            } else {
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
@@ -163,12 +176,21 @@ impl Follower {
                     continue;
                 }
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
-                let summary = event_summary(&fact, &event);
+                let mut summary = event_summary(&fact, &event);
+                if let Matcher::Event(_, Some(unusual)) = &journey.matcher {
+                    let history = self.history(&subject, Some(stored.seq)).await;
+                    match crate::unusual::departure(unusual, &fact, &history) {
+                        Some(baseline) => summary["unusual"] = baseline,
+                        None => continue,
+                    }
+                }
                 self.enter(journey, &subject, stored.seq, summary, now, &mut messages)
                     .await?;
             }
         }
-        store.outbox.enqueue(&messages, next_cursor)?;
+        store
+            .outbox
+            .enqueue_with_changes(&messages, &changes, next_cursor)?;
         Ok(messages.len())
     }
 
@@ -325,7 +347,7 @@ impl Follower {
                         run.event.clone(),
                         now,
                     );
-                    if send.purpose.is_some() {
+                    if send.purpose.is_some() || !self.policy.suppression_lists.is_empty() {
                         self.apply_policy(&mut message, subject, messages, now)
                             .await?;
                     }
@@ -353,6 +375,17 @@ impl Follower {
                     } else {
                         *otherwise
                     };
+                }
+                Instruction::WaitUntil(time) => {
+                    run.pc += 1;
+                    run.resume_at = self.next_local_time(*time, subject, now).await;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::AddToList(list) => {
+                    let identifiers = self.identifiers(subject).await;
+                    let reason = format!("journey {}", journey.name);
+                    self.store.lists.add(list, &identifiers, &reason, now)?;
+                    run.pc += 1;
                 }
                 Instruction::Jump(target) => run.pc = *target,
                 Instruction::SetTrait { name, value } => {
@@ -423,15 +456,31 @@ impl Follower {
         let Ok(Some(view)) = engine.profile(subject.clone()).await else {
             return false;
         };
+        let events = self.history(subject, None).await;
+        let facts = PersonFacts {
+            traits: view.traits,
+            computed: view.computed,
+            audiences: view.audiences.into_iter().collect(),
+            ..PersonFacts::default()
+        };
+        evaluate(condition, &events, &facts, now)
+    }
+
+    /// The person's latest timeline events (newest first), only those
+    /// before the log position `before` if given.
+    async fn history(&self, subject: &Identifier, before: Option<u64>) -> Vec<EventFact> {
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
         let page = engine
-            .timeline(subject.clone(), None, BRANCH_EVENTS_MAX)
+            .timeline(subject.clone(), before, BRANCH_EVENTS_MAX)
             .await
             .ok()
             .flatten();
-        let events: Vec<EventFact> = page
-            .map(|page| page.entries)
+        page.map(|page| page.entries)
             .unwrap_or_default()
             .iter()
+            .filter(|entry| before.is_none_or(|before| entry.seq < before))
             .filter_map(|entry| self.store.log.get(entry.seq).ok().flatten()?.decode().ok())
             .filter_map(|event| {
                 Some(EventFact {
@@ -443,14 +492,44 @@ impl Follower {
                         .unwrap_or_default(),
                 })
             })
-            .collect();
-        let facts = PersonFacts {
-            traits: view.traits,
-            computed: view.computed,
-            audiences: view.audiences.into_iter().collect(),
-            ..PersonFacts::default()
+            .collect()
+    }
+
+    /// Every identifier of the person's profile (`type:value`), or just
+    /// the one we know.
+    async fn identifiers(&self, subject: &Identifier) -> Vec<String> {
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
         };
-        evaluate(condition, &events, &facts, now)
+        match view {
+            Some(view) => view
+                .identities
+                .iter()
+                .map(|identity| format!("{}:{}", identity.kind, identity.value))
+                .collect(),
+            None => vec![format!("{}:{}", subject.kind, subject.value)],
+        }
+    }
+
+    /// The next moment after `now` at which the person's clock (trait
+    /// `timezone`, else the policy's default zone) shows `time`.
+    async fn next_local_time(
+        &self,
+        time: jiff::civil::Time,
+        subject: &Identifier,
+        now: Timestamp,
+    ) -> Timestamp {
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        let zone = view
+            .as_ref()
+            .and_then(|view| view.traits.get("timezone")?.as_str())
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.policy.default_time_zone.clone());
+        crate::policy::next_local(now, time, &zone)
     }
 
     /// A `set_trait` step: an identify event of the `kairos-journeys`
@@ -532,8 +611,11 @@ impl Follower {
                     None => {
                         Err("no email address: the profile has no email trait or identity".into())
                     }
-                    Some(recipient) => crate::email::render(template, &recipient, &context)
-                        .map(|email| serde_json::to_value(email).unwrap_or_default()),
+                    Some(recipient) => match self.suppressed_address(&recipient) {
+                        Some(reason) => Err(reason),
+                        None => crate::email::render(template, &recipient, &context)
+                            .map(|email| serde_json::to_value(email).unwrap_or_default()),
+                    },
                 }
             }
             (None, Some(content)) => crate::email::render_value(content, &context).map(|content| {
@@ -549,6 +631,22 @@ impl Follower {
                 message.status = MessageStatus::Blocked;
                 message.last_error = Some(error);
             }
+        }
+    }
+
+    /// Why mail to this address must not go (it is on a suppression list).
+    fn suppressed_address(&self, address: &str) -> Option<String> {
+        let identifier = format!("email:{}", address.trim().to_lowercase());
+        match self
+            .store
+            .lists
+            .find(&self.policy.suppression_lists, &[identifier])
+        {
+            Ok(Some((list, identifier))) => {
+                Some(format!("suppressed: {identifier} is on the list {list:?}"))
+            }
+            Ok(None) => None,
+            Err(error) => Some(format!("suppression lists unreadable: {error}")),
         }
     }
 
@@ -624,7 +722,12 @@ impl Follower {
                 .filter(|message| counted(message) && identities.contains(&message.identifier))
                 .map(|message| (message.created_at, message.channel.clone())),
         );
+        let suppressed = self
+            .store
+            .lists
+            .find(&self.policy.suppression_lists, &identities)?;
         Ok(Person {
+            suppressed,
             consent: view
                 .as_ref()
                 .map(|view| view.consent.clone())

@@ -8,9 +8,12 @@
 //! ```
 //!
 //! Triggers: an event (with optional property filters in the audience
-//! language), or a profile entering or leaving an audience
-//! (`{"audience_entered": "vip"}`, `{"audience_exited": "vip"}`). Steps: send
-//! to a destination. Waits, branches and goals come next.
+//! language, optionally only when it departs from the person's own usual
+//! values), an event not followed by another within a time, a profile
+//! entering or leaving an audience, or any audience-language condition
+//! becoming true (a computed trait or score crossing a threshold). Steps:
+//! send, wait (a duration, until a time of day, for an event), branch,
+//! set a trait, add to a list. docs/journeys.md has the whole language.
 
 use kairos_core::audience::ast::{EventRef, Expr};
 use kairos_core::audience::eval::{EventFact, matches_event};
@@ -57,7 +60,10 @@ pub enum Instruction {
         condition: Expr,
         otherwise: usize,
     },
+    /// Until the next time the person's clock shows this time of day.
+    WaitUntil(jiff::civil::Time),
     Jump(usize),
+    AddToList(String),
     SetTrait {
         name: String,
         value: Value,
@@ -87,6 +93,16 @@ pub enum Trigger {
         /// price >= 10`.
         #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
+        /// Only when the event departs from the person's own history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unusual: Option<Unusual>,
+    },
+    /// `{"when": "computed orders_90d >= 3"}`: starts when the condition
+    /// becomes true for a person (a computed trait or a score crossing a
+    /// threshold). Kept exactly, per event and as time passes, by an
+    /// audience the journey owns (named [`condition_audience`]).
+    When {
+        when: String,
     },
     Entered {
         audience_entered: String,
@@ -94,6 +110,25 @@ pub enum Trigger {
     Exited {
         audience_exited: String,
     },
+}
+
+/// `{"property": "country"}`: a value the person never had in this
+/// event before; `{"property": "revenue", "sigmas": 3}`: a number more than
+/// 3 standard deviations above their mean. Needs `min_history` earlier
+/// events (default 3) — without a baseline nothing is unusual.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unusual {
+    pub property: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigmas: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_history: Option<usize>,
+}
+
+/// The audience a `{"when": …}` journey owns.
+pub fn condition_audience(journey_name: &str) -> String {
+    format!("journey {}", journey_name.trim())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +148,12 @@ pub enum Step {
         #[serde(default, rename = "else")]
         otherwise: Vec<Step>,
     },
+    /// `{"wait_until": "09:00"}`: the next 09:00 in the person's time zone
+    /// (trait `timezone`, else the policy's `default_time_zone`).
+    WaitUntil(String),
+    /// `{"add_to_list": "call-back"}`: every identifier of the person joins
+    /// the list (`GET /v1/lists/call-back`); a suppression list stops sends.
+    AddToList(String),
     /// `{"set_trait": {"name": "nudged", "value": true}}`.
     SetTrait { name: String, value: Value },
     /// `purpose` ("marketing") subjects the send to consent, caps and
@@ -170,7 +211,7 @@ impl CompiledJourney {
 
 #[derive(Debug, Clone)]
 pub enum Matcher {
-    Event(EventRef),
+    Event(EventRef, Option<Unusual>),
     NotFollowed {
         first: EventRef,
         then: String,
@@ -197,11 +238,25 @@ pub fn compile(
 ) -> Result<CompiledJourney, String> {
     let definition: JourneyDefinition = serde_json::from_value(definition.clone()).map_err(|error| {
         format!(
-            "{error}; a journey is {{\"trigger\": {{\"event\": \"Signed Up\"}} or {{\"audience_entered\": \"vip\"}} or {{\"audience_exited\": \"vip\"}}, \"steps\": [{{\"send\": {{\"destination\": \"<name or id>\"}}}}]}}"
+            "{error}; a journey is {{\"trigger\": {{\"event\": \"Signed Up\"}} or {{\"audience_entered\": \"vip\"}} or {{\"audience_exited\": \"vip\"}} or {{\"when\": \"computed orders_90d >= 3\"}}, \"steps\": [{{\"send\": {{\"destination\": \"<name or id>\"}}}}]}} (docs/journeys.md)"
         )
     })?;
     let matcher = match &definition.trigger {
-        Trigger::Event { event, filter } => Matcher::Event(event_ref(event, filter.as_deref())?),
+        Trigger::Event {
+            event,
+            filter,
+            unusual,
+        } => Matcher::Event(
+            event_ref(event, filter.as_deref())?,
+            checked_unusual(unusual)?,
+        ),
+        Trigger::When { when } => {
+            kairos_core::audience::parse(when).map_err(|error| format!("trigger.when: {error}"))?;
+            Matcher::Membership {
+                audience: condition_audience(name),
+                entered: true,
+            }
+        }
         Trigger::NotFollowed {
             event,
             filter,
@@ -276,6 +331,15 @@ fn emit(
                 timeout: duration(timeout)
                     .map_err(|error| error.replace("trigger.within", "wait_for.timeout"))?,
             }),
+            Step::WaitUntil(text) => {
+                program.push(Instruction::WaitUntil(text.trim().parse().map_err(
+                    |_| format!("wait_until {text:?}: expected a time of day such as \"09:00\""),
+                )?))
+            }
+            Step::AddToList(list) => {
+                crate::lists::checked_name(list)?;
+                program.push(Instruction::AddToList(list.trim().to_string()));
+            }
             Step::SetTrait { name, value } => {
                 if name.trim().is_empty() {
                     return Err("set_trait needs a trait name".into());
@@ -345,6 +409,20 @@ fn emit(
     Ok(())
 }
 
+fn checked_unusual(unusual: &Option<Unusual>) -> Result<Option<Unusual>, String> {
+    if let Some(unusual) = unusual {
+        if unusual.property.trim().is_empty() {
+            return Err("trigger.unusual needs a \"property\"".into());
+        }
+        if let Some(sigmas) = unusual.sigmas
+            && !(sigmas.is_finite() && sigmas > 0.0)
+        {
+            return Err("trigger.unusual.sigmas must be a positive number, e.g. 3".into());
+        }
+    }
+    Ok(unusual.clone())
+}
+
 /// "30m", "2h", "1d", "90s".
 fn duration(text: &str) -> Result<jiff::SignedDuration, String> {
     let text = text.trim();
@@ -400,7 +478,7 @@ impl CompiledJourney {
     /// engine's membership announcements) starts this journey.
     pub fn matches(&self, fact: &EventFact, announcement: bool) -> bool {
         match &self.matcher {
-            Matcher::Event(event) => !announcement && matches_event(event, fact),
+            Matcher::Event(event, _) => !announcement && matches_event(event, fact),
             // Waits are handled by the follower (`starts` / `ends`).
             Matcher::NotFollowed { .. } => false,
             Matcher::Membership { audience, entered } => {

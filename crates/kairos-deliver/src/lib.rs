@@ -13,11 +13,14 @@
 //! the engine; its state is in the store ([`kairos_store::outbox`]), so a
 //! restart resumes where it stopped.
 
+mod audience_sync;
 pub mod email;
 pub mod in_app;
 pub mod journey;
+pub mod lists;
 pub mod policy;
 pub mod signing;
+pub mod unusual;
 
 mod follower;
 mod worker;

@@ -12,6 +12,10 @@
 //!   name; else `default_time_zone`): a send with a purpose is deferred to
 //!   their end, not dropped.
 //!
+//! - **suppression lists** (`suppression_lists`): a person any of whose
+//!   identifiers (or whose email recipient address) is on one gets nothing
+//!   — transactional sends included: "do not contact" means it.
+//!
 //! Blocked sends are recorded with their reason; deferred ones wait.
 
 use std::collections::BTreeMap;
@@ -29,6 +33,8 @@ pub struct ContactPolicy {
     pub default_time_zone: TimeZone,
     /// Journeys a person may be in at once (waiting in a step).
     pub max_concurrent_journeys: Option<u32>,
+    /// Lists (`GET /v1/lists/{name}`) whose members get no message.
+    pub suppression_lists: Vec<String>,
 }
 
 impl Default for ContactPolicy {
@@ -39,6 +45,7 @@ impl Default for ContactPolicy {
             quiet_hours: None,
             default_time_zone: TimeZone::UTC,
             max_concurrent_journeys: None,
+            suppression_lists: Vec::new(),
         }
     }
 }
@@ -51,6 +58,8 @@ pub struct Person {
     pub time_zone: Option<String>,
     /// Sends with a purpose already decided for them: when, on which channel.
     pub recent: Vec<(Timestamp, String)>,
+    /// A suppression list holding one of their identifiers: (list, identifier).
+    pub suppressed: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +77,11 @@ impl ContactPolicy {
         person: &Person,
         now: Timestamp,
     ) -> Verdict {
+        if let Some((list, identifier)) = &person.suppressed {
+            return Verdict::Block {
+                reason: format!("suppressed: {identifier} is on the list {list:?}"),
+            };
+        }
         let Some(purpose) = purpose else {
             return Verdict::Send; // transactional
         };
@@ -131,15 +145,24 @@ impl ContactPolicy {
         if !quiet {
             return None;
         }
-        // The next local `to` after now.
-        let today_end = local.date().to_datetime(to).to_zoned_datetime(zone).ok()?;
-        let end = if today_end.timestamp() > now {
-            today_end
-        } else {
-            today_end.checked_add(jiff::Span::new().days(1)).ok()?
-        };
-        Some(end.timestamp())
+        Some(next_local(now, to, &zone))
     }
+}
+
+/// The first moment after `now` at which clocks in `zone` show `time` (a
+/// time skipped by a DST change resolves to the moment after the gap).
+pub fn next_local(now: Timestamp, time: Time, zone: &TimeZone) -> Timestamp {
+    let local = now.to_zoned_datetime(zone.clone());
+    let mut date = local.date();
+    for _ in 0..3 {
+        if let Ok(candidate) = date.to_datetime(time).to_zoned_datetime(zone.clone())
+            && candidate.timestamp() > now
+        {
+            return candidate.timestamp();
+        }
+        date = date.tomorrow().unwrap_or(date);
+    }
+    now + SignedDuration::from_hours(24)
 }
 
 #[cfg(test)]
@@ -162,6 +185,7 @@ mod tests {
             quiet_hours: Some(("21:00".parse().unwrap(), "08:00".parse().unwrap())),
             default_time_zone: TimeZone::UTC,
             max_concurrent_journeys: None,
+            suppression_lists: vec!["do-not-contact".into()],
         };
         // Transactional sends pass; marketing needs consent.
         assert_eq!(
@@ -209,5 +233,99 @@ mod tests {
                         .into()
             }
         );
+        // A suppressed person gets nothing, transactional sends included.
+        let mut listed = consenting();
+        listed.suppressed = Some(("do-not-contact".into(), "email:a@b.example".into()));
+        assert!(
+            matches!(policy.judge(None, "email", &listed, now), Verdict::Block { reason } if reason.contains("do-not-contact"))
+        );
+    }
+
+    #[test]
+    fn next_local_time_of_day() {
+        let zone = TimeZone::get("Europe/Paris").unwrap();
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let nine: Time = "09:00".parse().unwrap();
+        // 07:00 UTC is 08:00 in Paris (winter): 09:00 the same day.
+        assert_eq!(
+            next_local(at("2030-01-10T07:00:00Z"), nine, &zone),
+            at("2030-01-10T08:00:00Z")
+        );
+        // Exactly 09:00 local: the next day's.
+        assert_eq!(
+            next_local(at("2030-01-10T08:00:00Z"), nine, &zone),
+            at("2030-01-11T08:00:00Z")
+        );
+        // Summer time: 09:00 Paris is 07:00 UTC.
+        assert_eq!(
+            next_local(at("2030-07-10T12:00:00Z"), nine, &zone),
+            at("2030-07-11T07:00:00Z")
+        );
+    }
+
+    /// Property: for random bursts of sends over random gaps and channels,
+    /// the sends the policy lets through never exceed a cap in any sliding
+    /// window, and a send is blocked only when a cap is really reached.
+    #[test]
+    fn caps_hold_under_random_bursts() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _seed in 0..300 {
+            let per_day = 1 + next(5) as u32;
+            let per_hour = 1 + next(3) as u32;
+            let policy = ContactPolicy {
+                messages_per_day: Some(per_day),
+                messages_per_channel_per_hour: Some(per_hour),
+                ..ContactPolicy::default()
+            };
+            let mut person = consenting();
+            let mut now: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+            for _ in 0..60 {
+                // Bursts (same instant) and gaps up to 6 hours.
+                let gap = if next(3) == 0 {
+                    0
+                } else {
+                    next(6 * 3_600) as i64
+                };
+                now += SignedDuration::from_secs(gap);
+                let channel = ["webhook", "email", "in_app"][next(3) as usize];
+                let in_day = |person: &Person| {
+                    person
+                        .recent
+                        .iter()
+                        .filter(|(at, _)| *at > now - SignedDuration::from_hours(24))
+                        .count()
+                };
+                let in_hour = |person: &Person| {
+                    person
+                        .recent
+                        .iter()
+                        .filter(|(at, used)| {
+                            *at > now - SignedDuration::from_hours(1) && used == channel
+                        })
+                        .count()
+                };
+                let room =
+                    in_day(&person) < per_day as usize && in_hour(&person) < per_hour as usize;
+                match policy.judge(Some("marketing"), channel, &person, now) {
+                    Verdict::Send => {
+                        assert!(room, "sent beyond a cap");
+                        person.recent.push((now, channel.to_string()));
+                    }
+                    Verdict::Block { reason } => {
+                        assert!(!room, "blocked with room left: {reason}");
+                        assert!(reason.starts_with("frequency cap"));
+                    }
+                    Verdict::Defer { .. } => panic!("no quiet hours configured"),
+                }
+                assert!(in_day(&person) <= per_day as usize);
+                assert!(in_hour(&person) <= per_hour as usize);
+            }
+        }
     }
 }

@@ -25,8 +25,10 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::admin::JsonBody;
 use crate::auth::{Admin, basic_write_key, query_write_key};
+use crate::definitions;
 use crate::problem::{Problem, limit_param};
 use crate::profiles::{engine_problem, identifier, unknown};
+use kairos_store::DefinitionKind;
 
 const NAME_BYTES_MAX: usize = 200;
 const URL_BYTES_MAX: usize = 2_000;
@@ -223,17 +225,26 @@ pub async fn delete_destination(
             "no destination {id}; list them with GET /v1/destinations"
         ))
     })?;
-    let users: Vec<String> = kairos_deliver::active_journeys(&state.store)
+    let mut users: Vec<String> = kairos_deliver::active_journeys(&state.store)
         .into_iter()
         .filter(|journey| journey.sends().any(|send| send.destination == record.id))
-        .map(|journey| journey.name)
+        .map(|journey| format!("journey {}", journey.name))
         .collect();
+    users.extend(
+        state
+            .store
+            .outbox
+            .syncs()
+            .into_iter()
+            .filter(|sync| sync.destination == record.id)
+            .map(|sync| format!("audience sync {}", sync.name)),
+    );
     if !users.is_empty() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "destination_in_use",
             "Destination in use",
-            format!("journeys {users:?} send to it; delete them first"),
+            format!("{users:?} send to it; delete them first"),
         ));
     }
     state.store.outbox.delete_destination(&record.id)?;
@@ -247,7 +258,10 @@ pub struct CreateJourney {
     definition: serde_json::Map<String, Value>,
 }
 
-/// `POST /v1/journeys`: starts with events acknowledged after it.
+/// `POST /v1/journeys`: starts with events acknowledged after it. A
+/// `{"when": condition}` trigger first creates the audience the journey
+/// owns (backfilled: people already inside do not start it; crossing in
+/// later does).
 pub async fn create_journey(
     _: Admin,
     State(state): State<AppState>,
@@ -255,18 +269,25 @@ pub async fn create_journey(
 ) -> Result<Response, Problem> {
     checked_name(&body.name, "journey")?;
     let definition = Value::Object(body.definition);
-    let starts_after_seq = state.store.writer.committed_seq();
-    kairos_deliver::journey::compile(
-        "jny_new",
-        &body.name,
-        starts_after_seq,
-        &definition,
-        |name| {
-            let record = state.store.outbox.destination(name)?;
-            Some((record.id, record.kind))
-        },
-    )
+    kairos_deliver::journey::compile("jny_new", &body.name, 0, &definition, |name| {
+        let record = state.store.outbox.destination(name)?;
+        Some((record.id, record.kind))
+    })
     .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    if state.store.outbox.journey(body.name.trim()).is_some() {
+        return Err(conflict(kairos_store::StoreError::Invalid(format!(
+            "a journey named {:?} exists",
+            body.name.trim()
+        ))));
+    }
+    if let Some(condition) = definition["trigger"]["when"].as_str() {
+        let audience = kairos_deliver::journey::condition_audience(&body.name);
+        let (program, _) =
+            definitions::create(&state, DefinitionKind::Audience, &audience, condition)?;
+        definitions::install(&state, program).await?;
+    }
+    // After the owned audience's first announcements: they do not count.
+    let starts_after_seq = state.store.writer.committed_seq();
     let record = state
         .store
         .outbox
@@ -313,6 +334,15 @@ pub async fn delete_journey(
     let record = state.store.outbox.journey(&id).ok_or_else(|| {
         Problem::not_found(format!("no journey {id}; list them with GET /v1/journeys"))
     })?;
+    let owned = kairos_deliver::journey::condition_audience(&record.name);
+    if record.definition["trigger"]["when"].is_string()
+        && let Some(audience) = state
+            .store
+            .definitions
+            .get(DefinitionKind::Audience, &owned)
+    {
+        definitions::delete(&state, DefinitionKind::Audience, &audience.id).await?;
+    }
     state.store.outbox.delete_journey(&record.id)?;
     Ok(axum::Json(json!({"id": record.id, "deleted": true})).into_response())
 }

@@ -16,6 +16,7 @@
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
 
 pub mod admin;
+pub mod audience_syncs;
 pub mod audiences;
 pub mod auth;
 pub mod body;
@@ -25,6 +26,7 @@ mod definitions;
 pub mod imports;
 mod internal;
 pub mod journeys;
+pub mod lists;
 pub mod matching;
 pub mod metrics;
 pub mod ops;
@@ -131,6 +133,21 @@ pub fn app(state: AppState) -> Router {
             post(journeys::create_journey).get(journeys::list_journeys),
         )
         .route("/v1/journeys/{id}", delete(journeys::delete_journey))
+        .route(
+            "/v1/audience-syncs",
+            post(audience_syncs::create_sync).get(audience_syncs::list_syncs),
+        )
+        .route(
+            "/v1/audience-syncs/{id}",
+            delete(audience_syncs::delete_sync),
+        )
+        .route("/v1/lists", get(lists::lists))
+        .route("/v1/lists/{name}", get(lists::members))
+        .route("/v1/lists/{name}/members", post(lists::add_members))
+        .route(
+            "/v1/lists/{name}/members/{identifier}",
+            delete(lists::remove_member),
+        )
         .route("/v1/admin/dead-letters", get(journeys::dead_letters))
         .route("/v1/in-app/stream", get(journeys::in_app_stream))
         .route(

@@ -55,6 +55,12 @@ pub async fn erase_profile(
         .map(|identity| identity.value.clone())
         .collect();
     let quarantined = state.store.quarantine.naming(&subjects, &values)?;
+    let listed: Vec<String> = erased
+        .identities
+        .iter()
+        .map(|identity| format!("{}:{}", identity.kind, identity.value))
+        .collect();
+    state.store.lists.forget(&listed)?;
     let mut identities = BTreeMap::new();
     for identity in &erased.identities {
         *identities.entry(identity.kind.clone()).or_insert(0) += 1;

@@ -19,7 +19,9 @@
 //!   generated admin token;
 //! - the **outbox** (`outbox`, `deliveries`): every message journeys
 //!   decided to send, its attempts and status, a queue per destination
-//!   ([`outbox`]).
+//!   ([`outbox`]);
+//! - **lists** of identifiers: journeys' `add_to_list` and suppression lists
+//!   ([`lists`]).
 //!
 //! All writes of accepted events go through one writer thread
 //! ([`writer`]) that groups concurrent requests into one atomic batch, and a
@@ -28,6 +30,7 @@
 
 pub mod dedup;
 pub mod definitions;
+pub mod lists;
 pub mod log;
 pub mod outbox;
 pub mod privacy;
@@ -46,9 +49,11 @@ use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
+pub use lists::{ListMember, Lists};
 pub use log::{EventLog, LogRecord};
 pub use outbox::{
-    DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox, Run, Wait,
+    AudienceSyncRecord, DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox,
+    Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
@@ -117,6 +122,7 @@ pub struct Store {
     pub definitions: Definitions,
     /// Destinations, journeys and the messages they send.
     pub outbox: Outbox,
+    pub lists: Lists,
     pub meta: Keyspace,
     dedup: Keyspace,
 }
@@ -151,6 +157,7 @@ impl Store {
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
         let definitions = Definitions::open(db.clone(), meta.clone())?;
         let outbox = Outbox::open(db.clone(), meta.clone())?;
+        let lists = Lists::open(db.clone())?;
         let writer = LogWriter::start(
             db.clone(),
             log.clone(),
@@ -170,6 +177,7 @@ impl Store {
             privacy,
             definitions,
             outbox,
+            lists,
             meta,
             dedup,
         })

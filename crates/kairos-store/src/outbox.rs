@@ -22,13 +22,15 @@ use crate::{StoreError, random_token};
 
 const DESTINATION_PREFIX: &str = "destination/";
 const JOURNEY_PREFIX: &str = "journey/";
+const SYNC_PREFIX: &str = "audience-sync/";
 const CURSOR_KEY: &str = "deliver/cursor";
 /// `m/<message id>` → message; `p/<identifier>\0<message id>` → "".
 const MESSAGE_PREFIX: &str = "m/";
 const PROFILE_PREFIX: &str = "p/";
 /// `<destination id>/<seq, big-endian>` → message id.
 const QUEUE_KEYSPACE: &str = "outbox";
-/// `w/<journey>\0<key>` → wait; `d/<deadline ns, big-endian>/<journey>\0<key>` → "".
+/// `w/<journey>\0<key>` → wait; `d/<deadline ns, big-endian>/<journey>\0<key>` → "";
+/// `s/<sync>\0<event seq, big-endian>` → a membership change waiting for its batch.
 const WAITS_KEYSPACE: &str = "waits";
 const DELIVERIES_KEYSPACE: &str = "deliveries";
 
@@ -98,6 +100,40 @@ pub struct Run {
     pub started_at: Timestamp,
     /// The starting event, as messages show it.
     pub event: Value,
+}
+
+/// An audience sync: the membership changes of an audience, delivered in
+/// batches to a webhook destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceSyncRecord {
+    /// `syn_…`.
+    pub id: String,
+    pub name: String,
+    pub audience: String,
+    /// The destination's id.
+    pub destination: String,
+    /// Changes per batch at most.
+    pub batch_size: usize,
+    /// A batch goes at the latest this long after its first change.
+    pub max_wait_seconds: u64,
+    /// Changes at or before this log position are older than the sync.
+    pub starts_after_seq: u64,
+    pub created_at: Timestamp,
+}
+
+/// A membership change waiting for its batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncChange {
+    /// The announcement's log position.
+    pub seq: u64,
+    /// "entered" or "exited".
+    pub action: String,
+    /// `type:value` of the person.
+    pub identifier: String,
+    /// When the membership changed.
+    pub at: Timestamp,
+    /// When it was read from the log (system clock): batches wait from here.
+    pub noticed_at: Timestamp,
 }
 
 /// How often and when a person last entered a journey.
@@ -282,6 +318,73 @@ impl Outbox {
         self.remove(JOURNEY_PREFIX, id)
     }
 
+    // --- audience syncs -----------------------------------------------------
+
+    pub fn create_sync(
+        &self,
+        mut record: AudienceSyncRecord,
+    ) -> Result<AudienceSyncRecord, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        if self.sync(&record.name).is_some() {
+            return Err(StoreError::Invalid(format!(
+                "an audience sync named {:?} exists",
+                record.name
+            )));
+        }
+        record.id = format!("syn_{}", random_token(12));
+        self.put(SYNC_PREFIX, &record.id, &record)?;
+        Ok(record)
+    }
+
+    /// Every audience sync, oldest first.
+    pub fn syncs(&self) -> Vec<AudienceSyncRecord> {
+        let mut syncs: Vec<AudienceSyncRecord> = self.list(SYNC_PREFIX);
+        syncs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        syncs
+    }
+
+    pub fn sync(&self, id: &str) -> Option<AudienceSyncRecord> {
+        self.syncs()
+            .into_iter()
+            .find(|record| record.id == id || record.name == id)
+    }
+
+    /// Deletes a sync and the changes still waiting for its batch.
+    pub fn delete_sync(&self, id: &str) -> Result<bool, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        for change in self.sync_changes(id, usize::MAX)? {
+            self.waits.remove(sync_change_key(id, change.seq))?;
+        }
+        self.remove(SYNC_PREFIX, id)
+    }
+
+    /// The changes waiting for a batch of `sync`, oldest first.
+    pub fn sync_changes(&self, sync: &str, limit: usize) -> Result<Vec<SyncChange>, StoreError> {
+        let mut changes = Vec::new();
+        for guard in self.waits.prefix(format!("s/{sync}\0")).take(limit) {
+            changes.push(decode(&guard.value()?)?);
+        }
+        Ok(changes)
+    }
+
+    /// Sends a batch: its message is stored and its changes removed in one
+    /// atomic, durable batch (a change is in exactly one message).
+    pub fn flush_sync(
+        &self,
+        sync: &str,
+        changes: &[SyncChange],
+        message: &Message,
+    ) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for change in changes {
+            batch.remove(&self.waits, sync_change_key(sync, change.seq));
+        }
+        self.write_message(&mut batch, message);
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
     // --- the outbox --------------------------------------------------------
 
     /// The log position up to which journeys have been applied.
@@ -301,7 +404,25 @@ impl Outbox {
     /// Stores new messages and moves the cursor to `cursor`, atomically and
     /// durably.
     pub fn enqueue(&self, messages: &[Message], cursor: u64) -> Result<(), StoreError> {
+        self.enqueue_with_changes(messages, &[], cursor)
+    }
+
+    /// [`Outbox::enqueue`], with membership changes for audience syncs
+    /// (`(sync id, change)`) in the same batch.
+    pub fn enqueue_with_changes(
+        &self,
+        messages: &[Message],
+        changes: &[(String, SyncChange)],
+        cursor: u64,
+    ) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
+        for (sync, change) in changes {
+            batch.insert(
+                &self.waits,
+                sync_change_key(sync, change.seq),
+                serde_json::to_vec(change).expect("a change serializes"),
+            );
+        }
         for message in messages {
             self.write_message(&mut batch, message);
             batch.insert(
@@ -602,6 +723,12 @@ fn run_timer_key(run: &Run) -> Vec<u8> {
     let mut key = b"t".to_vec();
     key.extend_from_slice(&deadline_prefix(run.resume_at)[1..]);
     key.extend_from_slice(&run_key(run));
+    key
+}
+
+fn sync_change_key(sync: &str, seq: u64) -> Vec<u8> {
+    let mut key = format!("s/{sync}\0").into_bytes();
+    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 

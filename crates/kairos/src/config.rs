@@ -57,6 +57,8 @@ pub struct PolicyConfig {
     pub default_time_zone: Option<String>,
     /// Journeys a person may be in at once.
     pub max_concurrent_journeys: Option<u32>,
+    /// Lists whose members get no message (default `["do-not-contact"]`).
+    pub suppression_lists: Option<Vec<String>>,
 }
 
 /// `[delivery]`: how webhook deliveries are retried.
@@ -536,8 +538,17 @@ fn contact_policy(
         messages_per_day: config.messages_per_day,
         messages_per_channel_per_hour: config.messages_per_channel_per_hour,
         max_concurrent_journeys: config.max_concurrent_journeys,
+        suppression_lists: config
+            .suppression_lists
+            .clone()
+            .unwrap_or_else(|| vec!["do-not-contact".to_string()]),
         ..Default::default()
     };
+    for list in &policy.suppression_lists {
+        if let Err(message) = kairos_deliver::lists::checked_name(list) {
+            problems.push(format!("policy.suppression_lists: {message}"));
+        }
+    }
     if let Some(text) = &config.quiet_hours {
         let parsed = text
             .split_once('-')
