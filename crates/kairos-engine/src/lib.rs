@@ -97,6 +97,7 @@ pub struct Engine {
     rules: Arc<IdentityRules>,
     clock: Arc<dyn kairos_core::clock::Clock>,
     announcer: announcer::Announcer,
+    models: types::ModelHandle,
 }
 
 #[derive(Debug)]
@@ -150,6 +151,7 @@ impl Engine {
             rules,
             clock: settings.clock.clone(),
             announcer,
+            models: settings.models.clone(),
         })
     }
 
@@ -172,6 +174,15 @@ impl Engine {
         .await
         .map_err(|_| EngineStopped)?
         .map_err(|_| EngineStopped)
+    }
+
+    /// Serves these model versions from the next event of each person on
+    /// (scores are recomputed as their events arrive; a restart recomputes
+    /// them all from the log).
+    pub fn set_models(&self, models: kairos_models::ModelSet) {
+        if let Ok(mut served) = self.models.write() {
+            *served = Arc::new(models);
+        }
     }
 
     /// The identity rules events are resolved with.

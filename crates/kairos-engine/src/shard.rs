@@ -37,6 +37,9 @@ use crate::types::{
 pub struct ShardProfile {
     pub profile: Profile,
     pub identities: Vec<Identifier>,
+    /// What models read of the person (sessions, orders, context).
+    pub features: kairos_models::FeatureState,
+    pub scores: kairos_models::Scores,
 }
 
 /// A profile leaving its shard in a merge: its state and its audience state.
@@ -291,12 +294,51 @@ impl ShardState {
             .get(&profile)
             .map(|entry| entry.profile.trait_values())
             .unwrap_or_default();
+        let scores = self
+            .profiles
+            .get(&profile)
+            .map(|entry| entry.scores.active.clone())
+            .unwrap_or_default();
         let facts = PersonFacts {
             traits,
+            scores,
             ..PersonFacts::default()
         };
         let changes = self.audiences.set_facts(profile, facts, now);
         self.announce(changes);
+    }
+
+    /// Recomputes the person's scores with the served models; whether
+    /// the active ones changed.
+    fn score(&mut self, profile: ProfileId) -> bool {
+        let models = self
+            .settings
+            .models
+            .read()
+            .map(|models| models.clone())
+            .unwrap_or_default();
+        let Some(entry) = self.profiles.get_mut(&profile) else {
+            return false;
+        };
+        if models.is_empty() {
+            let had = !entry.scores.active.is_empty();
+            entry.scores = Default::default();
+            return had;
+        }
+        let traits = if models.reads_traits() {
+            entry.profile.trait_values()
+        } else {
+            Default::default()
+        };
+        let computed = if models.reads_computed() {
+            self.audiences.computed_values(profile)
+        } else {
+            Default::default()
+        };
+        let scores = models.score(&entry.features, &traits, &computed);
+        let changed = scores.active != entry.scores.active;
+        entry.scores = scores;
+        changed
     }
 
     #[allow(clippy::len_without_is_empty)]
@@ -318,8 +360,22 @@ impl ShardState {
                 }
                 entry.profile.apply(&event, source_rank);
                 entry.profile.retain(&self.settings.retention, now);
+                // Membership announcements are not behaviour: they neither
+                // feed features nor change scores.
+                let announcement = self
+                    .announcer
+                    .as_ref()
+                    .is_some_and(|announcer| announcer.source_id == event.source_id);
+                let rescored = !announcement && {
+                    entry.features.observe(&event);
+                    self.score(profile)
+                };
                 if self.baseline.is_some() {
                     self.note_announcement(profile, &event);
+                }
+                if rescored {
+                    // Audiences read this event's scores, not the last ones.
+                    self.set_audience_facts(profile, now);
                 }
                 self.feed_audiences(profile, &event, now);
             }
@@ -394,6 +450,14 @@ impl ShardState {
         let mut view = view(profile, entry);
         view.audiences = self.audiences.memberships(profile);
         view.computed = self.audiences.computed_values(profile);
+        let numbers = |scores: &std::collections::BTreeMap<String, f64>| {
+            scores
+                .iter()
+                .map(|(name, value)| (name.clone(), serde_json::json!(value)))
+                .collect()
+        };
+        view.scores = numbers(&entry.scores.active);
+        view.shadow_scores = numbers(&entry.scores.shadow);
         view
     }
 
@@ -511,6 +575,7 @@ fn view(id: ProfileId, entry: &ShardProfile) -> ProfileView {
         computed: Default::default(),
         audiences: Vec::new(),
         scores: Default::default(),
+        shadow_scores: Default::default(),
     }
 }
 

@@ -22,7 +22,10 @@ pub struct ProfileView {
     /// Computed traits, audiences and scores arrive with later capabilities.
     pub computed: Map<String, Value>,
     pub audiences: Vec<String>,
+    /// Active models' scores (audiences and journeys read these).
     pub scores: Map<String, Value>,
+    /// Shadow models' scores: shown, acted on by nothing.
+    pub shadow_scores: Map<String, Value>,
 }
 
 /// A page of a profile's timeline, newest first.
@@ -48,7 +51,13 @@ pub struct EngineSettings {
     /// Profile shards: threads that each own the profiles whose id falls to
     /// them (`id % shards`).
     pub shards: usize,
+    /// The model versions served; replaced as a whole when the registry
+    /// changes ([`crate::Engine::set_models`]).
+    pub models: ModelHandle,
 }
+
+/// The models every shard scores with.
+pub type ModelHandle = std::sync::Arc<std::sync::RwLock<std::sync::Arc<kairos_models::ModelSet>>>;
 
 impl Default for EngineSettings {
     fn default() -> Self {
@@ -58,6 +67,7 @@ impl Default for EngineSettings {
             retention: Retention::default(),
             source_precedence: Vec::new(),
             shards: 2,
+            models: ModelHandle::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod journeys;
 pub mod lists;
 pub mod matching;
 pub mod metrics;
+pub mod models;
 pub mod ops;
 pub mod privacy;
 pub mod problem;
@@ -140,6 +141,20 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/audience-syncs/{id}",
             delete(audience_syncs::delete_sync),
+        )
+        .route(
+            "/v1/models",
+            post(models::create_model).get(models::list_models),
+        )
+        .route("/v1/models/{name}", delete(models::delete_model))
+        .route("/v1/models/{name}/score", post(models::score_rows))
+        .route(
+            "/v1/models/{name}/versions/{version}/promote",
+            post(models::promote),
+        )
+        .route(
+            "/v1/models/{name}/versions/{version}/retire",
+            post(models::retire),
         )
         .route("/v1/lists", get(lists::lists))
         .route("/v1/lists/{name}", get(lists::members))

@@ -20,6 +20,7 @@
 //! - the **outbox** (`outbox`, `deliveries`): every message journeys
 //!   decided to send, its attempts and status, a queue per destination
 //!   ([`outbox`]);
+//! - the **model registry** (`meta`, [`models`]);
 //! - **lists** of identifiers: journeys' `add_to_list` and suppression lists
 //!   ([`lists`]).
 //!
@@ -32,6 +33,7 @@ pub mod dedup;
 pub mod definitions;
 pub mod lists;
 pub mod log;
+pub mod models;
 pub mod outbox;
 pub mod privacy;
 pub mod quarantine;
@@ -51,6 +53,7 @@ use kairos_core::identity::extract::{identifiers_of, subject_of};
 pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
 pub use lists::{ListMember, Lists};
 pub use log::{EventLog, LogRecord};
+pub use models::ModelRegistry;
 pub use outbox::{
     AudienceSyncRecord, DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox,
     Run, SyncChange, Wait,
@@ -123,6 +126,8 @@ pub struct Store {
     /// Destinations, journeys and the messages they send.
     pub outbox: Outbox,
     pub lists: Lists,
+    /// Model versions (scores).
+    pub models: ModelRegistry,
     pub meta: Keyspace,
     dedup: Keyspace,
 }
@@ -158,6 +163,7 @@ impl Store {
         let definitions = Definitions::open(db.clone(), meta.clone())?;
         let outbox = Outbox::open(db.clone(), meta.clone())?;
         let lists = Lists::open(db.clone())?;
+        let models = ModelRegistry::open(db.clone(), meta.clone());
         let writer = LogWriter::start(
             db.clone(),
             log.clone(),
@@ -178,6 +184,7 @@ impl Store {
             definitions,
             outbox,
             lists,
+            models,
             meta,
             dedup,
         })

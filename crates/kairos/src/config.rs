@@ -43,6 +43,16 @@ pub struct FileConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: where ONNX Runtime is (for ONNX models).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Path to `libonnxruntime.so` (else `ORT_DYLIB_PATH`).
+    pub onnxruntime: Option<PathBuf>,
 }
 
 /// `[policy]`: the contact policy every send with a purpose passes.
@@ -148,6 +158,8 @@ pub struct ServeConfig {
     /// Computed traits from the config file, each checked to parse.
     pub computed_traits: Vec<AudienceConfig>,
     pub delivery: kairos_deliver::DeliverySettings,
+    /// `libonnxruntime.so`, if configured.
+    pub onnxruntime: Option<PathBuf>,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
@@ -331,6 +343,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         retention: retention(&file.profiles, problems),
         source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
         shards: file.profiles.shards.unwrap_or(2),
+        models: Default::default(),
     };
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());
@@ -351,6 +364,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         },
         manual_clock,
         listen,
+        onnxruntime: file.models.onnxruntime.clone(),
         data_dir: file
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./kairos-data")),

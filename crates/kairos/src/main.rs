@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod match_eval;
 mod serve;
+mod train;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Evaluate the probabilistic matcher on two FEBRL-style CSV files.
     MatchEval(match_eval::MatchEvalArgs),
+    /// Train a built-in model on files and write a report (see `kairos train --help`).
+    Train(train::TrainArgs),
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -113,6 +116,7 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => import::run(args),
         Command::MatchEval(args) => match_eval::run(args),
         Command::Sources { server, action } => client::sources(&server, action),
+        Command::Train(args) => return train::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

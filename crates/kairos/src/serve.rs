@@ -69,6 +69,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock.advance_to(saved);
         tracing::info!(now = %saved, "manual clock resumed where it was set last");
     }
+    if let Some(library) = &config.onnxruntime
+        && let Err(error) = kairos_models::init_onnx(Some(library))
+    {
+        anyhow::bail!("[models] onnxruntime: {error}");
+    }
+    // Models before the engine: the start-up replay computes every score.
+    let models: Vec<kairos_models::ModelSpec> = store
+        .models
+        .all()
+        .into_iter()
+        .filter_map(|record| serde_json::from_value(record).ok())
+        .collect();
+    let (served, problems) = kairos_models::ModelSet::load(&models);
+    for problem in problems {
+        tracing::warn!(%problem, "model not served");
+    }
+    if let Ok(mut slot) = config.engine.models.write() {
+        *slot = Arc::new(served);
+    }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),

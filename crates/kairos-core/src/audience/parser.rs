@@ -188,7 +188,12 @@ impl Parser {
             }
             "score" => {
                 self.next();
+                // `score churn > 0.8` or `score("churn") > 0.8`.
+                let called = self.eat_symbol("(");
                 let model = self.name("a model name")?;
+                if called && !self.eat_symbol(")") {
+                    return Err(self.error("expected `)` after the model's name".to_string()));
+                }
                 let op = self.comparison()?;
                 let value = self.number("a score")?;
                 Ok(Expr::Score { model, op, value })

@@ -1,0 +1,382 @@
+//! Features computed in the stream, declared once: [`FeatureState`] is
+//! what a profile keeps (a few hundred bytes), updated by every event in
+//! log order; [`Feature`] names what a model may read of it. Training rows
+//! come from the same code — feed a person's stored events through
+//! [`FeatureState::observe`] and read the features — so training and
+//! serving cannot disagree.
+//!
+//! Sessions end after 30 minutes without an event (the analytics
+//! convention). Page kinds follow the Online Shoppers data set: a page's
+//! `properties.page_type` (`administrative`, `informational`,
+//! `product_related`, or `account`/`help`/`product`-like synonyms).
+
+use jiff::Timestamp;
+use kairos_core::{Event, EventType};
+use serde_json::{Map, Value};
+
+/// Inactivity that ends a session.
+pub const SESSION_GAP_SECONDS: i64 = 30 * 60;
+/// Distinct products / categories remembered per session.
+const DISTINCT_MAX: usize = 64;
+
+/// Every feature a model can read, by name (`inputs` of a model).
+pub const CATALOG: &[(&str, &str)] = &[
+    ("session.events", "events in the current session"),
+    ("session.page_views", "page events in the session"),
+    (
+        "session.product_views",
+        "`Product Viewed` events in the session",
+    ),
+    ("session.cart_adds", "`Product Added` events in the session"),
+    (
+        "session.distinct_products",
+        "distinct `product_id`s seen in the session",
+    ),
+    (
+        "session.distinct_categories",
+        "distinct `category` values seen in the session",
+    ),
+    (
+        "session.duration_seconds",
+        "seconds from the session's first event to this one",
+    ),
+    (
+        "session.administrative",
+        "administrative pages (account, login, checkout) in the session",
+    ),
+    ("session.administrative_duration", "seconds spent on them"),
+    (
+        "session.informational",
+        "informational pages (help, about, faq) in the session",
+    ),
+    ("session.informational_duration", "seconds spent on them"),
+    (
+        "session.product_related",
+        "product pages (and Product Viewed) in the session",
+    ),
+    ("session.product_related_duration", "seconds spent on them"),
+    (
+        "session.bounce_rate",
+        "mean `bounce_rate` property of the session's pages (NaN if none)",
+    ),
+    (
+        "session.exit_rate",
+        "mean `exit_rate` property of the session's pages (NaN if none)",
+    ),
+    (
+        "session.page_value",
+        "mean `page_value` property of the session's pages (0 if none)",
+    ),
+    (
+        "session.special_day",
+        "the latest `special_day` property in the session (0 if none)",
+    ),
+    ("context.hour", "hour of the event (UTC), 0-23"),
+    ("context.weekday", "weekday of the event, 1 = Monday .. 7"),
+    ("context.weekend", "1 on Saturday and Sunday"),
+    ("context.month", "month of the event, 1-12"),
+    (
+        "context.mobile",
+        "1 when context.device.type is mobile or tablet",
+    ),
+    ("profile.sessions", "sessions so far, this one included"),
+    (
+        "profile.returning",
+        "1 when this is not the person's first session",
+    ),
+    ("profile.orders", "`Order Completed` events"),
+    (
+        "profile.revenue",
+        "sum of their `revenue` (or `total`) properties",
+    ),
+    (
+        "profile.days_since_last_order",
+        "days from the previous order to this event (NaN before any)",
+    ),
+    (
+        "profile.repeat_order_days",
+        "distinct order days minus one (BG/NBD frequency)",
+    ),
+    (
+        "profile.order_recency_weeks",
+        "weeks from the first to the last order day (BG/NBD recency)",
+    ),
+    (
+        "profile.order_age_weeks",
+        "weeks from the first order day to this event (BG/NBD T)",
+    ),
+];
+
+/// A feature resolved once, when a model is loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feature {
+    Builtin(usize),
+    /// `trait.<name>`: a numeric trait (booleans 0/1; NaN if missing).
+    Trait(String),
+    /// `computed.<name>`: a computed trait's value (NaN if missing).
+    Computed(String),
+}
+
+impl Feature {
+    pub fn parse(name: &str) -> Result<Feature, String> {
+        if let Some(position) = CATALOG.iter().position(|(known, _)| *known == name) {
+            return Ok(Feature::Builtin(position));
+        }
+        if let Some(trait_name) = name.strip_prefix("trait.").filter(|rest| !rest.is_empty()) {
+            return Ok(Feature::Trait(trait_name.to_string()));
+        }
+        if let Some(computed) = name
+            .strip_prefix("computed.")
+            .filter(|rest| !rest.is_empty())
+        {
+            return Ok(Feature::Computed(computed.to_string()));
+        }
+        Err(format!(
+            "unknown feature {name:?}: use trait.<name>, computed.<name> or one of {}",
+            CATALOG
+                .iter()
+                .map(|(known, _)| *known)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// What a profile keeps for its features.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureState {
+    session_start: i64,
+    last_at: i64,
+    session_events: u32,
+    page_views: u32,
+    product_views: u32,
+    cart_adds: u32,
+    products: Vec<u64>,
+    categories: Vec<u64>,
+    /// Pages and seconds by kind: administrative, informational, product.
+    pages: [u32; 3],
+    seconds: [f64; 3],
+    /// The kind of the previous page, whose time ends at the next event.
+    open_page: Option<usize>,
+    bounce: (f64, u32),
+    exit: (f64, u32),
+    page_value: (f64, u32),
+    special_day: f64,
+    sessions: u32,
+    orders: u32,
+    revenue: f64,
+    first_order_day: Option<i64>,
+    last_order_day: Option<i64>,
+    order_days: u32,
+    /// The previous order's time (for `days_since_last_order`).
+    last_order_at: Option<i64>,
+    previous_order_at: Option<i64>,
+    /// Of the latest event.
+    at: i64,
+    mobile: bool,
+}
+
+impl FeatureState {
+    /// Takes one event of the person into account (events in log order).
+    pub fn observe(&mut self, event: &Event) {
+        let at = event.timestamp.as_second();
+        if self.sessions == 0 || at - self.last_at > SESSION_GAP_SECONDS || at < self.session_start
+        {
+            self.start_session(at);
+        } else if let Some(kind) = self.open_page.take() {
+            self.seconds[kind] += (at - self.last_at).max(0) as f64;
+        }
+        self.last_at = self.last_at.max(at);
+        self.at = at;
+        self.session_events += 1;
+        self.mobile = event
+            .field("context")
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            .and_then(|context| context["device"]["type"].as_str().map(str::to_lowercase))
+            .is_some_and(|kind| kind == "mobile" || kind == "tablet");
+        let properties = event.properties();
+        match (event.event_type, event.event.as_deref()) {
+            (EventType::Page | EventType::Screen, _) => self.page(&properties),
+            (EventType::Track, Some("Product Viewed")) => {
+                self.product_views += 1;
+                self.pages[2] += 1;
+                self.open_page = Some(2);
+                self.remember(&properties);
+            }
+            (EventType::Track, Some("Product Added")) => {
+                self.cart_adds += 1;
+                self.remember(&properties);
+            }
+            (EventType::Track, Some("Order Completed")) => self.order(at, &properties),
+            _ => {}
+        }
+    }
+
+    fn start_session(&mut self, at: i64) {
+        let kept = FeatureState {
+            sessions: self.sessions + 1,
+            orders: self.orders,
+            revenue: self.revenue,
+            first_order_day: self.first_order_day,
+            last_order_day: self.last_order_day,
+            order_days: self.order_days,
+            last_order_at: self.last_order_at,
+            previous_order_at: self.previous_order_at,
+            session_start: at,
+            last_at: at,
+            ..FeatureState::default()
+        };
+        *self = kept;
+    }
+
+    fn page(&mut self, properties: &Map<String, Value>) {
+        self.page_views += 1;
+        let kind = match properties.get("page_type").and_then(Value::as_str) {
+            Some("administrative" | "account" | "login" | "checkout" | "cart") => Some(0),
+            Some("informational" | "help" | "about" | "faq" | "blog") => Some(1),
+            Some("product_related" | "product" | "category" | "search") => Some(2),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.pages[kind] += 1;
+        }
+        self.open_page = kind;
+        let mean = |name: &str, slot: &mut (f64, u32)| {
+            if let Some(value) = properties.get(name).and_then(Value::as_f64) {
+                slot.0 += value;
+                slot.1 += 1;
+            }
+        };
+        mean("bounce_rate", &mut self.bounce);
+        mean("exit_rate", &mut self.exit);
+        mean("page_value", &mut self.page_value);
+        if let Some(day) = properties.get("special_day").and_then(Value::as_f64) {
+            self.special_day = day;
+        }
+        self.remember(properties);
+    }
+
+    fn remember(&mut self, properties: &Map<String, Value>) {
+        let note = |set: &mut Vec<u64>, value: Option<&Value>| {
+            if let Some(value) = value.filter(|value| !value.is_null()) {
+                let hash = fnv(value.to_string().as_bytes());
+                if !set.contains(&hash) && set.len() < DISTINCT_MAX {
+                    set.push(hash);
+                }
+            }
+        };
+        note(&mut self.products, properties.get("product_id"));
+        note(&mut self.categories, properties.get("category"));
+    }
+
+    fn order(&mut self, at: i64, properties: &Map<String, Value>) {
+        self.orders += 1;
+        self.revenue += properties
+            .get("revenue")
+            .or_else(|| properties.get("total"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let day = at.div_euclid(86_400);
+        // Same-day orders are one purchase occasion (as BG/NBD counts them).
+        if self.last_order_day != Some(day) && self.first_order_day != Some(day) {
+            self.order_days += 1;
+        }
+        self.first_order_day = Some(self.first_order_day.map_or(day, |first| first.min(day)));
+        self.last_order_day = Some(self.last_order_day.map_or(day, |last| last.max(day)));
+        self.previous_order_at = self.last_order_at;
+        self.last_order_at = Some(at);
+    }
+
+    /// A built-in feature's value now (catalog position).
+    pub fn builtin(&self, position: usize) -> f64 {
+        let mean = |(sum, count): (f64, u32), empty: f64| {
+            if count == 0 {
+                empty
+            } else {
+                sum / f64::from(count)
+            }
+        };
+        let when = Timestamp::from_second(self.at).unwrap_or(Timestamp::UNIX_EPOCH);
+        let date = when.to_zoned_datetime(jiff::tz::TimeZone::UTC);
+        let weekday = f64::from(date.weekday().to_monday_one_offset());
+        let weeks = |days: i64| days as f64 / 7.0;
+        let today = self.at.div_euclid(86_400);
+        match CATALOG[position].0 {
+            "session.events" => f64::from(self.session_events),
+            "session.page_views" => f64::from(self.page_views),
+            "session.product_views" => f64::from(self.product_views),
+            "session.cart_adds" => f64::from(self.cart_adds),
+            "session.distinct_products" => self.products.len() as f64,
+            "session.distinct_categories" => self.categories.len() as f64,
+            "session.duration_seconds" => (self.at - self.session_start).max(0) as f64,
+            "session.administrative" => f64::from(self.pages[0]),
+            "session.administrative_duration" => self.seconds[0],
+            "session.informational" => f64::from(self.pages[1]),
+            "session.informational_duration" => self.seconds[1],
+            "session.product_related" => f64::from(self.pages[2]),
+            "session.product_related_duration" => self.seconds[2],
+            "session.bounce_rate" => mean(self.bounce, f64::NAN),
+            "session.exit_rate" => mean(self.exit, f64::NAN),
+            "session.page_value" => mean(self.page_value, 0.0),
+            "session.special_day" => self.special_day,
+            "context.hour" => f64::from(date.hour()),
+            "context.weekday" => weekday,
+            "context.weekend" => f64::from(u8::from(weekday >= 6.0)),
+            "context.month" => f64::from(date.month()),
+            "context.mobile" => f64::from(u8::from(self.mobile)),
+            "profile.sessions" => f64::from(self.sessions),
+            "profile.returning" => f64::from(u8::from(self.sessions > 1)),
+            "profile.orders" => f64::from(self.orders),
+            "profile.revenue" => self.revenue,
+            "profile.days_since_last_order" => {
+                // The order being observed is not "the last order" for itself.
+                let previous = if self.last_order_at == Some(self.at) {
+                    self.previous_order_at
+                } else {
+                    self.last_order_at
+                };
+                previous.map_or(f64::NAN, |last| (self.at - last) as f64 / 86_400.0)
+            }
+            "profile.repeat_order_days" => f64::from(self.order_days.saturating_sub(1)),
+            "profile.order_recency_weeks" => match (self.first_order_day, self.last_order_day) {
+                (Some(first), Some(last)) => weeks(last - first),
+                _ => 0.0,
+            },
+            "profile.order_age_weeks" => self
+                .first_order_day
+                .map_or(0.0, |first| weeks(today - first)),
+            _ => f64::NAN,
+        }
+    }
+
+    /// A feature's value for a model's input vector.
+    pub fn value(
+        &self,
+        feature: &Feature,
+        traits: &Map<String, Value>,
+        computed: &Map<String, Value>,
+    ) -> f64 {
+        let number = |value: Option<&Value>| match value {
+            Some(Value::Number(number)) => number.as_f64().unwrap_or(f64::NAN),
+            Some(Value::Bool(flag)) => f64::from(u8::from(*flag)),
+            Some(Value::String(text)) => text.parse().unwrap_or(f64::NAN),
+            _ => f64::NAN,
+        };
+        match feature {
+            Feature::Builtin(position) => self.builtin(*position),
+            Feature::Trait(name) => number(traits.get(name)),
+            Feature::Computed(name) => number(computed.get(name)),
+        }
+    }
+
+    /// Whether the person was ever seen.
+    pub fn is_empty(&self) -> bool {
+        self.sessions == 0
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
