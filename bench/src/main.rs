@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod audiences;
 mod membership;
+mod models;
 mod profiles;
 mod reads;
 mod webhooks;
@@ -32,6 +33,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Scoring cost per event (300-tree GBM, logistic) and the in-process
+    /// pipeline with a model active against none.
+    Models {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100_000)]
+        people: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Serve the bare-handler ceiling.
     Bare {
         #[arg(long, default_value = "127.0.0.1:18181")]
@@ -101,6 +112,11 @@ fn main() {
             people,
             runs,
         } => profiles::run(events, people, runs),
+        Command::Models {
+            events,
+            people,
+            runs,
+        } => models::run(events, people, runs),
         Command::Audiences {
             definitions,
             computed,

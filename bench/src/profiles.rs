@@ -63,12 +63,17 @@ pub(crate) fn resident_kib() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(count: usize, people: usize, runs: usize) {
-    // Shared like the engine shares them between router and shard.
-    let events: Vec<std::sync::Arc<Event>> = events(count, people)
+/// The benchmark's events, shared like the engine shares them between
+/// router and shard.
+pub(crate) fn shared_events(count: usize, people: usize) -> Vec<std::sync::Arc<Event>> {
+    events(count, people)
         .into_iter()
         .map(std::sync::Arc::new)
-        .collect();
+        .collect()
+}
+
+pub fn run(count: usize, people: usize, runs: usize) {
+    let events = shared_events(count, people);
     let mut rates = Vec::new();
     let mut per_profile_bytes = 0.0;
     for _ in 0..runs {

@@ -67,6 +67,19 @@ impl LoadedModel {
             .map(|name| Feature::parse(name))
             .collect::<Result<Vec<_>, _>>()?;
         let runtime = Runtime::load(&spec.format, &spec.model, features.len())?;
+        // A structurally broken model (a tree pointing outside itself) must
+        // be refused here, not panic a shard later.
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut out = Vec::new();
+            for value in [0.0, 1.0, -1.0, f64::NAN, 1e9] {
+                runtime.predict(&vec![value; features.len()], &mut out)?;
+            }
+            Ok::<(), String>(())
+        }));
+        match probe {
+            Ok(result) => result?,
+            Err(_) => return Err("model: malformed (scoring a probe row failed); export it again".into()),
+        }
         let outputs = runtime.outputs(&spec.name);
         Ok(LoadedModel {
             name: spec.name.clone(),
