@@ -235,6 +235,29 @@ paths["/v1/journeys"] = {
 }
 paths["/v1/journeys/{id}"] = admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
     params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
+MODEL = {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "format": {"type": "string"},
+    "inputs": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string", "enum": ["active", "shadow", "retired"]}, "created_at": {"type": "string"}}}
+MODEL_NAME = path_param("name", "Model name")
+paths["/v1/models"] = {
+    **admin("post", "Register a model version (ONNX in base64, or Kairos' JSON: gbm, logistic, propensity, uplift, bgnbd) with its input features; shadow unless mode is active — docs/models.md",
+            {**MODEL, "properties": {**MODEL["properties"], "outputs": {"type": "array", "items": {"type": "string"}}}},
+            {"type": "object", "required": ["name", "format", "model", "inputs"], "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100}, "format": {"type": "string"}, "model": {},
+                "inputs": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string", "enum": ["active", "shadow"]}}},
+            status="201", extra={"400": problem("Invalid name, format, model or feature")}),
+    **admin("get", "Every model version, and the features models can read", {"type": "object", "properties": {
+        "models": {"type": "array", "items": MODEL}, "features": {"type": "array", "items": {"type": "object"}}}}),
+}
+paths["/v1/models/{name}"] = admin("delete", "Delete every version of a model", {"type": "object"}, params=[MODEL_NAME], extra=NOT_FOUND)
+paths["/v1/models/{name}/score"] = admin("post", "Score explicit input rows with a version (the active one by default); null is a missing value",
+    {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "scores": {"type": "array", "items": {"type": "object"}}}},
+    {"type": "object", "required": ["rows"], "additionalProperties": False, "properties": {
+        "rows": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "array", "items": {"type": ["number", "null"]}}},
+        "version": {"type": "integer", "minimum": 1}}},
+    params=[MODEL_NAME], extra={**NOT_FOUND, "400": problem("Rows of the wrong length")})
+for action, summary in [("promote", "Make this version the active one (the previous active version retires)"), ("retire", "Stop scoring with this version")]:
+    paths[f"/v1/models/{{name}}/versions/{{version}}/{action}"] = admin("post", summary, MODEL,
+        params=[MODEL_NAME, {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}], extra=NOT_FOUND)
 LIST_NAME = path_param("name", "List name: letters, digits, -, _ or .")
 paths["/v1/lists"] = admin("get", "Every list of identifiers and its size", {"type": "object", "properties": {
     "lists": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}}}}}})
