@@ -36,10 +36,19 @@ pub struct CustomerSummary {
 
 /// Per-customer summaries of the purchases up to `calibration_end_day`
 /// (inclusive), in customer-id order; purchases on one day count once.
-pub fn summarize(purchases: &[Purchase], calibration_end_day: i64) -> Vec<(String, CustomerSummary)> {
+pub fn summarize(
+    purchases: &[Purchase],
+    calibration_end_day: i64,
+) -> Vec<(String, CustomerSummary)> {
     let mut days_by_customer: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for purchase in purchases.iter().filter(|purchase| purchase.day <= calibration_end_day) {
-        days_by_customer.entry(&purchase.customer).or_default().push(purchase.day);
+    for purchase in purchases
+        .iter()
+        .filter(|purchase| purchase.day <= calibration_end_day)
+    {
+        days_by_customer
+            .entry(&purchase.customer)
+            .or_default()
+            .push(purchase.day);
     }
     days_by_customer
         .into_iter()
@@ -60,7 +69,11 @@ pub fn summarize(purchases: &[Purchase], calibration_end_day: i64) -> Vec<(Strin
 /// Log-likelihood of one customer (FHL 2005, equation 6).
 pub fn customer_log_likelihood(params: &BgNbdParams, customer: &CustomerSummary) -> f64 {
     let BgNbdParams { r, alpha, a, b } = *params;
-    let CustomerSummary { frequency: x, recency: t_x, age: t } = *customer;
+    let CustomerSummary {
+        frequency: x,
+        recency: t_x,
+        age: t,
+    } = *customer;
     let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
     let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
     let a3 = -(r + x) * (alpha + t).ln();
@@ -74,7 +87,10 @@ pub fn customer_log_likelihood(params: &BgNbdParams, customer: &CustomerSummary)
 }
 
 pub fn log_likelihood(params: &BgNbdParams, customers: &[CustomerSummary]) -> f64 {
-    customers.iter().map(|customer| customer_log_likelihood(params, customer)).sum()
+    customers
+        .iter()
+        .map(|customer| customer_log_likelihood(params, customer))
+        .sum()
 }
 
 /// Maximum-likelihood parameters. Searches over the logarithms so every
@@ -84,7 +100,11 @@ pub fn fit(customers: &[CustomerSummary]) -> BgNbdParams {
     let objective = |logs: &[f64; 4]| {
         let params = from_logs(logs);
         let value = -log_likelihood(&params, customers);
-        if value.is_finite() { value } else { f64::INFINITY }
+        if value.is_finite() {
+            value
+        } else {
+            f64::INFINITY
+        }
     };
     let mut best = [0.0; 4];
     let mut best_value = objective(&best);
@@ -100,7 +120,12 @@ pub fn fit(customers: &[CustomerSummary]) -> BgNbdParams {
 }
 
 fn from_logs(logs: &[f64; 4]) -> BgNbdParams {
-    BgNbdParams { r: logs[0].exp(), alpha: logs[1].exp(), a: logs[2].exp(), b: logs[3].exp() }
+    BgNbdParams {
+        r: logs[0].exp(),
+        alpha: logs[1].exp(),
+        a: logs[2].exp(),
+        b: logs[3].exp(),
+    }
 }
 
 /// Probability the customer has not dropped out by the end of their history.
@@ -109,13 +134,20 @@ pub fn probability_alive(params: &BgNbdParams, frequency: f64, recency: f64, age
         return 1.0;
     }
     let BgNbdParams { r, alpha, a, b } = *params;
-    let odds_dead = a / (b + frequency - 1.0) * ((alpha + age) / (alpha + recency)).powf(r + frequency);
+    let odds_dead =
+        a / (b + frequency - 1.0) * ((alpha + age) / (alpha + recency)).powf(r + frequency);
     1.0 / (1.0 + odds_dead)
 }
 
 /// Expected purchases in the next `weeks` for a customer with this history
 /// (FHL 2005, equation 10).
-pub fn expected_purchases(params: &BgNbdParams, weeks: f64, frequency: f64, recency: f64, age: f64) -> f64 {
+pub fn expected_purchases(
+    params: &BgNbdParams,
+    weeks: f64,
+    frequency: f64,
+    recency: f64,
+    age: f64,
+) -> f64 {
     let BgNbdParams { r, alpha, a, b } = *params;
     let x = frequency;
     let hypergeometric = hyp2f1(r + x, b + x, a + b + x - 1.0, weeks / (alpha + age + weeks));
@@ -139,12 +171,14 @@ pub fn probability_of_purchases(params: &BgNbdParams, weeks: f64, count: u32) ->
     let rate_share = weeks / (alpha + weeks);
     let negative_binomial =
         |j: f64| (ln_gamma(r + j) - ln_gamma(r) - ln_gamma(j + 1.0) + j * rate_share.ln()).exp();
-    let alive_all_along = (ln_beta(a, b + x) - ln_beta(a, b)).exp() * survive.powf(r) * negative_binomial(x);
+    let alive_all_along =
+        (ln_beta(a, b + x) - ln_beta(a, b)).exp() * survive.powf(r) * negative_binomial(x);
     if count == 0 {
         return alive_all_along;
     }
     let fewer: f64 = (0..count).map(|j| negative_binomial(f64::from(j))).sum();
-    alive_all_along + (ln_beta(a + 1.0, b + x - 1.0) - ln_beta(a, b)).exp() * (1.0 - survive.powf(r) * fewer)
+    alive_all_along
+        + (ln_beta(a + 1.0, b + x - 1.0) - ln_beta(a, b)).exp() * (1.0 - survive.powf(r) * fewer)
 }
 
 /// Gauss's hypergeometric series ₂F₁(a, b; c; z) for 0 ≤ z < 1.
@@ -188,7 +222,12 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// Nelder–Mead simplex minimization in four dimensions.
-fn nelder_mead(objective: &impl Fn(&[f64; 4]) -> f64, start: [f64; 4], step: f64, iterations: usize) -> ([f64; 4], f64) {
+fn nelder_mead(
+    objective: &impl Fn(&[f64; 4]) -> f64,
+    start: [f64; 4],
+    step: f64,
+    iterations: usize,
+) -> ([f64; 4], f64) {
     let mut simplex: Vec<([f64; 4], f64)> = (0..5)
         .map(|vertex| {
             let mut point = start;
@@ -207,14 +246,19 @@ fn nelder_mead(objective: &impl Fn(&[f64; 4]) -> f64, start: [f64; 4], step: f64
         if (simplex[4].1 - simplex[0].1).abs() <= 1e-11 * (1.0 + simplex[0].1.abs()) {
             break;
         }
-        let centroid: [f64; 4] = std::array::from_fn(|i| simplex[..4].iter().map(|v| v.0[i]).sum::<f64>() / 4.0);
+        let centroid: [f64; 4] =
+            std::array::from_fn(|i| simplex[..4].iter().map(|v| v.0[i]).sum::<f64>() / 4.0);
         let worst = simplex[4];
         let reflected = along(&centroid, &worst.0, -1.0);
         let reflected_value = objective(&reflected);
         if reflected_value < simplex[0].1 {
             let expanded = along(&centroid, &worst.0, -2.0);
             let expanded_value = objective(&expanded);
-            simplex[4] = if expanded_value < reflected_value { (expanded, expanded_value) } else { (reflected, reflected_value) };
+            simplex[4] = if expanded_value < reflected_value {
+                (expanded, expanded_value)
+            } else {
+                (reflected, reflected_value)
+            };
         } else if reflected_value < simplex[3].1 {
             simplex[4] = (reflected, reflected_value);
         } else {
@@ -241,11 +285,22 @@ mod tests {
     use crate::datasets::{load_purchases, parse_yyyymmdd};
     use std::path::PathBuf;
 
-    const PUBLISHED: BgNbdParams = BgNbdParams { r: 0.2426, alpha: 4.4135, a: 0.7929, b: 2.4258 };
+    const PUBLISHED: BgNbdParams = BgNbdParams {
+        r: 0.2426,
+        alpha: 4.4135,
+        a: 0.7929,
+        b: 2.4258,
+    };
 
     fn shared_data(relative: &str) -> PathBuf {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(relative);
-        assert!(path.exists(), "shared data set missing: {} (tests need ../shared/data)", path.display());
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data")
+            .join(relative);
+        assert!(
+            path.exists(),
+            "shared data set missing: {} (tests need ../shared/data)",
+            path.display()
+        );
         path
     }
 
@@ -265,7 +320,8 @@ mod tests {
     #[test]
     fn summary_equals_the_published_cdnow_summary() {
         let ours = cdnow_summaries();
-        let mut reader = csv::Reader::from_path(shared_data("cdnow/cdnow_customers_summary.csv")).unwrap();
+        let mut reader =
+            csv::Reader::from_path(shared_data("cdnow/cdnow_customers_summary.csv")).unwrap();
         let published: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         assert_eq!(ours.len(), published.len());
         // The summary is keyed by the sample's second column (`id`), not the CDNOW customer id.
@@ -275,29 +331,46 @@ mod tests {
             .map(|line| line.split_whitespace().collect::<Vec<_>>())
             .map(|fields| (fields[0], fields[1].parse().unwrap()))
             .collect();
-        let by_id: BTreeMap<u64, CustomerSummary> =
-            ours.iter().map(|(customer, summary)| (sample_id[customer.as_str()], *summary)).collect();
+        let by_id: BTreeMap<u64, CustomerSummary> = ours
+            .iter()
+            .map(|(customer, summary)| (sample_id[customer.as_str()], *summary))
+            .collect();
         for record in &published {
             let summary = by_id[&record[0].parse::<u64>().unwrap()];
             let column = |i: usize| record[i].parse::<f64>().unwrap();
             assert_eq!(summary.frequency, column(1), "customer {}", &record[0]);
-            assert!((summary.recency - column(2)).abs() < 0.006, "customer {}", &record[0]);
-            assert!((summary.age - column(3)).abs() < 0.006, "customer {}", &record[0]);
+            assert!(
+                (summary.recency - column(2)).abs() < 0.006,
+                "customer {}",
+                &record[0]
+            );
+            assert!(
+                (summary.age - column(3)).abs() < 0.006,
+                "customer {}",
+                &record[0]
+            );
         }
     }
 
     #[test]
     fn log_likelihood_at_the_published_parameters_is_the_published_value() {
-        let customers: Vec<CustomerSummary> = cdnow_summaries().into_iter().map(|(_, s)| s).collect();
+        let customers: Vec<CustomerSummary> =
+            cdnow_summaries().into_iter().map(|(_, s)| s).collect();
         let value = log_likelihood(&PUBLISHED, &customers);
         assert!((value - -9582.4).abs() < 0.1, "{value}");
     }
 
     #[test]
     fn fit_reaches_the_published_parameters() {
-        let customers: Vec<CustomerSummary> = cdnow_summaries().into_iter().map(|(_, s)| s).collect();
+        let customers: Vec<CustomerSummary> =
+            cdnow_summaries().into_iter().map(|(_, s)| s).collect();
         let fitted = fit(&customers);
-        for (ours, theirs) in [(fitted.r, PUBLISHED.r), (fitted.alpha, PUBLISHED.alpha), (fitted.a, PUBLISHED.a), (fitted.b, PUBLISHED.b)] {
+        for (ours, theirs) in [
+            (fitted.r, PUBLISHED.r),
+            (fitted.alpha, PUBLISHED.alpha),
+            (fitted.a, PUBLISHED.a),
+            (fitted.b, PUBLISHED.b),
+        ] {
             assert!((ours / theirs - 1.0).abs() < 0.01, "{fitted:?}");
         }
     }
@@ -311,7 +384,9 @@ mod tests {
         assert_eq!(probability_alive(&PUBLISHED, 0.0, 0.0, 39.0), 1.0);
         let expected = expected_purchases(&PUBLISHED, 39.0, 2.0, 30.43, 38.86);
         assert!(expected > 0.5 && expected < 2.5, "{expected}");
-        let total: f64 = (0..200).map(|count| probability_of_purchases(&PUBLISHED, 39.0, count)).sum();
+        let total: f64 = (0..200)
+            .map(|count| probability_of_purchases(&PUBLISHED, 39.0, count))
+            .sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
     }
 }

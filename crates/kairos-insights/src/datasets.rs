@@ -10,13 +10,32 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum DatasetError {
     #[error("{path}: cannot read the file: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a valid {format} file: missing column `{column}` (expected columns: {expected})")]
-    MissingColumn { path: PathBuf, format: &'static str, column: &'static str, expected: String },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a valid {format} file: missing column `{column}` (expected columns: {expected})"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        format: &'static str,
+        column: &'static str,
+        expected: String,
+    },
     #[error("{path}: line {line}, column `{column}`: {message}")]
-    BadValue { path: PathBuf, line: u64, column: String, message: String },
+    BadValue {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        message: String,
+    },
     #[error("{path}: line {line}: {message}")]
-    BadLine { path: PathBuf, line: u64, message: String },
+    BadLine {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
     #[error("{path}: no data rows")]
     Empty { path: PathBuf },
 }
@@ -43,7 +62,10 @@ const SHOPPERS_CODES: [&str; 4] = ["OperatingSystems", "Browser", "Region", "Tra
 
 /// Feature names in the order of [`Session::features`].
 pub fn session_feature_names() -> Vec<String> {
-    let mut names: Vec<String> = SHOPPERS_NUMERIC.iter().map(|name| name.to_string()).collect();
+    let mut names: Vec<String> = SHOPPERS_NUMERIC
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
     names.extend(SHOPPERS_CODES.iter().map(|name| name.to_string()));
     names.extend(["Month", "VisitorType", "Weekend"].map(String::from));
     names
@@ -54,7 +76,8 @@ pub fn load_sessions(path: &Path) -> Result<Vec<Session>, DatasetError> {
     let mut table = Table::open(path, "Online Shoppers")?;
     let numeric = table.columns(&SHOPPERS_NUMERIC)?;
     let codes = table.columns(&SHOPPERS_CODES)?;
-    let [month, visitor, weekend, revenue] = table.columns(&["Month", "VisitorType", "Weekend", "Revenue"])?[..]
+    let [month, visitor, weekend, revenue] =
+        table.columns(&["Month", "VisitorType", "Weekend", "Revenue"])?[..]
     else {
         unreachable!("four names give four columns")
     };
@@ -65,8 +88,16 @@ pub fn load_sessions(path: &Path) -> Result<Vec<Session>, DatasetError> {
             features.push(row.number(column)?);
         }
         features.push(row.parse(month, "a month (Jan … Dec)", month_number)?);
-        features.push(row.parse(visitor, "Returning_Visitor, New_Visitor or Other", visitor_code)?);
-        features.push(f64::from(u8::from(row.parse(weekend, "TRUE or FALSE", boolean)?)));
+        features.push(row.parse(
+            visitor,
+            "Returning_Visitor, New_Visitor or Other",
+            visitor_code,
+        )?);
+        features.push(f64::from(u8::from(row.parse(
+            weekend,
+            "TRUE or FALSE",
+            boolean,
+        )?)));
         let revenue = row.parse(revenue, "TRUE or FALSE", boolean)?;
         sessions.push(Session { features, revenue });
     }
@@ -74,9 +105,18 @@ pub fn load_sessions(path: &Path) -> Result<Vec<Session>, DatasetError> {
 }
 
 fn month_number(text: &str) -> Option<f64> {
-    let prefix: String = text.chars().take(3).collect::<String>().to_ascii_lowercase();
-    let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-    months.iter().position(|&month| month == prefix).map(|index| index as f64 + 1.0)
+    let prefix: String = text
+        .chars()
+        .take(3)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let months = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    months
+        .iter()
+        .position(|&month| month == prefix)
+        .map(|index| index as f64 + 1.0)
 }
 
 fn visitor_code(text: &str) -> Option<f64> {
@@ -106,8 +146,19 @@ pub struct Customer {
 /// Feature names in the order of [`Customer::features`].
 pub fn customer_feature_names() -> Vec<String> {
     [
-        "recency", "history_segment", "history", "log_history", "mens", "womens", "newbie", "zip_urban",
-        "zip_suburban", "zip_rural", "channel_phone", "channel_web", "channel_multichannel",
+        "recency",
+        "history_segment",
+        "history",
+        "log_history",
+        "mens",
+        "womens",
+        "newbie",
+        "zip_urban",
+        "zip_suburban",
+        "zip_rural",
+        "channel_phone",
+        "channel_web",
+        "channel_multichannel",
     ]
     .map(String::from)
     .to_vec()
@@ -117,9 +168,20 @@ pub fn customer_feature_names() -> Vec<String> {
 /// (treated) and "No E-Mail" (control) and dropping "Mens E-Mail".
 pub fn load_customers(path: &Path) -> Result<Vec<Customer>, DatasetError> {
     let mut table = Table::open(path, "Hillstrom")?;
-    let names = ["recency", "history_segment", "history", "mens", "womens", "zip_code", "newbie", "channel"];
+    let names = [
+        "recency",
+        "history_segment",
+        "history",
+        "mens",
+        "womens",
+        "zip_code",
+        "newbie",
+        "channel",
+    ];
     let columns = table.columns(&names)?;
-    let [segment, visit] = table.columns(&["segment", "visit"])?[..] else { unreachable!("two names") };
+    let [segment, visit] = table.columns(&["segment", "visit"])?[..] else {
+        unreachable!("two names")
+    };
     let mut customers = Vec::new();
     while let Some(row) = table.next_row()? {
         let treated = match row.text(segment) {
@@ -130,10 +192,14 @@ pub fn load_customers(path: &Path) -> Result<Vec<Customer>, DatasetError> {
         };
         let history = row.number(columns[2])?;
         let zip = row.parse(columns[5], "Urban, Surburban or Rural", |text| {
-            ["Urban", "Surburban", "Rural"].iter().position(|&zip| zip == text)
+            ["Urban", "Surburban", "Rural"]
+                .iter()
+                .position(|&zip| zip == text)
         })?;
         let channel = row.parse(columns[7], "Phone, Web or Multichannel", |text| {
-            ["Phone", "Web", "Multichannel"].iter().position(|&channel| channel == text)
+            ["Phone", "Web", "Multichannel"]
+                .iter()
+                .position(|&channel| channel == text)
         })?;
         let mut features = vec![
             row.number(columns[0])?,
@@ -149,7 +215,11 @@ pub fn load_customers(path: &Path) -> Result<Vec<Customer>, DatasetError> {
         features.extend((0..3).map(|index| f64::from(u8::from(zip == index))));
         features.extend((0..3).map(|index| f64::from(u8::from(channel == index))));
         let visit = row.parse(visit, "0 or 1", boolean)?;
-        customers.push(Customer { features, treated, visit });
+        customers.push(Customer {
+            features,
+            treated,
+            visit,
+        });
     }
     non_empty(path, customers)
 }
@@ -165,15 +235,21 @@ pub struct Purchase {
 /// Reads CDNOW transactions: whitespace-separated
 /// `customer_id [id] date(YYYYMMDD) cds dollars` (the sample has the extra id).
 pub fn load_purchases(path: &Path) -> Result<Vec<Purchase>, DatasetError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| DatasetError::Unreadable { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut purchases = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
         }
-        let bad = |message: String| DatasetError::BadLine { path: path.to_path_buf(), line: index as u64 + 1, message };
+        let bad = |message: String| DatasetError::BadLine {
+            path: path.to_path_buf(),
+            line: index as u64 + 1,
+            message,
+        };
         let date_index = match fields.len() {
             5 => 2,
             4 => 1,
@@ -183,12 +259,23 @@ pub fn load_purchases(path: &Path) -> Result<Vec<Purchase>, DatasetError> {
                 )));
             }
         };
-        let day = parse_yyyymmdd(fields[date_index])
-            .ok_or_else(|| bad(format!("date `{}` is not a YYYYMMDD date", fields[date_index])))?;
-        let dollars = fields[date_index + 2]
-            .parse()
-            .map_err(|_| bad(format!("dollars `{}` is not a number", fields[date_index + 2])))?;
-        purchases.push(Purchase { customer: fields[0].to_string(), day, dollars });
+        let day = parse_yyyymmdd(fields[date_index]).ok_or_else(|| {
+            bad(format!(
+                "date `{}` is not a YYYYMMDD date",
+                fields[date_index]
+            ))
+        })?;
+        let dollars = fields[date_index + 2].parse().map_err(|_| {
+            bad(format!(
+                "dollars `{}` is not a number",
+                fields[date_index + 2]
+            ))
+        })?;
+        purchases.push(Purchase {
+            customer: fields[0].to_string(),
+            day,
+            dollars,
+        });
     }
     non_empty(path, purchases)
 }
@@ -220,7 +307,13 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 fn non_empty<T>(path: &Path, rows: Vec<T>) -> Result<Vec<T>, DatasetError> {
-    if rows.is_empty() { Err(DatasetError::Empty { path: path.to_path_buf() }) } else { Ok(rows) }
+    if rows.is_empty() {
+        Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        })
+    } else {
+        Ok(rows)
+    }
 }
 
 /// A CSV file with a header, read row by row with positions kept for errors.
@@ -234,22 +327,39 @@ struct Table {
 
 impl Table {
     fn open(path: &Path, format: &'static str) -> Result<Table, DatasetError> {
-        let file = File::open(path).map_err(|source| DatasetError::Unreadable { path: path.to_path_buf(), source })?;
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
-        let headers = reader.headers().map_err(|error| csv_error(path, error))?.clone();
-        Ok(Table { path: path.to_path_buf(), format, headers, reader, record: csv::StringRecord::new() })
+        let file = File::open(path).map_err(|source| DatasetError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(file);
+        let headers = reader
+            .headers()
+            .map_err(|error| csv_error(path, error))?
+            .clone();
+        Ok(Table {
+            path: path.to_path_buf(),
+            format,
+            headers,
+            reader,
+            record: csv::StringRecord::new(),
+        })
     }
 
     fn columns(&self, names: &[&'static str]) -> Result<Vec<usize>, DatasetError> {
         names
             .iter()
             .map(|&name| {
-                self.headers.iter().position(|header| header == name).ok_or_else(|| DatasetError::MissingColumn {
-                    path: self.path.clone(),
-                    format: self.format,
-                    column: name,
-                    expected: names.join(","),
-                })
+                self.headers
+                    .iter()
+                    .position(|header| header == name)
+                    .ok_or_else(|| DatasetError::MissingColumn {
+                        path: self.path.clone(),
+                        format: self.format,
+                        column: name,
+                        expected: names.join(","),
+                    })
             })
             .collect()
     }
@@ -270,7 +380,11 @@ impl Table {
 
 fn csv_error(path: &Path, error: csv::Error) -> DatasetError {
     let line = error.position().map_or(0, csv::Position::line);
-    DatasetError::BadLine { path: path.to_path_buf(), line, message: error.to_string() }
+    DatasetError::BadLine {
+        path: path.to_path_buf(),
+        line,
+        message: error.to_string(),
+    }
 }
 
 struct Row<'a> {
@@ -294,12 +408,19 @@ impl Row<'_> {
         }
     }
 
-    fn parse<T>(&self, column: usize, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, DatasetError> {
+    fn parse<T>(
+        &self,
+        column: usize,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, DatasetError> {
         parse(self.text(column)).ok_or_else(|| self.bad(column, expected))
     }
 
     fn number(&self, column: usize) -> Result<f64, DatasetError> {
-        self.parse(column, "a number", |text| text.parse::<f64>().ok().filter(|x| x.is_finite()))
+        self.parse(column, "a number", |text| {
+            text.parse::<f64>().ok().filter(|x| x.is_finite())
+        })
     }
 }
 
@@ -308,7 +429,8 @@ mod tests {
     use super::*;
 
     fn temporary(name: &str, contents: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("kairos-insights-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("kairos-insights-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
         path
     }
@@ -321,8 +443,12 @@ mod tests {
         let path = temporary("bad.csv", &format!("{header}\n{good}\n{bad}\n"));
         let message = load_sessions(&path).err().unwrap().to_string();
         assert!(message.contains("line 3, column `Revenue`"), "{message}");
-        assert!(message.contains("TRUE or FALSE, found `maybe`"), "{message}");
-        let sessions = load_sessions(&temporary("good.csv", &format!("{header}\n{good}\n"))).unwrap();
+        assert!(
+            message.contains("TRUE or FALSE, found `maybe`"),
+            "{message}"
+        );
+        let sessions =
+            load_sessions(&temporary("good.csv", &format!("{header}\n{good}\n"))).unwrap();
         assert_eq!(sessions[0].features.len(), session_feature_names().len());
         assert_eq!(sessions[0].features[14], 2.0, "Month Feb");
     }
@@ -338,7 +464,10 @@ mod tests {
     #[test]
     fn dates_count_days_from_the_epoch() {
         assert_eq!(parse_yyyymmdd("19700101"), Some(0));
-        assert_eq!(parse_yyyymmdd("1997-09-30").unwrap() - parse_yyyymmdd("19970101").unwrap(), 272);
+        assert_eq!(
+            parse_yyyymmdd("1997-09-30").unwrap() - parse_yyyymmdd("19970101").unwrap(),
+            272
+        );
         assert_eq!(parse_yyyymmdd("19971301"), None);
     }
 }

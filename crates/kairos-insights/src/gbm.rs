@@ -97,8 +97,16 @@ impl Gbm {
         let mut node = root;
         while self.feature[node] != LEAF {
             let x = features[self.feature[node] as usize];
-            let go_left = if x.is_nan() { self.missing_left[node] } else { x <= self.threshold[node] };
-            node = if go_left { self.left[node] } else { self.right[node] } as usize;
+            let go_left = if x.is_nan() {
+                self.missing_left[node]
+            } else {
+                x <= self.threshold[node]
+            };
+            node = if go_left {
+                self.left[node]
+            } else {
+                self.right[node]
+            } as usize;
         }
         node
     }
@@ -138,7 +146,10 @@ impl Gbm {
     pub fn fit(rows: &[Vec<f64>], labels: &[bool], params: &GbmParams) -> Gbm {
         assert!(!rows.is_empty(), "no training rows");
         assert_eq!(rows.len(), labels.len(), "one label per row");
-        assert!((1..=255).contains(&params.max_bins), "at most 255 bins (one is kept for missing values)");
+        assert!(
+            (1..=255).contains(&params.max_bins),
+            "at most 255 bins (one is kept for missing values)"
+        );
         let binned = BinnedMatrix::new(rows, params.max_bins.min(255));
         let positives = labels.iter().filter(|&&label| label).count() as f64;
         let rate = (positives / labels.len() as f64).clamp(1e-6, 1.0 - 1e-6);
@@ -163,8 +174,13 @@ impl Gbm {
             }
             let sample = sample_rows(rows.len(), params.subsample, &mut rng);
             let features = sample_features(binned.feature_count, params.colsample, &mut rng);
-            let tree = TreeBuilder { binned: &binned, gradients: &gradients, params, features: &features }
-                .grow(sample);
+            let tree = TreeBuilder {
+                binned: &binned,
+                gradients: &gradients,
+                params,
+                features: &features,
+            }
+            .grow(sample);
             model.append(&tree, &binned);
             let root = *model.tree_roots.last().expect("a tree was just appended") as usize;
             for (margin, row) in margins.iter_mut().zip(rows) {
@@ -181,7 +197,8 @@ impl Gbm {
             match node.split {
                 Some(split) => {
                     self.feature.push(split.feature as u32);
-                    self.threshold.push(binned.edges[split.feature][split.bin as usize]);
+                    self.threshold
+                        .push(binned.edges[split.feature][split.bin as usize]);
                     self.missing_left.push(split.missing_left);
                 }
                 None => {
@@ -208,7 +225,9 @@ fn log_loss(margin: f64, label: bool) -> f64 {
 }
 
 fn sample_rows(row_count: usize, share: f64, rng: &mut SplitMix64) -> Vec<u32> {
-    (0..row_count as u32).filter(|_| share >= 1.0 || rng.next_f64() < share).collect()
+    (0..row_count as u32)
+        .filter(|_| share >= 1.0 || rng.next_f64() < share)
+        .collect()
 }
 
 fn sample_features(feature_count: usize, share: f64, rng: &mut SplitMix64) -> Vec<usize> {
@@ -236,17 +255,30 @@ impl BinnedMatrix {
         let mut edges = Vec::with_capacity(feature_count);
         let mut bins = vec![0u8; rows.len() * feature_count];
         for feature in 0..feature_count {
-            let mut values: Vec<f64> = rows.iter().map(|row| row[feature]).filter(|x| !x.is_nan()).collect();
+            let mut values: Vec<f64> = rows
+                .iter()
+                .map(|row| row[feature])
+                .filter(|x| !x.is_nan())
+                .collect();
             values.sort_by(f64::total_cmp);
             let feature_edges = bin_edges(&values, max_bins);
             let column = &mut bins[feature * rows.len()..(feature + 1) * rows.len()];
             for (bin, row) in column.iter_mut().zip(rows) {
                 let x = row[feature];
-                *bin = if x.is_nan() { MISSING_BIN } else { feature_edges.partition_point(|&edge| edge < x) as u8 };
+                *bin = if x.is_nan() {
+                    MISSING_BIN
+                } else {
+                    feature_edges.partition_point(|&edge| edge < x) as u8
+                };
             }
             edges.push(feature_edges);
         }
-        BinnedMatrix { row_count: rows.len(), feature_count, edges, bins }
+        BinnedMatrix {
+            row_count: rows.len(),
+            feature_count,
+            edges,
+            bins,
+        }
     }
 
     fn column(&self, feature: usize) -> &[u8] {
@@ -260,7 +292,10 @@ fn bin_edges(sorted_values: &[f64], max_bins: usize) -> Vec<f64> {
     let mut distinct = sorted_values.to_vec();
     distinct.dedup();
     if distinct.len() <= max_bins {
-        return distinct.windows(2).map(|pair| (pair[0] + pair[1]) / 2.0).collect();
+        return distinct
+            .windows(2)
+            .map(|pair| (pair[0] + pair[1]) / 2.0)
+            .collect();
     }
     let mut edges: Vec<f64> = (1..max_bins)
         .map(|q| sorted_values[q * sorted_values.len() / max_bins])
@@ -312,10 +347,16 @@ impl TreeBuilder<'_> {
             let (gradient, hessian) = self.gradients[row as usize];
             (g + gradient, h + hessian)
         });
-        let mut nodes = vec![BuiltNode { split: None, children: [0, 0], value: self.leaf_value(sums) }];
+        let mut nodes = vec![BuiltNode {
+            split: None,
+            children: [0, 0],
+            value: self.leaf_value(sums),
+        }];
         let mut leaves = vec![self.leaf(0, rows, 0, histogram, sums)];
         while leaves.len() < self.params.max_leaves {
-            let Some(position) = best_leaf(&leaves) else { break };
+            let Some(position) = best_leaf(&leaves) else {
+                break;
+            };
             let leaf = leaves.swap_remove(position);
             let split = leaf.best.expect("best_leaf only returns splittable leaves");
             let (left, right) = self.split_leaf(leaf, split, &mut nodes);
@@ -325,35 +366,84 @@ impl TreeBuilder<'_> {
         nodes
     }
 
-    fn leaf(&self, node: usize, rows: Vec<u32>, depth: usize, histogram: Histogram, sums: (f64, f64)) -> Leaf {
-        let best = if depth < self.params.max_depth { self.best_split(&histogram, sums) } else { None };
-        Leaf { node, rows, depth, histogram, sums, best }
+    fn leaf(
+        &self,
+        node: usize,
+        rows: Vec<u32>,
+        depth: usize,
+        histogram: Histogram,
+        sums: (f64, f64),
+    ) -> Leaf {
+        let best = if depth < self.params.max_depth {
+            self.best_split(&histogram, sums)
+        } else {
+            None
+        };
+        Leaf {
+            node,
+            rows,
+            depth,
+            histogram,
+            sums,
+            best,
+        }
     }
 
     fn split_leaf(&self, leaf: Leaf, split: Split, nodes: &mut Vec<BuiltNode>) -> (Leaf, Leaf) {
         let column = self.binned.column(split.feature);
         let goes_left = |row: &u32| {
             let bin = column[*row as usize];
-            if bin == MISSING_BIN { split.missing_left } else { bin <= split.bin }
+            if bin == MISSING_BIN {
+                split.missing_left
+            } else {
+                bin <= split.bin
+            }
         };
-        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|row| goes_left(row));
+        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) =
+            leaf.rows.iter().partition(|row| goes_left(row));
         // Scan the smaller child; the larger one's histogram is the difference.
-        let (small_rows, small_is_left) =
-            if left_rows.len() <= right_rows.len() { (&left_rows, true) } else { (&right_rows, false) };
+        let (small_rows, small_is_left) = if left_rows.len() <= right_rows.len() {
+            (&left_rows, true)
+        } else {
+            (&right_rows, false)
+        };
         let small = self.histogram(small_rows);
-        let large: Histogram = leaf.histogram.iter().zip(&small).map(|(p, s)| (p.0 - s.0, p.1 - s.1)).collect();
-        let (left_histogram, right_histogram) = if small_is_left { (small, large) } else { (large, small) };
+        let large: Histogram = leaf
+            .histogram
+            .iter()
+            .zip(&small)
+            .map(|(p, s)| (p.0 - s.0, p.1 - s.1))
+            .collect();
+        let (left_histogram, right_histogram) = if small_is_left {
+            (small, large)
+        } else {
+            (large, small)
+        };
         let left_sums = totals(&left_histogram, self.features[0]);
         let right_sums = (leaf.sums.0 - left_sums.0, leaf.sums.1 - left_sums.1);
         let left_node = nodes.len();
-        nodes.push(BuiltNode { split: None, children: [0, 0], value: self.leaf_value(left_sums) });
-        nodes.push(BuiltNode { split: None, children: [0, 0], value: self.leaf_value(right_sums) });
+        nodes.push(BuiltNode {
+            split: None,
+            children: [0, 0],
+            value: self.leaf_value(left_sums),
+        });
+        nodes.push(BuiltNode {
+            split: None,
+            children: [0, 0],
+            value: self.leaf_value(right_sums),
+        });
         nodes[leaf.node].split = Some(split);
         nodes[leaf.node].children = [left_node as u32, left_node as u32 + 1];
         let depth = leaf.depth + 1;
         (
             self.leaf(left_node, left_rows, depth, left_histogram, left_sums),
-            self.leaf(left_node + 1, right_rows, depth, right_histogram, right_sums),
+            self.leaf(
+                left_node + 1,
+                right_rows,
+                depth,
+                right_histogram,
+                right_sums,
+            ),
         )
     }
 
@@ -382,18 +472,27 @@ impl TreeBuilder<'_> {
             let missing = slots[MISSING_BIN as usize];
             let bin_count = self.binned.edges[feature].len() + 1;
             let (mut g_left, mut h_left) = (0.0, 0.0);
-            for bin in 0..bin_count - 1 {
-                g_left += slots[bin].0;
-                h_left += slots[bin].1;
+            for (bin, slot) in slots.iter().enumerate().take(bin_count - 1) {
+                g_left += slot.0;
+                h_left += slot.1;
                 for missing_left in [false, true] {
-                    let (g, h) = if missing_left { (g_left + missing.0, h_left + missing.1) } else { (g_left, h_left) };
+                    let (g, h) = if missing_left {
+                        (g_left + missing.0, h_left + missing.1)
+                    } else {
+                        (g_left, h_left)
+                    };
                     let (g_right, h_right) = (sums.0 - g, sums.1 - h);
                     if h < self.params.min_child_weight || h_right < self.params.min_child_weight {
                         continue;
                     }
                     let gain = score(g, h) + score(g_right, h_right) - parent;
                     if gain > self.params.min_split_gain && best.is_none_or(|b| gain > b.gain) {
-                        best = Some(Split { feature, bin: bin as u8, missing_left, gain });
+                        best = Some(Split {
+                            feature,
+                            bin: bin as u8,
+                            missing_left,
+                            gain,
+                        });
                     }
                 }
             }
@@ -437,7 +536,11 @@ mod tests {
                 let noise = rng.next_f64();
                 let missing = rng.next_f64() < 0.5;
                 let label = ((a > 0.0) != (b > 0.0)) ^ (noise < 0.1);
-                let c = if missing { f64::NAN } else { f64::from(u8::from(label)) + rng.next_f64() };
+                let c = if missing {
+                    f64::NAN
+                } else {
+                    f64::from(u8::from(label)) + rng.next_f64()
+                };
                 (vec![a, b, c, rng.next_f64()], label)
             })
             .unzip()
@@ -446,10 +549,18 @@ mod tests {
     #[test]
     fn learns_xor_and_uses_missing_values() {
         let (rows, labels) = synthetic(4000, 1);
-        let params = GbmParams { trees: 60, learning_rate: 0.2, max_depth: 4, ..GbmParams::default() };
+        let params = GbmParams {
+            trees: 60,
+            learning_rate: 0.2,
+            max_depth: 4,
+            ..GbmParams::default()
+        };
         let model = Gbm::fit(&rows, &labels, &params);
         let (test_rows, test_labels) = synthetic(2000, 2);
-        let scores: Vec<f64> = test_rows.iter().map(|row| model.predict_proba(row)).collect();
+        let scores: Vec<f64> = test_rows
+            .iter()
+            .map(|row| model.predict_proba(row))
+            .collect();
         let auc = roc_auc(&test_labels, &scores).unwrap();
         // 10% label noise caps the attainable AUC near 0.9; a linear model gets about 0.5.
         assert!(auc > 0.85, "auc {auc}");
@@ -460,7 +571,11 @@ mod tests {
     #[test]
     fn truncate_equals_training_fewer_trees() {
         let (rows, labels) = synthetic(500, 3);
-        let params = GbmParams { trees: 20, subsample: 1.0, ..GbmParams::default() };
+        let params = GbmParams {
+            trees: 20,
+            subsample: 1.0,
+            ..GbmParams::default()
+        };
         let mut long = Gbm::fit(&rows, &labels, &params);
         let short = Gbm::fit(&rows, &labels, &GbmParams { trees: 7, ..params });
         long.truncate(7);
@@ -472,7 +587,14 @@ mod tests {
     #[test]
     fn serialized_model_predicts_the_same() {
         let (rows, labels) = synthetic(300, 4);
-        let model = Gbm::fit(&rows, &labels, &GbmParams { trees: 5, ..GbmParams::default() });
+        let model = Gbm::fit(
+            &rows,
+            &labels,
+            &GbmParams {
+                trees: 5,
+                ..GbmParams::default()
+            },
+        );
         let copy: Gbm = serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
         assert_eq!(model.predict_proba(&rows[0]), copy.predict_proba(&rows[0]));
     }

@@ -25,11 +25,15 @@ impl Logistic {
         assert!(!rows.is_empty(), "no training rows");
         let dimension = rows[0].len();
         let (means, scales) = standardization(rows);
-        let standardized: Vec<Vec<f64>> = rows.iter().map(|row| standardize(row, &means, &scales)).collect();
+        let standardized: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|row| standardize(row, &means, &scales))
+            .collect();
         // Parameters: [intercept, weights...].
         let mut parameters = vec![0.0; dimension + 1];
         for _ in 0..50 {
-            let (gradient, hessian) = gradient_and_hessian(&standardized, labels, &parameters, lambda_l2);
+            let (gradient, hessian) =
+                gradient_and_hessian(&standardized, labels, &parameters, lambda_l2);
             let step = solve_cholesky(hessian, gradient);
             let mut largest = 0.0f64;
             for (parameter, delta) in parameters.iter_mut().zip(&step) {
@@ -40,7 +44,12 @@ impl Logistic {
                 break;
             }
         }
-        Logistic { means, scales, intercept: parameters[0], weights: parameters[1..].to_vec() }
+        Logistic {
+            means,
+            scales,
+            intercept: parameters[0],
+            weights: parameters[1..].to_vec(),
+        }
     }
 
     pub fn predict_proba(&self, features: &[f64]) -> f64 {
@@ -55,10 +64,16 @@ impl Logistic {
 fn standardization(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let count = rows.len() as f64;
     let dimension = rows[0].len();
-    let means: Vec<f64> = (0..dimension).map(|j| rows.iter().map(|row| row[j]).sum::<f64>() / count).collect();
+    let means: Vec<f64> = (0..dimension)
+        .map(|j| rows.iter().map(|row| row[j]).sum::<f64>() / count)
+        .collect();
     let scales = (0..dimension)
         .map(|j| {
-            let variance = rows.iter().map(|row| (row[j] - means[j]).powi(2)).sum::<f64>() / count;
+            let variance = rows
+                .iter()
+                .map(|row| (row[j] - means[j]).powi(2))
+                .sum::<f64>()
+                / count;
             // A constant column stays constant (zero after centering) instead of dividing by zero.
             if variance > 0.0 { variance.sqrt() } else { 1.0 }
         })
@@ -67,10 +82,19 @@ fn standardization(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
 }
 
 fn standardize(row: &[f64], means: &[f64], scales: &[f64]) -> Vec<f64> {
-    row.iter().zip(means).zip(scales).map(|((x, mean), scale)| (x - mean) / scale).collect()
+    row.iter()
+        .zip(means)
+        .zip(scales)
+        .map(|((x, mean), scale)| (x - mean) / scale)
+        .collect()
 }
 
-fn gradient_and_hessian(rows: &[Vec<f64>], labels: &[bool], parameters: &[f64], lambda_l2: f64) -> (Vec<f64>, Vec<Vec<f64>>) {
+fn gradient_and_hessian(
+    rows: &[Vec<f64>],
+    labels: &[bool],
+    parameters: &[f64],
+    lambda_l2: f64,
+) -> (Vec<f64>, Vec<Vec<f64>>) {
     let size = parameters.len();
     let mut gradient = vec![0.0; size];
     let mut hessian = vec![vec![0.0; size]; size];
@@ -93,9 +117,11 @@ fn gradient_and_hessian(rows: &[Vec<f64>], labels: &[bool], parameters: &[f64], 
         hessian[i][i] += lambda_l2;
     }
     hessian[0][0] += 1e-9; // keeps the system positive definite when a class is absent
-    for i in 0..size {
-        for j in 0..i {
-            hessian[j][i] = hessian[i][j];
+    // Only the lower triangle was accumulated; mirror it.
+    for i in 1..size {
+        let (upper, lower) = hessian.split_at_mut(i);
+        for (j, row) in upper.iter_mut().enumerate() {
+            row[i] = lower[0][j];
         }
     }
     (gradient, hessian)
@@ -105,7 +131,9 @@ fn gradient_and_hessian(rows: &[Vec<f64>], labels: &[bool], parameters: &[f64], 
 fn solve_cholesky(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
     let n = b.len();
     for j in 0..n {
-        let diagonal = (a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>()).max(1e-12).sqrt();
+        let diagonal = (a[j][j] - (0..j).map(|k| a[j][k] * a[j][k]).sum::<f64>())
+            .max(1e-12)
+            .sqrt();
         a[j][j] = diagonal;
         for i in j + 1..n {
             a[i][j] = (a[i][j] - (0..j).map(|k| a[i][k] * a[j][k]).sum::<f64>()) / diagonal;

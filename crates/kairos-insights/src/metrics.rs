@@ -93,13 +93,18 @@ impl Confusion {
     }
 
     pub fn accuracy(&self) -> f64 {
-        let total = self.true_positive + self.false_positive + self.true_negative + self.false_negative;
+        let total =
+            self.true_positive + self.false_positive + self.true_negative + self.false_negative;
         ratio(self.true_positive + self.true_negative, total)
     }
 }
 
 fn ratio(numerator: usize, denominator: usize) -> f64 {
-    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
+    }
 }
 
 /// The threshold that maximizes F1 on these scores, and that F1. Candidate
@@ -112,7 +117,9 @@ pub fn best_f1_threshold(labels: &[bool], scores: &[f64]) -> (f64, f64) {
     for (position, &index) in order.iter().enumerate() {
         predicted += 1;
         true_positive += usize::from(labels[index]);
-        let next_is_tie = order.get(position + 1).is_some_and(|&next| scores[next] == scores[index]);
+        let next_is_tie = order
+            .get(position + 1)
+            .is_some_and(|&next| scores[next] == scores[index]);
         if next_is_tie {
             continue;
         }
@@ -139,10 +146,19 @@ pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Vec<Point> {
     let (mut true_positive, mut false_positive) = (0.0, 0.0);
     let mut points = vec![Point { x: 0.0, y: 0.0 }];
     for (position, &index) in order.iter().enumerate() {
-        if labels[index] { true_positive += 1.0 } else { false_positive += 1.0 }
-        let next_is_tie = order.get(position + 1).is_some_and(|&next| scores[next] == scores[index]);
+        if labels[index] {
+            true_positive += 1.0
+        } else {
+            false_positive += 1.0
+        }
+        let next_is_tie = order
+            .get(position + 1)
+            .is_some_and(|&next| scores[next] == scores[index]);
         if !next_is_tie {
-            points.push(Point { x: false_positive / negatives, y: true_positive / positives });
+            points.push(Point {
+                x: false_positive / negatives,
+                y: true_positive / positives,
+            });
         }
     }
     points
@@ -157,7 +173,11 @@ pub struct CalibrationBin {
 }
 
 /// Equal-width probability bins; empty bins are left out.
-pub fn calibration_bins(labels: &[bool], probabilities: &[f64], bin_count: usize) -> Vec<CalibrationBin> {
+pub fn calibration_bins(
+    labels: &[bool],
+    probabilities: &[f64],
+    bin_count: usize,
+) -> Vec<CalibrationBin> {
     let mut sums = vec![(0.0, 0.0, 0usize); bin_count];
     for (&label, &probability) in labels.iter().zip(probabilities) {
         let bin = ((probability * bin_count as f64) as usize).min(bin_count - 1);
@@ -187,7 +207,10 @@ pub fn cumulative_gain(labels: &[bool], scores: &[f64], steps: usize) -> Vec<Poi
         reached += f64::from(u8::from(labels[index]));
         let taken = position + 1;
         if taken * steps >= next_step * order.len() {
-            points.push(Point { x: taken as f64 / order.len() as f64, y: reached / positives });
+            points.push(Point {
+                x: taken as f64 / order.len() as f64,
+                y: reached / positives,
+            });
             next_step += 1;
         }
     }
@@ -207,16 +230,28 @@ pub fn qini_curve(outcomes: &[bool], uplift: &[f64], treated: &[bool]) -> Vec<Po
         } else {
             control_responders += f64::from(u8::from(outcomes[index]));
         }
-        let next_is_tie = order.get(position + 1).is_some_and(|&next| uplift[next] == uplift[index]);
+        let next_is_tie = order
+            .get(position + 1)
+            .is_some_and(|&next| uplift[next] == uplift[index]);
         if next_is_tie {
             continue;
         }
         let everyone = (position + 1) as f64;
         let control_count = everyone - treated_count;
-        let scale = if control_count == 0.0 { 0.0 } else { treated_count / control_count };
-        points.push(Point { x: everyone, y: treated_responders - control_responders * scale });
+        let scale = if control_count == 0.0 {
+            0.0
+        } else {
+            treated_count / control_count
+        };
+        points.push(Point {
+            x: everyone,
+            y: treated_responders - control_responders * scale,
+        });
     }
-    if points.first().is_none_or(|first| first.x != 0.0 || first.y != 0.0) {
+    if points
+        .first()
+        .is_none_or(|first| first.x != 0.0 || first.y != 0.0)
+    {
         points.insert(0, Point { x: 0.0, y: 0.0 });
     }
     points
@@ -224,7 +259,10 @@ pub fn qini_curve(outcomes: &[bool], uplift: &[f64], treated: &[bool]) -> Vec<Po
 
 /// Trapezoidal area under a curve given in increasing x (`sklearn.metrics.auc`).
 fn trapezoid(points: &[Point]) -> f64 {
-    points.windows(2).map(|pair| (pair[1].x - pair[0].x) * (pair[0].y + pair[1].y) / 2.0).sum()
+    points
+        .windows(2)
+        .map(|pair| (pair[1].x - pair[0].x) * (pair[0].y + pair[1].y) / 2.0)
+        .sum()
 }
 
 /// scikit-uplift's `qini_auc_score(y, uplift, treatment)` with its default
@@ -232,7 +270,11 @@ fn trapezoid(points: &[Point]) -> f64 {
 /// random line, divided by the same area for the perfect ranking.
 pub fn qini_auc_score(outcomes: &[bool], uplift: &[f64], treated: &[bool]) -> f64 {
     assert_eq!(outcomes.len(), uplift.len(), "one uplift per outcome");
-    assert_eq!(outcomes.len(), treated.len(), "one treatment flag per outcome");
+    assert_eq!(
+        outcomes.len(),
+        treated.len(),
+        "one treatment flag per outcome"
+    );
     let actual = qini_curve(outcomes, uplift, treated);
     // The perfect ranking puts treated responders first and control responders last.
     let perfect_scores: Vec<f64> = outcomes
@@ -343,14 +385,21 @@ mod tests {
             .map(|&t| Confusion::at_threshold(&labels, &scores, t).f1())
             .fold(0.0, f64::max);
         assert!(close(f1, brute));
-        assert!(close(Confusion::at_threshold(&labels, &scores, threshold).f1(), f1));
+        assert!(close(
+            Confusion::at_threshold(&labels, &scores, threshold).f1(),
+            f1
+        ));
     }
 
     // Expected values computed with scikit-uplift 0.5.1:
     // qini_auc_score(y, u, t), uplift_at_k(y, u, t, strategy='overall', k=0.5)
-    const OUTCOMES: [bool; 10] = [true, false, true, false, true, true, false, false, true, false];
+    const OUTCOMES: [bool; 10] = [
+        true, false, true, false, true, true, false, false, true, false,
+    ];
     const UPLIFT: [f64; 10] = [0.3, 0.1, 0.3, 0.2, 0.5, 0.0, -0.1, 0.3, 0.2, 0.05];
-    const TREATED: [bool; 10] = [true, true, false, false, true, false, true, false, true, false];
+    const TREATED: [bool; 10] = [
+        true, true, false, false, true, false, true, false, true, false,
+    ];
 
     #[test]
     fn qini_auc_score_matches_scikit_uplift() {

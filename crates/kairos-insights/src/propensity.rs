@@ -61,19 +61,37 @@ pub fn candidate_params() -> Vec<GbmParams> {
     };
     vec![
         base.clone(),
-        GbmParams { max_depth: 3, max_leaves: 8, trees: 1500, ..base.clone() },
-        GbmParams { max_depth: 6, max_leaves: 31, min_child_weight: 5.0, trees: 900, ..base },
+        GbmParams {
+            max_depth: 3,
+            max_leaves: 8,
+            trees: 1500,
+            ..base.clone()
+        },
+        GbmParams {
+            max_depth: 6,
+            max_leaves: 31,
+            min_child_weight: 5.0,
+            trees: 900,
+            ..base
+        },
     ]
 }
 
 /// Cross-validated tree count for `params`: fits one model per fold, sums
 /// held-out log-loss after each tree, and returns the best count, its mean
 /// loss and the out-of-fold probabilities at that count.
-pub fn cross_validate(rows: &[Vec<f64>], labels: &[bool], params: &GbmParams, folds: &[usize], fold_count: usize) -> (usize, f64, Vec<f64>) {
+pub fn cross_validate(
+    rows: &[Vec<f64>],
+    labels: &[bool],
+    params: &GbmParams,
+    folds: &[usize],
+    fold_count: usize,
+) -> (usize, f64, Vec<f64>) {
     let mut loss_by_trees = vec![0.0; params.trees];
     let mut models = Vec::with_capacity(fold_count);
     for fold in 0..fold_count {
-        let (train_rows, train_labels, held_rows, held_labels) = split_fold(rows, labels, folds, fold);
+        let (train_rows, train_labels, held_rows, held_labels) =
+            split_fold(rows, labels, folds, fold);
         let model = Gbm::fit(&train_rows, &train_labels, params);
         let staged = model.staged_log_loss(&held_rows, &held_labels);
         for (total, loss) in loss_by_trees.iter_mut().zip(staged) {
@@ -90,7 +108,11 @@ pub fn cross_validate(rows: &[Vec<f64>], labels: &[bool], params: &GbmParams, fo
     let mut out_of_fold = vec![0.0; rows.len()];
     for (fold, model) in models.iter_mut().enumerate() {
         model.truncate(best_trees);
-        for (index, row) in rows.iter().enumerate().filter(|(index, _)| folds[*index] == fold) {
+        for (index, row) in rows
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| folds[*index] == fold)
+        {
             out_of_fold[index] = model.predict_proba(row);
         }
     }
@@ -98,8 +120,12 @@ pub fn cross_validate(rows: &[Vec<f64>], labels: &[bool], params: &GbmParams, fo
 }
 
 /// Rows outside `fold` (to train on) and inside it (to evaluate on).
-pub fn split_fold(rows: &[Vec<f64>], labels: &[bool], folds: &[usize], fold: usize) -> (Vec<Vec<f64>>, Vec<bool>, Vec<Vec<f64>>, Vec<bool>) {
-    let (mut train_rows, mut train_labels, mut held_rows, mut held_labels) = (vec![], vec![], vec![], vec![]);
+/// Training rows and labels, then held-out rows and labels.
+type FoldSplit = (Vec<Vec<f64>>, Vec<bool>, Vec<Vec<f64>>, Vec<bool>);
+
+pub fn split_fold(rows: &[Vec<f64>], labels: &[bool], folds: &[usize], fold: usize) -> FoldSplit {
+    let (mut train_rows, mut train_labels, mut held_rows, mut held_labels) =
+        (vec![], vec![], vec![], vec![]);
     for ((row, &label), &row_fold) in rows.iter().zip(labels).zip(folds) {
         if row_fold == fold {
             held_rows.push(row.clone());
@@ -114,18 +140,31 @@ pub fn split_fold(rows: &[Vec<f64>], labels: &[bool], folds: &[usize], fold: usi
 
 /// Picks settings, tree count and threshold by cross-validation, then fits
 /// the final model on all training rows.
-pub fn train(rows: &[Vec<f64>], labels: &[bool], feature_names: Vec<String>, fold_count: usize, progress: &mut dyn FnMut(&str)) -> (PropensityModel, TrainingChoices) {
+pub fn train(
+    rows: &[Vec<f64>],
+    labels: &[bool],
+    feature_names: Vec<String>,
+    fold_count: usize,
+    progress: &mut dyn FnMut(&str),
+) -> (PropensityModel, TrainingChoices) {
     let folds = stratified_folds(labels, fold_count, 7);
     let mut candidates = Vec::new();
     let mut best: Option<(usize, Vec<f64>)> = None;
     for (index, params) in candidate_params().into_iter().enumerate() {
-        let (best_trees, cv_log_loss, out_of_fold) = cross_validate(rows, labels, &params, &folds, fold_count);
+        let (best_trees, cv_log_loss, out_of_fold) =
+            cross_validate(rows, labels, &params, &folds, fold_count);
         progress(&format!(
             "candidate {index}: depth {} leaves {} -> {best_trees} trees, cv log-loss {cv_log_loss:.4}",
             params.max_depth, params.max_leaves
         ));
-        let better = best.as_ref().is_none_or(|(chosen, _)| cv_log_loss < candidates_loss(&candidates, *chosen));
-        candidates.push(CandidateScore { params, best_trees, cv_log_loss });
+        let better = best
+            .as_ref()
+            .is_none_or(|(chosen, _)| cv_log_loss < candidates_loss(&candidates, *chosen));
+        candidates.push(CandidateScore {
+            params,
+            best_trees,
+            cv_log_loss,
+        });
         if better {
             best = Some((index, out_of_fold));
         }
@@ -133,10 +172,22 @@ pub fn train(rows: &[Vec<f64>], labels: &[bool], feature_names: Vec<String>, fol
     let (chosen, out_of_fold) = best.expect("at least one candidate");
     let (threshold, cv_f1) = best_f1_threshold(labels, &out_of_fold);
     let chosen_score = &candidates[chosen];
-    let final_params = GbmParams { trees: chosen_score.best_trees, ..chosen_score.params.clone() };
+    let final_params = GbmParams {
+        trees: chosen_score.best_trees,
+        ..chosen_score.params.clone()
+    };
     let gbm = Gbm::fit(rows, labels, &final_params);
-    let model = PropensityModel { feature_names, gbm, threshold };
-    let choices = TrainingChoices { folds: fold_count, candidates, chosen, cv_f1_at_threshold: cv_f1 };
+    let model = PropensityModel {
+        feature_names,
+        gbm,
+        threshold,
+    };
+    let choices = TrainingChoices {
+        folds: fold_count,
+        candidates,
+        chosen,
+        cv_f1_at_threshold: cv_f1,
+    };
     (model, choices)
 }
 

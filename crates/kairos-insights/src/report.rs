@@ -45,13 +45,24 @@ pub fn page(title: &str, lead: &str, sections: &[String]) -> String {
 
 /// A titled card; `body` is trusted HTML built by this module.
 pub fn card(title: &str, explanation: &str, body: &str) -> String {
-    format!("<section class=\"card\"><h2>{}</h2><p class=\"explain\">{explanation}</p>{body}</section>", escape(title))
+    format!(
+        "<section class=\"card\"><h2>{}</h2><p class=\"explain\">{explanation}</p>{body}</section>",
+        escape(title)
+    )
 }
 
 pub fn metrics_table(rows: &[MetricRow]) -> String {
-    let mut html = String::from("<table class=\"metrics\"><tr><th>metric</th><th>Kairos</th><th>reference</th></tr>");
+    let mut html = String::from(
+        "<table class=\"metrics\"><tr><th>metric</th><th>Kairos</th><th>reference</th></tr>",
+    );
     for row in rows {
-        let _ = write!(html, "<tr><td>{}</td><td class=\"ours\">{}</td><td>{}</td></tr>", escape(&row.name), row.ours, row.reference);
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td class=\"ours\">{}</td><td>{}</td></tr>",
+            escape(&row.name),
+            row.ours,
+            row.reference
+        );
     }
     html.push_str("</table>");
     html
@@ -67,85 +78,234 @@ pub fn confusion_matrix(counts: &Confusion) -> String {
 }
 
 pub fn roc_chart(points: Vec<Point>, auc: f64) -> String {
-    let axes = Axes { title: "ROC curve", x_label: "false-positive rate", y_label: "true-positive rate", x_range: (0.0, 1.0), y_range: (0.0, 1.0) };
+    let axes = Axes {
+        title: "ROC curve",
+        x_label: "false-positive rate",
+        y_label: "true-positive rate",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+    };
     let name = format!("model (AUC {auc:.3})");
     line_chart(
         &axes,
         &[
-            Series { name: &name, color: BLUE, points, dashed: false },
-            Series { name: "random", color: GREY, points: diagonal(), dashed: true },
+            Series {
+                name: &name,
+                color: BLUE,
+                points,
+                dashed: false,
+            },
+            Series {
+                name: "random",
+                color: GREY,
+                points: diagonal(),
+                dashed: true,
+            },
         ],
     )
 }
 
 pub fn calibration_chart(bins: &[CalibrationBin]) -> String {
-    let axes = Axes { title: "Calibration", x_label: "predicted probability", y_label: "observed purchase rate", x_range: (0.0, 1.0), y_range: (0.0, 1.0) };
-    let points = bins.iter().map(|bin| Point { x: bin.mean_predicted, y: bin.observed_rate }).collect();
+    let axes = Axes {
+        title: "Calibration",
+        x_label: "predicted probability",
+        y_label: "observed purchase rate",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+    };
+    let points = bins
+        .iter()
+        .map(|bin| Point {
+            x: bin.mean_predicted,
+            y: bin.observed_rate,
+        })
+        .collect();
     line_chart(
         &axes,
         &[
-            Series { name: "model", color: ORANGE, points, dashed: false },
-            Series { name: "perfectly calibrated", color: GREY, points: diagonal(), dashed: true },
+            Series {
+                name: "model",
+                color: ORANGE,
+                points,
+                dashed: false,
+            },
+            Series {
+                name: "perfectly calibrated",
+                color: GREY,
+                points: diagonal(),
+                dashed: true,
+            },
         ],
     )
 }
 
 pub fn gain_chart(gain: Vec<Point>) -> String {
-    let axes = Axes { title: "Cumulative gain", x_label: "share of sessions targeted (highest score first)", y_label: "share of purchases reached", x_range: (0.0, 1.0), y_range: (0.0, 1.0) };
+    let axes = Axes {
+        title: "Cumulative gain",
+        x_label: "share of sessions targeted (highest score first)",
+        y_label: "share of purchases reached",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+    };
     line_chart(
         &axes,
         &[
-            Series { name: "model", color: GREEN, points: gain, dashed: false },
-            Series { name: "random targeting", color: GREY, points: diagonal(), dashed: true },
+            Series {
+                name: "model",
+                color: GREEN,
+                points: gain,
+                dashed: false,
+            },
+            Series {
+                name: "random targeting",
+                color: GREY,
+                points: diagonal(),
+                dashed: true,
+            },
         ],
     )
 }
 
 pub fn lift_chart(gain: &[Point]) -> String {
     let deciles: Vec<&Point> = gain.iter().filter(|p| p.x > 0.0).collect();
-    let categories: Vec<String> = deciles.iter().map(|p| format!("{:.0}%", p.x * 100.0)).collect();
+    let categories: Vec<String> = deciles
+        .iter()
+        .map(|p| format!("{:.0}%", p.x * 100.0))
+        .collect();
     let lifts: Vec<f64> = deciles.iter().map(|p| p.y / p.x).collect();
     let top = lifts.iter().copied().fold(1.0, f64::max).ceil();
-    let axes = Axes { title: "Lift", x_label: "top share of sessions targeted", y_label: "lift over random", x_range: (0.0, 1.0), y_range: (0.0, top) };
+    let axes = Axes {
+        title: "Lift",
+        x_label: "top share of sessions targeted",
+        y_label: "lift over random",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, top),
+    };
     bar_chart(&axes, &categories, &[("lift", BLUE, lifts)])
 }
 
 pub fn qini_chart(model: Vec<Point>, perfect: Vec<Point>, qini: f64) -> String {
     let last = model.last().copied().unwrap_or(Point { x: 1.0, y: 0.0 });
-    let y_high = perfect.iter().chain(&model).map(|p| p.y).fold(0.0, f64::max) * 1.05;
+    let y_high = perfect
+        .iter()
+        .chain(&model)
+        .map(|p| p.y)
+        .fold(0.0, f64::max)
+        * 1.05;
     let y_low = model.iter().map(|p| p.y).fold(0.0, f64::min);
-    let axes = Axes { title: "Qini curve", x_label: "people targeted (highest predicted uplift first)", y_label: "extra visits caused", x_range: (0.0, last.x), y_range: (y_low, y_high.max(1.0)) };
+    let axes = Axes {
+        title: "Qini curve",
+        x_label: "people targeted (highest predicted uplift first)",
+        y_label: "extra visits caused",
+        x_range: (0.0, last.x),
+        y_range: (y_low, y_high.max(1.0)),
+    };
     let name = format!("model (Qini {qini:.4})");
     line_chart(
         &axes,
         &[
-            Series { name: &name, color: BLUE, points: model, dashed: false },
-            Series { name: "random", color: GREY, points: vec![Point { x: 0.0, y: 0.0 }, last], dashed: true },
-            Series { name: "perfect", color: GREEN, points: perfect, dashed: true },
+            Series {
+                name: &name,
+                color: BLUE,
+                points: model,
+                dashed: false,
+            },
+            Series {
+                name: "random",
+                color: GREY,
+                points: vec![Point { x: 0.0, y: 0.0 }, last],
+                dashed: true,
+            },
+            Series {
+                name: "perfect",
+                color: GREEN,
+                points: perfect,
+                dashed: true,
+            },
         ],
     )
 }
 
 pub fn uplift_decile_chart(buckets: &[UpliftBucket]) -> String {
-    let categories: Vec<String> = (1..=buckets.len()).map(|decile| format!("{decile}")).collect();
-    let observed: Vec<f64> = buckets.iter().map(|bucket| bucket.observed_uplift * 100.0).collect();
-    let predicted: Vec<f64> = buckets.iter().map(|bucket| bucket.predicted_uplift * 100.0).collect();
-    let high = observed.iter().chain(&predicted).copied().fold(0.0, f64::max).ceil() + 1.0;
-    let low = observed.iter().chain(&predicted).copied().fold(0.0, f64::min).floor();
-    let axes = Axes { title: "Uplift by decile", x_label: "decile of predicted uplift (1 = highest)", y_label: "uplift, percentage points", x_range: (0.0, 1.0), y_range: (low, high) };
-    bar_chart(&axes, &categories, &[("observed (treated − control)", BLUE, observed), ("predicted", ORANGE, predicted)])
+    let categories: Vec<String> = (1..=buckets.len())
+        .map(|decile| format!("{decile}"))
+        .collect();
+    let observed: Vec<f64> = buckets
+        .iter()
+        .map(|bucket| bucket.observed_uplift * 100.0)
+        .collect();
+    let predicted: Vec<f64> = buckets
+        .iter()
+        .map(|bucket| bucket.predicted_uplift * 100.0)
+        .collect();
+    let high = observed
+        .iter()
+        .chain(&predicted)
+        .copied()
+        .fold(0.0, f64::max)
+        .ceil()
+        + 1.0;
+    let low = observed
+        .iter()
+        .chain(&predicted)
+        .copied()
+        .fold(0.0, f64::min)
+        .floor();
+    let axes = Axes {
+        title: "Uplift by decile",
+        x_label: "decile of predicted uplift (1 = highest)",
+        y_label: "uplift, percentage points",
+        x_range: (0.0, 1.0),
+        y_range: (low, high),
+    };
+    bar_chart(
+        &axes,
+        &categories,
+        &[
+            ("observed (treated − control)", BLUE, observed),
+            ("predicted", ORANGE, predicted),
+        ],
+    )
 }
 
-pub fn histogram_chart(title: &str, x_label: &str, categories: Vec<String>, counts: Vec<f64>) -> String {
+pub fn histogram_chart(
+    title: &str,
+    x_label: &str,
+    categories: Vec<String>,
+    counts: Vec<f64>,
+) -> String {
     let high = counts.iter().copied().fold(1.0, f64::max) * 1.1;
-    let axes = Axes { title, x_label, y_label: "customers", x_range: (0.0, 1.0), y_range: (0.0, high) };
+    let axes = Axes {
+        title,
+        x_label,
+        y_label: "customers",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, high),
+    };
     bar_chart(&axes, &categories, &[("customers", BLUE, counts)])
 }
 
-pub fn actual_vs_expected_chart(categories: Vec<String>, actual: Vec<f64>, expected: Vec<f64>) -> String {
+pub fn actual_vs_expected_chart(
+    categories: Vec<String>,
+    actual: Vec<f64>,
+    expected: Vec<f64>,
+) -> String {
     let high = actual.iter().chain(&expected).copied().fold(1.0, f64::max) * 1.1;
-    let axes = Axes { title: "Repeat purchases in calibration: actual vs model", x_label: "repeat purchases", y_label: "customers", x_range: (0.0, 1.0), y_range: (0.0, high) };
-    bar_chart(&axes, &categories, &[("actual", BLUE, actual), ("BG/NBD expected", ORANGE, expected)])
+    let axes = Axes {
+        title: "Repeat purchases in calibration: actual vs model",
+        x_label: "repeat purchases",
+        y_label: "customers",
+        x_range: (0.0, 1.0),
+        y_range: (0.0, high),
+    };
+    bar_chart(
+        &axes,
+        &categories,
+        &[
+            ("actual", BLUE, actual),
+            ("BG/NBD expected", ORANGE, expected),
+        ],
+    )
 }
 
 fn diagonal() -> Vec<Point> {
@@ -182,7 +342,18 @@ mod tests {
 
     #[test]
     fn page_is_self_contained() {
-        let html = page("Propensity", "lead", &[card("ROC", "why", &roc_chart(vec![Point { x: 0.0, y: 0.0 }, Point { x: 1.0, y: 1.0 }], 0.5))]);
+        let html = page(
+            "Propensity",
+            "lead",
+            &[card(
+                "ROC",
+                "why",
+                &roc_chart(
+                    vec![Point { x: 0.0, y: 0.0 }, Point { x: 1.0, y: 1.0 }],
+                    0.5,
+                ),
+            )],
+        );
         assert!(html.contains("<svg"));
         assert!(!html.contains("http") && !html.contains("<script"));
     }

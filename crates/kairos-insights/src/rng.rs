@@ -55,7 +55,9 @@ pub fn stratified_folds_by_class(classes: &[u8], fold_count: usize, seed: u64) -
     // Dealing continues across classes so fold sizes differ by at most one.
     let mut dealt = 0;
     for class in distinct {
-        let mut members: Vec<usize> = (0..classes.len()).filter(|&i| classes[i] == class).collect();
+        let mut members: Vec<usize> = (0..classes.len())
+            .filter(|&i| classes[i] == class)
+            .collect();
         rng.shuffle(&mut members);
         for index in members {
             fold_of[index] = dealt % fold_count;

@@ -96,7 +96,9 @@ impl UpliftModel {
         let other = self.treated_or_transformed.probability(features);
         let uplift = match self.approach {
             Approach::TwoModelLogistic | Approach::TwoModelGbm => other - baseline,
-            Approach::ClassTransformationLogistic | Approach::ClassTransformationGbm => 2.0 * other - 1.0,
+            Approach::ClassTransformationLogistic | Approach::ClassTransformationGbm => {
+                2.0 * other - 1.0
+            }
             Approach::SoloModelGbm => unreachable!("handled above"),
         };
         UpliftPrediction { baseline, uplift }
@@ -107,12 +109,18 @@ impl UpliftModel {
     fn predict_solo(&self, features: &[f64]) -> UpliftPrediction {
         let mut extended = [0.0; MAX_SOLO_FEATURES + 1];
         let count = features.len();
-        assert!(count <= MAX_SOLO_FEATURES, "at most {MAX_SOLO_FEATURES} features");
+        assert!(
+            count <= MAX_SOLO_FEATURES,
+            "at most {MAX_SOLO_FEATURES} features"
+        );
         extended[..count].copy_from_slice(features);
         let baseline = self.control.probability(&extended[..=count]);
         extended[count] = 1.0;
         let treated = self.control.probability(&extended[..=count]);
-        UpliftPrediction { baseline, uplift: treated - baseline }
+        UpliftPrediction {
+            baseline,
+            uplift: treated - baseline,
+        }
     }
 }
 
@@ -170,7 +178,10 @@ pub fn fit(experiment: &Experiment, approach: Approach, feature_names: Vec<Strin
     if approach == Approach::SoloModelGbm {
         return fit_solo(experiment, feature_names);
     }
-    let use_gbm = matches!(approach, Approach::TwoModelGbm | Approach::ClassTransformationGbm);
+    let use_gbm = matches!(
+        approach,
+        Approach::TwoModelGbm | Approach::ClassTransformationGbm
+    );
     let (control_rows, control_labels) = rows_where(experiment, |index| !experiment.treated[index]);
     // Class transformation has no arm model of its own: the baseline is fitted separately.
     let control = fit_scorer(&control_rows, &control_labels, use_gbm);
@@ -180,13 +191,22 @@ pub fn fit(experiment: &Experiment, approach: Approach, feature_names: Vec<Strin
             fit_scorer(&rows, &labels, use_gbm)
         }
         Approach::ClassTransformationLogistic | Approach::ClassTransformationGbm => {
-            let transformed: Vec<bool> =
-                experiment.outcomes.iter().zip(experiment.treated).map(|(outcome, treated)| outcome == treated).collect();
+            let transformed: Vec<bool> = experiment
+                .outcomes
+                .iter()
+                .zip(experiment.treated)
+                .map(|(outcome, treated)| outcome == treated)
+                .collect();
             fit_scorer(experiment.rows, &transformed, use_gbm)
         }
         Approach::SoloModelGbm => unreachable!("handled above"),
     };
-    UpliftModel { feature_names, approach, control, treated_or_transformed }
+    UpliftModel {
+        feature_names,
+        approach,
+        control,
+        treated_or_transformed,
+    }
 }
 
 /// The treatment flag becomes the last feature; `control` holds the model
@@ -196,10 +216,20 @@ fn fit_solo(experiment: &Experiment, feature_names: Vec<String>) -> UpliftModel 
         .rows
         .iter()
         .zip(experiment.treated)
-        .map(|(row, &treated)| row.iter().copied().chain([f64::from(u8::from(treated))]).collect())
+        .map(|(row, &treated)| {
+            row.iter()
+                .copied()
+                .chain([f64::from(u8::from(treated))])
+                .collect()
+        })
         .collect();
     let model = Scorer::Gbm(Gbm::fit(&rows, experiment.outcomes, &uplift_gbm_params()));
-    UpliftModel { feature_names, approach: Approach::SoloModelGbm, control: model.clone(), treated_or_transformed: model }
+    UpliftModel {
+        feature_names,
+        approach: Approach::SoloModelGbm,
+        control: model.clone(),
+        treated_or_transformed: model,
+    }
 }
 
 /// Cross-validated Qini of one approach on the training rows.
@@ -213,12 +243,22 @@ pub struct ApproachScore {
 
 /// Scores every approach by k-fold CV (folds stratified on treatment × outcome),
 /// fits the best on all rows, and returns it with the scores.
-pub fn train(experiment: &Experiment, feature_names: Vec<String>, fold_count: usize, progress: &mut dyn FnMut(&str)) -> (UpliftModel, Vec<ApproachScore>) {
-    let cells: Vec<u8> =
-        experiment.treated.iter().zip(experiment.outcomes).map(|(&t, &y)| 2 * u8::from(t) + u8::from(y)).collect();
+pub fn train(
+    experiment: &Experiment,
+    feature_names: Vec<String>,
+    fold_count: usize,
+    progress: &mut dyn FnMut(&str),
+) -> (UpliftModel, Vec<ApproachScore>) {
+    let cells: Vec<u8> = experiment
+        .treated
+        .iter()
+        .zip(experiment.outcomes)
+        .map(|(&t, &y)| 2 * u8::from(t) + u8::from(y))
+        .collect();
     // Qini on a fifth of the data is noisy (± 0.02 fold to fold): the CV is repeated with other folds.
-    let fold_sets: Vec<Vec<usize>> =
-        (0..CV_REPEATS).map(|repeat| stratified_folds_by_class(&cells, fold_count, 11 + repeat)).collect();
+    let fold_sets: Vec<Vec<usize>> = (0..CV_REPEATS)
+        .map(|repeat| stratified_folds_by_class(&cells, fold_count, 11 + repeat))
+        .collect();
     let scores: Vec<ApproachScore> = Approach::ALL
         .iter()
         .map(|&approach| {
@@ -229,7 +269,12 @@ pub fn train(experiment: &Experiment, feature_names: Vec<String>, fold_count: us
                 .collect();
             let mean = by_fold.iter().sum::<f64>() / by_fold.len() as f64;
             progress(&format!("{}: cv qini {mean:.4}", approach.name()));
-            ApproachScore { approach, name: approach.name(), cv_qini_by_fold: by_fold, cv_qini_mean: mean }
+            ApproachScore {
+                approach,
+                name: approach.name(),
+                cv_qini_by_fold: by_fold,
+                cv_qini_mean: mean,
+            }
         })
         .collect();
     let best = scores
@@ -253,9 +298,16 @@ fn fold_qini(experiment: &Experiment, folds: &[usize], fold: usize, approach: Ap
     };
     let (train_rows, train_treated, train_outcomes) = pick(false);
     let (held_rows, held_treated, held_outcomes) = pick(true);
-    let training = Experiment { rows: &train_rows, treated: &train_treated, outcomes: &train_outcomes };
+    let training = Experiment {
+        rows: &train_rows,
+        treated: &train_treated,
+        outcomes: &train_outcomes,
+    };
     let model = fit(&training, approach, Vec::new());
-    let uplift: Vec<f64> = held_rows.iter().map(|row| model.predict(row).uplift).collect();
+    let uplift: Vec<f64> = held_rows
+        .iter()
+        .map(|row| model.predict(row).uplift)
+        .collect();
     qini_auc_score(&held_outcomes, &uplift, &held_treated)
 }
 
@@ -274,11 +326,18 @@ mod tests {
             let persuadable = rng.next_f64() < 0.5;
             let is_treated = rng.next_f64() < 0.5;
             let p = 0.2 + if persuadable && is_treated { 0.3 } else { 0.0 };
-            rows.push(vec![f64::from(u8::from(persuadable)) + rng.next_f64() * 0.5, rng.next_f64()]);
+            rows.push(vec![
+                f64::from(u8::from(persuadable)) + rng.next_f64() * 0.5,
+                rng.next_f64(),
+            ]);
             treated.push(is_treated);
             outcomes.push(rng.next_f64() < p);
         }
-        let experiment = Experiment { rows: &rows, treated: &treated, outcomes: &outcomes };
+        let experiment = Experiment {
+            rows: &rows,
+            treated: &treated,
+            outcomes: &outcomes,
+        };
         for approach in Approach::ALL {
             let model = fit(&experiment, approach, vec![]);
             let high = model.predict(&[1.2, 0.5]).uplift;
