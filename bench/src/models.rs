@@ -36,7 +36,9 @@ fn training_rows() -> (Vec<Vec<f64>>, Vec<bool>) {
     };
     (0..5_000)
         .map(|_| {
-            let row: Vec<f64> = (0..INPUTS.len()).map(|j| next() * (j as f64 + 2.0) * 5.0).collect();
+            let row: Vec<f64> = (0..INPUTS.len())
+                .map(|j| next() * (j as f64 + 2.0) * 5.0)
+                .collect();
             let buys = row[3] * 0.4 + row[2] * 0.1 - row[5] * 0.02 + next() * 4.0 > 5.0;
             (row, buys)
         })
@@ -63,8 +65,19 @@ fn median(mut values: Vec<f64>) -> f64 {
 pub fn run(count: usize, people: usize, runs: usize) {
     let (rows, labels) = training_rows();
     let started = Instant::now();
-    let gbm = Gbm::fit(&rows, &labels, &GbmParams { trees: 300, max_depth: 6, ..GbmParams::default() });
-    println!("trained 300 trees in {:.1} s", started.elapsed().as_secs_f64());
+    let gbm = Gbm::fit(
+        &rows,
+        &labels,
+        &GbmParams {
+            trees: 300,
+            max_depth: 6,
+            ..GbmParams::default()
+        },
+    );
+    println!(
+        "trained 300 trees in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let logistic = Logistic::fit(&rows, &labels, 1.0);
     let events = crate::profiles::shared_events(count, people);
     for (name, model) in [
@@ -94,7 +107,10 @@ pub fn run(count: usize, people: usize, runs: usize) {
         println!(
             "{name}: features + score {:.2} µs per event (median of {runs}; runs {:?})",
             median(costs.clone()),
-            costs.iter().map(|cost| format!("{cost:.2}")).collect::<Vec<_>>()
+            costs
+                .iter()
+                .map(|cost| format!("{cost:.2}"))
+                .collect::<Vec<_>>()
         );
     }
     // The engine's in-process pipeline, with and without the GBM.
@@ -104,7 +120,11 @@ pub fn run(count: usize, people: usize, runs: usize) {
     for _ in 0..runs {
         for active in [false, true] {
             let settings = EngineSettings {
-                models: Arc::new(RwLock::new(if active { with_gbm.clone() } else { Arc::new(ModelSet::default()) })),
+                models: Arc::new(RwLock::new(if active {
+                    with_gbm.clone()
+                } else {
+                    Arc::new(ModelSet::default())
+                })),
                 ..EngineSettings::default()
             };
             let mut state = EngineState::new(settings);
@@ -113,7 +133,11 @@ pub fn run(count: usize, people: usize, runs: usize) {
                 state.apply_shared(event.clone());
             }
             let rate = events.len() as f64 / started.elapsed().as_secs_f64();
-            if active { rates.1.push(rate) } else { rates.0.push(rate) }
+            if active {
+                rates.1.push(rate)
+            } else {
+                rates.0.push(rate)
+            }
         }
     }
     let (none, gbm) = (median(rates.0), median(rates.1));

@@ -78,7 +78,11 @@ impl LoadedModel {
         }));
         match probe {
             Ok(result) => result?,
-            Err(_) => return Err("model: malformed (scoring a probe row failed); export it again".into()),
+            Err(_) => {
+                return Err(
+                    "model: malformed (scoring a probe row failed); export it again".into(),
+                );
+            }
         }
         let outputs = runtime.outputs(&spec.name);
         Ok(LoadedModel {

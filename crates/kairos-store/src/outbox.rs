@@ -424,12 +424,7 @@ impl Outbox {
             );
         }
         for message in messages {
-            self.write_message(&mut batch, message);
-            batch.insert(
-                &self.deliveries,
-                profile_key(&message.identifier, &message.id),
-                b"",
-            );
+            self.write_new_message(&mut batch, message);
         }
         batch.insert(&self.meta, CURSOR_KEY, cursor.to_be_bytes());
         batch.commit()?;
@@ -496,12 +491,7 @@ impl Outbox {
             batch.remove(&self.waits, deadline_key(wait));
         }
         for message in messages {
-            self.write_message(&mut batch, message);
-            batch.insert(
-                &self.deliveries,
-                profile_key(&message.identifier, &message.id),
-                b"",
-            );
+            self.write_new_message(&mut batch, message);
         }
         batch.commit()?;
         self.db.persist(PersistMode::SyncData)?;
@@ -593,6 +583,17 @@ impl Outbox {
         self.write_message(&mut batch, message);
         batch.commit()?;
         Ok(())
+    }
+
+    /// A new message about a person: the message and its entry in the
+    /// per-profile index.
+    fn write_new_message(&self, batch: &mut fjall::OwnedWriteBatch, message: &Message) {
+        self.write_message(batch, message);
+        batch.insert(
+            &self.deliveries,
+            profile_key(&message.identifier, &message.id),
+            b"",
+        );
     }
 
     fn write_message(&self, batch: &mut fjall::OwnedWriteBatch, message: &Message) {
