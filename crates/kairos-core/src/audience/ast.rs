@@ -195,6 +195,17 @@ pub enum ValueExpr {
         event: EventRef,
         window: Window,
     },
+    /// `trend sum revenue of "Order Completed" within 30d`: how the
+    /// aggregate over the last window compares with the window just before
+    /// it (a rate of change: spend trend, usage drop). Time alone moves it,
+    /// exactly: an event counts in "now" for one window, then in "before".
+    Trend {
+        measure: TrendMeasure,
+        function: Aggregate,
+        event: EventRef,
+        /// The length of each of the two windows.
+        seconds: u64,
+    },
     /// `case when <condition> then <value> ... else <value> end`: the value
     /// of the first branch whose condition holds (RFM scores, tiers).
     Case {
@@ -202,6 +213,28 @@ pub enum ValueExpr {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         otherwise: Option<Literal>,
     },
+}
+
+/// What a [`ValueExpr::Trend`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrendMeasure {
+    /// `trend`: (now − before) / before, a fraction (−0.5 = halved); no
+    /// value when "before" is 0 or has no value (no baseline to compare).
+    Relative,
+    /// `change`: now − before, in the aggregate's own unit.
+    Difference,
+}
+
+impl TrendMeasure {
+    /// The measure from the aggregates over the earlier and the last window.
+    pub fn of(self, before: Option<f64>, now: Option<f64>) -> Option<f64> {
+        let (before, now) = (before?, now?);
+        match self {
+            TrendMeasure::Relative => (before != 0.0).then(|| (now - before) / before.abs()),
+            TrendMeasure::Difference => Some(now - before),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

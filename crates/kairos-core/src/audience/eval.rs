@@ -170,6 +170,21 @@ pub fn value(
                 .into_iter()
                 .filter_map(|fact| property_value(&fact.properties, property)),
         ),
+        ValueExpr::Trend {
+            measure,
+            function,
+            event,
+            seconds: span,
+        } => {
+            let (last, before): (Vec<&EventFact>, Vec<&EventFact>) = events
+                .iter()
+                .filter(|fact| matches_event(event, fact))
+                .filter(|fact| fact.at > now - seconds(2 * span))
+                .partition(|fact| fact.at > now - seconds(*span));
+            measure
+                .of(aggregate(function, &before), aggregate(function, &last))
+                .map(number_value)
+        }
         ValueExpr::Case {
             branches,
             otherwise,

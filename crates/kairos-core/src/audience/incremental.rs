@@ -24,7 +24,7 @@ use super::eval::{
 };
 use super::leaves::{
     Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, later, merge_sorted,
-    next_change, record,
+    next_change, record, trend_halves,
 };
 pub use super::program::Program;
 use super::program::{Body, Compiled, IdMap};
@@ -610,6 +610,21 @@ pub(super) fn evaluate_value<'a>(
                     .iter()
                     .filter_map(|(_, value)| value.as_ref().filter(|value| !value.is_null())),
             )
+        }
+        ValueExpr::Trend {
+            measure,
+            function,
+            seconds,
+            ..
+        } => {
+            let stream = leaf_entries(leaves, state).map_or(&[][..], |entries| &entries.stream);
+            let (before, last) = trend_halves(stream, *seconds, now);
+            measure
+                .of(
+                    aggregate_entries(function, before),
+                    aggregate_entries(function, last),
+                )
+                .map(number_value)
         }
         ValueExpr::Case {
             branches,

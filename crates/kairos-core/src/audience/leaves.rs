@@ -24,6 +24,9 @@ pub(super) enum Leaf {
         keep: Keep,
         /// For recency: the threshold whose passing flips the condition.
         recency: Option<(Relation, u64)>,
+        /// For trends: the age (seconds) at which an entry moves from the
+        /// last window to the one before it, which changes the value too.
+        split: Option<u64>,
     },
     Sequence {
         first: EventRef,
@@ -134,6 +137,19 @@ pub(super) fn in_window_entries<'a>(
     }
 }
 
+/// A trend's two windows, from entries sorted by time: those of the
+/// `span` before the last one (older than `now - span`, within `2 * span`),
+/// then those of the last `span`.
+pub(super) fn trend_halves<T>(
+    stream: &[(Timestamp, T)],
+    span: u64,
+    now: Timestamp,
+) -> (&[(Timestamp, T)], &[(Timestamp, T)]) {
+    let start = stream.partition_point(|(at, _)| *at <= now - seconds(2 * span));
+    let stream = &stream[start..];
+    stream.split_at(stream.partition_point(|(at, _)| *at <= now - seconds(span)))
+}
+
 /// The aggregate over recorded values (the aggregated property's value of
 /// each matching event), as [`super::eval`] defines it.
 pub(super) fn aggregate_entries(
@@ -173,15 +189,21 @@ pub(super) fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) ->
     match leaf {
         Leaf::Stream {
             window: Window::Within { seconds: span },
+            split,
             ..
         } => {
-            // The oldest entry still in the window expires first.
-            let horizon = now - seconds(*span);
-            let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
-            entries
-                .stream
-                .get(first)
-                .map(|(at, _)| *at + seconds(*span))
+            // The oldest entry still younger than an age limit crosses it
+            // first: the window's span, and a trend's split.
+            let crossing = |age: u64| {
+                let horizon = now - seconds(age);
+                let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
+                entries.stream.get(first).map(|(at, _)| *at + seconds(age))
+            };
+            let expiry = crossing(*span);
+            match split.and_then(crossing) {
+                Some(moved) => Some(expiry.map_or(moved, |expiry| expiry.min(moved))),
+                None => expiry,
+            }
         }
         Leaf::Stream {
             recency: Some((relation, ago)),

@@ -270,7 +270,7 @@ impl Parser {
             Token::Word(word) => word.to_lowercase(),
             other => {
                 return Err(self.error(format!(
-                    "expected a value: count, sum, avg, min, max, distinct, first, last, most frequent or case, found {}",
+                    "expected a value: count, sum, avg, min, max, distinct, first, last, most frequent, trend, change or case, found {}",
                     other.describe()
                 )));
             }
@@ -324,12 +324,56 @@ impl Parser {
                 })
             }
             "case" => self.case(),
+            "trend" | "change" => self.trend(&word),
             other => {
                 self.position -= 1;
                 Err(self.error(format!(
-                    "`{other}` does not start a value; a computed trait starts with count, sum, avg, min, max, distinct, first, last, most frequent or case"
+                    "`{other}` does not start a value; a computed trait starts with count, sum, avg, min, max, distinct, first, last, most frequent, trend, change or case"
                 )))
             }
+        }
+    }
+
+    /// `trend <aggregate> within <duration>` / `change <aggregate> within
+    /// <duration>`: the aggregate over the last window against the one
+    /// before it.
+    fn trend(&mut self, word: &str) -> Result<ValueExpr, DefinitionError> {
+        let measure = if word == "trend" {
+            TrendMeasure::Relative
+        } else {
+            TrendMeasure::Difference
+        };
+        let function = match self.peek() {
+            Token::Word(next) if next.eq_ignore_ascii_case("count") => {
+                self.next();
+                Aggregate::Count
+            }
+            Token::Word(next)
+                if ["sum", "avg", "min", "max", "distinct"]
+                    .contains(&next.to_lowercase().as_str()) =>
+            {
+                let next = next.to_lowercase();
+                self.next();
+                self.aggregate_of(&next)?
+            }
+            other => {
+                return Err(self.error(format!(
+                    "`{word}` is followed by an aggregate (count, sum, avg, min, max, distinct), e.g. `{word} sum revenue of \"Order Completed\" within 30d`; found {}",
+                    other.describe()
+                )));
+            }
+        };
+        let event = self.event_ref()?;
+        match self.window()? {
+            Window::Within { seconds } => Ok(ValueExpr::Trend {
+                measure,
+                function,
+                event,
+                seconds,
+            }),
+            _ => Err(self.error(format!(
+                "`{word}` compares the last window with the one just before it: give a rolling window, e.g. `within 30d`"
+            ))),
         }
     }
 

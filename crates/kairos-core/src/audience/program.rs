@@ -202,6 +202,22 @@ impl Program {
                 event,
                 window,
             } => stream_leaf(event, window, Some(property.clone()), Keep::All),
+            ValueExpr::Trend {
+                function,
+                event,
+                seconds,
+                ..
+            } => Leaf::Stream {
+                event: event.clone(),
+                // Both windows: the last `seconds` and the `seconds` before.
+                window: Window::Within {
+                    seconds: 2 * seconds,
+                },
+                property: aggregated_property(function),
+                keep: Keep::All,
+                recency: None,
+                split: Some(*seconds),
+            },
         };
         self.push_leaf(leaf, compiled);
         Ok(())
@@ -263,6 +279,7 @@ impl Program {
                     Occurrence::Last => Keep::Latest,
                 },
                 recency: Some((*relation, *ago_seconds)),
+                split: None,
             },
             Expr::Sequence {
                 first,
@@ -377,6 +394,7 @@ fn stream_leaf(event: &EventRef, window: &Window, property: Option<String>, keep
         property,
         keep,
         recency: None,
+        split: None,
     }
 }
 

@@ -54,6 +54,33 @@ fn computed_trait_definitions_parse() {
 }
 
 #[test]
+fn trends_parse_and_explain_what_they_need() {
+    assert!(matches!(
+        parse_value("trend sum revenue of \"Order Completed\" within 30d").unwrap(),
+        ValueExpr::Trend { measure: TrendMeasure::Relative, function: Aggregate::Sum(p), seconds, .. }
+            if p == "revenue" && seconds == 30 * 86_400
+    ));
+    assert!(matches!(
+        parse_value("change count \"Login\" within 7d").unwrap(),
+        ValueExpr::Trend {
+            measure: TrendMeasure::Difference,
+            function: Aggregate::Count,
+            ..
+        }
+    ));
+    let error = parse_value("trend count \"Login\"").unwrap_err();
+    assert!(error.message.contains("rolling window"), "{error}");
+    let error = parse_value("trend \"Login\" within 7d").unwrap_err();
+    assert!(
+        error.message.contains("followed by an aggregate"),
+        "{error}"
+    );
+    assert_eq!(TrendMeasure::Relative.of(Some(4.0), Some(1.0)), Some(-0.75));
+    assert_eq!(TrendMeasure::Relative.of(Some(0.0), Some(3.0)), None);
+    assert_eq!(TrendMeasure::Difference.of(Some(0.0), Some(3.0)), Some(3.0));
+}
+
+#[test]
 fn the_two_examples_of_the_issue_parse_as_written_in_the_docs() {
     let support = parse(
         "count \"Support Contacted\" more than 3 times within 30d\n\
@@ -382,7 +409,18 @@ mod incremental_matches_from_scratch {
 
     fn value_definition(random: &mut Random, start: Timestamp, earlier: &Earlier) -> ValueExpr {
         let property = random.pick(&["v", "k"]).to_string();
-        match random.below(5) {
+        match random.below(6) {
+            5 => ValueExpr::Trend {
+                measure: random.pick(&[TrendMeasure::Relative, TrendMeasure::Difference]),
+                function: random.pick(&[
+                    Aggregate::Count,
+                    Aggregate::Sum("v".into()),
+                    Aggregate::Avg("v".into()),
+                    Aggregate::Distinct("k".into()),
+                ]),
+                event: event_ref(random),
+                seconds: (1 + random.below(3)) * UNIT,
+            },
             0 => ValueExpr::Aggregate {
                 function: random.pick(&[
                     Aggregate::Count,
