@@ -255,6 +255,22 @@ paths["/v1/models/{name}/score"] = admin("post", "Score explicit input rows with
         "rows": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "array", "items": {"type": ["number", "null"]}}},
         "version": {"type": "integer", "minimum": 1}}},
     params=[MODEL_NAME], extra={**NOT_FOUND, "400": problem("Rows of the wrong length")})
+ROW_SPEC_PROPERTIES = {
+    "features": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "label": {"type": "object", "required": ["event", "within"], "additionalProperties": False,
+              "properties": {"event": {"type": "string", "minLength": 1}, "within": {"type": "string", "pattern": "^[0-9]+[smhdw]$"}}},
+    "at": {"type": "array", "items": {"type": "string"}}}
+ROW_SPEC = {"type": "object", "required": ["features", "label"], "additionalProperties": False, "properties": ROW_SPEC_PROPERTIES}
+training_rows = admin("post", "Training rows from stored history: the features as serving computed them at each `at` event, and whether `label.event` followed within `label.within` (CSV; counts in Kairos-Rows, Kairos-Positive-Rows, Kairos-Censored-Rows) — docs/models.md",
+    {"type": "string"}, ROW_SPEC, extra={"400": problem("Unknown feature, a trait/computed feature (its past is not kept), or a bad duration")})
+training_rows["post"]["responses"]["200"] = {"description": "One row per moment: profile, at, the features, label (0/1)",
+                                             "content": {"text/csv": {"schema": {"type": "string"}}}}
+paths["/v1/training-rows"] = training_rows
+paths["/v1/models/{name}/train"] = admin("post", "Train Kairos' propensity model on training rows from stored history (every choice by cross-validation) and register it as a new version — docs/models.md",
+    {**MODEL, "properties": {**MODEL["properties"], "training": {"type": "object"}}},
+    {"type": "object", "required": ["features", "label"], "additionalProperties": False, "properties": {
+        **ROW_SPEC_PROPERTIES, "mode": {"type": "string", "enum": ["active", "shadow"]}, "search": {"type": "string", "enum": ["quick", "thorough"]}}},
+    status="201", params=[MODEL_NAME], extra={"400": problem("Invalid name, feature or duration"), "422": problem("Not enough history to train on")})
 for action, summary in [("promote", "Make this version the active one (the previous active version retires)"), ("retire", "Stop scoring with this version")]:
     paths[f"/v1/models/{{name}}/versions/{{version}}/{action}"] = admin("post", summary, MODEL,
         params=[MODEL_NAME, {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}], extra=NOT_FOUND)

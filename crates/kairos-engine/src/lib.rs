@@ -310,6 +310,13 @@ impl Engine {
         Ok(found)
     }
 
+    /// Every profile's event positions in log order, sorted by profile id.
+    pub async fn histories(&self) -> Result<Vec<(String, Vec<u64>)>, EngineStopped> {
+        let mut histories = self.read_all(ShardState::histories).await?;
+        histories.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+        Ok(histories)
+    }
+
     /// Every profile the probabilistic matcher can compare.
     pub async fn match_candidates(&self) -> Result<Vec<MatchCandidate>, EngineStopped> {
         let mut candidates = self.read_all(ShardState::match_candidates).await?;

@@ -539,6 +539,24 @@ impl ShardState {
 
     /// Profiles with enough traits to be matched, with the identifier that
     /// addresses each (its most trusted).
+    /// Every profile's events, as log positions in log order (the order
+    /// its features were fed): what training rows are rebuilt from.
+    pub fn histories(&self) -> Vec<(String, Vec<u64>)> {
+        self.profiles
+            .iter()
+            .map(|(id, entry)| {
+                let mut seqs: Vec<u64> = entry
+                    .profile
+                    .timeline
+                    .iter()
+                    .map(|entry| entry.seq)
+                    .collect();
+                seqs.sort_unstable();
+                (profile_key(*id), seqs)
+            })
+            .collect()
+    }
+
     pub fn match_candidates(&self) -> Vec<MatchCandidate> {
         let rules = &self.settings.rules;
         self.profiles

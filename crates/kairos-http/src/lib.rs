@@ -34,6 +34,7 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
+pub mod training;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -148,6 +149,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models/{name}", delete(models::delete_model))
         .route("/v1/models/{name}/score", post(models::score_rows))
+        .route("/v1/models/{name}/train", post(training::train_model))
+        .route("/v1/training-rows", post(training::training_rows))
         .route(
             "/v1/models/{name}/versions/{version}/promote",
             post(models::promote),

@@ -38,7 +38,7 @@ pub struct CreateModel {
     mode: Option<Mode>,
 }
 
-fn invalid(message: impl Into<String>) -> Problem {
+pub(crate) fn invalid(message: impl Into<String>) -> Problem {
     Problem::bad_request("model_invalid", message)
 }
 
@@ -72,16 +72,8 @@ pub async fn create_model(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateModel>,
 ) -> Result<Response, Problem> {
-    let name = body.name.trim();
-    if name.is_empty()
-        || name.len() > 100
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(invalid(
-            "a model's name is 1 to 100 letters, digits and `_` (audiences read it as `score purchase_propensity > 0.7`)",
-        ));
-    }
-    let mut spec = ModelSpec {
+    let name = checked_name(&body.name)?;
+    let spec = ModelSpec {
         name: name.to_string(),
         version: 0,
         format: body.format,
@@ -93,25 +85,47 @@ pub async fn create_model(
     if spec.mode == Mode::Retired {
         return Err(invalid("a new version is \"shadow\" or \"active\""));
     }
+    let answer = register(&state, spec)?;
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// A model's name: what audiences read (`score purchase_propensity > 0.7`).
+pub(crate) fn checked_name(name: &str) -> Result<&str, Problem> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 100
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(invalid(
+            "a model's name is 1 to 100 letters, digits and `_` (audiences read it as `score purchase_propensity > 0.7`)",
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks, stores and serves a new version of `spec.name` (its version
+/// number is assigned here); the answer describes it and its outputs.
+pub fn register(state: &AppState, mut spec: ModelSpec) -> Result<Value, Problem> {
+    let name = spec.name.clone();
     // Checked (loaded) before anything is stored.
     let loaded = LoadedModel::load(&spec).map_err(invalid)?;
     let outputs: Vec<String> = loaded
         .score_row(&vec![0.0; spec.inputs.len()])
         .map(|scores| scores.into_iter().map(|(name, _)| name).collect())
         .unwrap_or_default();
-    let record = state.store.models.add(name, |version| {
+    let record = state.store.models.add(&name, |version| {
         spec.version = version;
         serde_json::to_value(&spec).expect("a model spec serializes")
     })?;
     let spec: ModelSpec =
         serde_json::from_value(record).map_err(|error| Problem::internal("model record", error))?;
     if spec.mode == Mode::Active {
-        retire_others(&state, &spec.name, spec.version)?;
+        retire_others(state, &spec.name, spec.version)?;
     }
-    reload(&state);
+    reload(state);
     let mut answer = describe(&spec);
     answer["outputs"] = json!(outputs);
-    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+    Ok(answer)
 }
 
 /// Every other active version of `name` retires.

@@ -111,6 +111,90 @@ impl Gbm {
         node
     }
 
+    /// One model whose margin is the mean of the given models' margins
+    /// (seed bagging: models fitted on different subsamples average out
+    /// each other's noise). Trees are concatenated, leaves scaled by 1/k.
+    pub fn average(models: &[Gbm]) -> Gbm {
+        assert!(!models.is_empty(), "nothing to average");
+        let share = 1.0 / models.len() as f64;
+        let mut merged = Gbm {
+            feature_count: models[0].feature_count,
+            base_margin: models.iter().map(|model| model.base_margin).sum::<f64>() * share,
+            tree_roots: vec![],
+            feature: vec![],
+            threshold: vec![],
+            left: vec![],
+            right: vec![],
+            missing_left: vec![],
+            value: vec![],
+        };
+        for model in models {
+            assert_eq!(model.feature_count, merged.feature_count, "same features");
+            let offset = merged.feature.len() as u32;
+            merged
+                .tree_roots
+                .extend(model.tree_roots.iter().map(|root| root + offset));
+            merged.feature.extend(&model.feature);
+            merged.threshold.extend(&model.threshold);
+            merged
+                .left
+                .extend(model.left.iter().map(|child| child + offset));
+            merged
+                .right
+                .extend(model.right.iter().map(|child| child + offset));
+            merged.missing_left.extend(&model.missing_left);
+            merged
+                .value
+                .extend(model.value.iter().map(|value| value * share));
+        }
+        merged
+    }
+
+    /// Checks a model that came from outside (the model registry): every
+    /// column as long as the others, features in range, and every child
+    /// after its parent — so a walk from a root always ends at a leaf and
+    /// a hostile model cannot make scoring loop or read out of bounds.
+    pub fn check(&self) -> Result<(), String> {
+        let nodes = self.feature.len();
+        let columns = [
+            self.threshold.len(),
+            self.left.len(),
+            self.right.len(),
+            self.missing_left.len(),
+            self.value.len(),
+        ];
+        if columns.iter().any(|&length| length != nodes) {
+            return Err(format!(
+                "gbm: feature, threshold, left, right, missing_left and value must have one entry per node ({nodes} nodes; found {columns:?})"
+            ));
+        }
+        if let Some(root) = self.tree_roots.iter().find(|&&root| root as usize >= nodes) {
+            return Err(format!("gbm: tree root {root} is not a node (0..{nodes})"));
+        }
+        for node in 0..nodes {
+            if self.feature[node] == LEAF {
+                continue;
+            }
+            if self.feature[node] as usize >= self.feature_count {
+                return Err(format!(
+                    "gbm: node {node} splits on feature {} of {}",
+                    self.feature[node], self.feature_count
+                ));
+            }
+            for child in [self.left[node], self.right[node]] {
+                if child as usize <= node || child as usize >= nodes {
+                    return Err(format!(
+                        "gbm: node {node} has child {child}; children must come after their parent and be nodes"
+                    ));
+                }
+            }
+        }
+        if !self.base_margin.is_finite() || self.value.iter().any(|value| !value.is_finite()) {
+            return Err("gbm: base_margin and leaf values must be finite numbers".into());
+        }
+        Ok(())
+    }
+
     /// Keeps the first `tree_count` trees (cross-validation picks the count).
     pub fn truncate(&mut self, tree_count: usize) {
         if tree_count >= self.tree_roots.len() {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gbm::{Gbm, GbmParams};
-use crate::metrics::best_f1_threshold;
+use crate::metrics::{best_f1_threshold, roc_auc};
 use crate::rng::stratified_folds;
 
 /// A servable propensity model: probability from the trees, yes/no from the threshold.
@@ -41,6 +41,45 @@ pub struct TrainingChoices {
     pub candidates: Vec<CandidateScore>,
     pub chosen: usize,
     pub cv_f1_at_threshold: f64,
+    /// ROC AUC of the chosen setting's out-of-fold probabilities.
+    pub cv_auc: f64,
+    /// Fits averaged into the final model.
+    pub seeds: u64,
+}
+
+/// How hard training searches.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub folds: usize,
+    pub candidates: Vec<GbmParams>,
+    pub seeds: u64,
+}
+
+impl Search {
+    /// Every candidate setting, 5 folds, 5 averaged fits: the evaluation runs.
+    pub fn thorough() -> Search {
+        Search {
+            folds: 5,
+            candidates: candidate_params(),
+            seeds: FINAL_SEEDS,
+        }
+    }
+
+    /// One mid-sized setting, 3 folds, one fit: seconds, for retraining
+    /// often on live data.
+    pub fn quick() -> Search {
+        Search {
+            folds: 3,
+            candidates: vec![GbmParams {
+                trees: 300,
+                learning_rate: 0.05,
+                max_depth: 3,
+                max_leaves: 8,
+                ..candidate_params().remove(0)
+            }],
+            seeds: 1,
+        }
+    }
 }
 
 /// The settings tried: all shrunk hard (many small steps generalize better
@@ -138,19 +177,23 @@ pub fn split_fold(rows: &[Vec<f64>], labels: &[bool], folds: &[usize], fold: usi
     (train_rows, train_labels, held_rows, held_labels)
 }
 
+/// Fits averaged into the final model (seed bagging).
+pub const FINAL_SEEDS: u64 = 5;
+
 /// Picks settings, tree count and threshold by cross-validation, then fits
 /// the final model on all training rows.
 pub fn train(
     rows: &[Vec<f64>],
     labels: &[bool],
     feature_names: Vec<String>,
-    fold_count: usize,
+    search: &Search,
     progress: &mut dyn FnMut(&str),
 ) -> (PropensityModel, TrainingChoices) {
+    let fold_count = search.folds;
     let folds = stratified_folds(labels, fold_count, 7);
     let mut candidates = Vec::new();
     let mut best: Option<(usize, Vec<f64>)> = None;
-    for (index, params) in candidate_params().into_iter().enumerate() {
+    for (index, params) in search.candidates.iter().cloned().enumerate() {
         let (best_trees, cv_log_loss, out_of_fold) =
             cross_validate(rows, labels, &params, &folds, fold_count);
         progress(&format!(
@@ -176,7 +219,18 @@ pub fn train(
         trees: chosen_score.best_trees,
         ..chosen_score.params.clone()
     };
-    let gbm = Gbm::fit(rows, labels, &final_params);
+    // The final model averages fits on different subsamples (seeds): the
+    // same settings, less of any one subsample's noise.
+    let fits: Vec<Gbm> = (0..search.seeds)
+        .map(|index| {
+            let params = GbmParams {
+                seed: final_params.seed + index,
+                ..final_params.clone()
+            };
+            Gbm::fit(rows, labels, &params)
+        })
+        .collect();
+    let gbm = Gbm::average(&fits);
     let model = PropensityModel {
         feature_names,
         gbm,
@@ -187,6 +241,8 @@ pub fn train(
         candidates,
         chosen,
         cv_f1_at_threshold: cv_f1,
+        cv_auc: roc_auc(labels, &out_of_fold).unwrap_or(f64::NAN),
+        seeds: search.seeds,
     };
     (model, choices)
 }

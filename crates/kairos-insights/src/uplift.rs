@@ -59,6 +59,12 @@ impl Approach {
         Approach::SoloModelGbm,
     ];
 
+    /// Inputs its models read beyond the person's features (the one-model
+    /// learner also reads the treatment flag).
+    pub fn extra_inputs(self) -> usize {
+        usize::from(self == Approach::SoloModelGbm)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Approach::TwoModelLogistic => "two-model, logistic",

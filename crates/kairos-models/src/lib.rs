@@ -8,9 +8,13 @@
 //! read by audiences, journeys and decisions), `shadow` (scored and shown
 //! under `shadow_scores`, acted on by nothing: to compare before
 //! promoting) or `retired`.
+//!
+//! [`training`] builds training rows from stored history through the same
+//! feature code, so a model trained on them reads what serving computes.
 
 pub mod features;
 pub mod runtime;
+pub mod training;
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@ use kairos_insights::bgnbd::{BgNbdParams, expected_purchases, probability_alive}
 use kairos_insights::gbm::Gbm;
 use kairos_insights::logistic::Logistic;
 use kairos_insights::propensity::PropensityModel;
-use kairos_insights::uplift::UpliftModel;
+use kairos_insights::uplift::{Scorer, UpliftModel};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -101,10 +101,26 @@ impl Runtime {
             }
         };
         let runtime = match format {
-            "gbm" => Runtime::Gbm(parse(json("gbm")?, "gbm")?),
+            "gbm" => {
+                let model: Gbm = parse(json("gbm")?, "gbm")?;
+                check_trees(&model, input_count)?;
+                Runtime::Gbm(model)
+            }
             "logistic" => Runtime::Logistic(parse(json("logistic")?, "logistic")?),
-            "propensity" => Runtime::Propensity(parse(json("propensity")?, "propensity")?),
-            "uplift" => Runtime::Uplift(parse(json("uplift")?, "uplift")?),
+            "propensity" => {
+                let model: PropensityModel = parse(json("propensity")?, "propensity")?;
+                check_trees(&model.gbm, input_count)?;
+                Runtime::Propensity(model)
+            }
+            "uplift" => {
+                let model: UpliftModel = parse(json("uplift")?, "uplift")?;
+                for scorer in [&model.control, &model.treated_or_transformed] {
+                    if let Scorer::Gbm(trees) = scorer {
+                        check_trees(trees, input_count + model.approach.extra_inputs())?;
+                    }
+                }
+                Runtime::Uplift(model)
+            }
             "bgnbd" => {
                 let spec: BgNbdSpec = parse(json("bgnbd")?, "bgnbd")?;
                 if input_count != 3 {
@@ -176,6 +192,19 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// A tree model from outside must be well formed (it is walked on every
+/// event) and read as many inputs as the model spec maps.
+fn check_trees(model: &Gbm, input_count: usize) -> Result<(), String> {
+    model.check()?;
+    if model.feature_count != input_count {
+        return Err(format!(
+            "the trees read {} features but the spec maps {input_count} inputs",
+            model.feature_count
+        ));
+    }
+    Ok(())
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T, String> {

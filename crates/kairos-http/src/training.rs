@@ -1,0 +1,178 @@
+//! Training on Kairos' own data (docs/models.md, "Training on your data"):
+//!
+//! - `POST /v1/training-rows` `{"features": [...], "label": {"event",
+//!   "within"}, "at": [...]}` → CSV, one row per moment a model would have
+//!   scored, with the features as serving computed them then
+//!   (`kairos_models::training`) and whether the label event followed;
+//! - `POST /v1/models/{name}/train` — the same request, plus `"mode"` and
+//!   `"search"` (`"quick"` | `"thorough"`): Kairos' propensity trainer on
+//!   those rows, every choice by cross-validation, and the result registered
+//!   as a new version of `name` (shadow unless `"mode": "active"`), reading
+//!   the same feature names, so it scores live events at once.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kairos_insights::propensity::{self, Search};
+use kairos_models::training::{LabelSpec, RowPlan, RowSpec, Rows};
+use kairos_models::{Mode, ModelSpec};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::admin::JsonBody;
+use crate::auth::Admin;
+use crate::models::{checked_name, invalid, register};
+use crate::problem::Problem;
+use crate::profiles::engine_problem;
+
+/// Fewest rows, and of each label, a model is trained on.
+const ROWS_MIN: usize = 50;
+const CLASS_MIN: usize = 5;
+
+/// `POST /v1/training-rows`
+pub async fn training_rows(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(spec): JsonBody<RowSpec>,
+) -> Result<Response, Problem> {
+    let plan = RowPlan::new(spec).map_err(invalid)?;
+    let rows = build_rows(&state, &plan).await?;
+    let mut response = rows.to_csv(&plan.names).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    for (name, count) in [
+        ("kairos-rows", rows.rows.len()),
+        ("kairos-positive-rows", rows.positives()),
+        ("kairos-censored-rows", rows.censored),
+    ] {
+        headers.insert(name, HeaderValue::from(count));
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRequest {
+    features: Vec<String>,
+    label: LabelSpec,
+    #[serde(default)]
+    at: Option<Vec<String>>,
+    mode: Option<Mode>,
+    #[serde(default)]
+    search: SearchName,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum SearchName {
+    #[default]
+    Quick,
+    Thorough,
+}
+
+/// `POST /v1/models/{name}/train`
+pub async fn train_model(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<TrainRequest>,
+) -> Result<Response, Problem> {
+    let name = checked_name(&name)?.to_string();
+    let mode = request.mode.unwrap_or(Mode::Shadow);
+    if mode == Mode::Retired {
+        return Err(invalid("mode: a new version is \"shadow\" or \"active\""));
+    }
+    let plan = RowPlan::new(RowSpec {
+        features: request.features,
+        label: request.label,
+        at: request.at,
+    })
+    .map_err(invalid)?;
+    let rows = build_rows(&state, &plan).await?;
+    let positives = rows.positives();
+    let negatives = rows.rows.len() - positives;
+    if rows.rows.len() < ROWS_MIN || positives < CLASS_MIN || negatives < CLASS_MIN {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_enough_history",
+            "Not enough history to train on",
+            format!(
+                "the stored events give {} rows ({positives} where the label followed, {negatives} where it did not, {} still within their horizon); training needs at least {ROWS_MIN} rows and {CLASS_MIN} of each label — send more events, or widen `at` / `label.within`",
+                rows.rows.len(),
+                rows.censored
+            ),
+        ));
+    }
+    let search = match request.search {
+        SearchName::Quick => Search::quick(),
+        SearchName::Thorough => Search::thorough(),
+    };
+    let names = plan.names.clone();
+    let censored = rows.censored;
+    let (model, choices, row_count) = tokio::task::spawn_blocking(move || {
+        let labels: Vec<bool> = rows.rows.iter().map(|row| row.label).collect();
+        let values: Vec<Vec<f64>> = rows.rows.into_iter().map(|row| row.values).collect();
+        let (model, choices) = propensity::train(&values, &labels, names, &search, &mut |_| {});
+        (model, choices, labels.len())
+    })
+    .await
+    .map_err(|error| Problem::internal("training", error))?;
+    let chosen = &choices.candidates[choices.chosen];
+    let training = json!({
+        "rows": row_count, "positive_rows": positives, "censored_rows": censored,
+        "folds": choices.folds, "cv_auc": finite(choices.cv_auc),
+        "cv_f1": finite(choices.cv_f1_at_threshold), "threshold": model.threshold,
+        "trees": chosen.best_trees, "max_depth": chosen.params.max_depth,
+        "averaged_fits": choices.seeds,
+    });
+    let spec = ModelSpec {
+        name,
+        version: 0,
+        format: "propensity".into(),
+        inputs: plan.names.clone(),
+        mode,
+        created_at: jiff::Timestamp::now(),
+        model: serde_json::to_value(&model).expect("a model serializes"),
+    };
+    let mut answer = register(&state, spec)?;
+    answer["training"] = training;
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+fn finite(value: f64) -> serde_json::Value {
+    if value.is_finite() {
+        json!(value)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+/// Every profile's stored events through the plan, up to the engine's
+/// clock (rows whose horizon has not passed are counted, not kept).
+async fn build_rows(state: &AppState, plan: &RowPlan) -> Result<Rows, Problem> {
+    let histories = state.engine.histories().await.map_err(engine_problem)?;
+    let now = state.engine.now();
+    let store = state.store.clone();
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || -> Result<Rows, Problem> {
+        let mut rows = Rows::default();
+        let mut events = Vec::new();
+        for (profile, seqs) in histories {
+            events.clear();
+            for seq in seqs {
+                // Events removed by retention or erasure are simply gone.
+                if let Some(stored) = store.log.get(seq)? {
+                    events.push(stored.decode()?);
+                }
+            }
+            rows.add_person(&plan, &profile, &events, now);
+        }
+        Ok(rows)
+    })
+    .await
+    .map_err(|error| Problem::internal("building training rows", error))?
+}
