@@ -43,6 +43,8 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Print the `POST /v1/models` body of the benchmark's 300-tree model.
+    ModelSpec,
     /// Serve the bare-handler ceiling.
     Bare {
         #[arg(long, default_value = "127.0.0.1:18181")]
@@ -117,6 +119,7 @@ fn main() {
             people,
             runs,
         } => models::run(events, people, runs),
+        Command::ModelSpec => models::print_spec(),
         Command::Audiences {
             definitions,
             computed,

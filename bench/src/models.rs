@@ -62,10 +62,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-pub fn run(count: usize, people: usize, runs: usize) {
+/// The benchmark's 300-tree model (depth ≤ 6) on the synthetic rows.
+fn gbm_300() -> Gbm {
     let (rows, labels) = training_rows();
-    let started = Instant::now();
-    let gbm = Gbm::fit(
+    Gbm::fit(
         &rows,
         &labels,
         &GbmParams {
@@ -73,7 +73,24 @@ pub fn run(count: usize, people: usize, runs: usize) {
             max_depth: 6,
             ..GbmParams::default()
         },
+    )
+}
+
+/// Prints the `POST /v1/models` body of the 300-tree model, active, for
+/// the HTTP benchmark (`bench/ingest-models.sh`).
+pub fn print_spec() {
+    let spec = spec("gbm_300", "gbm", json!(gbm_300()));
+    println!(
+        "{}",
+        json!({"name": spec.name, "format": spec.format, "inputs": spec.inputs,
+               "mode": "active", "model": spec.model})
     );
+}
+
+pub fn run(count: usize, people: usize, runs: usize) {
+    let (rows, labels) = training_rows();
+    let started = Instant::now();
+    let gbm = gbm_300();
     println!(
         "trained 300 trees in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub log_fsync_seconds: Histogram,
     pub log_group_requests: Histogram,
     pub ingest_queue_depth: Gauge,
+    pub log_committed_seq: Gauge,
+    pub engine_applied_seq: Gauge,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -50,6 +52,8 @@ impl Metrics {
             log_fsync_seconds: seconds_histogram(),
             log_group_requests: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             ingest_queue_depth: Gauge::default(),
+            log_committed_seq: Gauge::default(),
+            engine_applied_seq: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +125,16 @@ impl Metrics {
             "kairos_ingest_queue_depth",
             "Requests waiting for the log writer",
             metrics.ingest_queue_depth.clone(),
+        );
+        registry.register(
+            "kairos_log_committed_seq",
+            "Log position of the latest durable event",
+            metrics.log_committed_seq.clone(),
+        );
+        registry.register(
+            "kairos_engine_applied_seq",
+            "Log position the engine has applied (profiles, features, scores, audiences); the lag is committed - applied",
+            metrics.engine_applied_seq.clone(),
         );
         Metrics {
             registry,

@@ -39,6 +39,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .ingest_queue_depth
         .set(state.store.writer.queue_depth() as i64);
+    let metrics = &state.metrics;
+    metrics
+        .log_committed_seq
+        .set(state.store.writer.committed_seq() as i64);
+    metrics
+        .engine_applied_seq
+        .set(state.engine.applied_seq() as i64);
     (
         [(
             header::CONTENT_TYPE,
