@@ -12,6 +12,7 @@
 
 use jiff::Timestamp;
 use kairos_core::{Event, EventType};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Inactivity that ends a session.
@@ -107,6 +108,56 @@ pub const CATALOG: &[(&str, &str)] = &[
     ),
 ];
 
+/// Track events whose properties feed features; other events' properties
+/// are not parsed at all.
+const TRACKED: [&str; 3] = ["Product Viewed", "Product Added", "Order Completed"];
+
+/// The properties features read. Deserializing only these (serde skips
+/// the rest without building values) costs a fraction of a full map.
+#[derive(Debug, Default, Deserialize)]
+struct FeatureProperties {
+    page_type: Option<Value>,
+    bounce_rate: Option<Value>,
+    exit_rate: Option<Value>,
+    page_value: Option<Value>,
+    special_day: Option<Value>,
+    product_id: Option<Value>,
+    category: Option<Value>,
+    revenue: Option<Value>,
+    total: Option<Value>,
+}
+
+impl FeatureProperties {
+    fn of(event: &Event) -> FeatureProperties {
+        event
+            .field("properties")
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `context.device.type` is mobile or tablet; contexts without a device
+/// (most server-side calls) are not parsed.
+fn is_mobile(context: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Context {
+        device: Option<Device>,
+    }
+    #[derive(Deserialize)]
+    struct Device {
+        #[serde(rename = "type")]
+        kind: Option<Value>,
+    }
+    if !context.contains("\"device\"") {
+        return false;
+    }
+    serde_json::from_str::<Context>(context)
+        .ok()
+        .and_then(|context| context.device?.kind)
+        .and_then(|kind| kind.as_str().map(str::to_lowercase))
+        .is_some_and(|kind| kind == "mobile" || kind == "tablet")
+}
+
 /// A feature resolved once, when a model is loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feature {
@@ -191,10 +242,16 @@ impl FeatureState {
         self.session_events += 1;
         self.mobile = event
             .field("context")
-            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-            .and_then(|context| context["device"]["type"].as_str().map(str::to_lowercase))
-            .is_some_and(|kind| kind == "mobile" || kind == "tablet");
-        let properties = event.properties();
+            .is_some_and(|raw| is_mobile(raw.get()));
+        let reads_properties = match (event.event_type, event.event.as_deref()) {
+            (EventType::Page | EventType::Screen, _) => true,
+            (EventType::Track, Some(name)) => TRACKED.contains(&name),
+            _ => false,
+        };
+        if !reads_properties {
+            return;
+        }
+        let properties = FeatureProperties::of(event);
         match (event.event_type, event.event.as_deref()) {
             (EventType::Page | EventType::Screen, _) => self.page(&properties),
             (EventType::Track, Some("Product Viewed")) => {
@@ -229,9 +286,9 @@ impl FeatureState {
         *self = kept;
     }
 
-    fn page(&mut self, properties: &Map<String, Value>) {
+    fn page(&mut self, properties: &FeatureProperties) {
         self.page_views += 1;
-        let kind = match properties.get("page_type").and_then(Value::as_str) {
+        let kind = match properties.page_type.as_ref().and_then(Value::as_str) {
             Some("administrative" | "account" | "login" | "checkout" | "cart") => Some(0),
             Some("informational" | "help" | "about" | "faq" | "blog") => Some(1),
             Some("product_related" | "product" | "category" | "search") => Some(2),
@@ -241,22 +298,22 @@ impl FeatureState {
             self.pages[kind] += 1;
         }
         self.open_page = kind;
-        let mean = |name: &str, slot: &mut (f64, u32)| {
-            if let Some(value) = properties.get(name).and_then(Value::as_f64) {
+        let mean = |value: &Option<Value>, slot: &mut (f64, u32)| {
+            if let Some(value) = value.as_ref().and_then(Value::as_f64) {
                 slot.0 += value;
                 slot.1 += 1;
             }
         };
-        mean("bounce_rate", &mut self.bounce);
-        mean("exit_rate", &mut self.exit);
-        mean("page_value", &mut self.page_value);
-        if let Some(day) = properties.get("special_day").and_then(Value::as_f64) {
+        mean(&properties.bounce_rate, &mut self.bounce);
+        mean(&properties.exit_rate, &mut self.exit);
+        mean(&properties.page_value, &mut self.page_value);
+        if let Some(day) = properties.special_day.as_ref().and_then(Value::as_f64) {
             self.special_day = day;
         }
         self.remember(properties);
     }
 
-    fn remember(&mut self, properties: &Map<String, Value>) {
+    fn remember(&mut self, properties: &FeatureProperties) {
         let note = |set: &mut Vec<u64>, value: Option<&Value>| {
             if let Some(value) = value.filter(|value| !value.is_null()) {
                 let hash = fnv(value.to_string().as_bytes());
@@ -265,15 +322,16 @@ impl FeatureState {
                 }
             }
         };
-        note(&mut self.products, properties.get("product_id"));
-        note(&mut self.categories, properties.get("category"));
+        note(&mut self.products, properties.product_id.as_ref());
+        note(&mut self.categories, properties.category.as_ref());
     }
 
-    fn order(&mut self, at: i64, properties: &Map<String, Value>) {
+    fn order(&mut self, at: i64, properties: &FeatureProperties) {
         self.orders += 1;
         self.revenue += properties
-            .get("revenue")
-            .or_else(|| properties.get("total"))
+            .revenue
+            .as_ref()
+            .or(properties.total.as_ref())
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
         let day = at.div_euclid(86_400);
