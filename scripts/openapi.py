@@ -266,10 +266,12 @@ training_rows = admin("post", "Training rows from stored history: the features a
 training_rows["post"]["responses"]["200"] = {"description": "One row per moment: profile, at, the features, label (0/1)",
                                              "content": {"text/csv": {"schema": {"type": "string"}}}}
 paths["/v1/training-rows"] = training_rows
-paths["/v1/models/{name}/train"] = admin("post", "Train Kairos' propensity model on training rows from stored history (every choice by cross-validation) and register it as a new version — docs/models.md",
+paths["/v1/models/{name}/train"] = admin("post", "Train on stored history and register a new version: propensity (features + label; every choice by cross-validation) or churn (BG/NBD over every person's orders) — docs/models.md",
     {**MODEL, "properties": {**MODEL["properties"], "training": {"type": "object"}}},
-    {"type": "object", "required": ["features", "label"], "additionalProperties": False, "properties": {
-        **ROW_SPEC_PROPERTIES, "mode": {"type": "string", "enum": ["active", "shadow"]}, "search": {"type": "string", "enum": ["quick", "thorough"]}}},
+    {"type": "object", "additionalProperties": False, "properties": {
+        "insight": {"type": "string", "enum": ["propensity", "churn"]},
+        **ROW_SPEC_PROPERTIES, "mode": {"type": "string", "enum": ["active", "shadow"]}, "search": {"type": "string", "enum": ["quick", "thorough"]},
+        "horizon_weeks": {"type": "number", "exclusiveMinimum": 0, "maximum": 520}}},
     status="201", params=[MODEL_NAME], extra={"400": problem("Invalid name, feature or duration"), "422": problem("Not enough history to train on")})
 for action, summary in [("promote", "Make this version the active one (the previous active version retires)"), ("retire", "Stop scoring with this version")]:
     paths[f"/v1/models/{{name}}/versions/{{version}}/{action}"] = admin("post", summary, MODEL,

@@ -100,6 +100,8 @@ pub struct ShardState {
     /// from the log's own announcements or the memberships before new
     /// definitions; reconciled by [`ShardOp::GoLive`].
     baseline: Option<Baseline>,
+    /// The day (since the epoch) time-dependent scores were last aged to.
+    aged_day: i64,
 }
 
 impl ShardState {
@@ -110,6 +112,7 @@ impl ShardState {
             audiences: AudienceEngine::new(program),
             announcer: None,
             baseline: None,
+            aged_day: i64::MIN,
         }
     }
 
@@ -125,6 +128,36 @@ impl ShardState {
     pub fn advance(&mut self, now: Timestamp) {
         let changes = self.audiences.advance(now);
         self.announce(changes);
+        self.age_scores(now);
+    }
+
+    /// Scores that time alone changes (P(alive) falls while nobody buys)
+    /// are re-scored when a new day starts — the unit their features count
+    /// in — so audiences and triggers on them move with time, not only
+    /// with events.
+    fn age_scores(&mut self, now: Timestamp) {
+        let day = now.as_second().div_euclid(86_400);
+        if day <= self.aged_day {
+            return;
+        }
+        self.aged_day = day;
+        if !self.models().reads_time() {
+            return;
+        }
+        let profiles: Vec<ProfileId> = self.profiles.keys().copied().collect();
+        for profile in profiles {
+            if self.score(profile, now) {
+                self.set_audience_facts(profile, now);
+            }
+        }
+    }
+
+    fn models(&self) -> Arc<kairos_models::ModelSet> {
+        self.settings
+            .models
+            .read()
+            .map(|models| models.clone())
+            .unwrap_or_default()
     }
 
     /// Sends changes to the announcer when live.
@@ -308,18 +341,18 @@ impl ShardState {
         self.announce(changes);
     }
 
-    /// Recomputes the person's scores with the served models; whether
-    /// the active ones changed.
-    fn score(&mut self, profile: ProfileId) -> bool {
-        let models = self
-            .settings
-            .models
-            .read()
-            .map(|models| models.clone())
-            .unwrap_or_default();
+    /// Recomputes the person's scores with the served models (features
+    /// that time changes measured to `now`'s day); whether the active ones
+    /// changed.
+    fn score(&mut self, profile: ProfileId, now: Timestamp) -> bool {
+        let models = self.models();
         let Some(entry) = self.profiles.get_mut(&profile) else {
             return false;
         };
+        if models.reads_time() {
+            // Replayed (or late) events are scored as of today.
+            entry.features.age_to(now);
+        }
         if models.is_empty() {
             let had = !entry.scores.active.is_empty();
             entry.scores = Default::default();
@@ -368,7 +401,7 @@ impl ShardState {
                     .is_some_and(|announcer| announcer.source_id == event.source_id);
                 let rescored = !announcement && {
                     entry.features.observe(&event);
-                    self.score(profile)
+                    self.score(profile, now)
                 };
                 if self.baseline.is_some() {
                     self.note_announcement(profile, &event);

@@ -8,14 +8,18 @@
 //!   `"search"` (`"quick"` | `"thorough"`): Kairos' propensity trainer on
 //!   those rows, every choice by cross-validation, and the result registered
 //!   as a new version of `name` (shadow unless `"mode": "active"`), reading
-//!   the same feature names, so it scores live events at once.
+//!   the same feature names, so it scores live events at once;
+//!   `"insight": "churn"` instead fits BG/NBD to every person's orders up
+//!   to the engine's clock (P(alive) and expected purchases per profile).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kairos_core::Event;
+use kairos_insights::bgnbd::{self, CustomerSummary};
 use kairos_insights::propensity::{self, Search};
 use kairos_models::training::{LabelSpec, RowPlan, RowSpec, Rows};
-use kairos_models::{Mode, ModelSpec};
+use kairos_models::{FeatureState, Mode, ModelSpec};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -57,13 +61,28 @@ pub async fn training_rows(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
-    features: Vec<String>,
-    label: LabelSpec,
+    #[serde(default)]
+    insight: Insight,
+    features: Option<Vec<String>>,
+    label: Option<LabelSpec>,
     #[serde(default)]
     at: Option<Vec<String>>,
     mode: Option<Mode>,
     #[serde(default)]
     search: SearchName,
+    /// Churn: the weeks `<name>_expected` looks ahead.
+    horizon_weeks: Option<f64>,
+}
+
+/// What is trained.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum Insight {
+    /// Will this moment lead to the label event? (features + label)
+    #[default]
+    Propensity,
+    /// BG/NBD over every person's orders: P(alive), expected purchases.
+    Churn,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -86,9 +105,29 @@ pub async fn train_model(
     if mode == Mode::Retired {
         return Err(invalid("mode: a new version is \"shadow\" or \"active\""));
     }
+    match request.insight {
+        Insight::Propensity => train_propensity(state, name, mode, request).await,
+        Insight::Churn => train_churn(state, name, mode, request).await,
+    }
+}
+
+async fn train_propensity(
+    state: AppState,
+    name: String,
+    mode: Mode,
+    request: TrainRequest,
+) -> Result<Response, Problem> {
+    let (Some(features), Some(label)) = (request.features, request.label) else {
+        return Err(invalid(
+            "a propensity model needs `features` (e.g. [\"session.product_views\"]) and `label` ({\"event\": \"Order Completed\", \"within\": \"30m\"})",
+        ));
+    };
+    if request.horizon_weeks.is_some() {
+        return Err(invalid("horizon_weeks: only for \"insight\": \"churn\""));
+    }
     let plan = RowPlan::new(RowSpec {
-        features: request.features,
-        label: request.label,
+        features,
+        label,
         at: request.at,
     })
     .map_err(invalid)?;
@@ -143,6 +182,73 @@ pub async fn train_model(
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
 
+/// BG/NBD fitted to every person's orders up to the engine's clock (the
+/// calibration end), from the same stream features that serve it.
+async fn train_churn(
+    state: AppState,
+    name: String,
+    mode: Mode,
+    request: TrainRequest,
+) -> Result<Response, Problem> {
+    if request.features.is_some() || request.label.is_some() || request.at.is_some() {
+        return Err(invalid(
+            "churn reads every person's orders (Order Completed); it takes no `features`, `label` or `at`",
+        ));
+    }
+    let horizon_weeks = request.horizon_weeks.unwrap_or(13.0);
+    if !(horizon_weeks > 0.0 && horizon_weeks <= 520.0) {
+        return Err(invalid(
+            "horizon_weeks: the weeks expected purchases look ahead, above 0 and at most 520",
+        ));
+    }
+    let summaries = purchase_summaries(&state).await?;
+    let repeaters = summaries
+        .iter()
+        .filter(|summary| summary.frequency > 0.0)
+        .count();
+    if summaries.len() < ROWS_MIN || repeaters < CLASS_MIN {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_enough_history",
+            "Not enough history to train on",
+            format!(
+                "{} people have ordered ({repeaters} more than once); BG/NBD needs at least {ROWS_MIN} customers and {CLASS_MIN} repeat buyers — send more Order Completed events",
+                summaries.len()
+            ),
+        ));
+    }
+    let customers = summaries.len();
+    let (params, log_likelihood) = tokio::task::spawn_blocking(move || {
+        let params = bgnbd::fit(&summaries);
+        (params, bgnbd::log_likelihood(&params, &summaries))
+    })
+    .await
+    .map_err(|error| Problem::internal("training", error))?;
+    let spec = ModelSpec {
+        name,
+        version: 0,
+        format: "bgnbd".into(),
+        inputs: [
+            "profile.repeat_order_days",
+            "profile.order_recency_weeks",
+            "profile.order_age_weeks",
+        ]
+        .map(String::from)
+        .to_vec(),
+        mode,
+        created_at: jiff::Timestamp::now(),
+        model: json!({"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b,
+                      "horizon_weeks": horizon_weeks}),
+    };
+    let mut answer = register(&state, spec)?;
+    answer["training"] = json!({
+        "customers": customers, "repeat_customers": repeaters,
+        "calibration_end": state.engine.now(), "r": params.r, "alpha": params.alpha,
+        "a": params.a, "b": params.b, "log_likelihood": finite(log_likelihood),
+    });
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
 fn finite(value: f64) -> serde_json::Value {
     if value.is_finite() {
         json!(value)
@@ -151,15 +257,40 @@ fn finite(value: f64) -> serde_json::Value {
     }
 }
 
+/// Each person who has ordered: BG/NBD's statistics as of the engine's clock.
+async fn purchase_summaries(state: &AppState) -> Result<Vec<CustomerSummary>, Problem> {
+    let now = state.engine.now();
+    over_histories(state, Vec::new(), move |summaries, _, events| {
+        let mut features = FeatureState::default();
+        for event in events {
+            features.observe(event);
+        }
+        summaries.extend(features.purchase_summary(now));
+    })
+    .await
+}
+
 /// Every profile's stored events through the plan, up to the engine's
 /// clock (rows whose horizon has not passed are counted, not kept).
 async fn build_rows(state: &AppState, plan: &RowPlan) -> Result<Rows, Problem> {
-    let histories = state.engine.histories().await.map_err(engine_problem)?;
     let now = state.engine.now();
-    let store = state.store.clone();
     let plan = plan.clone();
-    tokio::task::spawn_blocking(move || -> Result<Rows, Problem> {
-        let mut rows = Rows::default();
+    over_histories(state, Rows::default(), move |rows, profile, events| {
+        rows.add_person(&plan, profile, events, now);
+    })
+    .await
+}
+
+/// Folds `visit` over every profile's stored events, in log order, off
+/// the async threads.
+async fn over_histories<T: Send + 'static>(
+    state: &AppState,
+    mut folded: T,
+    visit: impl Fn(&mut T, &str, &[Event]) + Send + 'static,
+) -> Result<T, Problem> {
+    let histories = state.engine.histories().await.map_err(engine_problem)?;
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || -> Result<T, Problem> {
         let mut events = Vec::new();
         for (profile, seqs) in histories {
             events.clear();
@@ -169,10 +300,10 @@ async fn build_rows(state: &AppState, plan: &RowPlan) -> Result<Rows, Problem> {
                     events.push(stored.decode()?);
                 }
             }
-            rows.add_person(&plan, &profile, &events, now);
+            visit(&mut folded, &profile, &events);
         }
-        Ok(rows)
+        Ok(folded)
     })
     .await
-    .map_err(|error| Problem::internal("building training rows", error))?
+    .map_err(|error| Problem::internal("reading stored histories", error))?
 }

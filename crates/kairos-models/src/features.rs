@@ -12,6 +12,7 @@
 
 use jiff::Timestamp;
 use kairos_core::{Event, EventType};
+use kairos_insights::bgnbd::CustomerSummary;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -107,6 +108,10 @@ pub const CATALOG: &[(&str, &str)] = &[
         "weeks from the first order day to this event (BG/NBD T)",
     ),
 ];
+
+/// Features that change with time alone: models reading them are
+/// re-scored as days pass ([`crate::ModelSet::reads_time`]).
+pub const TIME_FEATURES: [&str; 2] = ["profile.days_since_last_order", "profile.order_age_weeks"];
 
 /// Track events whose properties feed features; other events' properties
 /// are not parsed at all.
@@ -224,6 +229,10 @@ pub struct FeatureState {
     previous_order_at: Option<i64>,
     /// Of the latest event.
     at: i64,
+    /// The moment the time-dependent profile features (order age, days
+    /// since the last order) are measured to: the latest event, or later
+    /// when [`FeatureState::age_to`] moved it on.
+    as_of: i64,
     mobile: bool,
 }
 
@@ -239,6 +248,7 @@ impl FeatureState {
         }
         self.last_at = self.last_at.max(at);
         self.at = at;
+        self.as_of = at;
         self.session_events += 1;
         self.mobile = event
             .field("context")
@@ -357,8 +367,7 @@ impl FeatureState {
         let when = Timestamp::from_second(self.at).unwrap_or(Timestamp::UNIX_EPOCH);
         let date = when.to_zoned_datetime(jiff::tz::TimeZone::UTC);
         let weekday = f64::from(date.weekday().to_monday_one_offset());
-        let weeks = |days: i64| days as f64 / 7.0;
-        let today = self.at.div_euclid(86_400);
+        let today = self.as_of.div_euclid(86_400);
         match CATALOG[position].0 {
             "session.events" => f64::from(self.session_events),
             "session.page_views" => f64::from(self.page_views),
@@ -388,12 +397,12 @@ impl FeatureState {
             "profile.revenue" => self.revenue,
             "profile.days_since_last_order" => {
                 // The order being observed is not "the last order" for itself.
-                let previous = if self.last_order_at == Some(self.at) {
+                let previous = if self.last_order_at == Some(self.as_of) {
                     self.previous_order_at
                 } else {
                     self.last_order_at
                 };
-                previous.map_or(f64::NAN, |last| (self.at - last) as f64 / 86_400.0)
+                previous.map_or(f64::NAN, |last| (self.as_of - last) as f64 / 86_400.0)
             }
             "profile.repeat_order_days" => f64::from(self.order_days.saturating_sub(1)),
             "profile.order_recency_weeks" => match (self.first_order_day, self.last_order_day) {
@@ -427,10 +436,40 @@ impl FeatureState {
         }
     }
 
+    /// Measures the time-dependent profile features to `now` instead of
+    /// the latest event, once `now` is on a later day (their unit: BG/NBD
+    /// counts days; within the event's own day nothing moves, so an
+    /// order's "days since the previous order" stays what it was). Returns
+    /// whether they moved.
+    pub fn age_to(&mut self, now: Timestamp) -> bool {
+        let now = now.as_second();
+        let moved = now.div_euclid(86_400) > self.as_of.div_euclid(86_400);
+        if moved {
+            self.as_of = now;
+        }
+        moved
+    }
+
+    /// BG/NBD's statistics of the person's orders as of `now` (frequency:
+    /// repeat order days; recency: first to last order day; age: first
+    /// order day to `now`'s day, in weeks), or nothing without an order.
+    pub fn purchase_summary(&self, now: Timestamp) -> Option<CustomerSummary> {
+        let (first, last) = (self.first_order_day?, self.last_order_day?);
+        Some(CustomerSummary {
+            frequency: f64::from(self.order_days.saturating_sub(1)),
+            recency: weeks(last - first),
+            age: weeks(now.as_second().div_euclid(86_400) - first),
+        })
+    }
+
     /// Whether the person was ever seen.
     pub fn is_empty(&self) -> bool {
         self.sessions == 0
     }
+}
+
+fn weeks(days: i64) -> f64 {
+    days as f64 / 7.0
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

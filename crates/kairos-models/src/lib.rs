@@ -151,6 +151,17 @@ impl ModelSet {
         self.models.is_empty()
     }
 
+    /// Whether a model reads a feature that time alone changes
+    /// ([`features::TIME_FEATURES`]).
+    pub fn reads_time(&self) -> bool {
+        self.models.iter().any(|model| {
+            model.features.iter().any(|feature| {
+                matches!(feature, Feature::Builtin(position)
+                    if features::TIME_FEATURES.contains(&CATALOG[*position].0))
+            })
+        })
+    }
+
     /// Whether a model reads `trait.*` inputs.
     pub fn reads_traits(&self) -> bool {
         self.models.iter().any(|model| {

@@ -1,0 +1,355 @@
+//! The follower: reads the log after the outbox's cursor, matches every
+//! durable event against the journeys and enqueues the messages they send,
+//! moving the cursor in the same atomic batch — so after a crash nothing is
+//! decided twice and nothing is skipped. Each send passes the contact
+//! policy ([`crate::policy`]) first: blocked sends are recorded with their
+//! reason, deferred ones wait.
+//!
+//! Here: the loop and reading the log (triggers, `not followed by` waits);
+//! [`runs`]: entering journeys and executing their steps; [`person`]: what
+//! steps read about a person (profile, timeline, time zone) and the
+//! contact policy.
+
+mod person;
+mod runs;
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kairos_core::audience::Expr;
+use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_event};
+use kairos_core::identity::Identifier;
+use kairos_core::identity::IdentityRules;
+use kairos_core::identity::extract::{identifiers_of, subject_of};
+use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
+use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+use crate::journey::{CompiledJourney, EntryRule, Instruction, Matcher, SendStep, compile};
+use crate::policy::{ContactPolicy, Person, Verdict};
+
+/// Events read per step.
+const READ_BATCH: usize = 2_000;
+/// A person's latest messages the frequency caps look at.
+const RECENT_SENDS_MAX: usize = 1_000;
+/// Waits fired per look.
+const WAITS_FIRED_MAX: usize = 1_000;
+/// Timeline events a branch condition reads.
+const BRANCH_EVENTS_MAX: usize = 1_000;
+/// The source `set_trait` steps write their identify events as.
+pub const JOURNEY_SOURCE: &str = "kairos-journeys";
+/// How often due waits are looked for when no event arrives.
+const WAIT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The journeys stored now, compiled; one that no longer compiles (its
+/// destination was deleted) is left out and logged.
+pub fn active_journeys(store: &Store) -> Vec<CompiledJourney> {
+    let destination = |name: &str| {
+        let record = store.outbox.destination(name)?;
+        Some((record.id, record.kind))
+    };
+    store
+        .outbox
+        .journeys()
+        .into_iter()
+        .filter_map(|record| {
+            match compile(
+                &record.id,
+                &record.name,
+                record.starts_after_seq,
+                &record.definition,
+                destination,
+            ) {
+                Ok(journey) => Some(journey),
+                Err(error) => {
+                    tracing::warn!(journey = %record.name, %error, "journey inactive");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// What the follower works with.
+pub(crate) struct Follower {
+    pub(crate) store: Arc<Store>,
+    pub(crate) rules: Arc<IdentityRules>,
+    pub(crate) engine: Option<kairos_engine::Engine>,
+    pub(crate) policy: ContactPolicy,
+}
+
+pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
+    let store = follower.store.clone();
+    let mut committed = store.writer.committed();
+    loop {
+        let durable = *committed.borrow_and_update();
+        let decided = match follower.step(durable).await {
+            Ok(decided) => decided,
+            Err(error) => {
+                tracing::error!(%error, "journeys could not read the log; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let fired = follower.fire_due_waits().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey waits could not fire; retrying");
+            0
+        }) + follower.fire_due_runs().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey steps could not resume; retrying");
+            0
+        }) + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
+            tracing::error!(%error, "audience syncs could not send; retrying");
+            0
+        });
+        if decided + fired > 0 {
+            wake_workers.notify_waiters();
+        }
+        if store.outbox.cursor().unwrap_or(0) < durable {
+            continue;
+        }
+        // Caught up: the next durable group, or the next look at the waits.
+        tokio::select! {
+            changed = committed.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(WAIT_CHECK) => {}
+        }
+    }
+}
+
+impl Follower {
+    /// Applies the journeys to the next events up to `durable`; returns how
+    /// many messages were decided.
+    async fn step(&self, durable: u64) -> Result<usize, StoreError> {
+        let store = &self.store;
+        let cursor = store.outbox.cursor()?;
+        if cursor >= durable {
+            return Ok(0);
+        }
+        let journeys = active_journeys(store);
+        let syncs = store.outbox.syncs();
+        if journeys.is_empty() && syncs.is_empty() {
+            // Nothing can start: skip ahead without reading.
+            store.outbox.enqueue(&[], durable)?;
+            return Ok(0);
+        }
+        let events = store.log.read_after(cursor, durable, READ_BATCH, None)?;
+        let next_cursor = events.last().map_or(durable, |last| last.seq);
+        let announcer = store
+            .sources
+            .list()
+            .into_iter()
+            .find(|source| source.name == kairos_core::audience::AUDIENCE_SOURCE)
+            .map(|source| source.id);
+        let now = self.now();
+        let mut messages: Vec<Message> = Vec::new();
+        let mut changes = Vec::new();
+        for stored in &events {
+            let event = stored.decode()?;
+            let Some(name) = event.event.clone() else {
+                continue;
+            };
+            let properties: Map<String, Value> = event
+                .field("properties")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default();
+            let fact = EventFact {
+                name,
+                at: event.timestamp,
+                properties,
+            };
+            let announcement = announcer.as_deref() == Some(event.source_id.as_str());
+            if announcement {
+                changes.extend(crate::audience_sync::changes_of(
+                    &syncs,
+                    stored.seq,
+                    &fact,
+                    &event,
+                    &self.rules,
+                ));
+            } else {
+                // Runs of this person waiting for this event, or whose goal
+                // it is, go on or end first.
+                let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
+                self.resume_waiting(&subject, &fact.name, &journeys, now, &mut messages)
+                    .await?;
+            }
+            for journey in &journeys {
+                if let Matcher::NotFollowed { .. } = journey.matcher {
+                    if !announcement {
+                        self.track_wait(journey, stored.seq, &fact, &event)?;
+                    }
+                    continue;
+                }
+                if stored.seq <= journey.starts_after_seq || !journey.matches(&fact, announcement) {
+                    continue;
+                }
+                let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
+                let mut summary = event_summary(&fact, &event);
+                if let Matcher::Event(_, Some(unusual)) = &journey.matcher {
+                    let history = self.history(&subject, Some(stored.seq)).await;
+                    match crate::unusual::departure(unusual, &fact, &history) {
+                        Some(baseline) => summary["unusual"] = baseline,
+                        None => continue,
+                    }
+                }
+                self.enter(journey, &subject, stored.seq, summary, now, &mut messages)
+                    .await?;
+            }
+        }
+        store
+            .outbox
+            .enqueue_with_changes(&messages, &changes, next_cursor)?;
+        Ok(messages.len())
+    }
+
+    /// `A not followed by B`: an A starts (or restarts) the wait for its
+    /// key, a B with the same key inside the window cancels it. Applying an
+    /// event twice (after a crash) sets or cancels the same wait.
+    fn track_wait(
+        &self,
+        journey: &CompiledJourney,
+        seq: u64,
+        fact: &EventFact,
+        event: &kairos_core::Event,
+    ) -> Result<(), StoreError> {
+        let Matcher::NotFollowed {
+            first,
+            then,
+            within,
+            key,
+        } = &journey.matcher
+        else {
+            return Ok(());
+        };
+        let subject = subject_of(&identifiers_of(event, &self.rules), event, &self.rules);
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        let key_value = match key {
+            Some(path) => match fact.properties.get(path) {
+                Some(Value::String(text)) => text.clone(),
+                Some(value) if !value.is_null() => value.to_string(),
+                _ => return Ok(()), // no key: neither starts nor ends a wait
+            },
+            None => identifier.clone(),
+        };
+        let outbox = &self.store.outbox;
+        if fact.name == *then
+            && let Some(wait) = outbox.wait(&journey.id, &key_value)?
+            && fact.at > wait.started_at
+            && fact.at <= wait.deadline
+        {
+            outbox.cancel_wait(&wait)?;
+        }
+        if seq > journey.starts_after_seq && matches_event(first, fact) {
+            outbox.set_wait(&Wait {
+                journey: journey.id.clone(),
+                key: key_value,
+                deadline: fact.at + *within,
+                event_seq: seq,
+                started_at: fact.at,
+                identifier,
+                event: event_summary(fact, event),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fires every wait whose deadline has passed on the engine's clock:
+    /// its messages are decided (policy included) and stored, the wait
+    /// removed, in one batch. Returns how many messages were decided.
+    async fn fire_due_waits(&self) -> Result<usize, StoreError> {
+        let now = self.now();
+        let due = self.store.outbox.due_waits(now, WAITS_FIRED_MAX)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let journeys = active_journeys(&self.store);
+        let mut messages: Vec<Message> = Vec::new();
+        for wait in &due {
+            let Some(journey) = journeys.iter().find(|journey| journey.id == wait.journey) else {
+                continue; // the journey was deleted: the wait just ends
+            };
+            let subject = person(&wait.identifier);
+            self.enter(
+                journey,
+                &subject,
+                wait.event_seq,
+                wait.event.clone(),
+                now,
+                &mut messages,
+            )
+            .await?;
+        }
+        self.store.outbox.fire_waits(&due, &messages)?;
+        Ok(messages.len())
+    }
+}
+
+/// The person a stored `type:value` names.
+fn person(identifier: &str) -> Identifier {
+    Identifier::parse(identifier).unwrap_or_else(|| Identifier::new("", identifier))
+}
+
+/// The triggering event as a message shows it.
+fn event_summary(fact: &EventFact, event: &kairos_core::Event) -> Value {
+    json!({
+        "name": fact.name,
+        "messageId": event.message_id,
+        "timestamp": fact.at.to_string(),
+        "properties": fact.properties,
+    })
+}
+
+/// A message of `journey`'s `step` about `identifier` (`type:value`).
+#[allow(clippy::too_many_arguments)]
+fn message(
+    store: &Store,
+    journey: &CompiledJourney,
+    step: usize,
+    send: &SendStep,
+    identifier: &str,
+    event_seq: u64,
+    event: Value,
+    now: Timestamp,
+) -> Message {
+    // Deterministic: the same event and step always make the same id.
+    let id = format!(
+        "msg_{event_seq:x}_{}_{step}",
+        journey.id.trim_start_matches("jny_")
+    );
+    let mut data = json!({
+        "message_id": id,
+        "journey": {"id": journey.id, "name": journey.name},
+        "profile": {"identifier": person(identifier)},
+        "event": event,
+    });
+    if let Matcher::NotFollowed {
+        then, within, key, ..
+    } = &journey.matcher
+    {
+        data["not_followed_by"] =
+            json!({"event": then, "within_seconds": within.as_secs(), "key": key});
+    }
+    let payload = json!({"type": "journey.message", "timestamp": now.to_string(), "data": data});
+    Message {
+        id,
+        seq: store.outbox.next_seq(),
+        destination: send.destination.clone(),
+        journey: journey.id.clone(),
+        purpose: send.purpose.clone(),
+        channel: store
+            .outbox
+            .destination(&send.destination)
+            .map(|record| record.kind)
+            .unwrap_or_default(),
+        identifier: identifier.to_string(),
+        event_seq,
+        payload,
+        status: MessageStatus::Pending,
+        attempts: 0,
+        // Attempts run on the system clock; decisions on the engine's.
+        next_attempt_at: Timestamp::now(),
+        last_error: None,
+        created_at: now,
+        delivered_at: None,
+    }
+}

@@ -1,0 +1,206 @@
+//! What steps read about a person — profile, memberships, timeline,
+//! identifiers, time zone — and the contact policy every send passes.
+
+use super::*;
+
+impl Follower {
+    /// A branch's condition for the person now: the from-scratch meaning of
+    /// the audience language over their traits, computed traits,
+    /// memberships and timeline.
+    pub(super) async fn holds(
+        &self,
+        condition: &Expr,
+        subject: &Identifier,
+        now: Timestamp,
+    ) -> bool {
+        let Some(engine) = &self.engine else {
+            return false;
+        };
+        let Ok(Some(view)) = engine.profile(subject.clone()).await else {
+            return false;
+        };
+        let events = self.history(subject, None).await;
+        let facts = PersonFacts {
+            traits: view.traits,
+            computed: view.computed,
+            audiences: view.audiences.into_iter().collect(),
+            ..PersonFacts::default()
+        };
+        evaluate(condition, &events, &facts, now)
+    }
+
+    /// The person's latest timeline events (newest first), only those
+    /// before the log position `before` if given.
+    pub(super) async fn history(
+        &self,
+        subject: &Identifier,
+        before: Option<u64>,
+    ) -> Vec<EventFact> {
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
+        let page = engine
+            .timeline(subject.clone(), before, BRANCH_EVENTS_MAX)
+            .await
+            .ok()
+            .flatten();
+        page.map(|page| page.entries)
+            .unwrap_or_default()
+            .iter()
+            .filter(|entry| before.is_none_or(|before| entry.seq < before))
+            .filter_map(|entry| self.store.log.get(entry.seq).ok().flatten()?.decode().ok())
+            .filter_map(|event| {
+                Some(EventFact {
+                    name: event.event.clone()?,
+                    at: event.timestamp,
+                    properties: event
+                        .field("properties")
+                        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every identifier of the person's profile (`type:value`), or just
+    /// the one we know.
+    pub(super) async fn identifiers(&self, subject: &Identifier) -> Vec<String> {
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        match view {
+            Some(view) => view
+                .identities
+                .iter()
+                .map(|identity| format!("{}:{}", identity.kind, identity.value))
+                .collect(),
+            None => vec![format!("{}:{}", subject.kind, subject.value)],
+        }
+    }
+
+    /// The next moment after `now` at which the person's clock (trait
+    /// `timezone`, else the policy's default zone) shows `time`.
+    pub(super) async fn next_local_time(
+        &self,
+        time: jiff::civil::Time,
+        subject: &Identifier,
+        now: Timestamp,
+    ) -> Timestamp {
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        let zone = view
+            .as_ref()
+            .and_then(|view| view.traits.get("timezone")?.as_str())
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.policy.default_time_zone.clone());
+        crate::policy::next_local(now, time, &zone)
+    }
+
+    /// Why mail to this address must not go (it is on a suppression list).
+    pub(super) fn suppressed_address(&self, address: &str) -> Option<String> {
+        let identifier = format!("email:{}", address.trim().to_lowercase());
+        match self
+            .store
+            .lists
+            .find(&self.policy.suppression_lists, &[identifier])
+        {
+            Ok(Some((list, identifier))) => {
+                Some(format!("suppressed: {identifier} is on the list {list:?}"))
+            }
+            Ok(None) => None,
+            Err(error) => Some(format!("suppression lists unreadable: {error}")),
+        }
+    }
+
+    /// The engine's "now" (the manual clock in tests), else the system's.
+    pub(super) fn now(&self) -> Timestamp {
+        self.engine
+            .as_ref()
+            .map_or_else(Timestamp::now, kairos_engine::Engine::now)
+    }
+
+    /// Judges a send with a purpose: sends, defers (quiet hours) or blocks
+    /// it (consent, caps), recording why.
+    pub(super) async fn apply_policy(
+        &self,
+        message: &mut Message,
+        subject: &kairos_core::identity::Identifier,
+        decided: &[Message],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let person = self.person(subject, decided).await?;
+        match self
+            .policy
+            .judge(message.purpose.as_deref(), &message.channel, &person, now)
+        {
+            Verdict::Send => {}
+            Verdict::Defer { until, reason } => {
+                // `until` is on the engine's clock; attempts on the system's.
+                message.next_attempt_at = Timestamp::now() + now.duration_until(until);
+                message.last_error = Some(reason);
+            }
+            Verdict::Block { reason } => {
+                message.status = MessageStatus::Blocked;
+                message.last_error = Some(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// The person as the policy sees them: consent and time zone from the
+    /// profile now, and their sends with a purpose (stored, and decided in
+    /// this step).
+    pub(super) async fn person(
+        &self,
+        subject: &kairos_core::identity::Identifier,
+        decided: &[Message],
+    ) -> Result<Person, StoreError> {
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        let identities: Vec<String> = match &view {
+            Some(view) => view
+                .identities
+                .iter()
+                .map(|identity| format!("{}:{}", identity.kind, identity.value))
+                .collect(),
+            None => vec![format!("{}:{}", subject.kind, subject.value)],
+        };
+        let counted = |message: &Message| {
+            message.purpose.is_some() && message.status != MessageStatus::Blocked
+        };
+        let mut recent: Vec<(Timestamp, String)> = self
+            .store
+            .outbox
+            .by_identifiers(&identities, RECENT_SENDS_MAX)?
+            .into_iter()
+            .filter(|message| counted(message))
+            .map(|message| (message.created_at, message.channel))
+            .collect();
+        recent.extend(
+            decided
+                .iter()
+                .filter(|message| counted(message) && identities.contains(&message.identifier))
+                .map(|message| (message.created_at, message.channel.clone())),
+        );
+        let suppressed = self
+            .store
+            .lists
+            .find(&self.policy.suppression_lists, &identities)?;
+        Ok(Person {
+            suppressed,
+            consent: view
+                .as_ref()
+                .map(|view| view.consent.clone())
+                .unwrap_or_default(),
+            time_zone: view
+                .as_ref()
+                .and_then(|view| view.traits.get("timezone")?.as_str().map(str::to_string)),
+            recent,
+        })
+    }
+}

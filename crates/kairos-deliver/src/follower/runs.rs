@@ -1,0 +1,284 @@
+//! Entering journeys and executing their steps: send, wait, wait_until,
+//! wait_for, branch, set_trait, add_to_list.
+
+use super::*;
+
+impl Follower {
+    /// A person enters a journey (if its entry rule and the cap on
+    /// concurrent journeys let them) and goes through its steps up to the
+    /// first wait.
+    pub(super) async fn enter(
+        &self,
+        journey: &CompiledJourney,
+        subject: &Identifier,
+        event_seq: u64,
+        event: Value,
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        let outbox = &self.store.outbox;
+        if journey.entry != EntryRule::EveryTime {
+            let entries = outbox.entries(&journey.id, &identifier)?;
+            let allowed = match (&journey.entry, entries) {
+                (_, None) => true,
+                (EntryRule::Once, Some(_)) => false,
+                (EntryRule::OncePer(period), Some(entries)) => entries.last + *period <= now,
+                (EntryRule::EveryTime, _) => true,
+            };
+            if !allowed {
+                return Ok(());
+            }
+            outbox.record_entry(&journey.id, &identifier, now)?;
+        }
+        if let Some(cap) = self.policy.max_concurrent_journeys
+            && outbox.runs_of(&identifier)?.len() >= cap as usize
+        {
+            tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
+            return Ok(());
+        }
+        let run = Run {
+            journey: journey.id.clone(),
+            identifier,
+            event_seq,
+            pc: 0,
+            resume_at: now,
+            waiting_for: None,
+            started_at: now,
+            event,
+        };
+        self.execute(journey, run, subject, now, messages).await
+    }
+
+    /// Runs the journey's steps from the run's place until a wait (the run
+    /// is stored) or the end (the run ends).
+    pub(super) async fn execute(
+        &self,
+        journey: &CompiledJourney,
+        mut run: Run,
+        subject: &Identifier,
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let Some(instruction) = journey.program.get(run.pc) else {
+                return self.store.outbox.remove_run(&run);
+            };
+            match instruction {
+                Instruction::Send(send) => {
+                    let mut message = message(
+                        &self.store,
+                        journey,
+                        run.pc,
+                        send,
+                        &run.identifier,
+                        run.event_seq,
+                        run.event.clone(),
+                        now,
+                    );
+                    if send.purpose.is_some() || !self.policy.suppression_lists.is_empty() {
+                        self.apply_policy(&mut message, subject, messages, now)
+                            .await?;
+                    }
+                    self.render_content(&mut message, send, subject).await;
+                    messages.push(message);
+                    run.pc += 1;
+                }
+                Instruction::Wait(span) => {
+                    run.pc += 1;
+                    run.resume_at = now + *span;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::WaitFor { event, timeout } => {
+                    run.pc += 1;
+                    run.waiting_for = Some(event.clone());
+                    run.resume_at = now + *timeout;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::Branch {
+                    condition,
+                    otherwise,
+                } => {
+                    run.pc = if self.holds(condition, subject, now).await {
+                        run.pc + 1
+                    } else {
+                        *otherwise
+                    };
+                }
+                Instruction::WaitUntil(time) => {
+                    run.pc += 1;
+                    run.resume_at = self.next_local_time(*time, subject, now).await;
+                    return self.store.outbox.save_run(&run);
+                }
+                Instruction::AddToList(list) => {
+                    let identifiers = self.identifiers(subject).await;
+                    let reason = format!("journey {}", journey.name);
+                    self.store.lists.add(list, &identifiers, &reason, now)?;
+                    run.pc += 1;
+                }
+                Instruction::Jump(target) => run.pc = *target,
+                Instruction::SetTrait { name, value } => {
+                    self.set_trait(&run, name, value).await?;
+                    run.pc += 1;
+                }
+            }
+        }
+    }
+
+    /// An event of a person: their runs waiting for it go on; runs whose
+    /// goal it is end.
+    pub(super) async fn resume_waiting(
+        &self,
+        subject: &Identifier,
+        name: &str,
+        journeys: &[CompiledJourney],
+        now: Timestamp,
+        messages: &mut Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        for mut run in self.store.outbox.runs_of(&identifier)? {
+            let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
+                self.store.outbox.remove_run(&run)?;
+                continue;
+            };
+            if journey.goal.as_deref() == Some(name) {
+                self.store.outbox.remove_run(&run)?; // the goal is met: they leave
+            } else if run.waiting_for.as_deref() == Some(name) {
+                self.store.outbox.remove_run(&run)?;
+                run.waiting_for = None;
+                self.execute(journey, run, subject, now, messages).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes runs whose wait is over on the engine's clock.
+    pub(super) async fn fire_due_runs(&self) -> Result<usize, StoreError> {
+        let now = self.now();
+        let due = self.store.outbox.due_runs(now, WAITS_FIRED_MAX)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let journeys = active_journeys(&self.store);
+        let mut messages = Vec::new();
+        for mut run in due {
+            self.store.outbox.remove_run(&run)?;
+            let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
+                continue;
+            };
+            let subject = person(&run.identifier);
+            run.waiting_for = None;
+            self.execute(journey, run, &subject, now, &mut messages)
+                .await?;
+        }
+        self.store.outbox.fire_waits(&[], &messages)?;
+        Ok(messages.len())
+    }
+
+    /// A `set_trait` step: an identify event of the `kairos-journeys`
+    /// source through the log, so the trait is durable and replayed like
+    /// any other (and audiences see it).
+    pub(super) async fn set_trait(
+        &self,
+        run: &Run,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
+        let mut event = json!({
+            "type": "identify",
+            "messageId": format!("journey-{}-{:x}-{}", run.journey, run.event_seq, run.pc),
+            "traits": {name: value},
+        });
+        person(&run.identifier).name_in(&mut event);
+        let source = self.store.sources.named(JOURNEY_SOURCE, Timestamp::now())?;
+        let limits = IngestLimits::default();
+        let arrival = Arrival {
+            source_id: &source.id,
+            received_at: Timestamp::now(),
+            batch_sent_at: None,
+            path_type: None,
+            limits: &limits,
+            plan: None,
+        };
+        let raw = serde_json::value::RawValue::from_string(event.to_string())
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let Ok(event) = normalize_internal_event(&raw, &arrival) else {
+            tracing::warn!(trait_name = %name, "a set_trait step did not make a valid event");
+            return Ok(());
+        };
+        if let Some(record) = self.store.prepare(&event, &self.rules) {
+            self.store
+                .writer
+                .append(vec![record], Vec::new(), Vec::new())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Email and in-app sends: their content rendered for the person now
+    /// replaces the payload, so every attempt sends the same thing. An email
+    /// goes to the `email` trait, else an email identity; without one, or
+    /// with a failing template, the send is blocked with the reason.
+    pub(super) async fn render_content(
+        &self,
+        message: &mut Message,
+        send: &SendStep,
+        subject: &kairos_core::identity::Identifier,
+    ) {
+        if (send.template.is_none() && send.message.is_none())
+            || message.status == MessageStatus::Blocked
+        {
+            return;
+        }
+        let view = match &self.engine {
+            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
+            None => None,
+        };
+        let context = json!({
+            "traits": view.as_ref().map(|view| &view.traits),
+            "computed": view.as_ref().map(|view| &view.computed),
+            "audiences": view.as_ref().map(|view| &view.audiences),
+            "profile": {"id": view.as_ref().map(|view| &view.id)},
+            "event": message.payload["data"]["event"],
+        });
+        let rendered = match (&send.template, &send.message) {
+            (Some(template), _) => {
+                let recipient = view.as_ref().and_then(|view| {
+                    view.traits
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or_else(|| {
+                            view.identities
+                                .iter()
+                                .find(|identity| identity.kind == "email")
+                                .map(|identity| identity.value.clone())
+                        })
+                });
+                match recipient {
+                    None => {
+                        Err("no email address: the profile has no email trait or identity".into())
+                    }
+                    Some(recipient) => match self.suppressed_address(&recipient) {
+                        Some(reason) => Err(reason),
+                        None => crate::email::render(template, &recipient, &context)
+                            .map(|email| serde_json::to_value(email).unwrap_or_default()),
+                    },
+                }
+            }
+            (None, Some(content)) => crate::email::render_value(content, &context).map(|content| {
+                let mut payload = message.payload.clone();
+                payload["data"]["content"] = content;
+                payload
+            }),
+            (None, None) => return,
+        };
+        match rendered {
+            Ok(payload) => message.payload = payload,
+            Err(error) => {
+                message.status = MessageStatus::Blocked;
+                message.last_error = Some(error);
+            }
+        }
+    }
+}
