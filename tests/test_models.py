@@ -85,6 +85,17 @@ def test_onnx_models_score_like_onnxruntime(tmp_path):
         assert r.status_code == 400 and "session.nope" in r.json()["detail"], r.text
         r = server.admin("POST", "/v1/models", json={"name": "x", "format": "pickle", "model": {}, "inputs": FEATURES})
         assert r.status_code == 400 and "format" in r.json()["detail"], r.text
+        # A hostile tree whose child points back at its parent would loop
+        # forever on every event: refused before anything is stored.
+        cyclic = {"feature_count": 1, "base_margin": 0.0, "tree_roots": [0], "feature": [0, 4294967295],
+                  "threshold": [0.5, 0.0], "left": [0, 0], "right": [1, 0], "missing_left": [True, False],
+                  "value": [0.0, 0.1]}
+        r = server.admin("POST", "/v1/models", json={"name": "x", "format": "gbm", "model": cyclic,
+                                                     "inputs": ["session.events"]})
+        assert r.status_code == 400 and "after their parent" in r.json()["detail"], r.text
+        r = server.admin("POST", "/v1/models", json={"name": "x", "format": "gbm", "model": {**cyclic, "left": [1, 0]},
+                                                     "inputs": ["session.events", "session.page_views"]})
+        assert r.status_code == 400 and "the spec maps 2 inputs" in r.json()["detail"], r.text
     finally:
         server.stop()
 

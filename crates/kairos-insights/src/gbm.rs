@@ -684,6 +684,42 @@ mod tests {
     }
 
     #[test]
+    fn averaged_models_score_the_mean_margin_and_outside_models_are_checked() {
+        let (rows, labels) = synthetic(400, 5);
+        let fits: Vec<Gbm> = (0..3)
+            .map(|seed| {
+                let params = GbmParams {
+                    trees: 20,
+                    subsample: 0.7,
+                    seed,
+                    ..GbmParams::default()
+                };
+                Gbm::fit(&rows, &labels, &params)
+            })
+            .collect();
+        let averaged = Gbm::average(&fits);
+        assert_eq!(averaged.tree_roots.len(), 60);
+        assert!(averaged.check().is_ok());
+        for row in rows.iter().take(50) {
+            let mean = fits.iter().map(|fit| fit.predict_margin(row)).sum::<f64>() / 3.0;
+            assert!((averaged.predict_margin(row) - mean).abs() < 1e-9);
+        }
+        // A child pointing back to its parent would loop forever: refused.
+        let mut cyclic = fits[0].clone();
+        let split = (0..cyclic.feature.len())
+            .find(|&node| cyclic.feature[node] != LEAF)
+            .expect("a split");
+        cyclic.left[split] = split as u32;
+        assert!(cyclic.check().unwrap_err().contains("after their parent"));
+        let mut wide = fits[0].clone();
+        wide.feature[split] = 99;
+        assert!(wide.check().unwrap_err().contains("feature 99"));
+        let mut short = fits[0].clone();
+        short.value.pop();
+        assert!(short.check().is_err());
+    }
+
+    #[test]
     fn bin_edges_split_between_distinct_values() {
         assert_eq!(bin_edges(&[1.0, 1.0, 2.0, 4.0], 255), vec![1.5, 3.0]);
         let many: Vec<f64> = (0..10_000).map(f64::from).collect();

@@ -137,14 +137,17 @@ pub(super) fn in_window_entries<'a>(
     }
 }
 
+/// A recorded event: its time and the value it carries.
+type Entry<T> = (Timestamp, T);
+
 /// A trend's two windows, from entries sorted by time: those of the
 /// `span` before the last one (older than `now - span`, within `2 * span`),
 /// then those of the last `span`.
 pub(super) fn trend_halves<T>(
-    stream: &[(Timestamp, T)],
+    stream: &[Entry<T>],
     span: u64,
     now: Timestamp,
-) -> (&[(Timestamp, T)], &[(Timestamp, T)]) {
+) -> (&[Entry<T>], &[Entry<T>]) {
     let start = stream.partition_point(|(at, _)| *at <= now - seconds(2 * span));
     let stream = &stream[start..];
     stream.split_at(stream.partition_point(|(at, _)| *at <= now - seconds(span)))
