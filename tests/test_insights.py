@@ -13,6 +13,8 @@ through the real command, on the published splits of real data:
 
 Every split is made here, in Python, exactly as the references made it."""
 
+import json
+import math
 import re
 import subprocess
 
@@ -21,7 +23,8 @@ import pytest
 from sklearn.model_selection import train_test_split
 from sklift.metrics import qini_auc_score, uplift_at_k
 
-from conftest import kairos_binary, shared_data
+from conftest import Kairos, kairos_binary, shared_data
+from test_journeys import send, wait_for
 
 
 def train(*args, timeout=600):
@@ -50,7 +53,7 @@ def test_purchase_propensity_beats_the_reference_runs(tmp_path):
     result = train("purchase-propensity", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv",
                    "--report", tmp_path / "report")
     scores = figures(result)
-    # Target AUC >= 0.93: measured 0.9299 (missed by 0.0001, reported in
+    # Target AUC >= 0.93: measured 0.92993 (missed by 0.00007, reported in
     # the closing note); asserted here: both published references beaten.
     assert scores["auc"] > 0.927, result.stdout
     assert scores["f1"] >= 0.65, result.stdout
@@ -79,9 +82,43 @@ def test_uplift_beats_the_reference_and_matches_scikit_uplift(tmp_path):
     assert predictions.baseline.between(0, 1).all()
     assert_report(tmp_path / "report")
     assert scores["uplift_at_30"] > 0.0661, result.stdout
-    # Target: beat Qini 0.0596 — measured 0.0491 (missed, reported in the
-    # closing note); asserted: a real uplift ranking, better than random.
-    assert scores["qini"] > 0.03, result.stdout
+    # Target: beat Qini 0.0596 — measured 0.0589 with the learner chosen
+    # by cross-validation (Lo's interaction logistic, uplift weights
+    # penalized x256; missed by 0.0007, reported in the closing note with
+    # the mean over other splits); asserted: within noise of the reference.
+    assert scores["qini"] > 0.055, result.stdout
+
+    # Served: the trained model.json registered as an `uplift` model over
+    # traits; a person's profile carries the same uplift and baseline as
+    # the report's predictions for that customer.
+    names = ["recency", "history_segment", "history", "log_history", "mens", "womens", "newbie",
+             "zip_urban", "zip_suburban", "zip_rural", "channel_phone", "channel_web", "channel_multichannel"]
+    server = Kairos(tmp_path / "data").start()
+    try:
+        r = server.admin("POST", "/v1/models", json={
+            "name": "email", "format": "uplift", "mode": "active", "inputs": [f"trait.{n}" for n in names],
+            "model": json.loads((tmp_path / "report" / "model.json").read_text())})
+        assert r.status_code == 201 and r.json()["outputs"] == ["email", "email_baseline"], r.text
+        key = server.create_source("crm")["write_key"]
+        rows = test_rows.reset_index(drop=True)
+        for i in [0, 1, 2, 100]:
+            row = rows.iloc[i]
+            traits = {"recency": int(row.recency), "history_segment": int(row.history_segment.split(")")[0]),
+                      "history": float(row.history), "log_history": math.log1p(max(float(row.history), 0.0)),
+                      "mens": int(row.mens), "womens": int(row.womens), "newbie": int(row.newbie),
+                      **{f"zip_{z.lower()}": int(row.zip_code == zip_name) for z, zip_name in
+                         [("urban", "Urban"), ("suburban", "Surburban"), ("rural", "Rural")]},
+                      **{f"channel_{c.lower()}": int(row.channel == c) for c in ["Phone", "Web", "Multichannel"]}}
+            send(server, key, [{"type": "identify", "userId": f"h{i}", "messageId": f"h{i}", "traits": traits}])
+            expected = predictions.iloc[i]
+            def scores():
+                r = server.admin("GET", f"/v1/profiles/user_id:h{i}")
+                return r.json().get("scores", {}) if r.status_code == 200 else {}
+            assert wait_for(lambda: "email" in scores()), scores()
+            got = scores()
+            assert abs(got["email"] - expected.uplift) < 1e-9 and abs(got["email_baseline"] - expected.baseline) < 1e-9, (got, expected)
+    finally:
+        server.stop()
 
 
 def test_churn_reaches_the_published_bgnbd_fit(tmp_path):

@@ -23,7 +23,15 @@ impl Logistic {
     /// applied to the summed loss.
     pub fn fit(rows: &[Vec<f64>], labels: &[bool], lambda_l2: f64) -> Logistic {
         assert!(!rows.is_empty(), "no training rows");
+        Logistic::fit_penalized(rows, labels, &vec![lambda_l2; rows[0].len()])
+    }
+
+    /// Like [`Logistic::fit`], with a penalty per feature (on its
+    /// standardized weight): some weights can be shrunk harder than others.
+    pub fn fit_penalized(rows: &[Vec<f64>], labels: &[bool], penalties: &[f64]) -> Logistic {
+        assert!(!rows.is_empty(), "no training rows");
         let dimension = rows[0].len();
+        assert_eq!(penalties.len(), dimension, "one penalty per feature");
         let (means, scales) = standardization(rows);
         let standardized: Vec<Vec<f64>> = rows
             .iter()
@@ -33,7 +41,7 @@ impl Logistic {
         let mut parameters = vec![0.0; dimension + 1];
         for _ in 0..50 {
             let (gradient, hessian) =
-                gradient_and_hessian(&standardized, labels, &parameters, lambda_l2);
+                gradient_and_hessian(&standardized, labels, &parameters, penalties);
             let step = solve_cholesky(hessian, gradient);
             let mut largest = 0.0f64;
             for (parameter, delta) in parameters.iter_mut().zip(&step) {
@@ -93,7 +101,7 @@ fn gradient_and_hessian(
     rows: &[Vec<f64>],
     labels: &[bool],
     parameters: &[f64],
-    lambda_l2: f64,
+    penalties: &[f64],
 ) -> (Vec<f64>, Vec<Vec<f64>>) {
     let size = parameters.len();
     let mut gradient = vec![0.0; size];
@@ -113,8 +121,8 @@ fn gradient_and_hessian(
         }
     }
     for i in 1..size {
-        gradient[i] += lambda_l2 * parameters[i];
-        hessian[i][i] += lambda_l2;
+        gradient[i] += penalties[i - 1] * parameters[i];
+        hessian[i][i] += penalties[i - 1];
     }
     hessian[0][0] += 1e-9; // keeps the system positive definite when a class is absent
     // Only the lower triangle was accumulated; mirror it.
