@@ -17,8 +17,16 @@
 //!   noisy part. How much harder is one of the choices cross-validation
 //!   makes.
 //!
-//! Each is tried with logistic regression and with boosted trees; the one
-//! with the best cross-validated Qini on the training data is kept. Every
+//! The learner Kairos fits is [`Approach::DEFAULT`], Lo's model with the
+//! uplift weights penalized 16 times harder than the baseline's. It is
+//! fixed, not chosen per data set by cross-validation: Qini measured on a
+//! fifth of the data varies by ± 0.02 from fold to fold, more than the
+//! differences between learners, and picking the best of many by CV picked
+//! worse learners often enough to lose on average. Over 12 random halves
+//! of Hillstrom (`bench/uplift-splits.py`): best-by-CV mean Qini 0.0590,
+//! scikit-learn's two-model logistic 0.0617, this learner 0.0623 (above
+//! two-model logistic on 10 of 12). The other learners are still
+//! cross-validated and shown in the report. Every
 //! prediction also carries the baseline propensity (the control model's
 //! probability): high baseline + low uplift is a "sure thing", low both a
 //! "lost cause", high uplift a "persuadable".
@@ -64,18 +72,18 @@ pub enum Approach {
 }
 
 impl Approach {
-    pub const ALL: [Approach; 11] = [
+    /// What [`train`] fits (see the module documentation for why).
+    pub const DEFAULT: Approach = Approach::InteractionLogistic { shrink: 16 };
+
+    pub const ALL: [Approach; 8] = [
         Approach::TwoModelLogistic,
         Approach::TwoModelGbm,
         Approach::ClassTransformationLogistic,
         Approach::ClassTransformationGbm,
         Approach::SoloModelGbm,
         Approach::InteractionLogistic { shrink: 1 },
-        Approach::InteractionLogistic { shrink: 4 },
         Approach::InteractionLogistic { shrink: 16 },
-        Approach::InteractionLogistic { shrink: 64 },
         Approach::InteractionLogistic { shrink: 256 },
-        Approach::InteractionLogistic { shrink: 1024 },
     ];
 
     /// Inputs its models read beyond the person's features (the one-model
@@ -205,11 +213,9 @@ fn uplift_gbm_params() -> GbmParams {
     }
 }
 
-/// Times the k-fold cross-validation is run, each with different folds:
-/// Qini on a fifth of the data varies by ± 0.02 fold to fold, about the
-/// size of the differences between learners, so a single run picks by
-/// chance.
-const CV_REPEATS: u64 = 5;
+/// Times the k-fold cross-validation is run, each with different folds
+/// (Qini on a fifth of the data varies by ± 0.02 fold to fold).
+const CV_REPEATS: u64 = 3;
 
 /// Logistic penalty: light; the features are few and the rows many.
 const LOGISTIC_LAMBDA: f64 = 1.0;
@@ -342,8 +348,8 @@ pub struct ApproachScore {
     pub cv_qini_mean: f64,
 }
 
-/// Scores every approach by k-fold CV (folds stratified on treatment × outcome),
-/// fits the best on all rows, and returns it with the scores.
+/// Scores every approach by k-fold CV (folds stratified on treatment ×
+/// outcome), for the report, and fits [`Approach::DEFAULT`] on all rows.
 pub fn train(
     experiment: &Experiment,
     feature_names: Vec<String>,
@@ -378,12 +384,7 @@ pub fn train(
             }
         })
         .collect();
-    let best = scores
-        .iter()
-        .max_by(|a, b| a.cv_qini_mean.total_cmp(&b.cv_qini_mean))
-        .expect("four approaches")
-        .approach;
-    (fit(experiment, best, feature_names), scores)
+    (fit(experiment, Approach::DEFAULT, feature_names), scores)
 }
 
 fn fold_qini(experiment: &Experiment, folds: &[usize], fold: usize, approach: Approach) -> f64 {
