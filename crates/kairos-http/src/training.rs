@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use kairos_core::Event;
 use kairos_insights::bgnbd::{self, CustomerSummary};
 use kairos_insights::propensity::{self, Search};
-use kairos_models::training::{LabelSpec, RowPlan, RowSpec, Rows};
+use kairos_models::training::{LabelSpec, PersonRows, RowPlan, RowSpec, Rows};
 use kairos_models::{FeatureState, Mode, ModelSpec};
 use serde::Deserialize;
 use serde_json::json;
@@ -260,49 +260,83 @@ fn finite(value: f64) -> serde_json::Value {
 /// Each person who has ordered: BG/NBD's statistics as of the engine's clock.
 async fn purchase_summaries(state: &AppState) -> Result<Vec<CustomerSummary>, Problem> {
     let now = state.engine.now();
-    over_histories(state, Vec::new(), move |summaries, _, events| {
-        let mut features = FeatureState::default();
-        for event in events {
-            features.observe(event);
-        }
-        summaries.extend(features.purchase_summary(now));
-    })
-    .await
+    let (states, _) = over_log(
+        state,
+        |people| vec![FeatureState::default(); people],
+        |states, person, _, event| states[person].observe(event),
+    )
+    .await?;
+    Ok(states
+        .iter()
+        .filter_map(|features| features.purchase_summary(now))
+        .collect())
 }
 
 /// Every profile's stored events through the plan, up to the engine's
 /// clock (rows whose horizon has not passed are counted, not kept).
 async fn build_rows(state: &AppState, plan: &RowPlan) -> Result<Rows, Problem> {
     let now = state.engine.now();
-    let plan = plan.clone();
-    over_histories(state, Rows::default(), move |rows, profile, events| {
-        rows.add_person(&plan, profile, events, now);
-    })
-    .await
+    let reading = plan.clone();
+    let ((people, mut rows), _) = over_log(
+        state,
+        |people| {
+            let open: Vec<PersonRows> = (0..people).map(|_| PersonRows::default()).collect();
+            (open, Rows::default())
+        },
+        move |(people, rows), person, profile, event| {
+            people[person].observe(&reading, profile, event, rows);
+        },
+    )
+    .await?;
+    for person in people {
+        person.finish(plan, now, &mut rows);
+    }
+    Ok(rows)
 }
 
-/// Folds `visit` over every profile's stored events, in log order, off
-/// the async threads.
-async fn over_histories<T: Send + 'static>(
+/// Log pages read at a time.
+const LOG_PAGE: usize = 10_000;
+
+/// Folds `visit` over every profile's stored events in log order — the
+/// log read once, front to back (one decode per stored chunk, not one per
+/// event), off the async threads. `init` gets the number of profiles;
+/// `visit` gets a profile's index and id. Events removed by retention or
+/// erasure are simply not there.
+async fn over_log<T: Send + 'static>(
     state: &AppState,
-    mut folded: T,
-    visit: impl Fn(&mut T, &str, &[Event]) + Send + 'static,
-) -> Result<T, Problem> {
+    init: impl FnOnce(usize) -> T,
+    visit: impl Fn(&mut T, usize, &str, &Event) + Send + 'static,
+) -> Result<(T, Vec<String>), Problem> {
     let histories = state.engine.histories().await.map_err(engine_problem)?;
+    let mut owners: Vec<(u64, u32)> = histories
+        .iter()
+        .enumerate()
+        .flat_map(|(person, (_, seqs))| seqs.iter().map(move |seq| (*seq, person as u32)))
+        .collect();
+    owners.sort_unstable();
+    let profiles: Vec<String> = histories.into_iter().map(|(profile, _)| profile).collect();
+    let mut folded = init(profiles.len());
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || -> Result<T, Problem> {
-        let mut events = Vec::new();
-        for (profile, seqs) in histories {
-            events.clear();
-            for seq in seqs {
-                // Events removed by retention or erasure are simply gone.
-                if let Some(stored) = store.log.get(seq)? {
-                    events.push(stored.decode()?);
+    tokio::task::spawn_blocking(move || -> Result<(T, Vec<String>), Problem> {
+        let upto = owners.last().map_or(0, |(seq, _)| *seq);
+        let (mut after, mut next) = (0, 0);
+        loop {
+            let page = store.log.read_after(after, upto, LOG_PAGE, None)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for stored in page {
+                while owners.get(next).is_some_and(|(seq, _)| *seq < stored.seq) {
+                    next += 1;
+                }
+                if let Some((seq, person)) = owners.get(next)
+                    && *seq == stored.seq
+                {
+                    let person = *person as usize;
+                    visit(&mut folded, person, &profiles[person], &stored.decode()?);
                 }
             }
-            visit(&mut folded, &profile, &events);
         }
-        Ok(folded)
+        Ok((folded, profiles))
     })
     .await
     .map_err(|error| Problem::internal("reading stored histories", error))?

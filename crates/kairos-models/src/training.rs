@@ -119,49 +119,11 @@ impl Rows {
     /// Adds one person's rows; `events` in log order, `now` the clock
     /// (a row is kept only once its whole horizon lies before `now`).
     pub fn add_person(&mut self, plan: &RowPlan, profile: &str, events: &[Event], now: Timestamp) {
-        let mut state = FeatureState::default();
-        let no_traits = serde_json::Map::new();
-        // Rows still waiting for their label, oldest first.
-        let mut open: VecDeque<Row> = VecDeque::new();
+        let mut person = PersonRows::default();
         for event in events {
-            state.observe(event);
-            let at = event.timestamp;
-            if event_name(event) == plan.label_event {
-                // Every open row whose horizon covers this moment is positive.
-                for row in open.iter_mut() {
-                    let elapsed = at.as_second() - row.at.as_second();
-                    if elapsed > 0 && elapsed <= plan.horizon_seconds {
-                        row.label = true;
-                    }
-                }
-            }
-            // Rows whose horizon ended before this event are settled.
-            while open
-                .front()
-                .is_some_and(|row| at.as_second() - row.at.as_second() > plan.horizon_seconds)
-            {
-                self.rows.push(open.pop_front().expect("checked"));
-            }
-            if plan.observes(event) {
-                open.push_back(Row {
-                    profile: profile.to_string(),
-                    at,
-                    values: plan
-                        .features
-                        .iter()
-                        .map(|feature| state.value(feature, &no_traits, &no_traits))
-                        .collect(),
-                    label: false,
-                });
-            }
+            person.observe(plan, profile, event, self);
         }
-        for row in open {
-            if now.as_second() - row.at.as_second() >= plan.horizon_seconds {
-                self.rows.push(row);
-            } else {
-                self.censored += 1;
-            }
-        }
+        person.finish(plan, now, self);
     }
 
     pub fn positives(&self) -> usize {
@@ -184,6 +146,65 @@ impl Rows {
             csv.push_str(if row.label { ",1\n" } else { ",0\n" });
         }
         csv
+    }
+}
+
+/// One person's rows as their events go by in log order: the features
+/// kept as serving keeps them, and the rows still waiting for their label.
+#[derive(Debug, Default)]
+pub struct PersonRows {
+    state: FeatureState,
+    /// Rows whose horizon has not ended yet, oldest first.
+    open: VecDeque<Row>,
+}
+
+impl PersonRows {
+    /// Takes the person's next event into account; settled rows go to `rows`.
+    pub fn observe(&mut self, plan: &RowPlan, profile: &str, event: &Event, rows: &mut Rows) {
+        self.state.observe(event);
+        let at = event.timestamp;
+        if event_name(event) == plan.label_event {
+            // Every open row whose horizon covers this moment is positive.
+            for row in self.open.iter_mut() {
+                let elapsed = at.as_second() - row.at.as_second();
+                if elapsed > 0 && elapsed <= plan.horizon_seconds {
+                    row.label = true;
+                }
+            }
+        }
+        // Rows whose horizon ended before this event are settled.
+        while self
+            .open
+            .front()
+            .is_some_and(|row| at.as_second() - row.at.as_second() > plan.horizon_seconds)
+        {
+            rows.rows.push(self.open.pop_front().expect("checked"));
+        }
+        if plan.observes(event) {
+            let no_traits = serde_json::Map::new();
+            self.open.push_back(Row {
+                profile: profile.to_string(),
+                at,
+                values: plan
+                    .features
+                    .iter()
+                    .map(|feature| self.state.value(feature, &no_traits, &no_traits))
+                    .collect(),
+                label: false,
+            });
+        }
+    }
+
+    /// No more events: rows whose horizon has passed on the clock are
+    /// kept, the others counted as censored.
+    pub fn finish(self, plan: &RowPlan, now: Timestamp, rows: &mut Rows) {
+        for row in self.open {
+            if now.as_second() - row.at.as_second() >= plan.horizon_seconds {
+                rows.rows.push(row);
+            } else {
+                rows.censored += 1;
+            }
+        }
     }
 }
 
