@@ -60,6 +60,83 @@ def test_purchase_propensity_beats_the_reference_runs(tmp_path):
     assert scores["accuracy"] >= 0.89, result.stdout
     assert_report(tmp_path / "report")
 
+    # In-session propensity live (the ZineOne flow): the trained model
+    # served on stream features; sessions of the test file replayed as page
+    # events (page kinds, seconds between pages, page properties), context
+    # from the event time, the rest as traits. The live score after the
+    # session equals the report's probability for that row.
+    predictions = pd.read_csv(tmp_path / "report" / "predictions.csv")
+    rows = test_rows.reset_index(drop=True)
+    chosen = [i for i in range(len(rows)) if replayable(rows.iloc[i])]
+    chosen = [i for i in chosen if rows.Revenue[i]][:3] + [i for i in chosen if not rows.Revenue[i]][:3]
+    server = Kairos(tmp_path / "data").start()
+    try:
+        r = server.admin("POST", "/v1/models", json={
+            "name": "purchase_propensity", "format": "propensity", "mode": "active", "inputs": SHOPPER_INPUTS,
+            "model": json.loads((tmp_path / "report" / "model.json").read_text())})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        for i in chosen:
+            send(server, key, session_events(rows.iloc[i], f"s{i}"))
+        for i in chosen:
+            def score():
+                r = server.admin("GET", f"/v1/profiles/user_id:s{i}")
+                return r.json().get("scores", {}).get("purchase_propensity") if r.status_code == 200 else None
+            assert wait_for(lambda: score() is not None)
+            assert abs(score() - predictions.probability[i]) < 1e-9, (i, score(), predictions.probability[i])
+    finally:
+        server.stop()
+
+
+SHOPPER_INPUTS = ["session.administrative", "session.administrative_duration", "session.informational",
+                  "session.informational_duration", "session.product_related", "session.product_related_duration",
+                  "session.bounce_rate", "session.exit_rate", "session.page_value", "session.special_day",
+                  "trait.operating_system", "trait.browser", "trait.region", "trait.traffic_type",
+                  "context.month", "trait.visitor_type", "context.weekend"]
+PAGE_KINDS = [("administrative", "Administrative"), ("informational", "Informational"),
+              ("product_related", "ProductRelated")]
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+
+def replayable(row) -> bool:
+    """Whole seconds split evenly over the pages of each kind, gaps inside
+    one session (events carry whole seconds)."""
+    for _, column in PAGE_KINDS:
+        count, seconds = row[column], row[column + "_Duration"]
+        if count == 0 and seconds != 0:
+            return False
+        if count > 0 and (seconds != int(seconds) or int(seconds) % count or seconds / count >= 1800):
+            return False
+    return row["ProductRelated"] > 0
+
+
+def session_events(row, user: str) -> list:
+    month = MONTHS.index(row["Month"][:3].lower()) + 1
+    day = next(d for d in pd.date_range(f"2025-{month:02d}-01", periods=28, freq="D", tz="UTC")
+               if (d.weekday() >= 5) == bool(row["Weekend"]))
+    at = day + pd.Timedelta(hours=10)
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    visitor = {"Returning_Visitor": 0, "New_Visitor": 1, "Other": 2}[row["VisitorType"]]
+    events = [{"type": "identify", "userId": user, "messageId": f"{user}-id", "timestamp": stamp(at),
+               "traits": {"operating_system": int(row["OperatingSystems"]), "browser": int(row["Browser"]),
+                          "region": int(row["Region"]), "traffic_type": int(row["TrafficType"]),
+                          "visitor_type": visitor}}]
+    n = 0
+    for kind, column in PAGE_KINDS:
+        count = int(row[column])
+        gap = int(row[column + "_Duration"]) // count if count else 0
+        for _ in range(count):
+            n += 1
+            events.append({"type": "page", "userId": user, "messageId": f"{user}-p{n}", "timestamp": stamp(at),
+                           "properties": {"page_type": kind, "bounce_rate": float(row["BounceRates"]),
+                                          "exit_rate": float(row["ExitRates"]), "page_value": float(row["PageValues"]),
+                                          "special_day": float(row["SpecialDay"])}})
+            at += pd.Timedelta(seconds=gap)
+    # The last page's time ends with the next event.
+    events.append({"type": "track", "event": "Session Paused", "userId": user, "messageId": f"{user}-end",
+                   "timestamp": stamp(at)})
+    return events
+
 
 def test_uplift_beats_the_reference_and_matches_scikit_uplift(tmp_path):
     customers = pd.read_csv(shared_data("hillstrom/hillstrom.csv"))

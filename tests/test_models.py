@@ -7,6 +7,7 @@ event from features kept in the stream, land on the profile under
 restarts; promotion, BG/NBD P(alive) per profile, and bad models named."""
 
 import base64
+import json
 import math
 import time
 from pathlib import Path
@@ -215,5 +216,31 @@ def test_probability_alive_per_profile_from_bgnbd(tmp_path):
         p_alive = 1 / (1 + (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r_ + x))
         assert abs(scores["alive"] - p_alive) < 1e-9, (scores, p_alive)
         assert scores["alive_expected"] > 0
+    finally:
+        server.stop()
+
+
+def test_admin_bodies_are_limited_while_reading_and_models_may_be_large(tmp_path):
+    """Admin bodies over 4 MiB are refused with 413 — also when sent chunked
+    without a Content-Length (the limit applies while reading, nothing is
+    buffered past it); model registration allows 64 MiB (trees and ONNX
+    files are big)."""
+    server = Kairos(tmp_path / "data").start()
+    try:
+        big = b'{"name": "x", "definition": "' + b"a" * (5 * 1024 * 1024) + b'"}'
+        r = requests.post(server.base_url + "/v1/audiences", data=big, headers=server.admin_headers(), timeout=30)
+        assert r.status_code == 413 and "4194304" in r.json()["detail"], r.text[:300]
+        chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+        r = requests.post(server.base_url + "/v1/audiences", data=chunks, headers=server.admin_headers(), timeout=30)
+        assert r.status_code == 413 and "4194304" in r.json()["detail"], r.text[:300]
+        # A tree model of 250,000 one-leaf trees: ~7 MB of JSON.
+        leaves = 250_000
+        trees = {"feature_count": 1, "base_margin": 0.0, "tree_roots": list(range(leaves)),
+                 "feature": [4294967295] * leaves, "threshold": [0.0] * leaves, "left": [0] * leaves,
+                 "right": [0] * leaves, "missing_left": [False] * leaves, "value": [1e-6] * leaves}
+        body = {"name": "big", "format": "gbm", "model": trees, "inputs": ["session.events"]}
+        assert len(json.dumps(body)) > 4 * 1024 * 1024
+        r = server.admin("POST", "/v1/models", json=body)
+        assert r.status_code == 201, r.text[:300]
     finally:
         server.stop()

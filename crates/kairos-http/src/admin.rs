@@ -22,30 +22,51 @@ use crate::auth::Admin;
 use crate::problem::{EventProblem, Problem};
 
 /// Largest admin request body.
-const ADMIN_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const ADMIN_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest model registration: a model is its trees or its ONNX file.
+pub const MODEL_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest page of events or quarantine records.
 pub const PAGE_LIMIT_MAX: usize = 1000;
 /// Most quarantined events one bulk replay call handles.
 const REPLAY_BATCH_MAX: usize = 1000;
 
-/// A JSON body parsed whatever its Content-Type, with problem+json errors.
-pub struct JsonBody<T>(pub T);
+/// A JSON body parsed whatever its Content-Type, with problem+json errors;
+/// bodies over `LIMIT` bytes are refused while reading (never buffered
+/// whole).
+pub struct JsonBody<T, const LIMIT: usize = ADMIN_BODY_BYTES_MAX>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S>
+    for JsonBody<T, LIMIT>
+{
     type Rejection = Problem;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|error| Problem::bad_request("body_unreadable", error.to_string()))?;
-        if bytes.len() > ADMIN_BODY_BYTES_MAX {
-            return Err(Problem::new(
+    async fn from_request(request: Request, _: &S) -> Result<Self, Problem> {
+        let too_large = || {
+            Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
                 "Request too large",
-                format!("admin request bodies are limited to {ADMIN_BODY_BYTES_MAX} bytes"),
-            ));
+                format!("this request's body is limited to {LIMIT} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > LIMIT) {
+            return Err(too_large());
         }
+        let bytes: Bytes = axum::body::to_bytes(request.into_body(), LIMIT)
+            .await
+            .map_err(|error| {
+                let over_limit = std::error::Error::source(&error)
+                    .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+                if over_limit {
+                    too_large()
+                } else {
+                    Problem::bad_request("body_unreadable", error.to_string())
+                }
+            })?;
         let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::admin::JsonBody;
+use crate::admin::{JsonBody, MODEL_BODY_BYTES_MAX};
 use crate::auth::Admin;
 use crate::problem::Problem;
 
@@ -70,7 +70,7 @@ fn describe(spec: &ModelSpec) -> Value {
 pub async fn create_model(
     _: Admin,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<CreateModel>,
+    JsonBody(body): JsonBody<CreateModel, MODEL_BODY_BYTES_MAX>,
 ) -> Result<Response, Problem> {
     let name = checked_name(&body.name)?;
     let spec = ModelSpec {
