@@ -6,11 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}; SECONDS_PER_RUN=${2:-10}; CONNECTIONS=${3:-16}
-cargo build --release -p kairos -p kairos-bench >&2
-TARGET=${CARGO_TARGET_DIR:-target}/release
-WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-peak_kb() { grep VmHWM /proc/$1/status | awk '{print $2}'; }
+source bench/lib.sh
 
 BARE_PORT=$(free_port)
 "$TARGET/kairos-loadgen" bare --listen 127.0.0.1:$BARE_PORT >/dev/null & BARE_PID=$!

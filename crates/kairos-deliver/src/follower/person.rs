@@ -13,10 +13,7 @@ impl Follower {
         subject: &Identifier,
         now: Timestamp,
     ) -> bool {
-        let Some(engine) = &self.engine else {
-            return false;
-        };
-        let Ok(Some(view)) = engine.profile(subject.clone()).await else {
+        let Some(view) = self.profile(subject).await else {
             return false;
         };
         let events = self.history(subject, None).await;
@@ -65,18 +62,13 @@ impl Follower {
     /// Every identifier of the person's profile (`type:value`), or just
     /// the one we know.
     pub(super) async fn identifiers(&self, subject: &Identifier) -> Vec<String> {
-        let view = match &self.engine {
-            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
-            None => None,
-        };
-        match view {
-            Some(view) => view
-                .identities
-                .iter()
-                .map(|identity| format!("{}:{}", identity.kind, identity.value))
-                .collect(),
-            None => vec![format!("{}:{}", subject.kind, subject.value)],
-        }
+        identifiers_in(self.profile(subject).await.as_ref(), subject)
+    }
+
+    /// The person's profile now, if the engine runs and knows them.
+    async fn profile(&self, subject: &Identifier) -> Option<kairos_engine::ProfileView> {
+        let engine = self.engine.as_ref()?;
+        engine.profile(subject.clone()).await.ok().flatten()
     }
 
     /// The next moment after `now` at which the person's clock (trait
@@ -87,10 +79,7 @@ impl Follower {
         subject: &Identifier,
         now: Timestamp,
     ) -> Timestamp {
-        let view = match &self.engine {
-            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
-            None => None,
-        };
+        let view = self.profile(subject).await;
         let zone = view
             .as_ref()
             .and_then(|view| view.traits.get("timezone")?.as_str())
@@ -158,18 +147,8 @@ impl Follower {
         subject: &kairos_core::identity::Identifier,
         decided: &[Message],
     ) -> Result<Person, StoreError> {
-        let view = match &self.engine {
-            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
-            None => None,
-        };
-        let identities: Vec<String> = match &view {
-            Some(view) => view
-                .identities
-                .iter()
-                .map(|identity| format!("{}:{}", identity.kind, identity.value))
-                .collect(),
-            None => vec![format!("{}:{}", subject.kind, subject.value)],
-        };
+        let view = self.profile(subject).await;
+        let identities = identifiers_in(view.as_ref(), subject);
         let counted = |message: &Message| {
             message.purpose.is_some() && message.status != MessageStatus::Blocked
         };
@@ -202,5 +181,18 @@ impl Follower {
                 .and_then(|view| view.traits.get("timezone")?.as_str().map(str::to_string)),
             recent,
         })
+    }
+}
+
+/// Every identifier of the profile (`type:value`), or just the subject's
+/// when there is no profile.
+fn identifiers_in(view: Option<&kairos_engine::ProfileView>, subject: &Identifier) -> Vec<String> {
+    match view {
+        Some(view) => view
+            .identities
+            .iter()
+            .map(|identity| format!("{}:{}", identity.kind, identity.value))
+            .collect(),
+        None => vec![format!("{}:{}", subject.kind, subject.value)],
     }
 }
