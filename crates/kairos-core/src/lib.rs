@@ -10,7 +10,8 @@
 //!   reports every problem with it, field by field;
 //! - [`tracking_plan`] checks track events against per-source JSON Schemas;
 //! - [`event`] is the normalized event the log stores;
-//! - [`clock`] is time as an input (system or manual);
+//! - [`clock`] is time as an input (system or manual); [`duration`]
+//!   reads durations written as `30m`, `7d`;
 //! - [`identity`] resolves an event's identifiers to a profile (identity
 //!   graph with per-type limits, priorities and blocked values);
 //! - [`profile`] is one person's state, updated event by event;
@@ -36,6 +37,7 @@
 
 pub mod audience;
 pub mod clock;
+pub mod duration;
 pub mod event;
 pub mod identity;
 pub mod matching;

@@ -423,28 +423,17 @@ fn checked_unusual(unusual: &Option<Unusual>) -> Result<Option<Unusual>, String>
     Ok(unusual.clone())
 }
 
-/// "30m", "2h", "1d", "90s".
+/// "30m", "2h", "1d", "90s", "2w".
 fn duration(text: &str) -> Result<jiff::SignedDuration, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match number.parse::<i64>() {
-        Ok(count) if count > 0 && seconds > 0 => {
-            Ok(jiff::SignedDuration::from_secs(count * seconds))
-        }
-        _ => Err(format!(
-            "trigger.within {text:?}: expected a duration such as \"30m\" (units s, m, h, d)"
-        )),
-    }
+    kairos_core::duration::parse_seconds(text)
+        .and_then(|seconds| i64::try_from(seconds).ok())
+        .map(jiff::SignedDuration::from_secs)
+        .ok_or_else(|| {
+            format!(
+                "trigger.within {:?}: expected a duration such as \"30m\" (units s, m, h, d, w)",
+                text.trim()
+            )
+        })
 }
 
 /// The event name with its filters, parsed by the audience language.

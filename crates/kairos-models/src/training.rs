@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use jiff::Timestamp;
+use kairos_core::duration::parse_seconds;
 use kairos_core::{Event, EventType};
 use serde::Deserialize;
 
@@ -74,12 +75,14 @@ impl RowPlan {
         if spec.label.event.trim().is_empty() {
             return Err("label.event: the event a row predicts, e.g. \"Order Completed\"".into());
         }
-        let horizon_seconds = parse_duration(&spec.label.within).ok_or_else(|| {
-            format!(
-                "label.within: {:?} is not a duration; write a number and a unit: 30m, 1h, 7d",
-                spec.label.within
-            )
-        })?;
+        let horizon_seconds = parse_seconds(&spec.label.within)
+            .and_then(|seconds| i64::try_from(seconds).ok())
+            .ok_or_else(|| {
+                format!(
+                    "label.within: {:?} is not a duration; write a number and a unit: 30m, 1h, 7d",
+                    spec.label.within
+                )
+            })?;
         Ok(RowPlan {
             names: spec.features,
             features,
@@ -227,25 +230,6 @@ fn csv_cell(text: &str) -> String {
     }
 }
 
-/// `30m`, `1h`, `7d`, `2w`, `90s` → seconds.
-fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: i64 = number.parse().ok()?;
-    let unit_seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
-    };
-    (number > 0)
-        .then(|| number.checked_mul(unit_seconds))
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +318,5 @@ mod tests {
         let error = RowPlan::new(spec(&["session.events"], "soon")).unwrap_err();
         assert!(error.contains("not a duration"), "{error}");
         assert!(RowPlan::new(spec(&[], "1h")).is_err());
-        assert_eq!(parse_duration("7d"), Some(604_800));
     }
 }

@@ -625,21 +625,10 @@ fn delivery_settings(
 
 /// "24h", "90m", "30s", "2d", or a jiff friendly duration ("1h 30m").
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let seconds_per_unit = match unit.trim() {
-        "s" => Some(1),
-        "m" => Some(60),
-        "h" => Some(3600),
-        "d" => Some(86_400),
-        _ => None,
-    };
-    let duration = match (number.parse::<u64>().ok(), seconds_per_unit) {
-        (Some(count), Some(unit)) => Some(Duration::from_secs(count * unit)),
-        _ => text
+    let duration = match kairos_core::duration::parse_seconds(text) {
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None => text
+            .trim()
             .parse::<jiff::SignedDuration>()
             .ok()
             .and_then(|duration| duration.try_into().ok()),
