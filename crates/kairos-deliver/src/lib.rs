@@ -16,6 +16,7 @@
 mod audience_sync;
 pub mod email;
 pub mod in_app;
+mod in_app_worker;
 pub mod journey;
 pub mod lists;
 pub mod policy;
@@ -70,6 +71,7 @@ impl Default for DeliverySettings {
 pub struct Deliverer {
     wake: Arc<Notify>,
     hub: in_app::InAppHub,
+    store: Arc<Store>,
 }
 
 impl Deliverer {
@@ -87,6 +89,7 @@ impl Deliverer {
         let deliverer = Deliverer {
             wake: wake.clone(),
             hub: hub.clone(),
+            store: store.clone(),
         };
         std::thread::Builder::new()
             .name("kairos-deliver".into())
@@ -103,6 +106,22 @@ impl Deliverer {
     /// The pages connected for in-app messages.
     pub fn hub(&self) -> &in_app::InAppHub {
         &self.hub
+    }
+
+    /// Opens a page of the person known by `identifiers` (through
+    /// `source_id`) and hands it the in-app messages waiting for them.
+    pub async fn open_page(
+        &self,
+        source_id: &str,
+        identifiers: Vec<String>,
+    ) -> Result<in_app::Subscription, in_app::SubscribeError> {
+        let subscription = self.hub.subscribe(source_id, &identifiers)?;
+        let (store, hub) = (self.store.clone(), self.hub.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            in_app_worker::catch_up(&store, &hub, &identifiers)
+        })
+        .await;
+        Ok(subscription)
     }
 
     /// Wakes the workers (a destination or journey changed, a dead letter

@@ -50,8 +50,14 @@ pub(crate) async fn run(
     client: reqwest::Client,
     hub: InAppHub,
 ) {
+    if store
+        .outbox
+        .destination(&destination_id)
+        .is_some_and(|destination| destination.kind == "in_app")
+    {
+        return crate::in_app_worker::run(store, destination_id, wake, hub).await;
+    }
     let mut failures_in_row = 0u32;
-    let mut page_connected = false;
     // Messages before this sequence number are known to be done; a full
     // rescan now and then picks up replayed dead letters.
     let mut from_seq = 0u64;
@@ -83,11 +89,9 @@ pub(crate) async fn run(
             continue;
         }
         let now = Timestamp::now();
-        // A page that just connected takes its in-app messages at once.
-        let everything = std::mem::take(&mut page_connected);
         let due: Vec<Message> = pending
             .iter()
-            .filter(|message| everything || message.next_attempt_at <= now)
+            .filter(|message| message.next_attempt_at <= now)
             .cloned()
             .collect();
         if due.is_empty() {
@@ -96,18 +100,14 @@ pub(crate) async fn run(
                 Duration::try_from(at.duration_since(now)).unwrap_or_default()
             });
             let until = until.min(Duration::from_secs(1));
-            if destination.kind == "in_app" {
-                tokio::select! {
-                    _ = wait(&wake, until) => {}
-                    _ = hub.connected() => page_connected = true,
-                }
-            } else {
-                wait(&wake, until).await;
-            }
+            wait(&wake, until).await;
             continue;
         }
         for message in due {
-            let outcome = attempt(&client, &destination, &message, &settings, &hub).await;
+            if store.outbox.is_erased(&message.identifier) {
+                continue; // erased since it was read: never sent
+            }
+            let outcome = attempt(&client, &destination, &message, &settings).await;
             match outcome {
                 Outcome::Delivered => failures_in_row = 0,
                 _ => failures_in_row += 1,
@@ -141,21 +141,9 @@ async fn attempt(
     destination: &DestinationRecord,
     message: &Message,
     settings: &DeliverySettings,
-    hub: &InAppHub,
 ) -> Outcome {
-    match destination.kind.as_str() {
-        "email" => return attempt_email(destination, message, settings).await,
-        "in_app" => {
-            return if hub.publish(&message.identifier, &message.payload) {
-                Outcome::Delivered
-            } else {
-                Outcome::Retry {
-                    error: "nobody is on the site as this person; sent when they connect".into(),
-                    after: None,
-                }
-            };
-        }
-        _ => {}
+    if destination.kind == "email" {
+        return attempt_email(destination, message, settings).await;
     }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
     let timestamp = Timestamp::now().as_second();

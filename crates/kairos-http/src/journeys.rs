@@ -127,12 +127,17 @@ pub async fn create_destination(
 pub struct InAppQuery {
     /// `{type}:{value}`: who is on the page (e.g. `anonymous_id:a1`).
     identifier: String,
+    /// The identity token the site's backend minted for `identifier`;
+    /// needed for every type but `anonymous_id`.
+    token: Option<String>,
 }
 
-/// `GET /v1/in-app/stream?identifier=user_id:u1&writeKey=…`: Server-Sent
-/// Events carrying the in-app messages journeys send to this person while
-/// the page is open (authenticated by a source's write key, like the
-/// browser's collection calls).
+/// `GET /v1/in-app/stream?identifier=user_id:u1&token=…&writeKey=…`:
+/// Server-Sent Events carrying the in-app messages journeys send to this
+/// person while the page is open. The write key names the source; the
+/// identity token (HMAC-SHA256 of the identifier under the source's
+/// identity secret, hex) proves the page is that person's — a write key
+/// alone opens only `anonymous_id:…` streams (see [`kairos_deliver::in_app`]).
 pub async fn in_app_stream(
     State(state): State<AppState>,
     RawQuery(raw_query): RawQuery,
@@ -142,7 +147,7 @@ pub async fn in_app_stream(
     let key = basic_write_key(&headers)
         .or_else(|| query_write_key(raw_query.as_deref()))
         .ok_or_else(Problem::missing_write_key)?;
-    state
+    let source = state
         .store
         .sources
         .by_write_key(&key, state.clock.now())
@@ -152,10 +157,61 @@ pub async fn in_app_stream(
         .deliverer
         .as_ref()
         .ok_or_else(|| Problem::overloaded("in-app messages are not served by this process"))?;
-    let mut identities = vec![format!("{}:{}", identifier.kind, identifier.value)];
+    let identities = page_identities(&state, &source.record, &identifier, &query).await?;
+    let subscription = deliverer
+        .open_page(&source.record.id, identities)
+        .await
+        .map_err(|_| {
+            Problem::overloaded(format!(
+                "{} pages are connected for in-app messages, the most one process serves; try again later",
+                kairos_deliver::in_app::PAGES_MAX
+            ))
+        })?;
+    let messages = stream::unfold(subscription, |mut subscription| async move {
+        let message = subscription.receiver.recv().await?;
+        let event = SseEvent::default()
+            .event("message")
+            .data(message.to_string());
+        Some((Ok::<_, Infallible>(event), subscription))
+    });
+    Ok(Sse::new(messages)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The identifiers a page may listen under: an anonymous page its own id
+/// only; a page with a valid identity token the profile's identities too.
+async fn page_identities(
+    state: &AppState,
+    source: &kairos_store::SourceRecord,
+    identifier: &kairos_core::identity::Identifier,
+    query: &InAppQuery,
+) -> Result<Vec<String>, Problem> {
+    let own = format!("{}:{}", identifier.kind, identifier.value);
+    let verified = query.token.as_deref().is_some_and(|token| {
+        kairos_deliver::in_app::token_is_valid(&source.identity_secret, &query.identifier, token)
+    });
+    if !verified {
+        if identifier.kind == "anonymous_id" && query.token.is_none() {
+            return Ok(vec![own]);
+        }
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "identity_token_invalid",
+            "Identity token missing or wrong",
+            format!(
+                "a write key is public, so listening as {own} needs an identity token: \
+                 your backend computes hex(HMAC-SHA256(identity_secret, \"{}\")) with the \
+                 source's identity_secret (GET /v1/admin/sources/{{id}}) and passes it as \
+                 `token`; anonymous visitors listen as anonymous_id:<their own id> without one",
+                query.identifier
+            ),
+        ));
+    }
+    let mut identities = vec![own];
     if let Some(view) = state
         .engine
-        .profile(identifier)
+        .profile(identifier.clone())
         .await
         .map_err(engine_problem)?
     {
@@ -165,17 +221,7 @@ pub async fn in_app_stream(
                 .map(|identity| format!("{}:{}", identity.kind, identity.value)),
         );
     }
-    let receiver = deliverer.hub().subscribe(&identities);
-    let messages = stream::unfold(receiver, |mut receiver| async move {
-        let message = receiver.recv().await?;
-        let event = SseEvent::default()
-            .event("message")
-            .data(message.to_string());
-        Some((Ok::<_, Infallible>(event), receiver))
-    });
-    Ok(Sse::new(messages)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(identities)
 }
 
 fn checked_email_destination(url: &str, from: Option<&str>) -> Result<(), Problem> {

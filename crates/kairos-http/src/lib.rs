@@ -108,6 +108,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/sources/{id}", get(admin::get_source))
         .route("/v1/admin/sources/{id}/rotate", post(admin::rotate_source))
         .route(
+            "/v1/admin/sources/{id}/identity-secret/rotate",
+            post(admin::rotate_identity_secret),
+        )
+        .route(
             "/v1/admin/sources/{id}/tracking-plan",
             put(admin::put_tracking_plan).delete(admin::delete_tracking_plan),
         )

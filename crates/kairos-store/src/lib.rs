@@ -56,11 +56,11 @@ pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;
 pub use outbox::{
     AudienceSyncRecord, DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox,
-    Run, SyncChange, Wait,
+    OutboxErasure, Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
-pub use sources::{SourceRecord, SourceRegistry};
+pub use sources::{SourceRecord, SourceRegistry, SourceTrust};
 pub use vault::{SubjectId, Vault};
 pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
 
@@ -129,7 +129,6 @@ pub struct Store {
     /// Model versions (scores).
     pub models: ModelRegistry,
     pub meta: Keyspace,
-    dedup: Keyspace,
 }
 
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
@@ -186,7 +185,6 @@ impl Store {
             lists,
             models,
             meta,
-            dedup,
         })
     }
 
@@ -215,23 +213,24 @@ impl Store {
     /// logged them), so destroyed keys and deleted records do not linger in
     /// older files of the LSM tree. Blocking; seconds on a large store.
     pub fn purge_erased(&self) -> Result<(), StoreError> {
-        let mut keyspaces = vec![
-            self.vault.keyspace(),
-            &self.quarantine.keyspace,
-            &self.meta,
-            &self.dedup,
-        ];
-        keyspaces.extend(self.privacy.keyspaces());
-        keyspaces.extend(
-            (0..self.log.partition_count()).map(|index| self.log.partition(index as usize)),
-        );
-        // Every keyspace flushed: no journal file still needed for recovery,
-        // so the journal manager deletes the old ones.
-        for keyspace in &keyspaces {
+        // Every keyspace flushed — all of them, not only those an erasure
+        // wrote to: a journal file is deleted only once no keyspace's
+        // memtable still needs it, and the journal holds the erased
+        // records (and the deletions' keys) in plaintext.
+        for name in self.db.list_keyspace_names() {
+            let keyspace = self
+                .db
+                .keyspace(&name, fjall::KeyspaceCreateOptions::default)?;
             keyspace.rotate_memtable_and_wait()?;
         }
-        self.vault.keyspace().major_compact()?;
-        self.quarantine.keyspace.major_compact()?;
+        // Compacted: deleted values and the tombstones naming the person
+        // leave the table files too.
+        let mut compacted = vec![self.vault.keyspace(), &self.quarantine.keyspace];
+        compacted.extend(self.outbox.personal_keyspaces());
+        compacted.push(self.lists.keyspace());
+        for keyspace in compacted {
+            keyspace.major_compact()?;
+        }
         self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(())
     }
