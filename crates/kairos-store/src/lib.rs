@@ -131,6 +131,12 @@ pub struct Store {
     pub meta: Keyspace,
 }
 
+/// fjall starts a new journal file at a flush once the active one is past
+/// this many bytes (`worker_pool.rs` in fjall 3.1).
+const JOURNAL_ROTATION_BYTES: usize = 64_000_000 + (1 << 20);
+/// Where [`Store::purge_erased`] writes to fill the journal.
+const JOURNAL_ROTATION_KEYSPACE: &str = "journal-rotation";
+
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
 const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
 const META_FORMAT_KEY: &[u8] = b"format";
@@ -213,10 +219,10 @@ impl Store {
     /// logged them), so destroyed keys and deleted records do not linger in
     /// older files of the LSM tree. Blocking; seconds on a large store.
     pub fn purge_erased(&self) -> Result<(), StoreError> {
+        self.seal_the_journal()?;
         // Every keyspace flushed — all of them, not only those an erasure
-        // wrote to: a journal file is deleted only once no keyspace's
-        // memtable still needs it, and the journal holds the erased
-        // records (and the deletions' keys) in plaintext.
+        // wrote to: the sealed journal is deleted once no keyspace's
+        // memtable still needs it.
         for name in self.db.list_keyspace_names() {
             let keyspace = self
                 .db
@@ -228,10 +234,64 @@ impl Store {
         let mut compacted = vec![self.vault.keyspace(), &self.quarantine.keyspace];
         compacted.extend(self.outbox.personal_keyspaces());
         compacted.push(self.lists.keyspace());
-        for keyspace in compacted {
-            keyspace.major_compact()?;
+        // Twice, each after background compactions are done: fjall skips a
+        // major compaction (silently) while another compaction holds one of
+        // the keyspace's tables, as happens right after the flushes above.
+        for _ in 0..2 {
+            for keyspace in &compacted {
+                self.wait_for_background_compactions();
+                keyspace.major_compact()?;
+            }
         }
+        // fjall deletes the table files a compaction replaced at its next
+        // memtable rotation (version history maintenance): make one.
+        let scratch = self.db.keyspace(
+            JOURNAL_ROTATION_KEYSPACE,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        scratch.insert(b"gc", b"")?;
+        scratch.rotate_memtable_and_wait()?;
+        self.db.delete_keyspace(scratch)?;
         self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Waits (a bounded time) until fjall runs no compaction.
+    fn wait_for_background_compactions(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.db.active_compactions() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Makes fjall start a new journal file. The active journal holds, in
+    /// plaintext, whatever the erasure deleted from the outbox and lists
+    /// (and the destroyed keys' bytes); fjall seals a journal only once it
+    /// passed [`JOURNAL_ROTATION_BYTES`] at a flush and offers no call to
+    /// do it sooner, so the journal is filled past that with a scratch
+    /// keyspace's writes (deleted afterwards). An erasure therefore costs
+    /// ~64 MB of sequential writes: erasures are rare, and a receipt must
+    /// mean the data is gone from disk.
+    fn seal_the_journal(&self) -> Result<(), StoreError> {
+        let scratch = self.db.keyspace(
+            JOURNAL_ROTATION_KEYSPACE,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        let chunk_bytes = 1 << 20;
+        // Not zeros: the journal may compress what it is given.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let chunk: Vec<u8> = (0..chunk_bytes)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for index in 0..JOURNAL_ROTATION_BYTES.div_ceil(chunk_bytes) as u32 {
+            scratch.insert(index.to_be_bytes(), chunk.as_slice())?;
+        }
+        scratch.rotate_memtable_and_wait()?;
         Ok(())
     }
 
