@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use kairos_core::audience::eval::{EventFact, PersonFacts};
 use kairos_core::audience::incremental::{AudienceEngine, Change, PersonState, Program};
 
-use crate::announcer::{self, Announcement, Announcer};
+use crate::announcer::{self, Announcement, Announcer, Cause};
 
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
@@ -102,6 +102,8 @@ pub struct ShardState {
     baseline: Option<Baseline>,
     /// The day (since the epoch) time-dependent scores were last aged to.
     aged_day: i64,
+    /// What the operation being applied is, for its announcements.
+    cause: Cause,
 }
 
 impl ShardState {
@@ -113,6 +115,7 @@ impl ShardState {
             announcer: None,
             baseline: None,
             aged_day: i64::MIN,
+            cause: Cause::Time,
         }
     }
 
@@ -126,6 +129,7 @@ impl ShardState {
 
     /// Fires the audience timers due by `now`.
     pub fn advance(&mut self, now: Timestamp) {
+        self.cause = Cause::Time;
         let changes = self.audiences.advance(now);
         self.announce(changes);
         self.age_scores(now);
@@ -174,6 +178,7 @@ impl ShardState {
                     audience: change.audience,
                     entered: change.entered,
                     at: change.at,
+                    cause: self.cause,
                 })
             })
             .collect();
@@ -228,6 +233,7 @@ impl ShardState {
         let Some(baseline) = self.baseline.take() else {
             return;
         };
+        self.cause = Cause::CatchUp;
         let mut changes = Vec::new();
         let known: BTreeSet<&str> = self.audiences.audience_names().collect();
         let mut profiles: BTreeSet<ProfileId> = self.profiles.keys().copied().collect();
@@ -387,6 +393,7 @@ impl ShardState {
                 source_rank,
                 identities,
             } => {
+                self.cause = Cause::Event(event.timestamp);
                 let entry = self.profiles.entry(profile).or_default();
                 if let Some(identities) = identities {
                     entry.identities = identities;
@@ -443,6 +450,7 @@ impl ShardState {
                 from,
                 record,
             } => {
+                self.cause = Cause::Event(record.at);
                 // The extract is ahead in the global order: this wait ends.
                 let absorbed = from.recv().unwrap_or_default();
                 let entry = self.profiles.entry(survivor).or_default();

@@ -18,9 +18,9 @@ impl Follower {
     ) -> Result<(), StoreError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
         let outbox = &self.store.outbox;
-        if journey.entry != EntryRule::EveryTime {
+        if journey.entry.rule != EntryRule::EveryTime {
             let entries = outbox.entries(&journey.id, &identifier)?;
-            let allowed = match (&journey.entry, entries) {
+            let allowed = match (&journey.entry.rule, entries) {
                 (_, None) => true,
                 (EntryRule::Once, Some(_)) => false,
                 (EntryRule::OncePer(period), Some(entries)) => entries.last + *period <= now,
