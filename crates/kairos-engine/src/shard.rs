@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use kairos_core::Event;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::graph::ProfileId;
-use kairos_core::profile::{MergeRecord, Profile, TimelineEntry};
+use kairos_core::profile::{MergeRecord, Profile, SourceStanding, TimelineEntry};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -53,7 +53,8 @@ pub enum ShardOp {
     Apply {
         profile: ProfileId,
         event: Arc<Event>,
-        source_rank: u32,
+        /// The source's trait precedence and trust.
+        source: SourceStanding,
         /// The profile's identities, when the event changed them.
         identities: Option<Vec<Identifier>>,
     },
@@ -390,7 +391,7 @@ impl ShardState {
             ShardOp::Apply {
                 profile,
                 event,
-                source_rank,
+                source,
                 identities,
             } => {
                 self.cause = Cause::Event(event.timestamp);
@@ -398,7 +399,7 @@ impl ShardState {
                 if let Some(identities) = identities {
                     entry.identities = identities;
                 }
-                entry.profile.apply(&event, source_rank);
+                entry.profile.apply(&event, source);
                 entry.profile.retain(&self.settings.retention, now);
                 // Membership announcements are not behaviour: they neither
                 // feed features nor change scores.

@@ -25,7 +25,12 @@ fn harness() -> Harness {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let write_key = store
         .sources
-        .create("test", None, jiff::Timestamp::now())
+        .create(
+            "test",
+            None,
+            kairos_store::SourceTrust::Client,
+            jiff::Timestamp::now(),
+        )
         .unwrap()
         .write_key;
     let store = Arc::new(store);
