@@ -7,12 +7,12 @@
 //! `profile.id` — and the triggering `event` (`{{ traits.first_name |
 //! default("there") }}`, `{% for item in event.properties.products %}`).
 
-use std::time::Duration;
-
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::address_policy;
 
 /// Instructions a template may run (loops, filters) before it is stopped.
 const TEMPLATE_FUEL: u64 = 100_000;
@@ -152,36 +152,67 @@ pub enum SmtpOutcome {
     Permanent(String),
 }
 
-/// Sends one email through the SMTP server at `smtp://host:port`.
+/// Sends one email through the SMTP server at `server` (forms in
+/// [`crate::endpoint`]), connecting only to an address the policy allows:
+/// the host is resolved and checked here, and the checked address is
+/// what lettre connects to (the name still is what TLS verifies).
 pub async fn send(
     server: &str,
     from: &str,
     email: &RenderedEmail,
     message_id: &str,
-    timeout: Duration,
+    settings: &crate::DeliverySettings,
 ) -> SmtpOutcome {
-    let Some((host, port)) = server
-        .strip_prefix("smtp://")
-        .and_then(|address| address.trim_end_matches('/').rsplit_once(':'))
-        .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
-    else {
-        return SmtpOutcome::Permanent(format!("{server:?} is not smtp://host:port"));
+    let server = match crate::endpoint::smtp_server(server) {
+        Ok(server) => server,
+        Err(error) => return SmtpOutcome::Permanent(error),
     };
     let mail = match build(from, email, message_id) {
         Ok(mail) => mail,
         Err(error) => return SmtpOutcome::Permanent(error),
     };
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(port)
-        .timeout(Some(timeout))
-        .build();
+    let address = match address_policy::resolve(&server.host, server.port, settings.addresses).await
+    {
+        Ok(addresses) => addresses[0],
+        Err(error) => {
+            tracing::warn!(host = %server.host, %error, "SMTP server not reached");
+            return SmtpOutcome::Transient(unreachable(&error));
+        }
+    };
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+            .port(address.port())
+            .timeout(Some(settings.timeout))
+            .build();
     match transport.send(mail).await {
         Ok(_) => SmtpOutcome::Sent,
-        Err(error) if error.is_permanent() => {
-            SmtpOutcome::Permanent(format!("the SMTP server refused the mail: {error}"))
-        }
-        Err(error) => SmtpOutcome::Transient(format!("SMTP: {error}")),
+        Err(error) => outcome_of(&server.host, &error),
     }
+}
+
+/// A failed SMTP conversation as a category and reply code: never the
+/// server's text, which could be any TCP service's banner.
+fn outcome_of(host: &str, error: &lettre::transport::smtp::Error) -> SmtpOutcome {
+    tracing::warn!(%host, error = %crate::failure::chain(error), "SMTP attempt failed");
+    let code = error.status().map(|code| code.to_string());
+    match code {
+        Some(code) if error.is_permanent() => {
+            SmtpOutcome::Permanent(format!("the SMTP server refused the mail ({code})"))
+        }
+        Some(code) => SmtpOutcome::Transient(format!("the SMTP server deferred the mail ({code})")),
+        None if error.is_timeout() => SmtpOutcome::Transient("SMTP server: timed out".into()),
+        None if error.is_response() => {
+            SmtpOutcome::Transient("the SMTP conversation failed (not an SMTP answer)".into())
+        }
+        None => SmtpOutcome::Transient(unreachable(error)),
+    }
+}
+
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> String {
+    format!(
+        "could not reach the SMTP server: {}",
+        crate::failure::category(error)
+    )
 }
 
 fn build(from: &str, email: &RenderedEmail, message_id: &str) -> Result<lettre::Message, String> {

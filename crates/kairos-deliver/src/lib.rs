@@ -13,8 +13,11 @@
 //! the engine; its state is in the store ([`kairos_store::outbox`]), so a
 //! restart resumes where it stopped.
 
+pub mod address_policy;
 mod audience_sync;
 pub mod email;
+pub mod endpoint;
+mod failure;
 pub mod in_app;
 mod in_app_worker;
 pub mod journey;
@@ -50,6 +53,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     /// Consent, frequency caps, quiet hours.
     pub policy: policy::ContactPolicy,
+    /// Which addresses webhooks, syncs and SMTP may reach.
+    pub addresses: address_policy::AddressPolicy,
 }
 
 impl Default for DeliverySettings {
@@ -62,6 +67,7 @@ impl Default for DeliverySettings {
             max_attempts: 10,
             timeout: Duration::from_secs(15),
             policy: policy::ContactPolicy::default(),
+            addresses: address_policy::AddressPolicy::default(),
         }
     }
 }
@@ -131,6 +137,19 @@ impl Deliverer {
     }
 }
 
+/// The client every webhook and sync is sent with: no redirects (a 3xx
+/// could point anywhere), no proxy from the environment (the address
+/// policy judges the endpoint itself), and a resolver that hands out only
+/// the addresses the policy allows.
+fn http_client(settings: &DeliverySettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(address_policy::PolicyResolver(settings.addresses))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Runs the follower, and a worker for every destination as they appear.
 async fn supervise(
     store: Arc<Store>,
@@ -140,10 +159,7 @@ async fn supervise(
     wake: Arc<Notify>,
     hub: in_app::InAppHub,
 ) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client");
+    let client = http_client(&settings);
     let follower = follower::Follower {
         store: store.clone(),
         rules,
@@ -170,5 +186,58 @@ async fn supervise(
             }
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every connection with 204 and counts them.
+    async fn receiver() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn the_client_resolves_names_through_the_address_policy() {
+        let (port, accepted) = receiver().await;
+        let strict = http_client(&DeliverySettings::default());
+        for host in ["localhost", "hooks.localhost"] {
+            let error = strict
+                .get(format!("http://{host}:{port}/"))
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(failure::category(&error), failure::NOT_ALLOWED, "{host}");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let open = http_client(&DeliverySettings {
+            addresses: address_policy::AddressPolicy {
+                allow_private_networks: true,
+            },
+            ..DeliverySettings::default()
+        });
+        let response = open
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 204);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

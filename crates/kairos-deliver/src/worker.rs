@@ -18,7 +18,10 @@ use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
 use tokio::sync::Notify;
 
 use crate::DeliverySettings;
+use crate::address_policy;
 use crate::email::{self, RenderedEmail, SmtpOutcome};
+use crate::endpoint;
+use crate::failure;
 use crate::in_app::InAppHub;
 use crate::signing::sign;
 
@@ -145,6 +148,16 @@ async fn attempt(
     if destination.kind == "email" {
         return attempt_email(destination, message, settings).await;
     }
+    let url = match endpoint::webhook_url(&destination.url) {
+        Ok(url) => url,
+        Err(error) => return Outcome::Failed(error),
+    };
+    // An IP literal is connected to without resolution: check it here
+    // (names are checked by the client's resolver, after resolution).
+    if let Err(not_allowed) = address_policy::check_url(&url, settings.addresses) {
+        tracing::warn!(destination = %destination.name, %not_allowed, "delivery refused");
+        return Outcome::Failed(failure::NOT_ALLOWED.into());
+    }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
     let timestamp = Timestamp::now().as_second();
     let signature = match sign(&destination.secret, &message.id, timestamp, &body) {
@@ -154,7 +167,7 @@ async fn attempt(
         }
     };
     let request = client
-        .post(&destination.url)
+        .post(url)
         .timeout(settings.timeout)
         .header("content-type", "application/json")
         .header("user-agent", "Kairos-Webhooks/1")
@@ -176,13 +189,21 @@ async fn attempt(
             }
         }
         Err(error) if error.is_timeout() => Outcome::Retry {
-            error: format!("no answer within {:?}", settings.timeout),
+            error: format!("timed out: no answer within {:?}", settings.timeout),
             after: None,
         },
-        Err(error) => Outcome::Retry {
-            error: format!("could not reach the endpoint: {error}"),
-            after: None,
-        },
+        Err(error) => {
+            // The detail (which host, which port, what it said) is for the
+            // operator's log; API callers read a category.
+            tracing::warn!(destination = %destination.name, error = %failure::chain(&error), "delivery attempt failed");
+            Outcome::Retry {
+                error: format!(
+                    "could not reach the endpoint: {}",
+                    failure::category(&error)
+                ),
+                after: None,
+            }
+        }
     }
 }
 
@@ -195,15 +216,7 @@ async fn attempt_email(
         return Outcome::Failed("the stored message is not an email".into());
     };
     let from = destination.from.as_deref().unwrap_or_default();
-    match email::send(
-        &destination.url,
-        from,
-        &email,
-        &message.id,
-        settings.timeout,
-    )
-    .await
-    {
+    match email::send(&destination.url, from, &email, &message.id, settings).await {
         SmtpOutcome::Sent => Outcome::Delivered,
         SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
         SmtpOutcome::Permanent(error) => Outcome::Failed(error),

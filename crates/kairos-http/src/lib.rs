@@ -72,6 +72,9 @@ pub struct AppInner {
     /// The delivery thread (journeys, destinations), to wake on changes;
     /// `None` where nothing delivers (API tests).
     pub deliverer: Option<kairos_deliver::Deliverer>,
+    /// Which addresses destinations may point to (checked at creation;
+    /// the deliverer checks again at every connection).
+    pub address_policy: kairos_deliver::address_policy::AddressPolicy,
 }
 
 impl AppState {

@@ -47,6 +47,7 @@ fn harness() -> Harness {
         ingest_runtime: None,
         manual_clock: None,
         deliverer: None,
+        address_policy: Default::default(),
     });
     Harness {
         _dir: dir,

@@ -82,6 +82,10 @@ pub struct DeliveryConfig {
     pub max_attempts: Option<u32>,
     /// How long one attempt may take ("15s").
     pub timeout: Option<String>,
+    /// Let deliveries reach loopback, private, link-local and other
+    /// special-purpose addresses (tests, on-premise receivers). Default
+    /// false: only public addresses (docs/journeys.md, "Addresses").
+    pub allow_private_networks: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,6 +231,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
             "CLOCK" => file.clock = Some(value.clone()),
+            "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
+                file.delivery.allow_private_networks = parse_env(name, value, problems)
+            }
             // Variables of the client commands and of tests.
             "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
@@ -610,6 +617,7 @@ fn delivery_settings(
         settings.retry_schedule = steps;
     }
     duration("timeout", &config.timeout, &mut settings.timeout);
+    settings.addresses.allow_private_networks = config.allow_private_networks.unwrap_or(false);
     if settings.retry_schedule.is_empty() {
         problems
             .push("delivery.retry_schedule: give at least one delay, e.g. [\"5s\", \"5m\"]".into());
@@ -678,6 +686,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn private_networks_are_refused_unless_allowed() {
+        let strict = load(&FlagConfig::default(), &[]).unwrap();
+        assert!(!strict.delivery.addresses.allow_private_networks);
+        let allowed = load(
+            &FlagConfig::default(),
+            &env(&[("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS", "true")]),
+        )
+        .unwrap();
+        assert!(allowed.delivery.addresses.allow_private_networks);
+        let problems = load(
+            &FlagConfig::default(),
+            &env(&[("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS", "yes")]),
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].contains("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS"),
+            "{problems:?}"
+        );
     }
 
     #[test]

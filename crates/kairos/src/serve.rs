@@ -108,6 +108,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ingest_runtime: Some(ingest_runtime.handle().clone()),
         manual_clock: config.manual_clock.clone(),
         deliverer: Some(deliverer),
+        address_policy: config.delivery.addresses,
     });
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).
