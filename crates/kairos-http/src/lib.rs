@@ -34,6 +34,7 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
+pub mod server;
 pub mod training;
 
 use std::ops::Deref;
@@ -279,13 +280,13 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves,
+/// then drains (see [`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: server::ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app(state), limits, shutdown).await
 }

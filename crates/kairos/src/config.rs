@@ -27,6 +27,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -135,6 +137,17 @@ pub struct LimitsConfig {
     pub batch_events_max: Option<usize>,
 }
 
+/// `[server]`: connection limits (see `kairos_http::server`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub connections_max: Option<usize>,
+    /// Durations such as "10s" or "500ms".
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -155,6 +168,7 @@ pub struct ServeConfig {
     pub demo: bool,
     pub test_faults: bool,
     pub limits: IngestLimits,
+    pub server: kairos_http::server::ServerLimits,
     pub store: StoreOptions,
     pub engine: kairos_engine::EngineSettings,
     /// Audiences from the config file, each checked to parse.
@@ -322,6 +336,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
             .unwrap_or(defaults.batch_events_max),
     };
     check_limits(&limits, problems);
+    let server = server_limits(&file.server, problems);
     let store = store_options(
         &file.storage,
         file.unsafe_no_fsync.unwrap_or(false),
@@ -380,8 +395,55 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         demo: file.demo.unwrap_or(true),
         test_faults,
         limits,
+        server,
         store,
     }
+}
+
+/// Most connections a server may be configured for; each holds a file
+/// descriptor and a few KB of buffers.
+const CONNECTIONS_MAX_LIMIT: usize = 1_000_000;
+
+fn server_limits(
+    config: &ServerConfig,
+    problems: &mut Vec<String>,
+) -> kairos_http::server::ServerLimits {
+    let mut limits = kairos_http::server::ServerLimits::default();
+    if let Some(max) = config.connections_max {
+        if !(1..=CONNECTIONS_MAX_LIMIT).contains(&max) {
+            problems.push(format!(
+                "server.connections_max: expected 1 to {CONNECTIONS_MAX_LIMIT}"
+            ));
+        }
+        limits.connections_max = max;
+    }
+    for (field, text, target) in [
+        (
+            "header_read_timeout",
+            &config.header_read_timeout,
+            &mut limits.header_read_timeout,
+        ),
+        (
+            "body_read_timeout",
+            &config.body_read_timeout,
+            &mut limits.body_read_timeout,
+        ),
+        (
+            "idle_timeout",
+            &config.idle_timeout,
+            &mut limits.idle_timeout,
+        ),
+    ] {
+        if let Some(text) = text {
+            match parse_duration(text) {
+                Some(parsed) => *target = parsed,
+                None => problems.push(format!(
+                    "server.{field} {text:?}: expected a positive duration such as \"10s\" or \"500ms\""
+                )),
+            }
+        }
+    }
+    limits
 }
 
 fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> IdentityRules {
@@ -707,6 +769,27 @@ mod tests {
             problems[0].contains("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn server_limits_default_and_parse() {
+        let config = load(&FlagConfig::default(), &[]).unwrap();
+        assert_eq!(config.server, kairos_http::server::ServerLimits::default());
+        let mut problems = Vec::new();
+        let limits = server_limits(
+            &ServerConfig {
+                connections_max: Some(100),
+                header_read_timeout: Some("500ms".into()),
+                body_read_timeout: Some("2s".into()),
+                idle_timeout: Some("soon".into()),
+            },
+            &mut problems,
+        );
+        assert_eq!(limits.connections_max, 100);
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("server.idle_timeout"));
     }
 
     #[test]
