@@ -188,8 +188,8 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    // Refused while another definition refers to it.
-    let answer = definitions::delete(&state, AUDIENCE, &id).await?;
+    // Refused while a journey, a sync or another definition refers to it.
+    let answer = definitions::delete_unused(&state, AUDIENCE, &id).await?;
     Ok(axum::Json(answer).into_response())
 }
 

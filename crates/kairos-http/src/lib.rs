@@ -34,6 +34,7 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
+mod references;
 pub mod training;
 
 use std::ops::Deref;

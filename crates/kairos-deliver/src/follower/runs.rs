@@ -236,13 +236,8 @@ impl Follower {
             Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
             None => None,
         };
-        let context = json!({
-            "traits": view.as_ref().map(|view| &view.traits),
-            "computed": view.as_ref().map(|view| &view.computed),
-            "audiences": view.as_ref().map(|view| &view.audiences),
-            "profile": {"id": view.as_ref().map(|view| &view.id)},
-            "event": message.payload["data"]["event"],
-        });
+        let context =
+            crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
         let rendered = match (&send.template, &send.message) {
             (Some(template), _) => {
                 let recipient = view.as_ref().and_then(|view| {
