@@ -4,13 +4,15 @@
 //! Templates are written by users, so they are treated as untrusted: a fuel
 //! limit stops runaway loops and the rendered parts have a size limit.
 //! Their context is the person now — `traits`, `computed`, `audiences`,
-//! `profile.id` — and the triggering `event` (`{{ traits.first_name |
-//! default("there") }}`, `{% for item in event.properties.products %}`).
+//! `scores`, `profile.id` — and the triggering `event` (`{{
+//! traits.first_name | default("there") }}`, `{% for item in
+//! event.properties.products %}`): [`person_context`], the same names a
+//! journey's templates are checked against when it is created.
 
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use crate::address_policy;
 
@@ -45,15 +47,64 @@ fn environment() -> minijinja::Environment<'static> {
     environment
 }
 
-/// Checks that every part parses (at journey creation).
+/// The names a template reads — the person now and the triggering event
+/// — the same at check and at send ([`person_context`]).
+pub const CONTEXT_NAMES: [&str; 6] = [
+    "traits",
+    "computed",
+    "audiences",
+    "scores",
+    "profile",
+    "event",
+];
+
+/// What every template renders with: the person's traits, computed traits,
+/// audiences and active scores now (empty for someone Kairos does not
+/// know), their profile id, and the triggering event.
+pub fn person_context(view: Option<&kairos_engine::ProfileView>, event: &Value) -> Value {
+    let object = |map: Option<&Map<String, Value>>| Value::Object(map.cloned().unwrap_or_default());
+    json!({
+        "traits": object(view.map(|view| &view.traits)),
+        "computed": object(view.map(|view| &view.computed)),
+        "audiences": view.map_or_else(Vec::new, |view| view.audiences.clone()),
+        "scores": object(view.map(|view| &view.scores)),
+        "profile": {"id": view.map(|view| &view.id)},
+        "event": event,
+    })
+}
+
+/// Checks that every part parses and reads only what sends provide (at
+/// journey creation).
 pub fn check(template: &EmailTemplate) -> Result<(), String> {
     let environment = environment();
     for (part, source) in parts(template) {
-        environment
-            .template_from_str(source)
-            .map_err(|error| format!("template {part}: {error}"))?;
+        check_source(&environment, source).map_err(|error| format!("template {part}: {error}"))?;
     }
     Ok(())
+}
+
+/// A template's text parses, and the names it reads are the context's
+/// (or the template language's own functions such as `range`).
+fn check_source(environment: &minijinja::Environment<'static>, source: &str) -> Result<(), String> {
+    let template = environment
+        .template_from_str(source)
+        .map_err(|error| error.to_string())?;
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| {
+            !CONTEXT_NAMES.contains(&name.as_str())
+                && !environment.globals().any(|(global, _)| global == name)
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(format!(
+        "reads {unknown:?}, which no send provides; templates read {} (docs/journeys.md, \"Templates\")",
+        CONTEXT_NAMES.join(", ")
+    ))
 }
 
 fn parts(template: &EmailTemplate) -> Vec<(&'static str, &str)> {
@@ -104,7 +155,7 @@ pub fn check_value(value: &Value) -> Result<(), String> {
     let mut problem = None;
     walk_strings(value, &mut |text| {
         if problem.is_none()
-            && let Err(error) = environment.template_from_str(text)
+            && let Err(error) = check_source(&environment, text)
         {
             problem = Some(format!("message template {text:?}: {error}"));
         }
@@ -242,7 +293,6 @@ fn build(from: &str, email: &RenderedEmail, message_id: &str) -> Result<lettre::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn renders_with_defaults_loops_and_filters() {
@@ -277,5 +327,45 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn templates_are_checked_against_the_names_sends_provide() {
+        let reading = |text: &str| EmailTemplate {
+            subject: "Hi".into(),
+            text: text.into(),
+            html: None,
+        };
+        assert!(
+            check(&reading(
+                "{{ scores.churn }} {{ computed.ltv }} {{ profile.id }}"
+            ))
+            .is_ok()
+        );
+        assert!(
+            check(&reading(
+                "{% for i in range(3) %}{{ loop.index }}{% endfor %}"
+            ))
+            .is_ok()
+        );
+        let error = check(&reading("{{ score.churn }}")).unwrap_err();
+        assert!(
+            error.contains("[\"score\"]") && error.contains("scores"),
+            "{error}"
+        );
+        assert!(check_value(&json!({"title": "{{ user.name }}"})).is_err());
+    }
+
+    #[test]
+    fn a_template_that_passes_the_check_renders_for_someone_unknown() {
+        let template = EmailTemplate {
+            subject: "{{ scores.churn | default(0) }} {{ traits.name | default(\"you\") }}".into(),
+            text: "{{ computed.ltv }}{{ audiences | length }}{{ profile.id }}".into(),
+            html: None,
+        };
+        check(&template).unwrap();
+        let context = person_context(None, &json!({"name": "Signed Up"}));
+        let email = render(&template, "a@example.org", &context).unwrap();
+        assert_eq!(email.subject, "0 you");
     }
 }

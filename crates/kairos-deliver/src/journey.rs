@@ -15,6 +15,7 @@
 //! send, wait (a duration, until a time of day, for an event), branch,
 //! set a trait, add to a list. docs/journeys.md has the whole language.
 
+use kairos_core::audience::References;
 use kairos_core::audience::ast::{EventRef, Expr};
 use kairos_core::audience::eval::{EventFact, matches_event};
 use serde::{Deserialize, Serialize};
@@ -216,6 +217,22 @@ pub struct CompiledJourney {
 }
 
 impl CompiledJourney {
+    /// The audiences, computed traits and scores the journey reads: its
+    /// trigger's audience and its branches' conditions. Checked when it is
+    /// created; what it names cannot be deleted while it exists.
+    pub fn references(&self) -> References {
+        let mut references = References::default();
+        if let Matcher::Membership { audience, .. } = &self.matcher {
+            references.audiences.insert(audience.clone());
+        }
+        for instruction in &self.program {
+            if let Instruction::Branch { condition, .. } = instruction {
+                references.extend(References::of(condition));
+            }
+        }
+        references
+    }
+
     /// Every send of the journey.
     pub fn sends(&self) -> impl Iterator<Item = &SendStep> {
         self.program

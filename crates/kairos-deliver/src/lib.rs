@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use kairos_core::identity::IdentityRules;
 use kairos_store::Store;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use follower::active_journeys;
 pub use worker::backoff;
@@ -78,6 +78,25 @@ pub struct Deliverer {
     wake: Arc<Notify>,
     hub: in_app::InAppHub,
     store: Arc<Store>,
+    /// Wakes the follower at once (the manual clock moved).
+    wake_follower: Arc<Notify>,
+    /// How far the follower has fully handled the log and the clock.
+    handled: watch::Receiver<Handled>,
+}
+
+/// What the follower has fully handled: every event up to `seq` is
+/// followed and every wait and step due at `now` (engine clock) has run,
+/// its messages decided and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    pub seq: u64,
+    pub now: jiff::Timestamp,
+}
+
+/// The follower did not reach a position in the time given.
+#[derive(Debug)]
+pub struct NotHandledYet {
+    pub handled: Handled,
 }
 
 impl Deliverer {
@@ -91,11 +110,23 @@ impl Deliverer {
         engine: Option<kairos_engine::Engine>,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
+        let wake_follower = Arc::new(Notify::new());
         let hub = in_app::InAppHub::default();
+        let (handled_sender, handled) = watch::channel(Handled {
+            seq: 0,
+            now: jiff::Timestamp::UNIX_EPOCH,
+        });
         let deliverer = Deliverer {
             wake: wake.clone(),
             hub: hub.clone(),
             store: store.clone(),
+            wake_follower: wake_follower.clone(),
+            handled,
+        };
+        let follower_signals = follower::Signals {
+            wake_workers: wake.clone(),
+            wake_follower,
+            handled: handled_sender,
         };
         std::thread::Builder::new()
             .name("kairos-deliver".into())
@@ -104,7 +135,14 @@ impl Deliverer {
                     .enable_all()
                     .build()
                     .expect("delivery runtime");
-                runtime.block_on(supervise(store, rules, settings, engine, wake, hub));
+                runtime.block_on(supervise(
+                    store,
+                    rules,
+                    settings,
+                    engine,
+                    follower_signals,
+                    hub,
+                ));
             })?;
         Ok(deliverer)
     }
@@ -135,6 +173,34 @@ impl Deliverer {
     pub fn wake(&self) {
         self.wake.notify_waiters();
     }
+
+    /// Waits until the follower has followed the log up to `seq` and run
+    /// everything due at `now` on the engine's clock (at most `limit`).
+    /// The manual clock answers only then, so a test's next move cannot
+    /// overtake waits due at this one.
+    pub async fn handled(
+        &self,
+        seq: u64,
+        now: jiff::Timestamp,
+        limit: Duration,
+    ) -> Result<(), NotHandledYet> {
+        self.wake_follower.notify_one();
+        let mut handled = self.handled.clone();
+        let reached = tokio::time::timeout(
+            limit,
+            handled.wait_for(|handled| handled.seq >= seq && handled.now >= now),
+        )
+        .await;
+        match reached {
+            Ok(Ok(_)) => {
+                self.wake();
+                Ok(())
+            }
+            _ => Err(NotHandledYet {
+                handled: *self.handled.borrow(),
+            }),
+        }
+    }
 }
 
 /// The client every webhook and sync is sent with: no redirects (a 3xx
@@ -156,9 +222,10 @@ async fn supervise(
     rules: Arc<IdentityRules>,
     settings: DeliverySettings,
     engine: Option<kairos_engine::Engine>,
-    wake: Arc<Notify>,
+    signals: follower::Signals,
     hub: in_app::InAppHub,
 ) {
+    let wake = signals.wake_workers.clone();
     let client = http_client(&settings);
     let follower = follower::Follower {
         store: store.clone(),
@@ -166,7 +233,7 @@ async fn supervise(
         engine,
         policy: settings.policy.clone(),
     };
-    tokio::spawn(follower::run(follower, wake.clone()));
+    tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         for destination in store.outbox.destinations() {

@@ -28,6 +28,7 @@ use crate::auth::{Admin, basic_write_key, query_write_key};
 use crate::definitions;
 use crate::problem::{Problem, limit_param};
 use crate::profiles::{engine_problem, identifier, unknown};
+use crate::references;
 use kairos_store::DefinitionKind;
 
 const NAME_BYTES_MAX: usize = 200;
@@ -323,11 +324,19 @@ pub async fn create_journey(
 ) -> Result<Response, Problem> {
     checked_name(&body.name, "journey")?;
     let definition = Value::Object(body.definition);
-    kairos_deliver::journey::compile("jny_new", &body.name, 0, &definition, |name| {
-        let record = state.store.outbox.destination(name)?;
-        Some((record.id, record.kind))
-    })
-    .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    let compiled =
+        kairos_deliver::journey::compile("jny_new", &body.name, 0, &definition, |name| {
+            let record = state.store.outbox.destination(name)?;
+            Some((record.id, record.kind))
+        })
+        .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    // A `when` journey's own audience is created below, with it.
+    let owned = definition["trigger"]["when"]
+        .is_string()
+        .then(|| kairos_deliver::journey::condition_audience(&body.name));
+    if let Some(missing) = references::missing(&state, &compiled.references(), owned.as_deref()) {
+        return Err(Problem::bad_request("journey_invalid", missing));
+    }
     if state.store.outbox.journey(body.name.trim()).is_some() {
         return Err(conflict(kairos_store::StoreError::Invalid(format!(
             "a journey named {:?} exists",

@@ -35,6 +35,7 @@ pub mod privacy;
 pub mod problem;
 pub mod profiles;
 pub mod server;
+mod references;
 pub mod training;
 
 use std::ops::Deref;
