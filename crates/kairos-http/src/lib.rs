@@ -13,8 +13,10 @@
 //! - [`matching`]: the probabilistic matcher on live profiles;
 //! - [`audiences`], [`computed_traits`]: definitions, members, values;
 //! - [`journeys`]: destinations, journeys, deliveries, dead letters;
-//! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
+//! - [`ops`]: health, readiness, metrics, OpenAPI, CORS;
+//! - [`access`]: the metrics token, trusted proxies, which routes browsers may call.
 
+pub mod access;
 pub mod admin;
 pub mod audience_syncs;
 pub mod audiences;
@@ -57,6 +59,8 @@ pub struct AppInner {
     pub store: Arc<Store>,
     pub engine: kairos_engine::Engine,
     pub admin_token: String,
+    /// The metrics token, trusted proxies (see [`access`]).
+    pub access: access::AccessSettings,
     pub limits: IngestLimits,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
@@ -278,7 +282,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    // The peer's address: forwarding headers are believed only from
+    // configured proxies (`access::public_origin`).
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }
