@@ -20,7 +20,7 @@ start() {  # name -> port
   echo "$port"
 }
 key() { curl -fs -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$1/v1/admin/sources -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["write_key"])'; }
-gauge() { curl -fs http://127.0.0.1:$1/metrics | awk -v name="$2" '$1 == name {print $2}'; }
+gauge() { curl -fs -H "Authorization: Bearer $TOKEN" http://127.0.0.1:$1/metrics | awk -v name="$2" '$1 == name {print $2}'; }
 
 NONE_PORT=$(start none); MODEL_PORT=$(start model)
 "$TARGET/kairos-loadgen" model-spec > "$WORK/model.json"

@@ -19,7 +19,7 @@ for run in $(seq "$RUNS"); do
   echo "{\"target\":\"bare\",\"run\":$run,\"result\":$("$TARGET/kairos-loadgen" ingest --url http://127.0.0.1:$BARE_PORT --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN" --run-id bare$run)}" | tee -a "$WORK/results.jsonl"
   echo "{\"target\":\"kairos\",\"run\":$run,\"result\":$("$TARGET/kairos-loadgen" ingest --url http://127.0.0.1:$KAIROS_PORT --write-key "$KEY" --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN" --run-id k$run)}" | tee -a "$WORK/results.jsonl"
 done
-STORED=$(curl -fs http://127.0.0.1:$KAIROS_PORT/metrics | awk '/^kairos_ingest_events_accepted_total/ {print $2}')
+STORED=$(curl -fs -H 'Authorization: Bearer bench-admin-token' http://127.0.0.1:$KAIROS_PORT/metrics | awk '/^kairos_ingest_events_accepted_total/ {print $2}')
 python3 - "$WORK/results.jsonl" "$(peak_kb $KAIROS_PID)" "$(peak_kb $BARE_PID)" "$STORED" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]

@@ -340,8 +340,10 @@ paths["/v1/profiles/{identifier}/merges"] = admin("get", "Which profiles merged 
 paths["/healthz"] = {"get": {"summary": "Liveness", "tags": ["operations"], "responses": {"200": json_response("Up", {"type": "object"})}}}
 paths["/readyz"] = {"get": {"summary": "Readiness (store open, log writer running)", "tags": ["operations"],
     "responses": {"200": json_response("Ready", {"type": "object"}), "503": problem("Not ready")}}}
-paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "tags": ["operations"],
-    "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}}
+paths["/metrics"] = {"get": {"summary": "Prometheus metrics (the admin token or the read-only metrics token)", "tags": ["operations"],
+    "security": [{"adminToken": []}, {"metricsToken": []}],
+    "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}},
+                  "401": problem("Admin or metrics token missing or wrong")}}}
 paths["/openapi.json"] = {"get": {"summary": "This document", "tags": ["operations"], "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})}}}
 
 schemas = {
@@ -400,7 +402,8 @@ document = {
     "components": {"schemas": schemas, "securitySchemes": {
         "basicWriteKey": {"type": "http", "scheme": "basic", "description": "username = the source's write key, empty password"},
         "queryWriteKey": {"type": "apiKey", "in": "query", "name": "writeKey"},
-        "adminToken": {"type": "http", "scheme": "bearer"}}},
+        "adminToken": {"type": "http", "scheme": "bearer"},
+        "metricsToken": {"type": "http", "scheme": "bearer", "description": "metrics_token / KAIROS_METRICS_TOKEN: opens /metrics only"}}},
 }
 out = Path(__file__).resolve().parent.parent / "crates/kairos-http/src/openapi.json"
 out.write_text(json.dumps(document, indent=1) + "\n")

@@ -33,8 +33,8 @@ def onnx_runtime_library() -> str:
     return str(next(capi.glob("libonnxruntime.so*")))
 
 
-def start(tmp_path) -> Kairos:
-    return Kairos(tmp_path / "data", env={"ORT_DYLIB_PATH": onnx_runtime_library()}).start()
+def start(tmp_path, extra_args=()) -> Kairos:
+    return Kairos(tmp_path / "data", extra_args=extra_args, env={"ORT_DYLIB_PATH": onnx_runtime_library()}).start()
 
 
 def shoppers():
@@ -193,8 +193,12 @@ def test_scores_in_the_stream_reach_profiles_audiences_and_triggers(tmp_path):
 
 
 def test_probability_alive_per_profile_from_bgnbd(tmp_path):
-    server = start(tmp_path)
+    # On the manual clock, the day of the last visit: P(alive) is re-scored
+    # as days pass, so on the system clock this test would change meaning
+    # once the real date passes 2030-02-05.
+    server = start(tmp_path, extra_args=["--clock", "manual"])
     try:
+        assert server.admin("POST", "/v1/admin/clock", json={"now": "2030-02-05T12:00:00Z"}).status_code == 200
         r = server.admin("POST", "/v1/models", json={
             "name": "alive", "format": "bgnbd", "mode": "active",
             "model": {"r": 0.2426, "alpha": 4.4135, "a": 0.7929, "b": 2.4258, "horizon_weeks": 13},

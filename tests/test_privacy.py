@@ -112,7 +112,7 @@ def test_export_then_erase_leaves_nothing_readable_and_suppresses_the_person(tmp
         assert later["accepted"] == 1 and later["suppressed"] == 3, later
         assert server.admin("GET", f"/v1/profiles/user_id:{USER}").status_code == 404
         assert server.admin("GET", "/v1/profiles/anonymous_id:fresh-device").status_code == 404
-        metrics = requests.get(server.base_url + "/metrics", timeout=5).text
+        metrics = server.admin("GET", "/metrics").text
         assert "kairos_ingest_events_suppressed_total 3" in metrics
 
         # The events API no longer returns the person's events; others' remain.

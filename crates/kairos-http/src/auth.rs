@@ -1,6 +1,6 @@
 //! Credentials: source write keys on collection, a bearer token on admin.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -67,26 +67,46 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Problem> {
-        let State(state) = State::<AppState>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| Problem::admin_unauthorized())?;
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        match presented {
+        match bearer_token(&parts.headers) {
             Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
                 Ok(Admin)
             }
             _ => Err(Problem::admin_unauthorized()),
         }
     }
+}
+
+/// Extractor for `/metrics`: the admin token, or the read-only metrics
+/// token when one is configured (what a Prometheus scraper is given).
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<MetricsReader, Problem> {
+        let presented = bearer_token(&parts.headers).map(str::as_bytes);
+        let matches = |expected: &str| {
+            presented.is_some_and(|token| constant_time_eq(token, expected.as_bytes()))
+        };
+        let metrics_token = state.access.metrics_token.as_deref();
+        if matches(&state.admin_token) || metrics_token.is_some_and(matches) {
+            Ok(MetricsReader)
+        } else {
+            Err(Problem::metrics_unauthorized())
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -6,12 +6,14 @@
 //! invalid (SDKs drop 4xx without retry, so a 400 must mean "this can never
 //! succeed"); 503/500 when storage could not take it (SDKs retry).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use jiff::Timestamp;
@@ -326,6 +328,7 @@ async fn append(state: &AppState, checked: CheckedEvents) -> Result<Response, Pr
 pub async fn segment_settings(
     State(state): State<AppState>,
     Path(write_key): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     if state
@@ -336,7 +339,8 @@ pub async fn segment_settings(
     {
         return Problem::unknown_write_key().into_response();
     }
-    let (protocol, host) = public_origin(&headers);
+    let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+    let (protocol, host) = crate::access::public_origin(&headers, peer, &state.access);
     Json(json!({
         "integrations": {
             "Segment.io": {
@@ -390,22 +394,6 @@ pub async fn rudder_source_config(
         }
     }))
     .into_response()
-}
-
-/// The scheme and host the client used to reach us, for settings that point
-/// SDKs back at this server.
-fn public_origin(headers: &HeaderMap) -> (&'static str, String) {
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("127.0.0.1:8080")
-        .to_string();
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    (if https { "https" } else { "http" }, host)
 }
 
 /// Used by the fault switch to answer like an overloaded or broken server.

@@ -13,8 +13,10 @@
 //! - [`matching`]: the probabilistic matcher on live profiles;
 //! - [`audiences`], [`computed_traits`]: definitions, members, values;
 //! - [`journeys`]: destinations, journeys, deliveries, dead letters;
-//! - [`ops`]: health, readiness, metrics, OpenAPI, CORS.
+//! - [`ops`]: health, readiness, metrics, OpenAPI, CORS;
+//! - [`access`]: the metrics token, trusted proxies, which routes browsers may call.
 
+pub mod access;
 pub mod admin;
 pub mod audience_syncs;
 pub mod audiences;
@@ -34,8 +36,8 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
-pub mod server;
 mod references;
+pub mod server;
 pub mod training;
 
 use std::ops::Deref;
@@ -59,6 +61,8 @@ pub struct AppInner {
     pub store: Arc<Store>,
     pub engine: kairos_engine::Engine,
     pub admin_token: String,
+    /// The metrics token, trusted proxies (see [`access`]).
+    pub access: access::AccessSettings,
     pub limits: IngestLimits,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,

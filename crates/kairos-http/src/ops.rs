@@ -34,7 +34,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics; they reveal traffic and names, so they need the
+/// admin token or the read-only metrics token ([`crate::auth::MetricsReader`]).
+pub async fn metrics(
+    _reader: crate::auth::MetricsReader,
+    State(state): State<AppState>,
+) -> Response {
     state
         .metrics
         .ingest_queue_depth
@@ -107,9 +112,15 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 
 const ALLOWED_HEADERS: &str = "authorization, content-type, content-encoding, x-retry-count, anonymousid, sentat, x-requested-with";
 
-/// CORS for browser SDKs on any origin: preflights answered here, and every
+/// CORS for browser SDKs on any origin, on the browser routes only
+/// ([`crate::access::is_browser_route`]): preflights answered here, and every
 /// response lets the page read `Retry-After` (analytics-next needs it).
+/// Other routes (admin, profiles, metrics) get no CORS headers, so a page
+/// on another origin can never read their answers.
 pub async fn cors(request: Request, next: Next) -> Response {
+    if !crate::access::is_browser_route(request.uri().path()) {
+        return next.run(request).await;
+    }
     let origin = request.headers().get(header::ORIGIN).cloned();
     if request.method() == Method::OPTIONS {
         let requested = request
@@ -140,7 +151,8 @@ pub async fn cors(request: Request, next: Next) -> Response {
 
 fn allow_origin(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
     match origin {
-        // Echoing the origin (not `*`) lets SDKs that send credentials work.
+        // Echoing the origin (not `*`) lets SDKs that send credentials work;
+        // only browser routes come here.
         Some(origin) => {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             headers.insert(

@@ -113,6 +113,15 @@ impl Problem {
         )
     }
 
+    pub fn metrics_unauthorized() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "metrics_token_invalid",
+            "Metrics token required",
+            "send `Authorization: Bearer <token>` with the metrics token (metrics_token / KAIROS_METRICS_TOKEN) or the admin token; in Prometheus, set `authorization: {credentials: <token>}` on the scrape job",
+        )
+    }
+
     /// A failure the client cannot fix; details go to the log only.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Problem {
         tracing::error!(%error, context, "internal error");

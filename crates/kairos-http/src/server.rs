@@ -359,6 +359,9 @@ struct ConnectionTask {
 
 impl ConnectionTask {
     async fn run(mut self, stream: TcpStream) {
+        // Handlers read the peer as axum's `ConnectInfo` (forwarding
+        // headers are believed only from trusted proxies).
+        let peer = stream.peer_addr().ok();
         let io = TokioIo::new(Watched {
             inner: stream,
             conn: self.conn.clone(),
@@ -372,6 +375,7 @@ impl ConnectionTask {
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             handle(
                 request,
+                peer,
                 router.clone(),
                 InFlight::new(conn.clone()),
                 limits.body_read_timeout,
@@ -428,12 +432,18 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// One request through the router, its body read under the body timeout,
 /// its response ending at shutdown if it is an event stream.
 async fn handle(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
+    peer: Option<std::net::SocketAddr>,
     router: Router,
     in_flight: InFlight,
     body_read_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) -> Result<Response<Tracked>, std::convert::Infallible> {
+    if let Some(peer) = peer {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
     let request = request.map(|body| Body::new(TimedBody::new(body, body_read_timeout)));
     let response = match router.oneshot(request).await {
         Ok(response) => response,

@@ -39,6 +39,7 @@ fn harness() -> Harness {
         engine,
         store,
         admin_token: "admin-token".into(),
+        access: Default::default(),
         limits: IngestLimits::default(),
         metrics: Metrics::new(),
         clock: Arc::new(SystemClock),

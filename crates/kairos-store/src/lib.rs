@@ -146,8 +146,7 @@ const FORMAT_VERSION: u32 = 2;
 impl Store {
     /// Opens (or creates) the data directory and starts the log writer.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
+        create_private_dir(dir).map_err(|error| StoreError::Engine(fjall::Error::Io(error)))?;
         let window = options.dedup_window;
         let db = Database::builder(dir)
             .cache_size(options.cache_bytes)
@@ -307,6 +306,32 @@ impl Store {
         self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(token)
     }
+}
+
+/// The data directory's mode: owner only. It holds the admin token, the
+/// per-person keys of the vault and every event; fjall creates its files
+/// with the process umask, so closing the directory keeps them private
+/// whatever that umask is (`kairos serve` also sets umask 077).
+pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) owner-only, and closes an existing
+/// data directory that others could enter.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != DATA_DIR_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            was = format!("{mode:o}"),
+            "the data directory was open to other users; its mode is now 700"
+        );
+    }
+    Ok(())
 }
 
 fn check_format(meta: &Keyspace) -> Result<(), StoreError> {

@@ -19,6 +19,11 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub admin_token: Option<String>,
+    /// A read-only bearer token for `/metrics` (Prometheus).
+    pub metrics_token: Option<String>,
+    /// Proxies (IPs or CIDR blocks) whose `X-Forwarded-Host` / `-Proto`
+    /// are believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub log_format: Option<String>,
     pub demo: Option<bool>,
     pub unsafe_no_fsync: Option<bool>,
@@ -164,6 +169,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
+    /// Where the admin token was set (printed instead of the token).
+    pub admin_token_origin: Option<String>,
+    pub access: kairos_http::access::AccessSettings,
     pub json_logs: bool,
     pub demo: bool,
     pub test_faults: bool,
@@ -206,14 +214,32 @@ pub fn load(flags: &FlagConfig, env: &[(String, String)]) -> Result<ServeConfig,
         }),
         None => FileConfig::default(),
     };
+    let admin_token_origin = admin_token_origin(&file, flags, env);
     apply_env(&mut file, env, &mut problems);
     apply_flags(&mut file, flags);
-    let config = validate(file, flags.test_faults, &mut problems);
+    let mut config = validate(file, flags.test_faults, &mut problems);
+    config.admin_token_origin = admin_token_origin;
     if problems.is_empty() {
         Ok(config)
     } else {
         Err(problems)
     }
+}
+
+/// Where the admin token comes from, said at start instead of the token
+/// (it would otherwise end up in every log collector).
+fn admin_token_origin(
+    file: &FileConfig,
+    flags: &FlagConfig,
+    env: &[(String, String)],
+) -> Option<String> {
+    if env.iter().any(|(name, _)| name == "KAIROS_ADMIN_TOKEN") {
+        return Some("KAIROS_ADMIN_TOKEN".to_string());
+    }
+    let path = flags.config_file.as_ref()?;
+    file.admin_token
+        .as_ref()
+        .map(|_| format!("admin_token in {}", path.display()))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -231,6 +257,15 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "LISTEN" => file.listen = Some(value.clone()),
             "DATA_DIR" => file.data_dir = Some(PathBuf::from(value)),
             "ADMIN_TOKEN" => file.admin_token = Some(value.clone()),
+            "METRICS_TOKEN" => file.metrics_token = Some(value.clone()),
+            "TRUSTED_PROXIES" => {
+                file.trusted_proxies = Some(
+                    value
+                        .split(',')
+                        .map(|entry| entry.trim().to_string())
+                        .collect(),
+                )
+            }
             "LOG_FORMAT" => file.log_format = Some(value.clone()),
             "DEMO" => file.demo = parse_env(name, value, problems),
             "UNSAFE_NO_FSYNC" => file.unsafe_no_fsync = parse_env(name, value, problems),
@@ -296,7 +331,10 @@ fn apply_flags(file: &mut FileConfig, flags: &FlagConfig) {
 }
 
 fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> ServeConfig {
-    let listen_text = file.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let listen_text = file
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
     let listen = listen_text.parse().unwrap_or_else(|_| {
         problems.push(format!(
             "listen {listen_text:?}: expected IP:PORT, e.g. 127.0.0.1:8080"
@@ -320,6 +358,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     {
         problems.push("admin_token: use at least 8 characters".to_string());
     }
+    let access = access_settings(&file, problems);
     let defaults = IngestLimits::default();
     let limits = IngestLimits {
         event_bytes_max: file
@@ -391,6 +430,8 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./kairos-data")),
         admin_token: file.admin_token,
+        admin_token_origin: None,
+        access,
         json_logs,
         demo: file.demo.unwrap_or(true),
         test_faults,
@@ -444,6 +485,31 @@ fn server_limits(
         }
     }
     limits
+}
+
+/// The metrics token and the trusted proxies, checked.
+fn access_settings(
+    file: &FileConfig,
+    problems: &mut Vec<String>,
+) -> kairos_http::access::AccessSettings {
+    if file
+        .metrics_token
+        .as_deref()
+        .is_some_and(|token| token.trim().len() < 8)
+    {
+        problems.push("metrics_token: use at least 8 characters".to_string());
+    }
+    let mut trusted_proxies = Vec::new();
+    for entry in file.trusted_proxies.iter().flatten() {
+        match entry.parse() {
+            Ok(proxy) => trusted_proxies.push(proxy),
+            Err(problem) => problems.push(format!("trusted_proxies: {problem}")),
+        }
+    }
+    kairos_http::access::AccessSettings {
+        metrics_token: file.metrics_token.clone(),
+        trusted_proxies,
+    }
 }
 
 fn identity_rules(config: &IdentityConfig, problems: &mut Vec<String>) -> IdentityRules {

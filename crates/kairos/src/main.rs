@@ -81,10 +81,22 @@ struct ServeArgs {
     clock: Option<String>,
 }
 
+/// The server's file-creation mask: owner-only. Kairos' files (through
+/// fjall) hold events, keys and tokens; the data directory is closed too
+/// (`kairos_store::DATA_DIR_MODE`), this is defence in depth for anything
+/// a dependency creates. The client commands keep the user's umask (their
+/// reports are the user's to share).
+const SERVE_UMASK: libc::mode_t = 0o077;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
+            // SAFETY: umask only sets the process's file-creation mask; it
+            // runs before any thread is started.
+            unsafe {
+                libc::umask(SERVE_UMASK);
+            }
             let flags = config::FlagConfig {
                 config_file: args.config,
                 listen: args.listen,

@@ -35,12 +35,24 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, config.store.clone())
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     let store = Arc::new(store);
-    let (admin_token, token_origin) = match &config.admin_token {
-        Some(token) => (token.clone(), "from KAIROS_ADMIN_TOKEN / config"),
-        None => (
-            store.stored_admin_token()?,
-            "generated, stored in the data directory",
-        ),
+    // A token the operator set is never printed (logs are collected and
+    // kept); only a generated one is, as the user has no other copy at hand.
+    let (admin_token, token_line) = match &config.admin_token {
+        Some(token) => {
+            let origin = config
+                .admin_token_origin
+                .as_deref()
+                .unwrap_or("the configuration");
+            (
+                token.clone(),
+                format!("admin token: set from {origin} (not printed)"),
+            )
+        }
+        None => {
+            let token = store.stored_admin_token()?;
+            let line = format!("admin token (generated, stored in the data directory): {token}");
+            (token, line)
+        }
     };
     let demo_key = if config.demo {
         Some(crate::demo::ensure_demo(&store, &config.engine.rules).await?)
@@ -53,7 +65,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("Kairos listening on http://{address}");
     println!("  data directory: {}", config.data_dir.display());
-    println!("  admin token ({token_origin}): {admin_token}");
+    println!("  {token_line}");
     if let Some(key) = &demo_key {
         println!("  demo source write key: {key}");
         println!(
@@ -100,6 +112,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine,
         store,
         admin_token,
+        access: config.access.clone(),
         limits: config.limits,
         metrics: Metrics::new(),
         clock: Arc::new(SystemClock),
