@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::DeliverySettings;
 use crate::email::{self, RenderedEmail, SmtpOutcome};
 use crate::in_app::InAppHub;
-use crate::signing::sign;
+use crate::signing::sign_all;
 
 /// Messages taken per look at the queue.
 const TAKE: usize = 100;
@@ -117,7 +117,7 @@ pub(crate) async fn run(
             if gone {
                 let _ = store.outbox.disable_destination(
                     &destination.id,
-                    "the endpoint answered 410 Gone; create the destination again to resume",
+                    "the endpoint answered 410 Gone; re-enable it with PATCH /v1/destinations/{id} {\"enabled\": true} once the endpoint is back",
                 );
                 break;
             }
@@ -158,15 +158,21 @@ async fn attempt(
         _ => {}
     }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
-    let timestamp = Timestamp::now().as_second();
-    let signature = match sign(&destination.secret, &message.id, timestamp, &body) {
+    let now = Timestamp::now();
+    let timestamp = now.as_second();
+    let secrets = destination.signing_secrets(now);
+    let signature = match sign_all(&secrets, &message.id, timestamp, &body) {
         Ok(signature) => signature,
         Err(error) => {
             return Outcome::Retry { error, after: None };
         }
     };
-    let request = client
-        .post(&destination.url)
+    let mut request = client.post(&destination.url);
+    // The destination's own headers first: the protocol's below win.
+    for (name, value) in &destination.headers {
+        request = request.header(name, value);
+    }
+    let request = request
         .timeout(settings.timeout)
         .header("content-type", "application/json")
         .header("user-agent", "Kairos-Webhooks/1")

@@ -47,7 +47,7 @@ pub struct CreateDestination {
 }
 
 /// A destination as listed: never its secret.
-fn describe_destination(record: &DestinationRecord) -> Value {
+pub(crate) fn describe_destination(record: &DestinationRecord) -> Value {
     json!({
         "id": record.id, "name": record.name, "type": record.kind, "url": record.url,
         "from": record.from, "created_at": record.created_at, "disabled": record.disabled,
@@ -81,27 +81,7 @@ pub async fn create_destination(
 ) -> Result<Response, Problem> {
     checked_name(&body.name, "destination")?;
     let url = body.url.trim();
-    match body.kind.as_str() {
-        "webhook" if url.len() <= URL_BYTES_MAX && url.starts_with("http://") => {}
-        "webhook" => {
-            return Err(Problem::bad_request(
-                "url_invalid",
-                format!(
-                    "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
-                ),
-            ));
-        }
-        "email" => checked_email_destination(url, body.from.as_deref())?,
-        "in_app" => {}
-        other => {
-            return Err(Problem::bad_request(
-                "destination_type_invalid",
-                format!(
-                    "type {other:?} is not supported yet; use \"webhook\", \"email\" or \"in_app\""
-                ),
-            ));
-        }
-    }
+    checked_destination(&body.kind, url, body.from.as_deref())?;
     let record = state
         .store
         .outbox
@@ -122,6 +102,32 @@ pub async fn create_destination(
         answer["secret"] = json!(record.secret);
     }
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// Checks a destination's address, at creation and on every edit (one
+/// place, so every rule about where Kairos may send applies to both).
+pub(crate) fn checked_destination(
+    kind: &str,
+    url: &str,
+    from: Option<&str>,
+) -> Result<(), Problem> {
+    match kind {
+        "webhook" if url.len() <= URL_BYTES_MAX && url.starts_with("http://") => Ok(()),
+        "webhook" => Err(Problem::bad_request(
+            "url_invalid",
+            format!(
+                "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
+            ),
+        )),
+        "email" => checked_email_destination(url, from),
+        "in_app" => Ok(()),
+        other => Err(Problem::bad_request(
+            "destination_type_invalid",
+            format!(
+                "type {other:?} is not supported yet; use \"webhook\", \"email\" or \"in_app\""
+            ),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -441,17 +447,23 @@ pub async fn replay_dead_letter(
             StatusCode::CONFLICT,
             "destination_disabled",
             "Destination disabled",
-            "its destination is disabled (410 Gone); create a new destination for the endpoint",
+            "its destination is disabled (410 Gone); re-enable it with PATCH /v1/destinations/{id} {\"enabled\": true} once the endpoint is back",
         ));
     }
-    message.status = MessageStatus::Pending;
-    // Queued again at the end (its id, the webhook-id, stays).
-    message.seq = state.store.outbox.next_seq();
-    message.attempts = 0;
-    message.next_attempt_at = Timestamp::now();
-    state.store.outbox.update(&message)?;
+    requeue(&state, &mut message)?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }
     Ok(axum::Json(describe_message(&message)).into_response())
+}
+
+/// A dead letter queued again at the end: its id (the webhook-id) stays,
+/// its attempts start over.
+pub(crate) fn requeue(state: &AppState, message: &mut Message) -> Result<(), Problem> {
+    message.status = MessageStatus::Pending;
+    message.seq = state.store.outbox.next_seq();
+    message.attempts = 0;
+    message.next_attempt_at = Timestamp::now();
+    state.store.outbox.update(message)?;
+    Ok(())
 }

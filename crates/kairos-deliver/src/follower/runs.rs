@@ -37,6 +37,7 @@ impl Follower {
             tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
             return Ok(());
         }
+        outbox.add_to_count(&journey.id, "entered", 1)?;
         let run = Run {
             journey: journey.id.clone(),
             identifier,
@@ -62,6 +63,7 @@ impl Follower {
     ) -> Result<(), StoreError> {
         loop {
             let Some(instruction) = journey.program.get(run.pc) else {
+                self.store.outbox.add_to_count(&journey.id, "exited", 1)?;
                 return self.store.outbox.remove_run(&run);
             };
             match instruction {
@@ -143,6 +145,9 @@ impl Follower {
             };
             if journey.goal.as_deref() == Some(name) {
                 self.store.outbox.remove_run(&run)?; // the goal is met: they leave
+                self.store
+                    .outbox
+                    .add_to_count(&journey.id, "goal_reached", 1)?;
             } else if run.waiting_for.as_deref() == Some(name) {
                 self.store.outbox.remove_run(&run)?;
                 run.waiting_for = None;
