@@ -185,3 +185,51 @@ def test_a_journey_reports_entries_goals_exits_and_each_steps_counts(tmp_path):
     finally:
         server.stop()
         receiver.stop()
+
+
+def scrape(server) -> dict:
+    """`/metrics` as {sample name with labels: value} (the admin token is
+    sent: /metrics may require it)."""
+    r = server.admin("GET", "/metrics")
+    assert r.status_code == 200, r.text
+    samples = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_cover_every_stage_and_move(tmp_path):
+    receiver = RawReceiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        r = server.admin("POST", "/v1/destinations", json={"type": "webhook", "name": "hooks", "url": receiver.url})
+        assert r.status_code == 201, r.text
+        assert server.admin("POST", "/v1/audiences", json={"name": "pingers", "definition": 'performed "Ping"'}).status_code == 201
+        r = server.admin("POST", "/v1/journeys", json={"name": "ping", "trigger": {"event": "Ping"},
+                                                        "steps": [{"send": {"destination": "hooks"}}]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("app")["write_key"]
+        before = scrape(server)
+        receiver.script = [500]  # one retry, then delivered
+        for n in range(3):
+            ping(server, key, n)
+        assert wait_for(lambda: len(receiver.requests) == 4)
+        assert wait_for(lambda: scrape(server).get('kairos_deliveries_total{destination="hooks",status="delivered"}') == 3)
+        after = scrape(server)
+
+        def moved(sample):
+            return after.get(sample, 0) - before.get(sample, 0)
+
+        assert after["kairos_log_committed_seq"] >= after["kairos_engine_applied_seq"] > before["kairos_engine_applied_seq"]
+        assert moved("kairos_audience_evaluations_total") >= 3
+        assert moved('kairos_audience_membership_changes_total{change="entered"}') == 1
+        assert moved('kairos_journey_entries_total{journey="ping"}') == 3
+        assert moved('kairos_journey_messages_total{journey="ping",status="pending"}') == 3
+        assert moved('kairos_deliveries_total{destination="hooks",status="retry"}') == 1
+        assert moved('kairos_delivery_duration_seconds_count{destination="hooks"}') == 4
+        assert after['kairos_delivery_duration_seconds_bucket{le="+Inf",destination="hooks"}'] == 4
+    finally:
+        server.stop()
+        receiver.stop()

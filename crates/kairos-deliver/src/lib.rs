@@ -18,6 +18,7 @@ pub mod email;
 pub mod in_app;
 pub mod journey;
 pub mod lists;
+pub mod metrics;
 pub mod policy;
 pub mod signing;
 pub mod unusual;
@@ -100,6 +101,7 @@ impl Deliverer {
         rules: Arc<IdentityRules>,
         settings: DeliverySettings,
         engine: Option<kairos_engine::Engine>,
+        metrics: metrics::DeliveryMetrics,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
         let wake_follower = Arc::new(Notify::new());
@@ -133,6 +135,7 @@ impl Deliverer {
                     engine,
                     follower_signals,
                     hub,
+                    metrics,
                 ));
             })?;
         Ok(deliverer)
@@ -186,6 +189,7 @@ async fn supervise(
     engine: Option<kairos_engine::Engine>,
     signals: follower::Signals,
     hub: in_app::InAppHub,
+    metrics: metrics::DeliveryMetrics,
 ) {
     let wake = signals.wake_workers.clone();
     let client = reqwest::Client::builder()
@@ -197,6 +201,7 @@ async fn supervise(
         rules,
         engine,
         policy: settings.policy.clone(),
+        metrics: metrics.clone(),
     };
     tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -213,6 +218,7 @@ async fn supervise(
                     wake.clone(),
                     client.clone(),
                     hub.clone(),
+                    metrics.clone(),
                 ));
                 workers.insert(destination.id, handle);
             }

@@ -49,6 +49,7 @@ pub(crate) async fn run(
     wake: Arc<Notify>,
     client: reqwest::Client,
     hub: InAppHub,
+    metrics: crate::metrics::DeliveryMetrics,
 ) {
     let mut failures_in_row = 0u32;
     let mut page_connected = false;
@@ -107,7 +108,16 @@ pub(crate) async fn run(
             continue;
         }
         for message in due {
+            let started = Instant::now();
             let outcome = attempt(&client, &destination, &message, &settings, &hub).await;
+            count(
+                &metrics,
+                &destination,
+                &message,
+                &outcome,
+                &settings,
+                started,
+            );
             match outcome {
                 Outcome::Delivered => failures_in_row = 0,
                 _ => failures_in_row += 1,
@@ -130,6 +140,36 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// One attempt on `/metrics`: its outcome and how long it took.
+fn count(
+    metrics: &crate::metrics::DeliveryMetrics,
+    destination: &DestinationRecord,
+    message: &Message,
+    outcome: &Outcome,
+    settings: &DeliverySettings,
+    started: Instant,
+) {
+    let status = match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Gone => "gone",
+        Outcome::Failed(_) => "dead",
+        Outcome::Retry { .. } if message.attempts + 1 >= settings.max_attempts => "dead",
+        Outcome::Retry { .. } => "retry",
+    };
+    let name = destination.name.clone();
+    metrics
+        .deliveries
+        .get_or_create(&vec![
+            ("destination", name.clone()),
+            ("status", status.to_string()),
+        ])
+        .inc();
+    metrics
+        .delivery_seconds
+        .get_or_create(&vec![("destination", name)])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 async fn wait(wake: &Notify, at_most: Duration) {

@@ -314,6 +314,12 @@ impl ShardState {
                 properties,
             };
             let changes = self.audiences.apply(profile, &fact, now);
+            if let Some(announcer) = &self.announcer {
+                announcer
+                    .counters
+                    .audience_evaluations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.announce(changes);
         }
         if event.event_type == kairos_core::EventType::Identify || !self.audiences.knows(profile) {

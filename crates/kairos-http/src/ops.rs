@@ -46,6 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .engine_applied_seq
         .set(state.engine.applied_seq() as i64);
+    metrics.observe_engine(state.engine.counters());
     (
         [(
             header::CONTENT_TYPE,

@@ -89,11 +89,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         *slot = Arc::new(served);
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let metrics = Metrics::new();
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),
         Arc::new(config.engine.rules.clone()),
         config.delivery.clone(),
         Some(engine.clone()),
+        metrics.delivery.clone(),
     )?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
@@ -101,7 +103,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store,
         admin_token,
         limits: config.limits,
-        metrics: Metrics::new(),
+        metrics,
         clock: Arc::new(SystemClock),
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),

@@ -38,6 +38,10 @@ impl Follower {
             return Ok(());
         }
         outbox.add_to_count(&journey.id, "entered", 1)?;
+        self.metrics
+            .journey_entries
+            .get_or_create(&vec![("journey", journey.name.clone())])
+            .inc();
         let run = Run {
             journey: journey.id.clone(),
             identifier,
@@ -83,6 +87,17 @@ impl Follower {
                             .await?;
                     }
                     self.render_content(&mut message, send, subject).await;
+                    let status = match message.status {
+                        MessageStatus::Blocked => "blocked",
+                        _ => "pending",
+                    };
+                    self.metrics
+                        .journey_messages
+                        .get_or_create(&vec![
+                            ("journey", journey.name.clone()),
+                            ("status", status.to_string()),
+                        ])
+                        .inc();
                     messages.push(message);
                     run.pc += 1;
                 }
