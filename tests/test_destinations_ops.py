@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import free_port
 from test_journeys import deliveries, send, set_clock, start_kairos, wait_for
+from test_references import register_model
 
 
 class RawReceiver:
@@ -210,6 +211,7 @@ def test_metrics_cover_every_stage_and_move(tmp_path):
         r = server.admin("POST", "/v1/journeys", json={"name": "ping", "trigger": {"event": "Ping"},
                                                         "steps": [{"send": {"destination": "hooks"}}]})
         assert r.status_code == 201, r.text
+        register_model(server, "churn")
         key = server.create_source("app")["write_key"]
         before = scrape(server)
         receiver.script = [500]  # one retry, then delivered
@@ -230,6 +232,7 @@ def test_metrics_cover_every_stage_and_move(tmp_path):
         assert moved('kairos_deliveries_total{destination="hooks",status="retry"}') == 1
         assert moved('kairos_delivery_duration_seconds_count{destination="hooks"}') == 4
         assert after['kairos_delivery_duration_seconds_bucket{le="+Inf",destination="hooks"}'] == 4
+        assert moved("kairos_model_scorings_total") >= 3 and moved("kairos_model_scoring_seconds_total") > 0
     finally:
         server.stop()
         receiver.stop()

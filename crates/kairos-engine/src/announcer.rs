@@ -65,6 +65,18 @@ pub struct EngineCounters {
     /// Memberships gained and lost (announced changes).
     pub audience_entered: AtomicU64,
     pub audience_exited: AtomicU64,
+    /// Profiles scored with the served models, and the time it took
+    /// (nanoseconds, all models of one person together).
+    pub model_scorings: AtomicU64,
+    pub model_scoring_nanos: AtomicU64,
+}
+
+impl EngineCounters {
+    pub(crate) fn scored(&self, took: std::time::Duration) {
+        self.model_scorings.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.model_scoring_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 impl Announcer {

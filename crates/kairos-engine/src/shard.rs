@@ -374,7 +374,11 @@ impl ShardState {
         } else {
             Default::default()
         };
+        let started = std::time::Instant::now();
         let scores = models.score(&entry.features, &traits, &computed);
+        if let Some(announcer) = &self.announcer {
+            announcer.counters.scored(started.elapsed());
+        }
         let changed = scores.active != entry.scores.active;
         entry.scores = scores;
         changed

@@ -33,6 +33,8 @@ pub struct Metrics {
     /// ([`Metrics::observe_engine`]).
     pub audience_evaluations: Counter,
     pub audience_membership_changes: Family<Labels, Counter>,
+    pub model_scorings: Counter,
+    pub model_scoring_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     /// One scrape copies at a time (two at once would both add the change).
     observing: std::sync::Mutex<()>,
 }
@@ -65,6 +67,8 @@ impl Metrics {
             delivery: Default::default(),
             audience_evaluations: Counter::default(),
             audience_membership_changes: Family::default(),
+            model_scorings: Counter::default(),
+            model_scoring_seconds: Counter::default(),
             observing: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
@@ -166,6 +170,12 @@ impl Metrics {
             &self.audience_evaluations,
             counters.audience_evaluations.load(Relaxed),
         );
+        catch_up(&self.model_scorings, counters.model_scorings.load(Relaxed));
+        let seconds = counters.model_scoring_nanos.load(Relaxed) as f64 / 1e9;
+        let seconds_counted = self.model_scoring_seconds.get();
+        if seconds > seconds_counted {
+            self.model_scoring_seconds.inc_by(seconds - seconds_counted);
+        }
         for (change, total) in [
             ("entered", &counters.audience_entered),
             ("exited", &counters.audience_exited),
@@ -220,6 +230,16 @@ fn register_stages(registry: &mut Registry, metrics: &Metrics) {
         "kairos_audience_membership_changes",
         "Audience memberships gained (entered) and lost (exited)",
         metrics.audience_membership_changes.clone(),
+    );
+    registry.register(
+        "kairos_model_scorings",
+        "Profiles scored with the served models (all models of a person at once)",
+        metrics.model_scorings.clone(),
+    );
+    registry.register(
+        "kairos_model_scoring_seconds",
+        "Time spent scoring; divided by kairos_model_scorings_total, the mean time per profile",
+        metrics.model_scoring_seconds.clone(),
     );
     let delivery = &metrics.delivery;
     registry.register(
