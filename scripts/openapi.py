@@ -165,7 +165,7 @@ paths["/v1/audiences/{id}"] = {
             {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
             params=[path_param("id", "Audience id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete an audience", {"type": "object"}, params=[path_param("id", "Audience id or name")],
-            extra={**NOT_FOUND, "409": problem("Another definition refers to it")}),
+            extra={**NOT_FOUND, "409": problem("Another definition, a journey or an audience sync refers to it (definition_in_use)")}),
 }
 paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in profile order", {"type": "object", "properties": {
     "audience": {"type": "string"}, "next": {"type": ["string", "null"]},
@@ -196,7 +196,7 @@ paths["/v1/computed-traits/{id}"] = {
             {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
             params=[path_param("id", "Computed trait id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete a computed trait", {"type": "object"}, params=[path_param("id", "Computed trait id or name")],
-            extra={**NOT_FOUND, "409": problem("A definition refers to it")}),
+            extra={**NOT_FOUND, "409": problem("A definition or a journey refers to it (definition_in_use)")}),
 }
 paths["/v1/computed-traits/{id}/values"] = admin("get", "Every profile's value of a computed trait, in profile order", {"type": "object", "properties": {
     "computed_trait": {"type": "string"}, "next": {"type": ["string", "null"]},
@@ -282,7 +282,8 @@ paths["/v1/models"] = {
     **admin("get", "Every model version, and the features models can read", {"type": "object", "properties": {
         "models": {"type": "array", "items": MODEL}, "features": {"type": "array", "items": {"type": "object"}}}}),
 }
-paths["/v1/models/{name}"] = admin("delete", "Delete every version of a model", {"type": "object"}, params=[MODEL_NAME], extra=NOT_FOUND)
+paths["/v1/models/{name}"] = admin("delete", "Delete every version of a model", {"type": "object"}, params=[MODEL_NAME],
+    extra={**NOT_FOUND, "409": problem("An audience, computed trait or journey reads one of its scores (model_in_use)")})
 paths["/v1/models/{name}/score"] = admin("post", "Score explicit input rows with a version (the active one by default); null is a missing value",
     {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "scores": {"type": "array", "items": {"type": "object"}}}},
     {"type": "object", "required": ["rows"], "additionalProperties": False, "properties": {
@@ -352,10 +353,11 @@ paths["/v1/in-app/stream"] = {"get": {"summary": "Server-Sent Events: the in-app
                    {"name": "writeKey", "in": "query", "required": False, "schema": {"type": "string"}, "description": "A source's write key (EventSource cannot send headers)"}],
     "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                   "400": problem("Invalid identifier"), "401": problem("Write key missing or unknown")}}}
-paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
+paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once everything due by then has run: audience timers, journeys' waits and steps, their messages decided",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},
-    extra={"400": problem("Invalid body or the clock would move backwards"), "409": problem("The clock is not manual")})
+    extra={"400": problem("Invalid body or the clock would move backwards"), "409": problem("The clock is not manual"),
+           "503": problem("Journeys did not catch up within 30 s (journeys_behind)")})
 paths["/v1/admin/audit"] = admin("get", "Erasure receipts, newest first", {"type": "object", "properties": {"erasures": {"type": "array", "items": ref("ErasureReceipt")}}},
     params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most receipts (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {
