@@ -115,6 +115,8 @@ def test_edit_rotate_reenable_and_replay_a_destination(tmp_path):
         second.script = [410]
         ping(server, key, 4)
         assert wait_for(lambda: server.admin("GET", f"/v1/destinations/{hook}").json()["disabled"])
+        reason = server.admin("GET", f"/v1/destinations/{hook}").json()["disabled"]
+        assert f'PATCH /v1/destinations/{hook} {{"enabled": true}}' in reason, reason
         ping(server, key, 5)
         assert wait_for(lambda: server.admin("GET", f"/v1/destinations/{hook}").json()["dead_letters"] == 2)
         dead_ids = sorted(m["id"] for m in server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"])

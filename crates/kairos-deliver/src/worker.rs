@@ -125,10 +125,11 @@ pub(crate) async fn run(
             let gone = matches!(outcome, Outcome::Gone);
             record(&store, message, outcome, &settings);
             if gone {
-                let _ = store.outbox.disable_destination(
-                    &destination.id,
-                    "the endpoint answered 410 Gone; re-enable it with PATCH /v1/destinations/{id} {\"enabled\": true} once the endpoint is back",
+                let reason = format!(
+                    "the endpoint answered 410 Gone; once it is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
+                    destination.id
                 );
+                let _ = store.outbox.disable_destination(&destination.id, &reason);
                 break;
             }
             if failures_in_row >= BREAKER_FAILURES {

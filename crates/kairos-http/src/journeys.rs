@@ -447,7 +447,10 @@ pub async fn replay_dead_letter(
             StatusCode::CONFLICT,
             "destination_disabled",
             "Destination disabled",
-            "its destination is disabled (410 Gone); re-enable it with PATCH /v1/destinations/{id} {\"enabled\": true} once the endpoint is back",
+            format!(
+                "its destination is disabled (410 Gone); once the endpoint is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
+                destination.id
+            ),
         ));
     }
     requeue(&state, &mut message)?;
