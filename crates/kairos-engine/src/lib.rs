@@ -348,6 +348,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Counts of the audience work done since start (for metrics).
+    pub fn counters(&self) -> &announcer::EngineCounters {
+        &self.announcer.counters
+    }
+
     /// Waits until every membership change made so far is announced.
     pub async fn announcements_flushed(&self) {
         self.announcer.flushed().await;

@@ -321,6 +321,12 @@ impl ShardState {
                 properties,
             };
             let changes = self.audiences.apply(profile, &fact, now);
+            if let Some(announcer) = &self.announcer {
+                announcer
+                    .counters
+                    .audience_evaluations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.announce(changes);
         }
         if event.event_type == kairos_core::EventType::Identify || !self.audiences.knows(profile) {
@@ -375,7 +381,11 @@ impl ShardState {
         } else {
             Default::default()
         };
+        let started = std::time::Instant::now();
         let scores = models.score(&entry.features, &traits, &computed);
+        if let Some(announcer) = &self.announcer {
+            announcer.counters.scored(started.elapsed());
+        }
         let changed = scores.active != entry.scores.active;
         entry.scores = scores;
         changed

@@ -242,3 +242,45 @@ impl ModelSet {
         scores
     }
 }
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, format: &str, model: Value, inputs: &[&str]) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            version: 1,
+            format: format.into(),
+            inputs: inputs.iter().map(|input| input.to_string()).collect(),
+            mode: Mode::Active,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            model,
+        }
+    }
+
+    /// What references are checked against (without loading) is what a
+    /// loaded model scores.
+    #[test]
+    fn a_specs_outputs_are_the_loaded_models() {
+        let logistic = json!({"means": [0.0], "scales": [1.0], "intercept": 0.0, "weights": [0.0]});
+        let bgnbd = json!({"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4});
+        for spec in [
+            spec("buy", "logistic", logistic, &["session.product_views"]),
+            spec(
+                "churn",
+                "bgnbd",
+                bgnbd,
+                &[
+                    "profile.repeat_order_days",
+                    "profile.order_recency_weeks",
+                    "profile.order_age_weeks",
+                ],
+            ),
+        ] {
+            let loaded = LoadedModel::load(&spec).unwrap();
+            assert_eq!(spec.outputs(), loaded.outputs, "{}", spec.format);
+        }
+    }
+}

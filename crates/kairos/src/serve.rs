@@ -101,11 +101,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         *slot = Arc::new(served);
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let metrics = Metrics::new();
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),
         Arc::new(config.engine.rules.clone()),
         config.delivery.clone(),
         Some(engine.clone()),
+        metrics.delivery.clone(),
     )?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
@@ -114,7 +116,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         admin_token,
         access: config.access.clone(),
         limits: config.limits,
-        metrics: Metrics::new(),
+        metrics,
         clock: Arc::new(SystemClock),
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),
