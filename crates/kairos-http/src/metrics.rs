@@ -136,6 +136,17 @@ impl Metrics {
             "Log position the engine has applied (profiles, features, scores, audiences); the lag is committed - applied",
             metrics.engine_applied_seq.clone(),
         );
+        let scoring = kairos_models::metrics::score_metrics();
+        registry.register(
+            "kairos_model_score_failures",
+            "Scores not given, by model and reason (deadline, suspended, stopped, error)",
+            scoring.failures.clone(),
+        );
+        registry.register(
+            "kairos_model_score_seconds",
+            "Time to score one person with one model",
+            scoring.seconds.clone(),
+        );
         Metrics {
             registry,
             ..metrics

@@ -69,6 +69,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock.advance_to(saved);
         tracing::info!(now = %saved, "manual clock resumed where it was set last");
     }
+    kairos_models::set_score_timeout(config.score_timeout);
     if let Some(library) = &config.onnxruntime
         && let Err(error) = kairos_models::init_onnx(Some(library))
     {
