@@ -245,8 +245,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
             "CLOCK" => file.clock = Some(value.clone()),
-            // Variables of the client commands and of tests.
-            "URL" | "BIN" | "WRITE_KEY" => {}
+            // The log filter (read when logging starts), variables of the
+            // client commands and of tests.
+            "LOG" | "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
                 "{name}: unknown setting (see docs/configuration.md)"
             )),
