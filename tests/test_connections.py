@@ -225,6 +225,16 @@ def test_a_slow_body_is_cut_with_a_408(tmp_path):
         assert closed, "the connection stays open after a cut body"
         assert 0.9 <= elapsed < 3.0, elapsed
         assert track(server, key).status_code == 200
+        # Admin bodies too (they are read by another extractor).
+        sock = connect(server)
+        sock.sendall(
+            b"POST /v1/audiences HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"name": '
+        )
+        raw, closed = read_until_closed(sock, limit=6)
+        head, payload = body_of(raw)
+        assert head.startswith("HTTP/1.1 408") and json.loads(payload)["code"] == "body_timeout", raw
     finally:
         server.stop()
 
