@@ -204,6 +204,23 @@ def test_a_slow_header_sender_is_cut_after_the_header_timeout(tmp_path):
         server.stop()
 
 
+def test_a_huge_head_is_refused_with_431(tmp_path):
+    server = start(tmp_path)
+    try:
+        sock = connect(server)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        try:
+            for i in range(200):  # 200 headers of 1 KB: over the 64 KB head limit
+                sock.sendall(f"X-Filler-{i}: {'a' * 1000}\r\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw, closed = read_until_closed(sock, limit=5)
+        assert raw.startswith(b"HTTP/1.1 431"), raw[:200]
+        assert requests.get(server.base_url + "/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_a_slow_body_is_cut_with_a_408(tmp_path):
     server = start(tmp_path, body_read_timeout="1s")
     try:

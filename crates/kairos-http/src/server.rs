@@ -87,6 +87,12 @@ const REJECT_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// stuck client cannot keep the process from stopping.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
 
+/// A connection's read buffer at most, which bounds a request head: a
+/// bigger head is answered `431`. hyper's default (~400 KB) times
+/// `connections_max` slow senders would be gigabytes; real heads are a few
+/// KB (nginx allows 32 KB by default).
+pub const HEAD_BYTES_MAX: usize = 64 * 1024;
+
 /// After an accept error (usually EMFILE: out of descriptors) the loop
 /// pauses this long instead of spinning; connections close meanwhile.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -380,7 +386,10 @@ impl ConnectionTask {
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         // Header and idle timeouts are this task's (see the module doc).
-        builder.timer(TokioTimer::new()).header_read_timeout(None);
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(HEAD_BYTES_MAX);
         let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         let mut stopping = *self.stop.borrow();
