@@ -421,7 +421,16 @@ def test_deleting_a_model_stops_a_run_in_progress(tmp_path):
             r = requests.post(server.base_url + "/v1/identify", headers=Kairos.basic(key), timeout=10,
                               json={"userId": user, "traits": {"magic": magic}})
             assert r.status_code == 200, r.text
-        time.sleep(0.5)  # the shard is inside the loop now
+        # Wait until the shard is inside the loop: reads queue behind it.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(server.base_url + "/v1/profiles/user_id:trapped",
+                             headers=server.admin_headers(), timeout=0.5)
+            except requests.Timeout:
+                break
+            assert time.monotonic() < deadline, "the trap never ran"
+            time.sleep(0.05)
         started = time.monotonic()
         assert server.admin("DELETE", "/v1/models/trap").status_code == 200
         # The shard comes out at once and applies the next person's event.
