@@ -136,6 +136,17 @@ impl Metrics {
             "Log position the engine has applied (profiles, features, scores, audiences); the lag is committed - applied",
             metrics.engine_applied_seq.clone(),
         );
+        let connections = crate::server::connection_metrics();
+        registry.register(
+            "kairos_http_connections_open",
+            "Client connections being served",
+            connections.open.clone(),
+        );
+        registry.register(
+            "kairos_http_connections_closed",
+            "Connections the server closed for a limit, by reason (over_cap, dropped, evicted, header_timeout, idle_timeout)",
+            connections.closed.clone(),
+        );
         let scoring = kairos_models::metrics::score_metrics();
         registry.register(
             "kairos_model_score_failures",
