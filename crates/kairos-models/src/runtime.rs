@@ -569,3 +569,35 @@ impl OnnxModel {
         first.ok_or_else(|| "scoring: the ONNX graph gave no float output".to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `trees` trees sharing one chain `depth` splits deep.
+    fn chain(depth: usize, trees: usize) -> Gbm {
+        let leaf = depth as u32;
+        Gbm {
+            feature_count: 1,
+            base_margin: 0.0,
+            tree_roots: vec![0; trees],
+            feature: [vec![0; depth], vec![u32::MAX]].concat(),
+            threshold: vec![0.5; depth + 1],
+            left: (1..=depth as u32).chain([0]).collect(),
+            right: [vec![leaf; depth], vec![0]].concat(),
+            missing_left: vec![true; depth + 1],
+            value: vec![0.1; depth + 1],
+        }
+    }
+
+    #[test]
+    fn tree_work_is_bounded_at_load() {
+        assert_eq!(check_trees(&chain(6, 100), 1), Ok(()));
+        let deep = check_trees(&chain(GBM_DEPTH_MAX, 1), 1).unwrap_err();
+        assert!(deep.contains("GBM_DEPTH_MAX"), "{deep}");
+        // Shallow enough, but many trees walking the same path.
+        let trees = GBM_PATH_NODES_MAX / 40 + 1;
+        let wide = check_trees(&chain(39, trees), 1).unwrap_err();
+        assert!(wide.contains("GBM_PATH_NODES_MAX"), "{wide}");
+    }
+}
