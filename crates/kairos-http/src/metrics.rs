@@ -153,6 +153,28 @@ impl Metrics {
             metrics.engine_applied_seq.clone(),
         );
         register_stages(&mut registry, &metrics);
+        let connections = crate::server::connection_metrics();
+        registry.register(
+            "kairos_http_connections_open",
+            "Client connections being served",
+            connections.open.clone(),
+        );
+        registry.register(
+            "kairos_http_connections_closed",
+            "Connections the server closed for a limit, by reason (over_cap, dropped, evicted, header_timeout, idle_timeout)",
+            connections.closed.clone(),
+        );
+        let scoring = kairos_models::metrics::score_metrics();
+        registry.register(
+            "kairos_model_score_failures",
+            "Scores not given, by model and reason (deadline, suspended, stopped, error)",
+            scoring.failures.clone(),
+        );
+        registry.register(
+            "kairos_model_score_seconds",
+            "Time to score one person with one model",
+            scoring.seconds.clone(),
+        );
         Metrics {
             registry,
             ..metrics

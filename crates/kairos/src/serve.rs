@@ -18,11 +18,16 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// Text logs are coloured only on a terminal (and without `NO_COLOR`):
+/// a log file or a collector must not receive escape codes.
 fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("KAIROS_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour && !json)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -81,6 +86,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock.advance_to(saved);
         tracing::info!(now = %saved, "manual clock resumed where it was set last");
     }
+    kairos_models::set_score_timeout(config.score_timeout);
     if let Some(library) = &config.onnxruntime
         && let Err(error) = kairos_models::init_onnx(Some(library))
     {
