@@ -19,6 +19,7 @@ pub mod in_app;
 pub mod journey;
 pub mod lists;
 pub mod policy;
+pub mod render;
 pub mod signing;
 pub mod unusual;
 
