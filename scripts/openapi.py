@@ -94,6 +94,8 @@ paths["/v1/admin/sources/{id}"] = admin("get", "One source", ref("Source"), para
 paths["/v1/admin/sources/{id}/rotate"] = admin("post", "Issue a new write key", ref("Source"),
     {"type": "object", "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 4294967295}}, "additionalProperties": False},
     params=[path_param("id", "Source id")], extra={**NOT_FOUND, "400": problem("Invalid body")})
+paths["/v1/admin/sources/{id}/identity-secret/rotate"] = admin("post", "Issue a new identity secret (in-app streams opened with tokens of the old one close)", ref("Source"),
+    params=[path_param("id", "Source id")], extra=NOT_FOUND)
 paths["/v1/admin/sources/{id}/tracking-plan"] = {
     **admin("put", "Set the source's tracking plan", ref("Source"), ref("TrackingPlan"), params=[path_param("id", "Source id")], extra={**NOT_FOUND, "400": problem("Invalid plan")}),
     **admin("delete", "Remove the source's tracking plan", ref("Source"), params=[path_param("id", "Source id")], extra=NOT_FOUND),
@@ -315,9 +317,10 @@ paths["/v1/admin/dead-letters/{id}/replay"] = admin("post", "Deliver a dead lett
 paths["/v1/in-app/stream"] = {"get": {"summary": "Server-Sent Events: the in-app messages journeys send to this person while the page is open",
     "tags": ["collection"], "security": WRITE_KEY,
     "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": {"type": "string"}, "description": "{type}:{value} of who is on the page"},
-                   {"name": "writeKey", "in": "query", "required": False, "schema": {"type": "string"}, "description": "A source's write key (EventSource cannot send headers)"}],
+                   {"name": "writeKey", "in": "query", "required": False, "schema": {"type": "string"}, "description": "A source's write key (EventSource cannot send headers)"},
+                   {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}, "description": "Identity token: hex HMAC-SHA256 of the identifier under the source's identity secret, minted by the site's backend; required for every identifier but anonymous_id"}],
     "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                  "400": problem("Invalid identifier"), "401": problem("Write key missing or unknown")}}}
+                  "400": problem("Invalid identifier"), "401": problem("Write key missing or unknown"), "403": problem("Identity token missing or wrong")}}}
 paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},
@@ -367,9 +370,11 @@ schemas = {
         "mode": {"type": "string", "enum": ["block", "flag"]}, "allow_unplanned": {"type": "boolean"},
         "events": {"type": "object", "description": "event name → JSON Schema of its properties", "additionalProperties": {"type": "object"}}}},
     "CreateSource": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200}, "tracking_plan": ref("TrackingPlan")}},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200}, "tracking_plan": ref("TrackingPlan"),
+        "trust": {"type": "string", "enum": ["client", "server"], "description": "client (default): a public write key; server: a back-end's"}}},
     "Source": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "write_key": {"type": "string"},
-        "created_at": {"type": "string"}, "tracking_plan": {"oneOf": [ref("TrackingPlan"), {"type": "null"}]}}},
+        "created_at": {"type": "string"}, "tracking_plan": {"oneOf": [ref("TrackingPlan"), {"type": "null"}]},
+        "trust": {"type": "string", "enum": ["client", "server"]}, "identity_secret": {"type": "string", "description": "Signs identity tokens (HMAC-SHA256 of type:value, hex); keep it on the server"}}},
     "QuarantineRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "source_id": {"type": "string"}, "received_at": {"type": "string"},
         "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}, "event": {}}},
     "Profile": {"type": "object", "required": ["id", "identities", "traits"], "properties": {

@@ -52,7 +52,11 @@ class Kairos:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
-        self.env = dict(os.environ, KAIROS_ADMIN_TOKEN=ADMIN_TOKEN, **(env or {}))
+        # Every receiver of the suite listens on 127.0.0.1, which the
+        # address policy refuses by default: tests allow private networks
+        # unless they pass env (tests/test_ssrf.py checks the default).
+        self.env = {**os.environ, "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS": "true", **(env or {})}
         self.proc = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 

@@ -3,6 +3,7 @@ HTTP against the real binary — and checked on disk: after an erasure and a
 restart, no identifier or trait value of the person is left in plaintext
 anywhere in the data directory."""
 
+import time
 from pathlib import Path
 
 import requests
@@ -165,3 +166,70 @@ def test_consent_from_the_api_is_durable(tmp_path):
         assert server.admin("GET", "/v1/profiles/user_id:cora").json()["consent"] == {"Analytics": True, "Advertising": False}
     finally:
         server.stop()
+
+
+def test_erasure_reaches_journeys_in_flight_messages_dead_letters_syncs_and_journals(tmp_path):
+    """Issue 12, item 2: a run waiting to send the person's traits an hour
+    later never sends; messages (delivered, dead), waits, entry counts,
+    audience-sync changes and list memberships are gone from every keyspace
+    and from fjall's journals, after a kill -9 too."""
+    from conftest import free_port
+    from test_journeys import Receiver, destination, set_clock, start_kairos, wait_for
+
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    data_dir = server.data_dir
+    try:
+        set_clock(server, "2030-03-01T12:00:00Z")
+        destination(server, receiver)
+        r = server.admin("POST", "/v1/destinations", json={"type": "webhook", "name": "gone", "url": f"http://127.0.0.1:{free_port()}/nobody-listens"})
+        assert r.status_code == 201, r.text
+        steps_later = [{"send": {"destination": "hooks", "message": {"colour": "{{ traits.colour }}"}}}, {"wait": "1h"},
+                       {"send": {"destination": "hooks", "message": {"colour": "{{ traits.colour }}", "email": "{{ traits.email }}"}}}]
+        for name, steps in [("later", steps_later), ("to the void", [{"send": {"destination": "gone"}}])]:
+            r = server.admin("POST", "/v1/journeys", json={"name": name, "trigger": {"event": "Order Completed"}, "steps": steps})
+            assert r.status_code == 201, r.text
+        r = server.admin("POST", "/v1/journeys", json={"name": "abandoned", "trigger": {"event": "Cart Viewed", "not_followed_by": "Refund Requested", "within": "2h"}, "steps": [{"send": {"destination": "hooks"}}]})
+        assert r.status_code == 201, r.text
+        r = server.admin("POST", "/v1/audiences", json={"name": "buyers", "definition": 'performed "Order Completed"'})
+        assert r.status_code == 201, r.text
+        r = server.admin("POST", "/v1/audience-syncs", json={"name": "crm", "audience": "buyers", "destination": "hooks", "batch_size": 100, "max_wait": "1h"})
+        assert r.status_code == 201, r.text
+        assert server.admin("POST", "/v1/lists/vip/members", json={"identifiers": [f"email:{EMAIL}"]}).status_code in (200, 201)
+
+        # Nobody listens at "gone": its message becomes a dead letter.
+        key = server.create_source(SOURCE_NAME)["write_key"]
+        send(server, key, [
+            {"type": "identify", "userId": USER, "anonymousId": ANON, "messageId": "j1", "traits": {"email": EMAIL, "phone": PHONE, "colour": COLOUR}},
+            {"type": "track", "event": "Cart Viewed", "userId": USER, "messageId": "j2", "properties": {"sku": SECRET_PROPERTY}},
+            {"type": "track", "event": "Order Completed", "userId": USER, "messageId": "j3", "properties": {"sku": SECRET_PROPERTY}},
+        ])
+        assert wait_for(lambda: len(receiver.accepted) >= 1, 10), (receiver.verified, receiver.failures)
+        assert wait_for(lambda: any(m["identifier"] == f"user_id:{USER}" for m in server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"]), 15)
+        log = server.admin("GET", f"/v1/profiles/user_id:{USER}/deliveries").json()["deliveries"]
+        assert len(log) >= 2, log
+
+        receipt = server.admin("DELETE", f"/v1/profiles/user_id:{USER}")
+        assert receipt.status_code == 200, receipt.text
+        erased = receipt.json()["outbox_erased"]
+        assert erased["messages"] >= 2 and erased["runs_and_waits"] >= 1 and erased["sync_changes"] >= 1, erased
+        delivered_before = len(receiver.verified)
+
+        # The hour passes, the cart window runs out, the sync's batch is due:
+        # nothing about the person is sent.
+        set_clock(server, "2030-03-01T15:00:00Z")
+        time.sleep(1.5)
+        assert len(receiver.verified) == delivered_before, receiver.verified[delivered_before:]
+        after = server.admin("GET", f"/v1/profiles/user_id:{USER}/deliveries")
+        assert after.status_code == 404 or after.json()["deliveries"] == [], after.text
+        dead = server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"]
+        assert all(message["identifier"] != f"user_id:{USER}" for message in dead), dead
+        server.kill9()
+        server.start()
+        time.sleep(1.0)
+        assert len(receiver.verified) == delivered_before
+    finally:
+        server.stop()
+        receiver.stop()
+    leftovers = files_containing(data_dir, [USER, ANON, EMAIL, PHONE, COLOUR, SECRET_PROPERTY])
+    assert leftovers == {}, f"plaintext of the erased person remains: {leftovers}"

@@ -60,6 +60,33 @@ pub struct TraitValue {
     /// trusted source never overwrites it, however new.
     #[serde(skip)]
     pub source_rank: u32,
+    /// Set by a source whose write key is public (a web page).
+    #[serde(skip)]
+    pub from_client: bool,
+}
+
+/// Traits that identify a person and that journeys send to: a client
+/// source (its write key is public) never overwrites one a server source
+/// set, so a visitor who claims someone's userId cannot redirect their
+/// email or SMS (docs/security.md).
+pub const IDENTITY_TRAITS: [&str; 2] = ["email", "phone"];
+
+/// Where an event's traits come from: the source's precedence rank and
+/// whether its write key is public.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStanding {
+    pub rank: u32,
+    pub client: bool,
+}
+
+impl From<u32> for SourceStanding {
+    /// A server source of this rank.
+    fn from(rank: u32) -> SourceStanding {
+        SourceStanding {
+            rank,
+            client: false,
+        }
+    }
 }
 
 /// Another profile folded into this one.
@@ -83,8 +110,12 @@ pub struct Profile {
 }
 
 impl TraitValue {
-    /// Source precedence first, then event time (last write wins).
-    fn wins_over(&self, current: &TraitValue) -> bool {
+    /// Source precedence first, then event time (last write wins); a
+    /// client source never replaces a server source's identity trait.
+    fn wins_over(&self, key: &str, current: &TraitValue) -> bool {
+        if self.from_client && !current.from_client && IDENTITY_TRAITS.contains(&key) {
+            return false;
+        }
         (self.source_rank, std::cmp::Reverse(self.set_at))
             <= (current.source_rank, std::cmp::Reverse(current.set_at))
     }
@@ -93,14 +124,15 @@ impl TraitValue {
 impl Profile {
     /// Applies one event of this person; `source_rank` is its source's
     /// trait precedence (0 when no precedence is configured).
-    pub fn apply(&mut self, event: &Event, source_rank: u32) {
+    pub fn apply(&mut self, event: &Event, source: impl Into<SourceStanding>) {
+        let source = source.into();
         let time = event.timestamp;
         self.first_seen = Some(self.first_seen.map_or(time, |seen| seen.min(time)));
         self.last_seen = Some(self.last_seen.map_or(time, |seen| seen.max(time)));
         if matches!(event.event_type, EventType::Identify)
             && let Some(traits) = &event.traits
         {
-            self.set_traits(traits, time, source_rank);
+            self.set_traits(traits, time, source);
         }
         if let Some(consent) = consent_of(event) {
             for (purpose, granted) in consent {
@@ -113,17 +145,18 @@ impl Profile {
         });
     }
 
-    fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp, source_rank: u32) {
+    fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp, source: SourceStanding) {
         for (key, value) in traits {
             let incoming = TraitValue {
                 value: value.clone(),
                 set_at: time,
-                source_rank,
+                source_rank: source.rank,
+                from_client: source.client,
             };
             if self
                 .traits
                 .get(key)
-                .is_none_or(|current| incoming.wins_over(current))
+                .is_none_or(|current| incoming.wins_over(key, current))
             {
                 self.traits.insert(key.clone(), incoming);
             }
@@ -161,7 +194,7 @@ impl Profile {
             if self
                 .traits
                 .get(&key)
-                .is_none_or(|current| value.wins_over(current))
+                .is_none_or(|current| value.wins_over(&key, current))
             {
                 self.traits.insert(key, value);
             }

@@ -4,15 +4,17 @@
 //! Templates are written by users, so they are treated as untrusted: one
 //! fuel budget and one size limit for the whole message ([`crate::render`]).
 //! Their context is the person now — `traits`, `computed`, `audiences`,
-//! `profile.id` — and the triggering `event` (`{{ traits.first_name |
-//! default("there") }}`, `{% for item in event.properties.products %}`).
-
-use std::time::Duration;
+//! `scores`, `profile.id` — and the triggering `event` (`{{
+//! traits.first_name | default("there") }}`, `{% for item in
+//! event.properties.products %}`): [`person_context`], the same names a
+//! journey's templates are checked against when it is created.
 
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
+
+use crate::address_policy;
 
 use crate::render::MessageRenderer;
 
@@ -41,15 +43,64 @@ fn environment() -> minijinja::Environment<'static> {
     minijinja::Environment::new()
 }
 
-/// Checks that every part parses (at journey creation).
+/// The names a template reads — the person now and the triggering event
+/// — the same at check and at send ([`person_context`]).
+pub const CONTEXT_NAMES: [&str; 6] = [
+    "traits",
+    "computed",
+    "audiences",
+    "scores",
+    "profile",
+    "event",
+];
+
+/// What every template renders with: the person's traits, computed traits,
+/// audiences and active scores now (empty for someone Kairos does not
+/// know), their profile id, and the triggering event.
+pub fn person_context(view: Option<&kairos_engine::ProfileView>, event: &Value) -> Value {
+    let object = |map: Option<&Map<String, Value>>| Value::Object(map.cloned().unwrap_or_default());
+    json!({
+        "traits": object(view.map(|view| &view.traits)),
+        "computed": object(view.map(|view| &view.computed)),
+        "audiences": view.map_or_else(Vec::new, |view| view.audiences.clone()),
+        "scores": object(view.map(|view| &view.scores)),
+        "profile": {"id": view.map(|view| &view.id)},
+        "event": event,
+    })
+}
+
+/// Checks that every part parses and reads only what sends provide (at
+/// journey creation).
 pub fn check(template: &EmailTemplate) -> Result<(), String> {
     let environment = environment();
     for (part, source) in parts(template) {
-        environment
-            .template_from_str(source)
-            .map_err(|error| format!("template {part}: {error}"))?;
+        check_source(&environment, source).map_err(|error| format!("template {part}: {error}"))?;
     }
     Ok(())
+}
+
+/// A template's text parses, and the names it reads are the context's
+/// (or the template language's own functions such as `range`).
+fn check_source(environment: &minijinja::Environment<'static>, source: &str) -> Result<(), String> {
+    let template = environment
+        .template_from_str(source)
+        .map_err(|error| error.to_string())?;
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| {
+            !CONTEXT_NAMES.contains(&name.as_str())
+                && !environment.globals().any(|(global, _)| global == name)
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(format!(
+        "reads {unknown:?}, which no send provides; templates read {} (docs/journeys.md, \"Templates\")",
+        CONTEXT_NAMES.join(", ")
+    ))
 }
 
 fn parts(template: &EmailTemplate) -> Vec<(&'static str, &str)> {
@@ -91,7 +142,7 @@ pub fn check_value(value: &Value) -> Result<(), String> {
     let mut problem = None;
     walk_strings(value, &mut |text| {
         if problem.is_none()
-            && let Err(error) = environment.template_from_str(text)
+            && let Err(error) = check_source(&environment, text)
         {
             problem = Some(format!("message template {text:?}: {error}"));
         }
@@ -123,36 +174,67 @@ pub enum SmtpOutcome {
     Permanent(String),
 }
 
-/// Sends one email through the SMTP server at `smtp://host:port`.
+/// Sends one email through the SMTP server at `server` (forms in
+/// [`crate::endpoint`]), connecting only to an address the policy allows:
+/// the host is resolved and checked here, and the checked address is
+/// what lettre connects to (the name still is what TLS verifies).
 pub async fn send(
     server: &str,
     from: &str,
     email: &RenderedEmail,
     message_id: &str,
-    timeout: Duration,
+    settings: &crate::DeliverySettings,
 ) -> SmtpOutcome {
-    let Some((host, port)) = server
-        .strip_prefix("smtp://")
-        .and_then(|address| address.trim_end_matches('/').rsplit_once(':'))
-        .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
-    else {
-        return SmtpOutcome::Permanent(format!("{server:?} is not smtp://host:port"));
+    let server = match crate::endpoint::smtp_server(server) {
+        Ok(server) => server,
+        Err(error) => return SmtpOutcome::Permanent(error),
     };
     let mail = match build(from, email, message_id) {
         Ok(mail) => mail,
         Err(error) => return SmtpOutcome::Permanent(error),
     };
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(port)
-        .timeout(Some(timeout))
-        .build();
+    let address = match address_policy::resolve(&server.host, server.port, settings.addresses).await
+    {
+        Ok(addresses) => addresses[0],
+        Err(error) => {
+            tracing::warn!(host = %server.host, %error, "SMTP server not reached");
+            return SmtpOutcome::Transient(unreachable(&error));
+        }
+    };
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+            .port(address.port())
+            .timeout(Some(settings.timeout))
+            .build();
     match transport.send(mail).await {
         Ok(_) => SmtpOutcome::Sent,
-        Err(error) if error.is_permanent() => {
-            SmtpOutcome::Permanent(format!("the SMTP server refused the mail: {error}"))
-        }
-        Err(error) => SmtpOutcome::Transient(format!("SMTP: {error}")),
+        Err(error) => outcome_of(&server.host, &error),
     }
+}
+
+/// A failed SMTP conversation as a category and reply code: never the
+/// server's text, which could be any TCP service's banner.
+fn outcome_of(host: &str, error: &lettre::transport::smtp::Error) -> SmtpOutcome {
+    tracing::warn!(%host, error = %crate::failure::chain(error), "SMTP attempt failed");
+    let code = error.status().map(|code| code.to_string());
+    match code {
+        Some(code) if error.is_permanent() => {
+            SmtpOutcome::Permanent(format!("the SMTP server refused the mail ({code})"))
+        }
+        Some(code) => SmtpOutcome::Transient(format!("the SMTP server deferred the mail ({code})")),
+        None if error.is_timeout() => SmtpOutcome::Transient("SMTP server: timed out".into()),
+        None if error.is_response() => {
+            SmtpOutcome::Transient("the SMTP conversation failed (not an SMTP answer)".into())
+        }
+        None => SmtpOutcome::Transient(unreachable(error)),
+    }
+}
+
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> String {
+    format!(
+        "could not reach the SMTP server: {}",
+        crate::failure::category(error)
+    )
 }
 
 fn build(from: &str, email: &RenderedEmail, message_id: &str) -> Result<lettre::Message, String> {
@@ -182,7 +264,6 @@ fn build(from: &str, email: &RenderedEmail, message_id: &str) -> Result<lettre::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn renders_with_defaults_loops_and_filters() {
@@ -217,5 +298,45 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn templates_are_checked_against_the_names_sends_provide() {
+        let reading = |text: &str| EmailTemplate {
+            subject: "Hi".into(),
+            text: text.into(),
+            html: None,
+        };
+        assert!(
+            check(&reading(
+                "{{ scores.churn }} {{ computed.ltv }} {{ profile.id }}"
+            ))
+            .is_ok()
+        );
+        assert!(
+            check(&reading(
+                "{% for i in range(3) %}{{ loop.index }}{% endfor %}"
+            ))
+            .is_ok()
+        );
+        let error = check(&reading("{{ score.churn }}")).unwrap_err();
+        assert!(
+            error.contains("[\"score\"]") && error.contains("scores"),
+            "{error}"
+        );
+        assert!(check_value(&json!({"title": "{{ user.name }}"})).is_err());
+    }
+
+    #[test]
+    fn a_template_that_passes_the_check_renders_for_someone_unknown() {
+        let template = EmailTemplate {
+            subject: "{{ scores.churn | default(0) }} {{ traits.name | default(\"you\") }}".into(),
+            text: "{{ computed.ltv }}{{ audiences | length }}{{ profile.id }}".into(),
+            html: None,
+        };
+        check(&template).unwrap();
+        let context = person_context(None, &json!({"name": "Signed Up"}));
+        let email = render(&template, "a@example.org", &context).unwrap();
+        assert_eq!(email.subject, "0 you");
     }
 }

@@ -15,6 +15,7 @@
 //! send, wait (a duration, until a time of day, for an event), branch,
 //! set a trait, add to a list. docs/journeys.md has the whole language.
 
+use kairos_core::audience::References;
 use kairos_core::audience::ast::{EventRef, Expr};
 use kairos_core::audience::eval::{EventFact, matches_event};
 use serde::{Deserialize, Serialize};
@@ -31,9 +32,27 @@ pub struct JourneyDefinition {
     /// (the order came in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<String>,
-    /// `"every_time"` (default), `"once"` (ever), or `{"once_per": "7d"}`.
+    /// `"every_time"` (default), `"once"` (ever), or an object:
+    /// `{"once_per": "7d"}`, `{"rule": "once"}`, with `"include_existing"`
+    /// and `"max_event_age"` (docs/journeys.md, "What starts a journey").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<Value>,
+}
+
+/// How old (event time against arrival) the event that causes an entry
+/// may be, by default: older ones are history, not behaviour to act on.
+pub const MAX_EVENT_AGE_DEFAULT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Who enters a journey, and on what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub rule: EntryRule,
+    /// Memberships found while catching up (a restart's replay, a new
+    /// definition computed over history) start the journey too.
+    pub include_existing: bool,
+    /// The causing event's age limit (its event time against when Kairos
+    /// received it).
+    pub max_event_age: jiff::SignedDuration,
 }
 
 /// Who may enter a journey again.
@@ -194,10 +213,26 @@ pub struct CompiledJourney {
     pub matcher: Matcher,
     pub program: Vec<Instruction>,
     pub goal: Option<String>,
-    pub entry: EntryRule,
+    pub entry: Entry,
 }
 
 impl CompiledJourney {
+    /// The audiences, computed traits and scores the journey reads: its
+    /// trigger's audience and its branches' conditions. Checked when it is
+    /// created; what it names cannot be deleted while it exists.
+    pub fn references(&self) -> References {
+        let mut references = References::default();
+        if let Matcher::Membership { audience, .. } = &self.matcher {
+            references.audiences.insert(audience.clone());
+        }
+        for instruction in &self.program {
+            if let Instruction::Branch { condition, .. } = instruction {
+                references.extend(References::of(condition));
+            }
+        }
+        references
+    }
+
     /// Every send of the journey.
     pub fn sends(&self) -> impl Iterator<Item = &SendStep> {
         self.program
@@ -293,25 +328,60 @@ pub fn compile(
         matcher,
         program,
         goal: definition.goal.clone(),
-        entry: entry_rule(definition.entry.as_ref())?,
+        entry: entry_options(definition.entry.as_ref())?,
     })
 }
 
-fn entry_rule(entry: Option<&Value>) -> Result<EntryRule, String> {
+fn entry_options(entry: Option<&Value>) -> Result<Entry, String> {
+    let mut options = Entry {
+        rule: EntryRule::EveryTime,
+        include_existing: false,
+        max_event_age: MAX_EVENT_AGE_DEFAULT,
+    };
     match entry {
-        None => Ok(EntryRule::EveryTime),
-        Some(Value::String(rule)) if rule == "every_time" => Ok(EntryRule::EveryTime),
-        Some(Value::String(rule)) if rule == "once" => Ok(EntryRule::Once),
-        Some(Value::Object(rule)) if rule.len() == 1 && rule.contains_key("once_per") => {
-            let period = rule["once_per"].as_str().unwrap_or_default();
-            Ok(EntryRule::OncePer(duration(period).map_err(|error| {
-                error.replace("trigger.within", "entry.once_per")
-            })?))
+        None => {}
+        Some(Value::String(rule)) => options.rule = named_rule(rule)?,
+        Some(Value::Object(fields)) => {
+            for (field, value) in fields {
+                match (field.as_str(), value) {
+                    ("rule", Value::String(rule)) => options.rule = named_rule(rule)?,
+                    ("once_per", Value::String(period)) => {
+                        options.rule =
+                            EntryRule::OncePer(duration(period).map_err(|error| {
+                                error.replace("trigger.within", "entry.once_per")
+                            })?)
+                    }
+                    ("include_existing", Value::Bool(include)) => {
+                        options.include_existing = *include
+                    }
+                    ("max_event_age", Value::String(age)) => {
+                        options.max_event_age = duration(age).map_err(|error| {
+                            error.replace("trigger.within", "entry.max_event_age")
+                        })?
+                    }
+                    _ => return Err(entry_problem(&Value::Object(fields.clone()))),
+                }
+            }
         }
-        Some(other) => Err(format!(
-            "entry {other}: expected \"every_time\", \"once\" or {{\"once_per\": \"7d\"}}"
-        )),
+        Some(other) => return Err(entry_problem(other)),
     }
+    Ok(options)
+}
+
+fn named_rule(rule: &str) -> Result<EntryRule, String> {
+    match rule {
+        "every_time" => Ok(EntryRule::EveryTime),
+        "once" => Ok(EntryRule::Once),
+        other => Err(entry_problem(&Value::String(other.to_string()))),
+    }
+}
+
+fn entry_problem(entry: &Value) -> String {
+    format!(
+        "entry {entry}: expected \"every_time\", \"once\", or an object with \"rule\" \
+         (\"every_time\" or \"once\") or \"once_per\" (\"7d\"), \"include_existing\" \
+         (true or false) and \"max_event_age\" (\"1d\")"
+    )
 }
 
 /// Appends the steps to the program; a branch becomes a conditional jump

@@ -13,9 +13,13 @@
 //! the engine; its state is in the store ([`kairos_store::outbox`]), so a
 //! restart resumes where it stopped.
 
+pub mod address_policy;
 mod audience_sync;
 pub mod email;
+pub mod endpoint;
+mod failure;
 pub mod in_app;
+mod in_app_worker;
 pub mod journey;
 pub mod lists;
 pub mod policy;
@@ -32,7 +36,7 @@ use std::time::Duration;
 
 use kairos_core::identity::IdentityRules;
 use kairos_store::Store;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use follower::active_journeys;
 pub use worker::backoff;
@@ -50,6 +54,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     /// Consent, frequency caps, quiet hours.
     pub policy: policy::ContactPolicy,
+    /// Which addresses webhooks, syncs and SMTP may reach.
+    pub addresses: address_policy::AddressPolicy,
 }
 
 impl Default for DeliverySettings {
@@ -62,6 +68,7 @@ impl Default for DeliverySettings {
             max_attempts: 10,
             timeout: Duration::from_secs(15),
             policy: policy::ContactPolicy::default(),
+            addresses: address_policy::AddressPolicy::default(),
         }
     }
 }
@@ -71,6 +78,26 @@ impl Default for DeliverySettings {
 pub struct Deliverer {
     wake: Arc<Notify>,
     hub: in_app::InAppHub,
+    store: Arc<Store>,
+    /// Wakes the follower at once (the manual clock moved).
+    wake_follower: Arc<Notify>,
+    /// How far the follower has fully handled the log and the clock.
+    handled: watch::Receiver<Handled>,
+}
+
+/// What the follower has fully handled: every event up to `seq` is
+/// followed and every wait and step due at `now` (engine clock) has run,
+/// its messages decided and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    pub seq: u64,
+    pub now: jiff::Timestamp,
+}
+
+/// The follower did not reach a position in the time given.
+#[derive(Debug)]
+pub struct NotHandledYet {
+    pub handled: Handled,
 }
 
 impl Deliverer {
@@ -84,10 +111,23 @@ impl Deliverer {
         engine: Option<kairos_engine::Engine>,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
+        let wake_follower = Arc::new(Notify::new());
         let hub = in_app::InAppHub::default();
+        let (handled_sender, handled) = watch::channel(Handled {
+            seq: 0,
+            now: jiff::Timestamp::UNIX_EPOCH,
+        });
         let deliverer = Deliverer {
             wake: wake.clone(),
             hub: hub.clone(),
+            store: store.clone(),
+            wake_follower: wake_follower.clone(),
+            handled,
+        };
+        let follower_signals = follower::Signals {
+            wake_workers: wake.clone(),
+            wake_follower,
+            handled: handled_sender,
         };
         std::thread::Builder::new()
             .name("kairos-deliver".into())
@@ -96,7 +136,14 @@ impl Deliverer {
                     .enable_all()
                     .build()
                     .expect("delivery runtime");
-                runtime.block_on(supervise(store, rules, settings, engine, wake, hub));
+                runtime.block_on(supervise(
+                    store,
+                    rules,
+                    settings,
+                    engine,
+                    follower_signals,
+                    hub,
+                ));
             })?;
         Ok(deliverer)
     }
@@ -106,11 +153,68 @@ impl Deliverer {
         &self.hub
     }
 
+    /// Opens a page of the person known by `identifiers` (through
+    /// `source_id`) and hands it the in-app messages waiting for them.
+    pub async fn open_page(
+        &self,
+        source_id: &str,
+        identifiers: Vec<String>,
+    ) -> Result<in_app::Subscription, in_app::SubscribeError> {
+        let subscription = self.hub.subscribe(source_id, &identifiers)?;
+        let (store, hub) = (self.store.clone(), self.hub.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            in_app_worker::catch_up(&store, &hub, &identifiers)
+        })
+        .await;
+        Ok(subscription)
+    }
+
     /// Wakes the workers (a destination or journey changed, a dead letter
     /// was replayed).
     pub fn wake(&self) {
         self.wake.notify_waiters();
     }
+
+    /// Waits until the follower has followed the log up to `seq` and run
+    /// everything due at `now` on the engine's clock (at most `limit`).
+    /// The manual clock answers only then, so a test's next move cannot
+    /// overtake waits due at this one.
+    pub async fn handled(
+        &self,
+        seq: u64,
+        now: jiff::Timestamp,
+        limit: Duration,
+    ) -> Result<(), NotHandledYet> {
+        self.wake_follower.notify_one();
+        let mut handled = self.handled.clone();
+        let reached = tokio::time::timeout(
+            limit,
+            handled.wait_for(|handled| handled.seq >= seq && handled.now >= now),
+        )
+        .await;
+        match reached {
+            Ok(Ok(_)) => {
+                self.wake();
+                Ok(())
+            }
+            _ => Err(NotHandledYet {
+                handled: *self.handled.borrow(),
+            }),
+        }
+    }
+}
+
+/// The client every webhook and sync is sent with: no redirects (a 3xx
+/// could point anywhere), no proxy from the environment (the address
+/// policy judges the endpoint itself), and a resolver that hands out only
+/// the addresses the policy allows.
+fn http_client(settings: &DeliverySettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(address_policy::PolicyResolver(settings.addresses))
+        .build()
+        .expect("an HTTP client")
 }
 
 /// Runs the follower, and a worker for every destination as they appear.
@@ -119,20 +223,18 @@ async fn supervise(
     rules: Arc<IdentityRules>,
     settings: DeliverySettings,
     engine: Option<kairos_engine::Engine>,
-    wake: Arc<Notify>,
+    signals: follower::Signals,
     hub: in_app::InAppHub,
 ) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client");
+    let wake = signals.wake_workers.clone();
+    let client = http_client(&settings);
     let follower = follower::Follower {
         store: store.clone(),
         rules,
         engine,
         policy: settings.policy.clone(),
     };
-    tokio::spawn(follower::run(follower, wake.clone()));
+    tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         for destination in store.outbox.destinations() {
@@ -152,5 +254,58 @@ async fn supervise(
             }
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every connection with 204 and counts them.
+    async fn receiver() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn the_client_resolves_names_through_the_address_policy() {
+        let (port, accepted) = receiver().await;
+        let strict = http_client(&DeliverySettings::default());
+        for host in ["localhost", "hooks.localhost"] {
+            let error = strict
+                .get(format!("http://{host}:{port}/"))
+                .send()
+                .await
+                .unwrap_err();
+            assert_eq!(failure::category(&error), failure::NOT_ALLOWED, "{host}");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let open = http_client(&DeliverySettings {
+            addresses: address_policy::AddressPolicy {
+                allow_private_networks: true,
+            },
+            ..DeliverySettings::default()
+        });
+        let response = open
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 204);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

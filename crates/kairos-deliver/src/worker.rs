@@ -18,7 +18,10 @@ use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
 use tokio::sync::Notify;
 
 use crate::DeliverySettings;
+use crate::address_policy;
 use crate::email::{self, RenderedEmail, SmtpOutcome};
+use crate::endpoint;
+use crate::failure;
 use crate::in_app::InAppHub;
 use crate::signing::sign;
 
@@ -50,8 +53,14 @@ pub(crate) async fn run(
     client: reqwest::Client,
     hub: InAppHub,
 ) {
+    if store
+        .outbox
+        .destination(&destination_id)
+        .is_some_and(|destination| destination.kind == "in_app")
+    {
+        return crate::in_app_worker::run(store, destination_id, wake, hub).await;
+    }
     let mut failures_in_row = 0u32;
-    let mut page_connected = false;
     // Messages before this sequence number are known to be done; a full
     // rescan now and then picks up replayed dead letters.
     let mut from_seq = 0u64;
@@ -83,11 +92,9 @@ pub(crate) async fn run(
             continue;
         }
         let now = Timestamp::now();
-        // A page that just connected takes its in-app messages at once.
-        let everything = std::mem::take(&mut page_connected);
         let due: Vec<Message> = pending
             .iter()
-            .filter(|message| everything || message.next_attempt_at <= now)
+            .filter(|message| message.next_attempt_at <= now)
             .cloned()
             .collect();
         if due.is_empty() {
@@ -96,18 +103,14 @@ pub(crate) async fn run(
                 Duration::try_from(at.duration_since(now)).unwrap_or_default()
             });
             let until = until.min(Duration::from_secs(1));
-            if destination.kind == "in_app" {
-                tokio::select! {
-                    _ = wait(&wake, until) => {}
-                    _ = hub.connected() => page_connected = true,
-                }
-            } else {
-                wait(&wake, until).await;
-            }
+            wait(&wake, until).await;
             continue;
         }
         for message in due {
-            let outcome = attempt(&client, &destination, &message, &settings, &hub).await;
+            if store.outbox.is_erased(&message.identifier) {
+                continue; // erased since it was read: never sent
+            }
+            let outcome = attempt(&client, &destination, &message, &settings).await;
             match outcome {
                 Outcome::Delivered => failures_in_row = 0,
                 _ => failures_in_row += 1,
@@ -141,21 +144,19 @@ async fn attempt(
     destination: &DestinationRecord,
     message: &Message,
     settings: &DeliverySettings,
-    hub: &InAppHub,
 ) -> Outcome {
-    match destination.kind.as_str() {
-        "email" => return attempt_email(destination, message, settings).await,
-        "in_app" => {
-            return if hub.publish(&message.identifier, &message.payload) {
-                Outcome::Delivered
-            } else {
-                Outcome::Retry {
-                    error: "nobody is on the site as this person; sent when they connect".into(),
-                    after: None,
-                }
-            };
-        }
-        _ => {}
+    if destination.kind == "email" {
+        return attempt_email(destination, message, settings).await;
+    }
+    let url = match endpoint::webhook_url(&destination.url) {
+        Ok(url) => url,
+        Err(error) => return Outcome::Failed(error),
+    };
+    // An IP literal is connected to without resolution: check it here
+    // (names are checked by the client's resolver, after resolution).
+    if let Err(not_allowed) = address_policy::check_url(&url, settings.addresses) {
+        tracing::warn!(destination = %destination.name, %not_allowed, "delivery refused");
+        return Outcome::Failed(failure::NOT_ALLOWED.into());
     }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
     let timestamp = Timestamp::now().as_second();
@@ -166,7 +167,7 @@ async fn attempt(
         }
     };
     let request = client
-        .post(&destination.url)
+        .post(url)
         .timeout(settings.timeout)
         .header("content-type", "application/json")
         .header("user-agent", "Kairos-Webhooks/1")
@@ -188,13 +189,21 @@ async fn attempt(
             }
         }
         Err(error) if error.is_timeout() => Outcome::Retry {
-            error: format!("no answer within {:?}", settings.timeout),
+            error: format!("timed out: no answer within {:?}", settings.timeout),
             after: None,
         },
-        Err(error) => Outcome::Retry {
-            error: format!("could not reach the endpoint: {error}"),
-            after: None,
-        },
+        Err(error) => {
+            // The detail (which host, which port, what it said) is for the
+            // operator's log; API callers read a category.
+            tracing::warn!(destination = %destination.name, error = %failure::chain(&error), "delivery attempt failed");
+            Outcome::Retry {
+                error: format!(
+                    "could not reach the endpoint: {}",
+                    failure::category(&error)
+                ),
+                after: None,
+            }
+        }
     }
 }
 
@@ -207,15 +216,7 @@ async fn attempt_email(
         return Outcome::Failed("the stored message is not an email".into());
     };
     let from = destination.from.as_deref().unwrap_or_default();
-    match email::send(
-        &destination.url,
-        from,
-        &email,
-        &message.id,
-        settings.timeout,
-    )
-    .await
-    {
+    match email::send(&destination.url, from, &email, &message.id, settings).await {
         SmtpOutcome::Sent => Outcome::Delivered,
         SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
         SmtpOutcome::Permanent(error) => Outcome::Failed(error),

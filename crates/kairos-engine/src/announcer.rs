@@ -31,6 +31,29 @@ pub use kairos_core::audience::{
 /// Announcements appended per log write.
 const BATCH_MAX: usize = 2_000;
 
+/// What made a membership change — journeys act on live behaviour only
+/// (docs/journeys.md, "What starts a journey").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// An event of the person (its event time).
+    Event(Timestamp),
+    /// Time alone, while Kairos ran: a window ran out, a day began.
+    Time,
+    /// Catching up: after a restart's replay, or a new or changed
+    /// definition computed over history. Not live behaviour.
+    CatchUp,
+}
+
+impl Cause {
+    fn name(self) -> &'static str {
+        match self {
+            Cause::Event(_) => "event",
+            Cause::Time => "time",
+            Cause::CatchUp => "catch_up",
+        }
+    }
+}
+
 /// One membership change to announce.
 #[derive(Debug, Clone)]
 pub struct Announcement {
@@ -40,6 +63,7 @@ pub struct Announcement {
     pub audience: String,
     pub entered: bool,
     pub at: Timestamp,
+    pub cause: Cause,
 }
 
 /// Where shards send announcements.
@@ -193,8 +217,12 @@ fn event_json(announcement: &Announcement, audience_id: Option<String>, message_
         "event": if announcement.entered { ENTERED } else { EXITED },
         "messageId": message_id,
         "timestamp": announcement.at.to_string(),
-        "properties": {"audience": announcement.audience, "audience_id": audience_id},
+        "properties": {"audience": announcement.audience, "audience_id": audience_id,
+                       "cause": announcement.cause.name()},
     });
+    if let Cause::Event(at) = announcement.cause {
+        event["properties"]["cause_at"] = json!(at.to_string());
+    }
     announcement.identifier.name_in(&mut event);
     event
 }

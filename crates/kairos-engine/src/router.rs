@@ -10,7 +10,7 @@ use kairos_core::Event;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::extract::{identifiers_of, normalize};
 use kairos_core::identity::graph::{IdentityGraph, ProfileId};
-use kairos_core::profile::MergeRecord;
+use kairos_core::profile::{MergeRecord, SourceStanding};
 
 use crate::shard::ShardOp;
 use crate::types::{EngineSettings, SuppressionCheck};
@@ -20,8 +20,8 @@ pub type Outbox = Vec<(usize, ShardOp)>;
 
 pub struct Router {
     settings: Arc<EngineSettings>,
-    /// Trait precedence rank by source id (resolved from names by the engine).
-    source_ranks: HashMap<String, u32>,
+    /// Trait precedence rank and trust by source id (resolved by the engine).
+    source_ranks: HashMap<String, SourceStanding>,
     suppression: Option<SuppressionCheck>,
     graph: IdentityGraph,
     applied: u64,
@@ -68,13 +68,13 @@ impl Router {
         &self.graph
     }
 
-    /// Whether the source's trait precedence is known yet.
+    /// Whether the source's trait precedence and trust are known yet.
     pub fn knows_source(&self, source_id: &str) -> bool {
-        self.settings.source_precedence.is_empty() || self.source_ranks.contains_key(source_id)
+        self.source_ranks.contains_key(source_id)
     }
 
-    /// Records a source's precedence from its name.
-    pub fn learn_source(&mut self, source_id: &str, name: Option<&str>) {
+    /// Records a source's precedence (from its name) and trust.
+    pub fn learn_source(&mut self, source_id: &str, name: Option<&str>, client: bool) {
         let rank = name
             .and_then(|name| {
                 self.settings
@@ -83,7 +83,11 @@ impl Router {
                     .position(|listed| listed == name)
             })
             .unwrap_or(self.settings.source_precedence.len());
-        self.source_ranks.insert(source_id.to_string(), rank as u32);
+        let standing = SourceStanding {
+            rank: rank as u32,
+            client,
+        };
+        self.source_ranks.insert(source_id.to_string(), standing);
     }
 
     /// Resolves the event's person, links what it links, and queues the
@@ -125,17 +129,17 @@ impl Router {
         }
         let identities = (adds_identifiers || resolution.created || !resolution.merges.is_empty())
             .then(|| self.graph.identities(resolution.profile).to_vec());
-        let source_rank = self
+        let source = self
             .source_ranks
             .get(&event.source_id)
             .copied()
-            .unwrap_or(0);
+            .unwrap_or_default();
         out.push((
             self.shard_of(resolution.profile),
             ShardOp::Apply {
                 profile: resolution.profile,
                 event,
-                source_rank,
+                source,
                 identities,
             },
         ));

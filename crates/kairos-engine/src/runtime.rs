@@ -252,6 +252,9 @@ pub(crate) fn route(
         router.learn_source(
             &event.source_id,
             source.as_ref().map(|source| source.record.name.as_str()),
+            source
+                .as_ref()
+                .is_some_and(|source| source.record.trust == kairos_store::SourceTrust::Client),
         );
     }
     router.route(event, &mut routing.outbox);

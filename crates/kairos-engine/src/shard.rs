@@ -18,14 +18,14 @@ use jiff::Timestamp;
 use kairos_core::Event;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::graph::ProfileId;
-use kairos_core::profile::{MergeRecord, Profile, TimelineEntry};
+use kairos_core::profile::{MergeRecord, Profile, SourceStanding, TimelineEntry};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use kairos_core::audience::eval::{EventFact, PersonFacts};
 use kairos_core::audience::incremental::{AudienceEngine, Change, PersonState, Program};
 
-use crate::announcer::{self, Announcement, Announcer};
+use crate::announcer::{self, Announcement, Announcer, Cause};
 
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
@@ -53,7 +53,8 @@ pub enum ShardOp {
     Apply {
         profile: ProfileId,
         event: Arc<Event>,
-        source_rank: u32,
+        /// The source's trait precedence and trust.
+        source: SourceStanding,
         /// The profile's identities, when the event changed them.
         identities: Option<Vec<Identifier>>,
     },
@@ -102,6 +103,8 @@ pub struct ShardState {
     baseline: Option<Baseline>,
     /// The day (since the epoch) time-dependent scores were last aged to.
     aged_day: i64,
+    /// What the operation being applied is, for its announcements.
+    cause: Cause,
 }
 
 impl ShardState {
@@ -113,6 +116,7 @@ impl ShardState {
             announcer: None,
             baseline: None,
             aged_day: i64::MIN,
+            cause: Cause::Time,
         }
     }
 
@@ -126,6 +130,7 @@ impl ShardState {
 
     /// Fires the audience timers due by `now`.
     pub fn advance(&mut self, now: Timestamp) {
+        self.cause = Cause::Time;
         let changes = self.audiences.advance(now);
         self.announce(changes);
         self.age_scores(now);
@@ -174,6 +179,7 @@ impl ShardState {
                     audience: change.audience,
                     entered: change.entered,
                     at: change.at,
+                    cause: self.cause,
                 })
             })
             .collect();
@@ -228,6 +234,7 @@ impl ShardState {
         let Some(baseline) = self.baseline.take() else {
             return;
         };
+        self.cause = Cause::CatchUp;
         let mut changes = Vec::new();
         let known: BTreeSet<&str> = self.audiences.audience_names().collect();
         let mut profiles: BTreeSet<ProfileId> = self.profiles.keys().copied().collect();
@@ -384,14 +391,15 @@ impl ShardState {
             ShardOp::Apply {
                 profile,
                 event,
-                source_rank,
+                source,
                 identities,
             } => {
+                self.cause = Cause::Event(event.timestamp);
                 let entry = self.profiles.entry(profile).or_default();
                 if let Some(identities) = identities {
                     entry.identities = identities;
                 }
-                entry.profile.apply(&event, source_rank);
+                entry.profile.apply(&event, source);
                 entry.profile.retain(&self.settings.retention, now);
                 // Membership announcements are not behaviour: they neither
                 // feed features nor change scores.
@@ -443,6 +451,7 @@ impl ShardState {
                 from,
                 record,
             } => {
+                self.cause = Cause::Event(record.at);
                 // The extract is ahead in the global order: this wait ends.
                 let absorbed = from.recv().unwrap_or_default();
                 let entry = self.profiles.entry(survivor).or_default();

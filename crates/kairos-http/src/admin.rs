@@ -118,6 +118,9 @@ pub struct CreateSource {
     name: String,
     #[serde(default)]
     tracking_plan: Option<TrackingPlanSpec>,
+    /// "client" (default: the key sits in a web page) or "server".
+    #[serde(default)]
+    trust: kairos_store::SourceTrust,
 }
 
 pub async fn create_source(
@@ -125,10 +128,12 @@ pub async fn create_source(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateSource>,
 ) -> Result<Response, Problem> {
-    let record = state
-        .store
-        .sources
-        .create(&body.name, body.tracking_plan, state.clock.now())?;
+    let record = state.store.sources.create(
+        &body.name,
+        body.tracking_plan,
+        body.trust,
+        state.clock.now(),
+    )?;
     tracing::info!(source = %record.id, name = %record.name, "source created");
     Ok(created(&record))
 }
@@ -175,7 +180,27 @@ pub async fn rotate_source(
     existing_source(&state, &id)?;
     let grace = jiff::SignedDuration::from_secs(i64::from(body.grace_seconds));
     let record = state.store.sources.rotate(&id, grace, state.clock.now())?;
+    // Pages opened with the old key reconnect with the new one.
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.hub().close_source(&id);
+    }
     tracing::info!(source = %id, grace_seconds = body.grace_seconds, "write key rotated");
+    Ok(axum::Json(record).into_response())
+}
+
+/// `POST /v1/admin/sources/{id}/identity-secret/rotate`: a new secret for
+/// identity tokens; streams opened with tokens of the old one close.
+pub async fn rotate_identity_secret(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    existing_source(&state, &id)?;
+    let record = state.store.sources.rotate_identity_secret(&id)?;
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.hub().close_source(&id);
+    }
+    tracing::info!(source = %id, "identity secret rotated");
     Ok(axum::Json(record).into_response())
 }
 

@@ -84,6 +84,14 @@ pub async fn create_sync(
                 body.destination
             ))
         })?;
+    // The destination may date from a laxer address policy: say so now
+    // rather than through failed deliveries.
+    crate::journeys::checked_destination_url(
+        &destination.kind,
+        &destination.url,
+        state.address_policy,
+    )
+    .await?;
     let batch_size = body.batch_size.unwrap_or(BATCH_SIZE_DEFAULT);
     if !(1..=BATCH_SIZE_MAX).contains(&batch_size) {
         return Err(invalid(format!(

@@ -6,7 +6,9 @@
 //! - `GET /v1/audiences`, `GET /v1/audiences/{id}`, `DELETE /v1/audiences/{id}`;
 //! - `GET /v1/audiences/{id}/members?limit=N&after=CURSOR`;
 //! - `POST /v1/admin/clock` `{"now"}` with `kairos serve --clock manual`:
-//!   moves the engine's clock and answers once due timers have fired.
+//!   moves the engine's clock and answers once everything due by then has
+//!   run: audience timers fired and announced, journeys following the log
+//!   up to that point, their waits and steps due fired, messages decided.
 //!
 //! A new or deleted definition is applied by recomputing every membership
 //! from the log (backfill) before the answer.
@@ -186,8 +188,8 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    // Refused while another definition refers to it.
-    let answer = definitions::delete(&state, AUDIENCE, &id).await?;
+    // Refused while a journey, a sync or another definition refers to it.
+    let answer = definitions::delete_unused(&state, AUDIENCE, &id).await?;
     Ok(axum::Json(answer).into_response())
 }
 
@@ -300,6 +302,28 @@ pub async fn members(
     )
 }
 
+/// How long moving the manual clock waits for journeys to run what came
+/// due. Far above what a test's backlog takes (milliseconds); reaching it
+/// means the delivery thread is stuck, which the answer then says.
+const CLOCK_SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The clock moved but journeys did not finish what came due in time.
+fn journeys_behind(now: Timestamp, logged: u64, handled: kairos_deliver::Handled) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "journeys_behind",
+        "Journeys are still catching up",
+        format!(
+            "the clock is at {now}, but after {} s journeys have handled the log up to {} of {logged} \
+             and the waits due up to {}; see the server's log for errors, then set the clock again \
+             (setting it to the same time waits again)",
+            CLOCK_SETTLE_MAX.as_secs(),
+            handled.seq,
+            handled.now,
+        ),
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetClock {
@@ -330,7 +354,15 @@ pub async fn set_clock(
         ));
     }
     state.store.definitions.save_manual_clock(body.now)?;
+    // Timers due now fire and their announcements reach the log...
     state.engine.sync_timers().await.map_err(engine_problem)?;
+    // ...then journeys follow everything logged so far at the new time.
+    if let Some(deliverer) = &state.deliverer {
+        let logged = state.store.writer.committed_seq();
+        if let Err(behind) = deliverer.handled(logged, body.now, CLOCK_SETTLE_MAX).await {
+            return Err(journeys_behind(body.now, logged, behind.handled));
+        }
+    }
     record_sizes(&state).await?;
     Ok(axum::Json(json!({"now": body.now})).into_response())
 }

@@ -6,6 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use crate::problem::Problem;
+use crate::server::BodyReadTimeout;
 
 /// Reads the body, refusing anything over `bytes_max` before or after
 /// decompression (a small gzip body can expand a thousandfold).
@@ -17,6 +18,14 @@ pub async fn read_body(
     let raw = axum::body::to_bytes(body, bytes_max)
         .await
         .map_err(|error| {
+            if let Some(timeout) = body_timeout(&error) {
+                return Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "Request body too slow",
+                    format!("{timeout}; send the whole body without pauses"),
+                );
+            }
             let too_large = std::error::Error::source(&error)
                 .is_some_and(|source| source.to_string().contains("length limit"))
                 || error.to_string().contains("length limit");
@@ -41,6 +50,18 @@ pub async fn read_body(
             ),
         )),
     }
+}
+
+/// The body-read timeout behind `error`, if that is what ended the read.
+fn body_timeout<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyReadTimeout> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(timeout) = error.downcast_ref::<BodyReadTimeout>() {
+            return Some(timeout);
+        }
+        source = error.source();
+    }
+    None
 }
 
 fn content_encoding(headers: &HeaderMap) -> Result<Option<String>, Problem> {

@@ -128,7 +128,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let answer = definitions::delete(&state, COMPUTED, &id).await?;
+    let answer = definitions::delete_unused(&state, COMPUTED, &id).await?;
     Ok(axum::Json(answer).into_response())
 }
 

@@ -4,12 +4,14 @@
 //! (an unknown or circular reference) is refused before anything is saved.
 
 use axum::http::StatusCode;
+use kairos_core::audience::References;
 use kairos_core::audience::incremental::Program;
 use kairos_core::audience::{DefinitionError, Expr, ValueExpr, parse, parse_value};
 use kairos_store::{DefinitionKind, DefinitionRecord};
 
 use crate::AppState;
 use crate::problem::Problem;
+use crate::references;
 
 pub(crate) const NAME_BYTES_MAX: usize = 200;
 pub(crate) const DEFINITION_BYTES_MAX: usize = 64 * 1024;
@@ -45,6 +47,19 @@ pub(crate) fn checked(kind: DefinitionKind, text: &str) -> Result<Parsed, Proble
         DefinitionKind::ComputedTrait => parse_value(text).map(Parsed::ComputedTrait),
     }
     .map_err(definition_problem)
+}
+
+/// Refuses `score X` when no registered model produces X, as `computed
+/// nope` is refused (docs/audiences.md).
+fn checked_scores(state: &AppState, parsed: &Parsed) -> Result<(), Problem> {
+    let references = match parsed {
+        Parsed::Audience(expr) => References::of(expr),
+        Parsed::ComputedTrait(expr) => References::of_value(expr),
+    };
+    match references::missing_score(state, &references) {
+        Some(missing) => Err(Problem::bad_request("definition_invalid", missing)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn checked_name(kind: DefinitionKind, name: &str) -> Result<(), Problem> {
@@ -194,6 +209,7 @@ pub(crate) fn create(
 ) -> Result<(Program, DefinitionRecord), Problem> {
     checked_name(kind, name)?;
     let parsed = checked(kind, text)?;
+    checked_scores(state, &parsed)?;
     if state.store.definitions.get(kind, name).is_some() {
         return Err(create_problem(
             kind,
@@ -225,6 +241,7 @@ pub(crate) fn change(
 ) -> Result<(Program, DefinitionRecord), Problem> {
     let record = existing(state, kind, id)?;
     let parsed = checked(kind, text)?;
+    checked_scores(state, &parsed)?;
     let program = program(
         state,
         Edit {
@@ -238,6 +255,26 @@ pub(crate) fn change(
         .change(kind, &record.id, text)?
         .ok_or_else(|| Problem::not_found(format!("no {} {id}", kind.noun())))?;
     Ok((program, record))
+}
+
+/// `DELETE` of an audience or computed trait: refused (409) while a
+/// journey, an audience sync or another definition names it.
+pub(crate) async fn delete_unused(
+    state: &AppState,
+    kind: DefinitionKind,
+    id: &str,
+) -> Result<serde_json::Value, Problem> {
+    let record = existing(state, kind, id)?;
+    let target = match kind {
+        DefinitionKind::Audience => references::Target::Audience(&record.name),
+        DefinitionKind::ComputedTrait => references::Target::ComputedTrait(&record.name),
+    };
+    let users = references::users(state, &target);
+    if !users.is_empty() {
+        let what = format!("the {} {:?}", kind.noun(), record.name);
+        return Err(references::in_use("definition_in_use", &what, &users));
+    }
+    delete(state, kind, &record.id).await
 }
 
 /// Deletes a definition no other one refers to, and installs the rest.

@@ -28,6 +28,7 @@ use crate::auth::{Admin, basic_write_key, query_write_key};
 use crate::definitions;
 use crate::problem::{Problem, limit_param};
 use crate::profiles::{engine_problem, identifier, unknown};
+use crate::references;
 use kairos_store::DefinitionKind;
 
 const NAME_BYTES_MAX: usize = 200;
@@ -39,7 +40,9 @@ pub struct CreateDestination {
     #[serde(rename = "type")]
     kind: String,
     name: String,
-    /// Webhook: `http://…`; email: the SMTP server, `smtp://host:port`.
+    /// Webhook: `http://…` or `https://…`; email: the SMTP server,
+    /// `smtp://host:port`, `smtp://host:587?tls=starttls` or
+    /// `smtps://host:465`.
     url: String,
     /// Email: the sender, `Shop <hello@shop.example>`.
     from: Option<String>,
@@ -81,17 +84,8 @@ pub async fn create_destination(
     checked_name(&body.name, "destination")?;
     let url = body.url.trim();
     match body.kind.as_str() {
-        "webhook" if url.len() <= URL_BYTES_MAX && url.starts_with("http://") => {}
-        "webhook" => {
-            return Err(Problem::bad_request(
-                "url_invalid",
-                format!(
-                    "url must be an http:// URL of at most {URL_BYTES_MAX} bytes (https endpoints: behind a TLS-terminating proxy for now)"
-                ),
-            ));
-        }
-        "email" => checked_email_destination(url, body.from.as_deref())?,
-        "in_app" => {}
+        "webhook" | "in_app" => {}
+        "email" => checked_sender(body.from.as_deref())?,
         other => {
             return Err(Problem::bad_request(
                 "destination_type_invalid",
@@ -101,6 +95,7 @@ pub async fn create_destination(
             ));
         }
     }
+    checked_destination_url(&body.kind, url, state.address_policy).await?;
     let record = state
         .store
         .outbox
@@ -127,12 +122,17 @@ pub async fn create_destination(
 pub struct InAppQuery {
     /// `{type}:{value}`: who is on the page (e.g. `anonymous_id:a1`).
     identifier: String,
+    /// The identity token the site's backend minted for `identifier`;
+    /// needed for every type but `anonymous_id`.
+    token: Option<String>,
 }
 
-/// `GET /v1/in-app/stream?identifier=user_id:u1&writeKey=…`: Server-Sent
-/// Events carrying the in-app messages journeys send to this person while
-/// the page is open (authenticated by a source's write key, like the
-/// browser's collection calls).
+/// `GET /v1/in-app/stream?identifier=user_id:u1&token=…&writeKey=…`:
+/// Server-Sent Events carrying the in-app messages journeys send to this
+/// person while the page is open. The write key names the source; the
+/// identity token (HMAC-SHA256 of the identifier under the source's
+/// identity secret, hex) proves the page is that person's — a write key
+/// alone opens only `anonymous_id:…` streams (see [`kairos_deliver::in_app`]).
 pub async fn in_app_stream(
     State(state): State<AppState>,
     RawQuery(raw_query): RawQuery,
@@ -142,7 +142,7 @@ pub async fn in_app_stream(
     let key = basic_write_key(&headers)
         .or_else(|| query_write_key(raw_query.as_deref()))
         .ok_or_else(Problem::missing_write_key)?;
-    state
+    let source = state
         .store
         .sources
         .by_write_key(&key, state.clock.now())
@@ -152,10 +152,61 @@ pub async fn in_app_stream(
         .deliverer
         .as_ref()
         .ok_or_else(|| Problem::overloaded("in-app messages are not served by this process"))?;
-    let mut identities = vec![format!("{}:{}", identifier.kind, identifier.value)];
+    let identities = page_identities(&state, &source.record, &identifier, &query).await?;
+    let subscription = deliverer
+        .open_page(&source.record.id, identities)
+        .await
+        .map_err(|_| {
+            Problem::overloaded(format!(
+                "{} pages are connected for in-app messages, the most one process serves; try again later",
+                kairos_deliver::in_app::PAGES_MAX
+            ))
+        })?;
+    let messages = stream::unfold(subscription, |mut subscription| async move {
+        let message = subscription.receiver.recv().await?;
+        let event = SseEvent::default()
+            .event("message")
+            .data(message.to_string());
+        Some((Ok::<_, Infallible>(event), subscription))
+    });
+    Ok(Sse::new(messages)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The identifiers a page may listen under: an anonymous page its own id
+/// only; a page with a valid identity token the profile's identities too.
+async fn page_identities(
+    state: &AppState,
+    source: &kairos_store::SourceRecord,
+    identifier: &kairos_core::identity::Identifier,
+    query: &InAppQuery,
+) -> Result<Vec<String>, Problem> {
+    let own = format!("{}:{}", identifier.kind, identifier.value);
+    let verified = query.token.as_deref().is_some_and(|token| {
+        kairos_deliver::in_app::token_is_valid(&source.identity_secret, &query.identifier, token)
+    });
+    if !verified {
+        if identifier.kind == "anonymous_id" && query.token.is_none() {
+            return Ok(vec![own]);
+        }
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "identity_token_invalid",
+            "Identity token missing or wrong",
+            format!(
+                "a write key is public, so listening as {own} needs an identity token: \
+                 your backend computes hex(HMAC-SHA256(identity_secret, \"{}\")) with the \
+                 source's identity_secret (GET /v1/admin/sources/{{id}}) and passes it as \
+                 `token`; anonymous visitors listen as anonymous_id:<their own id> without one",
+                query.identifier
+            ),
+        ));
+    }
+    let mut identities = vec![own];
     if let Some(view) = state
         .engine
-        .profile(identifier)
+        .profile(identifier.clone())
         .await
         .map_err(engine_problem)?
     {
@@ -165,30 +216,34 @@ pub async fn in_app_stream(
                 .map(|identity| format!("{}:{}", identity.kind, identity.value)),
         );
     }
-    let receiver = deliverer.hub().subscribe(&identities);
-    let messages = stream::unfold(receiver, |mut receiver| async move {
-        let message = receiver.recv().await?;
-        let event = SseEvent::default()
-            .event("message")
-            .data(message.to_string());
-        Some((Ok::<_, Infallible>(event), receiver))
-    });
-    Ok(Sse::new(messages)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(identities)
 }
 
-fn checked_email_destination(url: &str, from: Option<&str>) -> Result<(), Problem> {
-    let port_ok = url
-        .strip_prefix("smtp://")
-        .and_then(|address| address.rsplit_once(':'))
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if !port_ok {
+/// The check a destination's URL passes when it is created (and edited):
+/// its form for the destination's type, and the address policy for its
+/// host (docs/journeys.md, "Addresses").
+pub(crate) async fn checked_destination_url(
+    kind: &str,
+    url: &str,
+    policy: kairos_deliver::address_policy::AddressPolicy,
+) -> Result<(), Problem> {
+    use kairos_deliver::endpoint::{UrlProblem, checked_destination_url};
+    if url.len() > URL_BYTES_MAX {
         return Err(Problem::bad_request(
             "url_invalid",
-            "an email destination's url is its SMTP server: smtp://host:port",
+            format!("url: at most {URL_BYTES_MAX} bytes"),
         ));
     }
+    match checked_destination_url(kind, url, policy).await {
+        Ok(()) => Ok(()),
+        Err(UrlProblem::Invalid(detail)) => Err(Problem::bad_request("url_invalid", detail)),
+        Err(UrlProblem::NotAllowed(detail)) => {
+            Err(Problem::bad_request("address_not_allowed", detail))
+        }
+    }
+}
+
+fn checked_sender(from: Option<&str>) -> Result<(), Problem> {
     let from_ok = from.is_some_and(|from| from.contains('@') && from.len() <= NAME_BYTES_MAX);
     if !from_ok {
         return Err(Problem::bad_request(
@@ -269,11 +324,19 @@ pub async fn create_journey(
 ) -> Result<Response, Problem> {
     checked_name(&body.name, "journey")?;
     let definition = Value::Object(body.definition);
-    kairos_deliver::journey::compile("jny_new", &body.name, 0, &definition, |name| {
-        let record = state.store.outbox.destination(name)?;
-        Some((record.id, record.kind))
-    })
-    .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    let compiled =
+        kairos_deliver::journey::compile("jny_new", &body.name, 0, &definition, |name| {
+            let record = state.store.outbox.destination(name)?;
+            Some((record.id, record.kind))
+        })
+        .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+    // A `when` journey's own audience is created below, with it.
+    let owned = definition["trigger"]["when"]
+        .is_string()
+        .then(|| kairos_deliver::journey::condition_audience(&body.name));
+    if let Some(missing) = references::missing(&state, &compiled.references(), owned.as_deref()) {
+        return Err(Problem::bad_request("journey_invalid", missing));
+    }
     if state.store.outbox.journey(body.name.trim()).is_some() {
         return Err(conflict(kairos_store::StoreError::Invalid(format!(
             "a journey named {:?} exists",

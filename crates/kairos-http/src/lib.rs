@@ -36,6 +36,8 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
+mod references;
+pub mod server;
 pub mod training;
 
 use std::ops::Deref;
@@ -76,6 +78,9 @@ pub struct AppInner {
     /// The delivery thread (journeys, destinations), to wake on changes;
     /// `None` where nothing delivers (API tests).
     pub deliverer: Option<kairos_deliver::Deliverer>,
+    /// Which addresses destinations may point to (checked at creation;
+    /// the deliverer checks again at every connection).
+    pub address_policy: kairos_deliver::address_policy::AddressPolicy,
 }
 
 impl AppState {
@@ -111,6 +116,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/admin/sources/{id}", get(admin::get_source))
         .route("/v1/admin/sources/{id}/rotate", post(admin::rotate_source))
+        .route(
+            "/v1/admin/sources/{id}/identity-secret/rotate",
+            post(admin::rotate_identity_secret),
+        )
         .route(
             "/v1/admin/sources/{id}/tracking-plan",
             put(admin::put_tracking_plan).delete(admin::delete_tracking_plan),
@@ -276,16 +285,13 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves,
+/// then drains (see [`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: server::ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer's address: forwarding headers are believed only from
-    // configured proxies (`access::public_origin`).
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app(state), limits, shutdown).await
 }

@@ -12,6 +12,11 @@
 //! Suggestions are derived data kept in memory: the next run recomputes
 //! them (they would otherwise be one more place an erased person's
 //! identifiers could linger).
+//!
+//! The m parameters a run estimated are kept in the store when they are
+//! the best supported so far, and later runs (over the residue a merge
+//! leaves, mostly different people) reuse them rather than fit EM where
+//! the duplicates no longer are; see `kairos_core::matching`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use kairos_core::identity::Identifier;
-use kairos_core::matching::{MatchConfig, dedupe};
+use kairos_core::matching::{MatchConfig, ParameterSource, dedupe};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -69,11 +74,20 @@ pub async fn run(_: Admin, State(state): State<AppState>) -> Result<Response, Pr
         .iter()
         .map(|candidate| candidate.record.clone())
         .collect();
+    let kept = state.store.definitions.matching_parameters();
     let started = std::time::Instant::now();
-    let linkage = tokio::task::spawn_blocking(move || dedupe(&records, &MatchConfig::default()))
-        .await
-        .map_err(|error| Problem::internal("matching profiles", error))?;
+    let linkage = tokio::task::spawn_blocking(move || {
+        dedupe(&records, &MatchConfig::default(), kept.as_ref())
+    })
+    .await
+    .map_err(|error| Problem::internal("matching profiles", error))?;
     let seconds = started.elapsed().as_secs_f64();
+    if linkage.source == ParameterSource::Estimated {
+        state
+            .store
+            .definitions
+            .save_matching_parameters(&linkage.parameters)?;
+    }
     let profile = |index: usize| MatchedProfile {
         profile_id: candidates[index].profile_id.clone(),
         identifier: candidates[index].identifier.clone(),
@@ -114,6 +128,8 @@ pub async fn run(_: Admin, State(state): State<AppState>) -> Result<Response, Pr
         "candidate_pairs": linkage.candidate_pairs,
         "threshold_bits": linkage.threshold,
         "match_share": linkage.match_share,
+        "parameters": linkage.source,
+        "parameters_support": linkage.parameters.support,
         "links": linkage.links.len(),
         "merge_events": outcome.accepted + outcome.duplicates,
         "suggestions": suggested,

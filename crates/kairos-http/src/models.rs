@@ -24,6 +24,7 @@ use crate::AppState;
 use crate::admin::{JsonBody, MODEL_BODY_BYTES_MAX};
 use crate::auth::Admin;
 use crate::problem::Problem;
+use crate::references;
 
 /// Rows scored per request at most.
 const ROWS_MAX: usize = 10_000;
@@ -258,12 +259,18 @@ pub async fn score_rows(
     )
 }
 
-/// `DELETE /v1/models/{name}`: every version.
+/// `DELETE /v1/models/{name}`: every version; refused (409) while an
+/// audience, computed trait or journey reads one of its scores.
 pub async fn delete_model(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
+    let users = references::users(&state, &references::Target::Model(&name));
+    if !users.is_empty() {
+        let what = format!("the model {name:?}");
+        return Err(references::in_use("model_in_use", &what, &users));
+    }
     if !state.store.models.delete(&name)? {
         return Err(Problem::not_found(format!(
             "no model {name}; list them with GET /v1/models"

@@ -61,6 +61,12 @@ pub async fn erase_profile(
         .map(|identity| format!("{}:{}", identity.kind, identity.value))
         .collect();
     state.store.lists.forget(&listed)?;
+    // Journeys, waits and messages about the person end here: nothing
+    // already decided is sent, and open in-app pages close.
+    let outbox_erased = state.store.outbox.forget(&listed)?;
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.hub().close_identifiers(&listed);
+    }
     let mut identities = BTreeMap::new();
     for identity in &erased.identities {
         *identities.entry(identity.kind.clone()).or_insert(0) += 1;
@@ -75,6 +81,7 @@ pub async fn erase_profile(
         events_erased: erased.events,
         quarantine_purged: quarantined.len(),
         effective_after_seq: erased.applied_seq,
+        outbox_erased,
     };
     let receipt = state
         .store

@@ -164,8 +164,9 @@ pub fn limit_param(limit: Option<usize>, default: usize, max: usize) -> Result<u
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The `application/problem+json` body.
+    pub fn to_json(&self) -> Vec<u8> {
         let body = ProblemBody {
             type_uri: format!("https://kairos.dev/problems/{}", self.code),
             title: self.title,
@@ -176,7 +177,13 @@ impl IntoResponse for Problem {
             line: self.position.map(|(line, _)| line),
             column: self.position.map(|(_, column)| column),
         };
-        let json = serde_json::to_vec(&body).expect("a problem always serializes");
+        serde_json::to_vec(&body).expect("a problem always serializes")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let json = self.to_json();
         let mut response = (self.status, json).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -25,7 +25,12 @@ fn harness() -> Harness {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let write_key = store
         .sources
-        .create("test", None, jiff::Timestamp::now())
+        .create(
+            "test",
+            None,
+            kairos_store::SourceTrust::Client,
+            jiff::Timestamp::now(),
+        )
         .unwrap()
         .write_key;
     let store = Arc::new(store);
@@ -43,6 +48,7 @@ fn harness() -> Harness {
         ingest_runtime: None,
         manual_clock: None,
         deliverer: None,
+        address_policy: Default::default(),
     });
     Harness {
         _dir: dir,

@@ -46,6 +46,20 @@ pub struct ModelSpec {
     pub model: Value,
 }
 
+impl ModelSpec {
+    /// The scores this version puts on profiles (what `score …` reads),
+    /// known from its format without loading it; the same names as
+    /// [`Runtime::outputs`].
+    pub fn outputs(&self) -> Vec<String> {
+        let name = &self.name;
+        match self.format.as_str() {
+            "uplift" => vec![name.clone(), format!("{name}_baseline")],
+            "bgnbd" => vec![name.clone(), format!("{name}_expected")],
+            _ => vec![name.clone()],
+        }
+    }
+}
+
 /// One loaded version.
 pub struct LoadedModel {
     pub name: String,

@@ -14,6 +14,8 @@ use crate::{StoreError, random_token};
 /// `audience_size/<id>/<unix ms, big-endian>` → size (u64, big-endian).
 const SIZE_PREFIX: &str = "audience_size/";
 const MANUAL_CLOCK_KEY: &str = "clock/manual";
+/// The probabilistic matcher's kept m (`kairos_core::matching::Parameters`).
+const MATCHING_PARAMETERS_KEY: &str = "matching/parameters";
 
 /// The two kinds of definitions; each has its own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,25 @@ impl Definitions {
     pub fn save_manual_clock(&self, now: Timestamp) -> Result<(), StoreError> {
         self.meta
             .insert(MANUAL_CLOCK_KEY, now.as_nanosecond().to_be_bytes())?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// The matcher's best-supported estimate so far; `None` before the first
+    /// or when the stored one cannot be read (the matcher then estimates
+    /// again, as on a fresh data directory).
+    pub fn matching_parameters(&self) -> Option<kairos_core::matching::Parameters> {
+        let bytes = self.meta.get(MATCHING_PARAMETERS_KEY).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn save_matching_parameters(
+        &self,
+        parameters: &kairos_core::matching::Parameters,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(parameters)
+            .map_err(|error| StoreError::Corrupt(format!("matching parameters: {error}")))?;
+        self.meta.insert(MATCHING_PARAMETERS_KEY, bytes)?;
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }

@@ -56,11 +56,11 @@ pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;
 pub use outbox::{
     AudienceSyncRecord, DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox,
-    Run, SyncChange, Wait,
+    OutboxErasure, Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
-pub use sources::{SourceRecord, SourceRegistry};
+pub use sources::{SourceRecord, SourceRegistry, SourceTrust};
 pub use vault::{SubjectId, Vault};
 pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
 
@@ -129,8 +129,13 @@ pub struct Store {
     /// Model versions (scores).
     pub models: ModelRegistry,
     pub meta: Keyspace,
-    dedup: Keyspace,
 }
+
+/// fjall starts a new journal file at a flush once the active one is past
+/// this many bytes (`worker_pool.rs` in fjall 3.1).
+const JOURNAL_ROTATION_BYTES: usize = 64_000_000 + (1 << 20);
+/// Where [`Store::purge_erased`] writes to fill the journal.
+const JOURNAL_ROTATION_KEYSPACE: &str = "journal-rotation";
 
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
 const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
@@ -185,7 +190,6 @@ impl Store {
             lists,
             models,
             meta,
-            dedup,
         })
     }
 
@@ -214,24 +218,79 @@ impl Store {
     /// logged them), so destroyed keys and deleted records do not linger in
     /// older files of the LSM tree. Blocking; seconds on a large store.
     pub fn purge_erased(&self) -> Result<(), StoreError> {
-        let mut keyspaces = vec![
-            self.vault.keyspace(),
-            &self.quarantine.keyspace,
-            &self.meta,
-            &self.dedup,
-        ];
-        keyspaces.extend(self.privacy.keyspaces());
-        keyspaces.extend(
-            (0..self.log.partition_count()).map(|index| self.log.partition(index as usize)),
-        );
-        // Every keyspace flushed: no journal file still needed for recovery,
-        // so the journal manager deletes the old ones.
-        for keyspace in &keyspaces {
+        self.seal_the_journal()?;
+        // Every keyspace flushed — all of them, not only those an erasure
+        // wrote to: the sealed journal is deleted once no keyspace's
+        // memtable still needs it.
+        for name in self.db.list_keyspace_names() {
+            let keyspace = self
+                .db
+                .keyspace(&name, fjall::KeyspaceCreateOptions::default)?;
             keyspace.rotate_memtable_and_wait()?;
         }
-        self.vault.keyspace().major_compact()?;
-        self.quarantine.keyspace.major_compact()?;
+        // Compacted: deleted values and the tombstones naming the person
+        // leave the table files too.
+        let mut compacted = vec![self.vault.keyspace(), &self.quarantine.keyspace];
+        compacted.extend(self.outbox.personal_keyspaces());
+        compacted.push(self.lists.keyspace());
+        // Twice, each after background compactions are done: fjall skips a
+        // major compaction (silently) while another compaction holds one of
+        // the keyspace's tables, as happens right after the flushes above.
+        for _ in 0..2 {
+            for keyspace in &compacted {
+                self.wait_for_background_compactions();
+                keyspace.major_compact()?;
+            }
+        }
+        // fjall deletes the table files a compaction replaced at its next
+        // memtable rotation (version history maintenance): make one.
+        let scratch = self.db.keyspace(
+            JOURNAL_ROTATION_KEYSPACE,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        scratch.insert(b"gc", b"")?;
+        scratch.rotate_memtable_and_wait()?;
+        self.db.delete_keyspace(scratch)?;
         self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Waits (a bounded time) until fjall runs no compaction.
+    fn wait_for_background_compactions(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.db.active_compactions() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Makes fjall start a new journal file. The active journal holds, in
+    /// plaintext, whatever the erasure deleted from the outbox and lists
+    /// (and the destroyed keys' bytes); fjall seals a journal only once it
+    /// passed [`JOURNAL_ROTATION_BYTES`] at a flush and offers no call to
+    /// do it sooner, so the journal is filled past that with a scratch
+    /// keyspace's writes (deleted afterwards). An erasure therefore costs
+    /// ~64 MB of sequential writes: erasures are rare, and a receipt must
+    /// mean the data is gone from disk.
+    fn seal_the_journal(&self) -> Result<(), StoreError> {
+        let scratch = self.db.keyspace(
+            JOURNAL_ROTATION_KEYSPACE,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        let chunk_bytes = 1 << 20;
+        // Not zeros: the journal may compress what it is given.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let chunk: Vec<u8> = (0..chunk_bytes)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for index in 0..JOURNAL_ROTATION_BYTES.div_ceil(chunk_bytes) as u32 {
+            scratch.insert(index.to_be_bytes(), chunk.as_slice())?;
+        }
+        scratch.rotate_memtable_and_wait()?;
         Ok(())
     }
 

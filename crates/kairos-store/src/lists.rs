@@ -36,6 +36,10 @@ impl Lists {
         Ok(Lists { db, members })
     }
 
+    pub(crate) fn keyspace(&self) -> &Keyspace {
+        &self.members
+    }
+
     /// Adds identifiers (already members keep their first entry); durable
     /// when it returns. Returns how many were new.
     pub fn add(

@@ -193,6 +193,22 @@ pub struct Outbox {
     next_seq: AtomicU64,
     /// Serializes definition changes (names are unique).
     changing: Mutex<()>,
+    /// Identifiers erased while this process runs: nothing about them is
+    /// written again (a worker or the follower may still hold a copy of a
+    /// message or run read before the erasure). Memory only: after a
+    /// restart their events are unreadable, so nothing can bring them back.
+    erased: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+/// What erasing a person removed from the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxErasure {
+    /// Messages (pending, delivered, dead or blocked) and their log entries.
+    pub messages: usize,
+    /// Journey runs and `not followed by` waits.
+    pub runs_and_waits: usize,
+    /// Membership changes waiting for an audience-sync batch.
+    pub sync_changes: usize,
 }
 
 impl Outbox {
@@ -213,7 +229,99 @@ impl Outbox {
             waits,
             next_seq: AtomicU64::new(last + 1),
             changing: Mutex::new(()),
+            erased: Default::default(),
         })
+    }
+
+    /// The keyspaces holding people's data, for compaction after erasure.
+    pub(crate) fn personal_keyspaces(&self) -> [&Keyspace; 3] {
+        [&self.queue, &self.deliveries, &self.waits]
+    }
+
+    /// Erases everything the outbox holds about the person known by
+    /// `identifiers` (`type:value`): messages of every status (the
+    /// delivery log and dead letters), waiting runs, waits, journey entry
+    /// counts and audience-sync changes. From now on nothing about them is
+    /// written again.
+    pub fn forget(&self, identifiers: &[String]) -> Result<OutboxErasure, StoreError> {
+        let set: std::collections::HashSet<String> = identifiers.iter().cloned().collect();
+        self.erased
+            .write()
+            .expect("erased lock")
+            .extend(set.iter().cloned());
+        let mut erased = OutboxErasure::default();
+        let mut batch = self.db.batch();
+        for identifier in identifiers {
+            for guard in self
+                .deliveries
+                .prefix(format!("{PROFILE_PREFIX}{identifier}\0"))
+            {
+                let key = guard.key()?;
+                let id = &key[PROFILE_PREFIX.len() + identifier.len() + 1..];
+                let message_key = [MESSAGE_PREFIX.as_bytes(), id].concat();
+                if let Some(bytes) = self.deliveries.get(&message_key)? {
+                    let message: Message = decode(&bytes)?;
+                    batch.remove(&self.queue, queue_key(&message.destination, message.seq));
+                    erased.messages += 1;
+                }
+                batch.remove(&self.deliveries, message_key);
+                batch.remove(&self.deliveries, key.to_vec());
+            }
+            for guard in self.waits.prefix(format!("r/{identifier}\0")) {
+                let run: Run = decode(&guard.value()?)?;
+                batch.remove(&self.waits, run_key(&run));
+                batch.remove(&self.waits, run_timer_key(&run));
+                erased.runs_and_waits += 1;
+            }
+        }
+        self.forget_in_waits(&set, &mut batch, &mut erased)?;
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(erased)
+    }
+
+    /// Waits, entry counts and sync changes are keyed by journey or sync,
+    /// not person: found by a scan (they are few next to messages).
+    fn forget_in_waits(
+        &self,
+        identifiers: &std::collections::HashSet<String>,
+        batch: &mut fjall::OwnedWriteBatch,
+        erased: &mut OutboxErasure,
+    ) -> Result<(), StoreError> {
+        for guard in self.waits.prefix("w/") {
+            let wait: Wait = decode(&guard.value()?)?;
+            if identifiers.contains(&wait.identifier) {
+                batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
+                batch.remove(&self.waits, deadline_key(&wait));
+                erased.runs_and_waits += 1;
+            }
+        }
+        for guard in self.waits.prefix("e/") {
+            let key = guard.key()?;
+            let names_person = key
+                .iter()
+                .position(|byte| *byte == 0)
+                .map(|split| String::from_utf8_lossy(&key[split + 1..]).to_string())
+                .is_some_and(|identifier| identifiers.contains(&identifier));
+            if names_person {
+                batch.remove(&self.waits, key.to_vec());
+            }
+        }
+        for guard in self.waits.prefix("s/") {
+            let (key, value) = guard.into_inner()?;
+            let change: SyncChange = decode(&value)?;
+            if identifiers.contains(&change.identifier) {
+                batch.remove(&self.waits, key.to_vec());
+                erased.sync_changes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `identifier` was erased while this process runs.
+    pub fn is_erased(&self, identifier: &str) -> bool {
+        let erased = self.erased.read().expect("erased lock");
+        !erased.is_empty() && erased.contains(identifier)
     }
 
     // --- destinations --------------------------------------------------
@@ -417,6 +525,9 @@ impl Outbox {
     ) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         for (sync, change) in changes {
+            if self.is_erased(&change.identifier) {
+                continue;
+            }
             batch.insert(
                 &self.waits,
                 sync_change_key(sync, change.seq),
@@ -435,6 +546,9 @@ impl Outbox {
     /// Starts (or restarts, with a new deadline) a wait. Applying the same
     /// event again sets the same wait: safe to repeat after a crash.
     pub fn set_wait(&self, wait: &Wait) -> Result<(), StoreError> {
+        if self.is_erased(&wait.identifier) {
+            return Ok(());
+        }
         let mut batch = self.db.batch();
         if let Some(old) = self.wait(&wait.journey, &wait.key)? {
             batch.remove(&self.waits, deadline_key(&old));
@@ -500,6 +614,9 @@ impl Outbox {
 
     /// Stores a waiting run (replacing its previous state).
     pub fn save_run(&self, run: &Run) -> Result<(), StoreError> {
+        if self.is_erased(&run.identifier) {
+            return Ok(());
+        }
         let mut batch = self.db.batch();
         let key = run_key(run);
         if let Some(bytes) = self.waits.get(&key)? {
@@ -564,6 +681,9 @@ impl Outbox {
         let count = self
             .entries(journey, identifier)?
             .map_or(0, |entries| entries.count);
+        if self.is_erased(identifier) {
+            return Ok(());
+        }
         let entries = Entries {
             count: count + 1,
             last: now,
@@ -588,6 +708,9 @@ impl Outbox {
     /// A new message about a person: the message and its entry in the
     /// per-profile index.
     fn write_new_message(&self, batch: &mut fjall::OwnedWriteBatch, message: &Message) {
+        if self.is_erased(&message.identifier) {
+            return;
+        }
         self.write_message(batch, message);
         batch.insert(
             &self.deliveries,
@@ -597,6 +720,9 @@ impl Outbox {
     }
 
     fn write_message(&self, batch: &mut fjall::OwnedWriteBatch, message: &Message) {
+        if self.is_erased(&message.identifier) {
+            return;
+        }
         let bytes = serde_json::to_vec(message).expect("a message serializes");
         batch.insert(
             &self.deliveries,

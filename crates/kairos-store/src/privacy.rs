@@ -42,6 +42,10 @@ pub struct ErasureReceipt {
     pub quarantine_purged: usize,
     /// Events after this log position carrying a suppressed identifier are dropped.
     pub effective_after_seq: u64,
+    /// Messages, journey runs and waits, and audience-sync changes about
+    /// the person, deleted from the outbox.
+    #[serde(default)]
+    pub outbox_erased: crate::outbox::OutboxErasure,
 }
 
 pub struct Privacy {
@@ -138,9 +142,5 @@ impl Privacy {
             );
         }
         Ok(receipts)
-    }
-
-    pub(crate) fn keyspaces(&self) -> [&Keyspace; 2] {
-        [&self.suppressed_keyspace, &self.audit_keyspace]
     }
 }

@@ -29,6 +29,35 @@ pub struct SourceRecord {
     pub previous_write_key_expires_at: Option<Timestamp>,
     #[serde(default)]
     pub tracking_plan: Option<TrackingPlanSpec>,
+    /// Whether the write key is public (a web page or app: "client") or
+    /// kept on a server ("server"); docs/security.md says what each may do.
+    #[serde(default = "SourceTrust::before_trust_existed")]
+    pub trust: SourceTrust,
+    /// `ivs_…`: the secret a site's backend signs a person's identifier
+    /// with (HMAC-SHA256, hex) so their browser may open that person's
+    /// in-app stream. Never sent to a browser.
+    #[serde(default)]
+    pub identity_secret: String,
+}
+
+/// How far a source's events are trusted (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceTrust {
+    /// The write key is public: its events may not overwrite identity
+    /// traits (email, phone) that a server source set.
+    #[default]
+    Client,
+    /// A back-end: full trust in the traits it sends.
+    Server,
+}
+
+impl SourceTrust {
+    /// Records written before sources had a trust level keep the behaviour
+    /// they had then (full trust).
+    fn before_trust_existed() -> SourceTrust {
+        SourceTrust::Server
+    }
 }
 
 /// A source ready for the hot path.
@@ -52,17 +81,28 @@ pub const SOURCE_NAME_BYTES_MAX: usize = 200;
 impl SourceRegistry {
     pub(crate) fn open(db: Database, meta: Keyspace) -> Result<SourceRegistry, StoreError> {
         let mut by_id = HashMap::new();
+        let mut without_secret = Vec::new();
         for guard in meta.prefix(PREFIX) {
             let record: SourceRecord = serde_json::from_slice(&guard.value()?)
                 .map_err(|error| StoreError::Corrupt(format!("source record: {error}")))?;
+            if record.identity_secret.is_empty() {
+                without_secret.push(record.id.clone());
+            }
             by_id.insert(record.id.clone(), Arc::new(compile(record)?));
         }
-        Ok(SourceRegistry {
+        let registry = SourceRegistry {
             db,
             meta,
             by_id: RwLock::new(by_id),
             creating: std::sync::Mutex::new(()),
-        })
+        };
+        // Sources made before identity tokens existed get their secret now.
+        for id in without_secret {
+            let mut record = registry.existing(&id)?;
+            record.identity_secret = new_identity_secret();
+            registry.save(record)?;
+        }
+        Ok(registry)
     }
 
     /// The oldest source with this name, created if there is none: the
@@ -72,7 +112,7 @@ impl SourceRegistry {
         if let Some(record) = self.list().into_iter().find(|record| record.name == name) {
             return Ok(record);
         }
-        self.create(name, None, now)
+        self.create(name, None, SourceTrust::Server, now)
     }
 
     /// The source a write key belongs to, if the key is current (or a
@@ -116,6 +156,7 @@ impl SourceRegistry {
         &self,
         name: &str,
         plan: Option<TrackingPlanSpec>,
+        trust: SourceTrust,
         now: Timestamp,
     ) -> Result<SourceRecord, StoreError> {
         let name = name.trim();
@@ -132,7 +173,17 @@ impl SourceRegistry {
             previous_write_key: None,
             previous_write_key_expires_at: None,
             tracking_plan: plan,
+            trust,
+            identity_secret: new_identity_secret(),
         };
+        self.save(record)
+    }
+
+    /// Issues a new identity secret: tokens signed with the old one stop
+    /// opening in-app streams (the caller closes the open ones).
+    pub fn rotate_identity_secret(&self, id: &str) -> Result<SourceRecord, StoreError> {
+        let mut record = self.existing(id)?;
+        record.identity_secret = new_identity_secret();
         self.save(record)
     }
 
@@ -188,6 +239,10 @@ fn compile(record: SourceRecord) -> Result<Source, StoreError> {
         None => None,
     };
     Ok(Source { record, plan })
+}
+
+fn new_identity_secret() -> String {
+    format!("ivs_{}", random_token(32))
 }
 
 fn new_write_key() -> String {

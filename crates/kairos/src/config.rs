@@ -32,6 +32,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -87,6 +89,10 @@ pub struct DeliveryConfig {
     pub max_attempts: Option<u32>,
     /// How long one attempt may take ("15s").
     pub timeout: Option<String>,
+    /// Let deliveries reach loopback, private, link-local and other
+    /// special-purpose addresses (tests, on-premise receivers). Default
+    /// false: only public addresses (docs/journeys.md, "Addresses").
+    pub allow_private_networks: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +142,17 @@ pub struct LimitsConfig {
     pub batch_events_max: Option<usize>,
 }
 
+/// `[server]`: connection limits (see `kairos_http::server`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub connections_max: Option<usize>,
+    /// Durations such as "10s" or "500ms".
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -159,6 +176,7 @@ pub struct ServeConfig {
     pub demo: bool,
     pub test_faults: bool,
     pub limits: IngestLimits,
+    pub server: kairos_http::server::ServerLimits,
     pub store: StoreOptions,
     pub engine: kairos_engine::EngineSettings,
     /// Audiences from the config file, each checked to parse.
@@ -262,6 +280,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
             "CLOCK" => file.clock = Some(value.clone()),
+            "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
+                file.delivery.allow_private_networks = parse_env(name, value, problems)
+            }
             // Variables of the client commands and of tests.
             "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
@@ -354,6 +375,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
             .unwrap_or(defaults.batch_events_max),
     };
     check_limits(&limits, problems);
+    let server = server_limits(&file.server, problems);
     let store = store_options(
         &file.storage,
         file.unsafe_no_fsync.unwrap_or(false),
@@ -414,8 +436,55 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         demo: file.demo.unwrap_or(true),
         test_faults,
         limits,
+        server,
         store,
     }
+}
+
+/// Most connections a server may be configured for; each holds a file
+/// descriptor and a few KB of buffers.
+const CONNECTIONS_MAX_LIMIT: usize = 1_000_000;
+
+fn server_limits(
+    config: &ServerConfig,
+    problems: &mut Vec<String>,
+) -> kairos_http::server::ServerLimits {
+    let mut limits = kairos_http::server::ServerLimits::default();
+    if let Some(max) = config.connections_max {
+        if !(1..=CONNECTIONS_MAX_LIMIT).contains(&max) {
+            problems.push(format!(
+                "server.connections_max: expected 1 to {CONNECTIONS_MAX_LIMIT}"
+            ));
+        }
+        limits.connections_max = max;
+    }
+    for (field, text, target) in [
+        (
+            "header_read_timeout",
+            &config.header_read_timeout,
+            &mut limits.header_read_timeout,
+        ),
+        (
+            "body_read_timeout",
+            &config.body_read_timeout,
+            &mut limits.body_read_timeout,
+        ),
+        (
+            "idle_timeout",
+            &config.idle_timeout,
+            &mut limits.idle_timeout,
+        ),
+    ] {
+        if let Some(text) = text {
+            match parse_duration(text) {
+                Some(parsed) => *target = parsed,
+                None => problems.push(format!(
+                    "server.{field} {text:?}: expected a positive duration such as \"10s\" or \"500ms\""
+                )),
+            }
+        }
+    }
+    limits
 }
 
 /// The metrics token and the trusted proxies, checked.
@@ -676,6 +745,7 @@ fn delivery_settings(
         settings.retry_schedule = steps;
     }
     duration("timeout", &config.timeout, &mut settings.timeout);
+    settings.addresses.allow_private_networks = config.allow_private_networks.unwrap_or(false);
     if settings.retry_schedule.is_empty() {
         problems
             .push("delivery.retry_schedule: give at least one delay, e.g. [\"5s\", \"5m\"]".into());
@@ -744,6 +814,48 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn private_networks_are_refused_unless_allowed() {
+        let strict = load(&FlagConfig::default(), &[]).unwrap();
+        assert!(!strict.delivery.addresses.allow_private_networks);
+        let allowed = load(
+            &FlagConfig::default(),
+            &env(&[("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS", "true")]),
+        )
+        .unwrap();
+        assert!(allowed.delivery.addresses.allow_private_networks);
+        let problems = load(
+            &FlagConfig::default(),
+            &env(&[("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS", "yes")]),
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].contains("KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn server_limits_default_and_parse() {
+        let config = load(&FlagConfig::default(), &[]).unwrap();
+        assert_eq!(config.server, kairos_http::server::ServerLimits::default());
+        let mut problems = Vec::new();
+        let limits = server_limits(
+            &ServerConfig {
+                connections_max: Some(100),
+                header_read_timeout: Some("500ms".into()),
+                body_read_timeout: Some("2s".into()),
+                idle_timeout: Some("soon".into()),
+            },
+            &mut problems,
+        );
+        assert_eq!(limits.connections_max, 100);
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("server.idle_timeout"));
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub async fn ensure_demo(store: &Store, rules: &IdentityRules) -> anyhow::Result
         return Ok(existing.write_key);
     }
     let now = Timestamp::now();
-    let source = store.sources.create("demo", None, now)?;
+    let source = store
+        .sources
+        .create("demo", None, kairos_store::SourceTrust::Client, now)?;
     let limits = IngestLimits::default();
     let arrival = Arrival {
         source_id: &source.id,

@@ -121,6 +121,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ingest_runtime: Some(ingest_runtime.handle().clone()),
         manual_clock: config.manual_clock.clone(),
         deliverer: Some(deliverer),
+        address_policy: config.delivery.addresses,
     });
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).
@@ -134,7 +135,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     });
-    kairos_http::serve(listener, state, shutdown_signal()).await?;
+    let server_limits = connection_limits_within_descriptors(config.server);
+    kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
     tracing::info!("stopped");
@@ -230,6 +232,50 @@ fn ingest_runtime() -> std::io::Result<tokio::runtime::Runtime> {
             }
         })
         .build()
+}
+
+/// Descriptors kept for everything but client connections: the store's
+/// files, outbound deliveries, over-cap answers in progress.
+const DESCRIPTORS_RESERVED: u64 = 512;
+
+/// Raises the open-files limit to its hard maximum (as Go's runtime does)
+/// and, if even that cannot hold `connections_max` connections besides
+/// what the rest of the process needs, lowers the cap so that accepting
+/// never fails for lack of descriptors.
+fn connection_limits_within_descriptors(
+    mut limits: kairos_http::server::ServerLimits,
+) -> kairos_http::server::ServerLimits {
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) != 0 {
+            return limits;
+        }
+        if rlimit.rlim_cur < rlimit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rlimit.rlim_max,
+                rlim_max: rlimit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rlimit.rlim_cur = rlimit.rlim_max;
+            }
+        }
+        rlimit.rlim_cur
+    };
+    let room = soft.saturating_sub(DESCRIPTORS_RESERVED).max(1);
+    if (limits.connections_max as u64) > room {
+        tracing::warn!(
+            configured = limits.connections_max,
+            open_files_limit = soft,
+            serving = room,
+            "server.connections_max is above what the open-files limit allows; raise `ulimit -n` to serve more"
+        );
+        limits.connections_max = room as usize;
+    }
+    limits
 }
 
 async fn shutdown_signal() {

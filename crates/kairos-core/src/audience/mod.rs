@@ -24,8 +24,10 @@ mod leaves;
 mod lexer;
 pub mod parser;
 mod program;
+pub mod references;
 
 pub use ast::{Expr, ValueExpr};
+pub use references::References;
 
 /// The events membership changes are announced as (by the engine), from
 /// the source named [`AUDIENCE_SOURCE`].

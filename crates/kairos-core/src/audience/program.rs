@@ -253,7 +253,7 @@ impl Program {
                 let target = self
                     .audience_index
                     .get(audience)
-                    .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience"))?;
+                    .ok_or_else(|| format!("`in audience \"{audience}\"`: no such audience (create it with POST /v1/audiences)"))?;
                 referenced.push(*target);
                 compiled.reads_derived = true;
                 return Ok(());

@@ -79,11 +79,23 @@ pub(crate) struct Follower {
     pub(crate) policy: ContactPolicy,
 }
 
-pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
+/// How the follower is woken and tells how far it got.
+pub(crate) struct Signals {
+    pub(crate) wake_workers: Arc<Notify>,
+    /// Notified when the manual clock moves: look at the waits now.
+    pub(crate) wake_follower: Arc<Notify>,
+    pub(crate) handled: tokio::sync::watch::Sender<crate::Handled>,
+}
+
+pub(crate) async fn run(follower: Follower, signals: Signals) {
     let store = follower.store.clone();
+    let wake_workers = signals.wake_workers.clone();
     let mut committed = store.writer.committed();
     loop {
         let durable = *committed.borrow_and_update();
+        // Read before the work: the clock only moves forward, so every
+        // look below uses this `now` or a later one.
+        let now = follower.now();
         let decided = match follower.step(durable).await {
             Ok(decided) => decided,
             Err(error) => {
@@ -108,15 +120,41 @@ pub(crate) async fn run(follower: Follower, wake_workers: Arc<Notify>) {
         if store.outbox.cursor().unwrap_or(0) < durable {
             continue;
         }
-        // Caught up: the next durable group, or the next look at the waits.
+        let more_due = follower.more_due(now);
+        if more_due && fired > 0 {
+            continue; // more than one look's worth came due at once
+        }
+        // Only a complete look counts as handled; a failing one retries
+        // after the pause below.
+        signals.handled.send_if_modified(|handled| {
+            if more_due {
+                return false;
+            }
+            let next = crate::Handled { seq: durable, now };
+            let moved = *handled != next;
+            *handled = next;
+            moved
+        });
+        // Caught up: the next durable group, the clock moving, or the
+        // next look at the waits.
         tokio::select! {
             changed = committed.changed() => if changed.is_err() { return },
+            _ = signals.wake_follower.notified() => {}
             _ = tokio::time::sleep(WAIT_CHECK) => {}
         }
     }
 }
 
 impl Follower {
+    /// Whether waits or steps are still due at `now` (more than one look
+    /// fires, or an error stopped one).
+    fn more_due(&self, now: Timestamp) -> bool {
+        let outbox = &self.store.outbox;
+        let waits = outbox.due_waits(now, 1).map_or(true, |due| !due.is_empty());
+        let runs = outbox.due_runs(now, 1).map_or(true, |due| !due.is_empty());
+        waits || runs
+    }
+
     /// Applies the journeys to the next events up to `durable`; returns how
     /// many messages were decided.
     async fn step(&self, durable: u64) -> Result<usize, StoreError> {
@@ -180,7 +218,10 @@ impl Follower {
                     }
                     continue;
                 }
-                if stored.seq <= journey.starts_after_seq || !journey.matches(&fact, announcement) {
+                if stored.seq <= journey.starts_after_seq
+                    || !journey.matches(&fact, announcement)
+                    || !acts_on(journey, &fact, &event, announcement)
+                {
                     continue;
                 }
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
@@ -239,7 +280,10 @@ impl Follower {
         {
             outbox.cancel_wait(&wait)?;
         }
-        if seq > journey.starts_after_seq && matches_event(first, fact) {
+        if seq > journey.starts_after_seq
+            && matches_event(first, fact)
+            && acts_on(journey, fact, event, false)
+        {
             outbox.set_wait(&Wait {
                 journey: journey.id.clone(),
                 key: key_value,
@@ -255,7 +299,8 @@ impl Follower {
 
     /// Fires every wait whose deadline has passed on the engine's clock:
     /// its messages are decided (policy included) and stored, the wait
-    /// removed, in one batch. Returns how many messages were decided.
+    /// removed, in one batch. Returns how many waits fired and messages
+    /// were decided.
     async fn fire_due_waits(&self) -> Result<usize, StoreError> {
         let now = self.now();
         let due = self.store.outbox.due_waits(now, WAITS_FIRED_MAX)?;
@@ -280,8 +325,38 @@ impl Follower {
             .await?;
         }
         self.store.outbox.fire_waits(&due, &messages)?;
-        Ok(messages.len())
+        Ok(due.len() + messages.len())
     }
+}
+
+/// Whether the entry comes from live behaviour the journey acts on: not a
+/// membership found while catching up (a restart's replay, a definition
+/// computed over history — unless the journey includes existing members),
+/// and not an event that was already older than the journey's
+/// `max_event_age` when Kairos received it (history being imported).
+fn acts_on(
+    journey: &CompiledJourney,
+    fact: &EventFact,
+    event: &kairos_core::Event,
+    announcement: bool,
+) -> bool {
+    if journey.entry.include_existing {
+        return true;
+    }
+    let caused_at = if announcement {
+        match fact.properties.get("cause").and_then(Value::as_str) {
+            Some("catch_up") => return false,
+            Some("event") => fact
+                .properties
+                .get("cause_at")
+                .and_then(Value::as_str)
+                .and_then(|at| at.parse::<Timestamp>().ok()),
+            _ => None, // time alone, while running: live
+        }
+    } else {
+        Some(fact.at)
+    };
+    caused_at.is_none_or(|at| event.received_at.duration_since(at) <= journey.entry.max_event_age)
 }
 
 /// The person a stored `type:value` names.

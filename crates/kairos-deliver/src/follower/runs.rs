@@ -18,9 +18,9 @@ impl Follower {
     ) -> Result<(), StoreError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
         let outbox = &self.store.outbox;
-        if journey.entry != EntryRule::EveryTime {
+        if journey.entry.rule != EntryRule::EveryTime {
             let entries = outbox.entries(&journey.id, &identifier)?;
-            let allowed = match (&journey.entry, entries) {
+            let allowed = match (&journey.entry.rule, entries) {
                 (_, None) => true,
                 (EntryRule::Once, Some(_)) => false,
                 (EntryRule::OncePer(period), Some(entries)) => entries.last + *period <= now,
@@ -152,13 +152,15 @@ impl Follower {
         Ok(())
     }
 
-    /// Resumes runs whose wait is over on the engine's clock.
+    /// Resumes runs whose wait is over on the engine's clock; returns how
+    /// many resumed and messages were decided.
     pub(super) async fn fire_due_runs(&self) -> Result<usize, StoreError> {
         let now = self.now();
         let due = self.store.outbox.due_runs(now, WAITS_FIRED_MAX)?;
         if due.is_empty() {
             return Ok(0);
         }
+        let resumed = due.len();
         let journeys = active_journeys(&self.store);
         let mut messages = Vec::new();
         for mut run in due {
@@ -172,7 +174,7 @@ impl Follower {
                 .await?;
         }
         self.store.outbox.fire_waits(&[], &messages)?;
-        Ok(messages.len())
+        Ok(resumed + messages.len())
     }
 
     /// A `set_trait` step: an identify event of the `kairos-journeys`
@@ -234,13 +236,8 @@ impl Follower {
             Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
             None => None,
         };
-        let context = json!({
-            "traits": view.as_ref().map(|view| &view.traits),
-            "computed": view.as_ref().map(|view| &view.computed),
-            "audiences": view.as_ref().map(|view| &view.audiences),
-            "profile": {"id": view.as_ref().map(|view| &view.id)},
-            "event": message.payload["data"]["event"],
-        });
+        let context =
+            crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
         let rendered = match (&send.template, &send.message) {
             (Some(template), _) => {
                 let recipient = view.as_ref().and_then(|view| {
