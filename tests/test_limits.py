@@ -61,6 +61,30 @@ def test_an_in_app_message_is_capped_and_its_templates_share_one_fuel_budget(tmp
         server.stop()
 
 
+def open_in_app_stream(server: Kairos, identifier: str, key: str) -> requests.Response:
+    response = requests.get(server.base_url + "/v1/in-app/stream", params={"identifier": identifier, "writeKey": key},
+                            stream=True, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_in_app_streams_that_end_leave_nothing_behind(tmp_path):
+    server = start_kairos(tmp_path)
+    try:
+        key = server.create_source("web")["write_key"]
+        streams = [open_in_app_stream(server, f"anonymous_id:visitor-{n}", key) for n in range(50)]
+        assert metric(server, "kairos_in_app_pages") == 50
+        for stream in streams:
+            stream.close()
+        # Each stream's page is forgotten when the stream ends (it used to
+        # stay in the hub's map, ~33 KB each, under ids nobody publishes to).
+        assert wait_for(lambda: metric(server, "kairos_in_app_pages") == 0, 30), \
+            metric(server, "kairos_in_app_pages")
+        alive(server)
+    finally:
+        server.stop()
+
+
 def nested(levels: int) -> dict:
     value = 1
     for _ in range(levels - 1):

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub ingest_queue_depth: Gauge,
     pub log_committed_seq: Gauge,
     pub engine_applied_seq: Gauge,
+    pub in_app_pages: Gauge,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -54,6 +55,7 @@ impl Metrics {
             ingest_queue_depth: Gauge::default(),
             log_committed_seq: Gauge::default(),
             engine_applied_seq: Gauge::default(),
+            in_app_pages: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,6 +127,11 @@ impl Metrics {
             "kairos_ingest_queue_depth",
             "Requests waiting for the log writer",
             metrics.ingest_queue_depth.clone(),
+        );
+        registry.register(
+            "kairos_in_app_pages",
+            "In-app pages connected now (open /v1/in-app/stream requests)",
+            metrics.in_app_pages.clone(),
         );
         registry.register(
             "kairos_log_committed_seq",

@@ -51,6 +51,10 @@ pub async fn metrics(
     metrics
         .engine_applied_seq
         .set(state.engine.applied_seq() as i64);
+    if let Some(deliverer) = &state.deliverer {
+        let pages = deliverer.hub().page_count();
+        metrics.in_app_pages.set(pages as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,
