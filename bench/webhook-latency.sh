@@ -10,7 +10,8 @@ TARGET=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RECEIVER=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-KAIROS_ADMIN_TOKEN=bench-admin-token "$TARGET/kairos" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data" --no-demo >"$WORK/kairos.log" 2>&1 &
+# The receiver is on loopback, which deliveries refuse unless allowed.
+KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS=true KAIROS_ADMIN_TOKEN=bench-admin-token "$TARGET/kairos" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data" --no-demo >"$WORK/kairos.log" 2>&1 &
 for _ in $(seq 100); do curl -fs http://127.0.0.1:$PORT/readyz >/dev/null && break; sleep 0.1; done
 KEY=$(curl -fs -H 'Authorization: Bearer bench-admin-token' http://127.0.0.1:$PORT/v1/admin/sources -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["write_key"])')
 ARGS=(--url http://127.0.0.1:$PORT --write-key "$KEY" --admin-token bench-admin-token --listen 127.0.0.1:$RECEIVER --rate 1000)

@@ -220,9 +220,9 @@ paths["/v1/destinations"] = {
     **admin("post", "Create a webhook or email destination; a webhook's answer carries its whsec_ signing secret, shown this once", {**DESTINATION, "properties": {**DESTINATION["properties"], "secret": {"type": "string"}}},
             {"type": "object", "required": ["type", "name", "url"], "additionalProperties": False,
              "properties": {"type": {"type": "string", "enum": ["webhook", "email", "in_app"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                            "url": {"type": "string", "maxLength": 2000, "description": "webhook: http://...; email: smtp://host:port"},
+                            "url": {"type": "string", "maxLength": 2000, "description": "webhook: http(s)://...; email: smtp://host:port, smtp://host:587?tls=starttls or smtps://host:465; public addresses only unless [delivery] allow_private_networks"},
                             "from": {"type": "string", "description": "email: the sender"}}},
-            status="201", extra={"400": problem("Invalid type, name or URL"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Invalid type, name or URL, or a URL whose host is a private address (address_not_allowed)"), "409": problem("Name taken")}),
     **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
 }
 paths["/v1/destinations/{id}"] = admin("delete", "Delete a destination", {"type": "object"}, params=[path_param("id", "Destination id or name")],

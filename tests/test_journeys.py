@@ -35,8 +35,9 @@ class Receiver:
     answers as scripted (`script` is a list of statuses or (status,
     headers) for the next requests; then 200)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, ssl_context=None):
         self.port = port or free_port()
+        self.ssl_context = ssl_context  # HTTPS (tests/test_tls.py)
         self.secret = None
         self.script = []
         self.hang_seconds = 0.0
@@ -78,6 +79,8 @@ class Receiver:
                 self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.ssl_context:
+            self.server.socket = self.ssl_context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -89,6 +92,8 @@ class Receiver:
 
     @property
     def url(self):
+        if self.ssl_context:  # the test certificate names localhost
+            return f"https://localhost:{self.port}/hook"
         return f"http://127.0.0.1:{self.port}/hook"
 
 

@@ -37,13 +37,16 @@ pub struct NotAllowed {
     pub range: &'static str,
 }
 
+/// How to lift the policy, for every message that refuses an address.
+pub const HOW_TO_ALLOW: &str = "deliveries reach only public addresses unless \
+     [delivery] allow_private_networks = true (environment: \
+     KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS=true)";
+
 impl std::fmt::Display for NotAllowed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} is a {} address; deliveries reach only public addresses unless \
-             [delivery] allow_private_networks = true (environment: \
-             KAIROS_DELIVERY_ALLOW_PRIVATE_NETWORKS=true)",
+            "{} is a {} address; {HOW_TO_ALLOW}",
             self.address, self.range
         )
     }

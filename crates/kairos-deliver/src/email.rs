@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::address_policy;
+use crate::endpoint::{SmtpServer, SmtpTls};
+use lettre::transport::smtp::client::Tls;
 
 use crate::render::MessageRenderer;
 
@@ -201,15 +203,34 @@ pub async fn send(
             return SmtpOutcome::Transient(unreachable(&error));
         }
     };
+    let tls = match smtp_tls(&server, &settings.extra_roots) {
+        Ok(tls) => tls,
+        Err(error) => return outcome_of(&server.host, &error),
+    };
     let transport =
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
             .port(address.port())
+            .tls(tls)
             .timeout(Some(settings.timeout))
             .build();
     match transport.send(mail).await {
         Ok(_) => SmtpOutcome::Sent,
         Err(error) => outcome_of(&server.host, &error),
     }
+}
+
+/// How the connection is secured: STARTTLS is required when asked for
+/// (never a silent fall back to plain text), implicit TLS wraps it from the
+/// first byte; the certificate must name the host as written.
+fn smtp_tls(
+    server: &SmtpServer,
+    extra_roots: &crate::tls::ExtraRoots,
+) -> Result<Tls, lettre::transport::smtp::Error> {
+    Ok(match server.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::StartTls => Tls::Required(crate::tls::smtp_parameters(&server.host, extra_roots)?),
+        SmtpTls::Implicit => Tls::Wrapper(crate::tls::smtp_parameters(&server.host, extra_roots)?),
+    })
 }
 
 /// A failed SMTP conversation as a category and reply code: never the
@@ -223,6 +244,9 @@ fn outcome_of(host: &str, error: &lettre::transport::smtp::Error) -> SmtpOutcome
         }
         Some(code) => SmtpOutcome::Transient(format!("the SMTP server deferred the mail ({code})")),
         None if error.is_timeout() => SmtpOutcome::Transient("SMTP server: timed out".into()),
+        None if error.is_tls() => {
+            SmtpOutcome::Transient("could not reach the SMTP server: TLS handshake failed".into())
+        }
         None if error.is_response() => {
             SmtpOutcome::Transient("the SMTP conversation failed (not an SMTP answer)".into())
         }

@@ -108,6 +108,15 @@ pub async fn checked_destination_url(
         return Ok(()); // nothing to refuse: no need to ask DNS
     }
     match address_policy::resolve(&host, port, policy).await {
+        // A name's addresses are not echoed: the API is no way to learn
+        // how internal names resolve.
+        Err(ResolveError::NotAllowed(not_allowed)) if address_policy::host_ip(&host).is_none() => {
+            Err(UrlProblem::NotAllowed(format!(
+                "the host {host:?} resolves to a {} address; {}",
+                not_allowed.range,
+                address_policy::HOW_TO_ALLOW
+            )))
+        }
         Err(ResolveError::NotAllowed(not_allowed)) => Err(UrlProblem::NotAllowed(format!(
             "the host {host:?}: {not_allowed}"
         ))),
@@ -184,6 +193,14 @@ mod tests {
                 "{url}: {problem:?}"
             );
         }
+        let named = checked_destination_url("webhook", "http://localhost:9/", STRICT).await;
+        assert_eq!(
+            named,
+            Err(UrlProblem::NotAllowed(format!(
+                "the host \"localhost\" resolves to a loopback address; {}",
+                address_policy::HOW_TO_ALLOW
+            )))
+        );
         let open = AddressPolicy {
             allow_private_networks: true,
         };

@@ -47,6 +47,9 @@ fn known(error: &(dyn Error + 'static)) -> Option<&'static str> {
             ResolveError::NoAddress | ResolveError::Lookup(_) => "the host name does not resolve",
         });
     }
+    if error.is::<rustls::Error>() {
+        return Some("TLS handshake failed");
+    }
     let io = error.downcast_ref::<std::io::Error>()?;
     match io.kind() {
         ErrorKind::ConnectionRefused => Some("connection refused"),
@@ -78,6 +81,11 @@ mod tests {
             range: "loopback",
         });
         assert_eq!(category(&wrapped), NOT_ALLOWED);
+        let tls = std::io::Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(category(&tls), "TLS handshake failed");
         assert_eq!(
             category(&std::io::Error::other("port 6379: redis says hi")),
             "could not connect"

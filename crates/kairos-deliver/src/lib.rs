@@ -25,6 +25,7 @@ pub mod lists;
 pub mod policy;
 pub mod render;
 pub mod signing;
+pub mod tls;
 pub mod unusual;
 
 mod follower;
@@ -56,6 +57,8 @@ pub struct DeliverySettings {
     pub policy: policy::ContactPolicy,
     /// Which addresses webhooks, syncs and SMTP may reach.
     pub addresses: address_policy::AddressPolicy,
+    /// CA certificates trusted besides the system's (`[delivery] ca_file`).
+    pub extra_roots: tls::ExtraRoots,
 }
 
 impl Default for DeliverySettings {
@@ -69,6 +72,7 @@ impl Default for DeliverySettings {
             timeout: Duration::from_secs(15),
             policy: policy::ContactPolicy::default(),
             addresses: address_policy::AddressPolicy::default(),
+            extra_roots: tls::ExtraRoots::default(),
         }
     }
 }
@@ -207,12 +211,15 @@ impl Deliverer {
 /// The client every webhook and sync is sent with: no redirects (a 3xx
 /// could point anywhere), no proxy from the environment (the address
 /// policy judges the endpoint itself), and a resolver that hands out only
-/// the addresses the policy allows.
+/// the addresses the policy allows. HTTPS verifies certificates against
+/// the system's roots and `[delivery] ca_file`.
 fn http_client(settings: &DeliverySettings) -> reqwest::Client {
+    tls::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .dns_resolver(address_policy::PolicyResolver(settings.addresses))
+        .tls_certs_merge(settings.extra_roots.for_http())
         .build()
         .expect("an HTTP client")
 }

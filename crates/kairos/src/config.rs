@@ -93,6 +93,9 @@ pub struct DeliveryConfig {
     /// special-purpose addresses (tests, on-premise receivers). Default
     /// false: only public addresses (docs/journeys.md, "Addresses").
     pub allow_private_networks: Option<bool>,
+    /// PEM file of CA certificates trusted besides the system's (HTTPS
+    /// webhooks and syncs, SMTP over TLS).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +283,7 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
             "CLOCK" => file.clock = Some(value.clone()),
+            "DELIVERY_CA_FILE" => file.delivery.ca_file = Some(PathBuf::from(value)),
             "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
                 file.delivery.allow_private_networks = parse_env(name, value, problems)
             }
@@ -746,6 +750,14 @@ fn delivery_settings(
     }
     duration("timeout", &config.timeout, &mut settings.timeout);
     settings.addresses.allow_private_networks = config.allow_private_networks.unwrap_or(false);
+    if let Some(path) = &config.ca_file {
+        match kairos_deliver::tls::ExtraRoots::read(path) {
+            Ok(roots) => settings.extra_roots = roots,
+            Err(problem) => {
+                problems.push(format!("delivery.ca_file {}: {problem}", path.display()))
+            }
+        }
+    }
     if settings.retry_schedule.is_empty() {
         problems
             .push("delivery.retry_schedule: give at least one delay, e.g. [\"5s\", \"5m\"]".into());
@@ -889,6 +901,19 @@ mod tests {
         assert_eq!(limits.body_read_timeout, Duration::from_secs(2));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("server.idle_timeout"));
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_a_problem_at_start() {
+        let problems = load(
+            &FlagConfig::default(),
+            &env(&[("KAIROS_DELIVERY_CA_FILE", "/nonexistent/ca.pem")]),
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].starts_with("delivery.ca_file /nonexistent/ca.pem"),
+            "{problems:?}"
+        );
     }
 
     #[test]
