@@ -167,7 +167,7 @@ paths["/v1/audiences/{id}"] = {
             {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
             params=[path_param("id", "Audience id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete an audience", {"type": "object"}, params=[path_param("id", "Audience id or name")],
-            extra={**NOT_FOUND, "409": problem("Another definition refers to it")}),
+            extra={**NOT_FOUND, "409": problem("Another definition, a journey or an audience sync refers to it (definition_in_use)")}),
 }
 paths["/v1/audiences/{id}/members"] = admin("get", "Members of an audience, in profile order", {"type": "object", "properties": {
     "audience": {"type": "string"}, "next": {"type": ["string", "null"]},
@@ -198,7 +198,7 @@ paths["/v1/computed-traits/{id}"] = {
             {"type": "object", "required": ["definition"], "additionalProperties": False, "properties": {"definition": {"type": "string"}}},
             params=[path_param("id", "Computed trait id or name")], extra={**NOT_FOUND, "400": problem("Invalid definition (line, column and message)")}),
     **admin("delete", "Delete a computed trait", {"type": "object"}, params=[path_param("id", "Computed trait id or name")],
-            extra={**NOT_FOUND, "409": problem("A definition refers to it")}),
+            extra={**NOT_FOUND, "409": problem("A definition or a journey refers to it (definition_in_use)")}),
 }
 paths["/v1/computed-traits/{id}/values"] = admin("get", "Every profile's value of a computed trait, in profile order", {"type": "object", "properties": {
     "computed_trait": {"type": "string"}, "next": {"type": ["string", "null"]},
@@ -225,8 +225,31 @@ paths["/v1/destinations"] = {
             status="201", extra={"400": problem("Invalid type, name or URL, or a URL whose host is a private address (address_not_allowed)"), "409": problem("Name taken")}),
     **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
 }
-paths["/v1/destinations/{id}"] = admin("delete", "Delete a destination", {"type": "object"}, params=[path_param("id", "Destination id or name")],
-    extra={**NOT_FOUND, "409": problem("A journey or audience sync sends to it")})
+DESTINATION_ID = path_param("id", "Destination id or name")
+DESTINATION_DETAIL = {**DESTINATION, "properties": {**DESTINATION["properties"],
+    "headers": {"type": "array", "items": {"type": "string"}, "description": "Names of the extra headers (values are not shown)"},
+    "previous_secret_valid_until": {"type": ["string", "null"], "description": "During a rotation's overlap: until when the old secret signs too"},
+    "dead_letters": {"type": "integer"}}}
+DESTINATION_EDIT = {"type": "object", "additionalProperties": False, "properties": {
+    "url": {"type": "string", "maxLength": 2000}, "from": {"type": "string"},
+    "headers": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 1000}, "maxProperties": 20,
+                "description": "Webhooks: extra request headers; replaces every earlier one ({} removes them)"},
+    "rotate_secret": {"type": "boolean", "description": "A new signing secret, answered once as `secret`"},
+    "secret_overlap": {"type": "string", "description": "How long the old secret signs too (both signatures in webhook-signature): default 24h, at most 30d"},
+    "enabled": {"type": "boolean", "enum": [True], "description": "Resume deliveries after a 410 disabled the destination"}}}
+EDIT_ERRORS = {**NOT_FOUND, "400": problem("Invalid URL, headers or overlap (what is wrong and how to fix it)")}
+paths["/v1/destinations/{id}"] = {
+    **admin("get", "A destination: its header names, the secret rotation under way, dead letters waiting", DESTINATION_DETAIL, params=[DESTINATION_ID], extra=NOT_FOUND),
+    **admin("patch", "Edit a destination: URL, sender, headers, secret rotation with an overlap, re-enable after 410", {**DESTINATION_DETAIL, "properties": {**DESTINATION_DETAIL["properties"], "secret": {"type": "string"}}},
+            DESTINATION_EDIT, params=[DESTINATION_ID], extra=EDIT_ERRORS),
+    **admin("put", "The same as PATCH", {**DESTINATION_DETAIL, "properties": {**DESTINATION_DETAIL["properties"], "secret": {"type": "string"}}},
+            DESTINATION_EDIT, params=[DESTINATION_ID], extra=EDIT_ERRORS),
+    **admin("delete", "Delete a destination", {"type": "object"}, params=[DESTINATION_ID],
+            extra={**NOT_FOUND, "409": problem("A journey or audience sync sends to it")}),
+}
+paths["/v1/destinations/{id}/dead-letters/replay"] = admin("post", "Queue every dead letter of the destination again (same ids), oldest first, to its address now; at most 10,000 per call (`more`)",
+    {"type": "object", "properties": {"destination": {"type": "string"}, "replayed": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}, "more": {"type": "boolean"}}},
+    params=[DESTINATION_ID], extra={**NOT_FOUND, "409": problem("The destination is disabled: re-enable it first")})
 JOURNEY = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "trigger": {"type": "object"}, "steps": {"type": "array"}, "created_at": {"type": "string"}}}
 paths["/v1/journeys"] = {
     **admin("post", "Create a journey: a trigger (event with filters or unusual values, not followed by, audience entered or exited, a condition becoming true) and steps (send, wait, wait_until, wait_for, branch, set_trait, add_to_list) — docs/journeys.md", JOURNEY,
@@ -235,8 +258,19 @@ paths["/v1/journeys"] = {
             status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken")}),
     **admin("get", "Every journey", {"type": "object", "properties": {"journeys": {"type": "array", "items": JOURNEY}}}),
 }
-paths["/v1/journeys/{id}"] = admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
-    params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
+COUNT_MAP = {"type": "object", "additionalProperties": {"type": "integer"}}
+paths["/v1/journeys/{id}"] = {
+    **admin("get", "A journey with its counts: entered, goal reached, exited (finished), per step (waiting there now, messages by status, blocked by reason)",
+            {**JOURNEY, "properties": {**JOURNEY["properties"], "counts": {"type": "object", "properties": {
+                "entered": {"type": "integer"}, "goal_reached": {"type": "integer"}, "exited": {"type": "integer"}, "waiting": {"type": "integer"},
+                "messages": COUNT_MAP, "blocked": COUNT_MAP}},
+                "steps": {"type": "array", "items": {"type": "object", "properties": {
+                    "step": {"type": "integer"}, "path": {"type": "string"}, "kind": {"type": "string"}, "waiting": {"type": "integer"},
+                    "messages": COUNT_MAP, "blocked": COUNT_MAP}}}}},
+            params=[path_param("id", "Journey id or name")], extra=NOT_FOUND),
+    **admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
+            params=[path_param("id", "Journey id or name")], extra=NOT_FOUND),
+}
 MODEL = {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "format": {"type": "string"},
     "inputs": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string", "enum": ["active", "shadow", "retired"]}, "created_at": {"type": "string"}}}
 MODEL_NAME = path_param("name", "Model name")
@@ -250,7 +284,8 @@ paths["/v1/models"] = {
     **admin("get", "Every model version, and the features models can read", {"type": "object", "properties": {
         "models": {"type": "array", "items": MODEL}, "features": {"type": "array", "items": {"type": "object"}}}}),
 }
-paths["/v1/models/{name}"] = admin("delete", "Delete every version of a model", {"type": "object"}, params=[MODEL_NAME], extra=NOT_FOUND)
+paths["/v1/models/{name}"] = admin("delete", "Delete every version of a model", {"type": "object"}, params=[MODEL_NAME],
+    extra={**NOT_FOUND, "409": problem("An audience, computed trait or journey reads one of its scores (model_in_use)")})
 paths["/v1/models/{name}/score"] = admin("post", "Score explicit input rows with a version (the active one by default); null is a missing value",
     {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "scores": {"type": "array", "items": {"type": "object"}}}},
     {"type": "object", "required": ["rows"], "additionalProperties": False, "properties": {
@@ -321,10 +356,11 @@ paths["/v1/in-app/stream"] = {"get": {"summary": "Server-Sent Events: the in-app
                    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}, "description": "Identity token: hex HMAC-SHA256 of the identifier under the source's identity secret, minted by the site's backend; required for every identifier but anonymous_id"}],
     "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                   "400": problem("Invalid identifier"), "401": problem("Write key missing or unknown"), "403": problem("Identity token missing or wrong")}}}
-paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once due timers have fired",
+paths["/v1/admin/clock"] = admin("post", "Set the engine's manual clock (kairos serve --clock manual); answers once everything due by then has run: audience timers, journeys' waits and steps, their messages decided",
     {"type": "object", "properties": {"now": {"type": "string"}}},
     {"type": "object", "required": ["now"], "additionalProperties": False, "properties": {"now": {"type": "string", "format": "date-time"}}},
-    extra={"400": problem("Invalid body or the clock would move backwards"), "409": problem("The clock is not manual")})
+    extra={"400": problem("Invalid body or the clock would move backwards"), "409": problem("The clock is not manual"),
+           "503": problem("Journeys did not catch up within 30 s (journeys_behind)")})
 paths["/v1/admin/audit"] = admin("get", "Erasure receipts, newest first", {"type": "object", "properties": {"erasures": {"type": "array", "items": ref("ErasureReceipt")}}},
     params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most receipts (default 100)")], extra={"400": problem("Invalid limit")})
 paths["/v1/profiles/{identifier}/events"] = admin("get", "A profile's events, newest first by event time", {"type": "object", "properties": {

@@ -255,7 +255,10 @@ def test_audiences_equal_duckdb_on_cdnow_at_every_checkpoint(tmp_path):
         assert sent == len(orders)
         # Previews (the reference evaluator over the stored history) agree too.
         for name, (definition, sql) in AUDIENCES.items():
-            preview = server.admin("POST", "/v1/audiences/preview", json={"definition": definition, "sample": 0}).json()
+            # A preview evaluates the whole stored history from scratch (~10 s
+            # here in a debug build): give it room on a busy machine.
+            preview = requests.post(server.base_url + "/v1/audiences/preview", json={"definition": definition, "sample": 0},
+                                    headers=server.admin_headers(), timeout=180).json()
             assert preview["size"] == len(oracle(con, sql, CHECKPOINTS[-1])), (name, preview)
         sizes = {a["name"]: a["size"] for a in server.admin("GET", "/v1/audiences").json()["audiences"]}
         assert all(size > 0 for size in sizes.values()), sizes

@@ -356,3 +356,68 @@ def test_the_first_command_serves_demo_data_with_audiences_and_computed_traits(t
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# --- logs and progress on non-terminals (issue 12, item 15) ------------------------
+
+def serve_logging(tmp_path, args, env_updates=None):
+    """Serves with stdout and stderr going to a file (not a terminal), with a
+    debug filter so that requests log something; returns the log's bytes
+    after one source was created and the server stopped."""
+    proc, base = serve_raw(tmp_path, ["--data-dir", str(tmp_path / "data"), "--no-demo", *args],
+                           dict(KAIROS_LOG="debug,fjall=warn,lsm_tree=warn", **(env_updates or {})))
+    try:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        r = requests.post(base + "/v1/admin/sources", json={"name": "logs"}, headers=headers, timeout=10)
+        assert r.status_code == 201, r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return (tmp_path / "serve.log").read_bytes()
+
+
+def test_text_logs_have_no_escape_codes_when_not_on_a_terminal(tmp_path):
+    log = serve_logging(tmp_path, [])
+    assert b"serving" in log and b"shutting down" in log, log[-2000:]
+    assert b"\x1b" not in log, "ANSI escape codes in a log file"
+    # KAIROS_LOG (the log filter) is a known setting, not a configuration error.
+    assert b"unknown setting" not in log
+
+
+def test_json_logs_are_one_object_per_line(tmp_path):
+    log = serve_logging(tmp_path, ["--log-format", "json"]).decode()
+    assert "\x1b" not in log
+    records = []
+    for line in log.splitlines():
+        # The banner (how to connect) is plain text on stdout, before any log.
+        if line.startswith("Kairos listening") or line.startswith("  ") or not line.strip():
+            continue
+        records.append(json.loads(line))
+    assert records, log
+    assert all({"timestamp", "level", "fields"} <= set(record) for record in records), records[:3]
+    messages = [record["fields"].get("message") for record in records]
+    assert "serving" in messages and "source created" in messages, messages
+    assert {record["level"] for record in records} <= {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"}
+
+
+def test_import_on_a_pipe_prints_progress_lines_with_units(server, tmp_path):
+    source = server.create_source("import-progress")
+    path = tmp_path / "many.ndjson"
+    path.write_text("".join(json.dumps(event(f"progress-{i}", userId=f"p{i % 50}")) + "\n" for i in range(2000)))
+    result = kairos(server, "import", str(path), "--write-key", source["write_key"],
+                    "--batch-size", "20", "--progress-every", "100ms")
+    ok(result)
+    assert last_line(result.stdout) == REPORT_LINE.format(rows=2000, accepted=2000, duplicates=0, suppressed=0,
+                                                          rejected=0)
+    progress = [line for line in result.stderr.splitlines() if line.startswith("import ")]
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr
+    assert len(progress) >= 2, result.stderr  # periodic lines, then the final one
+    assert all(" events/s" in line and "% of " in line for line in progress), progress
+    assert progress[-1].endswith("(done)") and ": 2000 events, 100% of " in progress[-1], progress[-1]
+    # Trait records count in records/s.
+    crm = tmp_path / "crm.csv"
+    crm.write_text("email,plan\nann@example.com,pro\nbob@example.com,free\n")
+    result = kairos(server, "import", "--traits", "email", str(crm))
+    ok(result)
+    assert any(line.startswith("import ") and ": 2 records," in line and " records/s" in line
+               for line in result.stderr.splitlines()), result.stderr

@@ -59,6 +59,16 @@ def read_until_closed(sock, limit=1.0 * 10):
     return data, False
 
 
+def metric(server, name, **labels):
+    text = server.admin("GET", "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and \
+                all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def track(server, key, user="u1"):
     return requests.post(
         server.base_url + "/v1/track",
@@ -98,8 +108,8 @@ def test_half_open_flood_does_not_starve_a_normal_request(tmp_path):
         assert response.status_code == 200, response.text
         assert elapsed < 2.0, f"a normal request took {elapsed:.2f}s under the flood"
         fds = open_fds(server.proc.pid)
-        # 100 served + at most 64 over-cap answers lingering + slack.
-        assert fds <= baseline + 100 + 64 + 20, (baseline, fds)
+        # 100 served + at most 256 over-cap answers lingering + slack.
+        assert fds <= baseline + 100 + 256 + 20, (baseline, fds)
         # The flood is not held: nearly every flood connection was refused
         # (503) or evicted (closed) while the cap stayed at 100.
         closed, refused = 0, 0
@@ -120,8 +130,14 @@ def test_half_open_flood_does_not_starve_a_normal_request(tmp_path):
                 poller.unregister(fd)
                 del pending[fd]
         assert closed >= 1000, (closed, refused)
+        reasons = {reason: metric(server, "kairos_http_connections_closed_total", reason=reason)
+                   for reason in ("evicted", "over_cap", "dropped")}
+        # Over the cap: evicted once they waited, else answered 503 (while at
+        # most 256 answers linger), else closed at once.
+        assert sum(reasons.values()) >= 1000, reasons
+        assert metric(server, "kairos_http_connections_open") <= 100
         print(f"flood: {closed} of 1100 closed by the server, {refused} of them with a 503; "
-              f"fds {baseline} -> {fds}; normal track {elapsed * 1000:.0f} ms")
+              f"fds {baseline} -> {fds}; normal track {elapsed * 1000:.0f} ms; closed by reason {reasons}")
     finally:
         for sock in flood:
             sock.close()
@@ -166,6 +182,7 @@ def test_over_cap_connections_get_a_503_problem_without_being_read(tmp_path):
                 pass
             assert time.monotonic() < deadline, "a freed slot was never reused"
             time.sleep(0.1)
+        assert metric(server, "kairos_http_connections_closed_total", reason="over_cap") >= 1
     finally:
         for sock in streams:
             sock.close()
@@ -198,7 +215,25 @@ def test_a_slow_header_sender_is_cut_after_the_header_timeout(tmp_path):
         assert closed_at is not None, "the slow header sender was never cut"
         assert 0.9 <= closed_at - started < 3.0, closed_at - started
         sock.close()
+        assert metric(server, "kairos_http_connections_closed_total", reason="header_timeout") == 1
         # A normal client is unaffected.
+        assert requests.get(server.base_url + "/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_huge_head_is_refused_with_431(tmp_path):
+    server = start(tmp_path)
+    try:
+        sock = connect(server)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        try:
+            for i in range(200):  # 200 headers of 1 KB: over the 64 KB head limit
+                sock.sendall(f"X-Filler-{i}: {'a' * 1000}\r\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw, closed = read_until_closed(sock, limit=5)
+        assert raw.startswith(b"HTTP/1.1 431"), raw[:200]
         assert requests.get(server.base_url + "/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
@@ -225,6 +260,16 @@ def test_a_slow_body_is_cut_with_a_408(tmp_path):
         assert closed, "the connection stays open after a cut body"
         assert 0.9 <= elapsed < 3.0, elapsed
         assert track(server, key).status_code == 200
+        # Admin bodies too (they are read by another extractor).
+        sock = connect(server)
+        sock.sendall(
+            b"POST /v1/audiences HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"name": '
+        )
+        raw, closed = read_until_closed(sock, limit=6)
+        head, payload = body_of(raw)
+        assert head.startswith("HTTP/1.1 408") and json.loads(payload)["code"] == "body_timeout", raw
     finally:
         server.stop()
 
@@ -243,6 +288,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(tmp_path
         assert closed and rest == b""
         # Idle, not the (longer) header timeout, closed it.
         assert 0.9 <= idle < 3.0, idle
+        assert metric(server, "kairos_http_connections_closed_total", reason="idle_timeout") == 1
     finally:
         server.stop()
 

@@ -81,6 +81,10 @@ def test_onnx_models_score_like_onnxruntime(tmp_path):
         assert r.status_code == 400 and "base64" in r.json()["detail"], r.text
         r = server.admin("POST", "/v1/models", json={"name": "x", "format": "onnx",
                                                      "model": base64.b64encode(b"garbage").decode(), "inputs": FEATURES})
+        assert r.status_code == 400 and "not an ONNX file" in r.json()["detail"], r.text
+        # Well-formed protobuf that is no ONNX graph: ONNX Runtime says why.
+        r = server.admin("POST", "/v1/models", json={"name": "x", "format": "onnx",
+                                                     "model": base64.b64encode(b"\x08\x07").decode(), "inputs": FEATURES})
         assert r.status_code == 400 and "ONNX Runtime" in r.json()["detail"], r.text
         r = server.admin("POST", "/v1/models", json={"name": "x", "format": "gbm", "model": {}, "inputs": ["session.nope"]})
         assert r.status_code == 400 and "session.nope" in r.json()["detail"], r.text
@@ -246,5 +250,228 @@ def test_admin_bodies_are_limited_while_reading_and_models_may_be_large(tmp_path
         assert len(json.dumps(body)) > 4 * 1024 * 1024
         r = server.admin("POST", "/v1/models", json=body)
         assert r.status_code == 201, r.text[:300]
+    finally:
+        server.stop()
+
+
+# --- hostile models (issue 12, item 8) ---------------------------------------------------
+
+def start_with(tmp_path, config: str) -> Kairos:
+    path = tmp_path / "kairos.toml"
+    path.write_text(config)
+    return Kairos(tmp_path / "data", extra_args=["--config", str(path)],
+                  env={"ORT_DYLIB_PATH": onnx_runtime_library()}).start()
+
+
+def onnx_model(nodes, initializers, x_shape=(1, 1)):
+    """A graph reading X (float [1, 1]) and giving Y (float)."""
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        nodes, "hostile",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def b64(model) -> str:
+    return base64.b64encode(model.SerializeToString()).decode()
+
+
+def external(tensor, location="secret.bin"):
+    from onnx import TensorProto
+    tensor.ClearField("float_data")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    return tensor
+
+
+def counting_loop(trip_count_node_output):
+    """Loop(M) adding 1 per iteration to 0: Y = the number of iterations."""
+    from onnx import TensorProto, helper
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["v_in", "one_f"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("one_f", TensorProto.FLOAT, [], [1.0])])
+    return helper.make_node("Loop", [trip_count_node_output, "cond", "zero_f"], ["Y"], body=body)
+
+
+def loop_model(trap_value=None):
+    """Always loops 2^62 times, or (with `trap_value`) only when X equals it."""
+    from onnx import TensorProto, helper
+    huge = 2 ** 62
+    inits = [helper.make_tensor("cond", TensorProto.BOOL, [], [True]),
+             helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("huge", TensorProto.INT64, [], [huge])]
+    if trap_value is None:
+        return onnx_model([counting_loop("huge")], inits)
+    inits += [helper.make_tensor("trap", TensorProto.FLOAT, [], [float(trap_value)]),
+              helper.make_tensor("one", TensorProto.INT64, [], [1]),
+              helper.make_tensor("scalar", TensorProto.INT64, [0], [])]
+    nodes = [helper.make_node("Reshape", ["X", "scalar"], ["x"]),
+             helper.make_node("Equal", ["x", "trap"], ["is_trap"]),
+             helper.make_node("Where", ["is_trap", "huge", "one"], ["m"]),
+             counting_loop("m")]
+    return onnx_model(nodes, inits)
+
+
+def metric(server, name, **labels):
+    text = server.admin("GET", "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_onnx_external_data_is_refused_at_registration(tmp_path):
+    from onnx import TensorProto, helper
+    (tmp_path / "secret.bin").write_bytes(b"\x00\x00\x80\x3f" * 4)
+    server = start(tmp_path)
+    try:
+        # An initializer whose bytes live in a file next to the server.
+        weights = external(helper.make_tensor("W", TensorProto.FLOAT, [1, 1], [1.0]))
+        as_initializer = onnx_model([helper.make_node("Add", ["X", "W"], ["Y"])], [weights])
+        # The same, hidden in a Constant inside an If's branch (a subgraph).
+        hidden = external(helper.make_tensor("C", TensorProto.FLOAT, [1, 1], [1.0]))
+        branch = helper.make_graph(
+            [helper.make_node("Constant", [], ["c"], value=hidden)], "branch", [],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1])])
+        in_subgraph = onnx_model(
+            [helper.make_node("If", ["yes"], ["c_out"], then_branch=branch, else_branch=branch),
+             helper.make_node("Add", ["X", "c_out"], ["Y"])],
+            [helper.make_tensor("yes", TensorProto.BOOL, [], [True])])
+        for model in (as_initializer, in_subgraph):
+            r = server.admin("POST", "/v1/models", json={
+                "name": "leak", "format": "onnx", "model": b64(model), "inputs": ["trait.x"]})
+            assert r.status_code == 400, r.text
+            assert "external data" in r.json()["detail"], r.text
+        # A self-contained model is fine.
+        plain = onnx_model([helper.make_node("Add", ["X", "W"], ["Y"])],
+                           [helper.make_tensor("W", TensorProto.FLOAT, [1, 1], [1.0])])
+        r = server.admin("POST", "/v1/models", json={
+            "name": "plain", "format": "onnx", "model": b64(plain), "inputs": ["trait.x"]})
+        assert r.status_code == 201, r.text
+        assert server.admin("GET", "/v1/models").json()["models"][0]["name"] == "plain"
+    finally:
+        server.stop()
+
+
+def test_an_onnx_model_that_always_loops_is_refused_by_the_probe(tmp_path):
+    server = start_with(tmp_path, '[models]\nscore_timeout = "200ms"\n')
+    try:
+        started = time.monotonic()
+        r = server.admin("POST", "/v1/models", json={
+            "name": "spin", "format": "onnx", "model": b64(loop_model()), "inputs": ["trait.x"]})
+        assert r.status_code == 400, r.text
+        assert "score_timeout" in r.json()["detail"], r.text
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def test_a_data_dependent_onnx_loop_gives_no_score_and_the_shard_keeps_going(tmp_path):
+    server = start_with(tmp_path, '[models]\nscore_timeout = "200ms"\n[profiles]\nshards = 1\n')
+    try:
+        r = server.admin("POST", "/v1/models", json={
+            "name": "trap", "format": "onnx", "model": b64(loop_model(trap_value=7)),
+            "inputs": ["trait.magic"], "mode": "active"})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+
+        def identify(user, magic):
+            r = requests.post(server.base_url + "/v1/identify", headers=Kairos.basic(key), timeout=10,
+                              json={"userId": user, "traits": {"magic": magic}})
+            assert r.status_code == 200, r.text
+
+        def profile(user):
+            return server.admin("GET", f"/v1/profiles/user_id:{user}").json()
+
+        identify("fine", 3)
+        assert profile("fine")["scores"] == {"trap": 1.0}
+        started = time.monotonic()
+        identify("trapped", 7)
+        view = profile("trapped")
+        assert view["traits"]["magic"] == 7 and "trap" not in view["scores"]
+        assert time.monotonic() - started < 5
+        assert metric(server, "kairos_model_score_failures_total", model="trap", reason="deadline") == 1
+        # Suspended after running over: the next person is not slowed by it.
+        identify("next", 3)
+        assert "trap" not in profile("next")["scores"]
+        assert metric(server, "kairos_model_score_failures_total", model="trap", reason="suspended") >= 1
+        assert metric(server, "kairos_model_score_seconds_count", model="trap") >= 1
+    finally:
+        server.stop()
+
+
+def test_deleting_a_model_stops_a_run_in_progress(tmp_path):
+    # A long timeout: only deletion can free the shard quickly.
+    server = start_with(tmp_path, '[models]\nscore_timeout = "60s"\n[profiles]\nshards = 1\n')
+    try:
+        r = server.admin("POST", "/v1/models", json={
+            "name": "trap", "format": "onnx", "model": b64(loop_model(trap_value=7)),
+            "inputs": ["trait.magic"], "mode": "active"})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        for user, magic in [("trapped", 7), ("after", 3)]:
+            r = requests.post(server.base_url + "/v1/identify", headers=Kairos.basic(key), timeout=10,
+                              json={"userId": user, "traits": {"magic": magic}})
+            assert r.status_code == 200, r.text
+        # Wait until the shard is inside the loop: reads queue behind it.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(server.base_url + "/v1/profiles/user_id:trapped",
+                             headers=server.admin_headers(), timeout=0.5)
+            except requests.Timeout:
+                break
+            assert time.monotonic() < deadline, "the trap never ran"
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert server.admin("DELETE", "/v1/models/trap").status_code == 200
+        # The shard comes out at once and applies the next person's event.
+        view = requests.get(server.base_url + "/v1/profiles/user_id:after",
+                            headers=server.admin_headers(), timeout=10).json()
+        assert view["traits"]["magic"] == 3 and view["scores"] == {}
+        assert time.monotonic() - started < 5
+        assert metric(server, "kairos_model_score_failures_total", model="trap", reason="stopped") == 1
+    finally:
+        server.stop()
+
+
+def gbm_chain(depth, trees=1):
+    """One chain `depth` splits deep (every left child the next split), as
+    `trees` trees sharing it."""
+    leaf = depth
+    return {
+        "feature_count": 1, "base_margin": 0.0, "tree_roots": [0] * trees,
+        "feature": [0] * depth + [4294967295], "threshold": [0.5] * depth + [0.0],
+        "left": [i + 1 for i in range(depth)] + [0], "right": [leaf] * depth + [0],
+        "missing_left": [True] * depth + [False], "value": [0.0] * depth + [0.1],
+    }
+
+
+def test_gbm_work_per_score_is_bounded_at_load(tmp_path):
+    server = start(tmp_path)
+    try:
+        for model, limit in [(gbm_chain(100_000), "GBM_DEPTH_MAX"),
+                             (gbm_chain(60, trees=10_000), "GBM_PATH_NODES_MAX")]:
+            started = time.monotonic()
+            r = server.admin("POST", "/v1/models", json={
+                "name": "chain", "format": "gbm", "model": model, "inputs": ["trait.x"]})
+            assert r.status_code == 400, r.text
+            assert limit in r.json()["detail"], r.text
+            assert time.monotonic() - started < 10
+        r = server.admin("POST", "/v1/models", json={
+            "name": "chain", "format": "gbm", "model": gbm_chain(6, trees=100), "inputs": ["trait.x"]})
+        assert r.status_code == 201, r.text
     finally:
         server.stop()

@@ -106,6 +106,10 @@ pub struct Profile {
     pub first_seen: Option<Timestamp>,
     pub last_seen: Option<Timestamp>,
     pub timeline: VecDeque<TimelineEntry>,
+    /// The timeline's entries that are Kairos' own events about the person
+    /// (audience announcements), in timeline order: shown on the timeline,
+    /// but not the person's behaviour.
+    own: VecDeque<TimelineEntry>,
     pub merges: Vec<MergeRecord>,
 }
 
@@ -145,6 +149,24 @@ impl Profile {
         });
     }
 
+    /// Applies one of Kairos' own events about this person (an audience
+    /// announcement): on the timeline, but first and last seen and the
+    /// event count leave it out — a membership timer firing is not the
+    /// person being seen.
+    pub fn apply_own(&mut self, event: &Event) {
+        let entry = TimelineEntry {
+            seq: event.seq,
+            timestamp: event.timestamp,
+        };
+        self.record(entry);
+        insert_sorted(&mut self.own, entry);
+    }
+
+    /// The person's own events on the timeline (Kairos' excluded).
+    pub fn event_count(&self) -> usize {
+        self.timeline.len() - self.own.len()
+    }
+
     fn set_traits(&mut self, traits: &Map<String, Value>, time: Timestamp, source: SourceStanding) {
         for (key, value) in traits {
             let incoming = TraitValue {
@@ -166,7 +188,7 @@ impl Profile {
     /// Drops timeline entries beyond the retention (count, then age).
     pub fn retain(&mut self, retention: &Retention, now: Timestamp) {
         while self.timeline.len() > retention.events_max {
-            self.timeline.pop_front();
+            self.drop_oldest();
         }
         if let Some(horizon) = retention.horizon(now) {
             while self
@@ -174,17 +196,23 @@ impl Profile {
                 .front()
                 .is_some_and(|entry| entry.timestamp < horizon)
             {
-                self.timeline.pop_front();
+                self.drop_oldest();
             }
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        let dropped = self.timeline.pop_front();
+        // Both are in timeline order: the oldest own entry is the oldest
+        // entry exactly when it is own.
+        if dropped.is_some() && self.own.front() == dropped.as_ref() {
+            self.own.pop_front();
         }
     }
 
     /// Inserts in event-time order (late events land in their place).
     fn record(&mut self, entry: TimelineEntry) {
-        let position = self.timeline.partition_point(|existing| {
-            (existing.timestamp, existing.seq) <= (entry.timestamp, entry.seq)
-        });
-        self.timeline.insert(position, entry);
+        insert_sorted(&mut self.timeline, entry);
     }
 
     /// Folds `other` into this profile: trusted then newer traits win, seen times widen,
@@ -213,6 +241,9 @@ impl Profile {
         for entry in other.timeline {
             self.record(entry);
         }
+        for entry in other.own {
+            insert_sorted(&mut self.own, entry);
+        }
         self.merges.extend(other.merges);
     }
 
@@ -222,6 +253,14 @@ impl Profile {
             .map(|(key, value)| (key.clone(), value.value.clone()))
             .collect()
     }
+}
+
+/// Inserts in timeline order: event time, then log position.
+fn insert_sorted(entries: &mut VecDeque<TimelineEntry>, entry: TimelineEntry) {
+    let position = entries.partition_point(|existing| {
+        (existing.timestamp, existing.seq) <= (entry.timestamp, entry.seq)
+    });
+    entries.insert(position, entry);
 }
 
 /// Consent from `context.consent.categoryPreferences` (Segment's format):
@@ -310,5 +349,33 @@ mod tests {
             survivor.last_seen,
             Some("2024-05-03T00:00:00Z".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn kairos_own_events_are_on_the_timeline_but_not_seen_or_counted() {
+        let mut profile = Profile::default();
+        profile.apply(&event(1, json!({"type": "track", "event": "A", "userId": "u", "timestamp": "2024-05-01T00:00:00Z"})), 0);
+        profile.apply_own(&event(2, json!({"type": "track", "event": "Audience Entered", "userId": "u", "timestamp": "2024-05-03T00:00:00Z"})));
+        let mut absorbed = Profile::default();
+        absorbed.apply_own(&event(3, json!({"type": "track", "event": "Audience Exited", "userId": "u", "timestamp": "2024-04-01T00:00:00Z"})));
+        profile.absorb(absorbed);
+        let day_one = Some("2024-05-01T00:00:00Z".parse().unwrap());
+        assert_eq!((profile.first_seen, profile.last_seen), (day_one, day_one));
+        assert_eq!((profile.timeline.len(), profile.event_count()), (3, 1));
+        // Retention drops the oldest entry (an own one): still one event.
+        let retention = Retention {
+            events_max: 2,
+            max_age: None,
+        };
+        profile.retain(&retention, "2024-06-01T00:00:00Z".parse().unwrap());
+        assert_eq!((profile.timeline.len(), profile.event_count()), (2, 1));
+        profile.retain(
+            &Retention {
+                events_max: 1,
+                ..retention
+            },
+            "2024-06-01T00:00:00Z".parse().unwrap(),
+        );
+        assert_eq!((profile.timeline.len(), profile.event_count()), (1, 0));
     }
 }

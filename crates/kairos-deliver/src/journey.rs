@@ -212,6 +212,9 @@ pub struct CompiledJourney {
     pub starts_after_seq: u64,
     pub matcher: Matcher,
     pub program: Vec<Instruction>,
+    /// Where each instruction is in the definition (`steps[1].branch.then[0]`),
+    /// to report per step.
+    pub paths: Vec<String>,
     pub goal: Option<String>,
     pub entry: Entry,
 }
@@ -320,13 +323,21 @@ pub fn compile(
         );
     }
     let mut program = Vec::new();
-    emit(&definition.steps, &destination, &mut program)?;
+    let mut paths = Vec::new();
+    emit(
+        &definition.steps,
+        "steps",
+        &destination,
+        &mut program,
+        &mut paths,
+    )?;
     Ok(CompiledJourney {
         id: id.to_string(),
         name: name.to_string(),
         starts_after_seq,
         matcher,
         program,
+        paths,
         goal: definition.goal.clone(),
         entry: entry_options(definition.entry.as_ref())?,
     })
@@ -388,10 +399,32 @@ fn entry_problem(entry: &Value) -> String {
 /// over its `then` steps and a jump over its `else` steps.
 fn emit(
     steps: &[Step],
+    prefix: &str,
     destination: &impl Fn(&str) -> Option<(String, String)>,
     program: &mut Vec<Instruction>,
+    paths: &mut Vec<String>,
 ) -> Result<(), String> {
-    for step in steps {
+    for (index, step) in steps.iter().enumerate() {
+        let path = format!("{prefix}[{index}]");
+        emit_step(step, &path, destination, program, paths)?;
+        // A plain step's one instruction is reported at its path (a
+        // branch named its own and its arms').
+        while paths.len() < program.len() {
+            paths.push(path.clone());
+        }
+    }
+    Ok(())
+}
+
+/// The instructions of one step (a branch: its own and its arms').
+fn emit_step(
+    step: &Step,
+    path: &str,
+    destination: &impl Fn(&str) -> Option<(String, String)>,
+    program: &mut Vec<Instruction>,
+    paths: &mut Vec<String>,
+) -> Result<(), String> {
+    {
         match step {
             Step::Wait(text) => program.push(Instruction::Wait(
                 duration(text).map_err(|error| error.replace("trigger.within", "wait"))?,
@@ -431,11 +464,25 @@ fn emit(
                     condition,
                     otherwise: 0,
                 });
-                emit(then, destination, program)?;
+                paths.push(path.to_string());
+                emit(
+                    then,
+                    &format!("{path}.branch.then"),
+                    destination,
+                    program,
+                    paths,
+                )?;
                 let jump = program.len();
                 program.push(Instruction::Jump(0));
+                paths.push(path.to_string());
                 let else_start = program.len();
-                emit(otherwise, destination, program)?;
+                emit(
+                    otherwise,
+                    &format!("{path}.branch.else"),
+                    destination,
+                    program,
+                    paths,
+                )?;
                 let end = program.len();
                 if let Instruction::Branch { otherwise, .. } = &mut program[branch] {
                     *otherwise = else_start;
@@ -555,5 +602,40 @@ impl CompiledJourney {
                         == Some(audience.as_str())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_instruction_knows_the_step_it_came_from() {
+        let definition = json!({"trigger": {"event": "X"}, "steps": [
+            {"wait": "1h"},
+            {"branch": {"if": "trait vip = true",
+                        "then": [{"send": {"destination": "hooks"}}],
+                        "else": [{"wait_until": "09:00"}, {"send": {"destination": "hooks"}}]}},
+            {"set_trait": {"name": "done", "value": true}},
+        ]});
+        let journey = compile("jny_1", "j", 0, &definition, |_| {
+            Some(("dst_1".to_string(), "webhook".to_string()))
+        })
+        .unwrap();
+        assert_eq!(journey.paths.len(), journey.program.len());
+        assert_eq!(
+            journey.paths,
+            [
+                "steps[0]",
+                "steps[1]",
+                "steps[1].branch.then[0]",
+                "steps[1]",
+                "steps[1].branch.else[0]",
+                "steps[1].branch.else[1]",
+                "steps[2]",
+            ]
+        );
+        assert!(matches!(journey.program[3], Instruction::Jump(6)));
     }
 }

@@ -22,6 +22,7 @@ pub mod in_app;
 mod in_app_worker;
 pub mod journey;
 pub mod lists;
+pub mod metrics;
 pub mod policy;
 pub mod render;
 pub mod signing;
@@ -113,6 +114,7 @@ impl Deliverer {
         rules: Arc<IdentityRules>,
         settings: DeliverySettings,
         engine: Option<kairos_engine::Engine>,
+        metrics: metrics::DeliveryMetrics,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
         let wake_follower = Arc::new(Notify::new());
@@ -147,6 +149,7 @@ impl Deliverer {
                     engine,
                     follower_signals,
                     hub,
+                    metrics,
                 ));
             })?;
         Ok(deliverer)
@@ -232,6 +235,7 @@ async fn supervise(
     engine: Option<kairos_engine::Engine>,
     signals: follower::Signals,
     hub: in_app::InAppHub,
+    metrics: metrics::DeliveryMetrics,
 ) {
     let wake = signals.wake_workers.clone();
     let client = http_client(&settings);
@@ -240,6 +244,7 @@ async fn supervise(
         rules,
         engine,
         policy: settings.policy.clone(),
+        metrics: metrics.clone(),
     };
     tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -256,6 +261,7 @@ async fn supervise(
                     wake.clone(),
                     client.clone(),
                     hub.clone(),
+                    metrics.clone(),
                 ));
                 workers.insert(destination.id, handle);
             }

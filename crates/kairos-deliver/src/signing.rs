@@ -24,6 +24,17 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     Ok(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
 }
 
+/// The `webhook-signature` header for every secret in use (during a
+/// rotation's overlap, the new and the old one): space-separated, as
+/// Standard Webhooks allows, so a receiver holding either verifies.
+pub fn sign_all(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let signatures = secrets
+        .iter()
+        .map(|secret| sign(secret, id, timestamp, body))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(signatures.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +50,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn signs_with_each_secret_in_use_space_separated() {
+        let (new, old) = (
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_bm90LXRoZS1zYW1lLXNlY3JldC0xMjM0NTY=",
+        );
+        let both = sign_all(&[new, old], "id", 1, b"{}").unwrap();
+        let expected = format!(
+            "{} {}",
+            sign(new, "id", 1, b"{}").unwrap(),
+            sign(old, "id", 1, b"{}").unwrap()
+        );
+        assert_eq!(both, expected);
+        assert_eq!(
+            sign_all(&[new], "id", 1, b"{}").unwrap(),
+            sign(new, "id", 1, b"{}").unwrap()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::email::{self, RenderedEmail, SmtpOutcome};
 use crate::endpoint;
 use crate::failure;
 use crate::in_app::InAppHub;
-use crate::signing::sign;
+use crate::signing::sign_all;
 
 /// Messages taken per look at the queue.
 const TAKE: usize = 100;
@@ -52,6 +52,7 @@ pub(crate) async fn run(
     wake: Arc<Notify>,
     client: reqwest::Client,
     hub: InAppHub,
+    metrics: crate::metrics::DeliveryMetrics,
 ) {
     if store
         .outbox
@@ -110,7 +111,16 @@ pub(crate) async fn run(
             if store.outbox.is_erased(&message.identifier) {
                 continue; // erased since it was read: never sent
             }
+            let started = Instant::now();
             let outcome = attempt(&client, &destination, &message, &settings).await;
+            count(
+                &metrics,
+                &destination,
+                &message,
+                &outcome,
+                &settings,
+                started,
+            );
             match outcome {
                 Outcome::Delivered => failures_in_row = 0,
                 _ => failures_in_row += 1,
@@ -118,10 +128,11 @@ pub(crate) async fn run(
             let gone = matches!(outcome, Outcome::Gone);
             record(&store, message, outcome, &settings);
             if gone {
-                let _ = store.outbox.disable_destination(
-                    &destination.id,
-                    "the endpoint answered 410 Gone; create the destination again to resume",
+                let reason = format!(
+                    "the endpoint answered 410 Gone; once it is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
+                    destination.id
                 );
+                let _ = store.outbox.disable_destination(&destination.id, &reason);
                 break;
             }
             if failures_in_row >= BREAKER_FAILURES {
@@ -133,6 +144,36 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// One attempt on `/metrics`: its outcome and how long it took.
+fn count(
+    metrics: &crate::metrics::DeliveryMetrics,
+    destination: &DestinationRecord,
+    message: &Message,
+    outcome: &Outcome,
+    settings: &DeliverySettings,
+    started: Instant,
+) {
+    let status = match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Gone => "gone",
+        Outcome::Failed(_) => "dead",
+        Outcome::Retry { .. } if message.attempts + 1 >= settings.max_attempts => "dead",
+        Outcome::Retry { .. } => "retry",
+    };
+    let name = destination.name.clone();
+    metrics
+        .deliveries
+        .get_or_create(&vec![
+            ("destination", name.clone()),
+            ("status", status.to_string()),
+        ])
+        .inc();
+    metrics
+        .delivery_seconds
+        .get_or_create(&vec![("destination", name)])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 async fn wait(wake: &Notify, at_most: Duration) {
@@ -159,15 +200,21 @@ async fn attempt(
         return Outcome::Failed(failure::NOT_ALLOWED.into());
     }
     let body = serde_json::to_vec(&message.payload).unwrap_or_default();
-    let timestamp = Timestamp::now().as_second();
-    let signature = match sign(&destination.secret, &message.id, timestamp, &body) {
+    let now = Timestamp::now();
+    let timestamp = now.as_second();
+    let secrets = destination.signing_secrets(now);
+    let signature = match sign_all(&secrets, &message.id, timestamp, &body) {
         Ok(signature) => signature,
         Err(error) => {
             return Outcome::Retry { error, after: None };
         }
     };
-    let request = client
-        .post(url)
+    let mut request = client.post(url);
+    // The destination's own headers first: the protocol's below win.
+    for (name, value) in &destination.headers {
+        request = request.header(name, value);
+    }
+    let request = request
         .timeout(settings.timeout)
         .header("content-type", "application/json")
         .header("user-agent", "Kairos-Webhooks/1")

@@ -75,12 +75,46 @@ pub struct Announcer {
     /// Announcements sent, and announcements durable in the log.
     sent: Arc<AtomicU64>,
     durable: watch::Receiver<u64>,
+    /// The engine's work, for metrics.
+    pub(crate) counters: Arc<EngineCounters>,
+}
+
+/// Counts of the engine's audience work since start, for `/metrics`
+/// (kairos-http names and exports them).
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    /// Events the audience engine evaluated for a profile (each reads the
+    /// definitions that event can change).
+    pub audience_evaluations: AtomicU64,
+    /// Memberships gained and lost (announced changes).
+    pub audience_entered: AtomicU64,
+    pub audience_exited: AtomicU64,
+    /// Profiles scored with the served models, and the time it took
+    /// (nanoseconds, all models of one person together).
+    pub model_scorings: AtomicU64,
+    pub model_scoring_nanos: AtomicU64,
+}
+
+impl EngineCounters {
+    pub(crate) fn scored(&self, took: std::time::Duration) {
+        self.model_scorings.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.model_scoring_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 impl Announcer {
     pub(crate) fn send(&self, announcements: Vec<Announcement>) {
         self.sent
             .fetch_add(announcements.len() as u64, Ordering::AcqRel);
+        let entered = announcements.iter().filter(|change| change.entered).count() as u64;
+        let counters = &self.counters;
+        counters
+            .audience_entered
+            .fetch_add(entered, Ordering::Relaxed);
+        counters
+            .audience_exited
+            .fetch_add(announcements.len() as u64 - entered, Ordering::Relaxed);
         let _ = self.sender.send(announcements);
     }
 
@@ -118,6 +152,7 @@ pub(crate) fn start(
         source_id,
         sent: Arc::new(AtomicU64::new(0)),
         durable,
+        counters: Arc::default(),
     })
 }
 

@@ -181,7 +181,9 @@ impl Engine {
     /// them all from the log).
     pub fn set_models(&self, models: kairos_models::ModelSet) {
         if let Ok(mut served) = self.models.write() {
-            *served = Arc::new(models);
+            let previous = std::mem::replace(&mut *served, Arc::new(models));
+            // A shard may be scoring with the previous set right now.
+            previous.stop_removed(&served);
         }
     }
 
@@ -346,6 +348,11 @@ impl Engine {
         answer.await.map_err(|_| EngineStopped)?;
         self.announcer.flushed().await;
         Ok(())
+    }
+
+    /// Counts of the audience work done since start (for metrics).
+    pub fn counters(&self) -> &announcer::EngineCounters {
+        &self.announcer.counters
     }
 
     /// Waits until every membership change made so far is announced.

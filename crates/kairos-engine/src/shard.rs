@@ -321,6 +321,12 @@ impl ShardState {
                 properties,
             };
             let changes = self.audiences.apply(profile, &fact, now);
+            if let Some(announcer) = &self.announcer {
+                announcer
+                    .counters
+                    .audience_evaluations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.announce(changes);
         }
         if event.event_type == kairos_core::EventType::Identify || !self.audiences.knows(profile) {
@@ -375,7 +381,11 @@ impl ShardState {
         } else {
             Default::default()
         };
+        let started = std::time::Instant::now();
         let scores = models.score(&entry.features, &traits, &computed);
+        if let Some(announcer) = &self.announcer {
+            announcer.counters.scored(started.elapsed());
+        }
         let changed = scores.active != entry.scores.active;
         entry.scores = scores;
         changed
@@ -399,14 +409,19 @@ impl ShardState {
                 if let Some(identities) = identities {
                     entry.identities = identities;
                 }
-                entry.profile.apply(&event, source);
-                entry.profile.retain(&self.settings.retention, now);
                 // Membership announcements are not behaviour: they neither
-                // feed features nor change scores.
+                // feed features nor change scores, nor first/last seen and
+                // the event count (a timer firing is not the person seen).
                 let announcement = self
                     .announcer
                     .as_ref()
                     .is_some_and(|announcer| announcer.source_id == event.source_id);
+                if announcement {
+                    entry.profile.apply_own(&event);
+                } else {
+                    entry.profile.apply(&event, source);
+                }
+                entry.profile.retain(&self.settings.retention, now);
                 let rescored = !announcement && {
                     entry.features.observe(&event);
                     self.score(profile, now)
@@ -630,7 +645,7 @@ fn view(id: ProfileId, entry: &ShardProfile) -> ProfileView {
         consent: profile.consent.clone(),
         first_seen: profile.first_seen,
         last_seen: profile.last_seen,
-        event_count: profile.timeline.len(),
+        event_count: profile.event_count(),
         merges: profile.merges.clone(),
         computed: Default::default(),
         audiences: Vec::new(),

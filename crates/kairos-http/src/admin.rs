@@ -63,6 +63,8 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S>
                     .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
                 if over_limit {
                     too_large()
+                } else if let Some(problem) = crate::body::timeout_problem(&error) {
+                    problem
                 } else {
                     Problem::bad_request("body_unreadable", error.to_string())
                 }

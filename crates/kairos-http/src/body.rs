@@ -18,13 +18,8 @@ pub async fn read_body(
     let raw = axum::body::to_bytes(body, bytes_max)
         .await
         .map_err(|error| {
-            if let Some(timeout) = body_timeout(&error) {
-                return Problem::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "Request body too slow",
-                    format!("{timeout}; send the whole body without pauses"),
-                );
+            if let Some(problem) = timeout_problem(&error) {
+                return problem;
             }
             let too_large = std::error::Error::source(&error)
                 .is_some_and(|source| source.to_string().contains("length limit"))
@@ -50,6 +45,18 @@ pub async fn read_body(
             ),
         )),
     }
+}
+
+/// A `408` if the body read failed for `server.body_read_timeout`.
+pub(crate) fn timeout_problem(error: &(dyn std::error::Error + 'static)) -> Option<Problem> {
+    body_timeout(error).map(|timeout| {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "Request body too slow",
+            format!("{timeout}; send the whole body without pauses"),
+        )
+    })
 }
 
 /// The body-read timeout behind `error`, if that is what ended the read.

@@ -49,7 +49,7 @@ pub struct CreateDestination {
 }
 
 /// A destination as listed: never its secret.
-fn describe_destination(record: &DestinationRecord) -> Value {
+pub(crate) fn describe_destination(record: &DestinationRecord) -> Value {
     json!({
         "id": record.id, "name": record.name, "type": record.kind, "url": record.url,
         "from": record.from, "created_at": record.created_at, "disabled": record.disabled,
@@ -83,19 +83,7 @@ pub async fn create_destination(
 ) -> Result<Response, Problem> {
     checked_name(&body.name, "destination")?;
     let url = body.url.trim();
-    match body.kind.as_str() {
-        "webhook" | "in_app" => {}
-        "email" => checked_sender(body.from.as_deref())?,
-        other => {
-            return Err(Problem::bad_request(
-                "destination_type_invalid",
-                format!(
-                    "type {other:?} is not supported yet; use \"webhook\", \"email\" or \"in_app\""
-                ),
-            ));
-        }
-    }
-    checked_destination_url(&body.kind, url, state.address_policy).await?;
+    checked_destination(&state, &body.kind, url, body.from.as_deref()).await?;
     let record = state
         .store
         .outbox
@@ -116,6 +104,31 @@ pub async fn create_destination(
         answer["secret"] = json!(record.secret);
     }
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// Checks a destination's address, at creation and on every edit (one
+/// place, so every rule about where Kairos may send applies to both).
+/// Checks a destination's kind, sender and URL (address policy
+/// included): at creation and on every edit.
+pub(crate) async fn checked_destination(
+    state: &AppState,
+    kind: &str,
+    url: &str,
+    from: Option<&str>,
+) -> Result<(), Problem> {
+    match kind {
+        "webhook" | "in_app" => {}
+        "email" => checked_sender(from)?,
+        other => {
+            return Err(Problem::bad_request(
+                "destination_type_invalid",
+                format!(
+                    "type {other:?} is not supported yet; use \"webhook\", \"email\" or \"in_app\""
+                ),
+            ));
+        }
+    }
+    checked_destination_url(kind, url, state.address_policy).await
 }
 
 #[derive(Deserialize)]
@@ -495,17 +508,26 @@ pub async fn replay_dead_letter(
             StatusCode::CONFLICT,
             "destination_disabled",
             "Destination disabled",
-            "its destination is disabled (410 Gone); create a new destination for the endpoint",
+            format!(
+                "its destination is disabled (410 Gone); once the endpoint is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
+                destination.id
+            ),
         ));
     }
-    message.status = MessageStatus::Pending;
-    // Queued again at the end (its id, the webhook-id, stays).
-    message.seq = state.store.outbox.next_seq();
-    message.attempts = 0;
-    message.next_attempt_at = Timestamp::now();
-    state.store.outbox.update(&message)?;
+    requeue(&state, &mut message)?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }
     Ok(axum::Json(describe_message(&message)).into_response())
+}
+
+/// A dead letter queued again at the end: its id (the webhook-id) stays,
+/// its attempts start over.
+pub(crate) fn requeue(state: &AppState, message: &mut Message) -> Result<(), Problem> {
+    message.status = MessageStatus::Pending;
+    message.seq = state.store.outbox.next_seq();
+    message.attempts = 0;
+    message.next_attempt_at = Timestamp::now();
+    state.store.outbox.update(message)?;
+    Ok(())
 }

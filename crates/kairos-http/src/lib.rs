@@ -13,6 +13,8 @@
 //! - [`matching`]: the probabilistic matcher on live profiles;
 //! - [`audiences`], [`computed_traits`]: definitions, members, values;
 //! - [`journeys`]: destinations, journeys, deliveries, dead letters;
+//!   [`destinations`]: editing a destination, rotating its secret,
+//!   replaying its dead letters;
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS;
 //! - [`access`]: the metrics token, trusted proxies, which routes browsers may call.
 
@@ -25,8 +27,10 @@ pub mod body;
 pub mod collect;
 pub mod computed_traits;
 mod definitions;
+pub mod destinations;
 pub mod imports;
 mod internal;
+pub mod journey_counts;
 pub mod journeys;
 pub mod lists;
 pub mod matching;
@@ -141,13 +145,23 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/destinations/{id}",
-            delete(journeys::delete_destination),
+            delete(journeys::delete_destination)
+                .get(destinations::get_destination)
+                .patch(destinations::edit_destination)
+                .put(destinations::edit_destination),
+        )
+        .route(
+            "/v1/destinations/{id}/dead-letters/replay",
+            post(destinations::replay_dead_letters),
         )
         .route(
             "/v1/journeys",
             post(journeys::create_journey).get(journeys::list_journeys),
         )
-        .route("/v1/journeys/{id}", delete(journeys::delete_journey))
+        .route(
+            "/v1/journeys/{id}",
+            delete(journeys::delete_journey).get(journey_counts::get_journey),
+        )
         .route(
             "/v1/audience-syncs",
             post(audience_syncs::create_sync).get(audience_syncs::list_syncs),

@@ -27,7 +27,18 @@ pub struct Metrics {
     pub ingest_queue_depth: Gauge,
     pub log_committed_seq: Gauge,
     pub engine_applied_seq: Gauge,
+    /// Pages connected to the in-app hub now (set at each scrape).
     pub in_app_pages: Gauge,
+    /// Journeys and deliveries: counted on the delivery thread.
+    pub delivery: kairos_deliver::metrics::DeliveryMetrics,
+    /// The engine's audience work, copied from its counters at each scrape
+    /// ([`Metrics::observe_engine`]).
+    pub audience_evaluations: Counter,
+    pub audience_membership_changes: Family<Labels, Counter>,
+    pub model_scorings: Counter,
+    pub model_scoring_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// One scrape copies at a time (two at once would both add the change).
+    observing: std::sync::Mutex<()>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -55,6 +66,12 @@ impl Metrics {
             ingest_queue_depth: Gauge::default(),
             log_committed_seq: Gauge::default(),
             engine_applied_seq: Gauge::default(),
+            delivery: Default::default(),
+            audience_evaluations: Counter::default(),
+            audience_membership_changes: Family::default(),
+            model_scorings: Counter::default(),
+            model_scoring_seconds: Counter::default(),
+            observing: std::sync::Mutex::new(()),
             in_app_pages: Gauge::default(),
             registry: Registry::default(),
         };
@@ -143,9 +160,60 @@ impl Metrics {
             "Log position the engine has applied (profiles, features, scores, audiences); the lag is committed - applied",
             metrics.engine_applied_seq.clone(),
         );
+        register_stages(&mut registry, &metrics);
+        let connections = crate::server::connection_metrics();
+        registry.register(
+            "kairos_http_connections_open",
+            "Client connections being served",
+            connections.open.clone(),
+        );
+        registry.register(
+            "kairos_http_connections_closed",
+            "Connections the server closed for a limit, by reason (over_cap, dropped, evicted, header_timeout, idle_timeout)",
+            connections.closed.clone(),
+        );
+        let scoring = kairos_models::metrics::score_metrics();
+        registry.register(
+            "kairos_model_score_failures",
+            "Scores not given, by model and reason (deadline, suspended, stopped, error)",
+            scoring.failures.clone(),
+        );
+        registry.register(
+            "kairos_model_score_seconds",
+            "Time to score one person with one model",
+            scoring.seconds.clone(),
+        );
         Metrics {
             registry,
             ..metrics
+        }
+    }
+
+    /// Brings the engine's counters up to date (at each scrape).
+    pub fn observe_engine(&self, counters: &kairos_engine::announcer::EngineCounters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _one_at_a_time = self.observing.lock();
+        let catch_up = |counter: &Counter, now: u64| {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        };
+        catch_up(
+            &self.audience_evaluations,
+            counters.audience_evaluations.load(Relaxed),
+        );
+        catch_up(&self.model_scorings, counters.model_scorings.load(Relaxed));
+        let seconds = counters.model_scoring_nanos.load(Relaxed) as f64 / 1e9;
+        let seconds_counted = self.model_scoring_seconds.get();
+        if seconds > seconds_counted {
+            self.model_scoring_seconds.inc_by(seconds - seconds_counted);
+        }
+        for (change, total) in [
+            ("entered", &counters.audience_entered),
+            ("exited", &counters.audience_exited),
+        ] {
+            let counter = self
+                .audience_membership_changes
+                .get_or_create(&vec![("change", change.to_string())]);
+            catch_up(&counter, total.load(Relaxed));
         }
     }
 
@@ -179,4 +247,49 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// The stages after ingest: audiences, journeys, deliveries.
+fn register_stages(registry: &mut Registry, metrics: &Metrics) {
+    registry.register(
+        "kairos_audience_evaluations",
+        "Events the audience engine evaluated for a profile",
+        metrics.audience_evaluations.clone(),
+    );
+    registry.register(
+        "kairos_audience_membership_changes",
+        "Audience memberships gained (entered) and lost (exited)",
+        metrics.audience_membership_changes.clone(),
+    );
+    registry.register(
+        "kairos_model_scorings",
+        "Profiles scored with the served models (all models of a person at once)",
+        metrics.model_scorings.clone(),
+    );
+    registry.register(
+        "kairos_model_scoring_seconds",
+        "Time spent scoring; divided by kairos_model_scorings_total, the mean time per profile",
+        metrics.model_scoring_seconds.clone(),
+    );
+    let delivery = &metrics.delivery;
+    registry.register(
+        "kairos_journey_entries",
+        "People entering a journey, by journey",
+        delivery.journey_entries.clone(),
+    );
+    registry.register(
+        "kairos_journey_messages",
+        "Messages journeys decided, by journey and status (pending, blocked)",
+        delivery.journey_messages.clone(),
+    );
+    registry.register(
+        "kairos_deliveries",
+        "Delivery attempts by destination and outcome (delivered, retry, dead, gone)",
+        delivery.deliveries.clone(),
+    );
+    registry.register(
+        "kairos_delivery_duration_seconds",
+        "Delivery attempt latency by destination",
+        delivery.delivery_seconds.clone(),
+    );
 }

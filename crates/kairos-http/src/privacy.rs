@@ -61,6 +61,8 @@ pub async fn erase_profile(
         .map(|identity| format!("{}:{}", identity.kind, identity.value))
         .collect();
     state.store.lists.forget(&listed)?;
+    // From here until the purge ends, a crash leaves it to the next start.
+    state.store.purge_pending()?;
     // Journeys, waits and messages about the person end here: nothing
     // already decided is sent, and open in-app pages close.
     let outbox_erased = state.store.outbox.forget(&listed)?;

@@ -33,6 +33,9 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response, header};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
@@ -73,7 +76,7 @@ pub const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Over-cap connections being answered `503` at once; beyond this they are
 /// closed without an answer (each one holds a descriptor while it lingers).
-const REJECTING_MAX: usize = 64;
+const REJECTING_MAX: usize = 256;
 
 /// How long an over-cap connection lingers after its `503`, reading and
 /// discarding what the client sends, so that closing does not reset the
@@ -87,9 +90,41 @@ const REJECT_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// stuck client cannot keep the process from stopping.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(10);
 
+/// A connection's read buffer at most, which bounds a request head: a
+/// bigger head is answered `431`. hyper's default (~400 KB) times
+/// `connections_max` slow senders would be gigabytes; real heads are a few
+/// KB (nginx allows 32 KB by default).
+pub const HEAD_BYTES_MAX: usize = 64 * 1024;
+
 /// After an accept error (usually EMFILE: out of descriptors) the loop
 /// pauses this long instead of spinning; connections close meanwhile.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Connection metrics, registered by [`crate::Metrics`].
+pub struct ConnectionMetrics {
+    /// `kairos_http_connections_open`.
+    pub open: Gauge,
+    /// `kairos_http_connections_closed_total{reason}`: closed by the server
+    /// for a limit (`over_cap` answered 503, `dropped` over the cap without
+    /// an answer, `evicted`, `header_timeout`, `idle_timeout`).
+    pub closed: Family<Vec<(&'static str, String)>, Counter>,
+}
+
+/// The process's connection metrics.
+pub fn connection_metrics() -> &'static ConnectionMetrics {
+    static METRICS: std::sync::OnceLock<ConnectionMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| ConnectionMetrics {
+        open: Gauge::default(),
+        closed: Family::default(),
+    })
+}
+
+fn closed_for(reason: &'static str) {
+    connection_metrics()
+        .closed
+        .get_or_create(&vec![("reason", reason.to_string())])
+        .inc();
+}
 
 /// A request body sent nothing for `server.body_read_timeout`.
 #[derive(Debug)]
@@ -143,19 +178,25 @@ pub async fn serve(
                     limits,
                     stop: stop_rx.clone(),
                 };
+                connection_metrics().open.inc();
                 tokio::spawn(async move {
                     task.run(stream).await;
+                    connection_metrics().open.dec();
                     drop(alive);
                 });
             }
             None => match rejecting.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    closed_for("over_cap");
                     tokio::spawn(async move {
                         reject(stream).await;
                         drop((permit, alive));
                     });
                 }
-                Err(_) => drop(stream),
+                Err(_) => {
+                    closed_for("dropped");
+                    drop(stream);
+                }
             },
         }
     }
@@ -244,6 +285,18 @@ impl Phase {
             } => Some(first + limits.header_read_timeout),
             Phase::Waiting { since, .. } => Some(since + limits.idle_timeout),
             Phase::Busy { .. } => None,
+        }
+    }
+
+    /// Which limit its deadline is.
+    fn timeout_reason(&self) -> &'static str {
+        match *self {
+            Phase::Waiting {
+                fresh: false,
+                first_byte: None,
+                ..
+            } => "idle_timeout",
+            _ => "header_timeout",
         }
     }
 }
@@ -384,7 +437,10 @@ impl ConnectionTask {
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         // Header and idle timeouts are this task's (see the module doc).
-        builder.timer(TokioTimer::new()).header_read_timeout(None);
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(HEAD_BYTES_MAX);
         let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         let mut stopping = *self.stop.borrow();
@@ -401,14 +457,18 @@ impl ConnectionTask {
                     break;
                 }
                 _ = sleep_until(deadline) => {
-                    if self.conn.phase().deadline(&self.limits).is_some_and(|d| d <= Instant::now()) {
-                        tracing::debug!("closing a connection: header or idle timeout");
+                    let phase = *self.conn.phase();
+                    if phase.deadline(&self.limits).is_some_and(|d| d <= Instant::now()) {
+                        let reason = phase.timeout_reason();
+                        tracing::debug!(reason, "closing a connection");
+                        closed_for(reason);
                         break;
                     }
                 }
                 _ = self.conn.changed.notified() => {
                     if self.conn.evicted.load(Ordering::Relaxed) {
                         tracing::debug!("closing a connection waiting for a request: evicted at the connection cap");
+                        closed_for("evicted");
                         break;
                     }
                 }

@@ -13,6 +13,8 @@
 //! feature code, so a model trained on them reads what serving computes.
 
 pub mod features;
+pub mod metrics;
+mod onnx_check;
 pub mod runtime;
 pub mod training;
 
@@ -22,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use features::{CATALOG, Feature, FeatureState};
-pub use runtime::{Runtime, init_onnx};
+pub use onnx_check::ONNX_NESTING_MAX;
+pub use runtime::{Runtime, ScoreError, init_onnx, set_score_timeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,7 +93,9 @@ impl LoadedModel {
         let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut out = Vec::new();
             for value in [0.0, 1.0, -1.0, f64::NAN, 1e9] {
-                runtime.predict(&vec![value; features.len()], &mut out)?;
+                runtime
+                    .predict(&vec![value; features.len()], &mut out)
+                    .map_err(|error| format!("model: scoring a probe row: {error}"))?;
             }
             Ok::<(), String>(())
         }));
@@ -165,6 +170,21 @@ impl ModelSet {
         self.models.is_empty()
     }
 
+    /// Stops the versions that `next` no longer serves (deleted, retired),
+    /// ending a run of theirs in progress: a shard scoring with this set
+    /// must not stay inside a model that is gone.
+    pub fn stop_removed(&self, next: &ModelSet) {
+        for model in &self.models {
+            let kept = next
+                .models
+                .iter()
+                .any(|other| other.name == model.name && other.version == model.version);
+            if !kept {
+                model.runtime.stop();
+            }
+        }
+    }
+
     /// Whether a model reads a feature that time alone changes
     /// ([`features::TIME_FEATURES`]).
     pub fn reads_time(&self) -> bool {
@@ -224,8 +244,13 @@ impl ModelSet {
                     .map(|feature| state.value(feature, traits, computed)),
             );
             values.clear();
-            if let Err(error) = model.runtime.predict(&row, &mut values) {
-                eprintln!("model {} v{}: {error}", model.name, model.version);
+            let started = std::time::Instant::now();
+            let result = model.runtime.predict(&row, &mut values);
+            metrics::scored(&model.name, started.elapsed(), result.as_ref().err());
+            if let Err(error) = result {
+                if !matches!(error, ScoreError::Suspended | ScoreError::Stopped) {
+                    tracing::warn!(model = %model.name, version = model.version, %error, "no score");
+                }
                 continue;
             }
             let target = if model.mode == Mode::Active {
@@ -240,5 +265,47 @@ impl ModelSet {
             }
         }
         scores
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, format: &str, model: Value, inputs: &[&str]) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            version: 1,
+            format: format.into(),
+            inputs: inputs.iter().map(|input| input.to_string()).collect(),
+            mode: Mode::Active,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            model,
+        }
+    }
+
+    /// What references are checked against (without loading) is what a
+    /// loaded model scores.
+    #[test]
+    fn a_specs_outputs_are_the_loaded_models() {
+        let logistic = json!({"means": [0.0], "scales": [1.0], "intercept": 0.0, "weights": [0.0]});
+        let bgnbd = json!({"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4});
+        for spec in [
+            spec("buy", "logistic", logistic, &["session.product_views"]),
+            spec(
+                "churn",
+                "bgnbd",
+                bgnbd,
+                &[
+                    "profile.repeat_order_days",
+                    "profile.order_recency_weeks",
+                    "profile.order_age_weeks",
+                ],
+            ),
+        ] {
+            let loaded = LoadedModel::load(&spec).unwrap();
+            assert_eq!(spec.outputs(), loaded.outputs, "{}", spec.format);
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! `onnxruntime` wheel's — set `[models] onnxruntime` or `ORT_DYLIB_PATH`).
 
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kairos_insights::bgnbd::{BgNbdParams, expected_purchases, probability_alive};
@@ -18,6 +20,105 @@ use serde_json::Value;
 
 /// Bytes of an uploaded model at most.
 pub const MODEL_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Levels of one tree at most (root to deepest leaf). Scoring walks one
+/// path per tree on every event; Kairos trains depth 6, XGBoost defaults
+/// to 6 and LightGBM's deepest real trees stay well under this.
+pub const GBM_DEPTH_MAX: usize = 64;
+
+/// Nodes of all trees together at most: what a model may hold in memory.
+pub const GBM_NODES_MAX: usize = 1_000_000;
+
+/// Nodes one score may visit at most: the sum over trees of each tree's
+/// depth. Bounds the work per event (a millisecond or two); a chain of
+/// trees sharing one deep path would otherwise cost millions of steps.
+pub const GBM_PATH_NODES_MAX: usize = 500_000;
+
+/// Default time one ONNX run may take before it is stopped ([models]
+/// score_timeout): a tree ensemble or a linear model scores a row in tens
+/// of microseconds, so this is only reached by a model that misbehaves.
+pub const SCORE_TIMEOUT_DEFAULT: Duration = Duration::from_millis(100);
+
+/// How long a model that ran over its time is skipped (no score) before
+/// it is tried again, so a model that always runs long cannot slow every
+/// event of its shard.
+pub const MODEL_SUSPENSION: Duration = Duration::from_secs(60);
+
+/// How often the watchdog checks ONNX runs against their deadline.
+const WATCHDOG_TICK: Duration = Duration::from_millis(5);
+
+/// Why a model gave no score.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoreError {
+    /// The run took longer than the score timeout and was stopped.
+    Deadline(Duration),
+    /// Skipped: the model ran over its time recently.
+    Suspended,
+    /// The model was deleted or replaced while scoring.
+    Stopped,
+    Failed(String),
+}
+
+impl ScoreError {
+    /// The metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ScoreError::Deadline(_) => "deadline",
+            ScoreError::Suspended => "suspended",
+            ScoreError::Stopped => "stopped",
+            ScoreError::Failed(_) => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for ScoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScoreError::Deadline(limit) => write!(
+                f,
+                "scoring took over {} ms ([models] score_timeout) and was stopped",
+                limit.as_millis()
+            ),
+            ScoreError::Suspended => write!(
+                f,
+                "skipped: the model ran over its time in the last {} s",
+                MODEL_SUSPENSION.as_secs()
+            ),
+            ScoreError::Stopped => write!(f, "the model was deleted or replaced"),
+            ScoreError::Failed(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+impl From<String> for ScoreError {
+    fn from(message: String) -> ScoreError {
+        ScoreError::Failed(message)
+    }
+}
+
+impl From<&str> for ScoreError {
+    fn from(message: &str) -> ScoreError {
+        ScoreError::Failed(message.to_string())
+    }
+}
+
+impl From<ScoreError> for String {
+    fn from(error: ScoreError) -> String {
+        error.to_string()
+    }
+}
+
+/// The score timeout in microseconds (set once at start-up).
+static SCORE_TIMEOUT_MICROS: AtomicU64 = AtomicU64::new(SCORE_TIMEOUT_DEFAULT.as_micros() as u64);
+
+/// Sets how long one ONNX run may take (`[models] score_timeout`).
+pub fn set_score_timeout(timeout: Duration) {
+    SCORE_TIMEOUT_MICROS.store(timeout.as_micros().max(1) as u64, Ordering::Relaxed);
+}
+
+fn score_timeout() -> Duration {
+    Duration::from_micros(SCORE_TIMEOUT_MICROS.load(Ordering::Relaxed))
+}
 
 /// A loaded model: inputs (a feature vector) → one or more named outputs.
 pub enum Runtime {
@@ -33,7 +134,143 @@ pub enum Runtime {
         params: BgNbdParams,
         horizon_weeks: f64,
     },
-    Onnx(Mutex<OnnxModel>),
+    Onnx {
+        guard: Arc<RunGuard>,
+        model: Mutex<OnnxModel>,
+    },
+}
+
+/// What stops an ONNX run from outside it: the watchdog at its deadline,
+/// or deletion of the model. Kept outside the model's mutex, which the
+/// running shard holds.
+pub struct RunGuard {
+    options: ort::session::RunOptions,
+    run: Mutex<RunState>,
+    stopped: AtomicBool,
+    /// Microseconds since [`epoch`] until which the model is skipped.
+    suspended_until: AtomicU64,
+}
+
+#[derive(Default)]
+struct RunState {
+    started: Option<Instant>,
+    /// The terminate flag is set (by the watchdog or `stop`).
+    terminated: bool,
+}
+
+impl RunGuard {
+    fn new() -> Result<Arc<RunGuard>, String> {
+        let guard = Arc::new(RunGuard {
+            options: ort::session::RunOptions::new()
+                .map_err(|error| format!("starting ONNX Runtime: {error}"))?,
+            run: Mutex::default(),
+            stopped: AtomicBool::new(false),
+            suspended_until: AtomicU64::new(0),
+        });
+        watch(&guard);
+        Ok(guard)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.run.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Before a run: refuses if stopped or suspended, else marks it started.
+    fn begin(&self) -> Result<(), ScoreError> {
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(ScoreError::Stopped);
+        }
+        if micros_since_epoch() < self.suspended_until.load(Ordering::Relaxed) {
+            return Err(ScoreError::Suspended);
+        }
+        let mut state = self.state();
+        if state.terminated {
+            let _ = self.options.unterminate();
+            state.terminated = false;
+        }
+        state.started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// After a run: whether it was stopped from outside.
+    fn end(&self) -> Option<ScoreError> {
+        let mut state = self.state();
+        state.started = None;
+        if !state.terminated {
+            return None;
+        }
+        if self.stopped.load(Ordering::Relaxed) {
+            return Some(ScoreError::Stopped);
+        }
+        let until = micros_since_epoch() + MODEL_SUSPENSION.as_micros() as u64;
+        self.suspended_until.store(until, Ordering::Relaxed);
+        Some(ScoreError::Deadline(score_timeout()))
+    }
+
+    /// Terminates the run in progress if it is past `timeout`.
+    fn check(&self, timeout: Duration) {
+        let mut state = self.state();
+        if let Some(started) = state.started
+            && !state.terminated
+            && started.elapsed() > timeout
+        {
+            tracing::warn!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "stopping an ONNX run past its deadline ([models] score_timeout)"
+            );
+            let _ = self.options.terminate();
+            state.terminated = true;
+        }
+    }
+
+    /// The model is gone: its run in progress ends now, later ones refuse.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let mut state = self.state();
+        if state.started.is_some() {
+            let _ = self.options.terminate();
+            state.terminated = true;
+        }
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn micros_since_epoch() -> u64 {
+    epoch().elapsed().as_micros() as u64
+}
+
+/// The ONNX runs the watchdog thread checks.
+static WATCHED: Mutex<Vec<Weak<RunGuard>>> = Mutex::new(Vec::new());
+
+/// Adds a model to the watchdog, starting its thread on first use.
+fn watch(guard: &Arc<RunGuard>) {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    WATCHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::downgrade(guard));
+    STARTED.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("kairos-onnx-watchdog".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(WATCHDOG_TICK);
+                    let timeout = score_timeout();
+                    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+                    watched.retain(|guard| match guard.upgrade() {
+                        Some(guard) => {
+                            guard.check(timeout);
+                            true
+                        }
+                        None => false,
+                    });
+                }
+            });
+    });
 }
 
 pub struct OnnxModel {
@@ -136,7 +373,10 @@ impl Runtime {
                     horizon_weeks: spec.horizon_weeks,
                 }
             }
-            "onnx" => Runtime::Onnx(Mutex::new(OnnxModel::load(model)?)),
+            "onnx" => Runtime::Onnx {
+                model: Mutex::new(OnnxModel::load(model)?),
+                guard: RunGuard::new()?,
+            },
             other => {
                 return Err(format!(
                     "format {other:?}: expected \"onnx\", \"gbm\", \"logistic\", \"propensity\", \"uplift\" or \"bgnbd\""
@@ -155,8 +395,16 @@ impl Runtime {
         }
     }
 
+    /// Stops a model that is no longer served: an ONNX run in progress
+    /// ends now (the others' work per score is bounded at load).
+    pub fn stop(&self) {
+        if let Runtime::Onnx { guard, .. } = self {
+            guard.stop();
+        }
+    }
+
     /// Scores one input vector; pushes one value per output.
-    pub fn predict(&self, inputs: &[f64], out: &mut Vec<f64>) -> Result<(), String> {
+    pub fn predict(&self, inputs: &[f64], out: &mut Vec<f64>) -> Result<(), ScoreError> {
         match self {
             Runtime::Gbm(model) => out.push(model.predict_proba(inputs)),
             Runtime::Logistic(model) => out.push(model.predict_proba(inputs)),
@@ -186,8 +434,14 @@ impl Runtime {
                     ));
                 }
             }
-            Runtime::Onnx(model) => {
-                out.push(model.lock().map_err(|_| "model poisoned")?.run(inputs)?)
+            Runtime::Onnx { guard, model } => {
+                let mut model = model.lock().map_err(|_| "model poisoned")?;
+                guard.begin()?;
+                let result = model.run(inputs, &guard.options);
+                if let Some(stopped) = guard.end() {
+                    return Err(stopped);
+                }
+                out.push(result?);
             }
         }
         Ok(())
@@ -198,10 +452,49 @@ impl Runtime {
 /// event) and read as many inputs as the model spec maps.
 fn check_trees(model: &Gbm, input_count: usize) -> Result<(), String> {
     model.check()?;
+    check_work(model)?;
     if model.feature_count != input_count {
         return Err(format!(
             "the trees read {} features but the spec maps {input_count} inputs",
             model.feature_count
+        ));
+    }
+    Ok(())
+}
+
+/// Bounds the work one score does ([`GBM_NODES_MAX`], [`GBM_DEPTH_MAX`],
+/// [`GBM_PATH_NODES_MAX`]). Runs after `Gbm::check`, so every child comes
+/// after its parent: depths are computed bottom-up in one pass, without
+/// recursion, even for a hostile million-node chain.
+fn check_work(model: &Gbm) -> Result<(), String> {
+    let nodes = model.feature.len();
+    if nodes > GBM_NODES_MAX {
+        return Err(format!(
+            "gbm: {nodes} nodes; at most {GBM_NODES_MAX} (GBM_NODES_MAX)"
+        ));
+    }
+    // Levels from each node down to its deepest leaf.
+    let mut depth = vec![1usize; nodes];
+    for node in (0..nodes).rev() {
+        if model.feature[node] != u32::MAX {
+            let (left, right) = (model.left[node] as usize, model.right[node] as usize);
+            depth[node] = 1 + depth[left].max(depth[right]);
+        }
+    }
+    let mut path_nodes = 0usize;
+    for (tree, &root) in model.tree_roots.iter().enumerate() {
+        let levels = depth[root as usize];
+        if levels > GBM_DEPTH_MAX {
+            return Err(format!(
+                "gbm: tree {tree} is {levels} levels deep; at most {GBM_DEPTH_MAX} (GBM_DEPTH_MAX): scoring walks every tree on every event"
+            ));
+        }
+        path_nodes += levels;
+    }
+    if path_nodes > GBM_PATH_NODES_MAX {
+        return Err(format!(
+            "gbm: one score would visit up to {path_nodes} nodes ({} trees); at most {GBM_PATH_NODES_MAX} (GBM_PATH_NODES_MAX): use fewer or shallower trees",
+            model.tree_roots.len()
         ));
     }
     Ok(())
@@ -223,7 +516,12 @@ impl OnnxModel {
         if bytes.len() > MODEL_BYTES_MAX {
             return Err(format!("model: larger than {MODEL_BYTES_MAX} bytes"));
         }
+        crate::onnx_check::refuse_external_data(&bytes)?;
+        // One row per run: parallelism comes from the shards, and a pool
+        // of intra-op threads per model would only hand work between
+        // threads (and spin), making a run's time depend on scheduling.
         let session = ort::session::Session::builder(&environment)
+            .and_then(|builder| builder.with_intra_threads(1).map_err(Into::into))
             .and_then(|mut builder| builder.commit_from_memory(&bytes))
             .map_err(|error| format!("model: ONNX Runtime cannot load it: {error}"))?;
         let input = session
@@ -240,14 +538,14 @@ impl OnnxModel {
 
     /// One row through the graph: the probability of class 1 from a
     /// probabilities tensor or a scikit-learn ZipMap, else the first output.
-    fn run(&mut self, inputs: &[f64]) -> Result<f64, String> {
+    fn run(&mut self, inputs: &[f64], options: &ort::session::RunOptions) -> Result<f64, String> {
         let row: Vec<f32> = inputs.iter().map(|value| *value as f32).collect();
         let tensor = ort::value::Tensor::from_array(([1usize, row.len()], row))
             .map_err(|error| error.to_string())?;
         let class = self.class;
         let outputs = self
             .session
-            .run(ort::inputs![self.input.as_str() => tensor])
+            .run_with_options(ort::inputs![self.input.as_str() => tensor], options)
             .map_err(|error| format!("scoring: {error}"))?;
         let mut first = None;
         for (name, value) in outputs.iter() {
@@ -269,5 +567,37 @@ impl OnnxModel {
             }
         }
         first.ok_or_else(|| "scoring: the ONNX graph gave no float output".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `trees` trees sharing one chain `depth` splits deep.
+    fn chain(depth: usize, trees: usize) -> Gbm {
+        let leaf = depth as u32;
+        Gbm {
+            feature_count: 1,
+            base_margin: 0.0,
+            tree_roots: vec![0; trees],
+            feature: [vec![0; depth], vec![u32::MAX]].concat(),
+            threshold: vec![0.5; depth + 1],
+            left: (1..=depth as u32).chain([0]).collect(),
+            right: [vec![leaf; depth], vec![0]].concat(),
+            missing_left: vec![true; depth + 1],
+            value: vec![0.1; depth + 1],
+        }
+    }
+
+    #[test]
+    fn tree_work_is_bounded_at_load() {
+        assert_eq!(check_trees(&chain(6, 100), 1), Ok(()));
+        let deep = check_trees(&chain(GBM_DEPTH_MAX, 1), 1).unwrap_err();
+        assert!(deep.contains("GBM_DEPTH_MAX"), "{deep}");
+        // Shallow enough, but many trees walking the same path.
+        let trees = GBM_PATH_NODES_MAX / 40 + 1;
+        let wide = check_trees(&chain(39, trees), 1).unwrap_err();
+        assert!(wide.contains("GBM_PATH_NODES_MAX"), "{wide}");
     }
 }

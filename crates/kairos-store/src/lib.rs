@@ -137,6 +137,8 @@ const JOURNAL_ROTATION_BYTES: usize = 64_000_000 + (1 << 20);
 /// Where [`Store::purge_erased`] writes to fill the journal.
 const JOURNAL_ROTATION_KEYSPACE: &str = "journal-rotation";
 
+/// Set while an erasure's purge is unfinished.
+const META_PURGE_PENDING_KEY: &[u8] = b"erasure/purge_pending";
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
 const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
 const META_FORMAT_KEY: &[u8] = b"format";
@@ -177,7 +179,7 @@ impl Store {
             privacy.clone(),
             &options,
         )?;
-        Ok(Store {
+        let store = Store {
             db,
             log,
             writer,
@@ -190,7 +192,24 @@ impl Store {
             lists,
             models,
             meta,
-        })
+        };
+        // An erasure interrupted (kill -9) between its commit and the end of
+        // its purge left plaintext in the journal or the tables: finish it.
+        if store.meta.get(META_PURGE_PENDING_KEY)?.is_some()
+            || store.db.keyspace_exists(JOURNAL_ROTATION_KEYSPACE)
+        {
+            tracing::info!("finishing the purge of an interrupted erasure");
+            store.purge_erased()?;
+        }
+        Ok(store)
+    }
+
+    /// Marks a purge as due: if the process dies before
+    /// [`Store::purge_erased`] finishes, the next start runs it.
+    pub fn purge_pending(&self) -> Result<(), StoreError> {
+        self.meta.insert(META_PURGE_PENDING_KEY, b"")?;
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
     }
 
     /// The log record of an accepted event, sealed under its subject; `None`
@@ -251,6 +270,7 @@ impl Store {
         scratch.insert(b"gc", b"")?;
         scratch.rotate_memtable_and_wait()?;
         self.db.delete_keyspace(scratch)?;
+        self.meta.remove(META_PURGE_PENDING_KEY)?;
         self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! batch: after a crash the follower resumes at the cursor, so a message is
 //! decided exactly once; delivery is at least once under the same id.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +24,9 @@ use crate::{StoreError, random_token};
 const DESTINATION_PREFIX: &str = "destination/";
 const JOURNEY_PREFIX: &str = "journey/";
 const SYNC_PREFIX: &str = "audience-sync/";
+/// Journey counters (`count/{journey}\0{name}`): how many entered, reached
+/// the goal, finished.
+const COUNT_PREFIX: &str = "count/";
 const CURSOR_KEY: &str = "deliver/cursor";
 /// `m/<message id>` → message; `p/<identifier>\0<message id>` → "".
 const MESSAGE_PREFIX: &str = "m/";
@@ -51,6 +55,29 @@ pub struct DestinationRecord {
     pub created_at: Timestamp,
     /// Why deliveries stopped (410 Gone), if they did.
     pub disabled: Option<String>,
+    /// Extra request headers (webhooks), e.g. an API key the endpoint wants.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The secret before the last rotation: requests carry its signature
+    /// too until `previous_secret_until`, so receivers can switch over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<Timestamp>,
+}
+
+impl DestinationRecord {
+    /// The secrets requests are signed with at `now`: the current one, and
+    /// the previous one during a rotation's overlap.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now < until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,20 +367,37 @@ impl Outbox {
                 "a destination named {name:?} exists"
             )));
         }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let record = DestinationRecord {
             id: format!("dst_{}", random_token(12)),
             name: name.to_string(),
             kind: kind.to_string(),
             url: url.to_string(),
             from: from.map(str::to_string),
-            secret: format!("whsec_{}", BASE64.encode(secret)),
+            secret: new_secret()?,
             created_at: now,
             disabled: None,
+            headers: BTreeMap::new(),
+            previous_secret: None,
+            previous_secret_until: None,
         };
         self.put(DESTINATION_PREFIX, &record.id, &record)?;
         Ok(record)
+    }
+
+    /// Changes a destination with `edit` (under the outbox's lock, so a
+    /// concurrent 410 is not lost); `None` if there is no such destination.
+    pub fn edit_destination(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut DestinationRecord),
+    ) -> Result<Option<DestinationRecord>, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        let Some(mut record) = self.destination(id) else {
+            return Ok(None);
+        };
+        edit(&mut record);
+        self.put(DESTINATION_PREFIX, &record.id, &record)?;
+        Ok(Some(record))
     }
 
     pub fn destinations(&self) -> Vec<DestinationRecord> {
@@ -793,6 +837,71 @@ impl Outbox {
         Ok(found)
     }
 
+    /// Adds to a journey's counter. Not in the batch that decides (a crash
+    /// just before it may count an entry twice when the event is followed
+    /// again): counts are for watching, not for billing.
+    pub fn add_to_count(&self, journey: &str, counter: &str, by: u64) -> Result<(), StoreError> {
+        let key = format!("{COUNT_PREFIX}{journey}\0{counter}");
+        let now = match self.meta.get(&key)? {
+            Some(bytes) => decode::<u64>(&bytes)?,
+            None => 0,
+        };
+        self.meta
+            .insert(key, serde_json::to_vec(&(now + by)).expect("a number"))?;
+        Ok(())
+    }
+
+    /// A journey's counters by name.
+    pub fn counts(&self, journey: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let prefix = format!("{COUNT_PREFIX}{journey}\0");
+        let mut counts = BTreeMap::new();
+        for guard in self.meta.prefix(&prefix) {
+            let (key, value) = guard.into_inner()?;
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+            counts.insert(name, decode::<u64>(&value)?);
+        }
+        Ok(counts)
+    }
+
+    /// Every run of a journey waiting now (a scan of all runs).
+    pub fn runs_in(&self, journey: &str) -> Result<Vec<Run>, StoreError> {
+        let mut runs = Vec::new();
+        for guard in self.waits.prefix(b"r/") {
+            let run: Run = decode(&guard.value()?)?;
+            if run.journey == journey {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Every message a journey decided (a scan of all messages).
+    pub fn messages_of(&self, journey: &str) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        for guard in self.deliveries.prefix(MESSAGE_PREFIX) {
+            let message: Message = decode(&guard.value()?)?;
+            if message.journey == journey {
+                found.push(message);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Dead messages of one destination, oldest first (the order a
+    /// replay sends them again).
+    pub fn dead_of(&self, destination: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let mut found = Vec::new();
+        for guard in self.deliveries.prefix(MESSAGE_PREFIX) {
+            let message: Message = decode(&guard.value()?)?;
+            if message.status == MessageStatus::Dead && message.destination == destination {
+                found.push(message);
+            }
+        }
+        found.sort_by_key(|message| message.seq);
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// Dead messages, newest first.
     pub fn dead(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
         let mut found = Vec::new();
@@ -830,6 +939,13 @@ impl Outbox {
             .filter_map(|guard| serde_json::from_slice(&guard.value().ok()?).ok())
             .collect()
     }
+}
+
+/// A fresh Standard Webhooks signing secret, `whsec_` + 32 random bytes.
+pub fn new_secret() -> Result<String, StoreError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok(format!("whsec_{}", BASE64.encode(secret)))
 }
 
 fn queue_key(destination: &str, seq: u64) -> Vec<u8> {

@@ -60,6 +60,8 @@ pub struct FileConfig {
 pub struct ModelsConfig {
     /// Path to `libonnxruntime.so` (else `ORT_DYLIB_PATH`).
     pub onnxruntime: Option<PathBuf>,
+    /// How long one ONNX run may take, e.g. "100ms".
+    pub score_timeout: Option<String>,
 }
 
 /// `[policy]`: the contact policy every send with a purpose passes.
@@ -189,6 +191,8 @@ pub struct ServeConfig {
     pub delivery: kairos_deliver::DeliverySettings,
     /// `libonnxruntime.so`, if configured.
     pub onnxruntime: Option<PathBuf>,
+    /// `[models] score_timeout`: one ONNX run at most.
+    pub score_timeout: Duration,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
 }
@@ -287,8 +291,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
                 file.delivery.allow_private_networks = parse_env(name, value, problems)
             }
-            // Variables of the client commands and of tests.
-            "URL" | "BIN" | "WRITE_KEY" => {}
+            // The log filter (read when logging starts), variables of the
+            // client commands and of tests.
+            "LOG" | "URL" | "BIN" | "WRITE_KEY" => {}
             _ => problems.push(format!(
                 "{name}: unknown setting (see docs/configuration.md)"
             )),
@@ -430,6 +435,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         manual_clock,
         listen,
         onnxruntime: file.models.onnxruntime.clone(),
+        score_timeout: score_timeout(&file.models, problems),
         data_dir: file
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./kairos-data")),
@@ -442,6 +448,21 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         limits,
         server,
         store,
+    }
+}
+
+fn score_timeout(config: &ModelsConfig, problems: &mut Vec<String>) -> Duration {
+    let Some(text) = &config.score_timeout else {
+        return kairos_models::runtime::SCORE_TIMEOUT_DEFAULT;
+    };
+    match parse_duration(text) {
+        Some(timeout) if timeout <= Duration::from_secs(60) => timeout,
+        _ => {
+            problems.push(format!(
+                "models.score_timeout {text:?}: expected a positive duration up to 60s, such as \"100ms\""
+            ));
+            kairos_models::runtime::SCORE_TIMEOUT_DEFAULT
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,6 +47,15 @@ pub struct ImportArgs {
     /// Write the full report (every rejected row) as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// When stderr is not a terminal (a pipe, a log file): print a progress
+    /// line this often, e.g. "5s" or "500ms".
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    progress_every: Duration,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?}: expected a duration such as \"5s\" or \"500ms\""))
 }
 
 /// One row the server or the reader refused.
@@ -100,12 +110,12 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
-    let progress = ProgressBar::new(size).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    progress.set_message(path.display().to_string());
+    let unit = if args.traits.is_some() {
+        "records"
+    } else {
+        "events"
+    };
+    let mut progress = Progress::new(path, size, unit, args.progress_every);
     let rows: Box<dyn Iterator<Item = Row>> = match format.as_str() {
         "csv" => Box::new(csv_rows(path)?),
         _ => Box::new(ndjson_rows(path)?),
@@ -113,6 +123,7 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
     let client = reqwest::Client::new();
     let mut batch: Vec<(usize, Value)> = Vec::with_capacity(args.batch_size);
     let file_name = path.display().to_string();
+    let rows_before = report.rows;
     for row in rows {
         let (line, position, value) = match row {
             Ok(row) => row,
@@ -127,15 +138,108 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
             }
         };
         report.rows += 1;
-        progress.set_position(position);
+        progress.update(report.rows - rows_before, position);
         batch.push((line, value));
         if batch.len() == args.batch_size {
             send_batch(&client, args, &file_name, &mut batch, report).await?;
         }
     }
     send_batch(&client, args, &file_name, &mut batch, report).await?;
-    progress.finish();
+    progress.finish(report.rows - rows_before);
     Ok(())
+}
+
+/// Progress of one file: a bar on a terminal; on anything else (a pipe, a
+/// CI log) a plain line every `every`, since a bar redrawn with escape
+/// codes is unreadable there (and indicatif draws nothing at all).
+struct Progress {
+    bar: Option<ProgressBar>,
+    file: String,
+    size: u64,
+    unit: &'static str,
+    every: Duration,
+    started: Instant,
+    last_line: Instant,
+    rows: usize,
+    position: u64,
+}
+
+impl Progress {
+    fn new(path: &Path, size: u64, unit: &'static str, every: Duration) -> Progress {
+        use std::io::IsTerminal;
+        let file = path.display().to_string();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let template = format!(
+                "{{msg}} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} eta {{eta}} {{prefix}} {unit}/s"
+            );
+            let bar = ProgressBar::new(size).with_style(
+                ProgressStyle::with_template(&template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(file.clone());
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            file,
+            size,
+            unit,
+            every,
+            started: now,
+            last_line: now,
+            rows: 0,
+            position: 0,
+        }
+    }
+
+    fn update(&mut self, rows: usize, position: u64) {
+        self.rows = rows;
+        self.position = position;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(position);
+                bar.set_prefix(format!("{:.0}", self.rate()));
+            }
+            None if self.last_line.elapsed() >= self.every => {
+                self.last_line = Instant::now();
+                eprintln!("{}", self.line());
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&mut self, rows: usize) {
+        self.update(rows, self.size);
+        match &self.bar {
+            Some(bar) => bar.finish(),
+            None => eprintln!("{} (done)", self.line()),
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// e.g. "import events.ndjson: 120000 events, 45% of 30.0 MB, 24000 events/s"
+    fn line(&self) -> String {
+        let percent = if self.size == 0 {
+            100.0
+        } else {
+            self.position as f64 * 100.0 / self.size as f64
+        };
+        format!(
+            "import {}: {} {}, {:.0}% of {:.1} MB, {:.0} {}/s",
+            self.file,
+            self.rows,
+            self.unit,
+            percent,
+            self.size as f64 / 1e6,
+            self.rate(),
+            self.unit
+        )
+    }
 }
 
 async fn send_batch(
@@ -353,5 +457,28 @@ fn cell_value(cell: &str) -> Value {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
         _ => Value::String(cell.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_names_the_unit_of_its_rate() {
+        let mut progress = Progress::new(
+            Path::new("crm.csv"),
+            2_000_000,
+            "records",
+            Duration::from_secs(5),
+        );
+        progress.rows = 1200;
+        progress.position = 500_000;
+        let line = progress.line();
+        assert!(
+            line.starts_with("import crm.csv: 1200 records, 25% of 2.0 MB, "),
+            "{line}"
+        );
+        assert!(line.ends_with(" records/s"), "{line}");
     }
 }

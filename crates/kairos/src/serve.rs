@@ -18,11 +18,16 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// Text logs are coloured only on a terminal (and without `NO_COLOR`):
+/// a log file or a collector must not receive escape codes.
 fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("KAIROS_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour && !json)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -81,6 +86,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock.advance_to(saved);
         tracing::info!(now = %saved, "manual clock resumed where it was set last");
     }
+    kairos_models::set_score_timeout(config.score_timeout);
     if let Some(library) = &config.onnxruntime
         && let Err(error) = kairos_models::init_onnx(Some(library))
     {
@@ -101,11 +107,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         *slot = Arc::new(served);
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let metrics = Metrics::new();
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),
         Arc::new(config.engine.rules.clone()),
         config.delivery.clone(),
         Some(engine.clone()),
+        metrics.delivery.clone(),
     )?;
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
@@ -114,7 +122,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         admin_token,
         access: config.access.clone(),
         limits: config.limits,
-        metrics: Metrics::new(),
+        metrics,
         clock: Arc::new(SystemClock),
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),

@@ -3,12 +3,16 @@
 //! ([`super::incremental`]) is tested against, and it defines the
 //! semantics precisely:
 //!
-//! - `within D`: events with `now − D < time`; `between A and B`:
-//!   `A <= time < B`; no window: all history. Event time, not arrival.
+//! - `within D`: events with `now − D < time <= now` — an event dated in
+//!   the future of the clock is not yet in the last D; it enters when the
+//!   clock reaches its time (the incremental engine sets a timer). Trends'
+//!   two windows likewise end at `now`. `between A and B`: `A <= time < B`;
+//!   no window: all history (whatever the clock). Event time, not arrival.
 //! - `count` counts matching events; `sum`/`avg`/`min`/`max` use the
 //!   property's numeric values (others are skipped; `avg`/`min`/`max` of
 //!   nothing is false whatever the comparison, `sum` of nothing is 0);
-//!   `distinct` counts distinct values of the property (as JSON text).
+//!   `distinct` counts distinct values of the property, numbers by value
+//!   (`12` and `12.0` are one value: [`canonical`]), others as JSON text.
 //! - `last X more than D ago`: there is an X and `now − latest > D`;
 //!   `less than`: `now − latest < D`; `first` uses the earliest X.
 //! - `A then B within T`: some A at `a` and some B at `b` with
@@ -160,7 +164,7 @@ pub fn value(
             .into_iter()
             .filter_map(|fact| Some((fact.at, property_value(&fact.properties, property)?)))
             .max_by(|(a_at, a), (b_at, b)| a_at.cmp(b_at).then_with(|| value_order(a, b)))
-            .map(|(_, value)| value.clone()),
+            .map(|(_, value)| canonical(value)),
         ValueExpr::MostFrequent {
             property,
             event,
@@ -179,7 +183,7 @@ pub fn value(
             let (last, before): (Vec<&EventFact>, Vec<&EventFact>) = events
                 .iter()
                 .filter(|fact| matches_event(event, fact))
-                .filter(|fact| fact.at > now - seconds(2 * span))
+                .filter(|fact| fact.at > now - seconds(2 * span) && fact.at <= now)
                 .partition(|fact| fact.at > now - seconds(*span));
             measure
                 .of(aggregate(function, &before), aggregate(function, &last))
@@ -202,10 +206,28 @@ pub(crate) fn property_value<'a>(map: &'a Map<String, Value>, path: &str) -> Opt
     lookup(map, path).filter(|value| !value.is_null())
 }
 
-/// The value seen most often; ties go to the smallest ([`value_order`]).
+/// A value with numbers in one form, so that values equal as numbers are
+/// one value: a whole float is the integer (`12.0` → `12`, `-0.0` → `0`);
+/// integers stay exact (no detour through f64); other values as they are.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Number(number) if number.is_f64() => number
+            .as_f64()
+            .filter(|float| float.fract() == 0.0 && float.abs() < WHOLE_FLOAT_MAX)
+            .map_or_else(|| value.clone(), |float| Value::from(float as i64)),
+        _ => value.clone(),
+    }
+}
+
+/// Whole floats below this are exact integers (2^53): beyond it a float
+/// names no single integer, so it stays a float.
+const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// The value seen most often, numbers by value ([`canonical`], which is
+/// also the form returned); ties go to the smallest ([`value_order`]).
 pub(crate) fn most_frequent<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Value> {
-    let mut counts: Vec<(&Value, usize)> = Vec::new();
-    for value in values {
+    let mut counts: Vec<(Value, usize)> = Vec::new();
+    for value in values.map(canonical) {
         match counts.iter_mut().find(|(seen, _)| *seen == value) {
             Some((_, count)) => *count += 1,
             None => counts.push((value, 1)),
@@ -214,7 +236,7 @@ pub(crate) fn most_frequent<'a>(values: impl Iterator<Item = &'a Value>) -> Opti
     counts
         .into_iter()
         .max_by(|(a, a_count), (b, b_count)| a_count.cmp(b_count).then_with(|| value_order(b, a)))
-        .map(|(value, _)| value.clone())
+        .map(|(value, _)| value)
 }
 
 /// A total order on property values: numbers numerically, before
@@ -252,7 +274,7 @@ pub(crate) fn seconds(count: u64) -> jiff::SignedDuration {
 pub(crate) fn in_window(window: &Window, at: Timestamp, now: Timestamp) -> bool {
     match window {
         Window::Ever => true,
-        Window::Within { seconds: span } => at > now - seconds(*span),
+        Window::Within { seconds: span } => at > now - seconds(*span) && at <= now,
         Window::Between { from, to } => *from <= at && at < *to,
     }
 }
@@ -287,7 +309,7 @@ pub(crate) fn aggregate(function: &Aggregate, matching: &[&EventFact]) -> Option
                 .iter()
                 .filter_map(|fact| lookup(&fact.properties, property))
                 .filter(|value| !value.is_null())
-                .map(Value::to_string)
+                .map(|value| canonical(value).to_string())
                 .collect::<BTreeSet<_>>()
                 .len() as f64,
         ),

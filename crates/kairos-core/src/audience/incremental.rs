@@ -19,12 +19,12 @@ use super::ast::*;
 use serde_json::{Map, Value};
 
 use super::eval::{
-    EventFact, PersonFacts, in_window, literal_value, lookup, most_frequent, number_value,
-    recency_holds, seconds, test_value,
+    EventFact, PersonFacts, literal_value, lookup, most_frequent, number_value, recency_holds,
+    seconds, test_value,
 };
 use super::leaves::{
-    Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, later, merge_sorted,
-    next_change, record, trend_halves,
+    Keep, Leaf, LeafEntries, aggregate_entries, in_window_entries, keep_latest_past, later,
+    merge_sorted, next_change, record, trend_halves,
 };
 pub use super::program::Program;
 use super::program::{Body, Compiled, IdMap};
@@ -247,8 +247,11 @@ impl AudienceEngine {
             merge_sorted(&mut target.stream, entries.stream, |(at, _)| *at);
             merge_sorted(&mut target.firsts, entries.firsts, |at| *at);
             merge_sorted(&mut target.thens, entries.thens, |at| *at);
-            if let Leaf::Stream { keep, .. } = &self.program.leaves[leaf] {
+            if let Leaf::Stream { keep, window, .. } = &self.program.leaves[leaf] {
                 match keep {
+                    Keep::Latest if matches!(window, Window::Within { .. }) => {
+                        keep_latest_past(&mut target.stream, now);
+                    }
                     Keep::Latest => {
                         let latest = target
                             .stream
@@ -343,6 +346,7 @@ impl AudienceEngine {
                     &self.program.leaves[leaf],
                     state.leaves.entry(leaf).or_default(),
                     event,
+                    now,
                 ) {
                     dirty_leaves.push(leaf);
                 }
@@ -537,12 +541,11 @@ pub(super) fn evaluate<'a>(
         Expr::Performed {
             window, negated, ..
         } => {
-            // The latest matching event decides: in a rolling window it is
-            // the one that stays longest; for a fixed range only matching
-            // events inside it were kept.
+            // The latest matching event up to now decides: in a rolling
+            // window it is the one that stays longest; for a fixed range
+            // only matching events inside it were kept.
             let any = leaf_entries(leaves, state)
-                .and_then(|entries| entries.stream.last())
-                .is_some_and(|(at, _)| in_window(window, *at, now));
+                .is_some_and(|entries| !in_window_entries(&entries.stream, window, now).is_empty());
             any != *negated
         }
         Expr::Recency {

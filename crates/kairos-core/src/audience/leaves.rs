@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::ast::*;
-use super::eval::{EventFact, lookup, matches_event, seconds, value_order};
+use super::eval::{EventFact, canonical, lookup, matches_event, seconds, value_order};
 
 /// An event-reading condition, compiled.
 #[derive(Debug, Clone)]
@@ -51,8 +51,13 @@ pub(super) struct LeafEntries {
     pub(super) thens: Vec<Timestamp>,
 }
 
-/// Adds a matching event to a leaf; false if it does not match.
-pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) -> bool {
+/// Adds a matching event to a leaf at `now`; false if it does not match.
+pub(super) fn record(
+    leaf: &Leaf,
+    entries: &mut LeafEntries,
+    event: &EventFact,
+    now: Timestamp,
+) -> bool {
     match leaf {
         Leaf::Stream {
             event: reference,
@@ -69,15 +74,25 @@ pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) 
             {
                 return false; // never in the window
             }
+            // Numbers in one form: `distinct` and `most frequent` see 12
+            // and 12.0 as one value, as eval does.
             let value = property
                 .as_deref()
-                .and_then(|property| lookup(&event.properties, property).cloned());
+                .and_then(|property| lookup(&event.properties, property).map(canonical));
             if *keep != Keep::All && property.is_some() && value.as_ref().is_none_or(Value::is_null)
             {
                 return false; // `last P of`: only events that have P
             }
             let stream = &mut entries.stream;
             match keep {
+                // `performed ... within D`: the latest event up to now
+                // decides, but one dated in the future must wait for the
+                // clock, and the latest before it may still count meanwhile.
+                Keep::Latest if matches!(window, Window::Within { .. }) => {
+                    let position = stream.partition_point(|(at, _)| *at <= event.at);
+                    stream.insert(position, (event.at, value));
+                    keep_latest_past(stream, now);
+                }
                 Keep::All => {
                     let position = stream.partition_point(|(at, _)| *at <= event.at);
                     stream.insert(position, (event.at, value));
@@ -110,6 +125,15 @@ pub(super) fn record(leaf: &Leaf, entries: &mut LeafEntries, event: &EventFact) 
     }
 }
 
+/// Of the entries up to `now`, keeps only the latest (entries after `now`
+/// stay, each will be the latest when the clock reaches it).
+pub(super) fn keep_latest_past(stream: &mut Vec<(Timestamp, Option<Value>)>, now: Timestamp) {
+    let past = stream.partition_point(|(at, _)| *at <= now);
+    if past > 1 {
+        stream.drain(..past - 1);
+    }
+}
+
 /// Whether entry `a` comes after `b`: by time, ties by value
 /// ([`value_order`]), so the kept latest entry does not depend on arrival.
 pub(super) fn later(a: &(Timestamp, Option<Value>), b: &(Timestamp, Option<Value>)) -> bool {
@@ -131,7 +155,9 @@ pub(super) fn in_window_entries<'a>(
     match window {
         Window::Within { seconds: span } => {
             let horizon = now - seconds(*span);
-            &stream[stream.partition_point(|(at, _)| *at <= horizon)..]
+            let start = stream.partition_point(|(at, _)| *at <= horizon);
+            let end = stream.partition_point(|(at, _)| *at <= now);
+            &stream[start..end.max(start)]
         }
         Window::Ever | Window::Between { .. } => stream,
     }
@@ -149,7 +175,8 @@ pub(super) fn trend_halves<T>(
     now: Timestamp,
 ) -> (&[Entry<T>], &[Entry<T>]) {
     let start = stream.partition_point(|(at, _)| *at <= now - seconds(2 * span));
-    let stream = &stream[start..];
+    let end = stream.partition_point(|(at, _)| *at <= now);
+    let stream = &stream[start..end.max(start)];
     stream.split_at(stream.partition_point(|(at, _)| *at <= now - seconds(span)))
 }
 
@@ -202,11 +229,13 @@ pub(super) fn next_change(leaf: &Leaf, entries: &LeafEntries, now: Timestamp) ->
                 let first = entries.stream.partition_point(|(at, _)| *at <= horizon);
                 entries.stream.get(first).map(|(at, _)| *at + seconds(age))
             };
-            let expiry = crossing(*span);
-            match split.and_then(crossing) {
-                Some(moved) => Some(expiry.map_or(moved, |expiry| expiry.min(moved))),
-                None => expiry,
-            }
+            // An entry dated after now enters the window when now reaches it.
+            let future = entries.stream.partition_point(|(at, _)| *at <= now);
+            let arrival = entries.stream.get(future).map(|(at, _)| *at);
+            [crossing(*span), split.and_then(crossing), arrival]
+                .into_iter()
+                .flatten()
+                .min()
         }
         Leaf::Stream {
             recency: Some((relation, ago)),

@@ -587,16 +587,25 @@ mod incremental_matches_from_scratch {
                         flips += engine.set_facts(person, facts, now).len();
                     }
                     _ => {
-                        // Some events arrive late: their time is in the past.
-                        let at = now - SignedDuration::from_secs(random.below(2 * UNIT) as i64);
+                        // Some events arrive late (their time is in the past),
+                        // some early: dated after the clock (a client's clock
+                        // ahead), they count in a window only once it is now.
+                        let shift = random.below(3 * UNIT) as i64 - 2 * UNIT as i64;
+                        let at = now + SignedDuration::from_secs(shift);
+                        // Numbers as integers or as floats (12 and 12.0).
+                        let v = random.below(10);
+                        let v = if random.below(2) == 0 {
+                            json!(v)
+                        } else {
+                            json!(v as f64)
+                        };
                         let event = EventFact {
                             name: random.pick(&["A", "B", "C"]).to_string(),
                             at,
-                            properties:
-                                json!({"v": random.below(10), "k": random.pick(&["x", "y"])})
-                                    .as_object()
-                                    .unwrap()
-                                    .clone(),
+                            properties: json!({"v": v, "k": random.pick(&["x", "y"])})
+                                .as_object()
+                                .unwrap()
+                                .clone(),
                         };
                         histories.entry(person).or_default().push(event.clone());
                         engine.advance(now);
@@ -674,4 +683,82 @@ fn nesting_is_bounded_with_the_position_and_the_limit() {
     let deepest = parse(&format!("{}{leaf}", "not ".repeat(NESTING_DEPTH_MAX))).unwrap();
     let json = serde_json::to_string(&deepest).unwrap();
     assert_eq!(serde_json::from_str::<Expr>(&json).unwrap(), deepest);
+}
+
+/// The decisions of issue 12 on the reference evaluator (what the property
+/// test then holds the incremental engine to).
+mod semantics {
+    use jiff::{SignedDuration, Timestamp};
+    use serde_json::{Value, json};
+
+    use super::super::eval::{EventFact, PersonFacts, canonical, evaluate, value};
+    use super::super::incremental::{AudienceEngine, Program};
+    use super::{parse, parse_value};
+
+    fn event(name: &str, at: Timestamp, properties: Value) -> EventFact {
+        EventFact {
+            name: name.into(),
+            at,
+            properties: properties.as_object().unwrap().clone(),
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2024-05-01T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_ends_now_and_a_future_event_enters_when_the_clock_reaches_it() {
+        let later = now() + SignedDuration::from_hours(2);
+        let history = [event("Login", later, json!({}))];
+        let facts = PersonFacts::default();
+        for text in [
+            "performed \"Login\" within 1d",
+            "count \"Login\" within 1d >= 1",
+        ] {
+            let expr = parse(text).unwrap();
+            assert!(!evaluate(&expr, &history, &facts, now()), "{text} before");
+            assert!(
+                evaluate(&expr, &history, &facts, later),
+                "{text} at its time"
+            );
+        }
+        // No window: all history, whatever the clock.
+        let ever = parse("performed \"Login\"").unwrap();
+        assert!(evaluate(&ever, &history, &facts, now()));
+
+        // The engine: not a member on arrival, a timer makes it one at 14:00.
+        let program = Program::compile(&[(
+            "recent".into(),
+            parse("performed \"Login\" within 1d").unwrap(),
+        )])
+        .unwrap();
+        let mut engine = AudienceEngine::new(std::sync::Arc::new(program));
+        let earlier = event("Login", now() - SignedDuration::from_hours(30), json!({}));
+        engine.apply(1, &earlier, now());
+        engine.apply(1, &history[0], now());
+        assert!(!engine.is_member(1, "recent"));
+        let changes = engine.advance(later);
+        assert!(engine.is_member(1, "recent"), "{changes:?}");
+        assert_eq!(changes[0].at, later);
+    }
+
+    #[test]
+    fn distinct_and_most_frequent_read_numbers_by_value() {
+        let at = now() - SignedDuration::from_hours(1);
+        let history: Vec<EventFact> = [json!(12), json!(12.0), json!(13.5), json!("12")]
+            .into_iter()
+            .map(|size| event("Viewed", at, json!({ "size": size })))
+            .collect();
+        let facts = PersonFacts::default();
+        let distinct = parse_value("distinct size of \"Viewed\"").unwrap();
+        // 12 and 12.0 are one number; the text "12" is another value.
+        assert_eq!(value(&distinct, &history, &facts, now()), Some(json!(3)));
+        let frequent = parse_value("most frequent size of \"Viewed\"").unwrap();
+        assert_eq!(value(&frequent, &history, &facts, now()), Some(json!(12)));
+        assert_eq!(canonical(&json!(-0.0)), json!(0));
+        assert_eq!(canonical(&json!(2.5)), json!(2.5));
+        assert_eq!(canonical(&json!(1e300)), json!(1e300));
+        assert_eq!(canonical(&json!(u64::MAX)), json!(u64::MAX));
+    }
 }

@@ -77,6 +77,7 @@ pub(crate) struct Follower {
     pub(crate) rules: Arc<IdentityRules>,
     pub(crate) engine: Option<kairos_engine::Engine>,
     pub(crate) policy: ContactPolicy,
+    pub(crate) metrics: crate::metrics::DeliveryMetrics,
 }
 
 /// How the follower is woken and tells how far it got.

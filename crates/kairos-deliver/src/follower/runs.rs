@@ -37,6 +37,11 @@ impl Follower {
             tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
             return Ok(());
         }
+        outbox.add_to_count(&journey.id, "entered", 1)?;
+        self.metrics
+            .journey_entries
+            .get_or_create(&vec![("journey", journey.name.clone())])
+            .inc();
         let run = Run {
             journey: journey.id.clone(),
             identifier,
@@ -62,6 +67,7 @@ impl Follower {
     ) -> Result<(), StoreError> {
         loop {
             let Some(instruction) = journey.program.get(run.pc) else {
+                self.store.outbox.add_to_count(&journey.id, "exited", 1)?;
                 return self.store.outbox.remove_run(&run);
             };
             match instruction {
@@ -81,6 +87,17 @@ impl Follower {
                             .await?;
                     }
                     self.render_content(&mut message, send, subject).await;
+                    let status = match message.status {
+                        MessageStatus::Blocked => "blocked",
+                        _ => "pending",
+                    };
+                    self.metrics
+                        .journey_messages
+                        .get_or_create(&vec![
+                            ("journey", journey.name.clone()),
+                            ("status", status.to_string()),
+                        ])
+                        .inc();
                     messages.push(message);
                     run.pc += 1;
                 }
@@ -143,6 +160,9 @@ impl Follower {
             };
             if journey.goal.as_deref() == Some(name) {
                 self.store.outbox.remove_run(&run)?; // the goal is met: they leave
+                self.store
+                    .outbox
+                    .add_to_count(&journey.id, "goal_reached", 1)?;
             } else if run.waiting_for.as_deref() == Some(name) {
                 self.store.outbox.remove_run(&run)?;
                 run.waiting_for = None;
