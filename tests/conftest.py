@@ -2,6 +2,15 @@
 
 Every test talks to Kairos the way a user does: over HTTP, against the real
 binary, with a data directory of its own. Servers are stopped by PID.
+
+Tests are hermetic with respect to the wall clock: anything that depends on
+the hour, the date or the weekday (quiet hours, `wait_until`, windows over
+fixed dates, re-scoring as days pass) runs on `--clock manual` with the
+time set by POST /v1/admin/clock; tests on the system clock use only
+timestamps relative to now. Checked by running the suite under libfaketime
+(`LD_PRELOAD=.../libfaketimeMT.so.1 FAKETIME=+<seconds>`: a relative offset,
+so the test process and every server share one fake clock) at 23:30, 07:45
+and in 2031.
 """
 
 import base64

@@ -30,6 +30,14 @@ impl Default for IngestLimits {
     }
 }
 
+/// Deepest nesting of objects and arrays allowed in any field of an event
+/// (`properties`, `traits`, `context`, ...; the field's own object is level
+/// 1). Real payloads stay within a handful of levels; a bound keeps every
+/// later reader of the event (profiles, templates, exports, which parse it
+/// with serde_json's 128-level limit and recurse over it) safe, where a
+/// 10,000-level value used to be stored and served back.
+pub const EVENT_NESTING_DEPTH_MAX: usize = 32;
+
 /// One problem with one field of an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldError {
@@ -169,6 +177,7 @@ fn build_event(
     for object_field in ["properties", "context", "integrations"] {
         check_object(&raw, object_field, errors);
     }
+    check_nesting(&raw, errors);
     let times = event_times(&raw, arrival, errors);
     let traits = event_type.and_then(|event_type| traits(&raw, event_type, errors));
     let violations = match (event_type, &event_name) {
@@ -314,6 +323,49 @@ fn check_object(raw: &RawEvent, field: &str, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::new(field, "must be a JSON object"));
         }
     }
+}
+
+/// Refuses fields nested deeper than [`EVENT_NESTING_DEPTH_MAX`].
+fn check_nesting(raw: &RawEvent, errors: &mut Vec<FieldError>) {
+    for (field, value) in &raw.fields {
+        let depth = nesting_depth(value.get());
+        if depth > EVENT_NESTING_DEPTH_MAX {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "nested {depth} levels deep; the limit is {EVENT_NESTING_DEPTH_MAX} levels of objects and arrays: flatten the value (e.g. \"a.b.c\": 1)"
+                ),
+            ));
+        }
+    }
+}
+
+/// How deeply objects and arrays nest in a JSON text (already checked to be
+/// valid JSON): brackets outside strings.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 type EventTimes = (Timestamp, Option<Timestamp>, Option<Timestamp>);

@@ -1,8 +1,8 @@
 //! Email: templates rendered with minijinja when a journey decides a send
 //! (so every attempt sends the same mail), delivered over SMTP with lettre.
 //!
-//! Templates are written by users, so they are treated as untrusted: a fuel
-//! limit stops runaway loops and the rendered parts have a size limit.
+//! Templates are written by users, so they are treated as untrusted: one
+//! fuel budget and one size limit for the whole message ([`crate::render`]).
 //! Their context is the person now — `traits`, `computed`, `audiences`,
 //! `scores`, `profile.id` — and the triggering `event` (`{{
 //! traits.first_name | default("there") }}`, `{% for item in
@@ -18,10 +18,7 @@ use crate::address_policy;
 use crate::endpoint::{SmtpServer, SmtpTls};
 use lettre::transport::smtp::client::Tls;
 
-/// Instructions a template may run (loops, filters) before it is stopped.
-const TEMPLATE_FUEL: u64 = 100_000;
-/// Largest rendered part.
-const RENDERED_BYTES_MAX: usize = 256 * 1024;
+use crate::render::MessageRenderer;
 
 /// An email's parts, as templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +40,9 @@ pub struct RenderedEmail {
     pub html: Option<String>,
 }
 
+/// For checking templates at journey creation (rendering has its own).
 fn environment() -> minijinja::Environment<'static> {
-    let mut environment = minijinja::Environment::new();
-    environment.set_fuel(Some(TEMPLATE_FUEL));
-    environment
+    minijinja::Environment::new()
 }
 
 /// The names a template reads — the person now and the triggering event
@@ -120,33 +116,24 @@ fn parts(template: &EmailTemplate) -> Vec<(&'static str, &str)> {
     parts
 }
 
-/// Renders every part for one person.
+/// Renders every part for one person, under one budget for the mail.
 pub fn render(
     template: &EmailTemplate,
     to: &str,
     context: &Value,
 ) -> Result<RenderedEmail, String> {
-    let environment = environment();
-    let render = |part: &str, source: &str| -> Result<String, String> {
-        let rendered = environment
-            .render_str(source, minijinja::value::Serde(context))
-            .map_err(|error| format!("template {part}: {error}"))?;
-        if rendered.len() > RENDERED_BYTES_MAX {
-            return Err(format!(
-                "template {part}: rendered {} bytes, more than {RENDERED_BYTES_MAX}",
-                rendered.len()
-            ));
-        }
-        Ok(rendered)
-    };
+    let mut renderer = MessageRenderer::new(context);
     Ok(RenderedEmail {
         to: to.to_string(),
-        subject: render("subject", &template.subject)?.trim().to_string(),
-        text: render("text", &template.text)?,
+        subject: renderer
+            .render("template subject", &template.subject)?
+            .trim()
+            .to_string(),
+        text: renderer.render("template text", &template.text)?,
         html: template
             .html
             .as_deref()
-            .map(|html| render("html", html))
+            .map(|html| renderer.render("template html", html))
             .transpose()?,
     })
 }
@@ -165,26 +152,10 @@ pub fn check_value(value: &Value) -> Result<(), String> {
     problem.map_or(Ok(()), Err)
 }
 
-/// Renders every text value of a JSON message as a template.
+/// Renders every text value of a JSON message (in-app) as a template,
+/// under one budget for the message.
 pub fn render_value(value: &Value, context: &Value) -> Result<Value, String> {
-    let environment = environment();
-    match value {
-        Value::String(text) => environment
-            .render_str(text, minijinja::value::Serde(context))
-            .map(Value::String)
-            .map_err(|error| format!("message template {text:?}: {error}")),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| render_value(item, context))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
-        Value::Object(map) => map
-            .iter()
-            .map(|(key, item)| Ok((key.clone(), render_value(item, context)?)))
-            .collect::<Result<serde_json::Map<_, _>, String>>()
-            .map(Value::Object),
-        other => Ok(other.clone()),
-    }
+    MessageRenderer::new(context).render_value(value)
 }
 
 fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {

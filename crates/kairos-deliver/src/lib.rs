@@ -24,6 +24,7 @@ pub mod journey;
 pub mod lists;
 pub mod metrics;
 pub mod policy;
+pub mod render;
 pub mod signing;
 pub mod tls;
 pub mod unusual;

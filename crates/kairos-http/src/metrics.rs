@@ -27,6 +27,8 @@ pub struct Metrics {
     pub ingest_queue_depth: Gauge,
     pub log_committed_seq: Gauge,
     pub engine_applied_seq: Gauge,
+    /// Pages connected to the in-app hub now (set at each scrape).
+    pub in_app_pages: Gauge,
     /// Journeys and deliveries: counted on the delivery thread.
     pub delivery: kairos_deliver::metrics::DeliveryMetrics,
     /// The engine's audience work, copied from its counters at each scrape
@@ -70,6 +72,7 @@ impl Metrics {
             model_scorings: Counter::default(),
             model_scoring_seconds: Counter::default(),
             observing: std::sync::Mutex::new(()),
+            in_app_pages: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -141,6 +144,11 @@ impl Metrics {
             "kairos_ingest_queue_depth",
             "Requests waiting for the log writer",
             metrics.ingest_queue_depth.clone(),
+        );
+        registry.register(
+            "kairos_in_app_pages",
+            "In-app pages connected now (open /v1/in-app/stream requests)",
+            metrics.in_app_pages.clone(),
         );
         registry.register(
             "kairos_log_committed_seq",

@@ -52,6 +52,10 @@ pub async fn metrics(
         .engine_applied_seq
         .set(state.engine.applied_seq() as i64);
     metrics.observe_engine(state.engine.counters());
+    if let Some(deliverer) = &state.deliverer {
+        let pages = deliverer.hub().page_count();
+        metrics.in_app_pages.set(pages as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

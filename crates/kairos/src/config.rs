@@ -835,6 +835,39 @@ mod tests {
     }
 
     #[test]
+    fn access_settings_from_the_environment() {
+        let config = load(
+            &FlagConfig::default(),
+            &env(&[
+                ("KAIROS_ADMIN_TOKEN", "admin-token-1"),
+                ("KAIROS_METRICS_TOKEN", "metrics-token-1"),
+                ("KAIROS_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin_token_origin.as_deref(),
+            Some("KAIROS_ADMIN_TOKEN")
+        );
+        assert_eq!(
+            config.access.metrics_token.as_deref(),
+            Some("metrics-token-1")
+        );
+        assert!(config.access.trusts(Some("10.9.8.7".parse().unwrap())));
+        assert!(config.access.trusts(Some("::1".parse().unwrap())));
+        assert!(!config.access.trusts(Some("192.168.0.1".parse().unwrap())));
+        let problems = load(
+            &FlagConfig::default(),
+            &env(&[
+                ("KAIROS_METRICS_TOKEN", "short"),
+                ("KAIROS_TRUSTED_PROXIES", "proxy.local"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let problems = load(
             &FlagConfig::default(),

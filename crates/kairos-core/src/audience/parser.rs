@@ -24,11 +24,18 @@ impl std::fmt::Display for DefinitionError {
     }
 }
 
+/// Deepest nesting of `not` and parentheses in a definition. The parser,
+/// the evaluators and the compiler recurse once per level, so without a
+/// bound a definition nested 3,000 deep overflowed the stack and killed
+/// the process; real definitions nest a few levels.
+pub const NESTING_DEPTH_MAX: usize = 32;
+
 /// Parses a definition's text form.
 pub fn parse(text: &str) -> Result<Expr, DefinitionError> {
     let mut parser = Parser {
         tokens: lex(text)?,
         position: 0,
+        depth: 0,
     };
     let expr = parser.or()?;
     match parser.peek() {
@@ -47,6 +54,7 @@ pub fn parse_value(text: &str) -> Result<ValueExpr, DefinitionError> {
     let mut parser = Parser {
         tokens: lex(text)?,
         position: 0,
+        depth: 0,
     };
     let expr = parser.value_expr()?;
     match parser.peek() {
@@ -61,6 +69,8 @@ pub fn parse_value(text: &str) -> Result<ValueExpr, DefinitionError> {
 struct Parser {
     tokens: Vec<Located>,
     position: usize,
+    /// `not`s and `(`s open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -146,22 +156,41 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, DefinitionError> {
+        if self.is_word("not") || matches!(self.peek(), Token::Symbol("(")) {
+            self.enter_nesting()?;
+            let expr = self.nested();
+            self.depth -= 1;
+            return expr;
+        }
+        self.condition()
+    }
+
+    /// `not <unary>` or `( <or> )`.
+    fn nested(&mut self) -> Result<Expr, DefinitionError> {
         if self.eat_word("not") {
             return Ok(Expr::Not {
                 expr: Box::new(self.unary()?),
             });
         }
-        if self.eat_symbol("(") {
-            let expr = self.or()?;
-            if !self.eat_symbol(")") {
-                return Err(self.error(format!(
-                    "expected `)` to close the `(`, found {}",
-                    self.peek().describe()
-                )));
-            }
-            return Ok(expr);
+        self.next(); // the `(`
+        let expr = self.or()?;
+        if !self.eat_symbol(")") {
+            return Err(self.error(format!(
+                "expected `)` to close the `(`, found {}",
+                self.peek().describe()
+            )));
         }
-        self.condition()
+        Ok(expr)
+    }
+
+    fn enter_nesting(&mut self) -> Result<(), DefinitionError> {
+        if self.depth >= NESTING_DEPTH_MAX {
+            return Err(self.error(format!(
+                "`not` and parentheses nest more than {NESTING_DEPTH_MAX} levels deep here (the limit); simplify the definition, e.g. split it into audiences referenced with `in audience \"name\"`"
+            )));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn condition(&mut self) -> Result<Expr, DefinitionError> {

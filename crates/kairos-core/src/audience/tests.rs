@@ -658,6 +658,33 @@ mod incremental_matches_from_scratch {
     }
 }
 
+#[test]
+fn nesting_is_bounded_with_the_position_and_the_limit() {
+    use super::parser::NESTING_DEPTH_MAX;
+    let leaf = "trait plan = \"pro\"";
+    let parens = |levels: usize| format!("{}{leaf}{}", "(".repeat(levels), ")".repeat(levels));
+    assert!(parse(&parens(NESTING_DEPTH_MAX)).is_ok());
+    let error = parse(&parens(NESTING_DEPTH_MAX + 1)).unwrap_err();
+    assert_eq!(
+        (error.line, error.column),
+        (1, NESTING_DEPTH_MAX + 1),
+        "{error}"
+    );
+    assert!(error.message.contains("more than 32 levels"), "{error}");
+    // 3,000 levels used to overflow the stack; `not` counts as a level too.
+    assert!(parse(&parens(3_000)).is_err());
+    assert!(parse(&format!("{}{leaf}", "not ".repeat(3_000))).is_err());
+    let mixed = format!("{}{leaf}{}", "not (".repeat(20), ")".repeat(20));
+    assert!(parse(&mixed).unwrap_err().message.contains("32 levels"));
+    let case = format!("case when {} then 1 end", parens(3_000));
+    assert!(parse_value(&case).is_err());
+    // The JSON form of an accepted definition round-trips within serde_json's
+    // recursion limit (two JSON levels per `not`).
+    let deepest = parse(&format!("{}{leaf}", "not ".repeat(NESTING_DEPTH_MAX))).unwrap();
+    let json = serde_json::to_string(&deepest).unwrap();
+    assert_eq!(serde_json::from_str::<Expr>(&json).unwrap(), deepest);
+}
+
 /// The decisions of issue 12 on the reference evaluator (what the property
 /// test then holds the incremental engine to).
 mod semantics {

@@ -189,3 +189,33 @@ fn blocking_plans_reject_and_flagging_plans_annotate() {
     let event = normalize_event(&raw, &arrival(&limits, Some(&flag))).unwrap();
     assert_eq!(event.violations.len(), 1);
 }
+
+#[test]
+fn deeply_nested_fields_are_refused_naming_the_field_and_the_limit() {
+    let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    let event = |field: &str, levels: usize| {
+        let text = format!(
+            r#"{{"type":"track","event":"E","userId":"u","{field}":{{"a":{}}}}}"#,
+            nested(levels - 1)
+        );
+        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
+        let limits = IngestLimits::default();
+        normalize_event(&raw, &arrival(&limits, None))
+    };
+    assert!(event("properties", EVENT_NESTING_DEPTH_MAX).is_ok());
+    let errors = event("properties", EVENT_NESTING_DEPTH_MAX + 1).unwrap_err();
+    assert_eq!(fields_of(errors.clone()), ["properties"]);
+    assert!(
+        errors[0]
+            .message
+            .contains("33 levels deep; the limit is 32"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        fields_of(event("context", 10_000).unwrap_err()),
+        ["context"]
+    );
+    assert_eq!(fields_of(event("custom", 100).unwrap_err()), ["custom"]);
+    // Brackets inside strings are text, not nesting.
+    assert_eq!(nesting_depth(r#"{"a":"[[[[{{{{\"]]"}"#), 1);
+}
