@@ -65,7 +65,7 @@ impl ExtraRoots {
 
 /// Makes ring the process's rustls crypto provider (reqwest and lettre
 /// both ask for the default one). Installing twice is harmless.
-pub(crate) fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

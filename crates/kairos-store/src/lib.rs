@@ -36,6 +36,7 @@ pub mod log;
 pub mod models;
 pub mod outbox;
 pub mod privacy;
+mod pseudonym;
 pub mod quarantine;
 mod recent;
 pub mod sources;
@@ -142,8 +143,10 @@ const META_PURGE_PENDING_KEY: &[u8] = b"erasure/purge_pending";
 const META_PARTITIONS_KEY: &[u8] = b"log_partitions";
 const META_ADMIN_TOKEN_KEY: &[u8] = b"admin_token";
 const META_FORMAT_KEY: &[u8] = b"format";
-/// Version of the on-disk layout; 2 = events sealed per person.
-const FORMAT_VERSION: u32 = 2;
+/// Version of the on-disk layout; 2 = events sealed per person; 3 = no
+/// identifier in plaintext in any key (outbox indexes and list members
+/// keyed by pseudonyms).
+const FORMAT_VERSION: u32 = 3;
 
 impl Store {
     /// Opens (or creates) the data directory and starts the log writer.
@@ -167,8 +170,9 @@ impl Store {
         let quarantine = Arc::new(Quarantine::open(&db, vault.clone())?);
         let sources = SourceRegistry::open(db.clone(), meta.clone())?;
         let definitions = Definitions::open(db.clone(), meta.clone())?;
-        let outbox = Outbox::open(db.clone(), meta.clone())?;
-        let lists = Lists::open(db.clone())?;
+        let pseudonyms = pseudonym::Pseudonyms::open(&db, &meta)?;
+        let outbox = Outbox::open(db.clone(), meta.clone(), pseudonyms)?;
+        let lists = Lists::open(db.clone(), pseudonyms)?;
         let models = ModelRegistry::open(db.clone(), meta.clone());
         let writer = LogWriter::start(
             db.clone(),

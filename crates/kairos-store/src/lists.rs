@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
+use crate::pseudonym::Pseudonyms;
 
 const KEYSPACE: &str = "lists";
 
@@ -28,12 +29,19 @@ pub struct ListMember {
 pub struct Lists {
     db: Database,
     members: Keyspace,
+    /// Members are keyed by the pseudonym of their identifier (erasure
+    /// leaves no identifier in a tombstone).
+    pseudonyms: Pseudonyms,
 }
 
 impl Lists {
-    pub(crate) fn open(db: Database) -> Result<Lists, StoreError> {
+    pub(crate) fn open(db: Database, pseudonyms: Pseudonyms) -> Result<Lists, StoreError> {
         let members = db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?;
-        Ok(Lists { db, members })
+        Ok(Lists {
+            db,
+            members,
+            pseudonyms,
+        })
     }
 
     pub(crate) fn keyspace(&self) -> &Keyspace {
@@ -52,7 +60,7 @@ impl Lists {
         let mut batch = self.db.batch();
         let mut added = 0;
         for identifier in identifiers {
-            let key = member_key(list, identifier);
+            let key = self.member_key(list, identifier);
             if self.members.get(&key)?.is_some() {
                 continue;
             }
@@ -77,7 +85,7 @@ impl Lists {
 
     /// Removes one identifier; whether it was there.
     pub fn remove(&self, list: &str, identifier: &str) -> Result<bool, StoreError> {
-        let key = member_key(list, identifier);
+        let key = self.member_key(list, identifier);
         if self.members.get(&key)?.is_none() {
             return Ok(false);
         }
@@ -86,7 +94,8 @@ impl Lists {
         Ok(true)
     }
 
-    /// Members in identifier order, after `after` (paging).
+    /// Members in a stable order (of their pseudonyms), after the member
+    /// `after` (paging).
     pub fn members(
         &self,
         list: &str,
@@ -95,11 +104,11 @@ impl Lists {
     ) -> Result<Vec<ListMember>, StoreError> {
         let start = match after {
             Some(after) => {
-                let mut key = member_key(list, after);
+                let mut key = self.member_key(list, after);
                 key.push(0); // strictly after
                 key
             }
-            None => member_key(list, ""),
+            None => format!("{list}\0").into_bytes(),
         };
         let end = {
             let mut key = list.as_bytes().to_vec();
@@ -137,7 +146,11 @@ impl Lists {
     ) -> Result<Option<(String, String)>, StoreError> {
         for list in lists {
             for identifier in identifiers {
-                if self.members.get(member_key(list, identifier))?.is_some() {
+                if self
+                    .members
+                    .get(self.member_key(list, identifier))?
+                    .is_some()
+                {
                     return Ok(Some((list.clone(), identifier.clone())));
                 }
             }
@@ -151,7 +164,7 @@ impl Lists {
         let mut batch = self.db.batch();
         for name in &names {
             for identifier in identifiers {
-                batch.remove(&self.members, member_key(name, identifier));
+                batch.remove(&self.members, self.member_key(name, identifier));
             }
         }
         batch.commit()?;
@@ -160,8 +173,10 @@ impl Lists {
     }
 }
 
-fn member_key(list: &str, identifier: &str) -> Vec<u8> {
-    format!("{list}\0{identifier}").into_bytes()
+impl Lists {
+    fn member_key(&self, list: &str, identifier: &str) -> Vec<u8> {
+        format!("{list}\0{}", self.pseudonyms.of(identifier)).into_bytes()
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<ListMember, StoreError> {

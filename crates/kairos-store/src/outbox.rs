@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::pseudonym::Pseudonyms;
 use crate::{StoreError, random_token};
 
 const DESTINATION_PREFIX: &str = "destination/";
@@ -28,12 +29,16 @@ const SYNC_PREFIX: &str = "audience-sync/";
 /// the goal, finished.
 const COUNT_PREFIX: &str = "count/";
 const CURSOR_KEY: &str = "deliver/cursor";
-/// `m/<message id>` → message; `p/<identifier>\0<message id>` → "".
+/// `m/<message id>` → message; `p/<pseudonym of identifier>\0<message id>` → "".
+/// Identifiers appear in keys only as pseudonyms ([`crate::pseudonym`]):
+/// an erasure's deletions must not leave them in tombstones.
 const MESSAGE_PREFIX: &str = "m/";
 const PROFILE_PREFIX: &str = "p/";
 /// `<destination id>/<seq, big-endian>` → message id.
 const QUEUE_KEYSPACE: &str = "outbox";
-/// `w/<journey>\0<key>` → wait; `d/<deadline ns, big-endian>/<journey>\0<key>` → "";
+/// `w/<journey>\0<pseudonym of key>` → wait; `d/<deadline ns, big-endian>/<journey>\0<pseudonym of key>` → "";
+/// `r/<pseudonym of identifier>\0<journey>\0<seq>` → run; `t…` → run key;
+/// `e/<journey>\0<pseudonym of identifier>` → entries;
 /// `s/<sync>\0<event seq, big-endian>` → a membership change waiting for its batch.
 const WAITS_KEYSPACE: &str = "waits";
 const DELIVERIES_KEYSPACE: &str = "deliveries";
@@ -225,6 +230,7 @@ pub struct Outbox {
     /// message or run read before the erasure). Memory only: after a
     /// restart their events are unreadable, so nothing can bring them back.
     erased: std::sync::RwLock<std::collections::HashSet<String>>,
+    pseudonyms: Pseudonyms,
 }
 
 /// What erasing a person removed from the outbox.
@@ -239,7 +245,11 @@ pub struct OutboxErasure {
 }
 
 impl Outbox {
-    pub(crate) fn open(db: Database, meta: Keyspace) -> Result<Outbox, StoreError> {
+    pub(crate) fn open(
+        db: Database,
+        meta: Keyspace,
+        pseudonyms: Pseudonyms,
+    ) -> Result<Outbox, StoreError> {
         let queue = db.keyspace(QUEUE_KEYSPACE, KeyspaceCreateOptions::default)?;
         let deliveries = db.keyspace(DELIVERIES_KEYSPACE, KeyspaceCreateOptions::default)?;
         let waits = db.keyspace(WAITS_KEYSPACE, KeyspaceCreateOptions::default)?;
@@ -257,6 +267,7 @@ impl Outbox {
             next_seq: AtomicU64::new(last + 1),
             changing: Mutex::new(()),
             erased: Default::default(),
+            pseudonyms,
         })
     }
 
@@ -279,12 +290,13 @@ impl Outbox {
         let mut erased = OutboxErasure::default();
         let mut batch = self.db.batch();
         for identifier in identifiers {
+            let person = self.pseudonyms.of(identifier);
             for guard in self
                 .deliveries
-                .prefix(format!("{PROFILE_PREFIX}{identifier}\0"))
+                .prefix(format!("{PROFILE_PREFIX}{person}\0"))
             {
                 let key = guard.key()?;
-                let id = &key[PROFILE_PREFIX.len() + identifier.len() + 1..];
+                let id = &key[PROFILE_PREFIX.len() + person.len() + 1..];
                 let message_key = [MESSAGE_PREFIX.as_bytes(), id].concat();
                 if let Some(bytes) = self.deliveries.get(&message_key)? {
                     let message: Message = decode(&bytes)?;
@@ -294,10 +306,10 @@ impl Outbox {
                 batch.remove(&self.deliveries, message_key);
                 batch.remove(&self.deliveries, key.to_vec());
             }
-            for guard in self.waits.prefix(format!("r/{identifier}\0")) {
+            for guard in self.waits.prefix(format!("r/{person}\0")) {
                 let run: Run = decode(&guard.value()?)?;
-                batch.remove(&self.waits, run_key(&run));
-                batch.remove(&self.waits, run_timer_key(&run));
+                batch.remove(&self.waits, self.run_key(&run));
+                batch.remove(&self.waits, self.run_timer_key(&run));
                 erased.runs_and_waits += 1;
             }
         }
@@ -318,18 +330,22 @@ impl Outbox {
         for guard in self.waits.prefix("w/") {
             let wait: Wait = decode(&guard.value()?)?;
             if identifiers.contains(&wait.identifier) {
-                batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
-                batch.remove(&self.waits, deadline_key(&wait));
+                batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
+                batch.remove(&self.waits, self.deadline_key(&wait));
                 erased.runs_and_waits += 1;
             }
         }
+        let people: std::collections::HashSet<String> = identifiers
+            .iter()
+            .map(|identifier| self.pseudonyms.of(identifier))
+            .collect();
         for guard in self.waits.prefix("e/") {
             let key = guard.key()?;
             let names_person = key
                 .iter()
                 .position(|byte| *byte == 0)
                 .map(|split| String::from_utf8_lossy(&key[split + 1..]).to_string())
-                .is_some_and(|identifier| identifiers.contains(&identifier));
+                .is_some_and(|person| people.contains(&person));
             if names_person {
                 batch.remove(&self.waits, key.to_vec());
             }
@@ -595,17 +611,17 @@ impl Outbox {
         }
         let mut batch = self.db.batch();
         if let Some(old) = self.wait(&wait.journey, &wait.key)? {
-            batch.remove(&self.waits, deadline_key(&old));
+            batch.remove(&self.waits, self.deadline_key(&old));
         }
         let bytes = serde_json::to_vec(wait).expect("a wait serializes");
-        batch.insert(&self.waits, wait_key(&wait.journey, &wait.key), bytes);
-        batch.insert(&self.waits, deadline_key(wait), b"");
+        batch.insert(&self.waits, self.wait_key(&wait.journey, &wait.key), bytes);
+        batch.insert(&self.waits, self.deadline_key(wait), b"");
         batch.commit()?;
         Ok(())
     }
 
     pub fn wait(&self, journey: &str, key: &str) -> Result<Option<Wait>, StoreError> {
-        match self.waits.get(wait_key(journey, key))? {
+        match self.waits.get(self.wait_key(journey, key))? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
@@ -614,8 +630,8 @@ impl Outbox {
     /// Cancels a wait (the expected event came); repeating it is harmless.
     pub fn cancel_wait(&self, wait: &Wait) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
-        batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
-        batch.remove(&self.waits, deadline_key(wait));
+        batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
+        batch.remove(&self.waits, self.deadline_key(wait));
         batch.commit()?;
         Ok(())
     }
@@ -627,14 +643,11 @@ impl Outbox {
         let mut found = Vec::new();
         for guard in self.waits.range(b"d/".to_vec()..end).take(limit) {
             let key = guard.key()?;
-            let rest = &key[2 + 16 + 1..];
-            let Some(split) = rest.iter().position(|byte| *byte == 0) else {
-                continue;
-            };
-            let journey = String::from_utf8_lossy(&rest[..split]);
-            let wait_key_text = String::from_utf8_lossy(&rest[split + 1..]);
-            if let Some(wait) = self.wait(&journey, &wait_key_text)? {
-                found.push(wait);
+            // `d/<deadline>/` then `<journey>\0<pseudonym of key>`, the
+            // same tail as the wait's own key `w/<journey>\0<…>`.
+            let tail = &key[2 + 16 + 1..];
+            if let Some(bytes) = self.waits.get([b"w/".as_slice(), tail].concat())? {
+                found.push(decode(&bytes)?);
             }
         }
         Ok(found)
@@ -645,8 +658,8 @@ impl Outbox {
     pub fn fire_waits(&self, waits: &[Wait], messages: &[Message]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         for wait in waits {
-            batch.remove(&self.waits, wait_key(&wait.journey, &wait.key));
-            batch.remove(&self.waits, deadline_key(wait));
+            batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
+            batch.remove(&self.waits, self.deadline_key(wait));
         }
         for message in messages {
             self.write_new_message(&mut batch, message);
@@ -662,17 +675,17 @@ impl Outbox {
             return Ok(());
         }
         let mut batch = self.db.batch();
-        let key = run_key(run);
+        let key = self.run_key(run);
         if let Some(bytes) = self.waits.get(&key)? {
             let old: Run = decode(&bytes)?;
-            batch.remove(&self.waits, run_timer_key(&old));
+            batch.remove(&self.waits, self.run_timer_key(&old));
         }
         batch.insert(
             &self.waits,
             &key,
             serde_json::to_vec(run).expect("a run serializes"),
         );
-        batch.insert(&self.waits, run_timer_key(run), key.clone());
+        batch.insert(&self.waits, self.run_timer_key(run), key.clone());
         batch.commit()?;
         Ok(())
     }
@@ -680,8 +693,8 @@ impl Outbox {
     /// Ends a run (finished, or its goal was met).
     pub fn remove_run(&self, run: &Run) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
-        batch.remove(&self.waits, run_key(run));
-        batch.remove(&self.waits, run_timer_key(run));
+        batch.remove(&self.waits, self.run_key(run));
+        batch.remove(&self.waits, self.run_timer_key(run));
         batch.commit()?;
         Ok(())
     }
@@ -689,7 +702,8 @@ impl Outbox {
     /// The waiting runs of a person.
     pub fn runs_of(&self, identifier: &str) -> Result<Vec<Run>, StoreError> {
         let mut runs = Vec::new();
-        for guard in self.waits.prefix(format!("r/{identifier}\0")) {
+        let person = self.pseudonyms.of(identifier);
+        for guard in self.waits.prefix(format!("r/{person}\0")) {
             runs.push(decode(&guard.value()?)?);
         }
         Ok(runs)
@@ -710,7 +724,7 @@ impl Outbox {
     }
 
     pub fn entries(&self, journey: &str, identifier: &str) -> Result<Option<Entries>, StoreError> {
-        match self.waits.get(format!("e/{journey}\0{identifier}"))? {
+        match self.waits.get(self.entries_key(journey, identifier))? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
@@ -733,7 +747,7 @@ impl Outbox {
             last: now,
         };
         self.waits.insert(
-            format!("e/{journey}\0{identifier}"),
+            self.entries_key(journey, identifier),
             serde_json::to_vec(&entries).expect("entries serialize"),
         )?;
         Ok(())
@@ -758,7 +772,7 @@ impl Outbox {
         self.write_message(batch, message);
         batch.insert(
             &self.deliveries,
-            profile_key(&message.identifier, &message.id),
+            self.profile_key(&message.identifier, &message.id),
             b"",
         );
     }
@@ -817,9 +831,10 @@ impl Outbox {
     ) -> Result<Vec<Message>, StoreError> {
         let mut found = Vec::new();
         for identifier in identifiers {
+            let person = self.pseudonyms.of(identifier);
             for guard in self
                 .deliveries
-                .prefix(format!("{PROFILE_PREFIX}{identifier}\0"))
+                .prefix(format!("{PROFILE_PREFIX}{person}\0"))
             {
                 let key = guard.key()?;
                 let id = String::from_utf8_lossy(
@@ -948,24 +963,49 @@ pub fn new_secret() -> Result<String, StoreError> {
     Ok(format!("whsec_{}", BASE64.encode(secret)))
 }
 
+/// Keys naming a person: by pseudonym only.
+impl Outbox {
+    fn run_key(&self, run: &Run) -> Vec<u8> {
+        format!(
+            "r/{}\0{}\0{:016x}",
+            self.pseudonyms.of(&run.identifier),
+            run.journey,
+            run.event_seq
+        )
+        .into_bytes()
+    }
+
+    fn run_timer_key(&self, run: &Run) -> Vec<u8> {
+        let mut key = b"t".to_vec();
+        key.extend_from_slice(&deadline_prefix(run.resume_at)[1..]);
+        key.extend_from_slice(&self.run_key(run));
+        key
+    }
+
+    fn wait_key(&self, journey: &str, key: &str) -> Vec<u8> {
+        format!("w/{journey}\0{}", self.pseudonyms.of(key)).into_bytes()
+    }
+
+    fn deadline_key(&self, wait: &Wait) -> Vec<u8> {
+        let mut key = deadline_prefix(wait.deadline);
+        key.extend_from_slice(
+            format!("{}\0{}", wait.journey, self.pseudonyms.of(&wait.key)).as_bytes(),
+        );
+        key
+    }
+
+    fn entries_key(&self, journey: &str, identifier: &str) -> String {
+        format!("e/{journey}\0{}", self.pseudonyms.of(identifier))
+    }
+
+    fn profile_key(&self, identifier: &str, id: &str) -> String {
+        format!("{PROFILE_PREFIX}{}\0{id}", self.pseudonyms.of(identifier))
+    }
+}
+
 fn queue_key(destination: &str, seq: u64) -> Vec<u8> {
     let mut key = format!("{destination}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn run_key(run: &Run) -> Vec<u8> {
-    format!(
-        "r/{}\0{}\0{:016x}",
-        run.identifier, run.journey, run.event_seq
-    )
-    .into_bytes()
-}
-
-fn run_timer_key(run: &Run) -> Vec<u8> {
-    let mut key = b"t".to_vec();
-    key.extend_from_slice(&deadline_prefix(run.resume_at)[1..]);
-    key.extend_from_slice(&run_key(run));
     key
 }
 
@@ -975,10 +1015,6 @@ fn sync_change_key(sync: &str, seq: u64) -> Vec<u8> {
     key
 }
 
-fn wait_key(journey: &str, key: &str) -> Vec<u8> {
-    format!("w/{journey}\0{key}").into_bytes()
-}
-
 fn deadline_prefix(deadline: Timestamp) -> Vec<u8> {
     let mut key = b"d/".to_vec();
     // Offset so that times before 1970 still sort: i128 → u128 order.
@@ -986,16 +1022,6 @@ fn deadline_prefix(deadline: Timestamp) -> Vec<u8> {
     key.extend_from_slice(&nanos.to_be_bytes());
     key.push(b'/');
     key
-}
-
-fn deadline_key(wait: &Wait) -> Vec<u8> {
-    let mut key = deadline_prefix(wait.deadline);
-    key.extend_from_slice(format!("{}\0{}", wait.journey, wait.key).as_bytes());
-    key
-}
-
-fn profile_key(identifier: &str, id: &str) -> String {
-    format!("{PROFILE_PREFIX}{identifier}\0{id}")
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {

@@ -90,6 +90,9 @@ const SERVE_UMASK: libc::mode_t = 0o077;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Every command's HTTP client (the client commands' too) runs on
+    // rustls with ring: install it before any client is built.
+    kairos_deliver::tls::install_crypto_provider();
     let result = match cli.command {
         Command::Serve(args) => {
             // SAFETY: umask only sets the process's file-creation mask; it
