@@ -7,6 +7,10 @@
 //! Messages are enqueued together with the cursor in one atomic, fsynced
 //! batch: after a crash the follower resumes at the cursor, so a message is
 //! decided exactly once; delivery is at least once under the same id.
+//!
+//! Here: records, destinations, journeys, syncs, messages and queues;
+//! [`waits`]: journeys' per-person state (waits, runs, entry counts) and
+//! the pseudonymous keys naming a person; [`erasure`]: forgetting a person.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -21,6 +25,9 @@ use serde_json::Value;
 
 use crate::pseudonym::Pseudonyms;
 use crate::{StoreError, random_token};
+
+mod erasure;
+mod waits;
 
 const DESTINATION_PREFIX: &str = "destination/";
 const JOURNEY_PREFIX: &str = "journey/";
@@ -276,97 +283,6 @@ impl Outbox {
         [&self.queue, &self.deliveries, &self.waits]
     }
 
-    /// Erases everything the outbox holds about the person known by
-    /// `identifiers` (`type:value`): messages of every status (the
-    /// delivery log and dead letters), waiting runs, waits, journey entry
-    /// counts and audience-sync changes. From now on nothing about them is
-    /// written again.
-    pub fn forget(&self, identifiers: &[String]) -> Result<OutboxErasure, StoreError> {
-        let set: std::collections::HashSet<String> = identifiers.iter().cloned().collect();
-        self.erased
-            .write()
-            .expect("erased lock")
-            .extend(set.iter().cloned());
-        let mut erased = OutboxErasure::default();
-        let mut batch = self.db.batch();
-        for identifier in identifiers {
-            let person = self.pseudonyms.of(identifier);
-            for guard in self
-                .deliveries
-                .prefix(format!("{PROFILE_PREFIX}{person}\0"))
-            {
-                let key = guard.key()?;
-                let id = &key[PROFILE_PREFIX.len() + person.len() + 1..];
-                let message_key = [MESSAGE_PREFIX.as_bytes(), id].concat();
-                if let Some(bytes) = self.deliveries.get(&message_key)? {
-                    let message: Message = decode(&bytes)?;
-                    batch.remove(&self.queue, queue_key(&message.destination, message.seq));
-                    erased.messages += 1;
-                }
-                batch.remove(&self.deliveries, message_key);
-                batch.remove(&self.deliveries, key.to_vec());
-            }
-            for guard in self.waits.prefix(format!("r/{person}\0")) {
-                let run: Run = decode(&guard.value()?)?;
-                batch.remove(&self.waits, self.run_key(&run));
-                batch.remove(&self.waits, self.run_timer_key(&run));
-                erased.runs_and_waits += 1;
-            }
-        }
-        self.forget_in_waits(&set, &mut batch, &mut erased)?;
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(erased)
-    }
-
-    /// Waits, entry counts and sync changes are keyed by journey or sync,
-    /// not person: found by a scan (they are few next to messages).
-    fn forget_in_waits(
-        &self,
-        identifiers: &std::collections::HashSet<String>,
-        batch: &mut fjall::OwnedWriteBatch,
-        erased: &mut OutboxErasure,
-    ) -> Result<(), StoreError> {
-        for guard in self.waits.prefix("w/") {
-            let wait: Wait = decode(&guard.value()?)?;
-            if identifiers.contains(&wait.identifier) {
-                batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
-                batch.remove(&self.waits, self.deadline_key(&wait));
-                erased.runs_and_waits += 1;
-            }
-        }
-        let people: std::collections::HashSet<String> = identifiers
-            .iter()
-            .map(|identifier| self.pseudonyms.of(identifier))
-            .collect();
-        for guard in self.waits.prefix("e/") {
-            let key = guard.key()?;
-            let names_person = key
-                .iter()
-                .position(|byte| *byte == 0)
-                .map(|split| String::from_utf8_lossy(&key[split + 1..]).to_string())
-                .is_some_and(|person| people.contains(&person));
-            if names_person {
-                batch.remove(&self.waits, key.to_vec());
-            }
-        }
-        for guard in self.waits.prefix("s/") {
-            let (key, value) = guard.into_inner()?;
-            let change: SyncChange = decode(&value)?;
-            if identifiers.contains(&change.identifier) {
-                batch.remove(&self.waits, key.to_vec());
-                erased.sync_changes += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `identifier` was erased while this process runs.
-    pub fn is_erased(&self, identifier: &str) -> bool {
-        let erased = self.erased.read().expect("erased lock");
-        !erased.is_empty() && erased.contains(identifier)
-    }
-
     // --- destinations --------------------------------------------------
 
     pub fn create_destination(
@@ -603,156 +519,6 @@ impl Outbox {
         Ok(())
     }
 
-    /// Starts (or restarts, with a new deadline) a wait. Applying the same
-    /// event again sets the same wait: safe to repeat after a crash.
-    pub fn set_wait(&self, wait: &Wait) -> Result<(), StoreError> {
-        if self.is_erased(&wait.identifier) {
-            return Ok(());
-        }
-        let mut batch = self.db.batch();
-        if let Some(old) = self.wait(&wait.journey, &wait.key)? {
-            batch.remove(&self.waits, self.deadline_key(&old));
-        }
-        let bytes = serde_json::to_vec(wait).expect("a wait serializes");
-        batch.insert(&self.waits, self.wait_key(&wait.journey, &wait.key), bytes);
-        batch.insert(&self.waits, self.deadline_key(wait), b"");
-        batch.commit()?;
-        Ok(())
-    }
-
-    pub fn wait(&self, journey: &str, key: &str) -> Result<Option<Wait>, StoreError> {
-        match self.waits.get(self.wait_key(journey, key))? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Cancels a wait (the expected event came); repeating it is harmless.
-    pub fn cancel_wait(&self, wait: &Wait) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
-        batch.remove(&self.waits, self.deadline_key(wait));
-        batch.commit()?;
-        Ok(())
-    }
-
-    /// Waits whose deadline is at or before `now`, earliest first.
-    pub fn due_waits(&self, now: Timestamp, limit: usize) -> Result<Vec<Wait>, StoreError> {
-        // Every deadline key up to `now` sorts before the next nanosecond's.
-        let end = deadline_prefix(now + jiff::SignedDuration::from_nanos(1));
-        let mut found = Vec::new();
-        for guard in self.waits.range(b"d/".to_vec()..end).take(limit) {
-            let key = guard.key()?;
-            // `d/<deadline>/` then `<journey>\0<pseudonym of key>`, the
-            // same tail as the wait's own key `w/<journey>\0<…>`.
-            let tail = &key[2 + 16 + 1..];
-            if let Some(bytes) = self.waits.get([b"w/".as_slice(), tail].concat())? {
-                found.push(decode(&bytes)?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Fires waits: their messages are stored and the waits removed in one
-    /// atomic, durable batch (a wait fires exactly once).
-    pub fn fire_waits(&self, waits: &[Wait], messages: &[Message]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        for wait in waits {
-            batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
-            batch.remove(&self.waits, self.deadline_key(wait));
-        }
-        for message in messages {
-            self.write_new_message(&mut batch, message);
-        }
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncData)?;
-        Ok(())
-    }
-
-    /// Stores a waiting run (replacing its previous state).
-    pub fn save_run(&self, run: &Run) -> Result<(), StoreError> {
-        if self.is_erased(&run.identifier) {
-            return Ok(());
-        }
-        let mut batch = self.db.batch();
-        let key = self.run_key(run);
-        if let Some(bytes) = self.waits.get(&key)? {
-            let old: Run = decode(&bytes)?;
-            batch.remove(&self.waits, self.run_timer_key(&old));
-        }
-        batch.insert(
-            &self.waits,
-            &key,
-            serde_json::to_vec(run).expect("a run serializes"),
-        );
-        batch.insert(&self.waits, self.run_timer_key(run), key.clone());
-        batch.commit()?;
-        Ok(())
-    }
-
-    /// Ends a run (finished, or its goal was met).
-    pub fn remove_run(&self, run: &Run) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.remove(&self.waits, self.run_key(run));
-        batch.remove(&self.waits, self.run_timer_key(run));
-        batch.commit()?;
-        Ok(())
-    }
-
-    /// The waiting runs of a person.
-    pub fn runs_of(&self, identifier: &str) -> Result<Vec<Run>, StoreError> {
-        let mut runs = Vec::new();
-        let person = self.pseudonyms.of(identifier);
-        for guard in self.waits.prefix(format!("r/{person}\0")) {
-            runs.push(decode(&guard.value()?)?);
-        }
-        Ok(runs)
-    }
-
-    /// Runs due to resume at or before `now`, earliest first.
-    pub fn due_runs(&self, now: Timestamp, limit: usize) -> Result<Vec<Run>, StoreError> {
-        let mut end = b"t".to_vec();
-        end.extend_from_slice(&deadline_prefix(now + jiff::SignedDuration::from_nanos(1))[1..]);
-        let mut runs = Vec::new();
-        for guard in self.waits.range(b"t/".to_vec()..end).take(limit) {
-            let run_key = guard.value()?;
-            if let Some(bytes) = self.waits.get(&run_key)? {
-                runs.push(decode(&bytes)?);
-            }
-        }
-        Ok(runs)
-    }
-
-    pub fn entries(&self, journey: &str, identifier: &str) -> Result<Option<Entries>, StoreError> {
-        match self.waits.get(self.entries_key(journey, identifier))? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn record_entry(
-        &self,
-        journey: &str,
-        identifier: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let count = self
-            .entries(journey, identifier)?
-            .map_or(0, |entries| entries.count);
-        if self.is_erased(identifier) {
-            return Ok(());
-        }
-        let entries = Entries {
-            count: count + 1,
-            last: now,
-        };
-        self.waits.insert(
-            self.entries_key(journey, identifier),
-            serde_json::to_vec(&entries).expect("entries serialize"),
-        )?;
-        Ok(())
-    }
-
     /// Records a message's new state; it leaves its queue once delivered
     /// or dead. Not fsynced: a crash can at worst repeat an attempt (under
     /// the same id).
@@ -963,41 +729,8 @@ pub fn new_secret() -> Result<String, StoreError> {
     Ok(format!("whsec_{}", BASE64.encode(secret)))
 }
 
-/// Keys naming a person: by pseudonym only.
 impl Outbox {
-    fn run_key(&self, run: &Run) -> Vec<u8> {
-        format!(
-            "r/{}\0{}\0{:016x}",
-            self.pseudonyms.of(&run.identifier),
-            run.journey,
-            run.event_seq
-        )
-        .into_bytes()
-    }
-
-    fn run_timer_key(&self, run: &Run) -> Vec<u8> {
-        let mut key = b"t".to_vec();
-        key.extend_from_slice(&deadline_prefix(run.resume_at)[1..]);
-        key.extend_from_slice(&self.run_key(run));
-        key
-    }
-
-    fn wait_key(&self, journey: &str, key: &str) -> Vec<u8> {
-        format!("w/{journey}\0{}", self.pseudonyms.of(key)).into_bytes()
-    }
-
-    fn deadline_key(&self, wait: &Wait) -> Vec<u8> {
-        let mut key = deadline_prefix(wait.deadline);
-        key.extend_from_slice(
-            format!("{}\0{}", wait.journey, self.pseudonyms.of(&wait.key)).as_bytes(),
-        );
-        key
-    }
-
-    fn entries_key(&self, journey: &str, identifier: &str) -> String {
-        format!("e/{journey}\0{}", self.pseudonyms.of(identifier))
-    }
-
+    /// The per-person index key of a message (pseudonym, see `pseudonym`).
     fn profile_key(&self, identifier: &str, id: &str) -> String {
         format!("{PROFILE_PREFIX}{}\0{id}", self.pseudonyms.of(identifier))
     }
@@ -1012,15 +745,6 @@ fn queue_key(destination: &str, seq: u64) -> Vec<u8> {
 fn sync_change_key(sync: &str, seq: u64) -> Vec<u8> {
     let mut key = format!("s/{sync}\0").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn deadline_prefix(deadline: Timestamp) -> Vec<u8> {
-    let mut key = b"d/".to_vec();
-    // Offset so that times before 1970 still sort: i128 → u128 order.
-    let nanos = (deadline.as_nanosecond() as u128) ^ (1u128 << 127);
-    key.extend_from_slice(&nanos.to_be_bytes());
-    key.push(b'/');
     key
 }
 
