@@ -43,7 +43,8 @@ pub(crate) fn invalid(message: impl Into<String>) -> Problem {
     Problem::bad_request("model_invalid", message)
 }
 
-fn specs(state: &AppState) -> Vec<ModelSpec> {
+/// Every registered model version, as specs (unreadable records skipped).
+pub(crate) fn specs(state: &AppState) -> Vec<ModelSpec> {
     state
         .store
         .models

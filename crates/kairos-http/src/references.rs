@@ -16,19 +16,9 @@ use crate::problem::Problem;
 /// Every score a registered model version puts on profiles (any mode: an
 /// audience may be written while its model is still in shadow).
 pub(crate) fn known_scores(state: &AppState) -> BTreeSet<String> {
-    model_specs(state)
+    crate::models::specs(state)
         .iter()
         .flat_map(kairos_models::ModelSpec::outputs)
-        .collect()
-}
-
-fn model_specs(state: &AppState) -> Vec<kairos_models::ModelSpec> {
-    state
-        .store
-        .models
-        .all()
-        .into_iter()
-        .filter_map(|record| serde_json::from_value(record).ok())
         .collect()
 }
 
@@ -111,7 +101,7 @@ pub(crate) enum Target<'a> {
 /// (`definitions::program_without`).
 pub(crate) fn users(state: &AppState, target: &Target) -> Vec<String> {
     let scores: BTreeSet<String> = match target {
-        Target::Model(name) => model_specs(state)
+        Target::Model(name) => crate::models::specs(state)
             .iter()
             .filter(|spec| spec.name == *name)
             .flat_map(kairos_models::ModelSpec::outputs)

@@ -5,8 +5,7 @@
 use fjall::PersistMode;
 
 use super::{
-    MESSAGE_PREFIX, Message, Outbox, OutboxErasure, PROFILE_PREFIX, Run, SyncChange, Wait, decode,
-    queue_key,
+    MESSAGE_PREFIX, Message, Outbox, OutboxErasure, Run, SyncChange, Wait, decode, queue_key,
 };
 use crate::StoreError;
 
@@ -26,20 +25,15 @@ impl Outbox {
         let mut batch = self.db.batch();
         for identifier in identifiers {
             let person = self.pseudonyms.of(identifier);
-            for guard in self
-                .deliveries
-                .prefix(format!("{PROFILE_PREFIX}{person}\0"))
-            {
-                let key = guard.key()?;
-                let id = &key[PROFILE_PREFIX.len() + person.len() + 1..];
-                let message_key = [MESSAGE_PREFIX.as_bytes(), id].concat();
+            for (index_key, id) in self.indexed_messages(identifier)? {
+                let message_key = [MESSAGE_PREFIX.as_bytes(), &id].concat();
                 if let Some(bytes) = self.deliveries.get(&message_key)? {
                     let message: Message = decode(&bytes)?;
                     batch.remove(&self.queue, queue_key(&message.destination, message.seq));
                     erased.messages += 1;
                 }
                 batch.remove(&self.deliveries, message_key);
-                batch.remove(&self.deliveries, key.to_vec());
+                batch.remove(&self.deliveries, index_key);
             }
             for guard in self.waits.prefix(format!("r/{person}\0")) {
                 let run: Run = decode(&guard.value()?)?;

@@ -597,17 +597,8 @@ impl Outbox {
     ) -> Result<Vec<Message>, StoreError> {
         let mut found = Vec::new();
         for identifier in identifiers {
-            let person = self.pseudonyms.of(identifier);
-            for guard in self
-                .deliveries
-                .prefix(format!("{PROFILE_PREFIX}{person}\0"))
-            {
-                let key = guard.key()?;
-                let id = String::from_utf8_lossy(
-                    &key[key.iter().position(|b| *b == 0).unwrap_or(0) + 1..],
-                )
-                .to_string();
-                if let Some(message) = self.message(&id)? {
+            for (_, id) in self.indexed_messages(identifier)? {
+                if let Some(message) = self.message(&String::from_utf8_lossy(&id))? {
                     found.push(message);
                 }
             }
@@ -730,6 +721,18 @@ pub fn new_secret() -> Result<String, StoreError> {
 }
 
 impl Outbox {
+    /// The per-person index entries of `identifier`'s messages: (index
+    /// key, message id).
+    fn indexed_messages(&self, identifier: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let prefix = format!("{PROFILE_PREFIX}{}\0", self.pseudonyms.of(identifier));
+        let mut entries = Vec::new();
+        for guard in self.deliveries.prefix(&prefix) {
+            let key = guard.key()?;
+            entries.push((key.to_vec(), key[prefix.len()..].to_vec()));
+        }
+        Ok(entries)
+    }
+
     /// The per-person index key of a message (pseudonym, see `pseudonym`).
     fn profile_key(&self, identifier: &str, id: &str) -> String {
         format!("{PROFILE_PREFIX}{}\0{id}", self.pseudonyms.of(identifier))
