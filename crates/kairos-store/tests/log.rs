@@ -219,16 +219,14 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
+        // fjall's background threads may delete a file while we look:
+        // what is gone holds nothing.
         if path.is_dir() {
-            pending.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .map(|entry| entry.unwrap().path()),
-            );
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|entry| entry.path()));
+            }
         } else if std::fs::read(&path)
-            .unwrap()
-            .windows(needle.len())
-            .any(|window| window == needle)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
         {
             found.push(path);
         }
