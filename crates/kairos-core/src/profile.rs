@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Event, EventType};
@@ -45,14 +45,14 @@ impl Retention {
 }
 
 /// One event on a profile's timeline: where to find it in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub seq: u64,
     pub timestamp: Timestamp,
 }
 
 /// A trait value and the event time that set it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraitValue {
     pub value: Value,
     pub set_at: Timestamp,
@@ -90,7 +90,7 @@ impl From<u32> for SourceStanding {
 }
 
 /// Another profile folded into this one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergeRecord {
     pub absorbed: ProfileId,
     pub via: Identifier,
@@ -99,8 +99,11 @@ pub struct MergeRecord {
     pub at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Serialized only into checkpoints (`kairos-engine`), whole: the API shows
+/// profiles through its own views.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Profile {
+    #[serde(with = "traits_whole")]
     pub traits: BTreeMap<String, TraitValue>,
     pub consent: BTreeMap<String, bool>,
     pub first_seen: Option<Timestamp>,
@@ -377,5 +380,52 @@ mod tests {
             "2024-06-01T00:00:00Z".parse().unwrap(),
         );
         assert_eq!((profile.timeline.len(), profile.event_count()), (1, 0));
+    }
+}
+
+/// Traits with their precedence and trust, which `TraitValue`'s own
+/// serialization (the API's) leaves out: a checkpoint must keep them.
+mod traits_whole {
+    use std::collections::BTreeMap;
+
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    use super::TraitValue;
+
+    type Whole = (String, Value, Timestamp, u32, bool);
+
+    pub fn serialize<S: Serializer>(
+        traits: &BTreeMap<String, TraitValue>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(traits.iter().map(|(key, value)| {
+            (
+                key,
+                &value.value,
+                value.set_at,
+                value.source_rank,
+                value.from_client,
+            )
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, TraitValue>, D::Error> {
+        let whole: Vec<Whole> = Vec::deserialize(deserializer)?;
+        Ok(whole
+            .into_iter()
+            .map(|(key, value, set_at, source_rank, from_client)| {
+                let value = TraitValue {
+                    value,
+                    set_at,
+                    source_rank,
+                    from_client,
+                };
+                (key, value)
+            })
+            .collect())
     }
 }

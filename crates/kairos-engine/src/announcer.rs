@@ -118,6 +118,17 @@ impl Announcer {
         let _ = self.sender.send(announcements);
     }
 
+    /// Announcements sent so far.
+    pub(crate) fn sent_count(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Waits until the first `count` announcements sent are in the log.
+    pub(crate) async fn durable_through(&self, count: u64) {
+        let mut durable = self.durable.clone();
+        let _ = durable.wait_for(|durable| *durable >= count).await;
+    }
+
     /// Waits until every announcement sent so far is in the log.
     pub(crate) async fn flushed(&self) {
         let sent = self.sent.load(Ordering::Acquire);

@@ -24,6 +24,7 @@
 //! docs/architecture.md).
 
 pub mod announcer;
+mod checkpoint;
 mod preview;
 mod router;
 mod runtime;
@@ -46,8 +47,8 @@ use shard::ShardState;
 pub use preview::{AudiencePreview, Draft};
 pub use state::EngineState;
 pub use types::{
-    EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, SuppressionCheck,
-    TimelinePage,
+    CHECKPOINT_EVERY_EVENTS, EngineSettings, ErasedProfile, MatchCandidate, ProfileExport,
+    ProfileView, SuppressionCheck, TimelinePage,
 };
 
 /// Erasures that may wait for the router.
@@ -67,6 +68,10 @@ pub(crate) enum Command {
     SetAudiences {
         program: Arc<Program>,
         reply: oneshot::Sender<usize>,
+    },
+    /// Take a checkpoint now; replies once it is written (its position).
+    Checkpoint {
+        reply: oneshot::Sender<Result<u64, String>>,
     },
     /// Fire every due timer now (after a manual clock moved), then reply.
     Sync { reply: oneshot::Sender<()> },
@@ -98,6 +103,8 @@ pub struct Engine {
     clock: Arc<dyn kairos_core::clock::Clock>,
     announcer: announcer::Announcer,
     models: types::ModelHandle,
+    /// The log position of the checkpoint this start restored, if any.
+    restored_from: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -123,14 +130,32 @@ impl Engine {
             },
         )));
         let announcer = announcer::start(store.clone(), rules.clone())?;
-        let (handles, shards) = start_shards(&settings, &program, Some(announcer.clone()))?;
+        let restored = checkpoint::load(&store, &settings, &program);
+        let restored_seq = restored
+            .as_ref()
+            .map_or(0, |restored| restored.router.header.seq);
+        let shard_parts = restored.map(|restored| {
+            let rescore = restored.rescore;
+            router
+                .write()
+                .expect("router lock")
+                .restore(restored.router);
+            (restored.shards, rescore, restored_seq)
+        });
+        let (handles, shards) =
+            start_shards(&settings, &program, Some(announcer.clone()), shard_parts)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
-        let (routed_sender, routed) = watch::channel(0);
+        let (routed_sender, routed) = watch::channel(restored_seq);
         let routing = Routing {
             router: router.clone(),
             shards: handles,
             outbox: Vec::new(),
-            flushed_upto: 0,
+            flushed_upto: restored_seq,
+            settings: settings.clone(),
+            program: program.clone(),
+            announcer: Some(announcer.clone()),
+            checkpointed_seq: restored_seq,
+            checkpoint_running: Default::default(),
         };
         let worker_store = store.clone();
         std::thread::Builder::new()
@@ -152,6 +177,7 @@ impl Engine {
             clock: settings.clock.clone(),
             announcer,
             models: settings.models.clone(),
+            restored_from: (restored_seq > 0).then_some(restored_seq),
         })
     }
 
@@ -185,6 +211,43 @@ impl Engine {
             // A shard may be scoring with the previous set right now.
             previous.stop_removed(&served);
         }
+    }
+
+    /// Takes a checkpoint of everything routed so far and waits until it is
+    /// written (at clean shutdown, and after an erasure so no checkpoint
+    /// holds the person); answers its log position.
+    pub async fn checkpoint(&self) -> Result<u64, EngineStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Pending {
+                min_seq: self.store.writer.committed_seq(),
+                command: Command::Checkpoint { reply },
+            })
+            .await
+            .map_err(|_| EngineStopped)?;
+        answer.await.map_err(|_| EngineStopped)?.map_err(|error| {
+            tracing::error!(%error, "checkpoint not written");
+            EngineStopped
+        })
+    }
+
+    /// After an erasure: a fresh checkpoint without the person replaces the
+    /// older ones; if none can be written, every checkpoint is deleted (the
+    /// next start replays the log, where the person is unreadable).
+    pub async fn checkpoint_without_erased(&self) -> Result<(), kairos_store::StoreError> {
+        if self.checkpoint().await.is_ok() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.checkpoints.delete_all().map(|_| ()))
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    /// The log position of the checkpoint this start restored (`None`: it
+    /// replayed the whole log).
+    pub fn restored_from(&self) -> Option<u64> {
+        self.restored_from
     }
 
     /// The identity rules events are resolved with.

@@ -64,6 +64,27 @@ impl Router {
         self.applied = self.applied.max(seq);
     }
 
+    /// The router's part of a checkpoint.
+    pub(crate) fn checkpoint_part(
+        &self,
+        header: crate::checkpoint::Header,
+    ) -> crate::checkpoint::RouterPart {
+        let (last_profile, members) = self.graph.snapshot();
+        crate::checkpoint::RouterPart {
+            header,
+            suppressed_events: self.suppressed_events,
+            last_profile,
+            members,
+        }
+    }
+
+    /// Takes the graph and position of a checkpoint.
+    pub(crate) fn restore(&mut self, part: crate::checkpoint::RouterPart) {
+        self.graph = IdentityGraph::from_snapshot(part.last_profile, part.members);
+        self.applied = part.header.seq;
+        self.suppressed_events = part.suppressed_events;
+    }
+
     pub fn graph(&self) -> &IdentityGraph {
         &self.graph
     }

@@ -62,23 +62,46 @@ pub(crate) fn stored_audiences(store: &Store) -> Program {
     })
 }
 
+/// Starts the shard threads, holding a checkpoint's parts if one was
+/// restored (`restored`: the parts, whether to re-score, the position).
 pub(crate) fn start_shards(
     settings: &Arc<EngineSettings>,
     program: &Arc<Program>,
     announcer: Option<crate::announcer::Announcer>,
+    restored: Option<(Vec<crate::checkpoint::ShardPart>, bool, u64)>,
 ) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
     let mut handles = Vec::new();
     let mut views = Vec::new();
+    let (mut parts, rescore, restored_seq) = match restored {
+        Some((parts, rescore, seq)) => (Some(parts.into_iter()), rescore, seq),
+        None => (None, false, 0),
+    };
     for index in 0..settings.shards.max(1) {
         let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut shard = ShardState::new(settings.clone(), program.clone());
-        if let Some(announcer) = &announcer {
-            shard.announce_to(announcer.clone());
-        }
+        let part = parts.as_mut().and_then(Iterator::next);
+        let shard = match part {
+            Some(part) => {
+                let mut shard = ShardState::restore(settings.clone(), program.clone(), part);
+                if rescore {
+                    shard.rescore_all(settings.clock.now());
+                }
+                if let Some(announcer) = &announcer {
+                    shard.restored_announce_to(announcer.clone());
+                }
+                shard
+            }
+            None => {
+                let mut shard = ShardState::new(settings.clone(), program.clone());
+                if let Some(announcer) = &announcer {
+                    shard.announce_to(announcer.clone());
+                }
+                shard
+            }
+        };
         let state = Arc::new(RwLock::new(shard));
         let clock = settings.clock.clone();
-        let (applied_sender, applied) = watch::channel(0u64);
+        let (applied_sender, applied) = watch::channel(restored_seq);
         let (shard_state, shard_done) = (state.clone(), done.clone());
         std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
@@ -116,6 +139,14 @@ pub(crate) struct Routing {
     pub(crate) outbox: Outbox,
     /// The router position the shards were last told about.
     pub(crate) flushed_upto: u64,
+    pub(crate) settings: Arc<EngineSettings>,
+    /// The definitions the shards hold (a checkpoint records which).
+    pub(crate) program: Arc<Program>,
+    pub(crate) announcer: Option<crate::announcer::Announcer>,
+    /// The position of the last checkpoint taken (or restored).
+    pub(crate) checkpointed_seq: u64,
+    /// Set while a periodic checkpoint is being written: one at a time.
+    pub(crate) checkpoint_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Routing {
@@ -165,6 +196,79 @@ impl Routing {
         }
     }
 
+    /// Starts a checkpoint when enough of the log was routed since the last
+    /// one and none is being written.
+    fn checkpoint_if_due(&mut self, store: &Arc<Store>) {
+        use std::sync::atomic::Ordering;
+        let every = self.settings.checkpoint_every_events;
+        if every == 0
+            || self.applied_seq() < self.checkpointed_seq + every
+            || self.checkpoint_running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let finishing = self.checkpoint(store);
+        let running = self.checkpoint_running.clone();
+        tokio::spawn(async move {
+            if let Err(error) = finishing.await {
+                tracing::error!(%error, "checkpoint not written");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Captures the state at the router's position, here and on every
+    /// shard (in the global order); the future writes it.
+    pub(crate) fn checkpoint(
+        &mut self,
+        store: &Arc<Store>,
+    ) -> impl std::future::Future<Output = Result<u64, String>> + use<> {
+        let started = std::time::Instant::now();
+        let seq = self.applied_seq();
+        let generation = store.checkpoints.begin();
+        let mut replies = Vec::new();
+        for shard in 0..self.shards.len() {
+            let (reply, receiver) = std::sync::mpsc::channel();
+            self.outbox.push((shard, ShardOp::Checkpoint { reply }));
+            replies.push(receiver);
+        }
+        self.flush();
+        let now = self.settings.clock.now();
+        let header = crate::checkpoint::header(store, &self.settings, &self.program, seq, now);
+        let router_part = self
+            .router
+            .read()
+            .expect("router lock")
+            .checkpoint_part(header);
+        let mut parts = vec![crate::checkpoint::encode(&router_part)];
+        drop(router_part);
+        for receiver in replies {
+            // A shard that stopped makes no checkpoint.
+            parts.push(receiver.recv().unwrap_or_default());
+        }
+        let complete = parts[1..].iter().all(|part| !part.is_empty());
+        // Every announcement of a change up to `seq` was sent before the
+        // shards answered.
+        let announced = self
+            .announcer
+            .as_ref()
+            .map_or(0, |announcer| announcer.sent_count());
+        self.checkpointed_seq = seq;
+        tracing::debug!(
+            seq,
+            took_ms = started.elapsed().as_millis() as u64,
+            "state captured"
+        );
+        let (store, announcer) = (store.clone(), self.announcer.clone());
+        async move {
+            if !complete {
+                return Err("a shard stopped".to_string());
+            }
+            crate::checkpoint::finish(store, announcer, announced, generation, parts).await?;
+            Ok(seq)
+        }
+    }
+
     /// Waits while a shard is more than `ahead` batches behind.
     fn wait_for_shards(&self, ahead: u64) {
         for handle in &self.shards {
@@ -188,6 +292,7 @@ pub(crate) async fn run(
         return;
     }
     routing.go_live();
+    routing.checkpoint_if_due(&store);
     let mut waiting: Vec<Pending> = Vec::new();
     let mut ticks = tokio::time::interval(TIMER_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -209,6 +314,7 @@ pub(crate) async fn run(
                 }
                 routing.flush();
                 routing.wait_for_shards(SHARD_BATCHES_AHEAD_MAX);
+                routing.checkpoint_if_due(&store);
             }
             _ = ticks.tick() => routing.tick(),
             command = commands.recv() => match command {
@@ -286,7 +392,7 @@ pub(crate) fn catch_up(
 
 /// Carries out the commands whose events are routed; returns the rest.
 pub(crate) fn answer_ready(
-    store: &Store,
+    store: &Arc<Store>,
     routing: &mut Routing,
     waiting: Vec<Pending>,
 ) -> Vec<Pending> {
@@ -304,6 +410,12 @@ pub(crate) fn answer_ready(
                     0
                 });
                 let _ = reply.send(replayed);
+            }
+            Command::Checkpoint { reply } => {
+                let finishing = routing.checkpoint(store);
+                tokio::spawn(async move {
+                    let _ = reply.send(finishing.await);
+                });
             }
             Command::Sync { reply } => {
                 routing.tick();
@@ -331,6 +443,7 @@ pub(crate) fn backfill(
             },
         ));
     }
+    routing.program = program.clone();
     routing.flush();
     let upto = routing.applied_seq();
     let (mut after, mut replayed) = (0, 0);

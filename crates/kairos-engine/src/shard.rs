@@ -33,7 +33,7 @@ use crate::types::{
 };
 
 /// A profile and the identities it holds (a copy of the router's graph).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShardProfile {
     pub profile: Profile,
     pub identities: Vec<Identifier>,
@@ -81,6 +81,9 @@ pub enum ShardOp {
         erased: ErasedProfile,
         reply: oneshot::Sender<Option<ErasedProfile>>,
     },
+    /// Encodes the shard's state at this point of the global order for a
+    /// checkpoint ([`crate::checkpoint`]).
+    Checkpoint { reply: mpsc::Sender<Vec<u8>> },
     /// Caught up (after the start-up replay or a backfill): announce the
     /// difference between what was announced and the memberships now, then
     /// announce every change as it happens.
@@ -118,6 +121,53 @@ impl ShardState {
             aged_day: i64::MIN,
             cause: Cause::Time,
         }
+    }
+
+    /// A shard holding a checkpoint's part.
+    pub(crate) fn restore(
+        settings: Arc<EngineSettings>,
+        program: Arc<Program>,
+        part: crate::checkpoint::ShardPart,
+    ) -> ShardState {
+        let mut shard = ShardState::new(settings, program.clone());
+        shard.profiles = part.profiles.into_iter().collect();
+        shard.audiences = AudienceEngine::restore(program, part.audiences);
+        shard.aged_day = part.aged_day;
+        shard
+    }
+
+    /// After a restore: the memberships at the checkpoint count as
+    /// announced (the checkpoint was written only once their announcements
+    /// were durable), so going live announces only what changed since.
+    pub(crate) fn restored_announce_to(&mut self, announcer: Announcer) {
+        self.announcer = Some(announcer);
+        self.baseline = Some(self.memberships_now());
+    }
+
+    /// Scores every profile with the models served now (a checkpoint
+    /// taken while others were served), as a full replay would have.
+    pub(crate) fn rescore_all(&mut self, now: Timestamp) {
+        let profiles: Vec<ProfileId> = self.profiles.keys().copied().collect();
+        for profile in profiles {
+            if self.score(profile, now) {
+                self.set_audience_facts(profile, now);
+            }
+        }
+    }
+
+    fn checkpoint_part(&self) -> Vec<u8> {
+        let mut profiles: Vec<(ProfileId, &ShardProfile)> = self
+            .profiles
+            .iter()
+            .map(|(profile, entry)| (*profile, entry))
+            .collect();
+        profiles.sort_unstable_by_key(|(profile, _)| *profile);
+        let part = crate::checkpoint::ShardPartRef {
+            aged_day: self.aged_day,
+            profiles,
+            audiences: self.audiences.persons().collect(),
+        };
+        crate::checkpoint::encode(&part)
     }
 
     /// Announces membership changes from now on; until [`ShardOp::GoLive`]
@@ -495,6 +545,9 @@ impl ShardState {
                 let _ = reply.send(Some(erased));
             }
             ShardOp::GoLive => self.go_live(now),
+            ShardOp::Checkpoint { reply } => {
+                let _ = reply.send(self.checkpoint_part());
+            }
         }
     }
 

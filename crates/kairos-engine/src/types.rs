@@ -54,7 +54,14 @@ pub struct EngineSettings {
     /// The model versions served; replaced as a whole when the registry
     /// changes ([`crate::Engine::set_models`]).
     pub models: ModelHandle,
+    /// A checkpoint is taken each time this many events were routed since
+    /// the last one (0: only at clean shutdown and erasure).
+    pub checkpoint_every_events: u64,
 }
+
+/// Events routed between two checkpoints by default: at ~100k events/s of
+/// replay, a start replays at most ~10 s of log after the checkpoint.
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 1_000_000;
 
 /// The models every shard scores with.
 pub type ModelHandle = std::sync::Arc<std::sync::RwLock<std::sync::Arc<kairos_models::ModelSet>>>;
@@ -68,6 +75,7 @@ impl Default for EngineSettings {
             source_precedence: Vec::new(),
             shards: 2,
             models: ModelHandle::default(),
+            checkpoint_every_events: CHECKPOINT_EVERY_EVENTS,
         }
     }
 }

@@ -96,6 +96,9 @@ pub async fn erase_profile(
             quarantined,
         )
         .await?;
+    // No checkpoint may keep the person: a fresh one replaces them (their
+    // keys are deleted, and compacted away below).
+    state.engine.checkpoint_without_erased().await?;
     // Compact before answering, so a receipt means the data is gone from
     // the files too (not only unreadable).
     let store = state.store.clone();

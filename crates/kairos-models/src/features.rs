@@ -13,7 +13,7 @@
 use jiff::Timestamp;
 use kairos_core::{Event, EventType};
 use kairos_insights::bgnbd::CustomerSummary;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Inactivity that ends a session.
@@ -199,7 +199,7 @@ impl Feature {
 }
 
 /// What a profile keeps for its features.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FeatureState {
     session_start: i64,
     last_at: i64,

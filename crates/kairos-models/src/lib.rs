@@ -135,7 +135,7 @@ impl LoadedModel {
 }
 
 /// Scores of a person now.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub active: BTreeMap<String, f64>,
     pub shadow: BTreeMap<String, f64>,

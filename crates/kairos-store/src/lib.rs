@@ -29,6 +29,7 @@
 //! syncer thread that fsyncs and then acknowledges (group commit), so the
 //! HTTP `200` can wait for durability without one fsync per request.
 
+pub mod checkpoint;
 pub mod dedup;
 pub mod definitions;
 pub mod lists;
@@ -130,6 +131,9 @@ pub struct Store {
     /// Model versions (scores).
     pub models: ModelRegistry,
     pub meta: Keyspace,
+    /// The engine's state at log positions (sealed), so a start replays
+    /// only the log after the newest.
+    pub checkpoints: checkpoint::Checkpoints,
 }
 
 /// fjall starts a new journal file at a flush once the active one is past
@@ -174,6 +178,7 @@ impl Store {
         let outbox = Outbox::open(db.clone(), meta.clone(), pseudonyms)?;
         let lists = Lists::open(db.clone(), pseudonyms)?;
         let models = ModelRegistry::open(db.clone(), meta.clone());
+        let checkpoints = checkpoint::Checkpoints::open(dir, db.clone(), meta.clone())?;
         let writer = LogWriter::start(
             db.clone(),
             log.clone(),
@@ -196,6 +201,7 @@ impl Store {
             lists,
             models,
             meta,
+            checkpoints,
         };
         // An erasure interrupted (kill -9) between its commit and the end of
         // its purge left plaintext in the journal or the tables: finish it.
@@ -203,6 +209,9 @@ impl Store {
             || store.db.keyspace_exists(JOURNAL_ROTATION_KEYSPACE)
         {
             tracing::info!("finishing the purge of an interrupted erasure");
+            // A checkpoint may predate the erasure (the fresh one it writes
+            // may not exist yet): none survives, the next start replays.
+            store.checkpoints.delete_all()?;
             store.purge_erased()?;
         }
         Ok(store)
@@ -256,6 +265,8 @@ impl Store {
         let mut compacted = vec![self.vault.keyspace(), &self.quarantine.keyspace];
         compacted.extend(self.outbox.personal_keyspaces());
         compacted.push(self.lists.keyspace());
+        // Keys of deleted checkpoints (which held the person).
+        compacted.push(&self.meta);
         // Twice, each after background compactions are done: fjall skips a
         // major compaction (silently) while another compaction holds one of
         // the keyspace's tables, as happens right after the flushes above.

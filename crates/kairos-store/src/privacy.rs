@@ -100,6 +100,12 @@ impl Privacy {
             .copied()
     }
 
+    /// How many identifiers are suppressed: it only grows, one step per
+    /// erasure, so state recorded with a smaller count predates an erasure.
+    pub fn suppressed_count(&self) -> usize {
+        self.suppressed.read().expect("suppression lock").len()
+    }
+
     pub fn has_suppressions(&self) -> bool {
         self.any_suppressed.load(Ordering::Acquire)
     }

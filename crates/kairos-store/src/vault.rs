@@ -254,7 +254,7 @@ pub(crate) fn subject_of_record(record: &[u8]) -> Option<SubjectId> {
     record.get(1..SUBJECT_END)?.try_into().ok()
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
     bytes

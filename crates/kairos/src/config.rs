@@ -137,6 +137,9 @@ pub struct ProfilesConfig {
     pub source_precedence: Option<Vec<String>>,
     /// Profile shard threads.
     pub shards: Option<usize>,
+    /// Events routed between two engine checkpoints (0: only at clean
+    /// shutdown and after erasures).
+    pub checkpoint_every_events: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +289,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             }
             "CACHE_MB" => file.storage.cache_mb = parse_env(name, value, problems),
             "SHARDS" => file.profiles.shards = parse_env(name, value, problems),
+            "CHECKPOINT_EVERY_EVENTS" => {
+                file.profiles.checkpoint_every_events = parse_env(name, value, problems)
+            }
             "CLOCK" => file.clock = Some(value.clone()),
             "DELIVERY_CA_FILE" => file.delivery.ca_file = Some(PathBuf::from(value)),
             "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
@@ -414,6 +420,10 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
         shards: file.profiles.shards.unwrap_or(2),
         models: Default::default(),
+        checkpoint_every_events: file
+            .profiles
+            .checkpoint_every_events
+            .unwrap_or(kairos_engine::CHECKPOINT_EVERY_EVENTS),
     };
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());

@@ -144,11 +144,26 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
     let server_limits = connection_limits_within_descriptors(config.server);
+    let engine = state.engine.clone();
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;
+    checkpoint_at_shutdown(&engine).await;
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The longest a clean shutdown waits for its checkpoint; past it the
+/// next start replays from the previous one (nothing is lost either way).
+const SHUTDOWN_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A checkpoint of everything routed, so the next start replays nothing.
+async fn checkpoint_at_shutdown(engine: &kairos_engine::Engine) {
+    match tokio::time::timeout(SHUTDOWN_CHECKPOINT_WAIT, engine.checkpoint()).await {
+        Ok(Ok(seq)) => tracing::info!(seq, "checkpoint written at shutdown"),
+        Ok(Err(error)) => tracing::warn!(%error, "no checkpoint at shutdown"),
+        Err(_) => tracing::warn!("checkpoint at shutdown took too long; left"),
+    }
 }
 
 /// Creates the config file's audiences and computed traits, or changes

@@ -36,7 +36,7 @@ pub struct EventFact {
 }
 
 /// Everything a definition can look at besides events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PersonFacts {
     pub traits: Map<String, Value>,
     pub computed: Map<String, Value>,

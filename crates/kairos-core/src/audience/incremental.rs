@@ -42,7 +42,7 @@ pub struct Change {
 
 /// One person's audience state, movable between engines (profile merges
 /// across shards).
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct PersonState {
     leaves: IdMap<usize, LeafEntries>,
     pub(super) members: BTreeSet<usize>,
@@ -221,6 +221,34 @@ impl AudienceEngine {
 
     /// Removes a person (erased, or absorbed into another profile) and
     /// their timers; returns their state.
+    /// Every person's state, for a checkpoint. Definitions are referred to
+    /// by their position in the program: a checkpoint is only restored
+    /// under the same program (its fingerprint).
+    pub fn persons(&self) -> impl Iterator<Item = (PersonId, &PersonState)> {
+        self.persons.iter().map(|(person, state)| (*person, state))
+    }
+
+    /// An engine holding the people of a checkpoint taken under `program`:
+    /// sizes and the timer set are rebuilt from their states.
+    pub fn restore(
+        program: std::sync::Arc<Program>,
+        persons: impl IntoIterator<Item = (PersonId, PersonState)>,
+    ) -> AudienceEngine {
+        let mut engine = AudienceEngine::new(program);
+        for (person, state) in persons {
+            for definition in &state.members {
+                if let Some(size) = engine.sizes.get_mut(*definition) {
+                    *size += 1;
+                }
+            }
+            if let Some(due) = state.scheduled {
+                engine.timers.insert((due, person));
+            }
+            engine.persons.insert(person, state);
+        }
+        engine
+    }
+
     pub fn take_person(&mut self, person: PersonId) -> Option<PersonState> {
         let mut state = self.persons.remove(&person)?;
         for definition in &state.members {

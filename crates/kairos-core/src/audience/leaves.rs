@@ -42,9 +42,10 @@ pub(super) enum Keep {
     Latest,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct LeafEntries {
     /// Sorted by time: (time, value of the aggregated property).
+    #[serde(with = "stream_exact")]
     pub(super) stream: Vec<(Timestamp, Option<Value>)>,
     /// Sequences: times of A and of B, sorted.
     pub(super) firsts: Vec<Timestamp>,
@@ -270,4 +271,33 @@ pub(super) fn merge_sorted<T>(target: &mut Vec<T>, other: Vec<T>, key: impl Fn(&
     }
     target.extend(other);
     target.sort_by_key(|item| key(item));
+}
+
+/// Keeps "no value" and a JSON `null` apart when encoded (compact formats
+/// such as a checkpoint's write both as nil).
+mod stream_exact {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(
+        stream: &[(Timestamp, Option<Value>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            stream
+                .iter()
+                .map(|(at, value)| (at, value.is_some(), value.as_ref().unwrap_or(&Value::Null))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(Timestamp, Option<Value>)>, D::Error> {
+        let entries: Vec<(Timestamp, bool, Value)> = Vec::deserialize(deserializer)?;
+        Ok(entries
+            .into_iter()
+            .map(|(at, has, value)| (at, has.then_some(value)))
+            .collect())
+    }
 }

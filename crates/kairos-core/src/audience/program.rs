@@ -81,17 +81,48 @@ impl std::hash::Hasher for IdHasher {
 pub(super) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 impl Program {
+    /// A fingerprint of the definitions, in their order: state kept under
+    /// one program (a checkpoint) is valid under another only if they are
+    /// equal. FNV-1a over each definition's name and expression, so it is
+    /// the same in every build.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |bytes: &[u8]| {
+            for byte in bytes {
+                hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            hash = (hash ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        for definition in &self.definitions {
+            eat(definition.name.as_bytes());
+            let body = match &definition.body {
+                Body::Audience(expr) => serde_json::to_vec(expr),
+                Body::Computed(expr) => serde_json::to_vec(expr),
+            };
+            eat(&body.unwrap_or_default());
+        }
+        hash
+    }
+
     /// Compiles named audience definitions.
     pub fn compile(audiences: &[(String, Expr)]) -> Result<Program, String> {
         Program::compile_all(audiences, &[])
     }
 
     /// Compiles audiences and computed traits together; refuses unknown or
-    /// circular references (`in audience`, `computed`).
+    /// circular references (`in audience`, `computed`). Definitions are
+    /// placed by name, whatever order they come in (stores list them in
+    /// key order), so the same definitions always compile to the same
+    /// program — state kept by definition position (a checkpoint) relies
+    /// on it.
     pub fn compile_all(
         audiences: &[(String, Expr)],
         computed: &[(String, ValueExpr)],
     ) -> Result<Program, String> {
+        let mut audiences: Vec<&(String, Expr)> = audiences.iter().collect();
+        audiences.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut computed: Vec<&(String, ValueExpr)> = computed.iter().collect();
+        computed.sort_by(|left, right| left.0.cmp(&right.0));
         let bodies: Vec<(&String, Body)> = audiences
             .iter()
             .map(|(name, expr)| (name, Body::Audience(expr.clone())))

@@ -47,6 +47,34 @@ impl IdentityGraph {
         IdentityGraph::default()
     }
 
+    /// What a checkpoint keeps: each profile's identifiers and the last
+    /// profile id given out (the owner index is rebuilt from them).
+    pub fn snapshot(&self) -> (ProfileId, Vec<(ProfileId, Vec<Identifier>)>) {
+        let members = self
+            .members
+            .iter()
+            .map(|(profile, identifiers)| (*profile, identifiers.clone()))
+            .collect();
+        (self.last_profile, members)
+    }
+
+    pub fn from_snapshot(
+        last_profile: ProfileId,
+        members: Vec<(ProfileId, Vec<Identifier>)>,
+    ) -> IdentityGraph {
+        let mut graph = IdentityGraph {
+            last_profile,
+            ..IdentityGraph::default()
+        };
+        for (profile, identifiers) in members {
+            for identifier in &identifiers {
+                graph.owner.insert(identifier.clone(), profile);
+            }
+            graph.members.insert(profile, identifiers);
+        }
+        graph
+    }
+
     pub fn profile_of(&self, identifier: &Identifier) -> Option<ProfileId> {
         self.owner.get(identifier).copied()
     }

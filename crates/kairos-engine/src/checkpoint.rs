@@ -1,0 +1,261 @@
+//! Checkpoints of the engine's state: the router's identity graph and each
+//! shard's profiles, features, scores and audience state, at one log
+//! position, so a start loads the newest and replays only the log after it.
+//!
+//! **Taking one** happens on the router thread between two events: it
+//! sends every shard a `Checkpoint` operation in the global order (each
+//! encodes its state at exactly that position), encodes the graph, then —
+//! off the router thread — waits until every announcement the shards sent
+//! up to that point is durable in the log, and writes the parts
+//! ([`kairos_store::checkpoint`] seals them and makes the write atomic).
+//! Waiting for the announcements is what keeps them exactly once: after a
+//! restore, a shard takes its memberships at the checkpoint as "announced"
+//! (the log holds those announcements, at or after the position), notes
+//! the announcements the tail replays, and reconciles when live, exactly
+//! as a full replay would.
+//!
+//! **Restoring** refuses a checkpoint taken under other settings (shard
+//! count, identity rules, retention, source precedence, definitions) or
+//! before an erasure (the suppression count grew since): those starts
+//! replay the whole log. Models served differently only re-score.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kairos_core::audience::incremental::{PersonId, PersonState, Program};
+use kairos_core::identity::Identifier;
+use kairos_core::identity::graph::ProfileId;
+use kairos_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::shard::ShardProfile;
+use crate::types::EngineSettings;
+
+/// Version of the encoding below; another version is not restored.
+const FORMAT: u32 = 1;
+
+/// What a checkpoint was taken under, and where.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Header {
+    format: u32,
+    /// The log position every part reflects.
+    pub(crate) seq: u64,
+    settings: u64,
+    program: u64,
+    /// Identifiers suppressed when it was taken.
+    suppressed: u64,
+    /// Models served when it was taken.
+    models: Vec<(String, u32)>,
+    pub(crate) taken_at: Timestamp,
+}
+
+/// The router's part: the header and the identity graph.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RouterPart {
+    pub(crate) header: Header,
+    pub(crate) suppressed_events: u64,
+    pub(crate) last_profile: ProfileId,
+    pub(crate) members: Vec<(ProfileId, Vec<Identifier>)>,
+}
+
+/// A shard's part, as restored.
+#[derive(Deserialize)]
+pub(crate) struct ShardPart {
+    pub(crate) aged_day: i64,
+    pub(crate) profiles: Vec<(ProfileId, ShardProfile)>,
+    pub(crate) audiences: Vec<(PersonId, PersonState)>,
+}
+
+/// A shard's part, as taken (borrowing the shard's state; the same
+/// encoding as [`ShardPart`]).
+#[derive(Serialize)]
+pub(crate) struct ShardPartRef<'a> {
+    pub(crate) aged_day: i64,
+    pub(crate) profiles: Vec<(ProfileId, &'a ShardProfile)>,
+    pub(crate) audiences: Vec<(PersonId, &'a PersonState)>,
+}
+
+/// A checkpoint accepted for this start.
+pub(crate) struct Restored {
+    pub(crate) router: RouterPart,
+    pub(crate) shards: Vec<ShardPart>,
+    /// The models served now differ from the checkpoint's: re-score.
+    pub(crate) rescore: bool,
+}
+
+pub(crate) fn encode<T: Serialize>(part: &T) -> Vec<u8> {
+    rmp_serde::to_vec(part).expect("engine state encodes")
+}
+
+/// The header of a checkpoint taken now, at `seq`.
+pub(crate) fn header(
+    store: &Store,
+    settings: &EngineSettings,
+    program: &Program,
+    seq: u64,
+    now: Timestamp,
+) -> Header {
+    Header {
+        format: FORMAT,
+        seq,
+        settings: settings_fingerprint(settings),
+        program: program.fingerprint(),
+        suppressed: store.privacy.suppressed_count() as u64,
+        models: served_models(settings),
+        taken_at: now,
+    }
+}
+
+/// The newest checkpoint usable under these settings and definitions;
+/// `None` (the whole log is replayed) when there is none or it does not fit.
+pub(crate) fn load(
+    store: &Store,
+    settings: &EngineSettings,
+    program: &Program,
+) -> Option<Restored> {
+    let checkpoint = match store.checkpoints.latest() {
+        Ok(found) => found?,
+        Err(error) => {
+            tracing::warn!(%error, "checkpoints unreadable; replaying the whole log");
+            return None;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut parts = checkpoint.parts.into_iter();
+    let router: RouterPart = match rmp_serde::from_slice(&parts.next()?) {
+        Ok(router) => router,
+        Err(error) => {
+            tracing::warn!(%error, "checkpoint does not decode; replaying the whole log");
+            return None;
+        }
+    };
+    let expected = header(
+        store,
+        settings,
+        program,
+        router.header.seq,
+        router.header.taken_at,
+    );
+    if let Some(reason) = mismatch(&router.header, &expected, parts.len(), settings) {
+        tracing::info!(reason, "checkpoint not used; replaying the whole log");
+        return None;
+    }
+    let shards = decode_shards(parts.collect())?;
+    tracing::info!(
+        seq = router.header.seq,
+        profiles = router.members.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "checkpoint loaded; replaying the log after it"
+    );
+    let rescore = router.header.models != expected.models;
+    Some(Restored {
+        router,
+        shards,
+        rescore,
+    })
+}
+
+/// Why a checkpoint cannot be used, if it cannot.
+fn mismatch(
+    found: &Header,
+    expected: &Header,
+    shard_parts: usize,
+    settings: &EngineSettings,
+) -> Option<&'static str> {
+    if found.format != FORMAT {
+        return Some("written by another version");
+    }
+    if shard_parts != settings.shards.max(1) {
+        return Some("taken with another number of shards");
+    }
+    if found.settings != expected.settings {
+        return Some("taken under other identity rules, retention or source precedence");
+    }
+    if found.program != expected.program {
+        return Some("taken under other audience or computed-trait definitions");
+    }
+    if found.suppressed != expected.suppressed {
+        return Some("taken before an erasure");
+    }
+    None
+}
+
+/// Decodes the shards' parts in parallel (they are most of the state).
+fn decode_shards(parts: Vec<Vec<u8>>) -> Option<Vec<ShardPart>> {
+    let decoded: Vec<Result<ShardPart, rmp_serde::decode::Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| scope.spawn(move || rmp_serde::from_slice::<ShardPart>(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("decoding a checkpoint part"))
+            .collect()
+    });
+    decoded
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .inspect_err(|error| {
+            tracing::warn!(%error, "checkpoint part does not decode; replaying the whole log")
+        })
+        .ok()
+}
+
+fn served_models(settings: &EngineSettings) -> Vec<(String, u32)> {
+    settings
+        .models
+        .read()
+        .map(|models| {
+            models
+                .served()
+                .into_iter()
+                .map(|(name, version, _)| (name, version))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The settings a profile's state depends on (FNV-1a of their debug form:
+/// the same in every build of one version, which is all a checkpoint
+/// needs — another version's checkpoint is refused by `FORMAT` anyway or,
+/// at worst, replayed past).
+fn settings_fingerprint(settings: &EngineSettings) -> u64 {
+    let described = format!(
+        "{:?}|{:?}|{:?}|{}",
+        settings.rules, settings.retention, settings.source_precedence, settings.shards
+    );
+    described
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// Writes a captured checkpoint once the announcements it counts on are
+/// durable; runs off the router thread.
+pub(crate) async fn finish(
+    store: Arc<Store>,
+    announcer: Option<crate::announcer::Announcer>,
+    announced: u64,
+    generation: u64,
+    parts: Vec<Vec<u8>>,
+) -> Result<bool, String> {
+    if let Some(announcer) = announcer {
+        announcer.durable_through(announced).await;
+    }
+    let bytes: usize = parts.iter().map(Vec::len).sum();
+    let started = std::time::Instant::now();
+    let written = tokio::task::spawn_blocking(move || store.checkpoints.write(generation, &parts))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+    if written {
+        tracing::info!(
+            generation,
+            bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
+    }
+    Ok(written)
+}
