@@ -27,6 +27,7 @@ pub struct Metrics {
     pub ingest_queue_depth: Gauge,
     pub log_committed_seq: Gauge,
     pub engine_applied_seq: Gauge,
+    pub engine_restored_seq: Gauge,
     /// Pages connected to the in-app hub now (set at each scrape).
     pub in_app_pages: Gauge,
     /// Journeys and deliveries: counted on the delivery thread.
@@ -66,6 +67,7 @@ impl Metrics {
             ingest_queue_depth: Gauge::default(),
             log_committed_seq: Gauge::default(),
             engine_applied_seq: Gauge::default(),
+            engine_restored_seq: Gauge::default(),
             delivery: Default::default(),
             audience_evaluations: Counter::default(),
             audience_membership_changes: Family::default(),
@@ -159,6 +161,11 @@ impl Metrics {
             "kairos_engine_applied_seq",
             "Log position the engine has applied (profiles, features, scores, audiences); the lag is committed - applied",
             metrics.engine_applied_seq.clone(),
+        );
+        registry.register(
+            "kairos_engine_restored_seq",
+            "Log position of the checkpoint this start restored (0: the whole log was replayed)",
+            metrics.engine_restored_seq.clone(),
         );
         register_stages(&mut registry, &metrics);
         let connections = crate::server::connection_metrics();

@@ -51,6 +51,9 @@ pub async fn metrics(
     metrics
         .engine_applied_seq
         .set(state.engine.applied_seq() as i64);
+    metrics
+        .engine_restored_seq
+        .set(state.engine.restored_from().unwrap_or(0) as i64);
     metrics.observe_engine(state.engine.counters());
     if let Some(deliverer) = &state.deliverer {
         let pages = deliverer.hub().page_count();
