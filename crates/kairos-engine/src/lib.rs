@@ -18,10 +18,9 @@
 //! always reflects the events accepted a moment earlier.
 //!
 //! State is a pure function of the log (and the erasures made since): on
-//! start the engine replays it from the beginning; events of erased people
-//! can no longer be read and identifiers they held are suppressed
-//! ([`kairos_store::privacy`]). Checkpoints are the next step (see
-//! docs/architecture.md).
+//! start the engine restores its newest checkpoint ([`checkpoint`]) and
+//! replays the log after it; events of erased people can no longer be read
+//! and identifiers they held are suppressed ([`kairos_store::privacy`]).
 
 pub mod announcer;
 mod checkpoint;
