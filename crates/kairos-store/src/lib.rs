@@ -94,7 +94,7 @@ pub enum StoreError {
         "a {thing} named {name:?} exists; {thing} names are unique: choose another name, or change or delete the existing {thing}"
     )]
     NameTaken { thing: &'static str, name: String },
-    #[error("no {thing} {id:?}")]
+    #[error("no {thing} {id:?}; it may have been deleted: list them to find the one you mean")]
     NotFound { thing: &'static str, id: String },
 }
 
