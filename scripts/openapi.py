@@ -29,7 +29,8 @@ COLLECT_ERRORS = {
     "401": problem("Write key missing or unknown"),
     "413": problem("Body over limits.request_bytes_max"),
     "415": problem("Unsupported Content-Encoding"),
-    "503": problem("Ingest queue full; retry after Retry-After seconds"),
+    "500": problem("Stored data unreadable (data_corrupt); nothing was acknowledged"),
+    "503": problem("Ingest queue full (overloaded), storage I/O failure (storage_unavailable) or writer stopped (stopped); retry after Retry-After seconds"),
 }
 
 
@@ -158,7 +159,7 @@ paths["/v1/audiences"] = {
     **admin("post", "Create an audience from a definition in the audience language (docs/audiences.md); memberships are backfilled from the log before the answer",
             AUDIENCE, {"type": "object", "required": ["name", "definition"], "additionalProperties": False,
                        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "definition": {"type": "string"}}},
-            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every audience with its size", {"type": "object", "properties": {"audiences": {"type": "array", "items": AUDIENCE}}}),
 }
 paths["/v1/audiences/{id}"] = {
@@ -189,7 +190,7 @@ paths["/v1/computed-traits"] = {
     **admin("post", "Create a computed trait from a value definition (docs/audiences.md, Computed traits); values are backfilled from the log before the answer",
             COMPUTED_TRAIT, {"type": "object", "required": ["name", "definition"], "additionalProperties": False,
                              "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_]+$"}, "definition": {"type": "string"}}},
-            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Invalid name or definition (line, column and message)"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every computed trait", {"type": "object", "properties": {"computed_traits": {"type": "array", "items": COMPUTED_TRAIT}}}),
 }
 paths["/v1/computed-traits/{id}"] = {
@@ -222,7 +223,7 @@ paths["/v1/destinations"] = {
              "properties": {"type": {"type": "string", "enum": ["webhook", "email", "in_app"]}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
                             "url": {"type": "string", "maxLength": 2000, "description": "webhook: http(s)://...; email: smtp://host:port, smtp://host:587?tls=starttls or smtps://host:465; public addresses only unless [delivery] allow_private_networks"},
                             "from": {"type": "string", "description": "email: the sender"}}},
-            status="201", extra={"400": problem("Invalid type, name or URL, or a URL whose host is a private address (address_not_allowed)"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Invalid type, name or URL, or a URL whose host is a private address (address_not_allowed)"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every destination (never its secret)", {"type": "object", "properties": {"destinations": {"type": "array", "items": DESTINATION}}}),
 }
 DESTINATION_ID = path_param("id", "Destination id or name")
@@ -255,7 +256,7 @@ paths["/v1/journeys"] = {
     **admin("post", "Create a journey: a trigger (event with filters or unusual values, not followed by, audience entered or exited, a condition becoming true) and steps (send, wait, wait_until, wait_for, branch, set_trait, add_to_list) — docs/journeys.md", JOURNEY,
             {"type": "object", "required": ["name", "trigger", "steps"],
              "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "trigger": {"type": "object"}, "steps": {"type": "array", "items": {"type": "object"}}}},
-            status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every journey", {"type": "object", "properties": {"journeys": {"type": "array", "items": JOURNEY}}}),
 }
 COUNT_MAP = {"type": "object", "additionalProperties": {"type": "integer"}}
@@ -336,7 +337,7 @@ paths["/v1/audience-syncs"] = {
             {"type": "object", "required": ["name", "audience", "destination"], "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 200}, "audience": {"type": "string"}, "destination": {"type": "string"},
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000}, "max_wait": {"type": "string", "description": "e.g. 30s, 5m"}}},
-            status="201", extra={"400": problem("Unknown audience or destination, invalid batch_size or max_wait"), "409": problem("Name taken")}),
+            status="201", extra={"400": problem("Unknown audience or destination, invalid batch_size or max_wait"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every audience sync", {"type": "object", "properties": {"audience_syncs": {"type": "array", "items": SYNC}}}),
 }
 paths["/v1/audience-syncs/{id}"] = admin("delete", "Delete an audience sync (batches made are still delivered)", {"type": "object"},

@@ -15,6 +15,7 @@
 //! - [`identity`] resolves an event's identifiers to a profile (identity
 //!   graph with per-type limits, priorities and blocked values);
 //! - [`profile`] is one person's state, updated event by event;
+//! - [`error`] is the kinds of failure every crate's errors report;
 //! - [`matching`] links records of people with typos (Fellegi–Sunter).
 //!
 //! ```
@@ -38,6 +39,7 @@
 pub mod audience;
 pub mod clock;
 pub mod duration;
+pub mod error;
 pub mod event;
 pub mod identity;
 pub mod matching;

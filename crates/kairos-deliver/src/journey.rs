@@ -21,6 +21,7 @@ use kairos_core::audience::eval::{EventFact, matches_event};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::DeliverError;
 use crate::email::EmailTemplate;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,8 +267,20 @@ pub enum Matcher {
 }
 
 /// Parses and checks a definition; `destination_id` resolves a destination
-/// name or id. Errors say what is wrong and how to fix it.
+/// name or id. Errors ([`DeliverError::Invalid`]) say what is wrong and how
+/// to fix it.
 pub fn compile(
+    id: &str,
+    name: &str,
+    starts_after_seq: u64,
+    definition: &serde_json::Value,
+    destination: impl Fn(&str) -> Option<(String, String)>,
+) -> Result<CompiledJourney, DeliverError> {
+    compile_checked(id, name, starts_after_seq, definition, destination)
+        .map_err(DeliverError::Invalid)
+}
+
+fn compile_checked(
     id: &str,
     name: &str,
     starts_after_seq: u64,
@@ -440,7 +453,7 @@ fn emit_step(
                 )?))
             }
             Step::AddToList(list) => {
-                crate::lists::checked_name(list)?;
+                crate::lists::checked(list)?;
                 program.push(Instruction::AddToList(list.trim().to_string()));
             }
             Step::SetTrait { name, value } => {

@@ -17,6 +17,7 @@ pub mod address_policy;
 mod audience_sync;
 pub mod email;
 pub mod endpoint;
+mod error;
 mod failure;
 pub mod in_app;
 mod in_app_worker;
@@ -40,6 +41,7 @@ use kairos_core::identity::IdentityRules;
 use kairos_store::Store;
 use tokio::sync::{Notify, watch};
 
+pub use error::DeliverError;
 pub use follower::active_journeys;
 pub use worker::backoff;
 

@@ -5,9 +5,15 @@
 /// Bytes a list name may have.
 pub const NAME_BYTES_MAX: usize = 100;
 
+use crate::DeliverError;
+
 /// A list name: 1–100 bytes of letters, digits, `-`, `_` or `.`, so it
 /// can stand in a URL path as it is.
-pub fn checked_name(name: &str) -> Result<(), String> {
+pub fn checked_name(name: &str) -> Result<(), DeliverError> {
+    checked(name).map_err(DeliverError::Invalid)
+}
+
+pub(crate) fn checked(name: &str) -> Result<(), String> {
     let name = name.trim();
     let valid = !name.is_empty()
         && name.len() <= NAME_BYTES_MAX

@@ -239,7 +239,7 @@ pub(crate) async fn finish(
     announced: u64,
     generation: u64,
     parts: Vec<Vec<u8>>,
-) -> Result<bool, String> {
+) -> Result<bool, crate::EngineError> {
     if let Some(announcer) = announcer {
         announcer.durable_through(announced).await;
     }
@@ -247,8 +247,7 @@ pub(crate) async fn finish(
     let started = std::time::Instant::now();
     let written = tokio::task::spawn_blocking(move || store.checkpoints.write(generation, &parts))
         .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())?;
+        .map_err(|_| crate::EngineError::Stopped)??;
     if written {
         tracing::info!(
             generation,

@@ -36,6 +36,7 @@ use std::sync::{Arc, RwLock};
 use kairos_core::identity::graph::ProfileId;
 use kairos_core::identity::{Identifier, IdentityRules};
 use kairos_store::Store;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use kairos_core::audience::incremental::Program;
@@ -70,7 +71,7 @@ pub(crate) enum Command {
     },
     /// Take a checkpoint now; replies once it is written (its position).
     Checkpoint {
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, EngineError>>,
     },
     /// Fire every due timer now (after a manual clock moved), then reply.
     Sync { reply: oneshot::Sender<()> },
@@ -106,12 +107,31 @@ pub struct Engine {
     restored_from: Option<u64>,
 }
 
-#[derive(Debug)]
-pub struct EngineStopped;
+/// Why the engine could not answer; [`EngineError::kind`] says what a
+/// caller can do about it. A caller must never read an error as "no
+/// profile" or "no members": it retries or reports it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine's threads have ended (shutdown, or a panic).
+    #[error("the engine has stopped")]
+    Stopped,
+    /// Its command queue is full; the same request later will be taken.
+    #[error("the engine is busy (its command queue is full); retry shortly")]
+    Overloaded,
+    /// Reading the log failed (previews read the whole log).
+    #[error(transparent)]
+    Store(#[from] kairos_store::StoreError),
+}
 
-impl std::fmt::Display for EngineStopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the engine has stopped or is overloaded")
+impl EngineError {
+    pub fn kind(&self) -> kairos_core::error::ErrorKind {
+        use kairos_core::error::ErrorKind;
+        match self {
+            EngineError::Stopped => ErrorKind::Stopped,
+            EngineError::Overloaded => ErrorKind::Overloaded,
+            EngineError::Store(error) => error.kind(),
+        }
     }
 }
 
@@ -188,7 +208,7 @@ impl Engine {
         &self,
         draft: Draft,
         sample: usize,
-    ) -> Result<AudiencePreview, EngineStopped> {
+    ) -> Result<AudiencePreview, EngineError> {
         self.caught_up().await?;
         let (store, router, shards) =
             (self.store.clone(), self.router.clone(), self.shards.clone());
@@ -197,8 +217,8 @@ impl Engine {
             preview::preview(&store, &router, &shards, &draft, now, sample)
         })
         .await
-        .map_err(|_| EngineStopped)?
-        .map_err(|_| EngineStopped)
+        .map_err(|_| EngineError::Stopped)?
+        .map_err(EngineError::Store)
     }
 
     /// Serves these model versions from the next event of each person on
@@ -215,7 +235,7 @@ impl Engine {
     /// Takes a checkpoint of everything routed so far and waits until it is
     /// written (at clean shutdown, and after an erasure so no checkpoint
     /// holds the person); answers its log position.
-    pub async fn checkpoint(&self) -> Result<u64, EngineStopped> {
+    pub async fn checkpoint(&self) -> Result<u64, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Pending {
@@ -223,19 +243,19 @@ impl Engine {
                 command: Command::Checkpoint { reply },
             })
             .await
-            .map_err(|_| EngineStopped)?;
-        answer.await.map_err(|_| EngineStopped)?.map_err(|error| {
-            tracing::error!(%error, "checkpoint not written");
-            EngineStopped
-        })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// After an erasure: a fresh checkpoint without the person replaces the
     /// older ones; if none can be written, every checkpoint is deleted (the
     /// next start replays the log, where the person is unreadable).
     pub async fn checkpoint_without_erased(&self) -> Result<(), kairos_store::StoreError> {
-        if self.checkpoint().await.is_ok() {
-            return Ok(());
+        match self.checkpoint().await {
+            Ok(_) => return Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "no checkpoint after an erasure; deleting them all")
+            }
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.checkpoints.delete_all().map(|_| ()))
@@ -265,14 +285,14 @@ impl Engine {
     }
 
     /// Waits until every event durable now is routed.
-    async fn caught_up(&self) -> Result<(), EngineStopped> {
+    async fn caught_up(&self) -> Result<(), EngineError> {
         let durable = self.store.writer.committed_seq();
         let mut routed = self.routed.clone();
         routed
             .wait_for(|seq| *seq >= durable)
             .await
             .map(|_| ())
-            .map_err(|_| EngineStopped)
+            .map_err(|_| EngineError::Stopped)
     }
 
     /// Reads the profile of `identifier` on its shard once that shard has
@@ -281,11 +301,11 @@ impl Engine {
         &self,
         identifier: &Identifier,
         read: impl Fn(&ShardState, ProfileId) -> Option<T>,
-    ) -> Result<Option<T>, EngineStopped> {
+    ) -> Result<Option<T>, EngineError> {
         self.caught_up().await?;
         for _ in 0..READ_ATTEMPTS_MAX {
             let (profile, seen) = {
-                let router = self.router.read().map_err(|_| EngineStopped)?;
+                let router = self.router.read().map_err(|_| EngineError::Stopped)?;
                 (router.lookup(identifier), router.applied_seq())
             };
             let Some(profile) = profile else {
@@ -296,9 +316,9 @@ impl Engine {
             applied
                 .wait_for(|seq| *seq >= seen)
                 .await
-                .map_err(|_| EngineStopped)?;
+                .map_err(|_| EngineError::Stopped)?;
             let answer = {
-                let state = shard.state.read().map_err(|_| EngineStopped)?;
+                let state = shard.state.read().map_err(|_| EngineError::Stopped)?;
                 read(&state, profile)
             };
             if answer.is_some() {
@@ -313,17 +333,21 @@ impl Engine {
     async fn read_all<T>(
         &self,
         read: impl Fn(&ShardState) -> Vec<T>,
-    ) -> Result<Vec<T>, EngineStopped> {
+    ) -> Result<Vec<T>, EngineError> {
         self.caught_up().await?;
-        let seen = self.router.read().map_err(|_| EngineStopped)?.applied_seq();
+        let seen = self
+            .router
+            .read()
+            .map_err(|_| EngineError::Stopped)?
+            .applied_seq();
         let mut found = Vec::new();
         for shard in &self.shards {
             let mut applied = shard.applied.clone();
             applied
                 .wait_for(|seq| *seq >= seen)
                 .await
-                .map_err(|_| EngineStopped)?;
-            let state = shard.state.read().map_err(|_| EngineStopped)?;
+                .map_err(|_| EngineError::Stopped)?;
+            let state = shard.state.read().map_err(|_| EngineError::Stopped)?;
             found.extend(read(&state));
         }
         Ok(found)
@@ -332,7 +356,7 @@ impl Engine {
     pub async fn profile(
         &self,
         identifier: Identifier,
-    ) -> Result<Option<ProfileView>, EngineStopped> {
+    ) -> Result<Option<ProfileView>, EngineError> {
         self.read_profile(&identifier, |shard, profile| shard.view(profile))
             .await
     }
@@ -342,7 +366,7 @@ impl Engine {
         identifier: Identifier,
         before_seq: Option<u64>,
         limit: usize,
-    ) -> Result<Option<TimelinePage>, EngineStopped> {
+    ) -> Result<Option<TimelinePage>, EngineError> {
         let now = jiff::Timestamp::now();
         self.read_profile(&identifier, |shard, profile| {
             shard.timeline(profile, before_seq, limit, now)
@@ -354,7 +378,7 @@ impl Engine {
     pub async fn export(
         &self,
         identifier: Identifier,
-    ) -> Result<Option<ProfileExport>, EngineStopped> {
+    ) -> Result<Option<ProfileExport>, EngineError> {
         self.read_profile(&identifier, |shard, profile| shard.export(profile))
             .await
     }
@@ -365,7 +389,7 @@ impl Engine {
         trait_name: String,
         value: String,
         limit: usize,
-    ) -> Result<Vec<ProfileView>, EngineStopped> {
+    ) -> Result<Vec<ProfileView>, EngineError> {
         let mut found = self
             .read_all(|shard| shard.search(&trait_name, &value, limit))
             .await?;
@@ -375,14 +399,14 @@ impl Engine {
     }
 
     /// Every profile's event positions in log order, sorted by profile id.
-    pub async fn histories(&self) -> Result<Vec<(String, Vec<u64>)>, EngineStopped> {
+    pub async fn histories(&self) -> Result<Vec<(String, Vec<u64>)>, EngineError> {
         let mut histories = self.read_all(ShardState::histories).await?;
         histories.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
         Ok(histories)
     }
 
     /// Every profile the probabilistic matcher can compare.
-    pub async fn match_candidates(&self) -> Result<Vec<MatchCandidate>, EngineStopped> {
+    pub async fn match_candidates(&self) -> Result<Vec<MatchCandidate>, EngineError> {
         let mut candidates = self.read_all(ShardState::match_candidates).await?;
         candidates
             .sort_by_key(|candidate| (candidate.profile_id.len(), candidate.profile_id.clone()));
@@ -391,23 +415,23 @@ impl Engine {
 
     /// Replaces the audience definitions; answers once every membership
     /// is recomputed from the log (the number of events replayed).
-    pub async fn set_audiences(&self, program: Program) -> Result<usize, EngineStopped> {
+    pub async fn set_audiences(&self, program: Program) -> Result<usize, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::SetAudiences {
             program: Arc::new(program),
             reply,
         })?;
-        let replayed = answer.await.map_err(|_| EngineStopped)?;
+        let replayed = answer.await.map_err(|_| EngineError::Stopped)?;
         self.announcer.flushed().await;
         Ok(replayed)
     }
 
     /// Fires every timer due by the clock's now; answers when done and the
     /// membership changes they made are announced (durable in the log).
-    pub async fn sync_timers(&self) -> Result<(), EngineStopped> {
+    pub async fn sync_timers(&self) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Sync { reply })?;
-        answer.await.map_err(|_| EngineStopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?;
         self.announcer.flushed().await;
         Ok(())
     }
@@ -429,7 +453,7 @@ impl Engine {
         audience: &str,
         after: Option<ProfileId>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<Identifier>)>, EngineStopped> {
+    ) -> Result<Vec<(String, Vec<Identifier>)>, EngineError> {
         let mut members = self
             .read_all(|shard| {
                 shard
@@ -455,7 +479,7 @@ impl Engine {
         name: &str,
         after: Option<ProfileId>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<Identifier>, serde_json::Value)>, EngineStopped> {
+    ) -> Result<Vec<(String, Vec<Identifier>, serde_json::Value)>, EngineError> {
         let mut found = self
             .read_all(|shard| {
                 let mut values = shard.computed_values(name);
@@ -479,7 +503,7 @@ impl Engine {
     }
 
     /// Number of members of each audience.
-    pub async fn audience_sizes(&self, audiences: &[String]) -> Result<Vec<usize>, EngineStopped> {
+    pub async fn audience_sizes(&self, audiences: &[String]) -> Result<Vec<usize>, EngineError> {
         let counts = self
             .read_all(|shard| {
                 audiences
@@ -495,11 +519,14 @@ impl Engine {
         Ok(sizes)
     }
 
-    fn command(&self, command: Command) -> Result<(), EngineStopped> {
+    fn command(&self, command: Command) -> Result<(), EngineError> {
         let min_seq = self.store.writer.committed_seq();
         self.commands
             .try_send(Pending { min_seq, command })
-            .map_err(|_| EngineStopped)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => EngineError::Overloaded,
+                TrySendError::Closed(_) => EngineError::Stopped,
+            })
     }
 
     /// Removes a person from the derived state and suppresses their
@@ -508,9 +535,9 @@ impl Engine {
     pub async fn erase(
         &self,
         identifier: Identifier,
-    ) -> Result<Option<ErasedProfile>, EngineStopped> {
+    ) -> Result<Option<ErasedProfile>, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Erase { identifier, reply })?;
-        answer.await.map_err(|_| EngineStopped)
+        answer.await.map_err(|_| EngineError::Stopped)
     }
 }

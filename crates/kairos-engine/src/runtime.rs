@@ -222,7 +222,7 @@ impl Routing {
     pub(crate) fn checkpoint(
         &mut self,
         store: &Arc<Store>,
-    ) -> impl std::future::Future<Output = Result<u64, String>> + use<> {
+    ) -> impl std::future::Future<Output = Result<u64, crate::EngineError>> + use<> {
         let started = std::time::Instant::now();
         let seq = self.applied_seq();
         let generation = store.checkpoints.begin();
@@ -262,7 +262,7 @@ impl Routing {
         let (store, announcer) = (store.clone(), self.announcer.clone());
         async move {
             if !complete {
-                return Err("a shard stopped".to_string());
+                return Err(crate::EngineError::Stopped); // a shard stopped
             }
             crate::checkpoint::finish(store, announcer, announced, generation, parts).await?;
             Ok(seq)

@@ -108,25 +108,16 @@ pub async fn create_sync(
                 ))
             })?,
     };
-    let record = state
-        .store
-        .outbox
-        .create_sync(AudienceSyncRecord {
-            id: String::new(),
-            name: name.to_string(),
-            audience: audience.name,
-            destination: destination.id,
-            batch_size,
-            max_wait_seconds,
-            starts_after_seq: state.store.writer.committed_seq(),
-            created_at: Timestamp::now(),
-        })
-        .map_err(|error| match error {
-            kairos_store::StoreError::Invalid(message) => {
-                Problem::new(StatusCode::CONFLICT, "name_taken", "Name taken", message)
-            }
-            other => other.into(),
-        })?;
+    let record = state.store.outbox.create_sync(AudienceSyncRecord {
+        id: String::new(),
+        name: name.to_string(),
+        audience: audience.name,
+        destination: destination.id,
+        batch_size,
+        max_wait_seconds,
+        starts_after_seq: state.store.writer.committed_seq(),
+        created_at: Timestamp::now(),
+    })?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }

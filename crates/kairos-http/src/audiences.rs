@@ -28,7 +28,6 @@ use crate::admin::JsonBody;
 use crate::auth::Admin;
 use crate::definitions::{self, Edit, Parsed, checked, program};
 use crate::problem::{Problem, limit_param};
-use crate::profiles::engine_problem;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,11 +128,7 @@ pub async fn size_history(
 }
 
 async fn sizes(state: &AppState, names: &[String]) -> Result<Vec<usize>, Problem> {
-    state
-        .engine
-        .audience_sizes(names)
-        .await
-        .map_err(engine_problem)
+    Ok(state.engine.audience_sizes(names).await?)
 }
 
 /// `GET /v1/audiences`
@@ -222,8 +217,7 @@ pub async fn preview(
     let preview = state
         .engine
         .preview(kairos_engine::Draft::Audience(expr), sample)
-        .await
-        .map_err(engine_problem)?;
+        .await?;
     let members: Vec<_> = preview
         .sample
         .iter()
@@ -287,8 +281,7 @@ pub async fn members(
     let members = state
         .engine
         .audience_members(&record.name, after, limit)
-        .await
-        .map_err(engine_problem)?;
+        .await?;
     let next = (members.len() == limit)
         .then(|| members.last().map(|(id, _)| id.clone()))
         .flatten();
@@ -337,10 +330,8 @@ pub async fn set_clock(
     JsonBody(body): JsonBody<SetClock>,
 ) -> Result<Response, Problem> {
     let Some(clock) = &state.manual_clock else {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
+        return Err(Problem::conflict(
             "clock_not_manual",
-            "Clock is not manual",
             "the engine runs on the system clock; start with `kairos serve --clock manual` to set it",
         ));
     };
@@ -355,7 +346,7 @@ pub async fn set_clock(
     }
     state.store.definitions.save_manual_clock(body.now)?;
     // Timers due now fire and their announcements reach the log...
-    state.engine.sync_timers().await.map_err(engine_problem)?;
+    state.engine.sync_timers().await?;
     // ...then journeys follow everything logged so far at the new time.
     if let Some(deliverer) = &state.deliverer {
         let logged = state.store.writer.committed_seq();

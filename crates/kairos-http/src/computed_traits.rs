@@ -28,7 +28,6 @@ use crate::audiences::{MembersQuery, preview_sample, profile_cursor};
 use crate::auth::Admin;
 use crate::definitions::{self, Edit, Parsed, checked, program};
 use crate::problem::{Problem, limit_param};
-use crate::profiles::engine_problem;
 
 const COMPUTED: DefinitionKind = DefinitionKind::ComputedTrait;
 
@@ -146,8 +145,7 @@ pub async fn values(
     let found = state
         .engine
         .computed_values(&record.name, after, limit)
-        .await
-        .map_err(engine_problem)?;
+        .await?;
     let next = (found.len() == limit)
         .then(|| found.last().map(|(id, _, _)| id.clone()))
         .flatten();
@@ -189,8 +187,7 @@ pub async fn preview(
     let preview = state
         .engine
         .preview(kairos_engine::Draft::ComputedTrait(expr), sample)
-        .await
-        .map_err(engine_problem)?;
+        .await?;
     let sample: Vec<_> = preview
         .sample
         .iter()

@@ -3,7 +3,6 @@
 //! stored definition together with a change, so a change that does not fit
 //! (an unknown or circular reference) is refused before anything is saved.
 
-use axum::http::StatusCode;
 use kairos_core::audience::References;
 use kairos_core::audience::incremental::Program;
 use kairos_core::audience::{DefinitionError, Expr, ValueExpr, parse, parse_value};
@@ -154,32 +153,14 @@ pub(crate) fn program_without(
             DefinitionKind::Audience => format!("`in audience \"{}\"`", record.name),
             DefinitionKind::ComputedTrait => format!("`computed {}`", record.name),
         };
-        Problem::new(
-            StatusCode::CONFLICT,
+        Problem::conflict(
             "definition_in_use",
-            "Definition in use",
             format!(
                 "{} (delete or change the definitions that use {reference} first)",
                 problem.detail
             ),
         )
     })
-}
-
-/// A store error on create, with a name taken answered as 409.
-pub(crate) fn create_problem(kind: DefinitionKind, error: kairos_store::StoreError) -> Problem {
-    match error {
-        kairos_store::StoreError::Invalid(message) => Problem::new(
-            StatusCode::CONFLICT,
-            match kind {
-                DefinitionKind::Audience => "audience_exists",
-                DefinitionKind::ComputedTrait => "computed_trait_exists",
-            },
-            "Name taken",
-            message,
-        ),
-        other => other.into(),
-    }
 }
 
 /// A stored definition by id or name, or 404 saying where to list them.
@@ -211,10 +192,11 @@ pub(crate) fn create(
     let parsed = checked(kind, text)?;
     checked_scores(state, &parsed)?;
     if state.store.definitions.get(kind, name).is_some() {
-        return Err(create_problem(
-            kind,
-            kairos_store::StoreError::Invalid(format!("a {} named {name:?} exists", kind.noun())),
-        ));
+        return Err(kairos_store::StoreError::NameTaken {
+            thing: kind.noun(),
+            name: name.to_string(),
+        }
+        .into());
     }
     let program = program(
         state,
@@ -226,8 +208,7 @@ pub(crate) fn create(
     let record = state
         .store
         .definitions
-        .create(kind, name, text, jiff::Timestamp::now())
-        .map_err(|error| create_problem(kind, error))?;
+        .create(kind, name, text, jiff::Timestamp::now())?;
     Ok((program, record))
 }
 
@@ -297,10 +278,6 @@ pub(crate) async fn install(
     program: Program,
 ) -> Result<serde_json::Value, Problem> {
     let started = std::time::Instant::now();
-    let replayed = state
-        .engine
-        .set_audiences(program)
-        .await
-        .map_err(crate::profiles::engine_problem)?;
+    let replayed = state.engine.set_audiences(program).await?;
     Ok(serde_json::json!({"events": replayed, "seconds": started.elapsed().as_secs_f64()}))
 }

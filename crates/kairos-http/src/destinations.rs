@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use kairos_store::DestinationRecord;
@@ -226,10 +225,8 @@ pub async fn replay_dead_letters(
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
     if record.disabled.is_some() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
+        return Err(Problem::conflict(
             "destination_disabled",
-            "Destination disabled",
             format!(
                 "{} is disabled ({}); re-enable it first with PATCH /v1/destinations/{} {{\"enabled\": true}}",
                 record.name,

@@ -27,7 +27,7 @@ use crate::admin::JsonBody;
 use crate::auth::{Admin, basic_write_key, query_write_key};
 use crate::definitions;
 use crate::problem::{Problem, limit_param};
-use crate::profiles::{engine_problem, identifier, unknown};
+use crate::profiles::{identifier, unknown};
 use crate::references;
 use kairos_store::DefinitionKind;
 
@@ -66,15 +66,6 @@ fn checked_name(name: &str, what: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn conflict(error: kairos_store::StoreError) -> Problem {
-    match error {
-        kairos_store::StoreError::Invalid(message) => {
-            Problem::new(StatusCode::CONFLICT, "name_taken", "Name taken", message)
-        }
-        other => other.into(),
-    }
-}
-
 /// `POST /v1/destinations`
 pub async fn create_destination(
     _: Admin,
@@ -84,17 +75,13 @@ pub async fn create_destination(
     checked_name(&body.name, "destination")?;
     let url = body.url.trim();
     checked_destination(&state, &body.kind, url, body.from.as_deref()).await?;
-    let record = state
-        .store
-        .outbox
-        .create_destination(
-            body.name.trim(),
-            &body.kind,
-            url,
-            body.from.as_deref().map(str::trim),
-            Timestamp::now(),
-        )
-        .map_err(conflict)?;
+    let record = state.store.outbox.create_destination(
+        body.name.trim(),
+        &body.kind,
+        url,
+        body.from.as_deref().map(str::trim),
+        Timestamp::now(),
+    )?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }
@@ -217,12 +204,7 @@ async fn page_identities(
         ));
     }
     let mut identities = vec![own];
-    if let Some(view) = state
-        .engine
-        .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?
-    {
+    if let Some(view) = state.engine.profile(identifier.clone()).await? {
         identities.extend(
             view.identities
                 .iter()
@@ -308,10 +290,8 @@ pub async fn delete_destination(
             .map(|sync| format!("audience sync {}", sync.name)),
     );
     if !users.is_empty() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
+        return Err(Problem::conflict(
             "destination_in_use",
-            "Destination in use",
             format!("{users:?} send to it; delete them first"),
         ));
     }
@@ -342,7 +322,12 @@ pub async fn create_journey(
             let record = state.store.outbox.destination(name)?;
             Some((record.id, record.kind))
         })
-        .map_err(|message| Problem::bad_request("journey_invalid", message))?;
+        .map_err(|error| match error {
+            kairos_deliver::DeliverError::Invalid(message) => {
+                Problem::bad_request("journey_invalid", message)
+            }
+            other => other.into(),
+        })?;
     // A `when` journey's own audience is created below, with it.
     let owned = definition["trigger"]["when"]
         .is_string()
@@ -351,10 +336,11 @@ pub async fn create_journey(
         return Err(Problem::bad_request("journey_invalid", missing));
     }
     if state.store.outbox.journey(body.name.trim()).is_some() {
-        return Err(conflict(kairos_store::StoreError::Invalid(format!(
-            "a journey named {:?} exists",
-            body.name.trim()
-        ))));
+        return Err(kairos_store::StoreError::NameTaken {
+            thing: "journey",
+            name: body.name.trim().to_string(),
+        }
+        .into());
     }
     if let Some(condition) = definition["trigger"]["when"].as_str() {
         let audience = kairos_deliver::journey::condition_audience(&body.name);
@@ -364,16 +350,12 @@ pub async fn create_journey(
     }
     // After the owned audience's first announcements: they do not count.
     let starts_after_seq = state.store.writer.committed_seq();
-    let record = state
-        .store
-        .outbox
-        .create_journey(
-            body.name.trim(),
-            definition,
-            starts_after_seq,
-            Timestamp::now(),
-        )
-        .map_err(conflict)?;
+    let record = state.store.outbox.create_journey(
+        body.name.trim(),
+        definition,
+        starts_after_seq,
+        Timestamp::now(),
+    )?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
     }
@@ -450,8 +432,7 @@ pub async fn profile_deliveries(
     let view = state
         .engine
         .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?
+        .await?
         .ok_or_else(|| unknown(&identifier))?;
     let identities: Vec<String> = view
         .identities
@@ -504,10 +485,8 @@ pub async fn replay_dead_letter(
     if let Some(destination) = state.store.outbox.destination(&message.destination)
         && destination.disabled.is_some()
     {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
+        return Err(Problem::conflict(
             "destination_disabled",
-            "Destination disabled",
             format!(
                 "its destination is disabled (410 Gone); once the endpoint is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
                 destination.id

@@ -27,7 +27,7 @@ const ADD_MAX: usize = 10_000;
 
 fn checked_list(name: &str) -> Result<(), Problem> {
     kairos_deliver::lists::checked_name(name)
-        .map_err(|message| Problem::bad_request("list_name_invalid", message))
+        .map_err(|error| Problem::bad_request("list_name_invalid", error.to_string()))
 }
 
 /// `type:value`, normalized by the workspace's identity rules.

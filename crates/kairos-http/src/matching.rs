@@ -33,7 +33,6 @@ use crate::auth::Admin;
 use crate::internal::append_internal;
 use crate::privacy::addressed_to;
 use crate::problem::Problem;
-use crate::profiles::engine_problem;
 
 /// Source name of the matcher's merge events.
 pub const MATCHER_SOURCE: &str = "kairos-matcher";
@@ -65,11 +64,7 @@ pub struct MatchState {
 
 /// `POST /v1/admin/matching/run`
 pub async fn run(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
-    let candidates = state
-        .engine
-        .match_candidates()
-        .await
-        .map_err(engine_problem)?;
+    let candidates = state.engine.match_candidates().await?;
     let records: Vec<_> = candidates
         .iter()
         .map(|candidate| candidate.record.clone())

@@ -25,7 +25,7 @@ use crate::admin::JsonBody;
 use crate::auth::Admin;
 use crate::internal::append_internal;
 use crate::problem::Problem;
-use crate::profiles::{engine_problem, identifier, unknown};
+use crate::profiles::{identifier, unknown};
 
 /// Source name of the events the consent API writes.
 pub const CONSENT_SOURCE: &str = "kairos-consent-api";
@@ -41,8 +41,7 @@ pub async fn erase_profile(
     let erased = state
         .engine
         .erase(identifier.clone())
-        .await
-        .map_err(engine_problem)?
+        .await?
         .ok_or_else(|| unknown(&identifier))?;
     let subjects: Vec<_> = erased
         .identities
@@ -119,8 +118,7 @@ pub async fn export_profile(
     let export = state
         .engine
         .export(identifier.clone())
-        .await
-        .map_err(engine_problem)?
+        .await?
         .ok_or_else(|| unknown(&identifier))?;
     let store = state.store.clone();
     let events = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Problem> {
@@ -198,8 +196,7 @@ pub async fn update_consent(
     state
         .engine
         .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?
+        .await?
         .ok_or_else(|| unknown(&identifier))?;
     let mut event = addressed_to(&identifier);
     event["type"] = json!("track");
@@ -215,8 +212,7 @@ pub async fn update_consent(
     let view = state
         .engine
         .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?
+        .await?
         .ok_or_else(|| unknown(&identifier))?;
     Ok(axum::Json(view).into_response())
 }

@@ -32,18 +32,10 @@ pub(crate) fn unknown(identifier: &Identifier) -> Problem {
     ))
 }
 
-pub(crate) fn engine_problem(error: kairos_engine::EngineStopped) -> Problem {
-    Problem::overloaded(error.to_string())
-}
-
 /// The profile of an identifier given as `{type}:{value}`, or a problem.
 async fn profile_view(state: &AppState, path: &str) -> Result<kairos_engine::ProfileView, Problem> {
     let identifier = identifier(path)?;
-    let view = state
-        .engine
-        .profile(identifier.clone())
-        .await
-        .map_err(engine_problem)?;
+    let view = state.engine.profile(identifier.clone()).await?;
     view.ok_or_else(|| unknown(&identifier))
 }
 
@@ -82,11 +74,7 @@ pub async fn search_profiles(
         ));
     };
     let limit = page_limit(query.limit)?;
-    let profiles = state
-        .engine
-        .search(trait_name, value, limit)
-        .await
-        .map_err(engine_problem)?;
+    let profiles = state.engine.search(trait_name, value, limit).await?;
     Ok(axum::Json(json!({"profiles": profiles})).into_response())
 }
 
@@ -127,8 +115,7 @@ pub async fn get_events(
         let page = state
             .engine
             .timeline(identifier.clone(), before, limit)
-            .await
-            .map_err(engine_problem)?;
+            .await?;
         let page = page.ok_or_else(|| unknown(&identifier))?;
         profile_id = page.profile_id.clone();
         for entry in &page.entries {

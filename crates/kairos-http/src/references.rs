@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use axum::http::StatusCode;
 use kairos_core::audience::References;
 use kairos_store::DefinitionKind;
 
@@ -158,10 +157,8 @@ fn definition_users(state: &AppState, names_it: &dyn Fn(&References) -> bool) ->
 
 /// 409: `what` is still named by `users`.
 pub(crate) fn in_use(code: &'static str, what: &str, users: &[String]) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
+    Problem::conflict(
         code,
-        "In use",
         format!(
             "{what} is used by {}; delete or change them first",
             users.join(", ")

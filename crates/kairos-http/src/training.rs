@@ -28,7 +28,6 @@ use crate::admin::JsonBody;
 use crate::auth::Admin;
 use crate::models::{checked_name, invalid, register};
 use crate::problem::Problem;
-use crate::profiles::engine_problem;
 
 /// Fewest rows, and of each label, a model is trained on.
 const ROWS_MIN: usize = 50;
@@ -307,7 +306,7 @@ async fn over_log<T: Send + 'static>(
     init: impl FnOnce(usize) -> T,
     visit: impl Fn(&mut T, usize, &str, &Event) + Send + 'static,
 ) -> Result<(T, Vec<String>), Problem> {
-    let histories = state.engine.histories().await.map_err(engine_problem)?;
+    let histories = state.engine.histories().await?;
     let mut owners: Vec<(u64, u32)> = histories
         .iter()
         .enumerate()

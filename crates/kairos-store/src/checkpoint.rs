@@ -241,7 +241,7 @@ fn key_name(seq: u64) -> String {
 }
 
 fn io(error: std::io::Error) -> StoreError {
-    StoreError::Engine(fjall::Error::Io(error))
+    StoreError::Io(format!("checkpoint file: {error}"))
 }
 
 fn corrupt(what: &str) -> StoreError {

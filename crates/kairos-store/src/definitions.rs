@@ -129,10 +129,11 @@ impl Definitions {
     ) -> Result<DefinitionRecord, StoreError> {
         let mut records = self.records(kind).write().expect("definitions lock");
         if records.iter().any(|record| record.name == name) {
-            return Err(StoreError::Invalid(format!(
-                "a {} named {name:?} exists; names are unique (they are what definitions refer to)",
-                kind.noun()
-            )));
+            // Unique: names are what definitions refer to.
+            return Err(StoreError::NameTaken {
+                thing: kind.noun(),
+                name: name.to_string(),
+            });
         }
         let record = DefinitionRecord {
             id: format!("{}{}", kind.id_prefix(), random_token(12)),

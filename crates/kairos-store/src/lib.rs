@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use kairos_core::error::ErrorKind;
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
@@ -66,13 +67,17 @@ pub use sources::{SourceRecord, SourceRegistry, SourceTrust};
 pub use vault::{SubjectId, Vault};
 pub use writer::{AppendJob, AppendReceipt, Appended, LogWriter, WriterStats};
 
-/// Storage failures. Callers answer them with a retryable status: nothing
-/// was acknowledged.
+/// Storage failures; [`StoreError::kind`] says what a caller can do about
+/// one (nothing was acknowledged when an operation fails).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     #[error("storage engine error: {0}")]
     Engine(#[from] fjall::Error),
+    /// Reading or writing the disk failed (a failed commit or fsync): the
+    /// data may be intact; the operation can be retried.
+    #[error("storage I/O failed: {0}")]
+    Io(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error(
@@ -85,6 +90,97 @@ pub enum StoreError {
     WriterStopped,
     #[error("{0}")]
     Invalid(String),
+    /// A create with a name another `thing` of its kind has.
+    #[error(
+        "a {thing} named {name:?} exists; {thing} names are unique: choose another name, or change or delete the existing {thing}"
+    )]
+    NameTaken { thing: &'static str, name: String },
+    #[error("no {thing} {id:?}; it may have been deleted: list them to find the one you mean")]
+    NotFound { thing: &'static str, id: String },
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Engine(error) => engine_kind(error),
+            StoreError::Io(_) => ErrorKind::Io,
+            StoreError::Corrupt(_) => ErrorKind::Corrupt,
+            StoreError::PartitionMismatch { .. } | StoreError::Invalid(_) => ErrorKind::Invalid,
+            StoreError::QueueFull(_) => ErrorKind::Overloaded,
+            StoreError::WriterStopped => ErrorKind::Stopped,
+            StoreError::NameTaken { .. } => ErrorKind::NameTaken,
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+        }
+    }
+
+    /// The same failure as a value that can be sent to several waiters
+    /// (one failed group commit answers every request in it).
+    pub(crate) fn replicate(&self) -> StoreError {
+        match self {
+            StoreError::Engine(_) if self.kind() == ErrorKind::Io => {
+                StoreError::Io(self.to_string())
+            }
+            StoreError::Engine(_) => StoreError::Corrupt(self.to_string()),
+            StoreError::Io(message) => StoreError::Io(message.clone()),
+            StoreError::Corrupt(message) => StoreError::Corrupt(message.clone()),
+            StoreError::PartitionMismatch {
+                existing,
+                requested,
+            } => StoreError::PartitionMismatch {
+                existing: *existing,
+                requested: *requested,
+            },
+            StoreError::QueueFull(waiting) => StoreError::QueueFull(*waiting),
+            StoreError::WriterStopped => StoreError::WriterStopped,
+            StoreError::Invalid(message) => StoreError::Invalid(message.clone()),
+            StoreError::NameTaken { thing, name } => StoreError::NameTaken {
+                thing,
+                name: name.clone(),
+            },
+            StoreError::NotFound { thing, id } => StoreError::NotFound {
+                thing,
+                id: id.clone(),
+            },
+        }
+    }
+}
+
+/// fjall's failures: the disk refusing (retryable) or data that does not
+/// decode (not).
+fn engine_kind(error: &fjall::Error) -> ErrorKind {
+    match error {
+        fjall::Error::Io(_)
+        | fjall::Error::Storage(fjall::LsmError::Io(_))
+        | fjall::Error::Poisoned
+        | fjall::Error::Locked => ErrorKind::Io,
+        _ => ErrorKind::Corrupt,
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_failure_is_io_and_stays_io_when_shared_with_a_group() {
+        let error = StoreError::Engine(fjall::Error::Io(std::io::Error::other("EIO")));
+        assert_eq!(error.kind(), ErrorKind::Io);
+        assert_eq!(error.replicate().kind(), ErrorKind::Io);
+        let undecodable = StoreError::Engine(fjall::Error::InvalidTrailer);
+        assert_eq!(undecodable.kind(), ErrorKind::Corrupt);
+        assert_eq!(undecodable.replicate().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn taken_names_and_full_queues_keep_their_kind() {
+        let taken = StoreError::NameTaken {
+            thing: "journey",
+            name: "welcome".into(),
+        };
+        assert_eq!(taken.replicate().kind(), ErrorKind::NameTaken);
+        assert_eq!(StoreError::QueueFull(3).kind(), ErrorKind::Overloaded);
+        assert_eq!(StoreError::WriterStopped.kind(), ErrorKind::Stopped);
+    }
 }
 
 /// Storage settings, validated by the binary's configuration.

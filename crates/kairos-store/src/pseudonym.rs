@@ -30,7 +30,7 @@ impl Pseudonyms {
         }
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret)
-            .map_err(|error| StoreError::Invalid(format!("no randomness: {error}")))?;
+            .map_err(|error| StoreError::Io(format!("no randomness: {error}")))?;
         meta.insert(SECRET_KEY, secret)?;
         db.persist(PersistMode::SyncAll)?;
         Ok(Pseudonyms { secret })

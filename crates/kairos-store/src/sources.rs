@@ -213,7 +213,10 @@ impl SourceRegistry {
     fn existing(&self, id: &str) -> Result<SourceRecord, StoreError> {
         self.get(id)
             .map(|source| source.record.clone())
-            .ok_or_else(|| StoreError::Invalid(format!("no source with id {id:?}")))
+            .ok_or_else(|| StoreError::NotFound {
+                thing: "source",
+                id: id.to_string(),
+            })
     }
 
     fn save(&self, record: SourceRecord) -> Result<SourceRecord, StoreError> {

@@ -48,7 +48,7 @@ pub struct AppendJob {
     pub quarantine_removals: Vec<u64>,
     /// The writer's group number when this job's dedup lookups began.
     epoch: u64,
-    reply: oneshot::Sender<Result<AppendReceipt, String>>,
+    reply: oneshot::Sender<Result<AppendReceipt, StoreError>>,
 }
 
 /// An erasure made durable by the writer, in order with appends: events
@@ -61,7 +61,7 @@ pub struct EraseJob {
     /// Filled in by the writer: id and completion time.
     pub receipt: ErasureReceipt,
     pub quarantine_removals: Vec<u64>,
-    reply: oneshot::Sender<Result<ErasureReceipt, String>>,
+    reply: oneshot::Sender<Result<ErasureReceipt, StoreError>>,
 }
 
 enum Job {
@@ -202,8 +202,7 @@ impl LogWriter {
                 mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
             })?;
         match receipt.await {
-            Ok(Ok(receipt)) => Ok(receipt),
-            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
+            Ok(result) => result,
             Err(_) => Err(StoreError::WriterStopped),
         }
     }
@@ -233,8 +232,7 @@ impl LogWriter {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         match answer.await {
-            Ok(Ok(receipt)) => Ok(receipt),
-            Ok(Err(message)) => Err(StoreError::Corrupt(message)),
+            Ok(result) => result,
             Err(_) => Err(StoreError::WriterStopped),
         }
     }
@@ -266,11 +264,11 @@ impl LogWriter {
     }
 }
 
-type ReplySender = oneshot::Sender<Result<AppendReceipt, String>>;
+type ReplySender = oneshot::Sender<Result<AppendReceipt, StoreError>>;
 
 /// A group written to the store, waiting for its fsync.
 struct WrittenGroup {
-    replies: Vec<(ReplySender, Result<AppendReceipt, String>)>,
+    replies: Vec<(ReplySender, Result<AppendReceipt, StoreError>)>,
     /// The group's stored events, for the live feed once durable.
     events: Vec<StoredEvent>,
     last_seq: u64,
@@ -361,7 +359,7 @@ impl Writer {
         if let Err(error) = &result {
             tracing::error!(%error, "erasure failed");
         }
-        let _ = job.reply.send(result.map_err(|error| error.to_string()));
+        let _ = job.reply.send(result);
     }
 
     fn commit_group(&mut self, mut jobs: Vec<AppendJob>) -> WrittenGroup {
@@ -396,7 +394,7 @@ impl Writer {
                 self.vault.unpersist(&self.new_keys);
                 tracing::error!(%error, "group commit failed");
                 jobs.into_iter()
-                    .map(|job| (job.reply, Err(error.to_string())))
+                    .map(|job| (job.reply, Err(error.replicate())))
                     .collect()
             }
         };
@@ -592,12 +590,14 @@ impl Syncer {
                 let fsync_time = synced_at.saturating_duration_since(group.written_at);
                 for (reply, result) in group.replies {
                     let result = match (&failure, result) {
-                        (Some(message), _) => Err(message.clone()),
+                        // The disk refused: not corrupt data, and retryable once
+                        // the server is healthy again.
+                        (Some(message), _) => Err(StoreError::Io(message.clone())),
                         (None, Ok(mut receipt)) => {
                             receipt.fsync_time = fsync_time;
                             Ok(receipt)
                         }
-                        (None, Err(message)) => Err(message),
+                        (None, Err(error)) => Err(error),
                     };
                     let _ = reply.send(result);
                 }

@@ -26,6 +26,7 @@ use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
+use crate::DeliverError;
 use crate::journey::{CompiledJourney, EntryRule, Instruction, Matcher, SendStep, compile};
 use crate::policy::{ContactPolicy, Person, Verdict};
 
@@ -39,6 +40,9 @@ const WAITS_FIRED_MAX: usize = 1_000;
 const BRANCH_EVENTS_MAX: usize = 1_000;
 /// The source `set_trait` steps write their identify events as.
 pub const JOURNEY_SOURCE: &str = "kairos-journeys";
+/// The pause before a failed step is tried again: long enough not to spin
+/// on a stopped engine or a full disk, short enough to go unnoticed.
+const STEP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often due waits are looked for when no event arrives.
 const WAIT_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -100,8 +104,11 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
         let decided = match follower.step(durable).await {
             Ok(decided) => decided,
             Err(error) => {
-                tracing::error!(%error, "journeys could not read the log; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                // Nothing of the step is committed (the cursor moves in
+                // the batch with its decisions): the same events are
+                // looked at again after the pause.
+                tracing::error!(%error, kind = ?error.kind(), "a journey step failed; retrying it");
+                tokio::time::sleep(STEP_RETRY_PAUSE).await;
                 continue;
             }
         };
@@ -158,7 +165,7 @@ impl Follower {
 
     /// Applies the journeys to the next events up to `durable`; returns how
     /// many messages were decided.
-    async fn step(&self, durable: u64) -> Result<usize, StoreError> {
+    async fn step(&self, durable: u64) -> Result<usize, DeliverError> {
         let store = &self.store;
         let cursor = store.outbox.cursor()?;
         if cursor >= durable {
@@ -228,7 +235,7 @@ impl Follower {
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
                 let mut summary = event_summary(&fact, &event);
                 if let Matcher::Event(_, Some(unusual)) = &journey.matcher {
-                    let history = self.history(&subject, Some(stored.seq)).await;
+                    let history = self.history(&subject, Some(stored.seq)).await?;
                     match crate::unusual::departure(unusual, &fact, &history) {
                         Some(baseline) => summary["unusual"] = baseline,
                         None => continue,
@@ -302,7 +309,7 @@ impl Follower {
     /// its messages are decided (policy included) and stored, the wait
     /// removed, in one batch. Returns how many waits fired and messages
     /// were decided.
-    async fn fire_due_waits(&self) -> Result<usize, StoreError> {
+    async fn fire_due_waits(&self) -> Result<usize, DeliverError> {
         let now = self.now();
         let due = self.store.outbox.due_waits(now, WAITS_FIRED_MAX)?;
         if due.is_empty() {

@@ -12,18 +12,18 @@ impl Follower {
         condition: &Expr,
         subject: &Identifier,
         now: Timestamp,
-    ) -> bool {
-        let Some(view) = self.profile(subject).await else {
-            return false;
+    ) -> Result<bool, DeliverError> {
+        let Some(view) = self.profile(subject).await? else {
+            return Ok(false); // no profile: nothing about them holds
         };
-        let events = self.history(subject, None).await;
+        let events = self.history(subject, None).await?;
         let facts = PersonFacts {
             traits: view.traits,
             computed: view.computed,
             audiences: view.audiences.into_iter().collect(),
             ..PersonFacts::default()
         };
-        evaluate(condition, &events, &facts, now)
+        Ok(evaluate(condition, &events, &facts, now))
     }
 
     /// The person's latest timeline events (newest first), only those
@@ -32,20 +32,23 @@ impl Follower {
         &self,
         subject: &Identifier,
         before: Option<u64>,
-    ) -> Vec<EventFact> {
+    ) -> Result<Vec<EventFact>, DeliverError> {
         let Some(engine) = &self.engine else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let page = engine
             .timeline(subject.clone(), before, BRANCH_EVENTS_MAX)
-            .await
-            .ok()
-            .flatten();
-        page.map(|page| page.entries)
-            .unwrap_or_default()
+            .await?;
+        let mut stored = Vec::new();
+        for entry in page.map(|page| page.entries).unwrap_or_default() {
+            if before.is_none_or(|before| entry.seq < before) {
+                // `None`: the event was erased since; it no longer counts.
+                stored.extend(self.store.log.get(entry.seq)?);
+            }
+        }
+        Ok(stored
             .iter()
-            .filter(|entry| before.is_none_or(|before| entry.seq < before))
-            .filter_map(|entry| self.store.log.get(entry.seq).ok().flatten()?.decode().ok())
+            .filter_map(|stored| stored.decode().ok())
             .filter_map(|event| {
                 Some(EventFact {
                     name: event.event.clone()?,
@@ -56,19 +59,32 @@ impl Follower {
                         .unwrap_or_default(),
                 })
             })
-            .collect()
+            .collect())
     }
 
     /// Every identifier of the person's profile (`type:value`), or just
     /// the one we know.
-    pub(super) async fn identifiers(&self, subject: &Identifier) -> Vec<String> {
-        identifiers_in(self.profile(subject).await.as_ref(), subject)
+    pub(super) async fn identifiers(
+        &self,
+        subject: &Identifier,
+    ) -> Result<Vec<String>, DeliverError> {
+        Ok(identifiers_in(
+            self.profile(subject).await?.as_ref(),
+            subject,
+        ))
     }
 
-    /// The person's profile now, if the engine runs and knows them.
-    async fn profile(&self, subject: &Identifier) -> Option<kairos_engine::ProfileView> {
-        let engine = self.engine.as_ref()?;
-        engine.profile(subject.clone()).await.ok().flatten()
+    /// The person's profile now (`None`: no engine, or it does not know
+    /// them). An engine failure is an error, never "no profile": a step
+    /// decided on it would be committed once and for all.
+    pub(super) async fn profile(
+        &self,
+        subject: &Identifier,
+    ) -> Result<Option<kairos_engine::ProfileView>, DeliverError> {
+        let Some(engine) = self.engine.as_ref() else {
+            return Ok(None);
+        };
+        Ok(engine.profile(subject.clone()).await?)
     }
 
     /// The next moment after `now` at which the person's clock (trait
@@ -78,30 +94,27 @@ impl Follower {
         time: jiff::civil::Time,
         subject: &Identifier,
         now: Timestamp,
-    ) -> Timestamp {
-        let view = self.profile(subject).await;
+    ) -> Result<Timestamp, DeliverError> {
+        let view = self.profile(subject).await?;
         let zone = view
             .as_ref()
             .and_then(|view| view.traits.get("timezone")?.as_str())
             .and_then(|name| jiff::tz::TimeZone::get(name).ok())
             .unwrap_or_else(|| self.policy.default_time_zone.clone());
-        crate::policy::next_local(now, time, &zone)
+        Ok(crate::policy::next_local(now, time, &zone))
     }
 
     /// Why mail to this address must not go (it is on a suppression list).
-    pub(super) fn suppressed_address(&self, address: &str) -> Option<String> {
+    /// Lists that cannot be read are an error (the step is retried), not
+    /// a reason to block the message for good.
+    pub(super) fn suppressed_address(&self, address: &str) -> Result<Option<String>, DeliverError> {
         let identifier = format!("email:{}", address.trim().to_lowercase());
-        match self
+        let found = self
             .store
             .lists
-            .find(&self.policy.suppression_lists, &[identifier])
-        {
-            Ok(Some((list, identifier))) => {
-                Some(format!("suppressed: {identifier} is on the list {list:?}"))
-            }
-            Ok(None) => None,
-            Err(error) => Some(format!("suppression lists unreadable: {error}")),
-        }
+            .find(&self.policy.suppression_lists, &[identifier])?;
+        Ok(found
+            .map(|(list, identifier)| format!("suppressed: {identifier} is on the list {list:?}")))
     }
 
     /// The engine's "now" (the manual clock in tests), else the system's.
@@ -119,7 +132,7 @@ impl Follower {
         subject: &kairos_core::identity::Identifier,
         decided: &[Message],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliverError> {
         let person = self.person(subject, decided).await?;
         match self
             .policy
@@ -146,8 +159,8 @@ impl Follower {
         &self,
         subject: &kairos_core::identity::Identifier,
         decided: &[Message],
-    ) -> Result<Person, StoreError> {
-        let view = self.profile(subject).await;
+    ) -> Result<Person, DeliverError> {
+        let view = self.profile(subject).await?;
         let identities = identifiers_in(view.as_ref(), subject);
         let counted = |message: &Message| {
             message.purpose.is_some() && message.status != MessageStatus::Blocked

@@ -15,7 +15,7 @@ impl Follower {
         event: Value,
         now: Timestamp,
         messages: &mut Vec<Message>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
         let outbox = &self.store.outbox;
         if journey.entry.rule != EntryRule::EveryTime {
@@ -64,11 +64,11 @@ impl Follower {
         subject: &Identifier,
         now: Timestamp,
         messages: &mut Vec<Message>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliverError> {
         loop {
             let Some(instruction) = journey.program.get(run.pc) else {
                 self.store.outbox.add_to_count(&journey.id, "exited", 1)?;
-                return self.store.outbox.remove_run(&run);
+                return Ok(self.store.outbox.remove_run(&run)?);
             };
             match instruction {
                 Instruction::Send(send) => {
@@ -86,7 +86,7 @@ impl Follower {
                         self.apply_policy(&mut message, subject, messages, now)
                             .await?;
                     }
-                    self.render_content(&mut message, send, subject).await;
+                    self.render_content(&mut message, send, subject).await?;
                     let status = match message.status {
                         MessageStatus::Blocked => "blocked",
                         _ => "pending",
@@ -104,19 +104,19 @@ impl Follower {
                 Instruction::Wait(span) => {
                     run.pc += 1;
                     run.resume_at = now + *span;
-                    return self.store.outbox.save_run(&run);
+                    return Ok(self.store.outbox.save_run(&run)?);
                 }
                 Instruction::WaitFor { event, timeout } => {
                     run.pc += 1;
                     run.waiting_for = Some(event.clone());
                     run.resume_at = now + *timeout;
-                    return self.store.outbox.save_run(&run);
+                    return Ok(self.store.outbox.save_run(&run)?);
                 }
                 Instruction::Branch {
                     condition,
                     otherwise,
                 } => {
-                    run.pc = if self.holds(condition, subject, now).await {
+                    run.pc = if self.holds(condition, subject, now).await? {
                         run.pc + 1
                     } else {
                         *otherwise
@@ -124,11 +124,11 @@ impl Follower {
                 }
                 Instruction::WaitUntil(time) => {
                     run.pc += 1;
-                    run.resume_at = self.next_local_time(*time, subject, now).await;
-                    return self.store.outbox.save_run(&run);
+                    run.resume_at = self.next_local_time(*time, subject, now).await?;
+                    return Ok(self.store.outbox.save_run(&run)?);
                 }
                 Instruction::AddToList(list) => {
-                    let identifiers = self.identifiers(subject).await;
+                    let identifiers = self.identifiers(subject).await?;
                     let reason = format!("journey {}", journey.name);
                     self.store.lists.add(list, &identifiers, &reason, now)?;
                     run.pc += 1;
@@ -151,7 +151,7 @@ impl Follower {
         journeys: &[CompiledJourney],
         now: Timestamp,
         messages: &mut Vec<Message>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
         for mut run in self.store.outbox.runs_of(&identifier)? {
             let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
@@ -174,7 +174,7 @@ impl Follower {
 
     /// Resumes runs whose wait is over on the engine's clock; returns how
     /// many resumed and messages were decided.
-    pub(super) async fn fire_due_runs(&self) -> Result<usize, StoreError> {
+    pub(super) async fn fire_due_runs(&self) -> Result<usize, DeliverError> {
         let now = self.now();
         let due = self.store.outbox.due_runs(now, WAITS_FIRED_MAX)?;
         if due.is_empty() {
@@ -246,16 +246,13 @@ impl Follower {
         message: &mut Message,
         send: &SendStep,
         subject: &kairos_core::identity::Identifier,
-    ) {
+    ) -> Result<(), DeliverError> {
         if (send.template.is_none() && send.message.is_none())
             || message.status == MessageStatus::Blocked
         {
-            return;
+            return Ok(());
         }
-        let view = match &self.engine {
-            Some(engine) => engine.profile(subject.clone()).await.ok().flatten(),
-            None => None,
-        };
+        let view = self.profile(subject).await?;
         let context =
             crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
         let rendered = match (&send.template, &send.message) {
@@ -276,7 +273,7 @@ impl Follower {
                     None => {
                         Err("no email address: the profile has no email trait or identity".into())
                     }
-                    Some(recipient) => match self.suppressed_address(&recipient) {
+                    Some(recipient) => match self.suppressed_address(&recipient)? {
                         Some(reason) => Err(reason),
                         None => crate::email::render(template, &recipient, &context)
                             .map(|email| serde_json::to_value(email).unwrap_or_default()),
@@ -288,7 +285,7 @@ impl Follower {
                 payload["data"]["content"] = content;
                 payload
             }),
-            (None, None) => return,
+            (None, None) => return Ok(()),
         };
         match rendered {
             Ok(payload) => message.payload = payload,
@@ -297,5 +294,6 @@ impl Follower {
                 message.last_error = Some(error);
             }
         }
+        Ok(())
     }
 }

@@ -295,9 +295,10 @@ impl Outbox {
     ) -> Result<DestinationRecord, StoreError> {
         let _changing = self.changing.lock().expect("outbox lock");
         if self.destination(name).is_some() {
-            return Err(StoreError::Invalid(format!(
-                "a destination named {name:?} exists"
-            )));
+            return Err(StoreError::NameTaken {
+                thing: "destination",
+                name: name.to_string(),
+            });
         }
         let record = DestinationRecord {
             id: format!("dst_{}", random_token(12)),
@@ -369,9 +370,10 @@ impl Outbox {
     ) -> Result<JourneyRecord, StoreError> {
         let _changing = self.changing.lock().expect("outbox lock");
         if self.journey(name).is_some() {
-            return Err(StoreError::Invalid(format!(
-                "a journey named {name:?} exists"
-            )));
+            return Err(StoreError::NameTaken {
+                thing: "journey",
+                name: name.to_string(),
+            });
         }
         let record = JourneyRecord {
             id: format!("jny_{}", random_token(12)),
@@ -410,10 +412,10 @@ impl Outbox {
     ) -> Result<AudienceSyncRecord, StoreError> {
         let _changing = self.changing.lock().expect("outbox lock");
         if self.sync(&record.name).is_some() {
-            return Err(StoreError::Invalid(format!(
-                "an audience sync named {:?} exists",
-                record.name
-            )));
+            return Err(StoreError::NameTaken {
+                thing: "audience sync",
+                name: record.name,
+            });
         }
         record.id = format!("syn_{}", random_token(12));
         self.put(SYNC_PREFIX, &record.id, &record)?;
@@ -716,7 +718,8 @@ impl Outbox {
 /// A fresh Standard Webhooks signing secret, `whsec_` + 32 random bytes.
 pub fn new_secret() -> Result<String, StoreError> {
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    getrandom::fill(&mut secret)
+        .map_err(|error| StoreError::Io(format!("no randomness: {error}")))?;
     Ok(format!("whsec_{}", BASE64.encode(secret)))
 }
 
