@@ -60,6 +60,10 @@ pub struct DeliverySettings {
     pub addresses: address_policy::AddressPolicy,
     /// CA certificates trusted besides the system's (`[delivery] ca_file`).
     pub extra_roots: tls::ExtraRoots,
+    /// The engine's clock: journeys decide, wait and date messages on it.
+    /// Attempts (backoff, `Retry-After`, batching, delivery times) run on
+    /// the system clock: they talk to real endpoints in real time.
+    pub clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 impl Default for DeliverySettings {
@@ -74,6 +78,7 @@ impl Default for DeliverySettings {
             policy: policy::ContactPolicy::default(),
             addresses: address_policy::AddressPolicy::default(),
             extra_roots: tls::ExtraRoots::default(),
+            clock: Arc::new(kairos_core::clock::SystemClock),
         }
     }
 }
@@ -245,6 +250,7 @@ async fn supervise(
         engine,
         policy: settings.policy.clone(),
         metrics: metrics.clone(),
+        clock: settings.clock.clone(),
     };
     tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();

@@ -130,10 +130,11 @@ impl Announcer {
 pub(crate) fn start(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
+    clock: Arc<dyn kairos_core::clock::Clock>,
 ) -> std::io::Result<Announcer> {
     let source = store
         .sources
-        .named(AUDIENCE_SOURCE, Timestamp::now())
+        .named(AUDIENCE_SOURCE, clock.now())
         .map_err(std::io::Error::other)?;
     let (sender, receiver) = mpsc::unbounded_channel();
     let source_id = source.id.clone();
@@ -145,7 +146,14 @@ pub(crate) fn start(
                 .enable_all()
                 .build()
                 .expect("announcer runtime");
-            runtime.block_on(run(store, rules, source.id, receiver, durable_sender));
+            runtime.block_on(run(
+                store,
+                rules,
+                clock,
+                source.id,
+                receiver,
+                durable_sender,
+            ));
         })?;
     Ok(Announcer {
         sender,
@@ -159,6 +167,7 @@ pub(crate) fn start(
 async fn run(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
+    clock: Arc<dyn kairos_core::clock::Clock>,
     source_id: String,
     mut receiver: mpsc::UnboundedReceiver<Vec<Announcement>>,
     durable: watch::Sender<u64>,
@@ -166,6 +175,9 @@ async fn run(
     let limits = IngestLimits::default();
     let mut audience_ids = AudienceIds::default();
     let mut sequence: u64 = 0;
+    // The wall clock on purpose: it only makes this process's message ids
+    // unique across restarts, which a manual clock resumed at the same time
+    // would not (a repeated id is dropped as a duplicate).
     let started = Timestamp::now().as_nanosecond();
     while let Some(mut batch) = receiver.recv().await {
         // Everything queued meanwhile goes in the same write.
@@ -183,7 +195,7 @@ async fn run(
             let raw = event_json(announcement, audience_id, &message_id);
             let arrival = Arrival {
                 source_id: &source_id,
-                received_at: Timestamp::now(),
+                received_at: clock.now(),
                 batch_sent_at: None,
                 path_type: None,
                 limits: &limits,

@@ -122,7 +122,7 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let announcer = announcer::start(store.clone(), rules.clone())?;
+        let announcer = announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
         let (handles, shards) = start_shards(&settings, &program, Some(announcer.clone()))?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(0);
@@ -281,7 +281,7 @@ impl Engine {
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Option<TimelinePage>, EngineStopped> {
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         self.read_profile(&identifier, |shard, profile| {
             shard.timeline(profile, before_seq, limit, now)
         })

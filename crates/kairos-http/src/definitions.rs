@@ -226,7 +226,7 @@ pub(crate) fn create(
     let record = state
         .store
         .definitions
-        .create(kind, name, text, jiff::Timestamp::now())
+        .create(kind, name, text, state.clock.now())
         .map_err(|error| create_problem(kind, error))?;
     Ok((program, record))
 }

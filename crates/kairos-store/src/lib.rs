@@ -100,6 +100,10 @@ pub struct StoreOptions {
     pub ingest_queue_requests_max: usize,
     /// Block cache size.
     pub cache_bytes: u64,
+    /// The clock records are dated with (erasure receipts): the engine's,
+    /// so `--clock manual` dates them too. Deduplication's window is not
+    /// on it: it bounds how long real clients retry, in real time.
+    pub clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 impl Default for StoreOptions {
@@ -110,6 +114,7 @@ impl Default for StoreOptions {
             dedup_window: Duration::from_secs(24 * 3600),
             ingest_queue_requests_max: 1024,
             cache_bytes: 256 * 1024 * 1024,
+            clock: Arc::new(kairos_core::clock::SystemClock),
         }
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use kairos_core::clock::SystemClock;
 use kairos_http::{AppInner, AppState, Metrics};
 use kairos_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -59,8 +58,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             (token, line)
         }
     };
+    // The manual clock resumes first: everything below is dated on it.
+    if let (Some(clock), Some(saved)) = (&config.manual_clock, store.definitions.manual_clock()) {
+        clock.advance_to(saved);
+        tracing::info!(now = %saved, "manual clock resumed where it was set last");
+    }
+    let clock = config.engine.clock.clone();
     let demo_key = if config.demo {
-        Some(crate::demo::ensure_demo(&store, &config.engine.rules).await?)
+        Some(crate::demo::ensure_demo(&store, &config.engine.rules, clock.now()).await?)
     } else {
         None
     };
@@ -81,11 +86,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
-    apply_configured_definitions(&store, &config.audiences, &config.computed_traits)?;
-    if let (Some(clock), Some(saved)) = (&config.manual_clock, store.definitions.manual_clock()) {
-        clock.advance_to(saved);
-        tracing::info!(now = %saved, "manual clock resumed where it was set last");
-    }
+    apply_configured_definitions(
+        &store,
+        &config.audiences,
+        &config.computed_traits,
+        clock.now(),
+    )?;
     kairos_models::set_score_timeout(config.score_timeout);
     if let Some(library) = &config.onnxruntime
         && let Err(error) = kairos_models::init_onnx(Some(library))
@@ -123,7 +129,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         access: config.access.clone(),
         limits: config.limits,
         metrics,
-        clock: Arc::new(SystemClock),
+        // The engine's clock: under `--clock manual` the API dates what it
+        // receives and creates on the same clock the engine decides on.
+        clock: clock.clone(),
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),
         ingest_runtime: Some(ingest_runtime.handle().clone()),
@@ -158,6 +166,7 @@ fn apply_configured_definitions(
     store: &Store,
     audiences: &[crate::config::AudienceConfig],
     computed_traits: &[crate::config::AudienceConfig],
+    now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
     use kairos_core::audience::{parse, parse_value};
     use kairos_store::DefinitionKind;
@@ -206,12 +215,9 @@ fn apply_configured_definitions(
                         .change(kind, &record.id, &entry.definition)?;
                 }
                 None => {
-                    store.definitions.create(
-                        kind,
-                        name,
-                        &entry.definition,
-                        jiff::Timestamp::now(),
-                    )?;
+                    store
+                        .definitions
+                        .create(kind, name, &entry.definition, now)?;
                 }
             }
         }

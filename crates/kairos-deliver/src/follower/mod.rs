@@ -78,6 +78,8 @@ pub(crate) struct Follower {
     pub(crate) engine: Option<kairos_engine::Engine>,
     pub(crate) policy: ContactPolicy,
     pub(crate) metrics: crate::metrics::DeliveryMetrics,
+    /// The engine's clock (manual in tests): decisions, waits, dates.
+    pub(crate) clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 /// How the follower is woken and tells how far it got.

@@ -104,11 +104,9 @@ impl Follower {
         }
     }
 
-    /// The engine's "now" (the manual clock in tests), else the system's.
+    /// The engine's "now" (the manual clock in tests).
     pub(super) fn now(&self) -> Timestamp {
-        self.engine
-            .as_ref()
-            .map_or_else(Timestamp::now, kairos_engine::Engine::now)
+        self.clock.now()
     }
 
     /// Judges a send with a purpose: sends, defers (quiet hours) or blocks
