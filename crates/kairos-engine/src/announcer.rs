@@ -118,6 +118,11 @@ impl Announcer {
         let _ = self.sender.send(announcements);
     }
 
+    /// Whether every announcement sent so far is in the log.
+    pub(crate) fn is_flushed(&self) -> bool {
+        *self.durable.borrow() >= self.sent.load(Ordering::Acquire)
+    }
+
     /// Waits until every announcement sent so far is in the log.
     pub(crate) async fn flushed(&self) {
         let sent = self.sent.load(Ordering::Acquire);
@@ -131,7 +136,7 @@ pub(crate) fn start(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
     clock: Arc<dyn kairos_core::clock::Clock>,
-) -> std::io::Result<Announcer> {
+) -> std::io::Result<(Announcer, crate::threads::Stoppable)> {
     let source = store
         .sources
         .named(AUDIENCE_SOURCE, clock.now())
@@ -139,29 +144,25 @@ pub(crate) fn start(
     let (sender, receiver) = mpsc::unbounded_channel();
     let source_id = source.id.clone();
     let (durable_sender, durable) = watch::channel(0u64);
-    std::thread::Builder::new()
+    let (stop, stopped) = watch::channel(false);
+    let handle = std::thread::Builder::new()
         .name("kairos-announcer".into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("announcer runtime");
-            runtime.block_on(run(
-                store,
-                rules,
-                clock,
-                source.id,
-                receiver,
-                durable_sender,
-            ));
+            let work = run(store, rules, clock, source.id, receiver, durable_sender);
+            runtime.block_on(crate::threads::until_stopped(work, stopped));
         })?;
-    Ok(Announcer {
+    let announcer = Announcer {
         sender,
         source_id,
         sent: Arc::new(AtomicU64::new(0)),
         durable,
         counters: Arc::default(),
-    })
+    };
+    Ok((announcer, crate::threads::Stoppable { stop, handle }))
 }
 
 async fn run(

@@ -29,6 +29,7 @@ mod router;
 mod runtime;
 mod shard;
 mod state;
+mod threads;
 mod types;
 
 use std::sync::{Arc, RwLock};
@@ -45,6 +46,7 @@ use shard::ShardState;
 
 pub use preview::{AudiencePreview, Draft};
 pub use state::EngineState;
+pub use threads::{STAGE_STOP_MAX, join_within};
 pub use types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, SuppressionCheck,
     TimelinePage,
@@ -98,6 +100,8 @@ pub struct Engine {
     clock: Arc<dyn kairos_core::clock::Clock>,
     announcer: announcer::Announcer,
     models: types::ModelHandle,
+    /// The threads, until [`Engine::stop`] takes them (any handle may).
+    threads: Arc<std::sync::Mutex<Option<threads::EngineThreads>>>,
 }
 
 #[derive(Debug)]
@@ -122,8 +126,13 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let announcer = announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
-        let (handles, shards) = start_shards(&settings, &program, Some(announcer.clone()))?;
+        let (announcer, announcer_thread) =
+            announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
+        let runtime::StartedShards {
+            handles,
+            views: shards,
+            threads: shard_threads,
+        } = start_shards(&settings, &program, Some(announcer.clone()))?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(0);
         let routing = Routing {
@@ -133,15 +142,25 @@ impl Engine {
             flushed_upto: 0,
         };
         let worker_store = store.clone();
-        std::thread::Builder::new()
+        let (stop, stopped) = watch::channel(false);
+        let router_thread = std::thread::Builder::new()
             .name("kairos-engine".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("engine runtime");
-                runtime.block_on(run(worker_store, routing, receiver, routed_sender));
+                let work = run(worker_store, routing, receiver, routed_sender);
+                runtime.block_on(threads::until_stopped(work, stopped));
             })?;
+        let threads = threads::EngineThreads {
+            router: threads::Stoppable {
+                stop,
+                handle: router_thread,
+            },
+            shards: shard_threads,
+            announcer: announcer_thread,
+        };
         Ok(Engine {
             commands,
             store,
@@ -152,7 +171,21 @@ impl Engine {
             clock: settings.clock.clone(),
             announcer,
             models: settings.models.clone(),
+            threads: Arc::new(std::sync::Mutex::new(Some(threads))),
         })
+    }
+
+    /// Stops the router, then the shards, then the announcer once what
+    /// they announced is durable (threads.rs), each stage within
+    /// [`STAGE_STOP_MAX`]; blocks. Reads answer [`EngineStopped`]
+    /// afterwards. Returns whether every thread ended in time; a second
+    /// call does nothing.
+    pub fn stop(&self) -> bool {
+        let taken = self.threads.lock().ok().and_then(|mut slot| slot.take());
+        let Some(threads) = taken else {
+            return true;
+        };
+        threads.stop(|| self.announcer.is_flushed())
     }
 
     /// Evaluates a draft audience or computed trait for every profile at the engine's

@@ -62,13 +62,22 @@ pub(crate) fn stored_audiences(store: &Store) -> Program {
     })
 }
 
+/// The shard threads: the router's senders, the readers' views, and the
+/// threads' handles for whoever stops them (threads.rs).
+pub(crate) struct StartedShards {
+    pub(crate) handles: Vec<ShardHandle>,
+    pub(crate) views: Vec<ShardView>,
+    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
+}
+
 pub(crate) fn start_shards(
     settings: &Arc<EngineSettings>,
     program: &Arc<Program>,
     announcer: Option<crate::announcer::Announcer>,
-) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
+) -> std::io::Result<StartedShards> {
     let mut handles = Vec::new();
     let mut views = Vec::new();
+    let mut threads = Vec::new();
     for index in 0..settings.shards.max(1) {
         let (sender, receiver) = std::sync::mpsc::channel::<(Vec<ShardOp>, u64)>();
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -80,7 +89,7 @@ pub(crate) fn start_shards(
         let clock = settings.clock.clone();
         let (applied_sender, applied) = watch::channel(0u64);
         let (shard_state, shard_done) = (state.clone(), done.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
                 for (batch, upto) in receiver {
@@ -105,8 +114,13 @@ pub(crate) fn start_shards(
             done,
         });
         views.push(ShardView { state, applied });
+        threads.push(thread);
     }
-    Ok((handles, views))
+    Ok(StartedShards {
+        handles,
+        views,
+        threads,
+    })
 }
 
 /// The router thread's side: the graph, the shards, operations not sent yet.

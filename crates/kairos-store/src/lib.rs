@@ -213,6 +213,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Makes every write so far durable (the last step of a clean stop:
+    /// with `--unsafe-no-fsync`, or writes of the outbox and registries
+    /// that do not wait for an fsync).
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+
     /// Marks a purge as due: if the process dies before
     /// [`Store::purge_erased`] finishes, the next start runs it.
     pub fn purge_pending(&self) -> Result<(), StoreError> {

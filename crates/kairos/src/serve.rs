@@ -1,6 +1,7 @@
 //! `kairos serve`: open the store, print how to connect, serve until a signal.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use kairos_http::{AppInner, AppState, Metrics};
@@ -9,12 +10,64 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::ServeConfig;
 
+/// After the HTTP server has stopped, blocking tasks still running (an
+/// in-app page's catch-up, an erasure's compaction) get this long.
+const BLOCKING_TASKS_STOP_MAX: Duration = Duration::from_secs(2);
+
 pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     init_logging(config.json_logs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    runtime.shutdown_timeout(BLOCKING_TASKS_STOP_MAX);
+    result
+}
+
+/// The owner of every long-lived thread `kairos serve` starts besides
+/// HTTP's: stops them in order when stopped or dropped (an error on the
+/// way out stops them too). HTTP stops first (in `serve`): no request
+/// can reach a stopped part. Then the journeys follower (it reads the
+/// engine), the delivery workers, the engine (router, shards, announcer:
+/// what it announced is appended first), and last the store makes every
+/// write durable. docs/architecture.md, "Threads and their owners".
+struct Running {
+    store: Arc<Store>,
+    engine: Option<kairos_engine::Engine>,
+    deliverer: Option<kairos_deliver::Deliverer>,
+    stopped: bool,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut clean = true;
+        if let Some(deliverer) = self.deliverer.take() {
+            clean &= deliverer.stop();
+        }
+        if let Some(engine) = self.engine.take() {
+            clean &= engine.stop();
+        }
+        if let Err(error) = self.store.sync_all() {
+            tracing::error!(%error, "the last writes could not be made durable");
+            clean = false;
+        }
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            clean,
+            took_ms,
+            "journeys, deliveries and the engine stopped"
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Text logs are coloured only on a terminal (and without `NO_COLOR`):
@@ -113,6 +166,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         *slot = Arc::new(served);
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let mut running = Running {
+        store: store.clone(),
+        engine: Some(engine.clone()),
+        deliverer: None,
+        stopped: false,
+    };
     let metrics = Metrics::new();
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),
@@ -121,6 +180,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some(engine.clone()),
         metrics.delivery.clone(),
     )?;
+    running.deliverer = Some(deliverer.clone());
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
         engine,
@@ -142,7 +202,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).
     let sampler_state = state.clone();
-    tokio::spawn(async move {
+    let sampler = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             every_minute.tick().await;
@@ -153,8 +213,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
     let server_limits = connection_limits_within_descriptors(config.server);
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;
+    sampler.abort();
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
+    // Joins threads: off the runtime's workers.
+    tokio::task::spawn_blocking(move || {
+        let mut running = running;
+        running.stop();
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
