@@ -6,6 +6,7 @@ then stops journeys, deliveries, the engine and syncs the store — and
 every acknowledged event is there after a restart."""
 
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -97,4 +98,31 @@ def test_a_signal_stops_the_server_within_seconds_with_streams_open_and_nothing_
         if tail:
             tail.kill()
             tail.wait(timeout=10)
+        server.stop()
+
+
+def test_a_second_signal_exits_at_once_while_a_request_is_still_in_flight(tmp_path):
+    server = start_kairos(tmp_path)
+    try:
+        key = server.create_source("web")["write_key"]
+        # A request whose body never finishes: the stop waits for it (requests in flight finish)...
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        auth = Kairos.basic(key)["Authorization"]
+        slow.sendall(f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"batch\": [".encode())
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert server.proc.poll() is None, "the stop must wait for the request in flight"
+        # ...unless the operator insists.
+        server.proc.send_signal(signal.SIGINT)
+        try:
+            status = server.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second SIGINT did not end the server")
+        assert status == 130, status
+        assert "second signal" in server.log_path.read_text()
+        slow.close()
+        server.proc = None
+    finally:
         server.stop()

@@ -359,7 +359,20 @@ fn connection_limits_within_descriptors(
     limits
 }
 
+/// Resolves at the first SIGINT or SIGTERM; a second one while the
+/// server stops exits at once (status 130, without the clean stop), the
+/// operator's way out if a stop ever hangs.
 async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting now, without finishing the stop");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -375,5 +388,4 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
