@@ -57,7 +57,10 @@ pub(crate) async fn run(
             }
             if hub.publish(&message.identifier, &message.payload) {
                 delivered(&store, message);
-            } else if rescan && message.created_at + IN_APP_WAIT_MAX < now {
+            } else if rescan && message.next_attempt_at + IN_APP_WAIT_MAX < now {
+                // Both on the system clock: `created_at` is on the engine's
+                // (a manual clock in 2031 would keep it forever, one in
+                // 2020 expire it at once), and a replay resets this one.
                 expired(&store, message);
             }
         }

@@ -9,9 +9,11 @@
 //!   backoff with jitter, `Retry-After`, 410 disables, a circuit breaker,
 //!   dead letters — each destination isolated from the others.
 //!
-//! All of it runs on one thread of its own ([`Deliverer::start`]), beside
-//! the engine; its state is in the store ([`kairos_store::outbox`]), so a
-//! restart resumes where it stopped.
+//! The follower runs on a thread of its own and the workers on another
+//! ([`Deliverer::start`]), so the follower's fsynced batches never hold up
+//! a delivery; [`Deliverer::stop`] ends the follower, then the workers.
+//! Their state is in the store ([`kairos_store::outbox`]), so a restart
+//! resumes where they stopped.
 
 pub mod address_policy;
 mod audience_sync;
@@ -62,6 +64,10 @@ pub struct DeliverySettings {
     pub addresses: address_policy::AddressPolicy,
     /// CA certificates trusted besides the system's (`[delivery] ca_file`).
     pub extra_roots: tls::ExtraRoots,
+    /// The engine's clock: journeys decide, wait and date messages on it.
+    /// Attempts (backoff, `Retry-After`, batching, delivery times) run on
+    /// the system clock: they talk to real endpoints in real time.
+    pub clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 impl Default for DeliverySettings {
@@ -76,6 +82,7 @@ impl Default for DeliverySettings {
             policy: policy::ContactPolicy::default(),
             addresses: address_policy::AddressPolicy::default(),
             extra_roots: tls::ExtraRoots::default(),
+            clock: Arc::new(kairos_core::clock::SystemClock),
         }
     }
 }
@@ -90,7 +97,20 @@ pub struct Deliverer {
     wake_follower: Arc<Notify>,
     /// How far the follower has fully handled the log and the clock.
     handled: watch::Receiver<Handled>,
+    /// The threads, until [`Deliverer::stop`] takes them (any handle may).
+    threads: Arc<std::sync::Mutex<Option<DeliveryThreads>>>,
 }
+
+/// The follower's thread and the workers' thread, each with its stop.
+struct DeliveryThreads {
+    follower: (watch::Sender<bool>, std::thread::JoinHandle<()>),
+    workers: (watch::Sender<bool>, std::thread::JoinHandle<()>),
+}
+
+/// At a stop, attempts still in flight after this long are dropped; they
+/// are retried after the restart under the same `webhook-id` (delivery is
+/// at least once).
+const ATTEMPTS_STOP_MAX: Duration = Duration::from_secs(1);
 
 /// What the follower has fully handled: every event up to `seq` is
 /// followed and every wait and step due at `now` (engine clock) has run,
@@ -125,36 +145,72 @@ impl Deliverer {
             seq: 0,
             now: jiff::Timestamp::UNIX_EPOCH,
         });
-        let deliverer = Deliverer {
-            wake: wake.clone(),
-            hub: hub.clone(),
-            store: store.clone(),
-            wake_follower: wake_follower.clone(),
-            handled,
-        };
+        let (stop_follower, follower_stopped) = watch::channel(false);
         let follower_signals = follower::Signals {
             wake_workers: wake.clone(),
-            wake_follower,
+            wake_follower: wake_follower.clone(),
             handled: handled_sender,
+            stop: follower_stopped,
         };
-        std::thread::Builder::new()
+        let follower = follower::Follower {
+            store: store.clone(),
+            rules,
+            engine,
+            policy: settings.policy.clone(),
+            metrics: metrics.clone(),
+            clock: settings.clock.clone(),
+        };
+        let follower_thread = std::thread::Builder::new()
+            .name("kairos-follower".into())
+            .spawn(move || {
+                current_thread_runtime().block_on(follower::run(follower, follower_signals));
+            })?;
+        let (stop_workers, workers_stopped) = watch::channel(false);
+        let (worker_store, worker_hub, worker_wake) = (store.clone(), hub.clone(), wake.clone());
+        let workers_thread = std::thread::Builder::new()
             .name("kairos-deliver".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("delivery runtime");
+                let runtime = current_thread_runtime();
                 runtime.block_on(supervise(
-                    store,
-                    rules,
+                    worker_store,
                     settings,
-                    engine,
-                    follower_signals,
-                    hub,
+                    worker_wake,
+                    worker_hub,
                     metrics,
+                    workers_stopped,
                 ));
+                // Workers are cancelled at their next await point.
+                runtime.shutdown_timeout(ATTEMPTS_STOP_MAX);
             })?;
-        Ok(deliverer)
+        let threads = DeliveryThreads {
+            follower: (stop_follower, follower_thread),
+            workers: (stop_workers, workers_thread),
+        };
+        Ok(Deliverer {
+            wake,
+            hub,
+            store,
+            wake_follower,
+            handled,
+            threads: Arc::new(std::sync::Mutex::new(Some(threads))),
+        })
+    }
+
+    /// Stops the follower (between two steps: its batches are atomic),
+    /// then the workers; blocks, each within
+    /// [`kairos_engine::STAGE_STOP_MAX`]. Returns whether both ended in
+    /// time; a second call does nothing.
+    pub fn stop(&self) -> bool {
+        let taken = self.threads.lock().ok().and_then(|mut slot| slot.take());
+        let Some(threads) = taken else {
+            return true;
+        };
+        let (stop, handle) = threads.follower;
+        let _ = stop.send(true);
+        let follower = kairos_engine::join_within("follower", handle);
+        let (stop, handle) = threads.workers;
+        let _ = stop.send(true);
+        follower & kairos_engine::join_within("delivery workers", handle)
     }
 
     /// The pages connected for in-app messages.
@@ -229,26 +285,23 @@ fn http_client(settings: &DeliverySettings) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-/// Runs the follower, and a worker for every destination as they appear.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("delivery runtime")
+}
+
+/// Runs a worker for every destination as they appear, until `stop`.
 async fn supervise(
     store: Arc<Store>,
-    rules: Arc<IdentityRules>,
     settings: DeliverySettings,
-    engine: Option<kairos_engine::Engine>,
-    signals: follower::Signals,
+    wake: Arc<Notify>,
     hub: in_app::InAppHub,
     metrics: metrics::DeliveryMetrics,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let wake = signals.wake_workers.clone();
     let client = http_client(&settings);
-    let follower = follower::Follower {
-        store: store.clone(),
-        rules,
-        engine,
-        policy: settings.policy.clone(),
-        metrics: metrics.clone(),
-    };
-    tokio::spawn(follower::run(follower, signals));
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         for destination in store.outbox.destinations() {
@@ -268,7 +321,10 @@ async fn supervise(
                 workers.insert(destination.id, handle);
             }
         }
-        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
     }
 }
 

@@ -129,6 +129,11 @@ impl Announcer {
         let _ = durable.wait_for(|durable| *durable >= count).await;
     }
 
+    /// Whether every announcement sent so far is in the log.
+    pub(crate) fn is_flushed(&self) -> bool {
+        *self.durable.borrow() >= self.sent.load(Ordering::Acquire)
+    }
+
     /// Waits until every announcement sent so far is in the log.
     pub(crate) async fn flushed(&self) {
         let sent = self.sent.load(Ordering::Acquire);
@@ -141,35 +146,40 @@ impl Announcer {
 pub(crate) fn start(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
-) -> std::io::Result<Announcer> {
+    clock: Arc<dyn kairos_core::clock::Clock>,
+) -> std::io::Result<(Announcer, crate::threads::Stoppable)> {
     let source = store
         .sources
-        .named(AUDIENCE_SOURCE, Timestamp::now())
+        .named(AUDIENCE_SOURCE, clock.now())
         .map_err(std::io::Error::other)?;
     let (sender, receiver) = mpsc::unbounded_channel();
     let source_id = source.id.clone();
     let (durable_sender, durable) = watch::channel(0u64);
-    std::thread::Builder::new()
+    let (stop, stopped) = watch::channel(false);
+    let handle = std::thread::Builder::new()
         .name("kairos-announcer".into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("announcer runtime");
-            runtime.block_on(run(store, rules, source.id, receiver, durable_sender));
+            let work = run(store, rules, clock, source.id, receiver, durable_sender);
+            runtime.block_on(crate::threads::until_stopped(work, stopped));
         })?;
-    Ok(Announcer {
+    let announcer = Announcer {
         sender,
         source_id,
         sent: Arc::new(AtomicU64::new(0)),
         durable,
         counters: Arc::default(),
-    })
+    };
+    Ok((announcer, crate::threads::Stoppable { stop, handle }))
 }
 
 async fn run(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
+    clock: Arc<dyn kairos_core::clock::Clock>,
     source_id: String,
     mut receiver: mpsc::UnboundedReceiver<Vec<Announcement>>,
     durable: watch::Sender<u64>,
@@ -177,6 +187,9 @@ async fn run(
     let limits = IngestLimits::default();
     let mut audience_ids = AudienceIds::default();
     let mut sequence: u64 = 0;
+    // The wall clock on purpose: it only makes this process's message ids
+    // unique across restarts, which a manual clock resumed at the same time
+    // would not (a repeated id is dropped as a duplicate).
     let started = Timestamp::now().as_nanosecond();
     while let Some(mut batch) = receiver.recv().await {
         // Everything queued meanwhile goes in the same write.
@@ -194,7 +207,7 @@ async fn run(
             let raw = event_json(announcement, audience_id, &message_id);
             let arrival = Arrival {
                 source_id: &source_id,
-                received_at: Timestamp::now(),
+                received_at: clock.now(),
                 batch_sent_at: None,
                 path_type: None,
                 limits: &limits,

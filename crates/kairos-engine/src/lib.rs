@@ -29,6 +29,7 @@ mod router;
 mod runtime;
 mod shard;
 mod state;
+mod threads;
 mod types;
 
 use std::sync::{Arc, RwLock};
@@ -46,6 +47,7 @@ use shard::ShardState;
 
 pub use preview::{AudiencePreview, Draft};
 pub use state::EngineState;
+pub use threads::{STAGE_STOP_MAX, join_within};
 pub use types::{
     CHECKPOINT_EVERY_EVENTS, EngineSettings, ErasedProfile, MatchCandidate, ProfileExport,
     ProfileView, SuppressionCheck, TimelinePage,
@@ -105,6 +107,8 @@ pub struct Engine {
     models: types::ModelHandle,
     /// The log position of the checkpoint this start restored, if any.
     restored_from: Option<u64>,
+    /// The threads, until [`Engine::stop`] takes them (any handle may).
+    threads: Arc<std::sync::Mutex<Option<threads::EngineThreads>>>,
 }
 
 /// Why the engine could not answer; [`EngineError::kind`] says what a
@@ -148,7 +152,8 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let announcer = announcer::start(store.clone(), rules.clone())?;
+        let (announcer, announcer_thread) =
+            announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
         let restored = checkpoint::load(&store, &settings, &program);
         let restored_seq = restored
             .as_ref()
@@ -161,8 +166,11 @@ impl Engine {
                 .restore(restored.router);
             (restored.shards, rescore, restored_seq)
         });
-        let (handles, shards) =
-            start_shards(&settings, &program, Some(announcer.clone()), shard_parts)?;
+        let runtime::StartedShards {
+            handles,
+            views: shards,
+            threads: shard_threads,
+        } = start_shards(&settings, &program, Some(announcer.clone()), shard_parts)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(restored_seq);
         let routing = Routing {
@@ -177,15 +185,25 @@ impl Engine {
             checkpoint_running: Default::default(),
         };
         let worker_store = store.clone();
-        std::thread::Builder::new()
+        let (stop, stopped) = watch::channel(false);
+        let router_thread = std::thread::Builder::new()
             .name("kairos-engine".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("engine runtime");
-                runtime.block_on(run(worker_store, routing, receiver, routed_sender));
+                let work = run(worker_store, routing, receiver, routed_sender);
+                runtime.block_on(threads::until_stopped(work, stopped));
             })?;
+        let threads = threads::EngineThreads {
+            router: threads::Stoppable {
+                stop,
+                handle: router_thread,
+            },
+            shards: shard_threads,
+            announcer: announcer_thread,
+        };
         Ok(Engine {
             commands,
             store,
@@ -197,7 +215,21 @@ impl Engine {
             announcer,
             models: settings.models.clone(),
             restored_from: (restored_seq > 0).then_some(restored_seq),
+            threads: Arc::new(std::sync::Mutex::new(Some(threads))),
         })
+    }
+
+    /// Stops the router, then the shards, then the announcer once what
+    /// they announced is durable (threads.rs), each stage within
+    /// [`STAGE_STOP_MAX`]; blocks. Reads answer [`EngineError::Stopped`]
+    /// afterwards. Returns whether every thread ended in time; a second
+    /// call does nothing.
+    pub fn stop(&self) -> bool {
+        let taken = self.threads.lock().ok().and_then(|mut slot| slot.take());
+        let Some(threads) = taken else {
+            return true;
+        };
+        threads.stop(|| self.announcer.is_flushed())
     }
 
     /// Evaluates a draft audience or computed trait for every profile at the engine's
@@ -367,7 +399,7 @@ impl Engine {
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Option<TimelinePage>, EngineError> {
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         self.read_profile(&identifier, |shard, profile| {
             shard.timeline(profile, before_seq, limit, now)
         })

@@ -62,6 +62,14 @@ pub(crate) fn stored_audiences(store: &Store) -> Program {
     })
 }
 
+/// The shard threads: the router's senders, the readers' views, and the
+/// threads' handles for whoever stops them (threads.rs).
+pub(crate) struct StartedShards {
+    pub(crate) handles: Vec<ShardHandle>,
+    pub(crate) views: Vec<ShardView>,
+    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
+}
+
 /// Starts the shard threads, holding a checkpoint's parts if one was
 /// restored (`restored`: the parts, whether to re-score, the position).
 pub(crate) fn start_shards(
@@ -69,9 +77,10 @@ pub(crate) fn start_shards(
     program: &Arc<Program>,
     announcer: Option<crate::announcer::Announcer>,
     restored: Option<(Vec<crate::checkpoint::ShardPart>, bool, u64)>,
-) -> std::io::Result<(Vec<ShardHandle>, Vec<ShardView>)> {
+) -> std::io::Result<StartedShards> {
     let mut handles = Vec::new();
     let mut views = Vec::new();
+    let mut threads = Vec::new();
     let (mut parts, rescore, restored_seq) = match restored {
         Some((parts, rescore, seq)) => (Some(parts.into_iter()), rescore, seq),
         None => (None, false, 0),
@@ -103,7 +112,7 @@ pub(crate) fn start_shards(
         let clock = settings.clock.clone();
         let (applied_sender, applied) = watch::channel(restored_seq);
         let (shard_state, shard_done) = (state.clone(), done.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
                 for (batch, upto) in receiver {
@@ -128,8 +137,13 @@ pub(crate) fn start_shards(
             done,
         });
         views.push(ShardView { state, applied });
+        threads.push(thread);
     }
-    Ok((handles, views))
+    Ok(StartedShards {
+        handles,
+        views,
+        threads,
+    })
 }
 
 /// The router thread's side: the graph, the shards, operations not sent yet.

@@ -9,7 +9,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use kairos_store::{AudienceSyncRecord, DefinitionKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -116,7 +115,7 @@ pub async fn create_sync(
         batch_size,
         max_wait_seconds,
         starts_after_seq: state.store.writer.committed_seq(),
-        created_at: Timestamp::now(),
+        created_at: state.clock.now(),
     })?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();

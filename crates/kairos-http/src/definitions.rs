@@ -208,7 +208,7 @@ pub(crate) fn create(
     let record = state
         .store
         .definitions
-        .create(kind, name, text, jiff::Timestamp::now())?;
+        .create(kind, name, text, state.clock.now())?;
     Ok((program, record))
 }
 

@@ -72,6 +72,7 @@ fn describe(state: &AppState, record: &DestinationRecord) -> Result<Value, Probl
     answer["previous_secret_valid_until"] = json!(
         record
             .previous_secret_until
+            // Signing is part of an attempt: on the system clock.
             .filter(|until| *until > Timestamp::now())
     );
     answer["dead_letters"] = json!(state.store.outbox.dead_of(&record.id, REPLAY_MAX)?.len());
@@ -129,6 +130,7 @@ pub async fn edit_destination(
         true => Some(kairos_store::outbox::new_secret()?),
         false => None,
     };
+    // The overlap is read when attempts are signed: on the system clock.
     let now = Timestamp::now();
     let record = state
         .store

@@ -80,7 +80,7 @@ pub async fn create_destination(
         &body.kind,
         url,
         body.from.as_deref().map(str::trim),
-        Timestamp::now(),
+        state.clock.now(),
     )?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
@@ -354,7 +354,7 @@ pub async fn create_journey(
         body.name.trim(),
         definition,
         starts_after_seq,
-        Timestamp::now(),
+        state.clock.now(),
     )?;
     if let Some(deliverer) = &state.deliverer {
         deliverer.wake();
@@ -506,6 +506,7 @@ pub(crate) fn requeue(state: &AppState, message: &mut Message) -> Result<(), Pro
     message.status = MessageStatus::Pending;
     message.seq = state.store.outbox.next_seq();
     message.attempts = 0;
+    // Attempts run on the system clock (docs/journeys.md).
     message.next_attempt_at = Timestamp::now();
     state.store.outbox.update(message)?;
     Ok(())

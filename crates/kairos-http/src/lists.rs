@@ -11,7 +11,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::extract::normalize;
 use serde::Deserialize;
@@ -112,7 +111,7 @@ pub async fn add_members(
     let added = state
         .store
         .lists
-        .add(&name, &identifiers, &reason, Timestamp::now())?;
+        .add(&name, &identifiers, &reason, state.clock.now())?;
     Ok(axum::Json(
         json!({"name": name, "added": added, "already_members": identifiers.len() - added}),
     )

@@ -100,7 +100,7 @@ pub async fn run(_: Admin, State(state): State<AppState>) -> Result<Response, Pr
         })
         .collect();
     let outcome = append_internal(&state, MATCHER_SOURCE, events).await?;
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let suggestions: Vec<Suggestion> = linkage
         .review
         .iter()

@@ -81,7 +81,7 @@ pub async fn create_model(
         format: body.format,
         inputs: body.inputs,
         mode: body.mode.unwrap_or(Mode::Shadow),
-        created_at: jiff::Timestamp::now(),
+        created_at: state.clock.now(),
         model: body.model,
     };
     if spec.mode == Mode::Retired {

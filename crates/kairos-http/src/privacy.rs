@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use kairos_core::identity::Identifier;
 use kairos_store::ErasureReceipt;
 use serde::Deserialize;
@@ -37,7 +36,7 @@ pub async fn erase_profile(
     Path(path): Path<String>,
 ) -> Result<Response, Problem> {
     let identifier = identifier(&path)?;
-    let requested_at = Timestamp::now();
+    let requested_at = state.clock.now();
     let erased = state
         .engine
         .erase(identifier.clone())
@@ -134,7 +133,7 @@ pub async fn export_profile(
     .map_err(|error| Problem::internal("reading the events to export", error))??;
     let body = format!(
         "{{\"exported_at\":{},\"profile\":{},\"events\":[{}]}}",
-        serde_json::to_string(&Timestamp::now()).expect("a timestamp serializes"),
+        serde_json::to_string(&state.clock.now()).expect("a timestamp serializes"),
         serde_json::to_string(&export.profile).expect("a profile serializes"),
         events.join(","),
     );

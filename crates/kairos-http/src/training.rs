@@ -173,7 +173,7 @@ async fn train_propensity(
         format: "propensity".into(),
         inputs: plan.names.clone(),
         mode,
-        created_at: jiff::Timestamp::now(),
+        created_at: state.clock.now(),
         model: serde_json::to_value(&model).expect("a model serializes"),
     };
     let mut answer = register(&state, spec)?;
@@ -235,7 +235,7 @@ async fn train_churn(
         .map(String::from)
         .to_vec(),
         mode,
-        created_at: jiff::Timestamp::now(),
+        created_at: state.clock.now(),
         model: json!({"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b,
                       "horizon_weeks": horizon_weeks}),
     };

@@ -57,6 +57,11 @@ pub struct DefinitionRecord {
     /// The text form (docs/audiences.md).
     pub definition: String,
     pub created_at: Timestamp,
+    /// Creation order: `created_at` ties on a manual clock that did not
+    /// move, and a random id would then reorder definitions at each start.
+    /// 0 in records written before it existed (they sort as before).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// The name audiences were stored under before computed traits existed.
@@ -80,7 +85,7 @@ impl Definitions {
                     })?;
                 records.push(record);
             }
-            records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            records.sort_by(|a, b| (a.seq, a.created_at, &a.id).cmp(&(b.seq, b.created_at, &b.id)));
             Ok(records)
         };
         Ok(Definitions {
@@ -140,6 +145,7 @@ impl Definitions {
             name: name.to_string(),
             definition: definition.to_string(),
             created_at: now,
+            seq: records.iter().map(|record| record.seq).max().unwrap_or(0) + 1,
         };
         self.write(kind, &record)?;
         records.push(record.clone());

@@ -197,6 +197,10 @@ pub struct StoreOptions {
     pub ingest_queue_requests_max: usize,
     /// Block cache size.
     pub cache_bytes: u64,
+    /// The clock records are dated with (erasure receipts): the engine's,
+    /// so `--clock manual` dates them too. Deduplication's window is not
+    /// on it: it bounds how long real clients retry, in real time.
+    pub clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 impl Default for StoreOptions {
@@ -207,6 +211,7 @@ impl Default for StoreOptions {
             dedup_window: Duration::from_secs(24 * 3600),
             ingest_queue_requests_max: 1024,
             cache_bytes: 256 * 1024 * 1024,
+            clock: Arc::new(kairos_core::clock::SystemClock),
         }
     }
 }
@@ -311,6 +316,14 @@ impl Store {
             store.purge_erased()?;
         }
         Ok(store)
+    }
+
+    /// Makes every write so far durable (the last step of a clean stop:
+    /// with `--unsafe-no-fsync`, or writes of the outbox and registries
+    /// that do not wait for an fsync).
+    pub fn sync_all(&self) -> Result<(), StoreError> {
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
     }
 
     /// Marks a purge as due: if the process dies before

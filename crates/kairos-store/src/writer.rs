@@ -143,6 +143,7 @@ impl LogWriter {
             next_seq: last_seq + 1,
             stats: stats.clone(),
             written: written_sender,
+            clock: options.clock.clone(),
         };
         let (feed, _) = broadcast::channel(FEED_GROUPS_MAX);
         let syncer = Syncer {
@@ -292,6 +293,8 @@ struct Writer {
     next_seq: u64,
     stats: Arc<WriterStats>,
     written: std::sync::mpsc::SyncSender<WrittenGroup>,
+    /// Dates erasure receipts (the engine's clock).
+    clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 impl Writer {
@@ -349,7 +352,7 @@ impl Writer {
             }
             let id = self.privacy.next_receipt_id();
             job.receipt.id = format!("era_{id}");
-            job.receipt.completed_at = jiff::Timestamp::now();
+            job.receipt.completed_at = self.clock.now();
             let record = serde_json::to_vec(&job.receipt).expect("a receipt serializes");
             batch.insert(&self.privacy.audit_keyspace, id.to_be_bytes(), record);
             batch.commit()?;
@@ -520,6 +523,8 @@ impl Writer {
     }
 }
 
+/// Deduplication's "now": the wall clock, like the retries it bounds (a
+/// manual clock must not make a retried event new, or keep keys forever).
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

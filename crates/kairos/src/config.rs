@@ -391,7 +391,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     };
     check_limits(&limits, problems);
     let server = server_limits(&file.server, problems);
-    let store = store_options(
+    let mut store = store_options(
         &file.storage,
         file.unsafe_no_fsync.unwrap_or(false),
         problems,
@@ -413,8 +413,10 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         Some(manual) => manual.clone(),
         None => std::sync::Arc::new(kairos_core::clock::SystemClock),
     };
+    // One clock for the whole process: store, engine, journeys, HTTP.
+    store.clock = clock.clone();
     let engine = kairos_engine::EngineSettings {
-        clock,
+        clock: clock.clone(),
         rules: identity_rules(&file.identity, problems),
         retention: retention(&file.profiles, problems),
         source_precedence: file.profiles.source_precedence.clone().unwrap_or_default(),
@@ -440,6 +442,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         computed_traits: file.computed_traits.clone(),
         delivery: kairos_deliver::DeliverySettings {
             policy: contact_policy(&file.policy, problems),
+            clock,
             ..delivery_settings(&file.delivery, problems)
         },
         manual_clock,
@@ -711,6 +714,7 @@ fn store_options(
             .cache_mb
             .map(|mb| mb * 1024 * 1024)
             .unwrap_or(defaults.cache_bytes),
+        clock: defaults.clock,
     }
 }
 

@@ -9,7 +9,11 @@ use kairos_store::Store;
 use serde_json::json;
 
 /// Creates the demo source (once) and returns its write key.
-pub async fn ensure_demo(store: &Store, rules: &IdentityRules) -> anyhow::Result<String> {
+pub async fn ensure_demo(
+    store: &Store,
+    rules: &IdentityRules,
+    now: Timestamp,
+) -> anyhow::Result<String> {
     if let Some(existing) = store
         .sources
         .list()
@@ -18,7 +22,6 @@ pub async fn ensure_demo(store: &Store, rules: &IdentityRules) -> anyhow::Result
     {
         return Ok(existing.write_key);
     }
-    let now = Timestamp::now();
     let source = store
         .sources
         .create("demo", None, kairos_store::SourceTrust::Client, now)?;

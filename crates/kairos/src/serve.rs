@@ -1,21 +1,73 @@
 //! `kairos serve`: open the store, print how to connect, serve until a signal.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
-use kairos_core::clock::SystemClock;
 use kairos_http::{AppInner, AppState, Metrics};
 use kairos_store::Store;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServeConfig;
 
+/// After the HTTP server has stopped, blocking tasks still running (an
+/// in-app page's catch-up, an erasure's compaction) get this long.
+const BLOCKING_TASKS_STOP_MAX: Duration = Duration::from_secs(2);
+
 pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     init_logging(config.json_logs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    runtime.shutdown_timeout(BLOCKING_TASKS_STOP_MAX);
+    result
+}
+
+/// The owner of every long-lived thread `kairos serve` starts besides
+/// HTTP's: stops them in order when stopped or dropped (an error on the
+/// way out stops them too). HTTP stops first (in `serve`): no request
+/// can reach a stopped part. Then the journeys follower (it reads the
+/// engine), the delivery workers, the engine (router, shards, announcer:
+/// what it announced is appended first), and last the store makes every
+/// write durable. docs/architecture.md, "Threads and their owners".
+struct Running {
+    store: Arc<Store>,
+    engine: Option<kairos_engine::Engine>,
+    deliverer: Option<kairos_deliver::Deliverer>,
+    stopped: bool,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut clean = true;
+        if let Some(deliverer) = self.deliverer.take() {
+            clean &= deliverer.stop();
+        }
+        if let Some(engine) = self.engine.take() {
+            clean &= engine.stop();
+        }
+        if let Err(error) = self.store.sync_all() {
+            tracing::error!(%error, "the last writes could not be made durable");
+            clean = false;
+        }
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            clean,
+            took_ms,
+            "journeys, deliveries and the engine stopped"
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Text logs are coloured only on a terminal (and without `NO_COLOR`):
@@ -59,8 +111,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             (token, line)
         }
     };
+    // The manual clock resumes first: everything below is dated on it.
+    if let (Some(clock), Some(saved)) = (&config.manual_clock, store.definitions.manual_clock()) {
+        clock.advance_to(saved);
+        tracing::info!(now = %saved, "manual clock resumed where it was set last");
+    }
+    let clock = config.engine.clock.clone();
     let demo_key = if config.demo {
-        Some(crate::demo::ensure_demo(&store, &config.engine.rules).await?)
+        Some(crate::demo::ensure_demo(&store, &config.engine.rules, clock.now()).await?)
     } else {
         None
     };
@@ -81,11 +139,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("--unsafe-no-fsync: events are acknowledged before they are fsynced");
     }
     tracing::info!(%address, partitions = store.log.partition_count(), "serving");
-    apply_configured_definitions(&store, &config.audiences, &config.computed_traits)?;
-    if let (Some(clock), Some(saved)) = (&config.manual_clock, store.definitions.manual_clock()) {
-        clock.advance_to(saved);
-        tracing::info!(now = %saved, "manual clock resumed where it was set last");
-    }
+    apply_configured_definitions(
+        &store,
+        &config.audiences,
+        &config.computed_traits,
+        clock.now(),
+    )?;
     kairos_models::set_score_timeout(config.score_timeout);
     if let Some(library) = &config.onnxruntime
         && let Err(error) = kairos_models::init_onnx(Some(library))
@@ -107,6 +166,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         *slot = Arc::new(served);
     }
     let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    let mut running = Running {
+        store: store.clone(),
+        engine: Some(engine.clone()),
+        deliverer: None,
+        stopped: false,
+    };
     let metrics = Metrics::new();
     let deliverer = kairos_deliver::Deliverer::start(
         store.clone(),
@@ -115,6 +180,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some(engine.clone()),
         metrics.delivery.clone(),
     )?;
+    running.deliverer = Some(deliverer.clone());
     let ingest_runtime = ingest_runtime()?;
     let state = AppState::new(AppInner {
         engine,
@@ -123,7 +189,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         access: config.access.clone(),
         limits: config.limits,
         metrics,
-        clock: Arc::new(SystemClock),
+        // The engine's clock: under `--clock manual` the API dates what it
+        // receives and creates on the same clock the engine decides on.
+        clock: clock.clone(),
         faults: config.test_faults.then(|| Mutex::new(None)),
         matching: Default::default(),
         ingest_runtime: Some(ingest_runtime.handle().clone()),
@@ -134,7 +202,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).
     let sampler_state = state.clone();
-    tokio::spawn(async move {
+    let sampler = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             every_minute.tick().await;
@@ -146,9 +214,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let server_limits = connection_limits_within_descriptors(config.server);
     let engine = state.engine.clone();
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;
+    sampler.abort();
+    // Before the engine stops: everything routed so far, so the next start
+    // replays nothing.
     checkpoint_at_shutdown(&engine).await;
     // Dropping a runtime inside another one would block it.
     ingest_runtime.shutdown_background();
+    // Joins threads: off the runtime's workers.
+    tokio::task::spawn_blocking(move || {
+        let mut running = running;
+        running.stop();
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -173,6 +250,7 @@ fn apply_configured_definitions(
     store: &Store,
     audiences: &[crate::config::AudienceConfig],
     computed_traits: &[crate::config::AudienceConfig],
+    now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
     use kairos_core::audience::{parse, parse_value};
     use kairos_store::DefinitionKind;
@@ -221,12 +299,9 @@ fn apply_configured_definitions(
                         .change(kind, &record.id, &entry.definition)?;
                 }
                 None => {
-                    store.definitions.create(
-                        kind,
-                        name,
-                        &entry.definition,
-                        jiff::Timestamp::now(),
-                    )?;
+                    store
+                        .definitions
+                        .create(kind, name, &entry.definition, now)?;
                 }
             }
         }
@@ -301,7 +376,20 @@ fn connection_limits_within_descriptors(
     limits
 }
 
+/// Resolves at the first SIGINT or SIGTERM; a second one while the
+/// server stops exits at once (status 130, without the clean stop), the
+/// operator's way out if a stop ever hangs.
 async fn shutdown_signal() {
+    signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting now, without finishing the stop");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -317,5 +405,4 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

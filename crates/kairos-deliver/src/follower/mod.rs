@@ -82,6 +82,8 @@ pub(crate) struct Follower {
     pub(crate) engine: Option<kairos_engine::Engine>,
     pub(crate) policy: ContactPolicy,
     pub(crate) metrics: crate::metrics::DeliveryMetrics,
+    /// The engine's clock (manual in tests): decisions, waits, dates.
+    pub(crate) clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
 /// How the follower is woken and tells how far it got.
@@ -90,13 +92,19 @@ pub(crate) struct Signals {
     /// Notified when the manual clock moves: look at the waits now.
     pub(crate) wake_follower: Arc<Notify>,
     pub(crate) handled: tokio::sync::watch::Sender<crate::Handled>,
+    /// Set at shutdown: the follower ends after the step it is in.
+    pub(crate) stop: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) async fn run(follower: Follower, signals: Signals) {
     let store = follower.store.clone();
     let wake_workers = signals.wake_workers.clone();
     let mut committed = store.writer.committed();
+    let mut stop = signals.stop.clone();
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let durable = *committed.borrow_and_update();
         // Read before the work: the clock only moves forward, so every
         // look below uses this `now` or a later one.
@@ -149,6 +157,7 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
             changed = committed.changed() => if changed.is_err() { return },
             _ = signals.wake_follower.notified() => {}
             _ = tokio::time::sleep(WAIT_CHECK) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -117,11 +117,9 @@ impl Follower {
             .map(|(list, identifier)| format!("suppressed: {identifier} is on the list {list:?}")))
     }
 
-    /// The engine's "now" (the manual clock in tests), else the system's.
+    /// The engine's "now" (the manual clock in tests).
     pub(super) fn now(&self) -> Timestamp {
-        self.engine
-            .as_ref()
-            .map_or_else(Timestamp::now, kairos_engine::Engine::now)
+        self.clock.now()
     }
 
     /// Judges a send with a purpose: sends, defers (quiet hours) or blocks

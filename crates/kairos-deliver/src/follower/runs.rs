@@ -212,11 +212,12 @@ impl Follower {
             "traits": {name: value},
         });
         person(&run.identifier).name_in(&mut event);
-        let source = self.store.sources.named(JOURNEY_SOURCE, Timestamp::now())?;
+        let now = self.now();
+        let source = self.store.sources.named(JOURNEY_SOURCE, now)?;
         let limits = IngestLimits::default();
         let arrival = Arrival {
             source_id: &source.id,
-            received_at: Timestamp::now(),
+            received_at: now,
             batch_sent_at: None,
             path_type: None,
             limits: &limits,
