@@ -122,7 +122,7 @@ impl Engine {
                 privacy: store.privacy.clone(),
             },
         )));
-        let announcer = announcer::start(store.clone(), rules.clone())?;
+        let announcer = announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
         let (handles, shards) = start_shards(&settings, &program, Some(announcer.clone()))?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let (routed_sender, routed) = watch::channel(0);

@@ -21,7 +21,6 @@ use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_even
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
 use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
