@@ -46,16 +46,7 @@ impl Follower {
             .iter()
             .filter(|entry| before.is_none_or(|before| entry.seq < before))
             .filter_map(|entry| self.store.log.get(entry.seq).ok().flatten()?.decode().ok())
-            .filter_map(|event| {
-                Some(EventFact {
-                    name: event.event.clone()?,
-                    at: event.timestamp,
-                    properties: event
-                        .field("properties")
-                        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                        .unwrap_or_default(),
-                })
-            })
+            .filter_map(|event| EventFact::of(&event))
             .collect()
     }
 
