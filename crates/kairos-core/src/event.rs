@@ -132,9 +132,7 @@ impl Event {
 
     /// `properties` decoded, or an empty object.
     pub fn properties(&self) -> Map<String, Value> {
-        self.field("properties")
-            .and_then(|raw| serde_json::from_str::<Map<String, Value>>(raw.get()).ok())
-            .unwrap_or_default()
+        EventProperties::of(self).into_map()
     }
 
     /// The key that chooses the log partition: the device first, so one
@@ -330,5 +328,92 @@ impl<'de> Deserialize<'de> for RawEvent {
             }
         }
         deserializer.deserialize_map(RawEventVisitor)
+    }
+}
+
+/// An event's `properties`, decoded at most once however many readers the
+/// event has where it is applied (models' features, audiences,
+/// announcements), and not at all when none of them reads it. Invalid or
+/// absent properties read as an empty object.
+pub struct EventProperties<'a> {
+    raw: Option<&'a RawValue>,
+    decoded: std::cell::OnceCell<Map<String, Value>>,
+}
+
+impl<'a> EventProperties<'a> {
+    /// The event's `properties`, not decoded yet.
+    pub fn of(event: &'a Event) -> EventProperties<'a> {
+        EventProperties {
+            raw: event.field("properties"),
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The decoded properties (decoded on the first call).
+    pub fn get(&self) -> &Map<String, Value> {
+        self.decoded.get_or_init(|| decode(self.raw))
+    }
+
+    /// The decoded properties, owned (decoded now unless already done).
+    pub fn into_map(self) -> Map<String, Value> {
+        let raw = self.raw;
+        self.decoded.into_inner().unwrap_or_else(|| decode(raw))
+    }
+}
+
+fn decode(raw: Option<&RawValue>) -> Map<String, Value> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod properties_tests {
+    use super::*;
+
+    fn event_with(properties: Option<&str>) -> Event {
+        let fields = properties
+            .map(|raw| {
+                let raw = RawValue::from_string(raw.to_string()).unwrap();
+                vec![("properties".to_string(), raw)]
+            })
+            .unwrap_or_default();
+        Event {
+            seq: 1,
+            source_id: "src".into(),
+            message_id: "m".into(),
+            event_type: EventType::Track,
+            event: Some("Viewed".into()),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp: Timestamp::UNIX_EPOCH,
+            received_at: Timestamp::UNIX_EPOCH,
+            sent_at: None,
+            original_timestamp: None,
+            traits: None,
+            violations: Vec::new(),
+            fields,
+        }
+    }
+
+    #[test]
+    fn properties_are_decoded_once_and_shared_by_every_reader() {
+        let event = event_with(Some(r#"{"amount": 12, "plan": "pro"}"#));
+        let properties = EventProperties::of(&event);
+        let first: *const Map<String, Value> = properties.get();
+        let second: *const Map<String, Value> = properties.get();
+        assert_eq!(first, second, "the second reader gets the first decoding");
+        assert_eq!(properties.get()["amount"], 12);
+        let owned = properties.into_map();
+        assert_eq!(owned["plan"], "pro");
+    }
+
+    #[test]
+    fn absent_or_invalid_properties_read_as_an_empty_object() {
+        assert!(EventProperties::of(&event_with(None)).get().is_empty());
+        assert!(
+            EventProperties::of(&event_with(Some("[1, 2]")))
+                .into_map()
+                .is_empty()
+        );
     }
 }

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use kairos_core::clock::Clock;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::graph::ProfileId;
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
 use kairos_store::Store;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,11 +142,12 @@ impl Announcer {
     }
 }
 
-/// Starts the announcer thread; it appends what shards send.
+/// Starts the announcer thread; it appends what shards send, received at
+/// `clock`'s now (the engine's clock).
 pub(crate) fn start(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
-    clock: Arc<dyn kairos_core::clock::Clock>,
+    clock: Arc<dyn Clock>,
 ) -> std::io::Result<(Announcer, crate::threads::Stoppable)> {
     let source = store
         .sources
@@ -163,7 +164,7 @@ pub(crate) fn start(
                 .enable_all()
                 .build()
                 .expect("announcer runtime");
-            let work = run(store, rules, clock, source.id, receiver, durable_sender);
+            let work = run(store, rules, clock, receiver, durable_sender);
             runtime.block_on(crate::threads::until_stopped(work, stopped));
         })?;
     let announcer = Announcer {
@@ -179,12 +180,10 @@ pub(crate) fn start(
 async fn run(
     store: Arc<Store>,
     rules: Arc<kairos_core::identity::IdentityRules>,
-    clock: Arc<dyn kairos_core::clock::Clock>,
-    source_id: String,
+    clock: Arc<dyn Clock>,
     mut receiver: mpsc::UnboundedReceiver<Vec<Announcement>>,
     durable: watch::Sender<u64>,
 ) {
-    let limits = IngestLimits::default();
     let mut audience_ids = AudienceIds::default();
     let mut sequence: u64 = 0;
     // The wall clock on purpose: it only makes this process's message ids
@@ -199,31 +198,16 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let mut events = Vec::with_capacity(batch.len());
-        for announcement in &batch {
-            sequence += 1;
-            let message_id = format!("kairos-audience-{started:x}-{sequence}");
-            let audience_id = audience_ids.get(&store, &announcement.audience);
-            let raw = event_json(announcement, audience_id, &message_id);
-            let arrival = Arrival {
-                source_id: &source_id,
-                received_at: clock.now(),
-                batch_sent_at: None,
-                path_type: None,
-                limits: &limits,
-                plan: None,
-            };
-            let Ok(raw) = serde_json::value::RawValue::from_string(raw.to_string()) else {
-                continue;
-            };
-            match normalize_internal_event(&raw, &arrival) {
-                Ok(event) => events.push(event),
-                Err(errors) => {
-                    tracing::error!(?errors, "an audience change did not make a valid event")
-                }
-            }
-        }
-        append(&store, &rules, &events).await;
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|announcement| {
+                sequence += 1;
+                let message_id = format!("kairos-audience-{started:x}-{sequence}");
+                let audience_id = audience_ids.get(&store, &announcement.audience);
+                event_json(announcement, audience_id, &message_id)
+            })
+            .collect();
+        append(&store, &rules, &events, clock.now()).await;
         durable.send_modify(|count| *count += batch.len() as u64);
     }
 }
@@ -251,16 +235,22 @@ impl AudienceIds {
 async fn append(
     store: &Store,
     rules: &kairos_core::identity::IdentityRules,
-    events: &[kairos_core::Event],
+    events: &[Value],
+    now: Timestamp,
 ) {
     let mut delay = std::time::Duration::from_millis(5);
     loop {
-        let records = events
-            .iter()
-            .filter_map(|event| store.prepare(event, rules))
-            .collect();
-        match store.writer.append(records, Vec::new(), Vec::new()).await {
-            Ok(_) => return,
+        match store
+            .append_internal(rules, AUDIENCE_SOURCE, events, now)
+            .await
+        {
+            Ok(outcome) => {
+                for rejected in outcome.rejected {
+                    let errors = rejected.errors;
+                    tracing::error!(%errors, "an audience change did not make a valid event");
+                }
+                return;
+            }
             Err(error) => {
                 tracing::warn!(%error, "announcing audience changes; retrying");
                 tokio::time::sleep(delay).await;

@@ -53,19 +53,12 @@ pub(crate) fn preview(
         let router = router.read().expect("router lock");
         for stored in &events {
             let event = stored.decode()?;
-            let (Some(name), Some(profile)) = (event.event.clone(), router.current_profile(&event))
+            let (Some(fact), Some(profile)) =
+                (EventFact::of(&event), router.current_profile(&event))
             else {
                 continue;
             };
-            let properties = event
-                .field("properties")
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                .unwrap_or_default();
-            histories.entry(profile).or_default().push(EventFact {
-                name,
-                at: event.timestamp,
-                properties,
-            });
+            histories.entry(profile).or_default().push(fact);
         }
     }
     let mut members = Vec::new();

@@ -16,6 +16,7 @@ use std::sync::mpsc;
 
 use jiff::Timestamp;
 use kairos_core::Event;
+use kairos_core::event::EventProperties;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::graph::ProfileId;
 use kairos_core::profile::{MergeRecord, Profile, SourceStanding, TimelineEntry};
@@ -251,7 +252,12 @@ impl ShardState {
 
     /// While replaying: an announcement found in the log updates what was
     /// announced for the profile it now belongs to.
-    fn note_announcement(&mut self, profile: ProfileId, event: &Event) {
+    fn note_announcement(
+        &mut self,
+        profile: ProfileId,
+        event: &Event,
+        properties: &EventProperties,
+    ) {
         let (Some(announcer), Some(baseline)) = (&self.announcer, &mut self.baseline) else {
             return;
         };
@@ -263,10 +269,11 @@ impl ShardState {
         if event.source_id != announcer.source_id {
             return;
         }
-        let Some(audience) = event
-            .field("properties")
-            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-            .and_then(|properties| properties.get("audience")?.as_str().map(str::to_string))
+        let Some(audience) = properties
+            .get()
+            .get("audience")
+            .and_then(Value::as_str)
+            .map(str::to_string)
         else {
             return;
         };
@@ -355,21 +362,20 @@ impl ShardState {
             .map(|entry| entry.identities.as_slice())
     }
 
-    /// Feeds an event to the audience engine: track events by name, and
-    /// the profile's traits after an identify.
-    fn feed_audiences(&mut self, profile: ProfileId, event: &Event, now: Timestamp) {
+    /// Feeds an event to the audience engine: track events by name (their
+    /// properties decoded unless another reader did), and the profile's
+    /// traits after an identify.
+    fn feed_audiences(
+        &mut self,
+        profile: ProfileId,
+        event: &Event,
+        properties: EventProperties,
+        now: Timestamp,
+    ) {
         if let Some(name) = event.event.as_deref()
             && self.audiences.reads_event(name)
+            && let Some(fact) = EventFact::with(event, properties)
         {
-            let properties = event
-                .field("properties")
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                .unwrap_or_default();
-            let fact = EventFact {
-                name: name.to_string(),
-                at: event.timestamp,
-                properties,
-            };
             let changes = self.audiences.apply(profile, &fact, now);
             if let Some(announcer) = &self.announcer {
                 announcer
@@ -472,18 +478,21 @@ impl ShardState {
                     entry.profile.apply(&event, source);
                 }
                 entry.profile.retain(&self.settings.retention, now);
+                // Decoded at most once, by the first of features,
+                // announcements and audiences that reads them.
+                let properties = EventProperties::of(&event);
                 let rescored = !announcement && {
-                    entry.features.observe(&event);
+                    entry.features.observe_with(&event, &properties);
                     self.score(profile, now)
                 };
                 if self.baseline.is_some() {
-                    self.note_announcement(profile, &event);
+                    self.note_announcement(profile, &event, &properties);
                 }
                 if rescored {
                     // Audiences read this event's scores, not the last ones.
                     self.set_audience_facts(profile, now);
                 }
-                self.feed_audiences(profile, &event, now);
+                self.feed_audiences(profile, &event, properties, now);
             }
             ShardOp::Extract { profile, to } => {
                 // Announced memberships stay with a profile: the absorbed
@@ -508,7 +517,7 @@ impl ShardState {
             }
             ShardOp::Backfill { profile, event } => {
                 if self.profiles.contains_key(&profile) {
-                    self.feed_audiences(profile, &event, now);
+                    self.feed_audiences(profile, &event, EventProperties::of(&event), now);
                 }
             }
             ShardOp::Absorb {

@@ -293,7 +293,12 @@ mod tests {
     };
 
     fn shared_data(relative: &str) -> PathBuf {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        // Read when the test runs (cargo sets it), not when it was compiled:
+        // a test binary reused from a build in another checkout would
+        // otherwise look for the data beside that checkout.
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let path = PathBuf::from(manifest_dir)
             .join("../../../shared/data")
             .join(relative);
         assert!(

@@ -11,6 +11,7 @@
 //! `product_related`, or `account`/`help`/`product`-like synonyms).
 
 use jiff::Timestamp;
+use kairos_core::event::EventProperties;
 use kairos_core::{Event, EventType};
 use kairos_insights::bgnbd::CustomerSummary;
 use serde::{Deserialize, Serialize};
@@ -117,27 +118,36 @@ pub const TIME_FEATURES: [&str; 2] = ["profile.days_since_last_order", "profile.
 /// are not parsed at all.
 const TRACKED: [&str; 3] = ["Product Viewed", "Product Added", "Order Completed"];
 
-/// The properties features read. Deserializing only these (serde skips
-/// the rest without building values) costs a fraction of a full map.
-#[derive(Debug, Default, Deserialize)]
-struct FeatureProperties {
-    page_type: Option<Value>,
-    bounce_rate: Option<Value>,
-    exit_rate: Option<Value>,
-    page_value: Option<Value>,
-    special_day: Option<Value>,
-    product_id: Option<Value>,
-    category: Option<Value>,
-    revenue: Option<Value>,
-    total: Option<Value>,
+/// The properties features read, borrowed from the event's properties
+/// decoded once for every reader in the shard ([`EventProperties`]).
+#[derive(Debug)]
+struct FeatureProperties<'a> {
+    page_type: Option<&'a Value>,
+    bounce_rate: Option<&'a Value>,
+    exit_rate: Option<&'a Value>,
+    page_value: Option<&'a Value>,
+    special_day: Option<&'a Value>,
+    product_id: Option<&'a Value>,
+    category: Option<&'a Value>,
+    revenue: Option<&'a Value>,
+    total: Option<&'a Value>,
 }
 
-impl FeatureProperties {
-    fn of(event: &Event) -> FeatureProperties {
-        event
-            .field("properties")
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or_default()
+impl<'a> FeatureProperties<'a> {
+    fn of(properties: &'a Map<String, Value>) -> FeatureProperties<'a> {
+        // A null reads as absent (`revenue: null` falls back to `total`).
+        let get = |key: &str| properties.get(key).filter(|value| !value.is_null());
+        FeatureProperties {
+            page_type: get("page_type"),
+            bounce_rate: get("bounce_rate"),
+            exit_rate: get("exit_rate"),
+            page_value: get("page_value"),
+            special_day: get("special_day"),
+            product_id: get("product_id"),
+            category: get("category"),
+            revenue: get("revenue"),
+            total: get("total"),
+        }
     }
 }
 
@@ -239,6 +249,13 @@ pub struct FeatureState {
 impl FeatureState {
     /// Takes one event of the person into account (events in log order).
     pub fn observe(&mut self, event: &Event) {
+        self.observe_with(event, &EventProperties::of(event));
+    }
+
+    /// [`FeatureState::observe`] with the event's properties shared with
+    /// its other readers (decoded here only if no one did before and a
+    /// feature reads them).
+    pub fn observe_with(&mut self, event: &Event, properties: &EventProperties) {
         let at = event.timestamp.as_second();
         if self.sessions == 0 || at - self.last_at > SESSION_GAP_SECONDS || at < self.session_start
         {
@@ -261,7 +278,7 @@ impl FeatureState {
         if !reads_properties {
             return;
         }
-        let properties = FeatureProperties::of(event);
+        let properties = FeatureProperties::of(properties.get());
         match (event.event_type, event.event.as_deref()) {
             (EventType::Page | EventType::Screen, _) => self.page(&properties),
             (EventType::Track, Some("Product Viewed")) => {
@@ -298,7 +315,7 @@ impl FeatureState {
 
     fn page(&mut self, properties: &FeatureProperties) {
         self.page_views += 1;
-        let kind = match properties.page_type.as_ref().and_then(Value::as_str) {
+        let kind = match properties.page_type.and_then(Value::as_str) {
             Some("administrative" | "account" | "login" | "checkout" | "cart") => Some(0),
             Some("informational" | "help" | "about" | "faq" | "blog") => Some(1),
             Some("product_related" | "product" | "category" | "search") => Some(2),
@@ -308,16 +325,16 @@ impl FeatureState {
             self.pages[kind] += 1;
         }
         self.open_page = kind;
-        let mean = |value: &Option<Value>, slot: &mut (f64, u32)| {
-            if let Some(value) = value.as_ref().and_then(Value::as_f64) {
+        let mean = |value: Option<&Value>, slot: &mut (f64, u32)| {
+            if let Some(value) = value.and_then(Value::as_f64) {
                 slot.0 += value;
                 slot.1 += 1;
             }
         };
-        mean(&properties.bounce_rate, &mut self.bounce);
-        mean(&properties.exit_rate, &mut self.exit);
-        mean(&properties.page_value, &mut self.page_value);
-        if let Some(day) = properties.special_day.as_ref().and_then(Value::as_f64) {
+        mean(properties.bounce_rate, &mut self.bounce);
+        mean(properties.exit_rate, &mut self.exit);
+        mean(properties.page_value, &mut self.page_value);
+        if let Some(day) = properties.special_day.and_then(Value::as_f64) {
             self.special_day = day;
         }
         self.remember(properties);
@@ -332,16 +349,15 @@ impl FeatureState {
                 }
             }
         };
-        note(&mut self.products, properties.product_id.as_ref());
-        note(&mut self.categories, properties.category.as_ref());
+        note(&mut self.products, properties.product_id);
+        note(&mut self.categories, properties.category);
     }
 
     fn order(&mut self, at: i64, properties: &FeatureProperties) {
         self.orders += 1;
         self.revenue += properties
             .revenue
-            .as_ref()
-            .or(properties.total.as_ref())
+            .or(properties.total)
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
         let day = at.div_euclid(86_400);
@@ -476,4 +492,48 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(raw: serde_json::Value) -> Event {
+        use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
+        let raw = serde_json::value::RawValue::from_string(raw.to_string()).unwrap();
+        let limits = IngestLimits::default();
+        let arrival = Arrival {
+            source_id: "src",
+            received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
+            batch_sent_at: None,
+            path_type: None,
+            limits: &limits,
+            plan: None,
+        };
+        normalize_event(&raw, &arrival).unwrap()
+    }
+
+    fn feature(state: &FeatureState, name: &str) -> f64 {
+        let position = CATALOG.iter().position(|(known, _)| *known == name);
+        state.builtin(position.unwrap())
+    }
+
+    #[test]
+    fn features_read_the_properties_another_reader_already_decoded() {
+        let order = event(serde_json::json!({
+            "type": "track", "event": "Order Completed", "userId": "u", "messageId": "o1",
+            "timestamp": "2030-01-01T00:00:00Z",
+            "properties": {"revenue": null, "total": 42.5, "product_id": "p1"}}));
+        let properties = EventProperties::of(&order);
+        // Audiences (say) decoded them first; features reuse that map.
+        assert_eq!(properties.get()["total"], 42.5);
+        let mut shared = FeatureState::default();
+        shared.observe_with(&order, &properties);
+        let mut alone = FeatureState::default();
+        alone.observe(&order);
+        assert_eq!(shared, alone);
+        // A null revenue reads as absent: the total counts.
+        assert_eq!(feature(&shared, "profile.revenue"), 42.5);
+        assert_eq!(feature(&shared, "profile.orders"), 1.0);
+    }
 }

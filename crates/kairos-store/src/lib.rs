@@ -28,10 +28,13 @@
 //! ([`writer`]) that groups concurrent requests into one atomic batch, and a
 //! syncer thread that fsyncs and then acknowledges (group commit), so the
 //! HTTP `200` can wait for durability without one fsync per request.
+//! Kairos' own events (announcements, journeys' traits, consent, matching,
+//! imports) reach that writer through one path ([`internal`]).
 
 pub mod checkpoint;
 pub mod dedup;
 pub mod definitions;
+pub mod internal;
 pub mod lists;
 pub mod log;
 pub mod models;
@@ -54,6 +57,7 @@ use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
 
 pub use definitions::{AudienceRecord, DefinitionRecord, Definitions, Kind as DefinitionKind};
+pub use internal::{INTERNAL_LIMITS, InternalOutcome, RejectedRecord};
 pub use lists::{ListMember, Lists};
 pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;

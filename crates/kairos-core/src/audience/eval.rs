@@ -35,6 +35,27 @@ pub struct EventFact {
     pub properties: Map<String, Value>,
 }
 
+impl EventFact {
+    /// A track event as definitions see it (`None` for other calls), its
+    /// `properties` decoded here.
+    pub fn of(event: &crate::Event) -> Option<EventFact> {
+        EventFact::with(event, crate::event::EventProperties::of(event))
+    }
+
+    /// Like [`EventFact::of`], with properties another reader of the event
+    /// may already have decoded (they are decoded once per event).
+    pub fn with(
+        event: &crate::Event,
+        properties: crate::event::EventProperties<'_>,
+    ) -> Option<EventFact> {
+        Some(EventFact {
+            name: event.event.clone()?,
+            at: event.timestamp,
+            properties: properties.into_map(),
+        })
+    }
+}
+
 /// Everything a definition can look at besides events.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PersonFacts {

@@ -21,9 +21,8 @@ use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_even
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_internal_event};
 use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::DeliverError;
@@ -200,17 +199,8 @@ impl Follower {
         let mut changes = Vec::new();
         for stored in &events {
             let event = stored.decode()?;
-            let Some(name) = event.event.clone() else {
+            let Some(fact) = EventFact::of(&event) else {
                 continue;
-            };
-            let properties: Map<String, Value> = event
-                .field("properties")
-                .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                .unwrap_or_default();
-            let fact = EventFact {
-                name,
-                at: event.timestamp,
-                properties,
             };
             let announcement = announcer.as_deref() == Some(event.source_id.as_str());
             if announcement {

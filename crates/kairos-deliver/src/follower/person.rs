@@ -49,16 +49,7 @@ impl Follower {
         Ok(stored
             .iter()
             .filter_map(|stored| stored.decode().ok())
-            .filter_map(|event| {
-                Some(EventFact {
-                    name: event.event.clone()?,
-                    at: event.timestamp,
-                    properties: event
-                        .field("properties")
-                        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-                        .unwrap_or_default(),
-                })
-            })
+            .filter_map(|event| EventFact::of(&event))
             .collect())
     }
 

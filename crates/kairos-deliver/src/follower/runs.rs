@@ -135,7 +135,7 @@ impl Follower {
                 }
                 Instruction::Jump(target) => run.pc = *target,
                 Instruction::SetTrait { name, value } => {
-                    self.set_trait(&run, name, value).await?;
+                    self.set_trait(&run, name, value, now).await?;
                     run.pc += 1;
                 }
             }
@@ -199,12 +199,13 @@ impl Follower {
 
     /// A `set_trait` step: an identify event of the `kairos-journeys`
     /// source through the log, so the trait is durable and replayed like
-    /// any other (and audiences see it).
+    /// any other (and audiences see it); received at the step's `now`.
     pub(super) async fn set_trait(
         &self,
         run: &Run,
         name: &str,
         value: &Value,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut event = json!({
             "type": "identify",
@@ -212,28 +213,13 @@ impl Follower {
             "traits": {name: value},
         });
         person(&run.identifier).name_in(&mut event);
-        let now = self.now();
-        let source = self.store.sources.named(JOURNEY_SOURCE, now)?;
-        let limits = IngestLimits::default();
-        let arrival = Arrival {
-            source_id: &source.id,
-            received_at: now,
-            batch_sent_at: None,
-            path_type: None,
-            limits: &limits,
-            plan: None,
-        };
-        let raw = serde_json::value::RawValue::from_string(event.to_string())
-            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        let Ok(event) = normalize_internal_event(&raw, &arrival) else {
-            tracing::warn!(trait_name = %name, "a set_trait step did not make a valid event");
-            return Ok(());
-        };
-        if let Some(record) = self.store.prepare(&event, &self.rules) {
-            self.store
-                .writer
-                .append(vec![record], Vec::new(), Vec::new())
-                .await?;
+        let outcome = self
+            .store
+            .append_internal(&self.rules, JOURNEY_SOURCE, &[event], now)
+            .await?;
+        if let Some(rejected) = outcome.rejected.first() {
+            let errors = &rejected.errors;
+            tracing::warn!(trait_name = %name, %errors, "a set_trait step did not make a valid event");
         }
         Ok(())
     }

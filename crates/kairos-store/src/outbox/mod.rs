@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A stored record's key and value, as read.
+type KeyAndValue = (Vec<u8>, Vec<u8>);
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -726,7 +729,7 @@ pub fn new_secret() -> Result<String, StoreError> {
 impl Outbox {
     /// The per-person index entries of `identifier`'s messages: (index
     /// key, message id).
-    fn indexed_messages(&self, identifier: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn indexed_messages(&self, identifier: &str) -> Result<Vec<KeyAndValue>, StoreError> {
         let prefix = format!("{PROFILE_PREFIX}{}\0", self.pseudonyms.of(identifier));
         let mut entries = Vec::new();
         for guard in self.deliveries.prefix(&prefix) {
