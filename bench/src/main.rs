@@ -103,6 +103,8 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // reqwest refuses to build a client without one (even for plain HTTP).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
