@@ -13,12 +13,12 @@ source bench/lib.sh
 PORT=$(free_port); TOKEN=bench-admin-token; URL=http://127.0.0.1:$PORT
 start() { KAIROS_ADMIN_TOKEN=$TOKEN "$TARGET/kairos" serve --listen 127.0.0.1:$PORT --data-dir "$WORK/data" --no-demo >>"$WORK/kairos.log" 2>&1 & PID=$!; }
 metric() { curl -fs -H "Authorization: Bearer $TOKEN" $URL/metrics | awk "/^$1 / {print \$2}"; }
-# Seconds from now until a profile read answers 200.
+# Starts the server; TAKEN = seconds until a profile read answers 200.
 time_to_profile() {
   local started=$(date +%s.%N)
   start
   until curl -fs -o /dev/null -H "Authorization: Bearer $TOKEN" "$URL/v1/profiles/user_id:user-00000000" 2>/dev/null; do sleep 0.02; done
-  python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$started" "$(date +%s.%N)"
+  TAKEN=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$started" "$(date +%s.%N)")
 }
 
 start
@@ -35,12 +35,12 @@ kill -TERM $PID; wait $PID || true   # a clean shutdown writes the checkpoint
 echo "log: $COMMITTED events; data directory $(du -sh "$WORK/data" | cut -f1); checkpoint $(du -sh "$WORK/data/checkpoints" | cut -f1)"
 
 for run in $(seq "$RUNS"); do
-  seconds=$(time_to_profile)
+  time_to_profile; seconds=$TAKEN
   restored=$(metric kairos_engine_restored_seq)
   kill -TERM $PID; wait $PID || true
   echo "{\"start\":\"checkpoint\",\"run\":$run,\"seconds\":$seconds,\"restored_seq\":$restored}" | tee -a "$WORK/results.jsonl"
   mv "$WORK/data/checkpoints" "$WORK/checkpoints.aside"; mkdir -m 700 "$WORK/data/checkpoints"
-  seconds=$(KAIROS_CHECKPOINT_EVERY_EVENTS=0 time_to_profile)
+  KAIROS_CHECKPOINT_EVERY_EVENTS=0 time_to_profile; seconds=$TAKEN
   kill -9 $PID; wait $PID 2>/dev/null || true   # no checkpoint from this run
   rm -rf "$WORK/data/checkpoints"; mv "$WORK/checkpoints.aside" "$WORK/data/checkpoints"
   echo "{\"start\":\"full replay\",\"run\":$run,\"seconds\":$seconds}" | tee -a "$WORK/results.jsonl"
