@@ -112,13 +112,15 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
                 continue;
             }
         };
-        let fired = follower.fire_due_waits().await.unwrap_or_else(|error| {
-            tracing::error!(%error, "journey waits could not fire; retrying");
+        // Waits and timeouts fire only once the log durable at this look
+        // is read: while catching up (after a restart) the event that
+        // cancels a wait or resumes a run may be in the next step's read.
+        let caught_up = store.outbox.cursor().is_ok_and(|cursor| cursor >= durable);
+        let fired = if caught_up {
+            follower.fire_due().await
+        } else {
             0
-        }) + follower.fire_due_runs().await.unwrap_or_else(|error| {
-            tracing::error!(%error, "journey steps could not resume; retrying");
-            0
-        }) + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
+        } + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
             tracing::error!(%error, "audience syncs could not send; retrying");
             0
         });
@@ -154,6 +156,18 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
 }
 
 impl Follower {
+    /// Fires the waits and resumes the runs that are due; how many fired
+    /// and messages were decided.
+    async fn fire_due(&self) -> usize {
+        self.fire_due_waits().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey waits could not fire; retrying");
+            0
+        }) + self.fire_due_runs().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey steps could not resume; retrying");
+            0
+        })
+    }
+
     /// Whether waits or steps are still due at `now` (more than one look
     /// fires, or an error stopped one).
     fn more_due(&self, now: Timestamp) -> bool {
