@@ -36,8 +36,9 @@ pub struct Effects<'a> {
     entries: BTreeMap<(String, String), Entries>,
     /// `(journey, counter)` → how much to add.
     counts: BTreeMap<(String, String), u64>,
-    /// Run key → (run, saved: true / ended: false).
-    runs: Pending<Run>,
+    /// Person → run key → (run, saved: true / ended: false): by person,
+    /// so `runs_of` does not walk every run of the step.
+    runs: BTreeMap<String, Pending<Run>>,
     /// Wait key → (wait, set: true / cancelled: false).
     waits: Pending<Wait>,
     /// `(list, identifier)` → the new member.
@@ -106,14 +107,20 @@ impl<'a> Effects<'a> {
 
     /// Stores a waiting run (replacing its previous state).
     pub fn save_run(&mut self, run: &Run) {
-        self.runs
-            .insert(self.outbox.run_key(run), (run.clone(), true));
+        self.write_run(run, true);
     }
 
     /// Ends a run (finished, its goal met, or resumed to be saved anew).
     pub fn remove_run(&mut self, run: &Run) {
+        self.write_run(run, false);
+    }
+
+    fn write_run(&mut self, run: &Run, saved: bool) {
+        let key = self.outbox.run_key(run);
         self.runs
-            .insert(self.outbox.run_key(run), (run.clone(), false));
+            .entry(run.identifier.clone())
+            .or_default()
+            .insert(key, (run.clone(), saved));
     }
 
     /// Starts (or restarts, with a new deadline) a wait.
@@ -161,10 +168,7 @@ impl<'a> Effects<'a> {
             .into_iter()
             .map(|run| (self.outbox.run_key(&run), run))
             .collect();
-        for (key, (run, saved)) in &self.runs {
-            if run.identifier != identifier {
-                continue;
-            }
+        for (key, (run, saved)) in self.runs.get(identifier).into_iter().flatten() {
             if *saved {
                 runs.insert(key.clone(), run.clone());
             } else {
@@ -265,7 +269,7 @@ impl<'a> Effects<'a> {
     /// key in one batch share a sequence number: which wins is undefined).
     fn write_runs(&self, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
         let outbox = self.outbox;
-        for (key, (run, saved)) in &self.runs {
+        for (key, (run, saved)) in self.runs.values().flatten() {
             let old_timer = match outbox.waits.get(key)? {
                 Some(bytes) => Some(outbox.run_timer_key(&decode::<Run>(&bytes)?)),
                 None => None,
