@@ -1,11 +1,14 @@
 """Decisions across `kill -9`, 20 rounds: events flow while journeys (an
-event trigger, an abandoned-cart wait), an audience sync and engine
+event trigger, an abandoned-cart wait, a once-per-person journey), an
+audience sync and engine
 checkpoints (one every 300 events, so kills land during their writes) are
 active; the server is killed at random moments and restarted on the same
 data directory. Afterwards: no acknowledged event is lost or stored twice,
 every decision was taken exactly once (one message per triggering event,
 one per abandoned cart, none for a bought cart, one sync change per new
-buyer), and no message was delivered under two webhook ids."""
+buyer, one welcome per visitor however often they came, and the welcome
+journey's `entered` counter equal to the visitors), and no message was
+delivered under two webhook ids."""
 
 import os
 import random
@@ -53,6 +56,12 @@ class Load(threading.Thread):
                 events.append({"type": "track", "event": "Order Completed", "userId": person,
                                "messageId": f"order-{person}", "timestamp": bought.isoformat(),
                                "properties": {"cart_id": cart, "revenue": 10}})
+            # Two visits: the once-per-person journey welcomes them once.
+            # Both are in one batch, so the follower decides them in one
+            # step and must see the entry it recorded for the first.
+            for visit in (1, 2):
+                events.append({"type": "track", "event": "Session Started", "userId": person,
+                               "messageId": f"visit-{person}-{visit}", "timestamp": added.isoformat()})
         return events
 
     def run(self):
@@ -75,6 +84,8 @@ def setup(server: Kairos, receiver: Receiver) -> str:
         {"name": "thanks", "trigger": {"event": "Order Completed"}, "steps": [{"send": {"destination": "hooks"}}]},
         {"name": "abandoned", "trigger": {"event": "Product Added", "not_followed_by": "Order Completed",
                                           "within": "2s", "key": "cart_id"},
+         "steps": [{"send": {"destination": "hooks"}}]},
+        {"name": "welcome", "trigger": {"event": "Session Started"}, "entry": "once",
          "steps": [{"send": {"destination": "hooks"}}]},
     ]:
         r = server.admin("POST", "/v1/journeys", json=body)
@@ -112,11 +123,12 @@ def test_twenty_kills_lose_no_event_and_take_no_decision_twice(tmp_path):
         time.sleep(2.5)
         stored = [event["messageId"] for event in server.events()]
         assert wait_for(lambda: settled(receiver), 60), f"seed {seed}"
+        welcome_counts = server.admin("GET", "/v1/journeys/welcome").json()["counts"]
     finally:
         server.stop()
         receiver.stop()
 
-    ours = [message_id for message_id in stored if message_id.startswith(("add-", "order-"))]
+    ours = [message_id for message_id in stored if message_id.startswith(("add-", "order-", "visit-"))]
     assert len(ours) == len(set(ours)), f"seed {seed}: an event stored twice"
     missing = set(acknowledged) - set(ours)
     assert not missing, f"seed {seed}: acknowledged events lost: {sorted(missing)[:5]}"
@@ -144,10 +156,30 @@ def test_twenty_kills_lose_no_event_and_take_no_decision_twice(tmp_path):
     bought = {m.removeprefix("order-") for m in orders}
     adds = {m.removeprefix("add-") for m in ours if m.startswith("add-")}
     abandoned = {d[1].removeprefix("add-") for d in ids_by_decision if d[0] == "abandoned"}
-    assert abandoned == adds - bought, f"seed {seed}: abandoned-cart messages differ"
+    assert abandoned == adds - bought, \
+        f"seed {seed}: abandoned-cart messages differ: {len(adds - bought - abandoned)} missing " \
+        f"(e.g. {sorted(adds - bought - abandoned)[:3]}), {len(abandoned - (adds - bought))} extra " \
+        f"(e.g. {sorted(abandoned - (adds - bought))[:3]})"
     synced = {d[1] for d in ids_by_decision if d[0] == "sync" and d[2] == "entered"}
     assert synced == bought, f"seed {seed}: {len(bought - synced)} buyers not synced, {len(synced - bought)} extra"
     assert len(orders) > 50, "the rounds must carry load"
+
+    # `"entry": "once"`: exactly one welcome per person who visited (none
+    # lost to an entry recorded before a crash, none twice), and the
+    # counter counted each entry once.
+    visitors = {m.removeprefix("visit-").rsplit("-", 1)[0] for m in ours if m.startswith("visit-")}
+    welcomes = defaultdict(set)
+    for webhook_id, payload in receiver.verified:
+        data = payload["data"]
+        if payload["type"] != "audience.sync" and data["journey"]["name"] == "welcome":
+            welcomes[data["profile"]["identifier"]["value"]].add(webhook_id)
+    lost = visitors - set(welcomes)
+    assert not lost, f"seed {seed}: {len(lost)} visitors never welcomed, e.g. {sorted(lost)[:3]}"
+    assert set(welcomes) == visitors, f"seed {seed}: welcomes for people who never visited"
+    twice = {person: ids for person, ids in welcomes.items() if len(ids) > 1}
+    assert not twice, f"seed {seed}: welcomed more than once: {list(twice.items())[:3]}"
+    assert welcome_counts["entered"] == len(visitors), \
+        f"seed {seed}: entered {welcome_counts['entered']}, visitors {len(visitors)}"
 
 
 def settled(receiver: Receiver) -> bool:

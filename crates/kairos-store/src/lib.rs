@@ -62,8 +62,8 @@ pub use lists::{ListMember, Lists};
 pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;
 pub use outbox::{
-    AudienceSyncRecord, DestinationRecord, Entries, JourneyRecord, Message, MessageStatus, Outbox,
-    OutboxErasure, Run, SyncChange, Wait,
+    AudienceSyncRecord, DestinationRecord, Effects, Entries, JourneyRecord, Message, MessageStatus,
+    Outbox, OutboxErasure, Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
@@ -336,6 +336,12 @@ impl Store {
         self.meta.insert(META_PURGE_PENDING_KEY, b"")?;
         self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(())
+    }
+
+    /// An empty accumulator for one journey step's writes (outbox and
+    /// lists), committed with the journeys' cursor in one batch.
+    pub fn effects(&self) -> Effects<'_> {
+        Effects::new(&self.outbox, &self.lists)
     }
 
     /// The log record of an accepted event, sealed under its subject; `None`

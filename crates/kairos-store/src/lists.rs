@@ -83,6 +83,25 @@ impl Lists {
         Ok(added)
     }
 
+    /// A journey's addition, in the batch of the step that decided it:
+    /// an identifier already on the list keeps its first entry.
+    pub(crate) fn write_member(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        list: &str,
+        member: &ListMember,
+    ) -> Result<(), StoreError> {
+        let key = self.member_key(list, &member.identifier);
+        if self.members.get(&key)?.is_none() {
+            batch.insert(
+                &self.members,
+                key,
+                serde_json::to_vec(member).expect("a member serializes"),
+            );
+        }
+        Ok(())
+    }
+
     /// Removes one identifier; whether it was there.
     pub fn remove(&self, list: &str, identifier: &str) -> Result<bool, StoreError> {
         let key = self.member_key(list, identifier);

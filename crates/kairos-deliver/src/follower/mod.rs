@@ -21,7 +21,7 @@ use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_even
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_core::identity::extract::{identifiers_of, subject_of};
-use kairos_store::{Message, MessageStatus, Run, Store, StoreError, Wait};
+use kairos_store::{Effects, Message, MessageStatus, Run, Store, StoreError, Wait};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -119,13 +119,15 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
                 continue;
             }
         };
-        let fired = follower.fire_due_waits().await.unwrap_or_else(|error| {
-            tracing::error!(%error, "journey waits could not fire; retrying");
+        // Waits and timeouts fire only once the log durable at this look
+        // is read: while catching up (after a restart) the event that
+        // cancels a wait or resumes a run may be in the next step's read.
+        let caught_up = store.outbox.cursor().is_ok_and(|cursor| cursor >= durable);
+        let fired = if caught_up {
+            follower.fire_due().await
+        } else {
             0
-        }) + follower.fire_due_runs().await.unwrap_or_else(|error| {
-            tracing::error!(%error, "journey steps could not resume; retrying");
-            0
-        }) + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
+        } + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
             tracing::error!(%error, "audience syncs could not send; retrying");
             0
         });
@@ -162,6 +164,18 @@ pub(crate) async fn run(follower: Follower, signals: Signals) {
 }
 
 impl Follower {
+    /// Fires the waits and resumes the runs that are due; how many fired
+    /// and messages were decided.
+    async fn fire_due(&self) -> usize {
+        self.fire_due_waits().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey waits could not fire; retrying");
+            0
+        }) + self.fire_due_runs().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "journey steps could not resume; retrying");
+            0
+        })
+    }
+
     /// Whether waits or steps are still due at `now` (more than one look
     /// fires, or an error stopped one).
     fn more_due(&self, now: Timestamp) -> bool {
@@ -183,7 +197,7 @@ impl Follower {
         let syncs = store.outbox.syncs();
         if journeys.is_empty() && syncs.is_empty() {
             // Nothing can start: skip ahead without reading.
-            store.outbox.enqueue(&[], durable)?;
+            store.effects().commit(Some(durable))?;
             return Ok(0);
         }
         let events = store.log.read_after(cursor, durable, READ_BATCH, None)?;
@@ -195,8 +209,8 @@ impl Follower {
             .find(|source| source.name == kairos_core::audience::AUDIENCE_SOURCE)
             .map(|source| source.id);
         let now = self.now();
-        let mut messages: Vec<Message> = Vec::new();
-        let mut changes = Vec::new();
+        // Every write of the step, stored with the cursor in one batch.
+        let mut effects = store.effects();
         for stored in &events {
             let event = stored.decode()?;
             let Some(fact) = EventFact::of(&event) else {
@@ -204,24 +218,22 @@ impl Follower {
             };
             let announcement = announcer.as_deref() == Some(event.source_id.as_str());
             if announcement {
-                changes.extend(crate::audience_sync::changes_of(
-                    &syncs,
-                    stored.seq,
-                    &fact,
-                    &event,
-                    &self.rules,
-                ));
+                for (sync, change) in
+                    crate::audience_sync::changes_of(&syncs, stored.seq, &fact, &event, &self.rules)
+                {
+                    effects.sync_change(sync, change);
+                }
             } else {
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
                 let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
-                self.resume_waiting(&subject, &fact.name, &journeys, now, &mut messages)
+                self.resume_waiting(&subject, &fact.name, &journeys, now, &mut effects)
                     .await?;
             }
             for journey in &journeys {
                 if let Matcher::NotFollowed { .. } = journey.matcher {
                     if !announcement {
-                        self.track_wait(journey, stored.seq, &fact, &event)?;
+                        self.track_wait(journey, stored.seq, &fact, &event, &mut effects)?;
                     }
                     continue;
                 }
@@ -240,25 +252,25 @@ impl Follower {
                         None => continue,
                     }
                 }
-                self.enter(journey, &subject, stored.seq, summary, now, &mut messages)
+                self.enter(journey, &subject, stored.seq, summary, now, &mut effects)
                     .await?;
             }
         }
-        store
-            .outbox
-            .enqueue_with_changes(&messages, &changes, next_cursor)?;
-        Ok(messages.len())
+        let decided = effects.messages().len();
+        effects.commit(Some(next_cursor))?;
+        Ok(decided)
     }
 
     /// `A not followed by B`: an A starts (or restarts) the wait for its
-    /// key, a B with the same key inside the window cancels it. Applying an
-    /// event twice (after a crash) sets or cancels the same wait.
+    /// key, a B with the same key inside the window cancels it (in the
+    /// step's `effects`, committed with the cursor).
     fn track_wait(
         &self,
         journey: &CompiledJourney,
         seq: u64,
         fact: &EventFact,
         event: &kairos_core::Event,
+        effects: &mut Effects<'_>,
     ) -> Result<(), StoreError> {
         let Matcher::NotFollowed {
             first,
@@ -279,19 +291,18 @@ impl Follower {
             },
             None => identifier.clone(),
         };
-        let outbox = &self.store.outbox;
         if fact.name == *then
-            && let Some(wait) = outbox.wait(&journey.id, &key_value)?
+            && let Some(wait) = effects.wait(&journey.id, &key_value)?
             && fact.at > wait.started_at
             && fact.at <= wait.deadline
         {
-            outbox.cancel_wait(&wait)?;
+            effects.cancel_wait(&wait);
         }
         if seq > journey.starts_after_seq
             && matches_event(first, fact)
             && acts_on(journey, fact, event, false)
         {
-            outbox.set_wait(&Wait {
+            effects.set_wait(&Wait {
                 journey: journey.id.clone(),
                 key: key_value,
                 deadline: fact.at + *within,
@@ -299,15 +310,15 @@ impl Follower {
                 started_at: fact.at,
                 identifier,
                 event: event_summary(fact, event),
-            })?;
+            });
         }
         Ok(())
     }
 
     /// Fires every wait whose deadline has passed on the engine's clock:
     /// its messages are decided (policy included) and stored, the wait
-    /// removed, in one batch. Returns how many waits fired and messages
-    /// were decided.
+    /// removed, with the rest of what its journey did, in one batch.
+    /// Returns how many waits fired and messages were decided.
     async fn fire_due_waits(&self) -> Result<usize, DeliverError> {
         let now = self.now();
         let due = self.store.outbox.due_waits(now, WAITS_FIRED_MAX)?;
@@ -315,8 +326,9 @@ impl Follower {
             return Ok(0);
         }
         let journeys = active_journeys(&self.store);
-        let mut messages: Vec<Message> = Vec::new();
+        let mut effects = self.store.effects();
         for wait in &due {
+            effects.cancel_wait(wait);
             let Some(journey) = journeys.iter().find(|journey| journey.id == wait.journey) else {
                 continue; // the journey was deleted: the wait just ends
             };
@@ -327,12 +339,13 @@ impl Follower {
                 wait.event_seq,
                 wait.event.clone(),
                 now,
-                &mut messages,
+                &mut effects,
             )
             .await?;
         }
-        self.store.outbox.fire_waits(&due, &messages)?;
-        Ok(due.len() + messages.len())
+        let decided = effects.messages().len();
+        effects.commit(None)?;
+        Ok(due.len() + decided)
     }
 }
 

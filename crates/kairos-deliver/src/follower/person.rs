@@ -95,15 +95,17 @@ impl Follower {
         Ok(crate::policy::next_local(now, time, &zone))
     }
 
-    /// Why mail to this address must not go (it is on a suppression list).
-    /// Lists that cannot be read are an error (the step is retried), not
-    /// a reason to block the message for good.
-    pub(super) fn suppressed_address(&self, address: &str) -> Result<Option<String>, DeliverError> {
+    /// Why mail to this address must not go (it is on a suppression list,
+    /// or joined one earlier in this step). Lists that cannot be read are
+    /// an error (the step is retried), not a reason to block the message
+    /// for good.
+    pub(super) fn suppressed_address(
+        &self,
+        address: &str,
+        effects: &Effects<'_>,
+    ) -> Result<Option<String>, DeliverError> {
         let identifier = format!("email:{}", address.trim().to_lowercase());
-        let found = self
-            .store
-            .lists
-            .find(&self.policy.suppression_lists, &[identifier])?;
+        let found = effects.find_in_lists(&self.policy.suppression_lists, &[identifier])?;
         Ok(found
             .map(|(list, identifier)| format!("suppressed: {identifier} is on the list {list:?}")))
     }
@@ -119,10 +121,10 @@ impl Follower {
         &self,
         message: &mut Message,
         subject: &kairos_core::identity::Identifier,
-        decided: &[Message],
+        effects: &Effects<'_>,
         now: Timestamp,
     ) -> Result<(), DeliverError> {
-        let person = self.person(subject, decided).await?;
+        let person = self.person(subject, effects).await?;
         match self
             .policy
             .judge(message.purpose.as_deref(), &message.channel, &person, now)
@@ -143,11 +145,11 @@ impl Follower {
 
     /// The person as the policy sees them: consent and time zone from the
     /// profile now, and their sends with a purpose (stored, and decided in
-    /// this step).
+    /// this step), suppression lists as this step left them.
     pub(super) async fn person(
         &self,
         subject: &kairos_core::identity::Identifier,
-        decided: &[Message],
+        effects: &Effects<'_>,
     ) -> Result<Person, DeliverError> {
         let view = self.profile(subject).await?;
         let identities = identifiers_in(view.as_ref(), subject);
@@ -163,15 +165,13 @@ impl Follower {
             .map(|message| (message.created_at, message.channel))
             .collect();
         recent.extend(
-            decided
+            effects
+                .messages()
                 .iter()
                 .filter(|message| counted(message) && identities.contains(&message.identifier))
                 .map(|message| (message.created_at, message.channel.clone())),
         );
-        let suppressed = self
-            .store
-            .lists
-            .find(&self.policy.suppression_lists, &identities)?;
+        let suppressed = effects.find_in_lists(&self.policy.suppression_lists, &identities)?;
         Ok(Person {
             suppressed,
             consent: view

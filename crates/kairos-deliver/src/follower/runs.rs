@@ -14,12 +14,11 @@ impl Follower {
         event_seq: u64,
         event: Value,
         now: Timestamp,
-        messages: &mut Vec<Message>,
+        effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
-        let outbox = &self.store.outbox;
         if journey.entry.rule != EntryRule::EveryTime {
-            let entries = outbox.entries(&journey.id, &identifier)?;
+            let entries = effects.entries(&journey.id, &identifier)?;
             let allowed = match (&journey.entry.rule, entries) {
                 (_, None) => true,
                 (EntryRule::Once, Some(_)) => false,
@@ -29,15 +28,15 @@ impl Follower {
             if !allowed {
                 return Ok(());
             }
-            outbox.record_entry(&journey.id, &identifier, now)?;
+            effects.record_entry(&journey.id, &identifier, now)?;
         }
         if let Some(cap) = self.policy.max_concurrent_journeys
-            && outbox.runs_of(&identifier)?.len() >= cap as usize
+            && effects.runs_of(&identifier)?.len() >= cap as usize
         {
             tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
             return Ok(());
         }
-        outbox.add_to_count(&journey.id, "entered", 1)?;
+        effects.count(&journey.id, "entered", 1);
         self.metrics
             .journey_entries
             .get_or_create(&vec![("journey", journey.name.clone())])
@@ -52,23 +51,24 @@ impl Follower {
             started_at: now,
             event,
         };
-        self.execute(journey, run, subject, now, messages).await
+        self.execute(journey, run, subject, now, effects).await
     }
 
     /// Runs the journey's steps from the run's place until a wait (the run
-    /// is stored) or the end (the run ends).
+    /// is saved) or the end (the run ends), in the step's `effects`.
     pub(super) async fn execute(
         &self,
         journey: &CompiledJourney,
         mut run: Run,
         subject: &Identifier,
         now: Timestamp,
-        messages: &mut Vec<Message>,
+        effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         loop {
             let Some(instruction) = journey.program.get(run.pc) else {
-                self.store.outbox.add_to_count(&journey.id, "exited", 1)?;
-                return Ok(self.store.outbox.remove_run(&run)?);
+                effects.count(&journey.id, "exited", 1);
+                effects.remove_run(&run);
+                return Ok(());
             };
             match instruction {
                 Instruction::Send(send) => {
@@ -83,10 +83,11 @@ impl Follower {
                         now,
                     );
                     if send.purpose.is_some() || !self.policy.suppression_lists.is_empty() {
-                        self.apply_policy(&mut message, subject, messages, now)
+                        self.apply_policy(&mut message, subject, effects, now)
                             .await?;
                     }
-                    self.render_content(&mut message, send, subject).await?;
+                    self.render_content(&mut message, send, subject, effects)
+                        .await?;
                     let status = match message.status {
                         MessageStatus::Blocked => "blocked",
                         _ => "pending",
@@ -98,19 +99,21 @@ impl Follower {
                             ("status", status.to_string()),
                         ])
                         .inc();
-                    messages.push(message);
+                    effects.send(message);
                     run.pc += 1;
                 }
                 Instruction::Wait(span) => {
                     run.pc += 1;
                     run.resume_at = now + *span;
-                    return Ok(self.store.outbox.save_run(&run)?);
+                    effects.save_run(&run);
+                    return Ok(());
                 }
                 Instruction::WaitFor { event, timeout } => {
                     run.pc += 1;
                     run.waiting_for = Some(event.clone());
                     run.resume_at = now + *timeout;
-                    return Ok(self.store.outbox.save_run(&run)?);
+                    effects.save_run(&run);
+                    return Ok(());
                 }
                 Instruction::Branch {
                     condition,
@@ -125,12 +128,13 @@ impl Follower {
                 Instruction::WaitUntil(time) => {
                     run.pc += 1;
                     run.resume_at = self.next_local_time(*time, subject, now).await?;
-                    return Ok(self.store.outbox.save_run(&run)?);
+                    effects.save_run(&run);
+                    return Ok(());
                 }
                 Instruction::AddToList(list) => {
                     let identifiers = self.identifiers(subject).await?;
                     let reason = format!("journey {}", journey.name);
-                    self.store.lists.add(list, &identifiers, &reason, now)?;
+                    effects.add_to_list(list, &identifiers, &reason, now);
                     run.pc += 1;
                 }
                 Instruction::Jump(target) => run.pc = *target,
@@ -150,23 +154,21 @@ impl Follower {
         name: &str,
         journeys: &[CompiledJourney],
         now: Timestamp,
-        messages: &mut Vec<Message>,
+        effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
-        for mut run in self.store.outbox.runs_of(&identifier)? {
+        for mut run in effects.runs_of(&identifier)? {
             let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
-                self.store.outbox.remove_run(&run)?;
+                effects.remove_run(&run);
                 continue;
             };
             if journey.goal.as_deref() == Some(name) {
-                self.store.outbox.remove_run(&run)?; // the goal is met: they leave
-                self.store
-                    .outbox
-                    .add_to_count(&journey.id, "goal_reached", 1)?;
+                effects.remove_run(&run); // the goal is met: they leave
+                effects.count(&journey.id, "goal_reached", 1);
             } else if run.waiting_for.as_deref() == Some(name) {
-                self.store.outbox.remove_run(&run)?;
+                effects.remove_run(&run);
                 run.waiting_for = None;
-                self.execute(journey, run, subject, now, messages).await?;
+                self.execute(journey, run, subject, now, effects).await?;
             }
         }
         Ok(())
@@ -182,19 +184,20 @@ impl Follower {
         }
         let resumed = due.len();
         let journeys = active_journeys(&self.store);
-        let mut messages = Vec::new();
+        let mut effects = self.store.effects();
         for mut run in due {
-            self.store.outbox.remove_run(&run)?;
+            effects.remove_run(&run);
             let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
                 continue;
             };
             let subject = person(&run.identifier);
             run.waiting_for = None;
-            self.execute(journey, run, &subject, now, &mut messages)
+            self.execute(journey, run, &subject, now, &mut effects)
                 .await?;
         }
-        self.store.outbox.fire_waits(&[], &messages)?;
-        Ok(resumed + messages.len())
+        let decided = effects.messages().len();
+        effects.commit(None)?;
+        Ok(resumed + decided)
     }
 
     /// A `set_trait` step: an identify event of the `kairos-journeys`
@@ -233,6 +236,7 @@ impl Follower {
         message: &mut Message,
         send: &SendStep,
         subject: &kairos_core::identity::Identifier,
+        effects: &Effects<'_>,
     ) -> Result<(), DeliverError> {
         if (send.template.is_none() && send.message.is_none())
             || message.status == MessageStatus::Blocked
@@ -260,7 +264,7 @@ impl Follower {
                     None => {
                         Err("no email address: the profile has no email trait or identity".into())
                     }
-                    Some(recipient) => match self.suppressed_address(&recipient)? {
+                    Some(recipient) => match self.suppressed_address(&recipient, effects)? {
                         Some(reason) => Err(reason),
                         None => crate::email::render(template, &recipient, &context)
                             .map(|email| serde_json::to_value(email).unwrap_or_default()),

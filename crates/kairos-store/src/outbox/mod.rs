@@ -4,13 +4,16 @@
 //! to deliver (`outbox` keyspace), and the log position up to which
 //! journeys have been applied (`meta`, `deliver/cursor`).
 //!
-//! Messages are enqueued together with the cursor in one atomic, fsynced
-//! batch: after a crash the follower resumes at the cursor, so a message is
-//! decided exactly once; delivery is at least once under the same id.
+//! Messages are enqueued together with the cursor — and with every other
+//! write of the step that decided them ([`Effects`]) — in one atomic,
+//! fsynced batch: after a crash the follower resumes at the cursor, so a
+//! message is decided exactly once; delivery is at least once under the
+//! same id.
 //!
 //! Here: records, destinations, journeys, syncs, messages and queues;
-//! [`waits`]: journeys' per-person state (waits, runs, entry counts) and
-//! the pseudonymous keys naming a person; [`erasure`]: forgetting a person.
+//! [`waits`]: reading journeys' per-person state (waits, runs, entry
+//! counts) and the pseudonymous keys naming a person; [`effects`]: a
+//! step's writes, committed in one batch; [`erasure`]: forgetting a person.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,8 +32,11 @@ use serde_json::Value;
 use crate::pseudonym::Pseudonyms;
 use crate::{StoreError, random_token};
 
+mod effects;
 mod erasure;
 mod waits;
+
+pub use effects::Effects;
 
 const DESTINATION_PREFIX: &str = "destination/";
 const JOURNEY_PREFIX: &str = "journey/";
@@ -490,40 +496,6 @@ impl Outbox {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Stores new messages and moves the cursor to `cursor`, atomically and
-    /// durably.
-    pub fn enqueue(&self, messages: &[Message], cursor: u64) -> Result<(), StoreError> {
-        self.enqueue_with_changes(messages, &[], cursor)
-    }
-
-    /// [`Outbox::enqueue`], with membership changes for audience syncs
-    /// (`(sync id, change)`) in the same batch.
-    pub fn enqueue_with_changes(
-        &self,
-        messages: &[Message],
-        changes: &[(String, SyncChange)],
-        cursor: u64,
-    ) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        for (sync, change) in changes {
-            if self.is_erased(&change.identifier) {
-                continue;
-            }
-            batch.insert(
-                &self.waits,
-                sync_change_key(sync, change.seq),
-                serde_json::to_vec(change).expect("a change serializes"),
-            );
-        }
-        for message in messages {
-            self.write_new_message(&mut batch, message);
-        }
-        batch.insert(&self.meta, CURSOR_KEY, cursor.to_be_bytes());
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncData)?;
-        Ok(())
-    }
-
     /// Records a message's new state; it leaves its queue once delivered
     /// or dead. Not fsynced: a crash can at worst repeat an attempt (under
     /// the same id).
@@ -612,20 +584,6 @@ impl Outbox {
         found.dedup_by(|a, b| a.id == b.id);
         found.truncate(limit);
         Ok(found)
-    }
-
-    /// Adds to a journey's counter. Not in the batch that decides (a crash
-    /// just before it may count an entry twice when the event is followed
-    /// again): counts are for watching, not for billing.
-    pub fn add_to_count(&self, journey: &str, counter: &str, by: u64) -> Result<(), StoreError> {
-        let key = format!("{COUNT_PREFIX}{journey}\0{counter}");
-        let now = match self.meta.get(&key)? {
-            Some(bytes) => decode::<u64>(&bytes)?,
-            None => 0,
-        };
-        self.meta
-            .insert(key, serde_json::to_vec(&(now + by)).expect("a number"))?;
-        Ok(())
     }
 
     /// A journey's counters by name.

@@ -1,45 +1,19 @@
 //! Journeys' durable per-person state in the `waits` keyspace: `not
 //! followed by` waits, waiting runs, entry counts — and the keys naming a
-//! person, by pseudonym only (an erasure's tombstones name nobody).
+//! person, by pseudonym only (an erasure's tombstones name nobody). They
+//! are written only through a step's [`super::Effects`].
 
-use fjall::PersistMode;
 use jiff::Timestamp;
 
-use super::{Entries, Message, Outbox, Run, Wait, decode};
+use super::{Entries, Outbox, Run, Wait, decode};
 use crate::StoreError;
 
 impl Outbox {
-    /// Starts (or restarts, with a new deadline) a wait. Applying the same
-    /// event again sets the same wait: safe to repeat after a crash.
-    pub fn set_wait(&self, wait: &Wait) -> Result<(), StoreError> {
-        if self.is_erased(&wait.identifier) {
-            return Ok(());
-        }
-        let mut batch = self.db.batch();
-        if let Some(old) = self.wait(&wait.journey, &wait.key)? {
-            batch.remove(&self.waits, self.deadline_key(&old));
-        }
-        let bytes = serde_json::to_vec(wait).expect("a wait serializes");
-        batch.insert(&self.waits, self.wait_key(&wait.journey, &wait.key), bytes);
-        batch.insert(&self.waits, self.deadline_key(wait), b"");
-        batch.commit()?;
-        Ok(())
-    }
-
     pub fn wait(&self, journey: &str, key: &str) -> Result<Option<Wait>, StoreError> {
         match self.waits.get(self.wait_key(journey, key))? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
-    }
-
-    /// Cancels a wait (the expected event came); repeating it is harmless.
-    pub fn cancel_wait(&self, wait: &Wait) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
-        batch.remove(&self.waits, self.deadline_key(wait));
-        batch.commit()?;
-        Ok(())
     }
 
     /// Waits whose deadline is at or before `now`, earliest first.
@@ -57,52 +31,6 @@ impl Outbox {
             }
         }
         Ok(found)
-    }
-
-    /// Fires waits: their messages are stored and the waits removed in one
-    /// atomic, durable batch (a wait fires exactly once).
-    pub fn fire_waits(&self, waits: &[Wait], messages: &[Message]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        for wait in waits {
-            batch.remove(&self.waits, self.wait_key(&wait.journey, &wait.key));
-            batch.remove(&self.waits, self.deadline_key(wait));
-        }
-        for message in messages {
-            self.write_new_message(&mut batch, message);
-        }
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncData)?;
-        Ok(())
-    }
-
-    /// Stores a waiting run (replacing its previous state).
-    pub fn save_run(&self, run: &Run) -> Result<(), StoreError> {
-        if self.is_erased(&run.identifier) {
-            return Ok(());
-        }
-        let mut batch = self.db.batch();
-        let key = self.run_key(run);
-        if let Some(bytes) = self.waits.get(&key)? {
-            let old: Run = decode(&bytes)?;
-            batch.remove(&self.waits, self.run_timer_key(&old));
-        }
-        batch.insert(
-            &self.waits,
-            &key,
-            serde_json::to_vec(run).expect("a run serializes"),
-        );
-        batch.insert(&self.waits, self.run_timer_key(run), key.clone());
-        batch.commit()?;
-        Ok(())
-    }
-
-    /// Ends a run (finished, or its goal was met).
-    pub fn remove_run(&self, run: &Run) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.remove(&self.waits, self.run_key(run));
-        batch.remove(&self.waits, self.run_timer_key(run));
-        batch.commit()?;
-        Ok(())
     }
 
     /// The waiting runs of a person.
@@ -134,29 +62,6 @@ impl Outbox {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
-    }
-
-    pub fn record_entry(
-        &self,
-        journey: &str,
-        identifier: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let count = self
-            .entries(journey, identifier)?
-            .map_or(0, |entries| entries.count);
-        if self.is_erased(identifier) {
-            return Ok(());
-        }
-        let entries = Entries {
-            count: count + 1,
-            last: now,
-        };
-        self.waits.insert(
-            self.entries_key(journey, identifier),
-            serde_json::to_vec(&entries).expect("entries serialize"),
-        )?;
-        Ok(())
     }
 }
 
@@ -191,7 +96,7 @@ impl Outbox {
         key
     }
 
-    fn entries_key(&self, journey: &str, identifier: &str) -> String {
+    pub(super) fn entries_key(&self, journey: &str, identifier: &str) -> String {
         format!("e/{journey}\0{}", self.pseudonyms.of(identifier))
     }
 }
