@@ -44,7 +44,10 @@ pub(crate) struct Header {
     program: u64,
     /// Identifiers suppressed when it was taken.
     suppressed: u64,
-    /// Models served when it was taken.
+    /// The models every profile was scored with (see
+    /// [`Restored::scored_under`]): models served later score a person
+    /// only at their next event, so a restore re-scores unless these are
+    /// the models served at the start.
     models: Vec<(String, u32)>,
     pub(crate) taken_at: Timestamp,
 }
@@ -87,13 +90,15 @@ pub(crate) fn encode<T: Serialize>(part: &T) -> Vec<u8> {
     rmp_serde::to_vec(part).expect("engine state encodes")
 }
 
-/// The header of a checkpoint taken now, at `seq`.
+/// The header of a checkpoint taken now, at `seq`, of profiles all scored
+/// with `scored_under`.
 pub(crate) fn header(
     store: &Store,
     settings: &EngineSettings,
     program: &Program,
     seq: u64,
     now: Timestamp,
+    scored_under: Vec<(String, u32)>,
 ) -> Header {
     Header {
         format: FORMAT,
@@ -101,7 +106,7 @@ pub(crate) fn header(
         settings: settings_fingerprint(settings),
         program: program.fingerprint(),
         suppressed: store.privacy.suppressed_count() as u64,
-        models: served_models(settings),
+        models: scored_under,
         taken_at: now,
     }
 }
@@ -135,6 +140,7 @@ pub(crate) fn load(
         program,
         router.header.seq,
         router.header.taken_at,
+        served_models(settings),
     );
     if let Some(reason) = mismatch(&router.header, &expected, parts.len(), settings) {
         tracing::info!(reason, "checkpoint not used; replaying the whole log");
@@ -201,7 +207,8 @@ fn decode_shards(parts: Vec<Vec<u8>>) -> Option<Vec<ShardPart>> {
         .ok()
 }
 
-fn served_models(settings: &EngineSettings) -> Vec<(String, u32)> {
+/// The models served now, by name and version.
+pub(crate) fn served_models(settings: &EngineSettings) -> Vec<(String, u32)> {
     settings
         .models
         .read()

@@ -182,6 +182,7 @@ impl Engine {
             program: program.clone(),
             announcer: Some(announcer.clone()),
             checkpointed_seq: restored_seq,
+            scored_under: checkpoint::served_models(&settings),
             checkpoint_running: Default::default(),
         };
         let worker_store = store.clone();

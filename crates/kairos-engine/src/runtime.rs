@@ -159,6 +159,11 @@ pub(crate) struct Routing {
     pub(crate) announcer: Option<crate::announcer::Announcer>,
     /// The position of the last checkpoint taken (or restored).
     pub(crate) checkpointed_seq: u64,
+    /// The models every profile was scored with: those served at start
+    /// (a replay, or a restore re-scores with them). Models served later
+    /// score a person at their next event only, so a checkpoint records
+    /// these and a restore re-scores unless they are served.
+    pub(crate) scored_under: Vec<(String, u32)>,
     /// Set while a periodic checkpoint is being written: one at a time.
     pub(crate) checkpoint_running: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -248,7 +253,14 @@ impl Routing {
         }
         self.flush();
         let now = self.settings.clock.now();
-        let header = crate::checkpoint::header(store, &self.settings, &self.program, seq, now);
+        let header = crate::checkpoint::header(
+            store,
+            &self.settings,
+            &self.program,
+            seq,
+            now,
+            self.scored_under.clone(),
+        );
         let router_part = self
             .router
             .read()
