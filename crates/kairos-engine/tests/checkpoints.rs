@@ -4,25 +4,16 @@
 //! identify / alias / track events (merges across four shards, windowed
 //! audiences and computed traits) with a checkpoint taken mid-stream.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::Random;
 use kairos_core::clock::{Clock, ManualClock};
 use kairos_core::identity::Identifier;
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_engine::{Engine, EngineSettings};
 use kairos_store::{DefinitionKind, Store, StoreOptions};
 use serde_json::{Value, json};
-
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 const USERS: [&str; 5] = ["u1", "u2", "u3", "u4", "u5"];
 const DEVICES: [&str; 10] = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"];
@@ -96,26 +87,8 @@ fn define(store: &Store) {
 }
 
 async fn append(store: &Store, events: &[Value]) {
-    let limits = IngestLimits::default();
-    let arrival = Arrival {
-        source_id: "src_test",
-        received_at: jiff::Timestamp::from_second(1_714_600_000).unwrap(),
-        batch_sent_at: None,
-        path_type: None,
-        limits: &limits,
-        plan: None,
-    };
-    let rules = kairos_core::identity::IdentityRules::default();
-    let records = events
-        .iter()
-        .map(|event| {
-            let raw = serde_json::value::RawValue::from_string(event.to_string()).unwrap();
-            store
-                .prepare(&normalize_event(&raw, &arrival).unwrap(), &rules)
-                .unwrap()
-        })
-        .collect();
-    store.writer.append(records, vec![], vec![]).await.unwrap();
+    let received_at = jiff::Timestamp::from_second(1_714_600_000).unwrap();
+    common::append_at(store, &Default::default(), events, received_at).await;
 }
 
 /// Every person's profile as the API answers it, by identifier.

@@ -4,25 +4,16 @@
 //! limit breaks and blocked values, live while events are in flight, and
 //! again after a restart that replays the log.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use common::Random;
 use kairos_core::identity::Identifier;
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_engine::{Engine, EngineSettings, EngineState};
 use kairos_store::{Store, StoreOptions};
 use serde_json::{Value, json};
-
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn pick(random: &mut Random, values: &[&str]) -> String {
     values[random.below(values.len() as u64) as usize].to_string()
@@ -102,25 +93,7 @@ fn summary(view: Option<kairos_engine::ProfileView>) -> Option<String> {
 }
 
 async fn append(store: &Store, rules: &kairos_core::identity::IdentityRules, events: &[Value]) {
-    let limits = IngestLimits::default();
-    let arrival = Arrival {
-        source_id: "src_test",
-        received_at: jiff::Timestamp::now(),
-        batch_sent_at: None,
-        path_type: None,
-        limits: &limits,
-        plan: None,
-    };
-    let records = events
-        .iter()
-        .map(|event| {
-            let raw = serde_json::value::RawValue::from_string(event.to_string()).unwrap();
-            store
-                .prepare(&normalize_event(&raw, &arrival).unwrap(), rules)
-                .unwrap()
-        })
-        .collect();
-    store.writer.append(records, vec![], vec![]).await.unwrap();
+    common::append_at(store, rules, events, jiff::Timestamp::now()).await;
 }
 
 fn model(store: &Store, settings: &EngineSettings) -> EngineState {

@@ -2,10 +2,11 @@
 //! what the shards announced before the stop is in the log after it, reads
 //! answer "stopped", and a second stop does nothing.
 
+mod common;
+
 use std::sync::Arc;
 
 use kairos_core::identity::Identifier;
-use kairos_core::normalize::{Arrival, IngestLimits, normalize_event};
 use kairos_engine::{Engine, EngineSettings};
 use kairos_store::{DefinitionKind, Store, StoreOptions};
 use serde_json::json;
@@ -13,26 +14,13 @@ use serde_json::json;
 const PEOPLE: usize = 50;
 
 async fn sign_up(store: &Store, rules: &kairos_core::identity::IdentityRules) {
-    let limits = IngestLimits::default();
-    let arrival = Arrival {
-        source_id: "src_test",
-        received_at: jiff::Timestamp::now(),
-        batch_sent_at: None,
-        path_type: None,
-        limits: &limits,
-        plan: None,
-    };
-    let records = (0..PEOPLE)
+    let events: Vec<_> = (0..PEOPLE)
         .map(|n| {
-            let event = json!({"type": "track", "event": "Signed Up", "userId": format!("u{n}"),
-                               "messageId": format!("m{n}")});
-            let raw = serde_json::value::RawValue::from_string(event.to_string()).unwrap();
-            store
-                .prepare(&normalize_event(&raw, &arrival).unwrap(), rules)
-                .unwrap()
+            json!({"type": "track", "event": "Signed Up", "userId": format!("u{n}"),
+                        "messageId": format!("m{n}")})
         })
         .collect();
-    store.writer.append(records, vec![], vec![]).await.unwrap();
+    common::append_at(store, rules, &events, jiff::Timestamp::now()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
