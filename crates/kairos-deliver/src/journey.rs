@@ -221,6 +221,26 @@ pub struct CompiledJourney {
 }
 
 impl CompiledJourney {
+    /// The event names this journey acts on: its trigger, the events its
+    /// runs wait for and its goal (the effects stage is handed only these).
+    pub fn event_names(&self) -> Vec<String> {
+        let mut names = match &self.matcher {
+            Matcher::Event(event, _) => vec![event.name.clone()],
+            Matcher::NotFollowed { first, then, .. } => vec![first.name.clone(), then.clone()],
+            Matcher::Membership { .. } => vec![
+                kairos_core::audience::ANNOUNCED_ENTERED.to_string(),
+                kairos_core::audience::ANNOUNCED_EXITED.to_string(),
+            ],
+        };
+        for instruction in &self.program {
+            if let Instruction::WaitFor { event, .. } = instruction {
+                names.push(event.clone());
+            }
+        }
+        names.extend(self.goal.clone());
+        names
+    }
+
     /// The audiences, computed traits and scores the journey reads: its
     /// trigger's audience and its branches' conditions. Checked when it is
     /// created; what it names cannot be deleted while it exists.

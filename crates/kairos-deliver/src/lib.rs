@@ -1,19 +1,21 @@
 //! Delivery: journeys decide, destinations receive (docs/journeys.md).
 //!
 //! - [`journey`]: journey definitions (a trigger, steps) and matching;
-//! - the **follower** reads every durable event after the outbox's cursor,
-//!   matches it against the journeys and enqueues the messages they send,
-//!   moving the cursor in the same atomic batch (exactly-once decisions);
+//! - the **effects stage** takes the events journeys and syncs act on from
+//!   the engine's shards, each with the profile it made
+//!   ([`kairos_engine::effects_feed`]), in log order; it matches them
+//!   against the journeys and enqueues the messages they send, moving its
+//!   cursor in the same atomic batch (exactly-once decisions);
 //! - a **worker** per destination delivers its queue: Standard Webhooks
 //!   signatures ([`signing`]), the same `webhook-id` on every attempt,
 //!   backoff with jitter, `Retry-After`, 410 disables, a circuit breaker,
 //!   dead letters — each destination isolated from the others.
 //!
-//! The follower runs on a thread of its own and the workers on another
-//! ([`Deliverer::start`]), so the follower's fsynced batches never hold up
-//! a delivery; [`Deliverer::stop`] ends the follower, then the workers.
-//! Their state is in the store ([`kairos_store::outbox`]), so a restart
-//! resumes where they stopped.
+//! The stage runs on a thread of its own and the workers on another
+//! ([`Deliverer::start`]), so the stage's fsynced batches never hold up a
+//! delivery; [`Deliverer::stop`] ends the stage, then the workers. Their
+//! state is in the store ([`kairos_store::outbox`]), so a restart resumes
+//! where they stopped.
 
 pub mod address_policy;
 mod audience_sync;
@@ -32,7 +34,7 @@ pub mod signing;
 pub mod tls;
 pub mod unusual;
 
-mod follower;
+mod effects;
 mod worker;
 
 use std::collections::HashMap;
@@ -43,8 +45,8 @@ use kairos_core::identity::IdentityRules;
 use kairos_store::Store;
 use tokio::sync::{Notify, watch};
 
+pub use effects::{active_journeys, effects_interest, sync_event_names};
 pub use error::DeliverError;
-pub use follower::active_journeys;
 pub use worker::backoff;
 
 /// How deliveries are retried.
@@ -93,17 +95,17 @@ pub struct Deliverer {
     wake: Arc<Notify>,
     hub: in_app::InAppHub,
     store: Arc<Store>,
-    /// Wakes the follower at once (the manual clock moved).
-    wake_follower: Arc<Notify>,
-    /// How far the follower has fully handled the log and the clock.
+    /// Wakes the effects stage at once (the manual clock moved).
+    wake_stage: Arc<Notify>,
+    /// How far the effects stage has fully handled the log and the clock.
     handled: watch::Receiver<Handled>,
     /// The threads, until [`Deliverer::stop`] takes them (any handle may).
     threads: Arc<std::sync::Mutex<Option<DeliveryThreads>>>,
 }
 
-/// The follower's thread and the workers' thread, each with its stop.
+/// The effects stage's thread and the workers' thread, each with its stop.
 struct DeliveryThreads {
-    follower: (watch::Sender<bool>, std::thread::JoinHandle<()>),
+    stage: (watch::Sender<bool>, std::thread::JoinHandle<()>),
     workers: (watch::Sender<bool>, std::thread::JoinHandle<()>),
 }
 
@@ -112,8 +114,8 @@ struct DeliveryThreads {
 /// at least once).
 const ATTEMPTS_STOP_MAX: Duration = Duration::from_secs(1);
 
-/// What the follower has fully handled: every event up to `seq` is
-/// followed and every wait and step due at `now` (engine clock) has run,
+/// What the effects stage has fully handled: every event up to `seq` is
+/// decided on and every wait and step due at `now` (engine clock) has run,
 /// its messages decided and stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handled {
@@ -121,38 +123,39 @@ pub struct Handled {
     pub now: jiff::Timestamp,
 }
 
-/// The follower did not reach a position in the time given.
+/// The effects stage did not reach a position in the time given.
 #[derive(Debug)]
 pub struct NotHandledYet {
     pub handled: Handled,
 }
 
 impl Deliverer {
-    /// Starts the follower and the destination workers on a thread of
-    /// their own.
-    /// `engine` answers what the contact policy needs of a person.
+    /// Starts the effects stage, fed by `engine`'s shards through `tap`
+    /// (the other end of [`kairos_engine::EngineSettings::effects`]), and
+    /// the destination workers, each on a thread of its own.
     pub fn start(
         store: Arc<Store>,
         rules: Arc<IdentityRules>,
         settings: DeliverySettings,
-        engine: Option<kairos_engine::Engine>,
+        engine: kairos_engine::Engine,
+        tap: kairos_engine::effects_feed::EffectsTap,
         metrics: metrics::DeliveryMetrics,
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
-        let wake_follower = Arc::new(Notify::new());
+        let wake_stage = Arc::new(Notify::new());
         let hub = in_app::InAppHub::default();
         let (handled_sender, handled) = watch::channel(Handled {
             seq: 0,
             now: jiff::Timestamp::UNIX_EPOCH,
         });
-        let (stop_follower, follower_stopped) = watch::channel(false);
-        let follower_signals = follower::Signals {
+        let (stop_stage, stage_stopped) = watch::channel(false);
+        let signals = effects::Signals {
             wake_workers: wake.clone(),
-            wake_follower: wake_follower.clone(),
+            wake_stage: wake_stage.clone(),
             handled: handled_sender,
-            stop: follower_stopped,
+            stop: stage_stopped,
         };
-        let follower = follower::Follower {
+        let stage = effects::Stage {
             store: store.clone(),
             rules,
             engine,
@@ -160,10 +163,10 @@ impl Deliverer {
             metrics: metrics.clone(),
             clock: settings.clock.clone(),
         };
-        let follower_thread = std::thread::Builder::new()
-            .name("kairos-follower".into())
+        let stage_thread = std::thread::Builder::new()
+            .name("kairos-effects".into())
             .spawn(move || {
-                current_thread_runtime().block_on(follower::run(follower, follower_signals));
+                current_thread_runtime().block_on(effects::run(stage, tap, signals));
             })?;
         let (stop_workers, workers_stopped) = watch::channel(false);
         let (worker_store, worker_hub, worker_wake) = (store.clone(), hub.clone(), wake.clone());
@@ -183,21 +186,21 @@ impl Deliverer {
                 runtime.shutdown_timeout(ATTEMPTS_STOP_MAX);
             })?;
         let threads = DeliveryThreads {
-            follower: (stop_follower, follower_thread),
+            stage: (stop_stage, stage_thread),
             workers: (stop_workers, workers_thread),
         };
         Ok(Deliverer {
             wake,
             hub,
             store,
-            wake_follower,
+            wake_stage,
             handled,
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
         })
     }
 
-    /// Stops the follower (between two steps: its batches are atomic),
-    /// then the workers; blocks, each within
+    /// Stops the effects stage (between two steps: its batches are
+    /// atomic), then the workers; blocks, each within
     /// [`kairos_engine::STAGE_STOP_MAX`]. Returns whether both ended in
     /// time; a second call does nothing.
     pub fn stop(&self) -> bool {
@@ -205,12 +208,12 @@ impl Deliverer {
         let Some(threads) = taken else {
             return true;
         };
-        let (stop, handle) = threads.follower;
+        let (stop, handle) = threads.stage;
         let _ = stop.send(true);
-        let follower = kairos_engine::join_within("follower", handle);
+        let stage = kairos_engine::join_within("effects stage", handle);
         let (stop, handle) = threads.workers;
         let _ = stop.send(true);
-        follower & kairos_engine::join_within("delivery workers", handle)
+        stage & kairos_engine::join_within("delivery workers", handle)
     }
 
     /// The pages connected for in-app messages.
@@ -240,7 +243,7 @@ impl Deliverer {
         self.wake.notify_waiters();
     }
 
-    /// Waits until the follower has followed the log up to `seq` and run
+    /// Waits until the effects stage has decided on the log up to `seq` and run
     /// everything due at `now` on the engine's clock (at most `limit`).
     /// The manual clock answers only then, so a test's next move cannot
     /// overtake waits due at this one.
@@ -250,7 +253,7 @@ impl Deliverer {
         now: jiff::Timestamp,
         limit: Duration,
     ) -> Result<(), NotHandledYet> {
-        self.wake_follower.notify_one();
+        self.wake_stage.notify_one();
         let mut handled = self.handled.clone();
         let reached = tokio::time::timeout(
             limit,

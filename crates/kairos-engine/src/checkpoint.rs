@@ -238,17 +238,33 @@ fn settings_fingerprint(settings: &EngineSettings) -> u64 {
         })
 }
 
-/// Writes a captured checkpoint once the announcements it counts on are
-/// durable; runs off the router thread.
+/// What must be durable before a checkpoint is written.
+pub(crate) struct After {
+    /// Announcements sent up to the checkpoint's position.
+    pub(crate) announced: u64,
+    /// The effects stage's decisions up to the checkpoint's position: a
+    /// restore replays only the log after it, so an input the stage has not
+    /// decided on yet would never be handed to it again.
+    pub(crate) effects_through: Option<(tokio::sync::watch::Receiver<u64>, u64)>,
+}
+
+/// Writes a captured checkpoint once the announcements and decisions it
+/// counts on are durable; runs off the router thread.
 pub(crate) async fn finish(
     store: Arc<Store>,
     announcer: Option<crate::announcer::Announcer>,
-    announced: u64,
+    after: After,
     generation: u64,
     parts: Vec<Vec<u8>>,
 ) -> Result<bool, crate::EngineError> {
     if let Some(announcer) = announcer {
-        announcer.durable_through(announced).await;
+        announcer.durable_through(after.announced).await;
+    }
+    if let Some((mut committed, seq)) = after.effects_through {
+        committed
+            .wait_for(|through| *through >= seq)
+            .await
+            .map_err(|_| crate::EngineError::Stopped)?;
     }
     let bytes: usize = parts.iter().map(Vec::len).sum();
     let started = std::time::Instant::now();

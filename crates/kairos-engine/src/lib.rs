@@ -24,6 +24,7 @@
 
 pub mod announcer;
 mod checkpoint;
+pub mod effects_feed;
 mod preview;
 mod router;
 mod runtime;
@@ -107,6 +108,8 @@ pub struct Engine {
     models: types::ModelHandle,
     /// The log position of the checkpoint this start restored, if any.
     restored_from: Option<u64>,
+    /// The feed to the effects stage, if one is connected.
+    effects: Option<effects_feed::EffectsLink>,
     /// The threads, until [`Engine::stop`] takes them (any handle may).
     threads: Arc<std::sync::Mutex<Option<threads::EngineThreads>>>,
 }
@@ -123,6 +126,10 @@ pub enum EngineError {
     /// Its command queue is full; the same request later will be taken.
     #[error("the engine is busy (its command queue is full); retry shortly")]
     Overloaded,
+    /// The person is between two shards (a merge in flight) for a read that
+    /// does not wait; the same read shortly will find them.
+    #[error("the profile is being merged; retry shortly")]
+    Settling,
     /// Reading the log failed (previews read the whole log).
     #[error(transparent)]
     Store(#[from] kairos_store::StoreError),
@@ -133,7 +140,7 @@ impl EngineError {
         use kairos_core::error::ErrorKind;
         match self {
             EngineError::Stopped => ErrorKind::Stopped,
-            EngineError::Overloaded => ErrorKind::Overloaded,
+            EngineError::Overloaded | EngineError::Settling => ErrorKind::Overloaded,
             EngineError::Store(error) => error.kind(),
         }
     }
@@ -216,6 +223,7 @@ impl Engine {
             announcer,
             models: settings.models.clone(),
             restored_from: (restored_seq > 0).then_some(restored_seq),
+            effects: settings.effects.clone(),
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
         })
     }
@@ -384,6 +392,63 @@ impl Engine {
             found.extend(read(&state));
         }
         Ok(found)
+    }
+
+    /// Reads the profile of `identifier` as its shard holds it now,
+    /// without waiting for the shard to apply what is durable: the effects
+    /// stage's reads (the shards may be waiting on the stage, so it must
+    /// never wait on them). `None`: nobody is known by it.
+    fn read_profile_now<T>(
+        &self,
+        identifier: &Identifier,
+        read: impl Fn(&ShardState, ProfileId) -> Option<T>,
+    ) -> Result<Option<T>, EngineError> {
+        let profile = {
+            let router = self.router.read().map_err(|_| EngineError::Stopped)?;
+            router.lookup(identifier)
+        };
+        let Some(profile) = profile else {
+            return Ok(None);
+        };
+        let shard = &self.shards[(profile % self.shards.len() as u64) as usize];
+        let state = shard.state.read().map_err(|_| EngineError::Stopped)?;
+        match read(&state, profile) {
+            Some(answer) => Ok(Some(answer)),
+            None => Err(EngineError::Settling),
+        }
+    }
+
+    /// The profile as its shard holds it now (see [`Engine::profile`] for a
+    /// read that reflects every acknowledged event).
+    pub fn profile_now(&self, identifier: &Identifier) -> Result<Option<ProfileView>, EngineError> {
+        self.read_profile_now(identifier, |shard, profile| shard.view(profile))
+    }
+
+    /// The timeline as its shard holds it now.
+    pub fn timeline_now(
+        &self,
+        identifier: &Identifier,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<TimelinePage>, EngineError> {
+        let now = self.clock.now();
+        self.read_profile_now(identifier, |shard, profile| {
+            shard.timeline(profile, before_seq, limit, now)
+        })
+    }
+
+    /// How many profile shards there are (each hands the effects stage its
+    /// own batches).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Adds event names the effects stage acts on; see
+    /// [`effects_feed::EffectsLink::widen`]. Nothing without a stage.
+    pub fn widen_effects_interest(&self, names: impl IntoIterator<Item = String>) {
+        if let Some(link) = &self.effects {
+            link.widen(names);
+        }
     }
 
     pub async fn profile(

@@ -112,22 +112,36 @@ pub(crate) fn start_shards(
         let clock = settings.clock.clone();
         let (applied_sender, applied) = watch::channel(restored_seq);
         let (shard_state, shard_done) = (state.clone(), done.clone());
+        let effects = settings.effects.clone();
         let thread = std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
                 for (batch, upto) in receiver {
                     let now = clock.now();
-                    {
+                    let inputs = {
                         let Ok(mut state) = shard_state.write() else {
                             return;
                         };
+                        state.begin_batch();
                         // Timers due before these events fire first.
                         state.advance(now);
                         for op in batch {
                             state.handle(op, now);
                         }
-                    }
+                        state.take_effect_inputs()
+                    };
                     applied_sender.send_replace(upto);
+                    if let Some(effects) = &effects {
+                        // Every batch, even an empty one, tells the stage
+                        // how far this shard is. Waits while the stage is
+                        // behind (bounded); a stopped stage is not waited on.
+                        let output = crate::effects_feed::ShardOutput {
+                            shard: index,
+                            inputs,
+                            through: upto,
+                        };
+                        let _ = effects.sender.blocking_send(output);
+                    }
                     shard_done.fetch_add(1, std::sync::atomic::Ordering::Release);
                 }
             })?;
@@ -286,11 +300,20 @@ impl Routing {
             "state captured"
         );
         let (store, announcer) = (store.clone(), self.announcer.clone());
+        let effects = self
+            .settings
+            .effects
+            .as_ref()
+            .map(|link| link.committed.clone());
         async move {
             if !complete {
                 return Err(crate::EngineError::Stopped); // a shard stopped
             }
-            crate::checkpoint::finish(store, announcer, announced, generation, parts).await?;
+            let after = crate::checkpoint::After {
+                announced,
+                effects_through: effects.map(|committed| (committed, seq)),
+            };
+            crate::checkpoint::finish(store, announcer, after, generation, parts).await?;
             Ok(seq)
         }
     }

@@ -27,6 +27,7 @@ use kairos_core::audience::eval::{EventFact, PersonFacts};
 use kairos_core::audience::incremental::{AudienceEngine, Change, PersonState, Program};
 
 use crate::announcer::{self, Announcement, Announcer, Cause};
+use crate::effects_feed::{EffectInput, EffectsInterest};
 
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
@@ -109,6 +110,10 @@ pub struct ShardState {
     aged_day: i64,
     /// What the operation being applied is, for its announcements.
     cause: Cause,
+    /// The event names the effects stage acts on, as of this batch.
+    interest: Arc<EffectsInterest>,
+    /// This batch's events for the effects stage, with their person.
+    effect_inputs: Vec<EffectInput>,
 }
 
 impl ShardState {
@@ -121,7 +126,22 @@ impl ShardState {
             baseline: None,
             aged_day: i64::MIN,
             cause: Cause::Time,
+            interest: Arc::default(),
+            effect_inputs: Vec::new(),
         }
+    }
+
+    /// Before a batch: what the effects stage wants handed over now (a new
+    /// journey widens it before the log position it starts after is read).
+    pub(crate) fn begin_batch(&mut self) {
+        if let Some(link) = &self.settings.effects {
+            self.interest = link.interest();
+        }
+    }
+
+    /// The batch's events for the effects stage.
+    pub(crate) fn take_effect_inputs(&mut self) -> Vec<EffectInput> {
+        std::mem::take(&mut self.effect_inputs)
     }
 
     /// A shard holding a checkpoint's part.
@@ -237,6 +257,48 @@ impl ShardState {
         if !announcements.is_empty() {
             announcer.send(announcements);
         }
+    }
+
+    /// The event as the effects stage reads it, if it acts on its name.
+    fn effects_fact(&self, event: &Event, properties: &EventProperties) -> Option<EventFact> {
+        let name = event.event.as_deref()?;
+        if self.settings.effects.is_none() || !self.interest.wants(name) {
+            return None;
+        }
+        Some(EventFact {
+            name: name.to_string(),
+            at: event.timestamp,
+            properties: properties.get().clone(),
+        })
+    }
+
+    /// Queues an event for the effects stage with the profile it just
+    /// made (sent after the batch, see `runtime::start_shards`).
+    fn hand_to_effects(
+        &mut self,
+        profile: ProfileId,
+        event: Arc<Event>,
+        fact: EventFact,
+        announcement: bool,
+    ) {
+        let Some(entry) = self.profiles.get(&profile) else {
+            return;
+        };
+        let rules = &self.settings.rules;
+        let subject = kairos_core::identity::extract::subject_of(
+            &kairos_core::identity::extract::identifiers_of(&event, rules),
+            &event,
+            rules,
+        );
+        let person = Box::new(self.view_of(profile, entry));
+        self.effect_inputs.push(EffectInput {
+            seq: event.seq,
+            event,
+            fact,
+            subject,
+            person,
+            announcement,
+        });
     }
 
     /// Whom an announcement names: the profile's most trusted identifier.
@@ -461,6 +523,11 @@ impl ShardState {
                 identities,
             } => {
                 self.cause = Cause::Event(event.timestamp);
+                // Decoded at most once, by the first of features,
+                // announcements, audiences and the effects stage that reads
+                // them.
+                let properties = EventProperties::of(&event);
+                let for_effects = self.effects_fact(&event, &properties);
                 let entry = self.profiles.entry(profile).or_default();
                 if let Some(identities) = identities {
                     entry.identities = identities;
@@ -478,9 +545,6 @@ impl ShardState {
                     entry.profile.apply(&event, source);
                 }
                 entry.profile.retain(&self.settings.retention, now);
-                // Decoded at most once, by the first of features,
-                // announcements and audiences that reads them.
-                let properties = EventProperties::of(&event);
                 let rescored = !announcement && {
                     entry.features.observe_with(&event, &properties);
                     self.score(profile, now)
@@ -493,6 +557,9 @@ impl ShardState {
                     self.set_audience_facts(profile, now);
                 }
                 self.feed_audiences(profile, &event, properties, now);
+                if let Some(fact) = for_effects {
+                    self.hand_to_effects(profile, event, fact, announcement);
+                }
             }
             ShardOp::Extract { profile, to } => {
                 // Announced memberships stay with a profile: the absorbed

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// A profile as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ProfileView {
     pub id: String,
     pub identities: Vec<Identifier>,
@@ -57,6 +57,10 @@ pub struct EngineSettings {
     /// A checkpoint is taken each time this many events were routed since
     /// the last one (0: only at clean shutdown and erasure).
     pub checkpoint_every_events: u64,
+    /// Where shards hand the events journeys and syncs act on, with their
+    /// person ([`crate::effects_feed`]); `None`: nothing acts on events
+    /// (the in-process model, benchmarks, commands other than `serve`).
+    pub effects: Option<crate::effects_feed::EffectsLink>,
 }
 
 /// Events routed between two checkpoints by default: at ~100k events/s of
@@ -76,6 +80,7 @@ impl Default for EngineSettings {
             shards: 2,
             models: ModelHandle::default(),
             checkpoint_every_events: CHECKPOINT_EVERY_EVENTS,
+            effects: None,
         }
     }
 }

@@ -107,6 +107,10 @@ pub async fn create_sync(
                 ))
             })?,
     };
+    // Widened before the position the sync starts after is read.
+    state
+        .engine
+        .widen_effects_interest(kairos_deliver::sync_event_names());
     let record = state.store.outbox.create_sync(AudienceSyncRecord {
         id: String::new(),
         name: name.to_string(),

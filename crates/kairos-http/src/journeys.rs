@@ -348,6 +348,9 @@ pub async fn create_journey(
             definitions::create(&state, DefinitionKind::Audience, &audience, condition)?;
         definitions::install(&state, program).await?;
     }
+    // The shards hand the effects stage every later event this journey
+    // acts on: widened before the position it starts after is read.
+    state.engine.widen_effects_interest(compiled.event_names());
     // After the owned audience's first announcements: they do not count.
     let starts_after_seq = state.store.writer.committed_seq();
     let record = state.store.outbox.create_journey(

@@ -426,6 +426,8 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
             .profiles
             .checkpoint_every_events
             .unwrap_or(kairos_engine::CHECKPOINT_EVERY_EVENTS),
+        // Connected by `serve`, with the journeys stored then.
+        effects: None,
     };
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());

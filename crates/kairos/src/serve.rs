@@ -27,7 +27,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// The owner of every long-lived thread `kairos serve` starts besides
 /// HTTP's: stops them in order when stopped or dropped (an error on the
 /// way out stops them too). HTTP stops first (in `serve`): no request
-/// can reach a stopped part. Then the journeys follower (it reads the
+/// can reach a stopped part. Then the effects stage (it reads the
 /// engine), the delivery workers, the engine (router, shards, announcer:
 /// what it announced is appended first), and last the store makes every
 /// write durable. docs/architecture.md, "Threads and their owners".
@@ -165,7 +165,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Ok(mut slot) = config.engine.models.write() {
         *slot = Arc::new(served);
     }
-    let engine = kairos_engine::Engine::start(store.clone(), config.engine.clone())?;
+    // The effects stage acts on what the stored journeys and syncs name;
+    // the shards hand those events over with their person.
+    let (effects_link, effects_tap) =
+        kairos_engine::effects_feed::channel(kairos_deliver::effects_interest(&store));
+    let mut engine_settings = config.engine.clone();
+    engine_settings.effects = Some(effects_link);
+    let engine = kairos_engine::Engine::start(store.clone(), engine_settings)?;
     let mut running = Running {
         store: store.clone(),
         engine: Some(engine.clone()),
@@ -177,7 +183,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store.clone(),
         Arc::new(config.engine.rules.clone()),
         config.delivery.clone(),
-        Some(engine.clone()),
+        engine.clone(),
+        effects_tap,
         metrics.delivery.clone(),
     )?;
     running.deliverer = Some(deliverer.clone());

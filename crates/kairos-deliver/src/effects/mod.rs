@@ -1,14 +1,18 @@
-//! The follower: reads the log after the outbox's cursor, matches every
-//! durable event against the journeys and enqueues the messages they send,
-//! moving the cursor in the same atomic batch — so after a crash nothing is
-//! decided twice and nothing is skipped. Each send passes the contact
-//! policy ([`crate::policy`]) first: blocked sends are recorded with their
-//! reason, deferred ones wait.
+//! The effects stage: the shards hand it every event a journey or an
+//! audience sync acts on, with the person as the event left them
+//! ([`kairos_engine::effects_feed`]), in log order; it matches the journeys,
+//! runs their steps and enqueues the messages they send, moving its cursor
+//! in the same atomic batch — so after a crash nothing is decided twice and
+//! nothing is skipped (the shards' replay hands over again what is after
+//! the cursor). Each send passes the contact policy ([`crate::policy`])
+//! first: blocked sends are recorded with their reason, deferred ones wait.
+//! Waits and timed steps fire on the engine's clock once the stage has
+//! passed everything durable.
 //!
-//! Here: the loop and reading the log (triggers, `not followed by` waits);
-//! [`runs`]: entering journeys and executing their steps; [`person`]: what
-//! steps read about a person (profile, timeline, time zone) and the
-//! contact policy.
+//! Here: the loop, triggers and `not followed by` waits; [`runs`]: entering
+//! journeys and executing their steps; [`person`]: what steps read about a
+//! person (the profile handed over, or the shard's now for timed steps) and
+//! the contact policy.
 
 mod person;
 mod runs;
@@ -20,7 +24,7 @@ use kairos_core::audience::Expr;
 use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_event};
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
-use kairos_core::identity::extract::{identifiers_of, subject_of};
+use kairos_engine::effects_feed::{EffectInput, EffectsInterest, EffectsTap, Merger};
 use kairos_store::{Effects, Message, MessageStatus, Run, Store, StoreError, Wait};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -29,8 +33,8 @@ use crate::DeliverError;
 use crate::journey::{CompiledJourney, EntryRule, Instruction, Matcher, SendStep, compile};
 use crate::policy::{ContactPolicy, Person, Verdict};
 
-/// Events read per step.
-const READ_BATCH: usize = 2_000;
+pub(crate) use person::Seen;
+
 /// A person's latest messages the frequency caps look at.
 const RECENT_SENDS_MAX: usize = 1_000;
 /// Waits fired per look.
@@ -74,96 +78,140 @@ pub fn active_journeys(store: &Store) -> Vec<CompiledJourney> {
         .collect()
 }
 
-/// What the follower works with.
-pub(crate) struct Follower {
+/// The event names the stored journeys and audience syncs act on: what
+/// the shards hand the stage at start ([`kairos_engine::effects_feed`]).
+pub fn effects_interest(store: &Store) -> EffectsInterest {
+    let mut names: Vec<String> = active_journeys(store)
+        .iter()
+        .flat_map(CompiledJourney::event_names)
+        .collect();
+    if !store.outbox.syncs().is_empty() {
+        names.extend(sync_event_names());
+    }
+    EffectsInterest::new(names)
+}
+
+/// What an audience sync acts on: membership announcements.
+pub fn sync_event_names() -> Vec<String> {
+    vec![
+        kairos_core::audience::ANNOUNCED_ENTERED.to_string(),
+        kairos_core::audience::ANNOUNCED_EXITED.to_string(),
+    ]
+}
+
+/// What the stage works with.
+pub(crate) struct Stage {
     pub(crate) store: Arc<Store>,
     pub(crate) rules: Arc<IdentityRules>,
-    pub(crate) engine: Option<kairos_engine::Engine>,
+    /// Profiles for timed steps (read without waiting on the shards).
+    pub(crate) engine: kairos_engine::Engine,
     pub(crate) policy: ContactPolicy,
     pub(crate) metrics: crate::metrics::DeliveryMetrics,
     /// The engine's clock (manual in tests): decisions, waits, dates.
     pub(crate) clock: Arc<dyn kairos_core::clock::Clock>,
 }
 
-/// How the follower is woken and tells how far it got.
+/// How the stage is woken and tells how far it got.
 pub(crate) struct Signals {
     pub(crate) wake_workers: Arc<Notify>,
     /// Notified when the manual clock moves: look at the waits now.
-    pub(crate) wake_follower: Arc<Notify>,
+    pub(crate) wake_stage: Arc<Notify>,
     pub(crate) handled: tokio::sync::watch::Sender<crate::Handled>,
-    /// Set at shutdown: the follower ends after the step it is in.
+    /// Set at shutdown: the stage ends after the step it is in.
     pub(crate) stop: tokio::sync::watch::Receiver<bool>,
 }
 
-pub(crate) async fn run(follower: Follower, signals: Signals) {
-    let store = follower.store.clone();
+pub(crate) async fn run(stage: Stage, mut tap: EffectsTap, signals: Signals) {
+    let store = stage.store.clone();
     let wake_workers = signals.wake_workers.clone();
-    let mut committed = store.writer.committed();
     let mut stop = signals.stop.clone();
+    let cursor = loop {
+        match store.outbox.cursor() {
+            Ok(cursor) => break cursor,
+            Err(error) => {
+                tracing::error!(%error, "the journeys' cursor could not be read; retrying");
+                tokio::time::sleep(STEP_RETRY_PAUSE).await;
+            }
+        }
+    };
+    let mut merger = Merger::new(stage.engine.shard_count(), cursor);
+    // Every input at or below `through` is decided and durable.
+    let mut through = cursor;
+    tap.committed.send_replace(through);
+    // Inputs whose step failed: tried again, never skipped.
+    let mut unfinished: Option<(Vec<EffectInput>, u64)> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        let durable = *committed.borrow_and_update();
+        while let Ok(output) = tap.receiver.try_recv() {
+            merger.push(output);
+        }
+        let durable = store.writer.committed_seq();
         // Read before the work: the clock only moves forward, so every
         // look below uses this `now` or a later one.
-        let now = follower.now();
-        let decided = match follower.step(durable).await {
-            Ok(decided) => decided,
-            Err(error) => {
-                // Nothing of the step is committed (the cursor moves in
-                // the batch with its decisions): the same events are
-                // looked at again after the pause.
-                tracing::error!(%error, kind = ?error.kind(), "a journey step failed; retrying it");
-                tokio::time::sleep(STEP_RETRY_PAUSE).await;
-                continue;
+        let now = stage.now();
+        let (inputs, upto) = unfinished.take().unwrap_or_else(|| merger.take_ready());
+        let mut decided = 0;
+        if upto > through {
+            match stage.step(&inputs, upto).await {
+                Ok(count) => {
+                    decided = count;
+                    through = upto;
+                    tap.committed.send_replace(through);
+                }
+                Err(error) => {
+                    // Nothing of the step is committed (the cursor moves in
+                    // the batch with its decisions): the same inputs are
+                    // decided again after the pause.
+                    tracing::error!(%error, kind = ?error.kind(), "a journey step failed; retrying it");
+                    unfinished = Some((inputs, upto));
+                    tokio::time::sleep(STEP_RETRY_PAUSE).await;
+                    continue;
+                }
             }
-        };
-        // Waits and timeouts fire only once the log durable at this look
-        // is read: while catching up (after a restart) the event that
-        // cancels a wait or resumes a run may be in the next step's read.
-        let caught_up = store.outbox.cursor().is_ok_and(|cursor| cursor >= durable);
-        let fired = if caught_up {
-            follower.fire_due().await
-        } else {
-            0
-        } + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
-            tracing::error!(%error, "audience syncs could not send; retrying");
-            0
-        });
+        }
+        // Waits and timeouts fire only once everything durable at this
+        // look is decided: while catching up (after a restart) the event
+        // that cancels a wait or resumes a run may still be on its way.
+        let caught_up = through >= durable;
+        let fired = if caught_up { stage.fire_due().await } else { 0 }
+            + crate::audience_sync::flush(&store).unwrap_or_else(|error| {
+                tracing::error!(%error, "audience syncs could not send; retrying");
+                0
+            });
         if decided + fired > 0 {
             wake_workers.notify_waiters();
         }
-        if store.outbox.cursor().unwrap_or(0) < durable {
-            continue;
-        }
-        let more_due = follower.more_due(now);
+        let more_due = caught_up && stage.more_due(now);
         if more_due && fired > 0 {
             continue; // more than one look's worth came due at once
         }
         // Only a complete look counts as handled; a failing one retries
-        // after the pause below.
-        signals.handled.send_if_modified(|handled| {
-            if more_due {
-                return false;
-            }
-            let next = crate::Handled { seq: durable, now };
-            let moved = *handled != next;
-            *handled = next;
-            moved
-        });
-        // Caught up: the next durable group, the clock moving, or the
-        // next look at the waits.
+        // after the pause above.
+        if caught_up && !more_due {
+            signals.handled.send_if_modified(|handled| {
+                let next = crate::Handled { seq: durable, now };
+                let moved = *handled != next;
+                *handled = next;
+                moved
+            });
+        }
+        // The shards' next batch, the clock moving, or the next look at
+        // the waits.
         tokio::select! {
-            changed = committed.changed() => if changed.is_err() { return },
-            _ = signals.wake_follower.notified() => {}
+            output = tap.receiver.recv() => match output {
+                Some(output) => merger.push(output),
+                None => return, // the engine stopped
+            },
+            _ = signals.wake_stage.notified() => {}
             _ = tokio::time::sleep(WAIT_CHECK) => {}
             _ = stop.changed() => return,
         }
     }
 }
 
-impl Follower {
+impl Stage {
     /// Fires the waits and resumes the runs that are due; how many fired
     /// and messages were decided.
     async fn fire_due(&self) -> usize {
@@ -185,79 +233,80 @@ impl Follower {
         waits || runs
     }
 
-    /// Applies the journeys to the next events up to `durable`; returns how
-    /// many messages were decided.
-    async fn step(&self, durable: u64) -> Result<usize, DeliverError> {
-        let store = &self.store;
-        let cursor = store.outbox.cursor()?;
-        if cursor >= durable {
+    /// Applies the journeys and syncs to the inputs every shard has passed
+    /// (up to `upto`), in log order; returns how many messages were decided.
+    /// Without inputs nothing is written: no decision lies at or below
+    /// `upto`, so a restart that hands those positions over again decides
+    /// nothing either.
+    async fn step(&self, inputs: &[EffectInput], upto: u64) -> Result<usize, DeliverError> {
+        if inputs.is_empty() {
             return Ok(0);
         }
+        let store = &self.store;
         let journeys = active_journeys(store);
         let syncs = store.outbox.syncs();
-        if journeys.is_empty() && syncs.is_empty() {
-            // Nothing can start: skip ahead without reading.
-            store.effects().commit(Some(durable))?;
-            return Ok(0);
-        }
-        let events = store.log.read_after(cursor, durable, READ_BATCH, None)?;
-        let next_cursor = events.last().map_or(durable, |last| last.seq);
-        let announcer = store
-            .sources
-            .list()
-            .into_iter()
-            .find(|source| source.name == kairos_core::audience::AUDIENCE_SOURCE)
-            .map(|source| source.id);
         let now = self.now();
         // Every write of the step, stored with the cursor in one batch.
         let mut effects = store.effects();
-        for stored in &events {
-            let event = stored.decode()?;
-            let Some(fact) = EventFact::of(&event) else {
-                continue;
+        for input in inputs {
+            let (fact, event) = (&input.fact, &*input.event);
+            let seen = Seen::WithEvent {
+                person: &input.person,
+                seq: input.seq,
             };
-            let announcement = announcer.as_deref() == Some(event.source_id.as_str());
-            if announcement {
+            if input.announcement {
                 for (sync, change) in
-                    crate::audience_sync::changes_of(&syncs, stored.seq, &fact, &event, &self.rules)
+                    crate::audience_sync::changes_of(&syncs, input.seq, fact, event, &self.rules)
                 {
                     effects.sync_change(sync, change);
                 }
             } else {
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
-                let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
-                self.resume_waiting(&subject, &fact.name, &journeys, now, &mut effects)
-                    .await?;
+                self.resume_waiting(
+                    &input.subject,
+                    &fact.name,
+                    &journeys,
+                    now,
+                    seen,
+                    &mut effects,
+                )
+                .await?;
             }
             for journey in &journeys {
                 if let Matcher::NotFollowed { .. } = journey.matcher {
-                    if !announcement {
-                        self.track_wait(journey, stored.seq, &fact, &event, &mut effects)?;
+                    if !input.announcement {
+                        self.track_wait(journey, input, &mut effects)?;
                     }
                     continue;
                 }
-                if stored.seq <= journey.starts_after_seq
-                    || !journey.matches(&fact, announcement)
-                    || !acts_on(journey, &fact, &event, announcement)
+                if input.seq <= journey.starts_after_seq
+                    || !journey.matches(fact, input.announcement)
+                    || !acts_on(journey, fact, event, input.announcement)
                 {
                     continue;
                 }
-                let subject = subject_of(&identifiers_of(&event, &self.rules), &event, &self.rules);
-                let mut summary = event_summary(&fact, &event);
+                let mut summary = event_summary(fact, event);
                 if let Matcher::Event(_, Some(unusual)) = &journey.matcher {
-                    let history = self.history(&subject, Some(stored.seq)).await?;
-                    match crate::unusual::departure(unusual, &fact, &history) {
+                    let history = self.history(&input.subject, Some(input.seq), seen)?;
+                    match crate::unusual::departure(unusual, fact, &history) {
                         Some(baseline) => summary["unusual"] = baseline,
                         None => continue,
                     }
                 }
-                self.enter(journey, &subject, stored.seq, summary, now, &mut effects)
-                    .await?;
+                self.enter(
+                    journey,
+                    &input.subject,
+                    (input.seq, summary),
+                    now,
+                    seen,
+                    &mut effects,
+                )
+                .await?;
             }
         }
         let decided = effects.messages().len();
-        effects.commit(Some(next_cursor))?;
+        effects.commit(Some(upto))?;
         Ok(decided)
     }
 
@@ -267,11 +316,10 @@ impl Follower {
     fn track_wait(
         &self,
         journey: &CompiledJourney,
-        seq: u64,
-        fact: &EventFact,
-        event: &kairos_core::Event,
+        input: &EffectInput,
         effects: &mut Effects<'_>,
     ) -> Result<(), StoreError> {
+        let (seq, fact, event) = (input.seq, &input.fact, &*input.event);
         let Matcher::NotFollowed {
             first,
             then,
@@ -281,7 +329,7 @@ impl Follower {
         else {
             return Ok(());
         };
-        let subject = subject_of(&identifiers_of(event, &self.rules), event, &self.rules);
+        let subject = &input.subject;
         let identifier = format!("{}:{}", subject.kind, subject.value);
         let key_value = match key {
             Some(path) => match fact.properties.get(path) {
@@ -336,9 +384,9 @@ impl Follower {
             self.enter(
                 journey,
                 &subject,
-                wait.event_seq,
-                wait.event.clone(),
+                (wait.event_seq, wait.event.clone()),
                 now,
+                Seen::Now,
                 &mut effects,
             )
             .await?;

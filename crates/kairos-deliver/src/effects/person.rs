@@ -1,22 +1,45 @@
 //! What steps read about a person — profile, memberships, timeline,
 //! identifiers, time zone — and the contact policy every send passes.
+//!
+//! A step caused by an event reads the profile the shard handed over with
+//! it (as the event left the person); a timed step (a wait or timeout due)
+//! reads the profile as its shard holds it now, without waiting on the
+//! shards (they may be waiting on this stage). An engine failure is an
+//! error — the step is retried — never "no profile".
 
 use super::*;
 
-impl Follower {
+/// Where a step reads the person from.
+#[derive(Clone, Copy)]
+pub(crate) enum Seen<'a> {
+    /// Handed over with the event at `seq`: the profile right after it.
+    WithEvent {
+        person: &'a kairos_engine::ProfileView,
+        seq: u64,
+    },
+    /// A timed step: the profile as its shard holds it now.
+    Now,
+}
+
+impl Stage {
     /// A branch's condition for the person now: the from-scratch meaning of
     /// the audience language over their traits, computed traits,
     /// memberships and timeline.
-    pub(super) async fn holds(
+    pub(super) fn holds(
         &self,
         condition: &Expr,
         subject: &Identifier,
         now: Timestamp,
+        seen: Seen<'_>,
     ) -> Result<bool, DeliverError> {
-        let Some(view) = self.profile(subject).await? else {
+        let Some(view) = self.profile(subject, seen)? else {
             return Ok(false); // no profile: nothing about them holds
         };
-        let events = self.history(subject, None).await?;
+        let upto = match seen {
+            Seen::WithEvent { seq, .. } => Some(seq + 1),
+            Seen::Now => None,
+        };
+        let events = self.history(subject, upto, seen)?;
         let facts = PersonFacts {
             traits: view.traits,
             computed: view.computed,
@@ -28,17 +51,15 @@ impl Follower {
 
     /// The person's latest timeline events (newest first), only those
     /// before the log position `before` if given.
-    pub(super) async fn history(
+    pub(super) fn history(
         &self,
         subject: &Identifier,
         before: Option<u64>,
+        _seen: Seen<'_>,
     ) -> Result<Vec<EventFact>, DeliverError> {
-        let Some(engine) = &self.engine else {
-            return Ok(Vec::new());
-        };
-        let page = engine
-            .timeline(subject.clone(), before, BRANCH_EVENTS_MAX)
-            .await?;
+        let page = self
+            .engine
+            .timeline_now(subject, before, BRANCH_EVENTS_MAX)?;
         let mut stored = Vec::new();
         for entry in page.map(|page| page.entries).unwrap_or_default() {
             if before.is_none_or(|before| entry.seq < before) {
@@ -55,38 +76,41 @@ impl Follower {
 
     /// Every identifier of the person's profile (`type:value`), or just
     /// the one we know.
-    pub(super) async fn identifiers(
+    pub(super) fn identifiers(
         &self,
         subject: &Identifier,
+        seen: Seen<'_>,
     ) -> Result<Vec<String>, DeliverError> {
         Ok(identifiers_in(
-            self.profile(subject).await?.as_ref(),
+            self.profile(subject, seen)?.as_ref(),
             subject,
         ))
     }
 
-    /// The person's profile now (`None`: no engine, or it does not know
-    /// them). An engine failure is an error, never "no profile": a step
+    /// The person's profile (`None`: nobody is known by `subject`, e.g.
+    /// erased). An engine failure is an error, never "no profile": a step
     /// decided on it would be committed once and for all.
-    pub(super) async fn profile(
+    pub(super) fn profile(
         &self,
         subject: &Identifier,
+        seen: Seen<'_>,
     ) -> Result<Option<kairos_engine::ProfileView>, DeliverError> {
-        let Some(engine) = self.engine.as_ref() else {
-            return Ok(None);
-        };
-        Ok(engine.profile(subject.clone()).await?)
+        match seen {
+            Seen::WithEvent { person, .. } => Ok(Some(person.clone())),
+            Seen::Now => Ok(self.engine.profile_now(subject)?),
+        }
     }
 
     /// The next moment after `now` at which the person's clock (trait
     /// `timezone`, else the policy's default zone) shows `time`.
-    pub(super) async fn next_local_time(
+    pub(super) fn next_local_time(
         &self,
         time: jiff::civil::Time,
         subject: &Identifier,
         now: Timestamp,
+        seen: Seen<'_>,
     ) -> Result<Timestamp, DeliverError> {
-        let view = self.profile(subject).await?;
+        let view = self.profile(subject, seen)?;
         let zone = view
             .as_ref()
             .and_then(|view| view.traits.get("timezone")?.as_str())
@@ -117,14 +141,15 @@ impl Follower {
 
     /// Judges a send with a purpose: sends, defers (quiet hours) or blocks
     /// it (consent, caps), recording why.
-    pub(super) async fn apply_policy(
+    pub(super) fn apply_policy(
         &self,
         message: &mut Message,
         subject: &kairos_core::identity::Identifier,
         effects: &Effects<'_>,
         now: Timestamp,
+        seen: Seen<'_>,
     ) -> Result<(), DeliverError> {
-        let person = self.person(subject, effects).await?;
+        let person = self.person(subject, effects, seen)?;
         match self
             .policy
             .judge(message.purpose.as_deref(), &message.channel, &person, now)
@@ -146,12 +171,13 @@ impl Follower {
     /// The person as the policy sees them: consent and time zone from the
     /// profile now, and their sends with a purpose (stored, and decided in
     /// this step), suppression lists as this step left them.
-    pub(super) async fn person(
+    pub(super) fn person(
         &self,
         subject: &kairos_core::identity::Identifier,
         effects: &Effects<'_>,
+        seen: Seen<'_>,
     ) -> Result<Person, DeliverError> {
-        let view = self.profile(subject).await?;
+        let view = self.profile(subject, seen)?;
         let identities = identifiers_in(view.as_ref(), subject);
         let counted = |message: &Message| {
             message.purpose.is_some() && message.status != MessageStatus::Blocked

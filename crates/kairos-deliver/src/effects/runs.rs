@@ -3,17 +3,17 @@
 
 use super::*;
 
-impl Follower {
+impl Stage {
     /// A person enters a journey (if its entry rule and the cap on
     /// concurrent journeys let them) and goes through its steps up to the
-    /// first wait.
+    /// first wait; the triggering event is its position and summary.
     pub(super) async fn enter(
         &self,
         journey: &CompiledJourney,
         subject: &Identifier,
-        event_seq: u64,
-        event: Value,
+        (event_seq, event): (u64, Value),
         now: Timestamp,
+        seen: Seen<'_>,
         effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
@@ -51,7 +51,8 @@ impl Follower {
             started_at: now,
             event,
         };
-        self.execute(journey, run, subject, now, effects).await
+        self.execute(journey, run, subject, now, seen, effects)
+            .await
     }
 
     /// Runs the journey's steps from the run's place until a wait (the run
@@ -62,6 +63,7 @@ impl Follower {
         mut run: Run,
         subject: &Identifier,
         now: Timestamp,
+        seen: Seen<'_>,
         effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         loop {
@@ -83,11 +85,9 @@ impl Follower {
                         now,
                     );
                     if send.purpose.is_some() || !self.policy.suppression_lists.is_empty() {
-                        self.apply_policy(&mut message, subject, effects, now)
-                            .await?;
+                        self.apply_policy(&mut message, subject, effects, now, seen)?;
                     }
-                    self.render_content(&mut message, send, subject, effects)
-                        .await?;
+                    self.render_content(&mut message, send, subject, effects, seen)?;
                     let status = match message.status {
                         MessageStatus::Blocked => "blocked",
                         _ => "pending",
@@ -119,7 +119,7 @@ impl Follower {
                     condition,
                     otherwise,
                 } => {
-                    run.pc = if self.holds(condition, subject, now).await? {
+                    run.pc = if self.holds(condition, subject, now, seen)? {
                         run.pc + 1
                     } else {
                         *otherwise
@@ -127,12 +127,12 @@ impl Follower {
                 }
                 Instruction::WaitUntil(time) => {
                     run.pc += 1;
-                    run.resume_at = self.next_local_time(*time, subject, now).await?;
+                    run.resume_at = self.next_local_time(*time, subject, now, seen)?;
                     effects.save_run(&run);
                     return Ok(());
                 }
                 Instruction::AddToList(list) => {
-                    let identifiers = self.identifiers(subject).await?;
+                    let identifiers = self.identifiers(subject, seen)?;
                     let reason = format!("journey {}", journey.name);
                     effects.add_to_list(list, &identifiers, &reason, now);
                     run.pc += 1;
@@ -154,6 +154,7 @@ impl Follower {
         name: &str,
         journeys: &[CompiledJourney],
         now: Timestamp,
+        seen: Seen<'_>,
         effects: &mut Effects<'_>,
     ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
@@ -168,7 +169,8 @@ impl Follower {
             } else if run.waiting_for.as_deref() == Some(name) {
                 effects.remove_run(&run);
                 run.waiting_for = None;
-                self.execute(journey, run, subject, now, effects).await?;
+                self.execute(journey, run, subject, now, seen, effects)
+                    .await?;
             }
         }
         Ok(())
@@ -192,7 +194,7 @@ impl Follower {
             };
             let subject = person(&run.identifier);
             run.waiting_for = None;
-            self.execute(journey, run, &subject, now, &mut effects)
+            self.execute(journey, run, &subject, now, Seen::Now, &mut effects)
                 .await?;
         }
         let decided = effects.messages().len();
@@ -231,19 +233,20 @@ impl Follower {
     /// replaces the payload, so every attempt sends the same thing. An email
     /// goes to the `email` trait, else an email identity; without one, or
     /// with a failing template, the send is blocked with the reason.
-    pub(super) async fn render_content(
+    pub(super) fn render_content(
         &self,
         message: &mut Message,
         send: &SendStep,
         subject: &kairos_core::identity::Identifier,
         effects: &Effects<'_>,
+        seen: Seen<'_>,
     ) -> Result<(), DeliverError> {
         if (send.template.is_none() && send.message.is_none())
             || message.status == MessageStatus::Blocked
         {
             return Ok(());
         }
-        let view = self.profile(subject).await?;
+        let view = self.profile(subject, seen)?;
         let context =
             crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
         let rendered = match (&send.template, &send.message) {
