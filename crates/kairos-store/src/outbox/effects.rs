@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use fjall::{OwnedWriteBatch, PersistMode};
 use jiff::Timestamp;
 
+use super::offers::{DecisionRecord, HISTORY_IMPRESSIONS_MAX, OfferHistory, OfferStats, ResponseKind};
 use super::{COUNT_PREFIX, CURSOR_KEY, Entries, Message, Outbox, Run, SyncChange, Wait, decode};
 use crate::StoreError;
 use crate::lists::{ListMember, Lists};
@@ -43,6 +44,11 @@ pub struct Effects<'a> {
     waits: Pending<Wait>,
     /// `(list, identifier)` → the new member.
     members: BTreeMap<(String, String), ListMember>,
+    /// Decisions responded to in this step, as they now are.
+    decisions: BTreeMap<String, DecisionRecord>,
+    /// Offer counts (stats key) and histories (history key) after this step.
+    offer_stats: BTreeMap<String, OfferStats>,
+    histories: BTreeMap<String, OfferHistory>,
 }
 
 impl<'a> Effects<'a> {
@@ -57,7 +63,81 @@ impl<'a> Effects<'a> {
             runs: BTreeMap::new(),
             waits: BTreeMap::new(),
             members: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            offer_stats: BTreeMap::new(),
+            histories: BTreeMap::new(),
         }
+    }
+
+    /// A response (impression, click, dismissal, conversion) to an offer of
+    /// a decision, at `at`: counted for the offer in the decision's
+    /// placement and in the person's history, once per decision, offer and
+    /// kind. Returns `None` when the decision is unknown (lost in a crash,
+    /// erased, or never made) or did not include the offer — unattributed —
+    /// and otherwise whether it counted (false: a repeat).
+    pub fn offer_response(
+        &mut self,
+        decision_id: &str,
+        offer: &str,
+        kind: ResponseKind,
+        at: Timestamp,
+    ) -> Result<Option<bool>, StoreError> {
+        let decision = match self.decisions.get(decision_id) {
+            Some(decision) => decision.clone(),
+            None => match self.outbox.decision(decision_id)? {
+                Some(decision) => decision,
+                None => return Ok(None),
+            },
+        };
+        let Some(action) = decision
+            .actions
+            .iter()
+            .find(|action| action.offer == offer)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let response = format!("{}\0{}", action.offer, kind.name());
+        let mut decision = decision;
+        if !decision.responses.insert(response) {
+            return Ok(Some(false));
+        }
+        let stats_key = Outbox::offer_stats_key(&action.offer, &decision.placement);
+        let mut stats = match self.offer_stats.get(&stats_key) {
+            Some(stats) => *stats,
+            None => self
+                .outbox
+                .stored_offer_stats(&action.offer, &decision.placement)?,
+        };
+        match kind {
+            ResponseKind::Impression => stats.impressions += 1,
+            ResponseKind::Click => stats.clicks += 1,
+            ResponseKind::Dismissal => stats.dismissals += 1,
+            ResponseKind::Conversion => stats.conversions += 1,
+        }
+        self.offer_stats.insert(stats_key, stats);
+        if matches!(kind, ResponseKind::Impression | ResponseKind::Dismissal) {
+            let history_key = Outbox::history_key(&decision.person, &action.offer);
+            let mut history = match self.histories.get(&history_key) {
+                Some(history) => history.clone(),
+                None => self
+                    .outbox
+                    .stored_history(&decision.person, &action.offer)?,
+            };
+            if kind == ResponseKind::Impression {
+                history.impressions.push(at);
+                let excess = history
+                    .impressions
+                    .len()
+                    .saturating_sub(HISTORY_IMPRESSIONS_MAX);
+                history.impressions.drain(..excess);
+            } else {
+                history.dismissed_at = history.dismissed_at.max(Some(at));
+            }
+            self.histories.insert(history_key, history);
+        }
+        self.decisions.insert(decision_id.to_string(), decision);
+        Ok(Some(true))
     }
 
     // --- writes (in memory until `commit`) ---------------------------------
@@ -253,6 +333,7 @@ impl<'a> Effects<'a> {
                 self.lists.write_member(&mut batch, list, member)?;
             }
         }
+        self.write_offer_responses(&mut batch);
         if let Some(cursor) = cursor {
             batch.insert(&outbox.meta, CURSOR_KEY, cursor.to_be_bytes());
         }
@@ -262,6 +343,32 @@ impl<'a> Effects<'a> {
         batch.commit()?;
         outbox.db.persist(PersistMode::SyncData)?;
         Ok(())
+    }
+
+    /// Decisions responded to, offer counts and histories, as they now are.
+    fn write_offer_responses(&self, batch: &mut OwnedWriteBatch) {
+        let outbox = self.outbox;
+        for (key, stats) in &self.offer_stats {
+            batch.insert(
+                &outbox.meta,
+                key.clone(),
+                serde_json::to_vec(stats).expect("counts serialize"),
+            );
+        }
+        for decision in self.decisions.values() {
+            batch.insert(
+                &outbox.waits,
+                format!("{}{}", super::offers::DECISION_PREFIX, decision.id),
+                serde_json::to_vec(decision).expect("a decision serializes"),
+            );
+        }
+        for (key, history) in &self.histories {
+            batch.insert(
+                &outbox.waits,
+                key.clone(),
+                serde_json::to_vec(history).expect("a history serializes"),
+            );
+        }
     }
 
     /// Each touched run: its stored state (and timer) replaced by the

@@ -1,5 +1,6 @@
 //! Erasure in the outbox: everything about a person — messages of every
-//! status, runs, waits, entry counts, audience-sync changes — deleted, and
+//! status, runs, waits, entry counts, audience-sync changes, decisions and
+//! offer histories — deleted, and
 //! nothing about them written again while the process runs.
 
 use fjall::PersistMode;
@@ -35,6 +36,7 @@ impl Outbox {
                 batch.remove(&self.deliveries, message_key);
                 batch.remove(&self.deliveries, index_key);
             }
+            erased.decisions += self.forget_decisions(&person, &mut batch)?;
             for guard in self.waits.prefix(format!("r/{person}\0")) {
                 let run: Run = decode(&guard.value()?)?;
                 batch.remove(&self.waits, self.run_key(&run));

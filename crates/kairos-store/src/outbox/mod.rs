@@ -34,9 +34,14 @@ use crate::{StoreError, random_token};
 
 mod effects;
 mod erasure;
+mod offers;
 mod waits;
 
 pub use effects::Effects;
+pub use offers::{
+    DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX, OfferHistory, OfferRecord, OfferStats,
+    ResponseKind,
+};
 
 const DESTINATION_PREFIX: &str = "destination/";
 const JOURNEY_PREFIX: &str = "journey/";
@@ -258,6 +263,9 @@ pub struct OutboxErasure {
     pub runs_and_waits: usize,
     /// Membership changes waiting for an audience-sync batch.
     pub sync_changes: usize,
+    /// Decisions about them and their history with offers.
+    #[serde(default)]
+    pub decisions: usize,
 }
 
 impl Outbox {

@@ -1,0 +1,328 @@
+//! An offer as a marketer defines it (docs/decisions.md, "Offers"), checked
+//! and compiled: durations parsed, the eligibility condition parsed in the
+//! audience language, every content template parsed. Errors say where
+//! (`content.web.title: line 1, column 9: …`) and how to fix it.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::audience::Expr;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Offers in the catalog: a decision scores every one of them.
+pub const OFFERS_MAX: usize = 10_000;
+/// Channels an offer may carry content for.
+pub const CHANNELS: [&str; 4] = ["web", "in_app", "email", "webhook"];
+/// The largest offer definition (JSON): templates included.
+pub const OFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// The definition as submitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Placements it may fill (`home_hero`); empty: any.
+    #[serde(default)]
+    pub placements: Vec<String>,
+    /// Content per channel: a JSON value whose strings are templates over
+    /// the person (traits, computed, scores, audiences) and the context.
+    pub content: BTreeMap<String, Value>,
+    /// Business value of a conversion (priority is proportional to it).
+    #[serde(default = "one")]
+    pub value: f64,
+    /// A business lever (boost > 1, damp < 1).
+    #[serde(default = "one")]
+    pub lever: f64,
+    #[serde(default)]
+    pub valid_from: Option<Timestamp>,
+    #[serde(default)]
+    pub valid_until: Option<Timestamp>,
+    /// Who may get it: an audience-language condition.
+    #[serde(default)]
+    pub eligibility: Option<String>,
+    /// Where the propensity comes from: `{"score": "<model>"}`; default:
+    /// the offer's own adaptive model (Thompson sampling over responses).
+    #[serde(default)]
+    pub propensity: Option<PropensitySource>,
+    #[serde(default)]
+    pub limits: LimitsDefinition,
+    /// At most one offer of a group in one decision.
+    #[serde(default)]
+    pub exclusive_group: Option<String>,
+    /// The event that counts as a conversion when it carries the decision id.
+    #[serde(default)]
+    pub conversion_event: Option<String>,
+    /// A purpose the person must not have refused (consent).
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PropensitySource {
+    pub score: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDefinition {
+    /// `{"max": 3, "per": "7d"}`: impressions per person.
+    #[serde(default)]
+    pub impressions: Option<ImpressionCap>,
+    /// Not offered again for this long after a dismissal (`"3d"`).
+    #[serde(default)]
+    pub after_dismissal: Option<String>,
+    /// Impressions in all (stock, budget); the offer stops at it.
+    #[serde(default)]
+    pub budget: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpressionCap {
+    pub max: u32,
+    pub per: String,
+}
+
+/// An offer ready to be decided on.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub id: String,
+    pub version: u32,
+    pub name: String,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    pub placements: Vec<String>,
+    pub content: BTreeMap<String, Value>,
+    pub value: f64,
+    pub lever: f64,
+    pub valid_from: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    pub eligibility: Option<Eligibility>,
+    pub propensity: Option<PropensitySource>,
+    pub impressions_cap: Option<(u32, SignedDuration)>,
+    pub after_dismissal: Option<SignedDuration>,
+    pub budget: Option<u64>,
+    pub exclusive_group: Option<String>,
+    pub conversion_event: Option<String>,
+    pub purpose: Option<String>,
+}
+
+/// Who may get an offer.
+#[derive(Debug, Clone)]
+pub enum Eligibility {
+    /// A condition on what the profile holds (traits, computed traits,
+    /// scores, audiences): evaluated at the decision.
+    Profile(Expr),
+    /// A condition on behaviour (events in windows): kept exact per event
+    /// by the engine as an audience of its own, named here.
+    Audience(String),
+}
+
+/// The audience an offer's behavioural eligibility lives in.
+pub fn eligibility_audience(offer_name: &str) -> String {
+    format!("offer {}", offer_name.trim())
+}
+
+/// Parses and checks a definition (`id`, `version` as stored).
+pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, String> {
+    let parsed: OfferDefinition = serde_json::from_value(definition.clone())
+        .map_err(|error| format!("{error} (docs/decisions.md, \"Offers\")"))?;
+    let name = parsed.name.trim().to_string();
+    if name.is_empty() || name.len() > 200 {
+        return Err("name: expected 1 to 200 characters".into());
+    }
+    check_content(&parsed.content)?;
+    for (field, number) in [("value", parsed.value), ("lever", parsed.lever)] {
+        if !number.is_finite() || number < 0.0 {
+            return Err(format!("{field}: expected a number >= 0, got {number}"));
+        }
+    }
+    if let (Some(from), Some(until)) = (parsed.valid_from, parsed.valid_until)
+        && until <= from
+    {
+        return Err("valid_until: must be after valid_from".into());
+    }
+    let eligibility = match &parsed.eligibility {
+        None => None,
+        Some(text) => {
+            let expr = kairos_core::audience::parse(text)
+                .map_err(|error| format!("eligibility: {error}"))?;
+            Some(if reads_events(&expr) {
+                Eligibility::Audience(eligibility_audience(&name))
+            } else {
+                Eligibility::Profile(expr)
+            })
+        }
+    };
+    let limits = &parsed.limits;
+    let impressions_cap = match &limits.impressions {
+        None => None,
+        Some(cap) => {
+            if cap.max == 0 {
+                return Err("limits.impressions.max: expected at least 1".into());
+            }
+            Some((cap.max, duration("limits.impressions.per", &cap.per)?))
+        }
+    };
+    let after_dismissal = match &limits.after_dismissal {
+        None => None,
+        Some(text) => Some(duration("limits.after_dismissal", text)?),
+    };
+    Ok(Offer {
+        id: id.to_string(),
+        version,
+        name,
+        category: parsed.category,
+        tags: parsed.tags,
+        placements: parsed.placements,
+        content: parsed.content,
+        value: parsed.value,
+        lever: parsed.lever,
+        valid_from: parsed.valid_from,
+        valid_until: parsed.valid_until,
+        eligibility,
+        propensity: parsed.propensity,
+        impressions_cap,
+        after_dismissal,
+        budget: limits.budget,
+        exclusive_group: parsed.exclusive_group,
+        conversion_event: parsed.conversion_event,
+        purpose: parsed.purpose,
+    })
+}
+
+fn duration(field: &str, text: &str) -> Result<SignedDuration, String> {
+    kairos_core::duration::parse_seconds(text)
+        .map(|seconds| SignedDuration::from_secs(seconds as i64))
+        .ok_or_else(|| format!("{field}: {text:?} is not a duration (a number and s, m, h, d or w: \"7d\")"))
+}
+
+/// Whether a condition reads events (counts, sums, sequences in windows):
+/// those are kept exact per event by the engine, not re-read at decisions.
+pub fn reads_events(expr: &Expr) -> bool {
+    match expr {
+        Expr::And { all } => all.iter().any(reads_events),
+        Expr::Or { any } => any.iter().any(reads_events),
+        Expr::Not { expr } => reads_events(expr),
+        Expr::Trait { .. } | Expr::Computed { .. } | Expr::Score { .. } | Expr::InAudience { .. } => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Every channel is known and every string of its content is a template
+/// that parses; errors name the path, line and column.
+fn check_content(content: &BTreeMap<String, Value>) -> Result<(), String> {
+    if content.is_empty() {
+        return Err(format!(
+            "content: expected content for at least one channel ({})",
+            CHANNELS.join(", ")
+        ));
+    }
+    let environment = minijinja::Environment::new();
+    for (channel, value) in content {
+        if !CHANNELS.contains(&channel.as_str()) {
+            return Err(format!(
+                "content.{channel}: unknown channel; expected one of {}",
+                CHANNELS.join(", ")
+            ));
+        }
+        check_templates(&environment, &format!("content.{channel}"), value)?;
+    }
+    Ok(())
+}
+
+fn check_templates(
+    environment: &minijinja::Environment<'_>,
+    path: &str,
+    value: &Value,
+) -> Result<(), String> {
+    match value {
+        Value::String(source) => environment
+            .template_from_str(source)
+            .map(drop)
+            .map_err(|error| template_error(path, source, &error)),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            check_templates(environment, &format!("{path}[{index}]"), item)
+        }),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            check_templates(environment, &format!("{path}.{key}"), item)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `content.web.title: line 1, column 9: unexpected end of input …`.
+fn template_error(path: &str, source: &str, error: &minijinja::Error) -> String {
+    let detail = error.detail().unwrap_or("syntax error");
+    match error.range() {
+        Some(range) => {
+            let before = &source[..range.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |text| text.chars().count()) + 1;
+            format!("{path}: line {line}, column {column}: {detail}")
+        }
+        None => format!(
+            "{path}: line {}: {detail}",
+            error.line().unwrap_or(1)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_template_error_names_its_place() {
+        let error = compile(
+            "off_1",
+            1,
+            &json!({"name": "a", "content": {"web": {"title": "Hi {{ traits.name "}}}),
+        )
+        .unwrap_err();
+        assert!(error.starts_with("content.web.title: line 1, column"), "{error}");
+    }
+
+    #[test]
+    fn behavioural_eligibility_becomes_an_audience() {
+        let offer = compile(
+            "off_1",
+            1,
+            &json!({"name": "cart", "content": {"web": "x"},
+                    "eligibility": "count \"Product Added\" within 1h >= 1"}),
+        )
+        .unwrap();
+        assert!(matches!(offer.eligibility, Some(Eligibility::Audience(ref name)) if name == "offer cart"));
+        let offer = compile(
+            "off_2",
+            1,
+            &json!({"name": "vip", "content": {"web": "x"}, "eligibility": "trait plan = \"pro\""}),
+        )
+        .unwrap();
+        assert!(matches!(offer.eligibility, Some(Eligibility::Profile(_))));
+    }
+
+    #[test]
+    fn bad_limits_and_channels_are_refused_with_the_field() {
+        let bad = |definition: Value| compile("off_1", 1, &definition).unwrap_err();
+        assert!(bad(json!({"name": "a", "content": {"fax": "x"}})).starts_with("content.fax"));
+        assert!(
+            bad(json!({"name": "a", "content": {"web": "x"}, "limits": {"after_dismissal": "soon"}}))
+                .starts_with("limits.after_dismissal")
+        );
+        assert!(bad(json!({"name": "a", "content": {"web": "x"}, "value": -1})).starts_with("value"));
+    }
+}

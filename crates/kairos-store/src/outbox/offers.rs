@@ -1,0 +1,327 @@
+//! Offers and decisions: the catalog (`meta`, `offer/<id>`, each change a
+//! new version), each offer's response counts per placement (`meta`,
+//! `offer-stats/<offer id>\0<placement>`: what the adaptive propensities
+//! learn from and what budgets count), the decisions made (`waits`,
+//! `dc/<decision id>`, with `dp/<pseudonym>\0<decision id>` to find a
+//! person's) and each person's history per offer (`waits`,
+//! `oh/<pseudonym>\0<offer id>`: impressions and the last dismissal, for
+//! caps and blackouts). Personal records name the person only by
+//! pseudonym ([`crate::pseudonym`]) and are erased with them.
+//!
+//! A decision is stored without waiting for an fsync (a decision is an
+//! answer, not an accepted event; `/v1/decide` must stay in milliseconds):
+//! a crash may lose the last few, and a response to a lost decision is
+//! counted as unattributed. Responses are applied by the effects stage in
+//! its atomic batch with its cursor ([`super::Effects`]), so each counts
+//! exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fjall::PersistMode;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Outbox, decode};
+use crate::{StoreError, random_token};
+
+const OFFER_PREFIX: &str = "offer/";
+const OFFER_STATS_PREFIX: &str = "offer-stats/";
+pub(super) const DECISION_PREFIX: &str = "dc/";
+pub(super) const DECISION_BY_PERSON_PREFIX: &str = "dp/";
+pub(super) const HISTORY_PREFIX: &str = "oh/";
+/// Impressions kept per person and offer: enough for any cap a marketer
+/// sets ("3 a week"); older ones fall off.
+pub const HISTORY_IMPRESSIONS_MAX: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    /// `off_…`.
+    pub id: String,
+    pub name: String,
+    /// 1 when created, one more at each change.
+    pub version: u32,
+    /// The definition as submitted (JSON), checked by the caller.
+    pub definition: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Creation order (a manual clock may not move between two).
+    pub seq: u64,
+}
+
+/// Responses to one offer in one placement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferStats {
+    pub decisions: u64,
+    pub impressions: u64,
+    pub clicks: u64,
+    pub dismissals: u64,
+    pub conversions: u64,
+}
+
+/// One action of a decision, as decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedAction {
+    pub offer: String,
+    pub version: u32,
+    pub rank: usize,
+    pub propensity: f64,
+    pub priority: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// `dec_…`.
+    pub id: String,
+    /// The person's pseudonym (of the identifier the decision was asked for).
+    pub person: String,
+    pub placement: String,
+    pub at: Timestamp,
+    pub actions: Vec<DecidedAction>,
+    /// Responses applied (`<offer id>\0<kind>`): each counts once.
+    #[serde(default)]
+    pub responses: BTreeSet<String>,
+}
+
+/// A person's history with one offer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OfferHistory {
+    /// Impressions, oldest first (at most [`HISTORY_IMPRESSIONS_MAX`]).
+    pub impressions: Vec<Timestamp>,
+    pub dismissed_at: Option<Timestamp>,
+}
+
+/// What a response event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    Impression,
+    Click,
+    Dismissal,
+    Conversion,
+}
+
+impl ResponseKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResponseKind::Impression => "impression",
+            ResponseKind::Click => "click",
+            ResponseKind::Dismissal => "dismissal",
+            ResponseKind::Conversion => "conversion",
+        }
+    }
+}
+
+impl Outbox {
+    // --- the catalog -----------------------------------------------------
+
+    /// Stores a new offer; the caller has checked it.
+    pub fn create_offer(
+        &self,
+        name: &str,
+        definition: Value,
+        now: Timestamp,
+    ) -> Result<OfferRecord, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        if self.offer(name).is_some() {
+            return Err(StoreError::NameTaken {
+                thing: "offer",
+                name: name.to_string(),
+            });
+        }
+        let seq = self.offers().iter().map(|offer| offer.seq).max().unwrap_or(0) + 1;
+        let record = OfferRecord {
+            id: format!("off_{}", random_token(12)),
+            name: name.to_string(),
+            version: 1,
+            definition,
+            created_at: now,
+            updated_at: now,
+            seq,
+        };
+        self.write_offer(&record)?;
+        Ok(record)
+    }
+
+    /// Replaces an offer's definition: a new version (id and name stay).
+    pub fn change_offer(
+        &self,
+        id: &str,
+        definition: Value,
+        now: Timestamp,
+    ) -> Result<Option<OfferRecord>, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        let Some(mut record) = self.offer(id) else {
+            return Ok(None);
+        };
+        record.definition = definition;
+        record.version += 1;
+        record.updated_at = now;
+        self.write_offer(&record)?;
+        Ok(Some(record))
+    }
+
+    pub fn delete_offer(&self, id: &str) -> Result<Option<OfferRecord>, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        let Some(record) = self.offer(id) else {
+            return Ok(None);
+        };
+        self.meta.remove(format!("{OFFER_PREFIX}{}", record.id))?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(Some(record))
+    }
+
+    fn write_offer(&self, record: &OfferRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).expect("an offer serializes");
+        self.meta
+            .insert(format!("{OFFER_PREFIX}{}", record.id), bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Every offer, oldest first.
+    pub fn offers(&self) -> Vec<OfferRecord> {
+        let mut offers: Vec<OfferRecord> = self
+            .meta
+            .prefix(OFFER_PREFIX)
+            .filter_map(|guard| decode(&guard.value().ok()?).ok())
+            .collect();
+        offers.sort_by_key(|offer| offer.seq);
+        offers
+    }
+
+    /// An offer by id or name.
+    pub fn offer(&self, id_or_name: &str) -> Option<OfferRecord> {
+        self.offers()
+            .into_iter()
+            .find(|offer| offer.id == id_or_name || offer.name == id_or_name)
+    }
+
+    // --- response counts --------------------------------------------------
+
+    /// An offer's counts per placement.
+    pub fn offer_stats(&self, offer: &str) -> Result<BTreeMap<String, OfferStats>, StoreError> {
+        let prefix = format!("{OFFER_STATS_PREFIX}{offer}\0");
+        let mut stats = BTreeMap::new();
+        for guard in self.meta.prefix(&prefix) {
+            let (key, value) = guard.into_inner()?;
+            let placement = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+            stats.insert(placement, decode(&value)?);
+        }
+        Ok(stats)
+    }
+
+    pub(super) fn offer_stats_key(offer: &str, placement: &str) -> String {
+        format!("{OFFER_STATS_PREFIX}{offer}\0{placement}")
+    }
+
+    pub(super) fn stored_offer_stats(
+        &self,
+        offer: &str,
+        placement: &str,
+    ) -> Result<OfferStats, StoreError> {
+        match self.meta.get(Self::offer_stats_key(offer, placement))? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(OfferStats::default()),
+        }
+    }
+
+    // --- decisions ----------------------------------------------------------
+
+    /// A new decision id.
+    pub fn new_decision_id() -> String {
+        format!("dec_{}", random_token(16))
+    }
+
+    /// Stores a decision about the person known by `identifier`, and counts
+    /// it for each action's offer — without waiting for an fsync (see the
+    /// module's documentation).
+    pub fn record_decision(
+        &self,
+        identifier: &str,
+        mut record: DecisionRecord,
+    ) -> Result<(), StoreError> {
+        if self.is_erased(identifier) {
+            return Ok(());
+        }
+        record.person = self.pseudonyms.of(identifier);
+        let mut batch = self.db.batch();
+        batch.insert(
+            &self.waits,
+            format!("{DECISION_PREFIX}{}", record.id),
+            serde_json::to_vec(&record).expect("a decision serializes"),
+        );
+        batch.insert(
+            &self.waits,
+            format!("{DECISION_BY_PERSON_PREFIX}{}\0{}", record.person, record.id),
+            b"",
+        );
+        batch.commit()?;
+        Ok(())
+    }
+
+    pub fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        match self.waits.get(format!("{DECISION_PREFIX}{id}"))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The person's history with every offer, over all their identifiers
+    /// (`type:value`): impressions merged, the latest dismissal.
+    pub fn offer_histories(
+        &self,
+        identifiers: &[String],
+    ) -> Result<BTreeMap<String, OfferHistory>, StoreError> {
+        let mut histories: BTreeMap<String, OfferHistory> = BTreeMap::new();
+        for identifier in identifiers {
+            let prefix = format!("{HISTORY_PREFIX}{}\0", self.pseudonyms.of(identifier));
+            for guard in self.waits.prefix(&prefix) {
+                let (key, value) = guard.into_inner()?;
+                let offer = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+                let found: OfferHistory = decode(&value)?;
+                let history = histories.entry(offer).or_default();
+                history.impressions.extend(found.impressions);
+                history.impressions.sort();
+                history.dismissed_at = history.dismissed_at.max(found.dismissed_at);
+            }
+        }
+        Ok(histories)
+    }
+
+    pub(super) fn history_key(person: &str, offer: &str) -> String {
+        format!("{HISTORY_PREFIX}{person}\0{offer}")
+    }
+
+    pub(super) fn stored_history(
+        &self,
+        person: &str,
+        offer: &str,
+    ) -> Result<OfferHistory, StoreError> {
+        match self.waits.get(Self::history_key(person, offer))? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(OfferHistory::default()),
+        }
+    }
+
+    /// Erasure: the person's decisions and offer histories.
+    pub(super) fn forget_decisions(
+        &self,
+        person: &str,
+        batch: &mut fjall::OwnedWriteBatch,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let by_person = format!("{DECISION_BY_PERSON_PREFIX}{person}\0");
+        for guard in self.waits.prefix(&by_person) {
+            let key = guard.key()?;
+            let id = String::from_utf8_lossy(&key[by_person.len()..]).to_string();
+            batch.remove(&self.waits, format!("{DECISION_PREFIX}{id}"));
+            batch.remove(&self.waits, key.to_vec());
+            removed += 1;
+        }
+        for guard in self.waits.prefix(format!("{HISTORY_PREFIX}{person}\0")) {
+            batch.remove(&self.waits, guard.key()?.to_vec());
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
