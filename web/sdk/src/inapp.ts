@@ -7,7 +7,7 @@
 // with the message and journey ids.
 
 import type { Kairos } from './kairos';
-import { Dict, on } from './util';
+import { Dict, on, warn } from './util';
 
 export interface InAppMessage {
   id: string;
@@ -50,6 +50,10 @@ export class InApp {
     if (o.token) q.set('token', o.token);
     const es = (this.es = new EventSource(`${k.apiHost}/v1/in-app/stream?${q}`));
     on(es, 'message', (ev: MessageEvent) => this.receive(ev.data));
+    // EventSource reconnects by itself after a network error; a refusal
+    // (403: wrong identity token) closes it for good: say so.
+    on(es, 'error', () => es.readyState === EventSource.CLOSED &&
+      warn(`in-app stream for ${identifier} refused: check the write key and the identity token`));
     return es;
   }
 

@@ -8,7 +8,7 @@ import { decide } from './decide';
 import { InApp } from './inapp';
 import { Queue } from './queue';
 import { IdStore, jsonGet, lsGet, lsSet } from './store';
-import { Callback, Dict, isObj, nowIso, uuid, warn } from './util';
+import { Callback, Dict, isObj, nowIso, uuid } from './util';
 
 export const VERSION = '0.1.0';
 
@@ -280,4 +280,3 @@ try {
 }
 const scriptOrigin = () => loadedFrom;
 
-export { warn };

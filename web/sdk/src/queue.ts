@@ -121,7 +121,9 @@ export class Queue {
   }
 
   async flush(): Promise<void> {
-    if (this.sending || Date.now() < this.retryAt) return this.schedule(0);
+    // One request at a time; the end of the one in flight plans the next.
+    if (this.sending) return;
+    if (Date.now() < this.retryAt) return this.schedule(0);
     if (navigator.onLine === false) return; // the `online` event resumes
     const batch = this.batch(BATCH_BYTES_MAX);
     if (!batch.length) return;
