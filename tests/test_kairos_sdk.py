@@ -168,7 +168,9 @@ def test_build_output_is_under_12_kb_gzipped(sdk_build):
     assert reported, out
     raw = sdk_build.read_bytes()
     size = len(gzip.compress(raw, compresslevel=9))
-    assert int(reported.group(2)) == size and int(reported.group(1)) == len(raw), (out, size)
+    # node's zlib and Python's may differ by a few bytes at the same level
+    assert int(reported.group(1)) == len(raw) and abs(int(reported.group(2)) - size) < 64, (out, size)
+    assert int(reported.group(2)) < GZIP_BUDGET_BYTES, out
     assert size < GZIP_BUDGET_BYTES, f"dist/kairos.js is {size} bytes gzipped, over {GZIP_BUDGET_BYTES}"
     # Nothing third-party is committed: the SDK's only packages are build tools.
     package = json.loads((SDK_DIR / "package.json").read_text())
