@@ -299,6 +299,26 @@ def test_unacknowledged_events_are_sent_after_a_reload_once(shared_kairos, brows
     assert browser.wait_js(f"localStorage.getItem('{key}') === '[]'")
 
 
+def test_leaving_the_page_sends_what_waits_with_keepalive(shared_kairos, browser):
+    """pagehide: what is queued goes in a `keepalive` request that outlives
+    the page — a simple CORS request (write key in the body, no
+    Authorization header, so no preflight that unload could cut)."""
+    source = shared_kairos.create_source("sdk-pagehide")
+    browser.open("/leave.html", source["write_key"])
+    browser.do("block", mode="abort")
+    browser.js("kairos.track('Left Behind', {n: 1})")
+    time.sleep(0.5)  # the first attempt failed; its retry is planned for later
+    browser.do("block", mode=None)
+    browser.do("serve", path="/elsewhere.html", html="<!doctype html><title>no SDK here</title>")
+    browser.do("goto", path="/elsewhere.html")  # a page without the SDK: only the keepalive can deliver
+    got = stored(shared_kairos, source, 1)
+    assert_stored_exactly_once(got, [{"type": "track", "event": "Left Behind", "properties": {"n": 1}}],
+                               check_anonymous_absent=False, context=browser.diagnostics())
+    # The page's own attempts all failed (the keepalive request, sent while
+    # the page unloads, is not reported by the browser): it was the keepalive.
+    assert all(r.get("failure") for r in browser.requests()), browser.diagnostics()
+
+
 def test_nothing_is_sent_before_consent_then_held_events_go_on_grant(shared_kairos, browser):
     kairos = shared_kairos
     source = kairos.create_source("sdk-consent")
