@@ -178,6 +178,7 @@ export class Kairos {
       this.prefs = { ...this.prefs, ...preferences };
       const allowed = this.allowed();
       this.persistIds(allowed);
+      if (!allowed) lsSet('ajs_user_traits', null);
       lsSet('kairos.consent', JSON.stringify(this.prefs));
       const done = this.send('track', { event: 'Consent Updated', properties: {} }, { props: {}, options: {} }, true);
       // Held events wait for an answer about analytics itself.
