@@ -60,11 +60,8 @@ export class Kairos {
     this.apiHost = host.replace(/\/+$/, '').replace(/\/v1$/, '');
     this.writeKey = writeKey;
     this.options = options;
-    const d = options.cookieDomain;
-    this.anon = new IdStore('ajs_anonymous_id', d);
-    this.uid = new IdStore('ajs_user_id', d);
-    this.gid = new IdStore('ajs_group_id', d);
-    this.prefs = JSON.parse(lsGet('kairos.consent') || 'null');
+    for (const s of [this.anon, this.uid, this.gid]) s.domain = options.cookieDomain;
+    this.prefs = lsGet('kairos.consent') ? jsonGet('kairos.consent') : null;
     this.persistIds(this.allowed());
     // Before the queue: its pagehide listener must run after the dwell
     // event of the page being left is made, so that event goes too.
@@ -78,8 +75,9 @@ export class Kairos {
       flushInterval: options.flushInterval ?? 1000,
       onDone: (ids) => ids.forEach((id) => this.waiting.get(id)?.()),
     });
-    // Events left by an earlier page (offline, closed mid-send) go now.
-    if (this.allowed()) this.queue.flush();
+    // Events left by an earlier page (offline, closed mid-send) go now:
+    // only events that were allowed to go are ever queued.
+    this.queue.flush();
     const calls = this.calls.splice(0);
     for (const [m, a, resolve] of calls) (this as any)[m](...a).then(resolve);
     this.readyFns.splice(0).forEach((fn) => fn());
@@ -144,11 +142,14 @@ export class Kairos {
 
   /** Forget the person on this browser (log out): new anonymous id, no user or group. */
   reset() {
-    this.uid.set(null);
-    this.gid.set(null);
-    lsSet('ajs_user_traits', null);
-    this.anon.set(uuid());
-    this.inApp.disconnect();
+    return this.call('reset', [], async () => {
+      this.uid.set(null);
+      this.gid.set(null);
+      lsSet('ajs_user_traits', null);
+      this.anon.set(uuid());
+      this.inApp.disconnect();
+      return {};
+    });
   }
 
   user() {

@@ -66,43 +66,39 @@ function unquote(v: string | null): string | null {
   return v || null;
 }
 
-/** One id (anonymous id, user id, group id) kept in both places. With
- *  `persist` false (consent required and not given yet) it lives in memory
- *  only, so nothing is written to the visitor's device before consent. */
+/** One id (anonymous id, user id, group id) kept in both places. Until
+ *  `load` knows the visitor may be tracked (consent) it is written nowhere:
+ *  it lives in memory, so nothing is stored on the device before consent. */
 export class IdStore {
-  persist = true;
+  /** Set by `load` and on every consent change through `setPersist`. */
+  private persist = false;
   private value: string | null = null;
 
-  constructor(private key: string, private domain?: string) {}
+  constructor(private key: string, public domain?: string) {}
 
   get(): string | null {
-    if (this.value) return this.value;
-    if (!this.persist) return null;
-    this.value = unquote(cookieGet(this.key)) || unquote(lsGet(this.key));
+    // Reading what an earlier page stored is harmless: a denial removed it.
+    if (!this.value) this.value = unquote(cookieGet(this.key)) || unquote(lsGet(this.key));
     return this.value;
   }
 
   set(v: string | null) {
     this.value = v;
-    if (this.persist) this.save();
+    if (this.persist) this.save(v);
   }
 
-  /** Stores the id (consent given) or keeps it in memory only and removes
-   *  any stored copy (consent required and not given, or withdrawn). */
+  /** Stores the id in use (consent given), or removes every stored copy
+   *  and keeps it in memory only (consent required and not given, or
+   *  withdrawn). */
   setPersist(persist: boolean) {
     const v = this.get();
     this.persist = persist;
-    this.value = null;
-    if (persist) this.set(v);
-    else {
-      this.save();
-      this.value = v;
-    }
+    this.save(persist ? v : null);
   }
 
-  private save() {
-    cookieSet(this.key, this.value, this.domain);
-    if (!lsSet(this.key, this.value)) warn(`could not store ${this.key}`);
+  private save(v: string | null) {
+    cookieSet(this.key, v, this.domain);
+    if (!lsSet(this.key, v)) warn(`could not store ${this.key}`);
   }
 }
 
