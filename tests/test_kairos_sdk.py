@@ -514,3 +514,26 @@ def test_decide_says_it_is_not_available_yet(shared_kairos, browser):
     browser.open("/decide.html", source["write_key"])
     message = browser.js("kairos.decide('home_hero').then(() => 'resolved', (e) => e.message)")
     assert "not available yet" in message, message
+
+
+def test_the_offline_queue_is_bounded_and_drops_the_oldest_with_a_warning(shared_kairos, browser):
+    source = shared_kairos.create_source("sdk-bound")
+    browser.open("/bound.html", source["write_key"])
+    browser.do("offline", value=True)
+    limit = 1000  # QUEUE_MAX in web/sdk/src/queue.ts (documented in docs/sdk.md)
+    browser.js(f"for (let n = 1; n <= {limit + 5}; n++) kairos.track('Bounded', {{n}})")
+    kept = browser.js(f"JSON.parse(localStorage.getItem('kairos.queue.{source['write_key']}')).map(e => e.properties.n)")
+    assert kept == list(range(6, limit + 6)), (kept[:3], kept[-3:], len(kept))
+    warnings = [line for line in browser.do("log")["console"] if "offline queue over 1000 events" in line]
+    assert len(warnings) == 5 and warnings[0].startswith("warning:"), warnings
+
+
+def test_a_script_tag_with_data_write_key_loads_without_a_snippet(shared_kairos, browser):
+    source = shared_kairos.create_source("sdk-tag")
+    html = (f'<!doctype html><title>tag</title><script src="/kairos.js" data-write-key="{source["write_key"]}" '
+            f'data-api-host="{shared_kairos.base_url}"></script><script>kairos.track("Tag Loaded", {{n: 1}})</script>')
+    browser.do("serve", path="/tag.html", html=html)
+    browser.do("goto", path="/tag.html")
+    got = stored(shared_kairos, source, 1)
+    assert_stored_exactly_once(got, [{"type": "track", "event": "Tag Loaded", "properties": {"n": 1}}],
+                               check_anonymous_absent=False, context=browser.diagnostics())
