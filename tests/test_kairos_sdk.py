@@ -360,19 +360,24 @@ def test_a_denial_drops_held_events_and_only_the_choice_is_recorded(shared_kairo
     assert len(kairos.events(source["id"])) == 1
 
 
-def test_a_server_error_is_retried_and_stored_once(kairos, sdk_build):
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_server_error_is_retried_after_retry_after_and_stored_once(kairos, sdk_build, status):
+    """The fault answers `status` with Retry-After: 1 after storing the
+    batch: the SDK waits the second, re-sends the same messageIds, and
+    Kairos keeps one copy."""
     browser = Browser(kairos)
     try:
-        source = kairos.create_source("sdk-500")
+        source = kairos.create_source(f"sdk-{status}")
         browser.open("/retry.html", source["write_key"])
-        set_fault(kairos, 500, fail_next=1, retry_after_seconds=1, after_commit=True)
+        set_fault(kairos, status, fail_next=1, retry_after_seconds=1, after_commit=True)
         browser.js("kairos.track('Retried', {n: 1}); kairos.track('Retried', {n: 2})")
         got = stored(kairos, source, 2, settle=3)
         expected = [{"type": "track", "event": "Retried", "properties": {"n": n}} for n in (1, 2)]
         assert_stored_exactly_once(got, expected, check_anonymous_absent=False, context=browser.diagnostics())
         posts = browser.requests()
-        assert [r["status"] for r in posts][:2] == [500, 200], browser.diagnostics()
+        assert [r["status"] for r in posts][:2] == [status, 200], browser.diagnostics()
         assert set(posts[0]["messageIds"]) <= set(posts[1]["messageIds"]), "the retry re-sends the same messageIds"
+        assert posts[1]["t"] - posts[0]["t"] >= 950, f"Retry-After: 1 honoured\n{browser.diagnostics()}"
     finally:
         browser.close()
 

@@ -78,7 +78,7 @@ async function main() {
     if (!req.url().startsWith(cfg.api)) return;
     let body = null;
     try { body = req.postData(); } catch (e) { body = null; }
-    const e = { method: req.method(), url: req.url(), headers: req.headers(), messageIds: body ? messageIds(body) : [],
+    const e = { t: Date.now(), method: req.method(), url: req.url(), headers: req.headers(), messageIds: body ? messageIds(body) : [],
       status: null };
     byReq.set(req, e);
     requests.push(e);

@@ -34,6 +34,14 @@ export interface QueueOptions {
   onDone: (ids: string[]) => void;
 }
 
+/** Wait before retry number `attempt` (0-based): exponential with jitter
+ *  over its upper half, so the pages that failed together do not retry
+ *  together, and never much sooner than the schedule says. */
+export function backoffMs(attempt: number, random = Math.random()): number {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return cap / 2 + random * (cap / 2);
+}
+
 const byteLength = (s: string) => new Blob([s]).size;
 
 export class Queue {
@@ -170,10 +178,8 @@ export class Queue {
     return null;
   }
 
-  /** Full-jitter exponential backoff (spreads the retries of many pages). */
   private backoff(): number {
-    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt++);
-    return cap / 2 + Math.random() * (cap / 2);
+    return backoffMs(this.attempt++);
   }
 
   /** Page going away: send what waits with `keepalive` (it outlives the
