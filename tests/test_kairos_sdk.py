@@ -542,3 +542,23 @@ def test_a_script_tag_with_data_write_key_loads_without_a_snippet(shared_kairos,
     got = stored(shared_kairos, source, 1)
     assert_stored_exactly_once(got, [{"type": "track", "event": "Tag Loaded", "properties": {"n": 1}}],
                                check_anonymous_absent=False, context=browser.diagnostics())
+
+
+def test_the_npm_entry_is_an_es_module_that_leaves_window_alone(shared_kairos, browser):
+    source = shared_kairos.create_source("sdk-esm")
+    assert (SDK_DIR / "dist" / "types" / "index.d.ts").exists(), "the package ships TypeScript declarations"
+    package = json.loads((SDK_DIR / "package.json").read_text())
+    assert package["exports"]["."]["import"] == "./dist/kairos.mjs"
+    html = f"""<!doctype html><title>esm</title><script type="module">
+import {{ kairos, Kairos }} from '/kairos.mjs';
+kairos.load({json.dumps(source["write_key"])}, {{apiHost: {json.dumps(shared_kairos.base_url)}, flushInterval: 100}});
+window.__esm = {{ global: typeof window.kairos, second: new Kairos() instanceof Kairos }};
+kairos.track('From Module', {{n: 1}});
+</script>"""
+    browser.do("serve", path="/esm.html", html=html)
+    browser.do("goto", path="/esm.html")
+    assert browser.wait_js("!!window.__esm")
+    assert browser.js("window.__esm") == {"global": "undefined", "second": True}
+    got = stored(shared_kairos, source, 1)
+    assert_stored_exactly_once(got, [{"type": "track", "event": "From Module", "properties": {"n": 1}}],
+                               check_anonymous_absent=False, context=browser.diagnostics())

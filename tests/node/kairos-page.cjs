@@ -3,7 +3,7 @@
 //
 //   node kairos-page.cjs '{"api": "http://127.0.0.1:PORT", "sdk": "/abs/path/kairos.js"}'
 //
-// Pages and the SDK are served by this script from http://localhost:<own
+// Pages and the SDK (/kairos.js, and the ES module /kairos.mjs) are served by this script from http://localhost:<own
 // port>, Kairos runs on 127.0.0.1:<its port>: every call is cross-origin
 // with real CORS preflights.
 //
@@ -24,6 +24,7 @@
 
 const http = require('node:http');
 const fs = require('node:fs');
+const path = require('node:path');
 const readline = require('node:readline');
 const { chromium } = require('playwright-core');
 
@@ -34,9 +35,11 @@ const pages = new Map();
 function startStatic() {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
-    if (url.pathname === '/kairos.js') {
-      res.writeHead(200, { 'Content-Type': 'application/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
-      return fs.createReadStream(cfg.sdk).pipe(res);
+    if (url.pathname === '/kairos.js' || url.pathname === '/kairos.mjs') {
+      // the script-tag build, and the ES module the npm package exports
+      const file = url.pathname === '/kairos.js' ? cfg.sdk : path.join(path.dirname(cfg.sdk), 'kairos.mjs');
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
+      return fs.createReadStream(file).pipe(res);
     }
     if (pages.has(url.pathname)) {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });

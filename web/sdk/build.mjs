@@ -2,12 +2,13 @@
 //   dist/kairos.js   minified IIFE for <script> tags, sets window.kairos
 //                    (what Kairos serves at /sdk/kairos.js)
 //   dist/kairos.mjs  ES module for bundlers (the npm package's entry)
+//   dist/kairos.js.gz  the same, gzipped (for Content-Encoding: gzip)
 //   dist/types/      TypeScript declarations
 // then type-checks, prints the gzipped size of dist/kairos.js and fails
 // above the budget.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
 /** Issue 15's budget: a site pays for every byte on every first visit. */
@@ -22,7 +23,10 @@ await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/kairos.mj
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', '.'], { stdio: 'inherit' });
 
 const raw = readFileSync('dist/kairos.js');
-const gz = gzipSync(raw, { level: 9 }).length;
+const gzipped = gzipSync(raw, { level: 9 });
+// Precompressed copy for a server to send with Content-Encoding: gzip.
+writeFileSync('dist/kairos.js.gz', gzipped);
+const gz = gzipped.length;
 console.log(`dist/kairos.js: ${raw.length} bytes, ${gz} bytes gzipped (budget ${GZIP_BUDGET_BYTES})`);
 if (gz > GZIP_BUDGET_BYTES) {
   console.error(`dist/kairos.js is ${gz} bytes gzipped, over the ${GZIP_BUDGET_BYTES}-byte budget`);
