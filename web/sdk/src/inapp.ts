@@ -41,9 +41,10 @@ export class InApp {
 
   /** Opens the stream (after `load`); messages render by default unless a
    *  handler was registered with `onMessage`. */
-  connect(o: ConnectOptions = {}) {
-    this.disconnect();
+  connect(o: ConnectOptions = {}): void {
     const k = this.k;
+    if (!k.writeKey) return k.ready(() => this.connect(o)); // before load: once loaded
+    this.disconnect();
     const identifier = o.identifier ||
       (o.token && k.user().id() ? `user_id:${k.user().id()}` : `anonymous_id:${k.anonymousId()}`);
     const q = new URLSearchParams({ identifier, writeKey: k.writeKey });
@@ -54,7 +55,6 @@ export class InApp {
     // (403: wrong identity token) closes it for good: say so.
     on(es, 'error', () => es.readyState === EventSource.CLOSED &&
       warn(`in-app stream for ${identifier} refused: check the write key and the identity token`));
-    return es;
   }
 
   disconnect() {
