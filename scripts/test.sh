@@ -25,6 +25,9 @@ step "node test packages"
 # builds this registry lacks, and `npm ci` would reject it as out of sync.
 (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
 
+step "browser SDK (web/sdk: esbuild + typescript from its lock; fails over 12 KB gzipped)"
+(cd web/sdk && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+
 step "build"
 cargo build --workspace --locked
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
