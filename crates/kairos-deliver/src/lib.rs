@@ -19,6 +19,7 @@
 
 pub mod address_policy;
 mod audience_sync;
+pub mod decisions;
 pub mod email;
 pub mod endpoint;
 mod error;
@@ -101,6 +102,8 @@ pub struct Deliverer {
     handled: watch::Receiver<Handled>,
     /// The threads, until [`Deliverer::stop`] takes them (any handle may).
     threads: Arc<std::sync::Mutex<Option<DeliveryThreads>>>,
+    /// The offer catalog, compiled (decisions and the effects stage share it).
+    catalog: Arc<decisions::Catalog>,
 }
 
 /// The effects stage's thread and the workers' thread, each with its stop.
@@ -143,6 +146,7 @@ impl Deliverer {
     ) -> std::io::Result<Deliverer> {
         let wake = Arc::new(Notify::new());
         let wake_stage = Arc::new(Notify::new());
+        let catalog = Arc::new(decisions::Catalog::default());
         let hub = in_app::InAppHub::default();
         let (handled_sender, handled) = watch::channel(Handled {
             seq: 0,
@@ -159,6 +163,7 @@ impl Deliverer {
             store: store.clone(),
             rules,
             engine,
+            catalog: catalog.clone(),
             policy: settings.policy.clone(),
             metrics: metrics.clone(),
             clock: settings.clock.clone(),
@@ -195,6 +200,7 @@ impl Deliverer {
             store,
             wake_stage,
             handled,
+            catalog,
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
         })
     }
@@ -214,6 +220,11 @@ impl Deliverer {
         let (stop, handle) = threads.workers;
         let _ = stop.send(true);
         stage & kairos_engine::join_within("delivery workers", handle)
+    }
+
+    /// The offer catalog, compiled once per change.
+    pub fn catalog(&self) -> &decisions::Catalog {
+        &self.catalog
     }
 
     /// The pages connected for in-app messages.

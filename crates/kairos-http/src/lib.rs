@@ -26,6 +26,7 @@ pub mod auth;
 pub mod body;
 pub mod collect;
 pub mod computed_traits;
+pub mod decisions;
 mod definitions;
 pub mod destinations;
 pub mod imports;
@@ -158,6 +159,17 @@ pub fn app(state: AppState) -> Router {
             "/v1/journeys",
             post(journeys::create_journey).get(journeys::list_journeys),
         )
+        .route(
+            "/v1/offers",
+            post(decisions::create_offer).get(decisions::list_offers),
+        )
+        .route(
+            "/v1/offers/{id}",
+            get(decisions::get_offer)
+                .put(decisions::change_offer)
+                .delete(decisions::delete_offer),
+        )
+        .route("/v1/decide", post(decisions::decide))
         .route(
             "/v1/journeys/{id}",
             delete(journeys::delete_journey).get(journey_counts::get_journey),

@@ -62,8 +62,9 @@ pub use lists::{ListMember, Lists};
 pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;
 pub use outbox::{
-    AudienceSyncRecord, DestinationRecord, Effects, Entries, JourneyRecord, Message, MessageStatus,
-    Outbox, OutboxErasure, Run, SyncChange, Wait,
+    AudienceSyncRecord, DecidedAction, DecisionRecord, DestinationRecord, Effects, Entries,
+    JourneyRecord, Message, MessageStatus, OfferHistory, OfferRecord, OfferStats, Outbox,
+    OutboxErasure, ResponseKind, Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};

@@ -128,13 +128,43 @@ pub enum Eligibility {
     Audience(String),
 }
 
+/// Why a definition is refused: what is wrong and how to fix it, and where
+/// in a template or condition when it is there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferError {
+    pub message: String,
+    /// Line and column (1-based) in the template or condition named.
+    pub position: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for OfferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for OfferError {
+    fn from(message: String) -> OfferError {
+        OfferError {
+            message,
+            position: None,
+        }
+    }
+}
+
+impl From<&str> for OfferError {
+    fn from(message: &str) -> OfferError {
+        OfferError::from(message.to_string())
+    }
+}
+
 /// The audience an offer's behavioural eligibility lives in.
 pub fn eligibility_audience(offer_name: &str) -> String {
     format!("offer {}", offer_name.trim())
 }
 
 /// Parses and checks a definition (`id`, `version` as stored).
-pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, String> {
+pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, OfferError> {
     let parsed: OfferDefinition = serde_json::from_value(definition.clone())
         .map_err(|error| format!("{error} (docs/decisions.md, \"Offers\")"))?;
     let name = parsed.name.trim().to_string();
@@ -144,7 +174,7 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Stri
     check_content(&parsed.content)?;
     for (field, number) in [("value", parsed.value), ("lever", parsed.lever)] {
         if !number.is_finite() || number < 0.0 {
-            return Err(format!("{field}: expected a number >= 0, got {number}"));
+            return Err(format!("{field}: expected a number >= 0, got {number}").into());
         }
     }
     if let (Some(from), Some(until)) = (parsed.valid_from, parsed.valid_until)
@@ -155,8 +185,10 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Stri
     let eligibility = match &parsed.eligibility {
         None => None,
         Some(text) => {
-            let expr = kairos_core::audience::parse(text)
-                .map_err(|error| format!("eligibility: {error}"))?;
+            let expr = kairos_core::audience::parse(text).map_err(|error| OfferError {
+                message: format!("eligibility: {error}"),
+                position: Some((error.line, error.column)),
+            })?;
             Some(if reads_events(&expr) {
                 Eligibility::Audience(eligibility_audience(&name))
             } else {
@@ -201,10 +233,13 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Stri
     })
 }
 
-fn duration(field: &str, text: &str) -> Result<SignedDuration, String> {
+fn duration(field: &str, text: &str) -> Result<SignedDuration, OfferError> {
     kairos_core::duration::parse_seconds(text)
         .map(|seconds| SignedDuration::from_secs(seconds as i64))
-        .ok_or_else(|| format!("{field}: {text:?} is not a duration (a number and s, m, h, d or w: \"7d\")"))
+        .ok_or_else(|| {
+            format!("{field}: {text:?} is not a duration (a number and s, m, h, d or w: \"7d\")")
+                .into()
+        })
 }
 
 /// Whether a condition reads events (counts, sums, sequences in windows):
@@ -214,29 +249,30 @@ pub fn reads_events(expr: &Expr) -> bool {
         Expr::And { all } => all.iter().any(reads_events),
         Expr::Or { any } => any.iter().any(reads_events),
         Expr::Not { expr } => reads_events(expr),
-        Expr::Trait { .. } | Expr::Computed { .. } | Expr::Score { .. } | Expr::InAudience { .. } => {
-            false
-        }
+        Expr::Trait { .. }
+        | Expr::Computed { .. }
+        | Expr::Score { .. }
+        | Expr::InAudience { .. } => false,
         _ => true,
     }
 }
 
 /// Every channel is known and every string of its content is a template
 /// that parses; errors name the path, line and column.
-fn check_content(content: &BTreeMap<String, Value>) -> Result<(), String> {
+fn check_content(content: &BTreeMap<String, Value>) -> Result<(), OfferError> {
     if content.is_empty() {
-        return Err(format!(
+        return Err(OfferError::from(format!(
             "content: expected content for at least one channel ({})",
             CHANNELS.join(", ")
-        ));
+        )));
     }
     let environment = minijinja::Environment::new();
     for (channel, value) in content {
         if !CHANNELS.contains(&channel.as_str()) {
-            return Err(format!(
+            return Err(OfferError::from(format!(
                 "content.{channel}: unknown channel; expected one of {}",
                 CHANNELS.join(", ")
-            ));
+            )));
         }
         check_templates(&environment, &format!("content.{channel}"), value)?;
     }
@@ -247,7 +283,7 @@ fn check_templates(
     environment: &minijinja::Environment<'_>,
     path: &str,
     value: &Value,
-) -> Result<(), String> {
+) -> Result<(), OfferError> {
     match value {
         Value::String(source) => environment
             .template_from_str(source)
@@ -264,19 +300,24 @@ fn check_templates(
 }
 
 /// `content.web.title: line 1, column 9: unexpected end of input …`.
-fn template_error(path: &str, source: &str, error: &minijinja::Error) -> String {
+fn template_error(path: &str, source: &str, error: &minijinja::Error) -> OfferError {
     let detail = error.detail().unwrap_or("syntax error");
-    match error.range() {
+    let (line, column) = match error.range() {
         Some(range) => {
             let before = &source[..range.start.min(source.len())];
             let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |text| text.chars().count()) + 1;
-            format!("{path}: line {line}, column {column}: {detail}")
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |text| text.chars().count())
+                + 1;
+            (line, column)
         }
-        None => format!(
-            "{path}: line {}: {detail}",
-            error.line().unwrap_or(1)
-        ),
+        None => (error.line().unwrap_or(1), 1),
+    };
+    OfferError {
+        message: format!("{path}: line {line}, column {column}: {detail}"),
+        position: Some((line, column)),
     }
 }
 
@@ -293,7 +334,13 @@ mod tests {
             &json!({"name": "a", "content": {"web": {"title": "Hi {{ traits.name "}}}),
         )
         .unwrap_err();
-        assert!(error.starts_with("content.web.title: line 1, column"), "{error}");
+        assert!(
+            error
+                .message
+                .starts_with("content.web.title: line 1, column"),
+            "{error}"
+        );
+        assert!(error.position.is_some());
     }
 
     #[test]
@@ -305,7 +352,9 @@ mod tests {
                     "eligibility": "count \"Product Added\" within 1h >= 1"}),
         )
         .unwrap();
-        assert!(matches!(offer.eligibility, Some(Eligibility::Audience(ref name)) if name == "offer cart"));
+        assert!(
+            matches!(offer.eligibility, Some(Eligibility::Audience(ref name)) if name == "offer cart")
+        );
         let offer = compile(
             "off_2",
             1,
@@ -317,12 +366,16 @@ mod tests {
 
     #[test]
     fn bad_limits_and_channels_are_refused_with_the_field() {
-        let bad = |definition: Value| compile("off_1", 1, &definition).unwrap_err();
+        let bad = |definition: Value| compile("off_1", 1, &definition).unwrap_err().message;
         assert!(bad(json!({"name": "a", "content": {"fax": "x"}})).starts_with("content.fax"));
         assert!(
-            bad(json!({"name": "a", "content": {"web": "x"}, "limits": {"after_dismissal": "soon"}}))
-                .starts_with("limits.after_dismissal")
+            bad(
+                json!({"name": "a", "content": {"web": "x"}, "limits": {"after_dismissal": "soon"}})
+            )
+            .starts_with("limits.after_dismissal")
         );
-        assert!(bad(json!({"name": "a", "content": {"web": "x"}, "value": -1})).starts_with("value"));
+        assert!(
+            bad(json!({"name": "a", "content": {"web": "x"}, "value": -1})).starts_with("value")
+        );
     }
 }

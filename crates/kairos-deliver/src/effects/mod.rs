@@ -88,6 +88,8 @@ pub fn effects_interest(store: &Store) -> EffectsInterest {
     if !store.outbox.syncs().is_empty() {
         names.extend(sync_event_names());
     }
+    let offers = crate::decisions::Catalog::default().offers(&store.outbox);
+    names.extend(crate::decisions::response_event_names(&offers));
     EffectsInterest::new(names)
 }
 
@@ -105,6 +107,8 @@ pub(crate) struct Stage {
     pub(crate) rules: Arc<IdentityRules>,
     /// Profiles for timed steps (read without waiting on the shards).
     pub(crate) engine: kairos_engine::Engine,
+    /// The offers responses are attributed to.
+    pub(crate) catalog: Arc<crate::decisions::Catalog>,
     pub(crate) policy: ContactPolicy,
     pub(crate) metrics: crate::metrics::DeliveryMetrics,
     /// The engine's clock (manual in tests): decisions, waits, dates.
@@ -245,6 +249,7 @@ impl Stage {
         let store = &self.store;
         let journeys = active_journeys(store);
         let syncs = store.outbox.syncs();
+        let offers = self.catalog.offers(&store.outbox);
         let now = self.now();
         // Every write of the step, stored with the cursor in one batch.
         let mut effects = store.effects();
@@ -261,6 +266,7 @@ impl Stage {
                     effects.sync_change(sync, change);
                 }
             } else {
+                self.apply_responses(&offers, fact, &mut effects)?;
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
                 self.resume_waiting(
@@ -308,6 +314,29 @@ impl Stage {
         let decided = effects.messages().len();
         effects.commit(Some(upto))?;
         Ok(decided)
+    }
+
+    /// An offer response (impression, click, dismissal, conversion with a
+    /// `decision_id`): counted for the offer and the person, once, in the
+    /// step's batch; one that names no known decision is only logged.
+    fn apply_responses(
+        &self,
+        offers: &[crate::decisions::Offer],
+        fact: &EventFact,
+        effects: &mut Effects<'_>,
+    ) -> Result<(), StoreError> {
+        let decision = |id: &str| self.store.outbox.decision(id).ok().flatten();
+        for (decision_id, offer, kind) in
+            crate::decisions::responses_of(offers, &fact.name, &fact.properties, decision)
+        {
+            if effects
+                .offer_response(&decision_id, &offer, kind, fact.at)?
+                .is_none()
+            {
+                tracing::debug!(%decision_id, %offer, "an offer response names no decision of that offer");
+            }
+        }
+        Ok(())
     }
 
     /// `A not followed by B`: an A starts (or restarts) the wait for its

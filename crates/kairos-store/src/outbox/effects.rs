@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use fjall::{OwnedWriteBatch, PersistMode};
 use jiff::Timestamp;
 
-use super::offers::{DecisionRecord, HISTORY_IMPRESSIONS_MAX, OfferHistory, OfferStats, ResponseKind};
+use super::offers::{
+    DecisionRecord, HISTORY_IMPRESSIONS_MAX, OfferHistory, OfferStats, ResponseKind,
+};
 use super::{COUNT_PREFIX, CURSOR_KEY, Entries, Message, Outbox, Run, SyncChange, Wait, decode};
 use crate::StoreError;
 use crate::lists::{ListMember, Lists};
@@ -107,7 +109,7 @@ impl<'a> Effects<'a> {
             Some(stats) => *stats,
             None => self
                 .outbox
-                .stored_offer_stats(&action.offer, &decision.placement)?,
+                .stored_offer_stats(&action.offer, &decision.placement),
         };
         match kind {
             ResponseKind::Impression => stats.impressions += 1,
@@ -342,6 +344,7 @@ impl<'a> Effects<'a> {
         }
         batch.commit()?;
         outbox.db.persist(PersistMode::SyncData)?;
+        outbox.counted(&self.offer_stats);
         Ok(())
     }
 

@@ -252,6 +252,12 @@ pub struct Outbox {
     /// restart their events are unreadable, so nothing can bring them back.
     erased: std::sync::RwLock<std::collections::HashSet<String>>,
     pseudonyms: Pseudonyms,
+    /// Every offer's counts (`offer-stats/…` key → counts), in memory for
+    /// decisions; updated after each batch that changes them.
+    offer_stats: std::sync::RwLock<std::collections::HashMap<String, OfferStats>>,
+    /// Bumped at every catalog change: compiled catalogs know when to
+    /// compile again.
+    offers_version: AtomicU64,
 }
 
 /// What erasing a person removed from the outbox.
@@ -277,6 +283,7 @@ impl Outbox {
         let queue = db.keyspace(QUEUE_KEYSPACE, KeyspaceCreateOptions::default)?;
         let deliveries = db.keyspace(DELIVERIES_KEYSPACE, KeyspaceCreateOptions::default)?;
         let waits = db.keyspace(WAITS_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let meta_for_stats = meta.clone();
         let mut last = 0;
         for guard in deliveries.prefix(MESSAGE_PREFIX) {
             let message: Message = decode(&guard.value()?)?;
@@ -292,6 +299,8 @@ impl Outbox {
             changing: Mutex::new(()),
             erased: Default::default(),
             pseudonyms,
+            offer_stats: std::sync::RwLock::new(offers::load_stats(&meta_for_stats)?),
+            offers_version: AtomicU64::new(1),
         })
     }
 

@@ -52,7 +52,6 @@ pub struct OfferRecord {
 /// Responses to one offer in one placement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferStats {
-    pub decisions: u64,
     pub impressions: u64,
     pub clicks: u64,
     pub dismissals: u64,
@@ -81,6 +80,18 @@ pub struct DecisionRecord {
     /// Responses applied (`<offer id>\0<kind>`): each counts once.
     #[serde(default)]
     pub responses: BTreeSet<String>,
+}
+
+/// Every offer's counts, read at open.
+pub(super) fn load_stats(
+    meta: &fjall::Keyspace,
+) -> Result<std::collections::HashMap<String, OfferStats>, StoreError> {
+    let mut stats = std::collections::HashMap::new();
+    for guard in meta.prefix(OFFER_STATS_PREFIX) {
+        let (key, value) = guard.into_inner()?;
+        stats.insert(String::from_utf8_lossy(&key).to_string(), decode(&value)?);
+    }
+    Ok(stats)
 }
 
 /// A person's history with one offer.
@@ -128,7 +139,13 @@ impl Outbox {
                 name: name.to_string(),
             });
         }
-        let seq = self.offers().iter().map(|offer| offer.seq).max().unwrap_or(0) + 1;
+        let seq = self
+            .offers()
+            .iter()
+            .map(|offer| offer.seq)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let record = OfferRecord {
             id: format!("off_{}", random_token(12)),
             name: name.to_string(),
@@ -167,6 +184,8 @@ impl Outbox {
         };
         self.meta.remove(format!("{OFFER_PREFIX}{}", record.id))?;
         self.db.persist(PersistMode::SyncAll)?;
+        self.offers_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(Some(record))
     }
 
@@ -175,7 +194,15 @@ impl Outbox {
         self.meta
             .insert(format!("{OFFER_PREFIX}{}", record.id), bytes)?;
         self.db.persist(PersistMode::SyncAll)?;
+        self.offers_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Changes with every catalog change (create, change, delete).
+    pub fn offers_version(&self) -> u64 {
+        self.offers_version
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every offer, oldest first.
@@ -198,31 +225,33 @@ impl Outbox {
 
     // --- response counts --------------------------------------------------
 
-    /// An offer's counts per placement.
-    pub fn offer_stats(&self, offer: &str) -> Result<BTreeMap<String, OfferStats>, StoreError> {
+    /// An offer's counts per placement (from memory).
+    pub fn offer_stats(&self, offer: &str) -> BTreeMap<String, OfferStats> {
         let prefix = format!("{OFFER_STATS_PREFIX}{offer}\0");
-        let mut stats = BTreeMap::new();
-        for guard in self.meta.prefix(&prefix) {
-            let (key, value) = guard.into_inner()?;
-            let placement = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
-            stats.insert(placement, decode(&value)?);
+        self.offer_stats
+            .read()
+            .expect("offer stats lock")
+            .iter()
+            .filter_map(|(key, stats)| Some((key.strip_prefix(&prefix)?.to_string(), *stats)))
+            .collect()
+    }
+
+    /// After a batch: the counts it stored.
+    pub(super) fn counted(&self, changed: &BTreeMap<String, OfferStats>) {
+        let mut stats = self.offer_stats.write().expect("offer stats lock");
+        for (key, counts) in changed {
+            stats.insert(key.clone(), *counts);
         }
-        Ok(stats)
     }
 
     pub(super) fn offer_stats_key(offer: &str, placement: &str) -> String {
         format!("{OFFER_STATS_PREFIX}{offer}\0{placement}")
     }
 
-    pub(super) fn stored_offer_stats(
-        &self,
-        offer: &str,
-        placement: &str,
-    ) -> Result<OfferStats, StoreError> {
-        match self.meta.get(Self::offer_stats_key(offer, placement))? {
-            Some(bytes) => decode(&bytes),
-            None => Ok(OfferStats::default()),
-        }
+    pub(super) fn stored_offer_stats(&self, offer: &str, placement: &str) -> OfferStats {
+        let key = Self::offer_stats_key(offer, placement);
+        let stats = self.offer_stats.read().expect("offer stats lock");
+        stats.get(&key).copied().unwrap_or_default()
     }
 
     // --- decisions ----------------------------------------------------------
@@ -252,7 +281,10 @@ impl Outbox {
         );
         batch.insert(
             &self.waits,
-            format!("{DECISION_BY_PERSON_PREFIX}{}\0{}", record.person, record.id),
+            format!(
+                "{DECISION_BY_PERSON_PREFIX}{}\0{}",
+                record.person, record.id
+            ),
             b"",
         );
         batch.commit()?;

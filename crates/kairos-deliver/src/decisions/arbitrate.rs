@@ -1,0 +1,300 @@
+//! Arbitration, explicit and inspectable (Pega's order): every offer goes
+//! through eligibility → applicability (placement, channel, validity,
+//! budget) → suitability (consent, caps, dismissal blackout) → priority =
+//! propensity × value × context weight × lever → constraints on the top k
+//! (one offer per exclusive group, at most `max_per_category` per
+//! category). Each candidate's fate is recorded for `explain`.
+//!
+//! Pure: the caller supplies the person, each offer's counts and the
+//! person's history with it, and the random source for Thompson sampling.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use kairos_core::audience::eval::{PersonFacts, evaluate};
+use kairos_store::{OfferHistory, OfferStats};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::bandit::{Posterior, Random};
+use super::offer::{Eligibility, Offer};
+
+/// What a decision is asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub placement: String,
+    /// The channel whose content is returned (default: the first the
+    /// offer has, `web` first).
+    pub channel: Option<String>,
+    /// Weights by category or tag (`{"shoes": 2}`): the context weight.
+    pub weights: BTreeMap<String, f64>,
+    pub limit: usize,
+    pub max_per_category: Option<usize>,
+    pub now: Timestamp,
+}
+
+/// One offer as the person and the decision see it.
+pub struct Candidate<'a> {
+    pub offer: &'a Offer,
+    /// Counts in this placement (the adaptive propensity learns from them).
+    pub stats: OfferStats,
+    /// Impressions in all placements (the budget counts them).
+    pub impressions_total: u64,
+    pub history: OfferHistory,
+}
+
+/// What arbitration said about one candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub offer: String,
+    pub offer_id: String,
+    /// `eligibility`, `applicability`, `suitability`, `constraints` (dropped
+    /// there), or `ranked`.
+    pub stage: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<Propensity>,
+    pub value: f64,
+    pub weight: f64,
+    pub lever: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+}
+
+/// Where a propensity came from and what it was.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Propensity {
+    /// The value priority used (a Thompson sample, or the model's score).
+    pub value: f64,
+    /// The posterior mean (adaptive), or the score again.
+    pub mean: f64,
+    /// `adaptive` (Beta(1 + clicks, 1 + impressions − clicks)) or `score`.
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+}
+
+/// The chosen offers (best first) and every candidate's verdict.
+pub struct Arbitrated {
+    pub chosen: Vec<usize>,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Arbitrates `candidates` for the person (`facts`, `consent`) and the
+/// request; `random` draws the Thompson samples.
+pub fn arbitrate(
+    candidates: &[Candidate<'_>],
+    facts: &PersonFacts,
+    consent: &BTreeMap<String, bool>,
+    request: &Request,
+    random: &mut Random,
+) -> Arbitrated {
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(candidates.len());
+    let mut scored: Vec<(usize, f64)> = Vec::new();
+    for (index, candidate) in candidates.iter().enumerate() {
+        let offer = candidate.offer;
+        let weight = context_weight(offer, &request.weights);
+        let mut verdict = Verdict {
+            offer: offer.name.clone(),
+            offer_id: offer.id.clone(),
+            stage: "ranked",
+            reason: None,
+            propensity: None,
+            value: offer.value,
+            weight,
+            lever: offer.lever,
+            priority: None,
+            rank: None,
+        };
+        let dropped = if let Some(reason) = ineligible(offer, facts, request.now) {
+            Some(("eligibility", reason))
+        } else if let Some(reason) = inapplicable(candidate, request) {
+            Some(("applicability", reason))
+        } else {
+            unsuitable(candidate, consent, request.now).map(|reason| ("suitability", reason))
+        };
+        if let Some((stage, reason)) = dropped {
+            verdict.stage = stage;
+            verdict.reason = Some(reason);
+        } else {
+            let propensity = propensity(candidate, facts, random);
+            let priority = propensity.value * offer.value * weight * offer.lever;
+            verdict.propensity = Some(propensity);
+            verdict.priority = Some(priority);
+            scored.push((index, priority));
+        }
+        verdicts.push(verdict);
+    }
+    // Best first; ties by catalog order, so equal offers rank stably.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let chosen = constrain(candidates, &scored, request, &mut verdicts);
+    Arbitrated { chosen, verdicts }
+}
+
+/// Takes the best offers that keep the constraints, up to the limit.
+fn constrain(
+    candidates: &[Candidate<'_>],
+    scored: &[(usize, f64)],
+    request: &Request,
+    verdicts: &mut [Verdict],
+) -> Vec<usize> {
+    let mut chosen = Vec::new();
+    let mut groups: BTreeSet<&str> = BTreeSet::new();
+    let mut per_category: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, _) in scored {
+        let offer = candidates[*index].offer;
+        let verdict = &mut verdicts[*index];
+        if chosen.len() >= request.limit {
+            verdict.stage = "constraints";
+            verdict.reason = Some(format!("below the top {}", request.limit));
+            continue;
+        }
+        if let Some(group) = offer.exclusive_group.as_deref()
+            && groups.contains(group)
+        {
+            verdict.stage = "constraints";
+            verdict.reason = Some(format!(
+                "exclusive group {group:?}: a better offer of it is chosen"
+            ));
+            continue;
+        }
+        if let (Some(max), Some(category)) = (request.max_per_category, offer.category.as_deref())
+            && per_category.get(category).copied().unwrap_or(0) >= max
+        {
+            verdict.stage = "constraints";
+            verdict.reason = Some(format!(
+                "diversity: {max} offer(s) of category {category:?} already chosen"
+            ));
+            continue;
+        }
+        if let Some(group) = offer.exclusive_group.as_deref() {
+            groups.insert(group);
+        }
+        if let Some(category) = offer.category.as_deref() {
+            *per_category.entry(category).or_default() += 1;
+        }
+        verdict.rank = Some(chosen.len() + 1);
+        chosen.push(*index);
+    }
+    chosen
+}
+
+fn ineligible(offer: &Offer, facts: &PersonFacts, now: Timestamp) -> Option<String> {
+    match &offer.eligibility {
+        None => None,
+        Some(Eligibility::Profile(expr)) => {
+            (!evaluate(expr, &[], facts, now)).then(|| "the eligibility condition is false".into())
+        }
+        Some(Eligibility::Audience(audience)) => (!facts.audiences.contains(audience))
+            .then(|| format!("not in its eligibility audience {audience:?}")),
+    }
+}
+
+fn inapplicable(candidate: &Candidate<'_>, request: &Request) -> Option<String> {
+    let offer = candidate.offer;
+    if !offer.placements.is_empty() && !offer.placements.contains(&request.placement) {
+        return Some(format!("not for placement {:?}", request.placement));
+    }
+    if let Some(channel) = &request.channel
+        && !offer.content.contains_key(channel)
+    {
+        return Some(format!("no content for channel {channel:?}"));
+    }
+    if offer.valid_from.is_some_and(|from| request.now < from) {
+        return Some("not valid yet".into());
+    }
+    if offer.valid_until.is_some_and(|until| request.now >= until) {
+        return Some("expired".into());
+    }
+    if let Some(budget) = offer.budget
+        && candidate.impressions_total >= budget
+    {
+        return Some(format!("budget of {budget} impressions used up"));
+    }
+    None
+}
+
+fn unsuitable(
+    candidate: &Candidate<'_>,
+    consent: &BTreeMap<String, bool>,
+    now: Timestamp,
+) -> Option<String> {
+    let offer = candidate.offer;
+    if let Some(purpose) = &offer.purpose
+        && consent.get(purpose) == Some(&false)
+    {
+        return Some(format!("no consent for {purpose:?}"));
+    }
+    let history = &candidate.history;
+    if let (Some(blackout), Some(dismissed)) = (offer.after_dismissal, history.dismissed_at)
+        && now < dismissed + blackout
+    {
+        return Some(format!(
+            "dismissed at {dismissed}: not offered again before {}",
+            dismissed + blackout
+        ));
+    }
+    if let Some((max, per)) = offer.impressions_cap {
+        let since = now - per;
+        let shown = history.impressions.iter().filter(|at| **at > since).count();
+        if shown >= max as usize {
+            return Some(format!(
+                "shown {shown} time(s) in the last {per:#}: the cap is {max}"
+            ));
+        }
+    }
+    None
+}
+
+/// A model's score for the person, else a Thompson sample of the offer's
+/// click rate in this placement.
+fn propensity(candidate: &Candidate<'_>, facts: &PersonFacts, random: &mut Random) -> Propensity {
+    if let Some(source) = &candidate.offer.propensity
+        && let Some(score) = facts.scores.get(&source.score)
+    {
+        let score = score.clamp(0.0, 1.0);
+        return Propensity {
+            value: score,
+            mean: score,
+            source: "score",
+            alpha: None,
+            beta: None,
+        };
+    }
+    let posterior = Posterior::of(&candidate.stats);
+    Propensity {
+        value: posterior.sample(random),
+        mean: posterior.mean(),
+        source: "adaptive",
+        alpha: Some(posterior.alpha),
+        beta: Some(posterior.beta),
+    }
+}
+
+/// The product of the request's weights for the offer's category and tags
+/// (1 when none applies).
+fn context_weight(offer: &Offer, weights: &BTreeMap<String, f64>) -> f64 {
+    let mut weight = 1.0;
+    for key in offer.category.iter().chain(offer.tags.iter()) {
+        if let Some(factor) = weights.get(key) {
+            weight *= factor;
+        }
+    }
+    weight
+}
+
+/// The content of the channel to return: the request's, else `web`, else
+/// the first the offer has.
+pub fn channel_of<'a>(offer: &'a Offer, request: &Request) -> Option<(&'a str, &'a Value)> {
+    let wanted = request.channel.as_deref().unwrap_or("web");
+    offer
+        .content
+        .get_key_value(wanted)
+        .or_else(|| offer.content.iter().next())
+        .map(|(channel, value)| (channel.as_str(), value))
+}

@@ -1,0 +1,296 @@
+//! Next-best-action decisions (docs/decisions.md): an offer catalog
+//! ([`offer`]), arbitration ([`arbitrate`]) with adaptive propensities
+//! ([`bandit`]), and responses — `Offer Viewed`, `Offer Clicked`, `Offer
+//! Dismissed` and each offer's conversion event, carrying the `decision_id`
+//! — applied by the effects stage in its atomic batch, so the next decision
+//! already learns from them.
+//!
+//! A decision reads the profile as it is after every event acknowledged
+//! before the call (the caller waits for the engine), the offer counts from
+//! memory and the person's history with each offer; it is stored without an
+//! fsync (kairos_store's `outbox::offers`).
+
+pub mod arbitrate;
+pub mod bandit;
+pub mod offer;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use kairos_core::audience::eval::PersonFacts;
+use kairos_store::{DecidedAction, DecisionRecord, Outbox, ResponseKind, Store};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use arbitrate::{Request, Verdict};
+pub use offer::{Eligibility, Offer, compile, eligibility_audience};
+
+/// The response events every decision's actions are reported with.
+pub const VIEWED: &str = "Offer Viewed";
+pub const CLICKED: &str = "Offer Clicked";
+pub const DISMISSED: &str = "Offer Dismissed";
+/// Actions one decision may return.
+pub const ACTIONS_MAX: usize = 50;
+
+/// The catalog, compiled once per change (a decision must not parse 200
+/// offers' conditions).
+#[derive(Default)]
+pub struct Catalog {
+    compiled: RwLock<(u64, Arc<Vec<Offer>>)>,
+}
+
+impl Catalog {
+    /// The offers stored now, compiled; one that no longer compiles is
+    /// left out and logged.
+    pub fn offers(&self, outbox: &Outbox) -> Arc<Vec<Offer>> {
+        let version = outbox.offers_version();
+        if let Ok(compiled) = self.compiled.read()
+            && compiled.0 == version
+        {
+            return compiled.1.clone();
+        }
+        let offers: Vec<Offer> = outbox
+            .offers()
+            .into_iter()
+            .filter_map(
+                |record| match compile(&record.id, record.version, &record.definition) {
+                    Ok(offer) => Some(offer),
+                    Err(error) => {
+                        tracing::warn!(offer = %record.name, %error, "offer inactive");
+                        None
+                    }
+                },
+            )
+            .collect();
+        let offers = Arc::new(offers);
+        if let Ok(mut compiled) = self.compiled.write() {
+            *compiled = (version, offers.clone());
+        }
+        offers
+    }
+}
+
+/// One action of a decision, as answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    /// The offer's name.
+    pub offer: String,
+    pub offer_id: String,
+    pub version: u32,
+    pub rank: usize,
+    /// The priority arbitration ranked by.
+    pub score: f64,
+    pub propensity: f64,
+    pub channel: String,
+    pub content: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// A decision, as answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub decision_id: String,
+    pub placement: String,
+    pub actions: Vec<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Vec<Verdict>>,
+}
+
+/// Decides for the person whose profile is `view` (asked for by
+/// `identifier`, `type:value`), in the request's placement and context,
+/// and stores the decision.
+pub fn decide(
+    store: &Store,
+    catalog: &Catalog,
+    identifier: &str,
+    view: &kairos_engine::ProfileView,
+    request: &Request,
+    context: &Value,
+    explain: bool,
+) -> Result<Decision, crate::DeliverError> {
+    let offers = catalog.offers(&store.outbox);
+    let identities: Vec<String> = view
+        .identities
+        .iter()
+        .map(|identity| format!("{}:{}", identity.kind, identity.value))
+        .collect();
+    let mut histories = store.outbox.offer_histories(&identities)?;
+    let candidates: Vec<arbitrate::Candidate<'_>> = offers
+        .iter()
+        .map(|offer| {
+            let stats = store.outbox.offer_stats(&offer.id);
+            arbitrate::Candidate {
+                offer,
+                stats: stats.get(&request.placement).copied().unwrap_or_default(),
+                impressions_total: stats.values().map(|stats| stats.impressions).sum(),
+                history: histories.remove(&offer.id).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let decision_id = Outbox::new_decision_id();
+    let mut random = bandit::Random::from_text(&decision_id);
+    let facts = person_facts(view);
+    let mut arbitrated =
+        arbitrate::arbitrate(&candidates, &facts, &view.consent, request, &mut random);
+    let render_context = render_context(view, context);
+    let mut actions = Vec::new();
+    for index in arbitrated.chosen {
+        let offer = candidates[index].offer;
+        let verdict = &mut arbitrated.verdicts[index];
+        let Some((channel, template)) = arbitrate::channel_of(offer, request) else {
+            continue;
+        };
+        match crate::render::MessageRenderer::new(&render_context).render_value(template) {
+            Ok(content) => actions.push(Action {
+                offer: offer.name.clone(),
+                offer_id: offer.id.clone(),
+                version: offer.version,
+                rank: actions.len() + 1,
+                score: verdict.priority.unwrap_or(0.0),
+                propensity: verdict
+                    .propensity
+                    .map_or(0.0, |propensity| propensity.value),
+                channel: channel.to_string(),
+                content,
+                category: offer.category.clone(),
+            }),
+            Err(error) => {
+                verdict.stage = "content";
+                verdict.rank = None;
+                verdict.reason = Some(format!("content did not render: {error}"));
+            }
+        }
+    }
+    store.outbox.record_decision(
+        identifier,
+        DecisionRecord {
+            id: decision_id.clone(),
+            person: String::new(),
+            placement: request.placement.clone(),
+            at: request.now,
+            actions: actions
+                .iter()
+                .map(|action| DecidedAction {
+                    offer: action.offer_id.clone(),
+                    version: action.version,
+                    rank: action.rank,
+                    propensity: action.propensity,
+                    priority: action.score,
+                })
+                .collect(),
+            responses: Default::default(),
+        },
+    )?;
+    Ok(Decision {
+        decision_id,
+        placement: request.placement.clone(),
+        actions,
+        explanation: explain.then_some(arbitrated.verdicts),
+    })
+}
+
+fn person_facts(view: &kairos_engine::ProfileView) -> PersonFacts {
+    PersonFacts {
+        traits: view.traits.clone(),
+        computed: view.computed.clone(),
+        scores: view
+            .scores
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_f64()?)))
+            .collect(),
+        audiences: view.audiences.iter().cloned().collect(),
+    }
+}
+
+/// What content templates read: the person (as messages see them) and the
+/// request's context.
+fn render_context(view: &kairos_engine::ProfileView, context: &Value) -> Value {
+    let mut rendered = crate::email::person_context(Some(view), &Value::Null);
+    rendered["context"] = context.clone();
+    rendered
+}
+
+/// The event names the effects stage applies as responses: the three
+/// response events and every offer's conversion event.
+pub fn response_event_names(offers: &[Offer]) -> Vec<String> {
+    let mut names = vec![
+        VIEWED.to_string(),
+        CLICKED.to_string(),
+        DISMISSED.to_string(),
+    ];
+    names.extend(
+        offers
+            .iter()
+            .filter_map(|offer| offer.conversion_event.clone()),
+    );
+    names
+}
+
+/// What a response event (`name`, `properties`) reports, for the effects
+/// stage: `(decision id, offer id, kind)` for each offer it concerns.
+pub fn responses_of(
+    offers: &[Offer],
+    name: &str,
+    properties: &serde_json::Map<String, Value>,
+    decision: impl Fn(&str) -> Option<DecisionRecord>,
+) -> Vec<(String, String, ResponseKind)> {
+    let Some(decision_id) = properties.get("decision_id").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let named = properties
+        .get("offer")
+        .or_else(|| properties.get("offer_id"))
+        .and_then(Value::as_str)
+        .and_then(|wanted| {
+            offers
+                .iter()
+                .find(|offer| offer.id == wanted || offer.name == wanted)
+                .map(|offer| offer.id.clone())
+        });
+    let kind = match name {
+        VIEWED => Some(ResponseKind::Impression),
+        CLICKED => Some(ResponseKind::Click),
+        DISMISSED => Some(ResponseKind::Dismissal),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return named
+            .map(|offer| vec![(decision_id.to_string(), offer, kind)])
+            .unwrap_or_default();
+    }
+    // A conversion: each offer of the decision that names this event (or
+    // just the one the event names).
+    let Some(record) = decision(decision_id) else {
+        return Vec::new();
+    };
+    let converts: BTreeMap<&str, &Offer> = offers
+        .iter()
+        .filter(|offer| offer.conversion_event.as_deref() == Some(name))
+        .map(|offer| (offer.id.as_str(), offer))
+        .collect();
+    record
+        .actions
+        .iter()
+        .filter(|action| converts.contains_key(action.offer.as_str()))
+        .filter(|action| named.as_ref().is_none_or(|named| *named == action.offer))
+        .map(|action| {
+            (
+                decision_id.to_string(),
+                action.offer.clone(),
+                ResponseKind::Conversion,
+            )
+        })
+        .collect()
+}
+
+/// An offer as the API shows it.
+pub fn describe(record: &kairos_store::OfferRecord) -> Value {
+    let mut answer = record.definition.clone();
+    answer["id"] = json!(record.id);
+    answer["name"] = json!(record.name);
+    answer["version"] = json!(record.version);
+    answer["created_at"] = json!(record.created_at);
+    answer["updated_at"] = json!(record.updated_at);
+    answer
+}
