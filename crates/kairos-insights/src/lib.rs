@@ -30,6 +30,8 @@ pub mod datasets;
 pub mod gbm;
 pub mod logistic;
 pub mod metrics;
+pub mod ope;
+pub mod policy_eval;
 pub mod propensity;
 pub mod report;
 pub mod rng;

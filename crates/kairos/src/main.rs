@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod demo;
+mod evaluate_policy;
 mod import;
 mod match_eval;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     MatchEval(match_eval::MatchEvalArgs),
     /// Train a built-in model on files and write a report (see `kairos train --help`).
     Train(train::TrainArgs),
+    /// Estimate a policy's click rate from another policy's logs (Open Bandit files).
+    EvaluatePolicy(evaluate_policy::EvaluatePolicyArgs),
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -132,6 +135,7 @@ fn main() -> std::process::ExitCode {
         Command::MatchEval(args) => match_eval::run(args),
         Command::Sources { server, action } => client::sources(&server, action),
         Command::Train(args) => return train::run(args),
+        Command::EvaluatePolicy(args) => return evaluate_policy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
