@@ -15,19 +15,6 @@ use kairos_insights::datasets::load_open_bandit;
 use kairos_insights::policy_eval::evaluate_policy;
 
 #[derive(clap::Args)]
-#[command(
-    about = "Estimate a policy's click rate from another policy's logs (off-policy evaluation)",
-    long_about = "Estimate the click rate of the policy that produced the --target logs from \
-the --logs of another policy, with six estimators (dm, ipw, snipw, dr, dr-os, switch-dr), \
-and compare with the click rate the target logs observed.\n\n\
-Each folder holds Open Bandit Dataset files: one log CSV of any name (columns item_id, \
-position, click, propensity_score, user_feature_*, user-item_affinity_*) and \
-item_context.csv. The target policy is taken as context-free: its probability of each item \
-in each position is the target logs' frequency. Each run resamples the logs with \
-replacement; the estimate is the mean over runs and relative_error the mean over runs of \
-|estimate - truth| / truth.\n\n\
-Example:\n  kairos evaluate-policy --logs open_bandit/random/men --target open_bandit/bts/men"
-)]
 pub struct EvaluatePolicyArgs {
     /// Folder of the logging policy's files: the estimates use only these.
     #[arg(long, value_name = "DIR")]
