@@ -129,6 +129,15 @@ impl Parts {
             residual: Vec::with_capacity(decisions.len()),
         };
         for ((decision, pi), q) in decisions.iter().zip(target).zip(predicted) {
+            assert!(
+                decision.action < pi.len(),
+                "action outside the target's actions"
+            );
+            assert_eq!(pi.len(), q.len(), "one q̂ per action");
+            assert!(
+                decision.propensity > 0.0,
+                "a logged action had probability 0"
+            );
             parts
                 .direct
                 .push(pi.iter().zip(q).map(|(p, q)| p * q).sum());
