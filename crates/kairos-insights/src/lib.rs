@@ -13,6 +13,12 @@
 //! - *Is this customer still with us?* — [`bgnbd`]: the BG/NBD model of
 //!   repeat buying, with P(alive) and expected purchases per profile.
 //!
+//! And one question about a decision policy before it goes live: *what
+//! would it earn?* — [`ope`]: off-policy evaluation (direct method, IPW,
+//! self-normalized IPW, doubly robust and two tuned variants) from another
+//! policy's logged decisions, replayed on the Open Bandit Dataset by
+//! [`policy_eval`] for `kairos evaluate-policy`.
+//!
 //! [`datasets`] reads the training formats, [`metrics`] scores models the
 //! way scikit-learn and scikit-uplift do (so figures compare with published
 //! ones), [`report`] writes a self-contained HTML report and [`train`] ties
@@ -30,6 +36,8 @@ pub mod datasets;
 pub mod gbm;
 pub mod logistic;
 pub mod metrics;
+pub mod ope;
+pub mod policy_eval;
 pub mod propensity;
 pub mod report;
 pub mod rng;

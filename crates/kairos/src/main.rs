@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod demo;
+mod evaluate_policy;
 mod import;
 mod match_eval;
 mod serve;
@@ -42,6 +43,23 @@ enum Command {
     MatchEval(match_eval::MatchEvalArgs),
     /// Train a built-in model on files and write a report (see `kairos train --help`).
     Train(train::TrainArgs),
+    /// Estimate a policy's click rate from another policy's logs (off-policy evaluation).
+    ///
+    /// Estimates the click rate of the policy that produced the --target logs from
+    /// the --logs of another policy, with six estimators (dm, ipw, snipw, dr, dr-os,
+    /// switch-dr), and compares with the click rate the target logs observed.
+    ///
+    /// Each folder holds Open Bandit Dataset files: one log CSV of any name (columns
+    /// item_id, position, click, propensity_score, user_feature_*,
+    /// user-item_affinity_*) and item_context.csv. The target policy is taken as
+    /// context-free: its probability of each item in each position is the target
+    /// logs' frequency. Each run resamples the logs with replacement; the estimate
+    /// is the mean over runs, relative_error the mean over runs of
+    /// |estimate - truth| / truth. Output: one line per estimator,
+    /// `estimator=<name> estimate=<v> truth=<v> relative_error=<v>`.
+    ///
+    /// Example: kairos evaluate-policy --logs open_bandit/random/men --target open_bandit/bts/men
+    EvaluatePolicy(evaluate_policy::EvaluatePolicyArgs),
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -132,6 +150,7 @@ fn main() -> std::process::ExitCode {
         Command::MatchEval(args) => match_eval::run(args),
         Command::Sources { server, action } => client::sources(&server, action),
         Command::Train(args) => return train::run(args),
+        Command::EvaluatePolicy(args) => return evaluate_policy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
