@@ -234,6 +234,9 @@ pub struct DecideBody {
     channel: Option<String>,
     #[serde(default)]
     diversity: Option<Diversity>,
+    /// `false`: rank by posterior means instead of Thompson samples.
+    #[serde(default)]
+    explore: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +349,7 @@ fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Proble
         weights,
         limit,
         max_per_category,
+        explore: body.explore.unwrap_or(true),
         now: state.clock.now(),
     })
 }

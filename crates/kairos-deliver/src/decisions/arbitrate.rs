@@ -30,6 +30,10 @@ pub struct Request {
     pub weights: BTreeMap<String, f64>,
     pub limit: usize,
     pub max_per_category: Option<usize>,
+    /// Draw adaptive propensities (Thompson sampling: explores offers with
+    /// few responses); `false`: rank by the posterior mean (greedy, the
+    /// same answer for the same state — e.g. for an email sent once).
+    pub explore: bool,
     pub now: Timestamp,
 }
 
@@ -122,7 +126,7 @@ pub fn arbitrate(
             verdict.stage = stage;
             verdict.reason = Some(reason);
         } else {
-            let propensity = propensity(candidate, facts, random);
+            let propensity = propensity(candidate, facts, request.explore, random);
             let priority = propensity.value * offer.value * weight * offer.lever;
             verdict.propensity = Some(propensity);
             verdict.priority = Some(priority);
@@ -253,7 +257,12 @@ fn unsuitable(
 
 /// A model's score for the person, else a Thompson sample of the offer's
 /// click rate in this placement.
-fn propensity(candidate: &Candidate<'_>, facts: &PersonFacts, random: &mut Random) -> Propensity {
+fn propensity(
+    candidate: &Candidate<'_>,
+    facts: &PersonFacts,
+    explore: bool,
+    random: &mut Random,
+) -> Propensity {
     if let Some(source) = &candidate.offer.propensity
         && let Some(score) = facts.scores.get(&source.score)
     {
@@ -268,7 +277,11 @@ fn propensity(candidate: &Candidate<'_>, facts: &PersonFacts, random: &mut Rando
     }
     let posterior = Posterior::of(&candidate.stats);
     Propensity {
-        value: posterior.sample(random),
+        value: if explore {
+            posterior.sample(random)
+        } else {
+            posterior.mean()
+        },
         mean: posterior.mean(),
         source: "adaptive",
         alpha: Some(posterior.alpha),
@@ -297,4 +310,145 @@ pub fn channel_of<'a>(offer: &'a Offer, request: &Request) -> Option<(&'a str, &
         .get_key_value(wanted)
         .or_else(|| offer.content.iter().next())
         .map(|(channel, value)| (channel.as_str(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decisions::offer::compile;
+    use jiff::SignedDuration;
+    use serde_json::json;
+
+    /// A random stream of decisions for a few people, each answered with
+    /// random impressions and dismissals that feed the next decisions:
+    /// every decision keeps the caps, the dismissal blackout, the budgets,
+    /// exclusivity and diversity, and ranks by priority.
+    #[test]
+    fn constraints_hold_over_random_streams_of_decisions_and_responses() {
+        for seed in 1..=20u64 {
+            let mut random = Random::seeded(seed);
+            let offers: Vec<Offer> = (0..12)
+                .map(|index| {
+                    let mut definition = json!({
+                        "name": format!("offer {index}"),
+                        "content": {"web": "x"},
+                        "category": format!("c{}", index % 3),
+                        "value": 1 + index % 4,
+                        "limits": {"impressions": {"max": 1 + index % 3, "per": "1d"},
+                                   "after_dismissal": "2d"},
+                    });
+                    if index % 4 == 0 {
+                        definition["exclusive_group"] = json!("g");
+                    }
+                    if index % 5 == 0 {
+                        definition["limits"]["budget"] = json!(6);
+                    }
+                    compile(&format!("off_{index}"), 1, &definition).unwrap()
+                })
+                .collect();
+            let mut now: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+            let mut histories: BTreeMap<(usize, usize), OfferHistory> = BTreeMap::new();
+            let mut stats = vec![OfferStats::default(); offers.len()];
+            for _ in 0..300 {
+                now += SignedDuration::from_mins(1 + (random.uniform() * 180.0) as i64);
+                let person = (random.uniform() * 5.0) as usize;
+                let candidates: Vec<Candidate<'_>> = offers
+                    .iter()
+                    .enumerate()
+                    .map(|(index, offer)| Candidate {
+                        offer,
+                        stats: stats[index],
+                        impressions_total: stats[index].impressions,
+                        history: histories.get(&(person, index)).cloned().unwrap_or_default(),
+                    })
+                    .collect();
+                let request = Request {
+                    placement: "home".into(),
+                    channel: None,
+                    weights: BTreeMap::new(),
+                    limit: 1 + (random.uniform() * 4.0) as usize,
+                    max_per_category: (random.uniform() < 0.5).then_some(1),
+                    explore: true,
+                    now,
+                };
+                let result = arbitrate(
+                    &candidates,
+                    &PersonFacts::default(),
+                    &BTreeMap::new(),
+                    &request,
+                    &mut random,
+                );
+                check(&candidates, &request, &result);
+                for index in result.chosen {
+                    stats[index].impressions += 1;
+                    let history = histories.entry((person, index)).or_default();
+                    history.impressions.push(now);
+                    if random.uniform() < 0.2 {
+                        history.dismissed_at = Some(now);
+                    } else if random.uniform() < 0.3 {
+                        stats[index].clicks += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn check(candidates: &[Candidate<'_>], request: &Request, result: &Arbitrated) {
+        assert!(result.chosen.len() <= request.limit);
+        let mut groups = BTreeSet::new();
+        let mut categories: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut last_priority = f64::INFINITY;
+        for index in &result.chosen {
+            let candidate = &candidates[*index];
+            let offer = candidate.offer;
+            if let Some(group) = &offer.exclusive_group {
+                assert!(
+                    groups.insert(group.clone()),
+                    "two offers of one exclusive group"
+                );
+            }
+            let category = offer.category.as_deref().unwrap();
+            *categories.entry(category).or_default() += 1;
+            if let Some(max) = request.max_per_category {
+                assert!(categories[category] <= max, "diversity broken");
+            }
+            let (max, per) = offer.impressions_cap.unwrap();
+            let recent = candidate
+                .history
+                .impressions
+                .iter()
+                .filter(|at| **at > request.now - per)
+                .count();
+            assert!(recent < max as usize, "impression cap broken");
+            if let (Some(dismissed), Some(blackout)) =
+                (candidate.history.dismissed_at, offer.after_dismissal)
+            {
+                assert!(
+                    request.now >= dismissed + blackout,
+                    "offered during its blackout"
+                );
+            }
+            if let Some(budget) = offer.budget {
+                assert!(candidate.impressions_total < budget, "budget overspent");
+            }
+            let priority = result.verdicts[*index].priority.unwrap();
+            assert!(priority <= last_priority, "not ranked by priority");
+            last_priority = priority;
+        }
+        // Every offer that passed every stage and is not chosen lost to
+        // the limit or a constraint, never to a lower-priority offer.
+        for (index, verdict) in result.verdicts.iter().enumerate() {
+            if verdict.stage == "constraints"
+                && verdict
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("below"))
+            {
+                assert!(
+                    verdict.priority.unwrap() <= last_priority,
+                    "{index}: a better offer left out"
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,227 @@
+"""Offers and next-best-action decisions end to end against `kairos serve`:
+the catalog (versions, validation with line and column), `/v1/decide`
+reflecting the very last acknowledged event, personalised content,
+arbitration with its explanation, caps, dismissal blackout, budgets,
+exclusivity and diversity, responses with a decision id updating the
+adaptive model, persistence across kill -9, and erasure.
+(docs/decisions.md; every example there is exercised here.)"""
+
+import time
+
+import requests
+
+from conftest import Kairos
+
+CART_RESCUE = {
+    "name": "cart rescue",
+    "category": "retention",
+    "placements": ["home_hero"],
+    "value": 5,
+    "eligibility": 'count "Product Added" within 1h >= 1',
+    "content": {"web": {"title": "Still thinking about it, {{ traits.first_name | default('friend') }}?",
+                        "cta": "Back to your cart"}},
+    "conversion_event": "Order Completed",
+}
+WELCOME = {
+    "name": "welcome",
+    "category": "onboarding",
+    "value": 1,
+    "content": {"web": {"title": "Welcome{% if traits.first_name %}, {{ traits.first_name }}{% endif %}!"}},
+}
+
+
+def send(kairos, write_key, events):
+    r = requests.post(kairos.base_url + "/v1/batch", json={"batch": events},
+                      headers=Kairos.basic(write_key), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def decide(kairos, profile, placement="home_hero", **body):
+    r = kairos.admin("POST", "/v1/decide", json={"profile": profile, "placement": placement, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def create_offer(kairos, offer):
+    r = kairos.admin("POST", "/v1/offers", json=offer)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def respond(kairos, write_key, user, name, decision_id, offer, **properties):
+    send(kairos, write_key, [{"type": "track", "userId": user, "event": name,
+                              "properties": {"decision_id": decision_id, "offer": offer, **properties}}])
+
+
+def wait_for_stats(kairos, offer, placement, field, at_least, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        stats = kairos.admin("GET", f"/v1/offers/{offer}").json()["stats"]
+        if stats.get(placement, {}).get(field, 0) >= at_least:
+            return stats[placement]
+        time.sleep(0.05)
+    raise AssertionError(f"{offer} {field} did not reach {at_least}: {stats}")
+
+
+def test_the_very_next_decision_reflects_an_add_to_cart(kairos):
+    source = kairos.create_source("web")
+    create_offer(kairos, CART_RESCUE)
+    create_offer(kairos, WELCOME)
+    send(kairos, source["write_key"], [{"type": "identify", "userId": "u1", "traits": {"first_name": "Ada"}}])
+    before = decide(kairos, "user_id:u1", explore=False, explain=True)
+    assert [a["offer"] for a in before["actions"]] == ["welcome"]
+    assert before["actions"][0]["content"] == {"title": "Welcome, Ada!"}
+    dropped = {v["offer"]: v for v in before["explanation"]}["cart rescue"]
+    assert dropped["stage"] == "eligibility" and "offer cart rescue" in dropped["reason"]
+    send(kairos, source["write_key"], [{"type": "track", "userId": "u1", "event": "Product Added",
+                                        "properties": {"sku": "B-1"}}])
+    # No sleep: the decision waits for every acknowledged event.
+    after = decide(kairos, "user_id:u1", explore=False)
+    assert after["actions"][0]["offer"] == "cart rescue"
+    assert after["actions"][0]["content"]["title"] == "Still thinking about it, Ada?"
+    assert after["decision_id"].startswith("dec_") and after["decision_id"] != before["decision_id"]
+
+
+def test_responses_with_the_decision_id_move_the_adaptive_model(kairos):
+    source = kairos.create_source("web")
+    for name in ("red banner", "blue banner"):
+        create_offer(kairos, {"name": name, "content": {"web": {"title": name}}})
+    first = decide(kairos, "user_id:x0", limit=2, explore=False)
+    # Equal posteriors: catalog order.
+    assert [a["offer"] for a in first["actions"]] == ["red banner", "blue banner"]
+    for index in range(20):
+        user = f"user{index}"
+        decision = decide(kairos, f"user_id:{user}", limit=2)
+        for action in decision["actions"]:
+            respond(kairos, source["write_key"], user, "Offer Viewed", decision["decision_id"], action["offer"])
+            if action["offer"] == "blue banner":
+                respond(kairos, source["write_key"], user, "Offer Clicked", decision["decision_id"],
+                        action["offer"])
+        # A repeated response counts once.
+        respond(kairos, source["write_key"], user, "Offer Viewed", decision["decision_id"], "red banner")
+    blue = wait_for_stats(kairos, "blue banner", "home_hero", "clicks", 20)
+    red = wait_for_stats(kairos, "red banner", "home_hero", "impressions", 20)
+    assert blue["impressions"] == 20 and red["impressions"] == 20 and red["clicks"] == 0
+    explained = decide(kairos, "user_id:new", limit=2, explore=False, explain=True)
+    assert [a["offer"] for a in explained["actions"]] == ["blue banner", "red banner"]
+    propensity = {v["offer"]: v["propensity"] for v in explained["explanation"]}
+    assert propensity["blue banner"]["alpha"] == 21 and propensity["blue banner"]["beta"] == 1
+    assert propensity["red banner"]["alpha"] == 1 and propensity["red banner"]["beta"] == 21
+    # A response naming no decision is not counted.
+    respond(kairos, source["write_key"], "u", "Offer Clicked", "dec_unknown", "red banner")
+    # Counts survive kill -9.
+    kairos.kill9()
+    kairos.start()
+    assert kairos.admin("GET", "/v1/offers/blue banner").json()["stats"]["home_hero"]["clicks"] == 20
+    assert kairos.admin("GET", "/v1/offers/red banner").json()["stats"]["home_hero"]["clicks"] == 0
+
+
+def test_caps_blackout_budget_exclusivity_and_diversity(kairos):
+    source = kairos.create_source("web")
+    key = source["write_key"]
+    create_offer(kairos, {"name": "capped", "category": "a", "value": 10, "content": {"web": "capped"},
+                          "limits": {"impressions": {"max": 2, "per": "1d"}, "after_dismissal": "3d"}})
+    create_offer(kairos, {"name": "stock", "category": "b", "value": 9, "content": {"web": "stock"},
+                          "limits": {"budget": 1}})
+    create_offer(kairos, {"name": "gold", "category": "b", "value": 8, "exclusive_group": "tier",
+                          "content": {"web": "gold"}})
+    create_offer(kairos, {"name": "silver", "category": "c", "value": 7, "exclusive_group": "tier",
+                          "content": {"web": "silver"}})
+    create_offer(kairos, {"name": "plain", "category": "a", "value": 1, "content": {"web": "plain"}})
+
+    d = decide(kairos, "user_id:p1", limit=5, explore=False, explain=True)
+    assert [a["offer"] for a in d["actions"]] == ["capped", "stock", "gold", "plain"]
+    reasons = {v["offer"]: v.get("reason", "") for v in d["explanation"]}
+    assert "exclusive group" in reasons["silver"]
+    diverse = decide(kairos, "user_id:p1", limit=5, explore=False, diversity={"max_per_category": 1})
+    assert [a["offer"] for a in diverse["actions"]] == ["capped", "stock", "silver"]
+
+    # Two impressions of "capped": the cap (2 a day) drops it for p1 only.
+    for decision in (d, diverse):
+        respond(kairos, key, "p1", "Offer Viewed", decision["decision_id"], "capped")
+    respond(kairos, key, "p1", "Offer Viewed", d["decision_id"], "stock")  # the budget: 1
+    wait_for_stats(kairos, "capped", "home_hero", "impressions", 2)
+    wait_for_stats(kairos, "stock", "home_hero", "impressions", 1)
+    again = decide(kairos, "user_id:p1", limit=5, explore=False, explain=True)
+    reasons = {v["offer"]: (v["stage"], v.get("reason", "")) for v in again["explanation"]}
+    assert reasons["capped"][0] == "suitability" and "the cap is 2" in reasons["capped"][1]
+    assert reasons["stock"][0] == "applicability" and "budget" in reasons["stock"][1]
+    other = decide(kairos, "user_id:p2", limit=5, explore=False)
+    assert "capped" in [a["offer"] for a in other["actions"]]
+    # A dismissal keeps it away for 3 days, even though p2 saw it once.
+    respond(kairos, key, "p2", "Offer Dismissed", other["decision_id"], "capped")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        later = decide(kairos, "user_id:p2", limit=5, explore=False, explain=True)
+        if "capped" not in [a["offer"] for a in later["actions"]]:
+            break
+        time.sleep(0.05)
+    reason = {v["offer"]: v.get("reason", "") for v in later["explanation"]}["capped"]
+    assert reason.startswith("dismissed at"), reason
+
+
+def test_offers_are_versioned_and_bad_definitions_say_where(kairos):
+    created = create_offer(kairos, WELCOME)
+    assert created["version"] == 1 and created["id"].startswith("off_")
+    changed = kairos.admin("PUT", f"/v1/offers/{created['id']}", json={**WELCOME, "value": 3})
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    assert kairos.admin("POST", "/v1/offers", json=WELCOME).status_code == 409
+    bad_template = kairos.admin("POST", "/v1/offers", json={
+        "name": "broken", "content": {"web": {"title": "Hi\n{{ traits.first_name "}}})
+    assert bad_template.status_code == 400
+    problem = bad_template.json()
+    assert problem["detail"].startswith("content.web.title: line 2, column"), problem
+    assert problem["line"] == 2
+    bad_condition = kairos.admin("POST", "/v1/offers", json={
+        "name": "broken", "content": {"web": "x"}, "eligibility": "trait plan = "})
+    assert bad_condition.status_code == 400 and "eligibility" in bad_condition.json()["detail"]
+    assert bad_condition.json()["line"] == 1
+    missing = kairos.admin("POST", "/v1/offers", json={
+        "name": "broken", "content": {"web": "x"}, "eligibility": 'in audience "nobody"'})
+    assert missing.status_code == 400 and "nobody" in missing.json()["detail"]
+    for body, fragment in [
+        ({"profile": "u1", "placement": "x"}, "type}:{value"),
+        ({"profile": "user_id:u1", "placement": ""}, "placement"),
+        ({"profile": "user_id:u1", "placement": "x", "limit": 0}, "limit"),
+        ({"profile": "user_id:u1", "placement": "x", "context": [1]}, "context"),
+        ({"profile": "user_id:u1", "placement": "x", "channel": "fax"}, "channel"),
+        ({"profile": "user_id:u1", "placement": "x", "surprise": 1}, "surprise"),
+    ]:
+        r = kairos.admin("POST", "/v1/decide", json=body)
+        assert r.status_code == 400 and fragment in r.text, (body, r.text)
+    # A write key may send events, never read anyone's decisions.
+    source = kairos.create_source("web")
+    r = requests.post(kairos.base_url + "/v1/decide", json={"profile": "user_id:u1", "placement": "x"},
+                      headers=Kairos.basic(source["write_key"]), timeout=10)
+    assert r.status_code == 401
+    deleted = kairos.admin("DELETE", f"/v1/offers/{created['id']}")
+    assert deleted.status_code == 200
+    assert kairos.admin("GET", "/v1/offers").json()["offers"] == []
+
+
+def test_context_weights_and_an_unknown_visitor(kairos):
+    create_offer(kairos, {"name": "shoes", "category": "shoes", "value": 1, "content": {"web": "shoes"}})
+    create_offer(kairos, {"name": "hats", "category": "hats", "value": 1.5,
+                          "content": {"web": "{{ context.page | default('home') }} hats"}})
+    plain = decide(kairos, "anonymous_id:never-seen", explore=False, context={"page": "sale"})
+    assert plain["actions"][0]["offer"] == "hats" and plain["actions"][0]["content"] == "sale hats"
+    weighted = decide(kairos, "anonymous_id:never-seen", explore=False,
+                      context={"weights": {"shoes": 2}})
+    assert weighted["actions"][0]["offer"] == "shoes"
+
+
+def test_erasure_removes_decisions_and_offer_history(kairos):
+    source = kairos.create_source("web")
+    create_offer(kairos, {"name": "once", "value": 1, "content": {"web": "x"},
+                          "limits": {"impressions": {"max": 1, "per": "7d"}}})
+    send(kairos, source["write_key"], [{"type": "identify", "userId": "gone", "traits": {"email": "g@x.org"}}])
+    d = decide(kairos, "user_id:gone", explore=False)
+    respond(kairos, source["write_key"], "gone", "Offer Viewed", d["decision_id"], "once")
+    wait_for_stats(kairos, "once", "home_hero", "impressions", 1)
+    assert decide(kairos, "user_id:gone", explore=False)["actions"] == []
+    r = kairos.admin("DELETE", "/v1/profiles/user_id:gone")
+    assert r.status_code == 200, r.text
+    assert r.json()["outbox_erased"]["decisions"] >= 2, r.json()
+    # The identifier names nobody now: no history, so the cap is fresh.
+    assert [a["offer"] for a in decide(kairos, "user_id:gone", explore=False)["actions"]] == ["once"]
