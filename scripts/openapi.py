@@ -259,6 +259,51 @@ paths["/v1/journeys"] = {
             status="201", extra={"400": problem("Invalid journey (what is wrong and how to fix it)"), "409": problem("Name taken (name_taken): another of its kind has this name")}),
     **admin("get", "Every journey", {"type": "object", "properties": {"journeys": {"type": "array", "items": JOURNEY}}}),
 }
+OFFER = {"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
+    "category": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "placements": {"type": "array", "items": {"type": "string"}}, "content": {"type": "object"},
+    "value": {"type": "number"}, "lever": {"type": "number"}, "eligibility": {"type": "string"},
+    "limits": {"type": "object"}, "exclusive_group": {"type": "string"}, "conversion_event": {"type": "string"},
+    "purpose": {"type": "string"}, "propensity": {"type": "object"},
+    "stats": {"type": "object", "additionalProperties": {"type": "object"}},
+    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
+OFFER_BODY = {"type": "object", "required": ["name", "content"], "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200}, "content": {"type": "object"},
+    "category": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "placements": {"type": "array", "items": {"type": "string"}}, "value": {"type": "number", "minimum": 0},
+    "lever": {"type": "number", "minimum": 0}, "valid_from": {"type": "string"}, "valid_until": {"type": "string"},
+    "eligibility": {"type": "string"}, "propensity": {"type": "object"}, "limits": {"type": "object"},
+    "exclusive_group": {"type": "string"}, "conversion_event": {"type": "string"}, "purpose": {"type": "string"}}}
+OFFER_ID = path_param("id", "Offer id or name")
+paths["/v1/offers"] = {
+    **admin("post", "Create an offer: content per channel (templates), value, eligibility (audience language), limits, exclusivity — docs/decisions.md", OFFER,
+            OFFER_BODY, status="201", extra={"400": problem("Invalid offer (with line and column for templates and conditions)"), "409": problem("Name taken (name_taken), or the catalog is full")}),
+    **admin("get", "Every offer with its response counts per placement", {"type": "object", "properties": {"offers": {"type": "array", "items": OFFER}}}),
+}
+paths["/v1/offers/{id}"] = {
+    **admin("get", "An offer with its response counts per placement", OFFER, params=[OFFER_ID], extra=NOT_FOUND),
+    **admin("put", "Replace an offer's definition: a new version (the name stays)", OFFER, OFFER_BODY, params=[OFFER_ID],
+            extra={**NOT_FOUND, "400": problem("Invalid offer")}),
+    **admin("delete", "Delete an offer (its counts and past decisions stay)", {"type": "object"}, params=[OFFER_ID], extra=NOT_FOUND),
+}
+ACTION = {"type": "object", "properties": {
+    "offer": {"type": "string"}, "offer_id": {"type": "string"}, "version": {"type": "integer"}, "rank": {"type": "integer"},
+    "score": {"type": "number"}, "propensity": {"type": "number"}, "channel": {"type": "string"}, "content": {},
+    "category": {"type": "string"}}}
+paths["/v1/decide"] = {
+    **admin("post", "The next best actions for a person in a placement, after every event acknowledged before the call; explain says why each offer ranked or was dropped — docs/decisions.md",
+            {"type": "object", "properties": {"decision_id": {"type": "string"}, "placement": {"type": "string"},
+                                              "actions": {"type": "array", "items": ACTION},
+                                              "explanation": {"type": "array", "items": {"type": "object"}}}},
+            {"type": "object", "required": ["profile", "placement"], "additionalProperties": False, "properties": {
+                "profile": {"type": "string", "description": "type:value"}, "placement": {"type": "string", "minLength": 1, "maxLength": 200},
+                "context": {"type": "object"}, "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                "explain": {"type": "boolean"}, "explore": {"type": "boolean"},
+                "channel": {"type": "string", "enum": ["web", "in_app", "email", "webhook"]},
+                "diversity": {"type": "object", "properties": {"max_per_category": {"type": "integer", "minimum": 1}}}}},
+            extra={"400": problem("Invalid request (what is wrong and how to fix it)")}),
+}
 COUNT_MAP = {"type": "object", "additionalProperties": {"type": "integer"}}
 paths["/v1/journeys/{id}"] = {
     **admin("get", "A journey with its counts: entered, goal reached, exited (finished), per step (waiting there now, messages by status, blocked by reason)",
