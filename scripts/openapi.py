@@ -304,6 +304,13 @@ paths["/v1/decide"] = {
                 "diversity": {"type": "object", "properties": {"max_per_category": {"type": "integer", "minimum": 1}}}}},
             extra={"400": problem("Invalid request (what is wrong and how to fix it)")}),
 }
+paths["/v1/in-app/decide"] = {"post": {
+    "summary": "A page's decision for its visitor, with the write key: as its own anonymous id, or with the identity token of a user_id (content without traits when there is no token) — docs/decisions.md",
+    "security": WRITE_KEY,
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {**paths["/v1/decide"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+        "properties": {**paths["/v1/decide"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"], "token": {"type": "string"}}}}}},
+    "responses": {"200": paths["/v1/decide"]["post"]["responses"]["200"], "400": problem("Invalid request"),
+                  "401": problem("Write key missing or unknown"), "403": problem("Identity token missing or wrong (identity_token_invalid)")}}}
 COUNT_MAP = {"type": "object", "additionalProperties": {"type": "integer"}}
 paths["/v1/journeys/{id}"] = {
     **admin("get", "A journey with its counts: entered, goal reached, exited (finished), per step (waiting there now, messages by status, blocked by reason)",

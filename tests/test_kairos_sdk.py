@@ -514,11 +514,55 @@ def test_autocapture_records_clicks_scroll_depth_impressions_and_dwell(shared_ka
         dwell[0]["properties"]["path"] == "/auto.html", got
 
 
-def test_decide_says_it_is_not_available_yet(shared_kairos, browser):
+def test_a_slot_is_filled_with_the_top_offer_and_reports_views_and_clicks(shared_kairos, browser):
+    """docs/sdk.md "Decisions": a `data-kairos-placement` slot gets the top
+    action of /v1/in-app/decide (content as text, never HTML); `Offer Viewed`
+    and `Offer Clicked` carry its decision id, and Kairos counts them."""
+    offer = {"name": "sdk hero", "placements": ["sdk_hero"], "value": 1,
+             "content": {"web": {"title": "<b>Hello</b> {{ context.page }}", "cta": "Shop", "url": "/shop"}}}
+    r = shared_kairos.admin("POST", "/v1/offers", json=offer)
+    assert r.status_code == 201, r.text
     source = shared_kairos.create_source("sdk-decide")
-    browser.open("/decide.html", source["write_key"])
-    message = browser.js("kairos.decide('home_hero').then(() => 'resolved', (e) => e.message)")
-    assert "not available yet" in message, message
+    browser.open("/decide.html", source["write_key"], calls="kairos.ready(() => kairos.slots());",
+                 body='<div data-kairos-placement="sdk_hero">fallback</div>')
+    assert browser.wait_js("!!document.querySelector('[data-kairos-decision]')"), browser.diagnostics()
+    slot = browser.js("""(() => { const s = document.querySelector('[data-kairos-placement]');
+        return {title: s.querySelector('.kairos-offer-title').textContent, html: s.innerHTML.includes('<b>'),
+                href: s.querySelector('a').getAttribute('href'), decision: s.dataset.kairosDecision,
+                offer: s.dataset.kairosOffer}; })()""")
+    assert slot["title"] == "<b>Hello</b> /decide.html" and not slot["html"], slot
+    assert slot["href"] == "/shop" and slot["offer"] == "sdk hero", slot
+    browser.do("click", selector=".kairos-offer-title")
+    got = stored(shared_kairos, source, 2)
+    for name in ("Offer Viewed", "Offer Clicked"):
+        reports = named(got, name)
+        assert len(reports) == 1, got
+        assert reports[0]["properties"]["decision_id"] == slot["decision"]
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        stats = shared_kairos.admin("GET", "/v1/offers/sdk hero").json()["stats"].get("sdk_hero", {})
+        if stats.get("clicks") == 1:
+            break
+        time.sleep(0.1)
+    assert stats == {"impressions": 1, "clicks": 1, "dismissals": 0, "conversions": 0}, stats
+
+
+def test_decide_without_an_identity_token_reads_no_traits(shared_kairos, browser):
+    offer = {"name": "sdk greeting", "placements": ["sdk_greet"],
+             "content": {"web": "Hi {{ traits.first_name | default('there') }}"}}
+    assert shared_kairos.admin("POST", "/v1/offers", json=offer).status_code == 201
+    source = shared_kairos.create_source("sdk-decide-id")
+    browser.open("/decide-id.html", source["write_key"])
+    browser.js("kairos.identify('grace', {first_name: 'Grace'})")
+    browser.js("kairos.flush()")
+    assert stored(shared_kairos, source, 1)
+    anonymous = browser.js("kairos.decide('sdk_greet').then(d => d.actions[0].content)")
+    assert anonymous == "Hi there", anonymous  # as the anonymous id, no token: no traits
+    refused = browser.js("kairos.decide('sdk_greet', {}, {identifier: 'user_id:grace'}).then(() => 'ok', e => e.message)")
+    assert "identity token" in refused, refused
+    token = identity_token(source["identity_secret"], "user_id:grace")
+    named_ok = browser.js(f"kairos.decide('sdk_greet', {{}}, {{token: '{token}'}}).then(d => d.actions[0].content)")
+    assert named_ok == "Hi Grace", named_ok
 
 
 def test_the_offline_queue_is_bounded_and_drops_the_oldest_with_a_warning(shared_kairos, browser):

@@ -131,7 +131,7 @@ pub fn public_origin(
 /// and their settings) and the in-app message stream. Everything else is
 /// for servers and operators, and gets no CORS headers.
 pub fn is_browser_route(path: &str) -> bool {
-    const COLLECTION: [&str; 7] = [
+    const COLLECTION: [&str; 8] = [
         "/v1/batch",
         "/v1/b",
         "/v1/import",
@@ -139,6 +139,7 @@ pub fn is_browser_route(path: &str) -> bool {
         "/sourceConfig",
         "/sourceConfig/",
         "/v1/in-app/stream",
+        "/v1/in-app/decide",
     ];
     if COLLECTION.contains(&path) {
         return true;

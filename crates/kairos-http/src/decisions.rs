@@ -6,8 +6,8 @@
 //! event; its other conditions are evaluated at the decision. A decision
 //! reads the profile after every event acknowledged before the call.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kairos_deliver::decisions::{self, Eligibility, Request};
 use kairos_store::DefinitionKind;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::admin::JsonBody;
-use crate::auth::Admin;
+use crate::auth::{Admin, basic_write_key, query_write_key};
 use crate::definitions;
 use crate::problem::Problem;
 use crate::profiles::identifier;
@@ -237,6 +237,10 @@ pub struct DecideBody {
     /// `false`: rank by posterior means instead of Thompson samples.
     #[serde(default)]
     explore: Option<bool>,
+    /// `/v1/in-app/decide` only: the identity token for `profile`
+    /// (required unless it is an anonymous id).
+    #[serde(default)]
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -251,7 +255,68 @@ pub async fn decide(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<DecideBody>,
 ) -> Result<Response, Problem> {
+    if body.token.is_some() {
+        return Err(Problem::bad_request(
+            "decide_invalid",
+            "token: only pages send one (POST /v1/in-app/decide); the admin token decides for anyone",
+        ));
+    }
     let request = decide_request(&state, &body)?;
+    decided(&state, &body, request).await
+}
+
+/// `POST /v1/in-app/decide`: a page decides for its visitor with the
+/// source's write key — as its own anonymous id, or as an identified person
+/// with the identity token its backend minted (as the in-app stream). A
+/// page without a token gets content rendered without the person's traits.
+pub async fn page_decide(
+    State(state): State<AppState>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DecideBody>,
+) -> Result<Response, Problem> {
+    let key = basic_write_key(&headers)
+        .or_else(|| query_write_key(raw_query.as_deref()))
+        .ok_or_else(Problem::missing_write_key)?;
+    let source = state
+        .store
+        .sources
+        .by_write_key(&key, state.clock.now())
+        .ok_or_else(Problem::unknown_write_key)?;
+    let who = identifier(&body.profile)?;
+    let verified = body.token.as_deref().is_some_and(|token| {
+        kairos_deliver::in_app::token_is_valid(&source.record.identity_secret, &body.profile, token)
+    });
+    if !verified && !(who.kind == "anonymous_id" && body.token.is_none()) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "identity_token_invalid",
+            "Identity token missing or wrong",
+            format!(
+                "a write key is public, so deciding for {} needs an identity token: your backend \
+                 computes hex(HMAC-SHA256(identity_secret, \"{}\")) with the source's \
+                 identity_secret and passes it as `token`; anonymous visitors decide as \
+                 anonymous_id:<their own id> without one",
+                body.profile, body.profile
+            ),
+        ));
+    }
+    if body.explain {
+        return Err(Problem::bad_request(
+            "decide_invalid",
+            "explain: only with the admin token (POST /v1/decide); a page may not read why",
+        ));
+    }
+    let mut request = decide_request(&state, &body)?;
+    request.personal = verified;
+    decided(&state, &body, request).await
+}
+
+async fn decided(
+    state: &AppState,
+    body: &DecideBody,
+    request: Request,
+) -> Result<Response, Problem> {
     let who = identifier(&body.profile)?;
     let Some(deliverer) = &state.deliverer else {
         return Err(Problem::of(
@@ -350,6 +415,7 @@ fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Proble
         limit,
         max_per_category,
         explore: body.explore.unwrap_or(true),
+        personal: true,
         now: state.clock.now(),
     })
 }

@@ -170,6 +170,7 @@ pub fn app(state: AppState) -> Router {
                 .delete(decisions::delete_offer),
         )
         .route("/v1/decide", post(decisions::decide))
+        .route("/v1/in-app/decide", post(decisions::page_decide))
         .route(
             "/v1/journeys/{id}",
             delete(journeys::delete_journey).get(journey_counts::get_journey),

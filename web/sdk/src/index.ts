@@ -6,7 +6,7 @@ export { Kairos, VERSION } from './kairos';
 export type { LoadOptions } from './kairos';
 export type { AutocaptureOptions } from './autocapture';
 export type { ConnectOptions, InAppMessage } from './inapp';
-export type { Decision } from './decide';
+export type { Action, Decision, DecideOptions, SlotRenderer } from './decide';
 export { QUEUE_MAX } from './queue';
 
 export const kairos = new Kairos();

@@ -4,7 +4,7 @@
 
 import { aliasArgs, pageArgs, Resolved, trackArgs, userArgs } from './args';
 import { Autocapture, AutocaptureOptions, startAutocapture } from './autocapture';
-import { decide } from './decide';
+import { decide, DecideOptions, fillSlots, SlotRenderer } from './decide';
 import { InApp } from './inapp';
 import { Queue } from './queue';
 import { IdStore, jsonGet, lsGet, lsSet } from './store';
@@ -194,9 +194,16 @@ export class Kairos {
     return this.queue?.flush();
   }
 
-  /** Seam for the decision API (issue 14): not available yet. */
-  decide(placement: string, context?: Dict) {
-    return decide(this, placement, context);
+  /** The next best actions for this visitor in `placement` (docs/decisions.md). */
+  decide(placement: string, context?: Dict, options?: DecideOptions) {
+    return decide(this, placement, context, options);
+  }
+
+  /** Fills `[data-kairos-placement]` slots with their top action (text only
+   *  by default, or through `render`), reporting views and clicks. */
+  slots(options: DecideOptions & { root?: ParentNode; render?: SlotRenderer } = {}) {
+    if (!this.writeKey) return new Promise<void>((done) => this.ready(() => this.slots(options).then(done)));
+    return fillSlots(this, options.root, options.render, options);
   }
 
   /** Analytics events may be sent (and ids stored) now. */

@@ -34,6 +34,9 @@ pub struct Request {
     /// few responses); `false`: rank by the posterior mean (greedy, the
     /// same answer for the same state — e.g. for an email sent once).
     pub explore: bool,
+    /// Whether content may read the person's traits: not for a page that
+    /// proved no identity (a write key is public; docs/decisions.md).
+    pub personal: bool,
     pub now: Timestamp,
 }
 
@@ -369,6 +372,7 @@ mod tests {
                     limit: 1 + (random.uniform() * 4.0) as usize,
                     max_per_category: (random.uniform() < 0.5).then_some(1),
                     explore: true,
+                    personal: true,
                     now,
                 };
                 let result = arbitrate(

@@ -133,7 +133,7 @@ pub fn decide(
     let facts = person_facts(view);
     let mut arbitrated =
         arbitrate::arbitrate(&candidates, &facts, &view.consent, request, &mut random);
-    let render_context = render_context(view, context);
+    let render_context = render_context(view, context, request.personal);
     let mut actions = Vec::new();
     for index in arbitrated.chosen {
         let offer = candidates[index].offer;
@@ -204,9 +204,12 @@ fn person_facts(view: &kairos_engine::ProfileView) -> PersonFacts {
 }
 
 /// What content templates read: the person (as messages see them) and the
-/// request's context.
-fn render_context(view: &kairos_engine::ProfileView, context: &Value) -> Value {
+/// request's context; without `personal`, not their traits.
+fn render_context(view: &kairos_engine::ProfileView, context: &Value, personal: bool) -> Value {
     let mut rendered = crate::email::person_context(Some(view), &Value::Null);
+    if !personal {
+        rendered["traits"] = json!({});
+    }
     rendered["context"] = context.clone();
     rendered
 }
