@@ -225,3 +225,42 @@ def test_erasure_removes_decisions_and_offer_history(kairos):
     assert r.json()["outbox_erased"]["decisions"] >= 2, r.json()
     # The identifier names nobody now: no history, so the cap is fresh.
     assert [a["offer"] for a in decide(kairos, "user_id:gone", explore=False)["actions"]] == ["once"]
+
+
+def test_a_journey_sends_the_offer_decided_for_the_person(kairos):
+    """docs/decisions.md "In journeys": a `send` with `decide` sends the top
+    action for the person in a placement, signed like every webhook; its
+    decision id attributes the responses; no offer blocks the send."""
+    from test_journeys import Receiver, destination, wait_for
+
+    receiver = Receiver().start()
+    try:
+        destination(kairos, receiver)
+        journey = {"name": "nudge", "trigger": {"event": "Cart Viewed"},
+                   "steps": [{"send": {"destination": "hooks", "decide": {"placement": "cart_nudge"}}}]}
+        bad = kairos.admin("POST", "/v1/journeys", json={**journey, "name": "bad", "steps": [
+            {"send": {"destination": "hooks", "decide": {"placement": "x"}, "message": {"title": "x"}}}]})
+        assert bad.status_code == 400 and "leave out" in bad.text, bad.text
+        assert kairos.admin("POST", "/v1/journeys", json=journey).status_code == 201
+        source = kairos.create_source("web")
+        send(kairos, source["write_key"], [
+            {"type": "identify", "userId": "j1", "traits": {"first_name": "Lin"}},
+            {"type": "track", "userId": "j1", "event": "Cart Viewed", "messageId": "cv-1"}])
+        # No offer for the placement yet: blocked, saying why.
+        assert wait_for(lambda: kairos.admin("GET", "/v1/profiles/user_id:j1/deliveries").json()["deliveries"])
+        blocked = kairos.admin("GET", "/v1/profiles/user_id:j1/deliveries").json()["deliveries"][0]
+        assert blocked["status"] == "blocked" and "no offer" in blocked["last_error"], blocked
+        create_offer(kairos, {"name": "free shipping", "placements": ["cart_nudge"],
+                              "content": {"web": {"title": "Free shipping for you, {{ traits.first_name }}"}}})
+        send(kairos, source["write_key"], [{"type": "track", "userId": "j1", "event": "Cart Viewed",
+                                            "messageId": "cv-2"}])
+        assert wait_for(lambda: receiver.verified), \
+            kairos.admin("GET", "/v1/profiles/user_id:j1/deliveries").json()
+        payload = receiver.verified[0][1]
+        decision = payload["data"]["decision"]
+        assert decision["offer"] == "free shipping" and decision["placement"] == "cart_nudge"
+        assert decision["content"] == {"title": "Free shipping for you, Lin"}
+        respond(kairos, source["write_key"], "j1", "Offer Clicked", decision["decision_id"], "free shipping")
+        assert wait_for_stats(kairos, "free shipping", "cart_nudge", "clicks", 1)["clicks"] == 1
+    finally:
+        receiver.stop()

@@ -189,7 +189,19 @@ pub enum Step {
         /// values are templates).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<serde_json::Value>,
+        /// In-app and webhook destinations: what is sent is the top action
+        /// Kairos decides for the person in this placement
+        /// (docs/decisions.md, "In journeys").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decide: Option<DecideStep>,
     },
+}
+
+/// `{"placement": "cart_nudge"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideStep {
+    pub placement: String,
 }
 
 /// A compiled `send` step.
@@ -202,6 +214,8 @@ pub struct SendStep {
     pub purpose: Option<String>,
     pub template: Option<EmailTemplate>,
     pub message: Option<serde_json::Value>,
+    /// The placement whose top action is sent.
+    pub decide: Option<String>,
 }
 
 /// A journey ready to match events.
@@ -527,10 +541,14 @@ fn emit_step(
                 purpose,
                 template,
                 message,
+                decide,
             } => {
                 let (id, kind) = destination(name).ok_or_else(|| {
                     format!("no destination {name:?}; create it with POST /v1/destinations")
                 })?;
+                if let Some(decide) = decide {
+                    checked_decide(name, &kind, decide, template.is_some() || message.is_some())?;
+                }
                 match (kind.as_str(), template, message) {
                     ("email", None, _) => {
                         return Err(format!(
@@ -538,7 +556,7 @@ fn emit_step(
                         ));
                     }
                     ("email", Some(template), _) => crate::email::check(template)?,
-                    ("in_app", _, None) => {
+                    ("in_app", _, None) if decide.is_none() => {
                         return Err(format!(
                             "sending to the in-app destination {name:?} needs a \"message\", e.g. {{\"title\": \"Still thinking?\", \"body\": \"Your cart is waiting\"}}"
                         ));
@@ -552,9 +570,35 @@ fn emit_step(
                     purpose: purpose.clone(),
                     template: template.clone(),
                     message: message.clone(),
+                    decide: decide
+                        .as_ref()
+                        .map(|decide| decide.placement.trim().to_string()),
                 }));
             }
         }
+    }
+    Ok(())
+}
+
+/// A `decide` send: to an in-app or webhook destination, alone.
+fn checked_decide(
+    name: &str,
+    kind: &str,
+    decide: &DecideStep,
+    has_content: bool,
+) -> Result<(), String> {
+    if !matches!(kind, "in_app" | "webhook") {
+        return Err(format!(
+            "\"decide\" sends to in-app and webhook destinations; {name:?} is {kind}"
+        ));
+    }
+    if has_content {
+        return Err("a send with \"decide\" sends the decided offer's content: leave out \"message\" and \"template\"".into());
+    }
+    if decide.placement.trim().is_empty() {
+        return Err(
+            "decide.placement: name the placement, e.g. {\"placement\": \"cart_nudge\"}".into(),
+        );
     }
     Ok(())
 }

@@ -411,6 +411,7 @@ fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Proble
     Ok(Request {
         placement: placement.to_string(),
         channel: body.channel.clone(),
+        prefer_channel: None,
         weights,
         limit,
         max_per_category,

@@ -80,8 +80,17 @@ export class InApp {
     this.seen = [...this.seen, id].slice(-SEEN_MAX);
     const props = { message_id: id, journey_id: data.journey?.id, journey_name: data.journey?.name };
     const once: Dict = {};
+    // A message a journey decided (`decide` step) also reports the offer's
+    // response, with its decision id (docs/decisions.md).
+    const decision = data.decision;
     const report = (what: string) => () => {
-      if (!once[what]) this.k.track(`Message ${what}`, props);
+      if (!once[what]) {
+        this.k.track(`Message ${what}`, props);
+        if (decision?.decision_id) {
+          this.k.track(`Offer ${what}`, { decision_id: decision.decision_id, offer: decision.offer,
+                                          placement: decision.placement });
+        }
+      }
       once[what] = 1;
     };
     const m: InAppMessage = {

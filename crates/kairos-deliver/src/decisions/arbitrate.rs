@@ -23,9 +23,11 @@ use super::offer::{Eligibility, Offer};
 #[derive(Debug, Clone)]
 pub struct Request {
     pub placement: String,
-    /// The channel whose content is returned (default: the first the
-    /// offer has, `web` first).
+    /// Only offers with content for this channel (its content is returned).
     pub channel: Option<String>,
+    /// Without `channel`: the content returned when the offer has it
+    /// (default `web`), else the offer's first.
+    pub prefer_channel: Option<String>,
     /// Weights by category or tag (`{"shoes": 2}`): the context weight.
     pub weights: BTreeMap<String, f64>,
     pub limit: usize,
@@ -307,7 +309,11 @@ fn context_weight(offer: &Offer, weights: &BTreeMap<String, f64>) -> f64 {
 /// The content of the channel to return: the request's, else `web`, else
 /// the first the offer has.
 pub fn channel_of<'a>(offer: &'a Offer, request: &Request) -> Option<(&'a str, &'a Value)> {
-    let wanted = request.channel.as_deref().unwrap_or("web");
+    let wanted = request
+        .channel
+        .as_deref()
+        .or(request.prefer_channel.as_deref())
+        .unwrap_or("web");
     offer
         .content
         .get_key_value(wanted)
@@ -368,6 +374,7 @@ mod tests {
                 let request = Request {
                     placement: "home".into(),
                     channel: None,
+                    prefer_channel: None,
                     weights: BTreeMap::new(),
                     limit: 1 + (random.uniform() * 4.0) as usize,
                     max_per_category: (random.uniform() < 0.5).then_some(1),

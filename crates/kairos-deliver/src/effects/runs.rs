@@ -88,6 +88,9 @@ impl Stage {
                         self.apply_policy(&mut message, subject, effects, now, seen)?;
                     }
                     self.render_content(&mut message, send, subject, effects, seen)?;
+                    if let Some(placement) = &send.decide {
+                        self.decided_content(&mut message, placement, subject, now, seen)?;
+                    }
                     let status = match message.status {
                         MessageStatus::Blocked => "blocked",
                         _ => "pending",
@@ -225,6 +228,65 @@ impl Stage {
         if let Some(rejected) = outcome.rejected.first() {
             let errors = &rejected.errors;
             tracing::warn!(trait_name = %name, %errors, "a set_trait step did not make a valid event");
+        }
+        Ok(())
+    }
+
+    /// A `decide` send: the top action decided for the person in the
+    /// placement is what is sent (in-app: its content is the message;
+    /// webhook: `data.decision`), with the decision's id for responses.
+    /// Without an action the send is blocked, saying why.
+    pub(super) fn decided_content(
+        &self,
+        message: &mut Message,
+        placement: &str,
+        subject: &Identifier,
+        now: Timestamp,
+        seen: Seen<'_>,
+    ) -> Result<(), DeliverError> {
+        if message.status == MessageStatus::Blocked {
+            return Ok(());
+        }
+        let view = self
+            .profile(subject, seen)?
+            .unwrap_or_else(|| kairos_engine::ProfileView {
+                identities: vec![subject.clone()],
+                ..Default::default()
+            });
+        let request = crate::decisions::Request {
+            placement: placement.to_string(),
+            channel: None,
+            prefer_channel: Some(message.channel.clone()),
+            weights: Default::default(),
+            limit: 1,
+            max_per_category: None,
+            explore: true,
+            personal: true,
+            now,
+        };
+        let context = json!({"journey": message.payload["data"]["journey"].clone(),
+                             "event": message.payload["data"]["event"].clone()});
+        let identifier = format!("{}:{}", subject.kind, subject.value);
+        let decision = crate::decisions::decide(
+            &self.store,
+            &self.catalog,
+            &identifier,
+            &view,
+            &request,
+            &context,
+            false,
+        )?;
+        let Some(action) = decision.actions.first() else {
+            message.status = MessageStatus::Blocked;
+            message.last_error = Some(format!("decide: no offer for placement {placement:?}"));
+            return Ok(());
+        };
+        let data = &mut message.payload["data"];
+        data["decision"] = json!({"decision_id": decision.decision_id, "placement": placement,
+                                  "offer": action.offer, "offer_id": action.offer_id,
+                                  "content": action.content});
+        if message.channel == "in_app" {
+            data["content"] = action.content.clone();
         }
         Ok(())
     }
