@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod audiences;
+mod decide;
 mod membership;
 mod models;
 mod profiles;
@@ -76,8 +77,24 @@ enum Command {
         #[arg(long)]
         pipeline: bool,
     },
-    /// Profile read latency while ingesting at a steady rate over HTTP.
+    /// Profile read (or decision) latency while ingesting at a steady
+    /// rate over HTTP.
     ReadWhileIngest(reads::ReadArgs),
+    /// The decision benchmark's offers, one JSON per line.
+    DecideOffers {
+        #[arg(long, default_value_t = 200)]
+        offers: usize,
+    },
+    /// One decision in-process (no HTTP): arbitration over the catalog,
+    /// rendering, storing the decision.
+    Decide {
+        #[arg(long, default_value_t = 200)]
+        offers: usize,
+        #[arg(long, default_value_t = 20_000)]
+        decisions: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Event acknowledged → its `Audience Entered` on the live stream,
     /// while ingesting at a steady rate with many definitions active.
     MembershipLatency(membership::MembershipArgs),
@@ -133,6 +150,12 @@ fn main() {
         Command::MembershipLatency(args) => runtime.block_on(membership::run(args)),
         Command::WebhookLatency(args) => runtime.block_on(webhooks::run(args)),
         Command::ReadWhileIngest(args) => runtime.block_on(reads::run(args)),
+        Command::DecideOffers { offers } => decide::print_offers(offers),
+        Command::Decide {
+            offers,
+            decisions,
+            runs,
+        } => decide::run(offers, decisions, runs),
         Command::Ingest {
             url,
             write_key,

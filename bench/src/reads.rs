@@ -1,7 +1,10 @@
-//! Profile reads while ingesting at a steady rate
+//! Profile reads — or decisions — while ingesting at a steady rate
 //! (`kairos-loadgen read-while-ingest`): the ingest tasks pace 100-event
 //! batches to the requested events/s; a reader asks for profiles of people
-//! in those events and records each read's latency.
+//! in those events (with `--decide-placement`: `POST /v1/decide` for them)
+//! at a fixed rate, open loop (each request starts on its tick whether or
+//! not the last one answered, so a slow answer cannot hide the ones behind
+//! it), and records each one's latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,9 @@ pub struct ReadArgs {
     seconds: u64,
     #[arg(long, default_value = "reads")]
     run_id: String,
+    /// Decide in this placement instead of reading profiles.
+    #[arg(long)]
+    decide_placement: Option<String>,
 }
 
 const BATCH: usize = 100;
@@ -75,21 +81,39 @@ pub async fn run(mut args: ReadArgs) {
     let reader = {
         let client = client.clone();
         let (url, token) = (args.url.clone(), args.admin_token.clone());
+        let placement = args.decide_placement.clone();
         let interval = Duration::from_secs_f64(1.0 / args.reads_per_second.max(1) as f64);
         tokio::spawn(async move {
             // Let the first events land before reading their people.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let mut ticker = tokio::time::interval(interval);
-            let (mut latencies, mut misses, mut index) = (Vec::new(), 0u64, 0usize);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut index = 0usize;
+            let mut requests = Vec::new();
             while Instant::now() < deadline {
                 ticker.tick().await;
                 // The template's events belong to these anonymous ids.
                 let anonymous = format!("anon-{:08}", (index % BATCH) * 7919 % 100_000);
                 index += 1;
-                let request = client
-                    .get(format!("{url}/v1/profiles/anonymous_id:{anonymous}"))
-                    .bearer_auth(&token);
-                match crate::timed(request).await {
+                let request = match &placement {
+                    Some(placement) => client
+                        .post(format!("{url}/v1/decide"))
+                        .header("content-type", "application/json")
+                        .body(
+                            json!({"profile": format!("anonymous_id:{anonymous}"),
+                                   "placement": placement, "limit": 3})
+                            .to_string(),
+                        )
+                        .bearer_auth(&token),
+                    None => client
+                        .get(format!("{url}/v1/profiles/anonymous_id:{anonymous}"))
+                        .bearer_auth(&token),
+                };
+                requests.push(tokio::spawn(crate::timed(request)));
+            }
+            let (mut latencies, mut misses) = (Vec::new(), 0u64);
+            for request in requests {
+                match request.await.ok().flatten() {
                     Some(latency) => latencies.push(latency),
                     None => misses += 1,
                 }

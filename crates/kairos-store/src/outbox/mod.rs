@@ -254,7 +254,7 @@ pub struct Outbox {
     pseudonyms: Pseudonyms,
     /// Every offer's counts (`offer-stats/…` key → counts), in memory for
     /// decisions; updated after each batch that changes them.
-    offer_stats: std::sync::RwLock<std::collections::HashMap<String, OfferStats>>,
+    offer_stats: std::sync::RwLock<offers::StatsByOffer>,
     /// Bumped at every catalog change: compiled catalogs know when to
     /// compile again.
     offers_version: AtomicU64,

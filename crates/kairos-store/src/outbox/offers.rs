@@ -82,16 +82,28 @@ pub struct DecisionRecord {
     pub responses: BTreeSet<String>,
 }
 
+/// Counts by offer, then placement.
+pub(super) type StatsByOffer = std::collections::HashMap<String, BTreeMap<String, OfferStats>>;
+
 /// Every offer's counts, read at open.
-pub(super) fn load_stats(
-    meta: &fjall::Keyspace,
-) -> Result<std::collections::HashMap<String, OfferStats>, StoreError> {
-    let mut stats = std::collections::HashMap::new();
+pub(super) fn load_stats(meta: &fjall::Keyspace) -> Result<StatsByOffer, StoreError> {
+    let mut stats = StatsByOffer::new();
     for guard in meta.prefix(OFFER_STATS_PREFIX) {
         let (key, value) = guard.into_inner()?;
-        stats.insert(String::from_utf8_lossy(&key).to_string(), decode(&value)?);
+        let key = String::from_utf8_lossy(&key).to_string();
+        if let Some((offer, placement)) = split_stats_key(&key) {
+            stats
+                .entry(offer.to_string())
+                .or_default()
+                .insert(placement.to_string(), decode(&value)?);
+        }
     }
     Ok(stats)
+}
+
+/// `offer-stats/<offer>\0<placement>` → (offer, placement).
+fn split_stats_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(OFFER_STATS_PREFIX)?.split_once('\0')
 }
 
 /// A person's history with one offer.
@@ -227,20 +239,20 @@ impl Outbox {
 
     /// An offer's counts per placement (from memory).
     pub fn offer_stats(&self, offer: &str) -> BTreeMap<String, OfferStats> {
-        let prefix = format!("{OFFER_STATS_PREFIX}{offer}\0");
-        self.offer_stats
-            .read()
-            .expect("offer stats lock")
-            .iter()
-            .filter_map(|(key, stats)| Some((key.strip_prefix(&prefix)?.to_string(), *stats)))
-            .collect()
+        let stats = self.offer_stats.read().expect("offer stats lock");
+        stats.get(offer).cloned().unwrap_or_default()
     }
 
-    /// After a batch: the counts it stored.
+    /// After a batch: the counts it stored (by stats key).
     pub(super) fn counted(&self, changed: &BTreeMap<String, OfferStats>) {
         let mut stats = self.offer_stats.write().expect("offer stats lock");
         for (key, counts) in changed {
-            stats.insert(key.clone(), *counts);
+            if let Some((offer, placement)) = split_stats_key(key) {
+                stats
+                    .entry(offer.to_string())
+                    .or_default()
+                    .insert(placement.to_string(), *counts);
+            }
         }
     }
 
@@ -249,9 +261,12 @@ impl Outbox {
     }
 
     pub(super) fn stored_offer_stats(&self, offer: &str, placement: &str) -> OfferStats {
-        let key = Self::offer_stats_key(offer, placement);
         let stats = self.offer_stats.read().expect("offer stats lock");
-        stats.get(&key).copied().unwrap_or_default()
+        stats
+            .get(offer)
+            .and_then(|by_placement| by_placement.get(placement))
+            .copied()
+            .unwrap_or_default()
     }
 
     // --- decisions ----------------------------------------------------------
