@@ -287,6 +287,11 @@ paths["/v1/offers/{id}"] = {
             extra={**NOT_FOUND, "400": problem("Invalid offer")}),
     **admin("delete", "Delete an offer (its counts and past decisions stay)", {"type": "object"}, params=[OFFER_ID], extra=NOT_FOUND),
 }
+paths["/v1/offers/{id}/evaluate"] = {
+    **admin("post", "Off-policy evaluation of an incentive's uplift policy from its randomized decisions (IPW, SNIPW, DM, DR, ...) — docs/decisions.md", {"type": "object"},
+            {"type": "object", "required": ["uplift_score"], "additionalProperties": False, "properties": {"uplift_score": {"type": "string"}}},
+            params=[OFFER_ID], extra={**NOT_FOUND, "400": problem("Not an incentive, or the model does not fit the log"), "422": problem("Not enough finished decisions (not_enough_history)")}),
+}
 ACTION = {"type": "object", "properties": {
     "offer": {"type": "string"}, "offer_id": {"type": "string"}, "version": {"type": "integer"}, "rank": {"type": "integer"},
     "score": {"type": "number"}, "propensity": {"type": "number"}, "channel": {"type": "string"}, "content": {},
@@ -356,10 +361,10 @@ training_rows = admin("post", "Training rows from stored history: the features a
 training_rows["post"]["responses"]["200"] = {"description": "One row per moment: profile, at, the features, label (0/1)",
                                              "content": {"text/csv": {"schema": {"type": "string"}}}}
 paths["/v1/training-rows"] = training_rows
-paths["/v1/models/{name}/train"] = admin("post", "Train on stored history and register a new version: propensity (features + label; every choice by cross-validation) or churn (BG/NBD over every person's orders) — docs/models.md",
+paths["/v1/models/{name}/train"] = admin("post", "Train on stored history and register a new version: propensity (features + label; every choice by cross-validation), churn (BG/NBD over every person's orders) or uplift (an incentive offer's randomized decisions) — docs/models.md, docs/decisions.md",
     {**MODEL, "properties": {**MODEL["properties"], "training": {"type": "object"}}},
     {"type": "object", "additionalProperties": False, "properties": {
-        "insight": {"type": "string", "enum": ["propensity", "churn"]},
+        "insight": {"type": "string", "enum": ["propensity", "churn", "uplift"]}, "offer": {"type": "string"},
         **ROW_SPEC_PROPERTIES, "mode": {"type": "string", "enum": ["active", "shadow"]}, "search": {"type": "string", "enum": ["quick", "thorough"]},
         "horizon_weeks": {"type": "number", "exclusiveMinimum": 0, "maximum": 520}}},
     status="201", params=[MODEL_NAME], extra={"400": problem("Invalid name, feature or duration"), "422": problem("Not enough history to train on")})

@@ -30,6 +30,7 @@ pub mod decisions;
 mod definitions;
 pub mod destinations;
 pub mod imports;
+mod influence;
 mod internal;
 pub mod journey_counts;
 pub mod journeys;
@@ -169,6 +170,7 @@ pub fn app(state: AppState) -> Router {
                 .put(decisions::change_offer)
                 .delete(decisions::delete_offer),
         )
+        .route("/v1/offers/{id}/evaluate", post(influence::evaluate))
         .route("/v1/decide", post(decisions::decide))
         .route("/v1/in-app/decide", post(decisions::page_decide))
         .route(

@@ -10,7 +10,9 @@
 //!   as a new version of `name` (shadow unless `"mode": "active"`), reading
 //!   the same feature names, so it scores live events at once;
 //!   `"insight": "churn"` instead fits BG/NBD to every person's orders up
-//!   to the engine's clock (P(alive) and expected purchases per profile).
+//!   to the engine's clock (P(alive) and expected purchases per profile);
+//!   `"insight": "uplift"` with `"offer"` learns from an incentive offer's
+//!   randomized decisions (crate::influence).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -71,6 +73,9 @@ pub struct TrainRequest {
     search: SearchName,
     /// Churn: the weeks `<name>_expected` looks ahead.
     horizon_weeks: Option<f64>,
+    /// Uplift: the incentive offer whose randomized decisions (given or
+    /// held out, and whether its conversion followed) are the rows.
+    offer: Option<String>,
 }
 
 /// What is trained.
@@ -82,6 +87,8 @@ enum Insight {
     Propensity,
     /// BG/NBD over every person's orders: P(alive), expected purchases.
     Churn,
+    /// Who an incentive moves: from its randomized decisions.
+    Uplift,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -104,9 +111,13 @@ pub async fn train_model(
     if mode == Mode::Retired {
         return Err(invalid("mode: a new version is \"shadow\" or \"active\""));
     }
+    if request.offer.is_some() && request.insight != Insight::Uplift {
+        return Err(invalid("offer: only for \"insight\": \"uplift\""));
+    }
     match request.insight {
         Insight::Propensity => train_propensity(state, name, mode, request).await,
         Insight::Churn => train_churn(state, name, mode, request).await,
+        Insight::Uplift => crate::influence::train_uplift(state, name, mode, request.offer).await,
     }
 }
 

@@ -63,8 +63,8 @@ pub use log::{EventLog, LogRecord};
 pub use models::ModelRegistry;
 pub use outbox::{
     AudienceSyncRecord, DecidedAction, DecisionRecord, DestinationRecord, Effects, Entries,
-    JourneyRecord, Message, MessageStatus, OfferHistory, OfferRecord, OfferStats, Outbox,
-    OutboxErasure, ResponseKind, Run, SyncChange, Wait,
+    IncentiveLog, JourneyRecord, Message, MessageStatus, OfferHistory, OfferRecord, OfferStats,
+    Outbox, OutboxErasure, ResponseKind, Run, SyncChange, Wait,
 };
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};

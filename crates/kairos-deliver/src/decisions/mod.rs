@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use kairos_core::audience::eval::PersonFacts;
-use kairos_store::{DecidedAction, DecisionRecord, Outbox, ResponseKind, Store};
+use kairos_store::{DecidedAction, DecisionRecord, IncentiveLog, Outbox, ResponseKind, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -162,9 +162,22 @@ pub fn decide(
             }
         }
     }
+    let now = request.now;
+    let incentives = randomize_incentives(
+        &offers,
+        view,
+        &mut actions,
+        &mut arbitrated.verdicts,
+        &mut random,
+        now,
+    );
+    for (rank, action) in actions.iter_mut().enumerate() {
+        action.rank = rank + 1;
+    }
     store.outbox.record_decision(
         identifier,
         DecisionRecord {
+            incentives,
             id: decision_id.clone(),
             person: String::new(),
             placement: request.placement.clone(),
@@ -188,6 +201,88 @@ pub fn decide(
         actions,
         explanation: explain.then_some(arbitrated.verdicts),
     })
+}
+
+/// Each chosen incentive is given or held out at random — with the
+/// holdout's probability, or by its uplift policy (given where predicted
+/// uplift × value exceeds the cost, still held out at the holdout rate, and
+/// given at that rate where the policy says no, to keep learning) — and
+/// logged with its probability and the person's features.
+fn randomize_incentives(
+    offers: &[Offer],
+    view: &kairos_engine::ProfileView,
+    actions: &mut Vec<Action>,
+    verdicts: &mut [Verdict],
+    random: &mut bandit::Random,
+    now: jiff::Timestamp,
+) -> Vec<IncentiveLog> {
+    let mut logs = Vec::new();
+    actions.retain(|action| {
+        let Some((index, offer)) = offers
+            .iter()
+            .enumerate()
+            .find(|(_, offer)| offer.id == action.offer_id)
+        else {
+            return true;
+        };
+        let Some(incentive) = &offer.incentive else {
+            return true;
+        };
+        let policy_says_give = match &incentive.uplift_score {
+            Some(score) => view
+                .scores
+                .get(score)
+                .and_then(serde_json::Value::as_f64)
+                .is_none_or(|uplift| uplift * offer.value > incentive.cost),
+            None => true,
+        };
+        let give_probability = if policy_says_give {
+            1.0 - incentive.holdout
+        } else {
+            incentive.holdout
+        };
+        let treated = random.uniform() < give_probability;
+        logs.push(IncentiveLog {
+            offer: offer.id.clone(),
+            treated,
+            propensity: if treated {
+                give_probability
+            } else {
+                1.0 - give_probability
+            },
+            features: incentive_features(&incentive.features, view),
+            window_ends: now + incentive.window,
+            converted: false,
+        });
+        if !treated
+            && let Some(verdict) = verdicts
+                .iter_mut()
+                .find(|verdict| verdict.offer_id == offers[index].id)
+        {
+            verdict.stage = "incentive";
+            verdict.rank = None;
+            verdict.reason = Some(if policy_says_give {
+                format!("held out as control (p = {:.2})", 1.0 - give_probability)
+            } else {
+                "the uplift policy: predicted uplift × value does not exceed the cost".into()
+            });
+        }
+        treated
+    });
+    logs
+}
+
+/// The person's values of an incentive's features (NaN where missing), as
+/// the models read them in the stream.
+pub fn incentive_features(features: &[String], view: &kairos_engine::ProfileView) -> Vec<f64> {
+    let state = kairos_models::FeatureState::default();
+    features
+        .iter()
+        .map(|name| match kairos_models::Feature::parse(name) {
+            Ok(feature) => state.value(&feature, &view.traits, &view.computed),
+            Err(_) => f64::NAN,
+        })
+        .collect()
 }
 
 fn person_facts(view: &kairos_engine::ProfileView) -> PersonFacts {

@@ -60,6 +60,44 @@ pub struct OfferDefinition {
     /// A purpose the person must not have refused (consent).
     #[serde(default)]
     pub purpose: Option<String>,
+    /// An incentive with a randomized holdout (docs/decisions.md, "The
+    /// influence zone").
+    #[serde(default)]
+    pub incentive: Option<IncentiveDefinition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncentiveDefinition {
+    /// The share of people it would go to who are held out as control.
+    pub holdout: f64,
+    /// What giving it costs (in the unit of `value`).
+    pub cost: f64,
+    /// How long after the decision its `conversion_event` counts.
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// What the log records of the person for uplift models:
+    /// `trait.<name>` and `computed.<name>` (numbers).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// The policy: give it only where this model's predicted uplift ×
+    /// value exceeds the cost (an uplift model's score).
+    #[serde(default)]
+    pub uplift_score: Option<String>,
+}
+
+fn default_window() -> String {
+    "7d".into()
+}
+
+/// An incentive, compiled.
+#[derive(Debug, Clone)]
+pub struct Incentive {
+    pub holdout: f64,
+    pub cost: f64,
+    pub window: SignedDuration,
+    pub features: Vec<String>,
+    pub uplift_score: Option<String>,
 }
 
 fn one() -> f64 {
@@ -115,6 +153,7 @@ pub struct Offer {
     pub exclusive_group: Option<String>,
     pub conversion_event: Option<String>,
     pub purpose: Option<String>,
+    pub incentive: Option<Incentive>,
 }
 
 /// Who may get an offer.
@@ -210,7 +249,15 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Offe
         None => None,
         Some(text) => Some(duration("limits.after_dismissal", text)?),
     };
+    let incentive = match &parsed.incentive {
+        None => None,
+        Some(incentive) => Some(checked_incentive(
+            incentive,
+            parsed.conversion_event.is_some(),
+        )?),
+    };
     Ok(Offer {
+        incentive,
         id: id.to_string(),
         version,
         name,
@@ -230,6 +277,46 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Offe
         exclusive_group: parsed.exclusive_group,
         conversion_event: parsed.conversion_event,
         purpose: parsed.purpose,
+    })
+}
+
+fn checked_incentive(
+    incentive: &IncentiveDefinition,
+    converts: bool,
+) -> Result<Incentive, OfferError> {
+    if !(incentive.holdout > 0.0 && incentive.holdout < 1.0) {
+        return Err(
+            "incentive.holdout: the share held out as control, above 0 and below 1 (e.g. 0.5)"
+                .into(),
+        );
+    }
+    if !(incentive.cost.is_finite() && incentive.cost >= 0.0) {
+        return Err("incentive.cost: a number >= 0 (in the unit of value)".into());
+    }
+    if !converts {
+        return Err(
+            "incentive: needs the offer's conversion_event (the outcome it is judged on)".into(),
+        );
+    }
+    for feature in &incentive.features {
+        let known = ["trait.", "computed."].iter().any(|prefix| {
+            feature
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty())
+        });
+        if !known {
+            return Err(format!(
+                "incentive.features: {feature:?}: use trait.<name> or computed.<name> (numbers)"
+            )
+            .into());
+        }
+    }
+    Ok(Incentive {
+        holdout: incentive.holdout,
+        cost: incentive.cost,
+        window: duration("incentive.window", &incentive.window)?,
+        features: incentive.features.clone(),
+        uplift_score: incentive.uplift_score.clone(),
     })
 }
 

@@ -267,6 +267,7 @@ impl Stage {
                 }
             } else {
                 self.apply_responses(&offers, fact, &mut effects)?;
+                self.apply_incentive_outcomes(&offers, input, &mut effects)?;
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
                 self.resume_waiting(
@@ -336,6 +337,36 @@ impl Stage {
                 tracing::debug!(%decision_id, %offer, "an offer response names no decision of that offer");
             }
         }
+        Ok(())
+    }
+
+    /// A conversion event of an incentive offer: every randomized incentive
+    /// of the person (treated or held out) whose window holds it is marked
+    /// converted — the outcome uplift models learn from.
+    fn apply_incentive_outcomes(
+        &self,
+        offers: &[crate::decisions::Offer],
+        input: &EffectInput,
+        effects: &mut Effects<'_>,
+    ) -> Result<(), StoreError> {
+        let converted: Vec<String> = offers
+            .iter()
+            .filter(|offer| {
+                offer.incentive.is_some()
+                    && offer.conversion_event.as_deref() == Some(&input.fact.name)
+            })
+            .map(|offer| offer.id.clone())
+            .collect();
+        if converted.is_empty() {
+            return Ok(());
+        }
+        let identifiers: Vec<String> = input
+            .person
+            .identities
+            .iter()
+            .map(|identity| format!("{}:{}", identity.kind, identity.value))
+            .collect();
+        effects.incentive_outcomes(&identifiers, &converted, input.fact.at)?;
         Ok(())
     }
 

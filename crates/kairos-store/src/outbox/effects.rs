@@ -71,6 +71,47 @@ impl<'a> Effects<'a> {
         }
     }
 
+    /// A conversion event (`name`... resolved by the caller to the offers
+    /// it converts) of the person known by `identifiers`, at `at`: every
+    /// randomized incentive of those offers in their decisions whose window
+    /// holds `at` is marked converted (once). Returns how many.
+    pub fn incentive_outcomes(
+        &mut self,
+        identifiers: &[String],
+        offers: &[String],
+        at: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut marked = 0;
+        for identifier in identifiers {
+            for id in self.outbox.decision_ids_of(identifier)? {
+                let decision = match self.decisions.get(&id) {
+                    Some(decision) => decision.clone(),
+                    None => match self.outbox.decision(&id)? {
+                        Some(decision) => decision,
+                        None => continue,
+                    },
+                };
+                let mut decision = decision;
+                let mut changed = false;
+                for incentive in &mut decision.incentives {
+                    if offers.contains(&incentive.offer)
+                        && !incentive.converted
+                        && decision.at <= at
+                        && at <= incentive.window_ends
+                    {
+                        incentive.converted = true;
+                        changed = true;
+                        marked += 1;
+                    }
+                }
+                if changed {
+                    self.decisions.insert(id, decision);
+                }
+            }
+        }
+        Ok(marked)
+    }
+
     /// A response (impression, click, dismissal, conversion) to an offer of
     /// a decision, at `at`: counted for the offer in the decision's
     /// placement and in the person's history, once per decision, offer and

@@ -39,8 +39,8 @@ mod waits;
 
 pub use effects::Effects;
 pub use offers::{
-    DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX, OfferHistory, OfferRecord, OfferStats,
-    ResponseKind,
+    DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX, IncentiveLog, OfferHistory,
+    OfferRecord, OfferStats, ResponseKind,
 };
 
 const DESTINATION_PREFIX: &str = "destination/";

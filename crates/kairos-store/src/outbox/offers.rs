@@ -80,6 +80,29 @@ pub struct DecisionRecord {
     /// Responses applied (`<offer id>\0<kind>`): each counts once.
     #[serde(default)]
     pub responses: BTreeSet<String>,
+    /// Incentive offers randomized in this decision (treated or held out),
+    /// with what the person looked like: the log uplift models are trained
+    /// on and policies evaluated against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incentives: Vec<IncentiveLog>,
+}
+
+/// One randomized incentive of a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncentiveLog {
+    pub offer: String,
+    /// Whether the incentive was given (else held out as control).
+    pub treated: bool,
+    /// The probability of what happened (treated or held out) — a logged
+    /// propensity, as off-policy estimators need it.
+    pub propensity: f64,
+    /// The incentive's features (its `features`, in order) at the decision.
+    pub features: Vec<f64>,
+    /// Conversions count until then.
+    pub window_ends: Timestamp,
+    /// The offer's conversion event came within the window.
+    #[serde(default)]
+    pub converted: bool,
 }
 
 /// Counts by offer, then placement.
@@ -311,6 +334,30 @@ impl Outbox {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// Every decision stored (a scan: training and evaluation read the
+    /// whole log), at most `limit`.
+    pub fn decisions(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        let mut found = Vec::new();
+        for guard in self.waits.prefix(DECISION_PREFIX).take(limit) {
+            found.push(decode(&guard.value()?)?);
+        }
+        Ok(found)
+    }
+
+    /// The ids of the decisions about the person known by `identifier`.
+    pub fn decision_ids_of(&self, identifier: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!(
+            "{DECISION_BY_PERSON_PREFIX}{}\0",
+            self.pseudonyms.of(identifier)
+        );
+        let mut ids = Vec::new();
+        for guard in self.waits.prefix(&prefix) {
+            let key = guard.key()?;
+            ids.push(String::from_utf8_lossy(&key[prefix.len()..]).to_string());
+        }
+        Ok(ids)
     }
 
     /// The person's history with every offer, over all their identifiers
