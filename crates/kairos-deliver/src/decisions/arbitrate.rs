@@ -52,16 +52,21 @@ pub struct Candidate<'a> {
     pub history: OfferHistory,
 }
 
-/// What arbitration said about one candidate.
+/// What arbitration said about one candidate. The offer's name and id are
+/// filled in only when the decision is explained (a decision arbitrates
+/// every offer; naming each would cost two allocations apiece).
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     pub offer: String,
     pub offer_id: String,
+    /// The candidate's position in the catalog.
+    #[serde(skip)]
+    pub index: usize,
     /// `eligibility`, `applicability`, `suitability`, `constraints` (dropped
     /// there), or `ranked`.
     pub stage: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub propensity: Option<Propensity>,
     pub value: f64,
@@ -109,8 +114,9 @@ pub fn arbitrate(
         let offer = candidate.offer;
         let weight = context_weight(offer, &request.weights);
         let mut verdict = Verdict {
-            offer: offer.name.clone(),
-            offer_id: offer.id.clone(),
+            offer: String::new(),
+            offer_id: String::new(),
+            index,
             stage: "ranked",
             reason: None,
             propensity: None,
@@ -160,25 +166,21 @@ fn constrain(
         let verdict = &mut verdicts[*index];
         if chosen.len() >= request.limit {
             verdict.stage = "constraints";
-            verdict.reason = Some(format!("below the top {}", request.limit));
+            verdict.reason = Some(Reason::BelowTop(request.limit));
             continue;
         }
         if let Some(group) = offer.exclusive_group.as_deref()
             && groups.contains(group)
         {
             verdict.stage = "constraints";
-            verdict.reason = Some(format!(
-                "exclusive group {group:?}: a better offer of it is chosen"
-            ));
+            verdict.reason = Some(Reason::Exclusive(group.to_string()));
             continue;
         }
         if let (Some(max), Some(category)) = (request.max_per_category, offer.category.as_deref())
             && per_category.get(category).copied().unwrap_or(0) >= max
         {
             verdict.stage = "constraints";
-            verdict.reason = Some(format!(
-                "diversity: {max} offer(s) of category {category:?} already chosen"
-            ));
+            verdict.reason = Some(Reason::Diversity(max, category.to_string()));
             continue;
         }
         if let Some(group) = offer.exclusive_group.as_deref() {
@@ -193,37 +195,109 @@ fn constrain(
     chosen
 }
 
-fn ineligible(offer: &Offer, facts: &PersonFacts, now: Timestamp) -> Option<String> {
-    match &offer.eligibility {
-        None => None,
-        Some(Eligibility::Profile(expr)) => {
-            (!evaluate(expr, &[], facts, now)).then(|| "the eligibility condition is false".into())
+/// Why a candidate was dropped; said in words only when explained.
+#[derive(Debug, Clone)]
+pub enum Reason {
+    ConditionFalse,
+    NotInAudience(String),
+    NotForPlacement(String),
+    NoContentFor(String),
+    NotValidYet,
+    Expired,
+    BudgetUsed(u64),
+    NoConsent(String),
+    Dismissed {
+        at: Timestamp,
+        until: Timestamp,
+    },
+    Capped {
+        shown: usize,
+        per: jiff::SignedDuration,
+        max: u32,
+    },
+    BelowTop(usize),
+    Exclusive(String),
+    Diversity(usize, String),
+    /// Said by the caller (content, incentives).
+    Other(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::ConditionFalse => write!(f, "the eligibility condition is false"),
+            Reason::NotInAudience(audience) => {
+                write!(f, "not in its eligibility audience {audience:?}")
+            }
+            Reason::NotForPlacement(placement) => write!(f, "not for placement {placement:?}"),
+            Reason::NoContentFor(channel) => write!(f, "no content for channel {channel:?}"),
+            Reason::NotValidYet => write!(f, "not valid yet"),
+            Reason::Expired => write!(f, "expired"),
+            Reason::BudgetUsed(budget) => write!(f, "budget of {budget} impressions used up"),
+            Reason::NoConsent(purpose) => write!(f, "no consent for {purpose:?}"),
+            Reason::Dismissed { at, until } => {
+                write!(f, "dismissed at {at}: not offered again before {until}")
+            }
+            Reason::Capped { shown, per, max } => {
+                write!(
+                    f,
+                    "shown {shown} time(s) in the last {per:#}: the cap is {max}"
+                )
+            }
+            Reason::BelowTop(limit) => write!(f, "below the top {limit}"),
+            Reason::Exclusive(group) => {
+                write!(
+                    f,
+                    "exclusive group {group:?}: a better offer of it is chosen"
+                )
+            }
+            Reason::Diversity(max, category) => write!(
+                f,
+                "diversity: {max} offer(s) of category {category:?} already chosen"
+            ),
+            Reason::Other(text) => f.write_str(text),
         }
-        Some(Eligibility::Audience(audience)) => (!facts.audiences.contains(audience))
-            .then(|| format!("not in its eligibility audience {audience:?}")),
     }
 }
 
-fn inapplicable(candidate: &Candidate<'_>, request: &Request) -> Option<String> {
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+fn ineligible(offer: &Offer, facts: &PersonFacts, now: Timestamp) -> Option<Reason> {
+    match &offer.eligibility {
+        None => None,
+        Some(Eligibility::Profile(expr)) => {
+            (!evaluate(expr, &[], facts, now)).then_some(Reason::ConditionFalse)
+        }
+        Some(Eligibility::Audience(audience)) => {
+            (!facts.audiences.contains(audience)).then(|| Reason::NotInAudience(audience.clone()))
+        }
+    }
+}
+
+fn inapplicable(candidate: &Candidate<'_>, request: &Request) -> Option<Reason> {
     let offer = candidate.offer;
     if !offer.placements.is_empty() && !offer.placements.contains(&request.placement) {
-        return Some(format!("not for placement {:?}", request.placement));
+        return Some(Reason::NotForPlacement(request.placement.clone()));
     }
     if let Some(channel) = &request.channel
         && !offer.content.contains_key(channel)
     {
-        return Some(format!("no content for channel {channel:?}"));
+        return Some(Reason::NoContentFor(channel.clone()));
     }
     if offer.valid_from.is_some_and(|from| request.now < from) {
-        return Some("not valid yet".into());
+        return Some(Reason::NotValidYet);
     }
     if offer.valid_until.is_some_and(|until| request.now >= until) {
-        return Some("expired".into());
+        return Some(Reason::Expired);
     }
     if let Some(budget) = offer.budget
         && candidate.impressions_total >= budget
     {
-        return Some(format!("budget of {budget} impressions used up"));
+        return Some(Reason::BudgetUsed(budget));
     }
     None
 }
@@ -232,29 +306,27 @@ fn unsuitable(
     candidate: &Candidate<'_>,
     consent: &BTreeMap<String, bool>,
     now: Timestamp,
-) -> Option<String> {
+) -> Option<Reason> {
     let offer = candidate.offer;
     if let Some(purpose) = &offer.purpose
         && consent.get(purpose) == Some(&false)
     {
-        return Some(format!("no consent for {purpose:?}"));
+        return Some(Reason::NoConsent(purpose.clone()));
     }
     let history = &candidate.history;
     if let (Some(blackout), Some(dismissed)) = (offer.after_dismissal, history.dismissed_at)
         && now < dismissed + blackout
     {
-        return Some(format!(
-            "dismissed at {dismissed}: not offered again before {}",
-            dismissed + blackout
-        ));
+        return Some(Reason::Dismissed {
+            at: dismissed,
+            until: dismissed + blackout,
+        });
     }
     if let Some((max, per)) = offer.impressions_cap {
         let since = now - per;
         let shown = history.impressions.iter().filter(|at| **at > since).count();
         if shown >= max as usize {
-            return Some(format!(
-                "shown {shown} time(s) in the last {per:#}: the cap is {max}"
-            ));
+            return Some(Reason::Capped { shown, per, max });
         }
     }
     None

@@ -116,16 +116,18 @@ pub fn decide(
         .map(|identity| format!("{}:{}", identity.kind, identity.value))
         .collect();
     let mut histories = store.outbox.offer_histories(&identities)?;
+    let counts = store.outbox.offer_counts(
+        offers.iter().map(|offer| offer.id.as_str()),
+        &request.placement,
+    );
     let candidates: Vec<arbitrate::Candidate<'_>> = offers
         .iter()
-        .map(|offer| {
-            let stats = store.outbox.offer_stats(&offer.id);
-            arbitrate::Candidate {
-                offer,
-                stats: stats.get(&request.placement).copied().unwrap_or_default(),
-                impressions_total: stats.values().map(|stats| stats.impressions).sum(),
-                history: histories.remove(&offer.id).unwrap_or_default(),
-            }
+        .zip(counts)
+        .map(|(offer, (stats, impressions_total))| arbitrate::Candidate {
+            offer,
+            stats,
+            impressions_total,
+            history: histories.remove(&offer.id).unwrap_or_default(),
         })
         .collect();
     let decision_id = Outbox::new_decision_id();
@@ -135,13 +137,15 @@ pub fn decide(
         arbitrate::arbitrate(&candidates, &facts, &view.consent, request, &mut random);
     let render_context = render_context(view, context, request.personal);
     let mut actions = Vec::new();
+    // One renderer (and one budget) for the whole decision's content.
+    let mut renderer = crate::render::MessageRenderer::new(&render_context);
     for index in arbitrated.chosen {
         let offer = candidates[index].offer;
         let verdict = &mut arbitrated.verdicts[index];
         let Some((channel, template)) = arbitrate::channel_of(offer, request) else {
             continue;
         };
-        match crate::render::MessageRenderer::new(&render_context).render_value(template) {
+        match renderer.render_value(template) {
             Ok(content) => actions.push(Action {
                 offer: offer.name.clone(),
                 offer_id: offer.id.clone(),
@@ -158,7 +162,9 @@ pub fn decide(
             Err(error) => {
                 verdict.stage = "content";
                 verdict.rank = None;
-                verdict.reason = Some(format!("content did not render: {error}"));
+                verdict.reason = Some(arbitrate::Reason::Other(format!(
+                    "content did not render: {error}"
+                )));
             }
         }
     }
@@ -199,7 +205,7 @@ pub fn decide(
         decision_id,
         placement: request.placement.clone(),
         actions,
-        explanation: explain.then_some(arbitrated.verdicts),
+        explanation: explain.then(|| named(arbitrated.verdicts, &candidates)),
     })
 }
 
@@ -254,18 +260,14 @@ fn randomize_incentives(
             window_ends: now + incentive.window,
             converted: false,
         });
-        if !treated
-            && let Some(verdict) = verdicts
-                .iter_mut()
-                .find(|verdict| verdict.offer_id == offers[index].id)
-        {
+        if !treated && let Some(verdict) = verdicts.get_mut(index) {
             verdict.stage = "incentive";
             verdict.rank = None;
-            verdict.reason = Some(if policy_says_give {
+            verdict.reason = Some(arbitrate::Reason::Other(if policy_says_give {
                 format!("held out as control (p = {:.2})", 1.0 - give_probability)
             } else {
                 "the uplift policy: predicted uplift × value does not exceed the cost".into()
-            });
+            }));
         }
         treated
     });
@@ -283,6 +285,16 @@ pub fn incentive_features(features: &[String], view: &kairos_engine::ProfileView
             Err(_) => f64::NAN,
         })
         .collect()
+}
+
+/// Verdicts with their offers' names, for an explanation.
+fn named(mut verdicts: Vec<Verdict>, candidates: &[arbitrate::Candidate<'_>]) -> Vec<Verdict> {
+    for verdict in &mut verdicts {
+        let offer = candidates[verdict.index].offer;
+        verdict.offer = offer.name.clone();
+        verdict.offer_id = offer.id.clone();
+    }
+    verdicts
 }
 
 fn person_facts(view: &kairos_engine::ProfileView) -> PersonFacts {

@@ -266,6 +266,26 @@ impl Outbox {
         stats.get(offer).cloned().unwrap_or_default()
     }
 
+    /// For each offer (by id): its counts in `placement` and its
+    /// impressions in all placements — under one lock, without copying
+    /// (a decision reads every offer's).
+    pub fn offer_counts<'a>(
+        &self,
+        offers: impl Iterator<Item = &'a str>,
+        placement: &str,
+    ) -> Vec<(OfferStats, u64)> {
+        let stats = self.offer_stats.read().expect("offer stats lock");
+        offers
+            .map(|offer| match stats.get(offer) {
+                Some(by_placement) => (
+                    by_placement.get(placement).copied().unwrap_or_default(),
+                    by_placement.values().map(|counts| counts.impressions).sum(),
+                ),
+                None => (OfferStats::default(), 0),
+            })
+            .collect()
+    }
+
     /// After a batch: the counts it stored (by stats key).
     pub(super) fn counted(&self, changed: &BTreeMap<String, OfferStats>) {
         let mut stats = self.offer_stats.write().expect("offer stats lock");
