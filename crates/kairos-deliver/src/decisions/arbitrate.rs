@@ -521,11 +521,7 @@ mod tests {
         // Every offer that passed every stage and is not chosen lost to
         // the limit or a constraint, never to a lower-priority offer.
         for (index, verdict) in result.verdicts.iter().enumerate() {
-            if verdict.stage == "constraints"
-                && verdict
-                    .reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("below"))
+            if verdict.stage == "constraints" && matches!(verdict.reason, Some(Reason::BelowTop(_)))
             {
                 assert!(
                     verdict.priority.unwrap() <= last_priority,
