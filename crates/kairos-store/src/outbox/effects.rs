@@ -12,6 +12,8 @@
 //! [`Effects`]: a later event of the same step sees an earlier one's
 //! entry, run or wait as if it were stored.
 
+mod experiments;
+
 use std::collections::BTreeMap;
 
 use fjall::{OwnedWriteBatch, PersistMode};
@@ -51,7 +53,11 @@ pub struct Effects<'a> {
     /// Offer counts (stats key) and histories (history key) after this step.
     offer_stats: BTreeMap<String, OfferStats>,
     histories: BTreeMap<String, OfferHistory>,
+    /// Experiment exposures changed in this step, by key.
+    exposures: BTreeMap<Vec<u8>, experiments::Pending>,
 }
+
+pub use experiments::Outcome;
 
 impl<'a> Effects<'a> {
     pub(crate) fn new(outbox: &'a Outbox, lists: &'a Lists) -> Effects<'a> {
@@ -68,6 +74,7 @@ impl<'a> Effects<'a> {
             decisions: BTreeMap::new(),
             offer_stats: BTreeMap::new(),
             histories: BTreeMap::new(),
+            exposures: BTreeMap::new(),
         }
     }
 
@@ -336,6 +343,7 @@ impl<'a> Effects<'a> {
             }
         }
         self.write_offer_responses(&mut batch);
+        self.write_exposures(&mut batch);
         if let Some(cursor) = cursor {
             batch.insert(&outbox.meta, CURSOR_KEY, cursor.to_be_bytes());
         }
@@ -345,6 +353,7 @@ impl<'a> Effects<'a> {
         batch.commit()?;
         outbox.db.persist(PersistMode::SyncData)?;
         outbox.counted(&self.offer_stats);
+        outbox.experiments_converted(&self.experiment_conversions());
         Ok(())
     }
 
