@@ -301,7 +301,19 @@ pub fn wilson(k: u64, n: u64, z: f64) -> Option<Interval> {
     let denominator = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denominator;
     let half = z / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    Some([(center - half).max(0.0), (center + half).min(1.0)])
+    // At 0 or n the bound is exactly 0 or 1 (rounding would leave the
+    // observed rate just outside its own interval).
+    let low = if k == 0 {
+        0.0
+    } else {
+        (center - half).max(0.0)
+    };
+    let high = if p == 1.0 {
+        1.0
+    } else {
+        (center + half).min(1.0)
+    };
+    Some([low, high])
 }
 
 /// Newcombe's hybrid score interval for `p1 − p2` (his method 10).
