@@ -74,11 +74,14 @@ pub struct Exposure {
     pub guardrails: BTreeSet<usize>,
 }
 
+/// Group → `(conversions, exposures)`.
+pub type GroupCounts = BTreeMap<String, (u64, u64)>;
+
 /// Each experiment's groups' `(conversions, exposures)`, in memory.
 #[derive(Default)]
 pub(super) struct Counts {
     /// Experiment id → group → counts.
-    groups: RwLock<HashMap<String, BTreeMap<String, (u64, u64)>>>,
+    groups: RwLock<HashMap<String, GroupCounts>>,
     /// Serializes first exposures (look, then write).
     exposing: Mutex<()>,
 }
@@ -91,7 +94,7 @@ impl Counts {
     }
 
     fn reload(&self, waits: &fjall::Keyspace) -> Result<(), StoreError> {
-        let mut groups: HashMap<String, BTreeMap<String, (u64, u64)>> = HashMap::new();
+        let mut groups: HashMap<String, GroupCounts> = HashMap::new();
         for guard in waits.prefix(EXPOSURE_PREFIX) {
             let (key, value) = guard.into_inner()?;
             let Some(experiment) = experiment_of_key(&key) else {
