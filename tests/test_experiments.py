@@ -250,3 +250,48 @@ def test_bad_input_gets_clear_errors(kairos):
     r = kairos.admin("PUT", "/v1/experiments/settings", json={"global_holdout": -0.1})
     assert r.status_code == 400 and "global_holdout" in r.json()["detail"]
     assert requests.get(kairos.base_url + "/v1/experiments", timeout=5).status_code == 401
+
+
+def test_exposures_and_conversions_survive_kill_9_counted_once(kairos):
+    key = kairos.create_source()["write_key"]
+    experiment = create(kairos)["id"]
+    arms = {f"k{i}": assign(kairos, experiment, f"user_id:k{i}")["arm"] for i in range(40)}
+    # Acknowledged assignments are durable: a kill right after keeps them.
+    kairos.kill9()
+    kairos.start()
+    for person, chosen in arms.items():
+        answer = assign(kairos, experiment, f"user_id:{person}")
+        assert answer["arm"] == chosen and not answer["new"], person
+    buyers = [p for p in arms if int(p[1:]) % 2 == 0]
+    send(kairos, key, [track(p, n=1) for p in buyers])
+    kairos.kill9()  # maybe before the effects stage counted them
+    kairos.start()
+    expected = {name: sum(1 for p in buyers if arms[p] == name) for name in ("control", "red")}
+    assert wait_for(lambda: {a["name"]: a["conversions"] for a in results(kairos, experiment)["arms"]} == expected)
+    kairos.restart()
+    time.sleep(0.5)
+    assert {a["name"]: a["conversions"] for a in results(kairos, experiment)["arms"]} == expected
+
+
+def test_a_continuous_metric_sums_the_value_per_exposed_person(kairos):
+    key = kairos.create_source()["write_key"]
+    experiment = create(kairos, name="revenue", metric={"event": "Order Completed", "value": "revenue"}, guardrails=[])["id"]
+    arms = {f"r{i}": assign(kairos, experiment, f"user_id:r{i}")["arm"] for i in range(30)}
+    spent = {p: (10.0 * (i % 4)) for i, p in enumerate(arms)}
+    events = []
+    for person, amount in spent.items():
+        if amount:
+            events += [track(person, n=1, revenue=amount), track(person, n=2, revenue=amount / 2)]
+    send(kairos, key, events)
+    totals = {name: sum(1.5 * spent[p] for p in arms if arms[p] == name) for name in ("control", "red")}
+    sizes = {name: sum(1 for p in arms if arms[p] == name) for name in ("control", "red")}
+
+    def summed():
+        answer = results(kairos, experiment)
+        return all(abs(arm(answer, name)["mean"] - totals[name] / sizes[name]) < 1e-9 for name in totals)
+
+    assert wait_for(summed), results(kairos, experiment)
+    red = arm(results(kairos, experiment), "red")
+    assert red["conversions"] == sum(1 for p in arms if arms[p] == "red" and spent[p])
+    low, high = red["mean_interval"]
+    assert low <= red["mean"] <= high
