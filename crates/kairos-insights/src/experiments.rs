@@ -131,7 +131,8 @@ pub struct Sequential {
     /// Always-valid p-value at this look (1 until both arms have
     /// [`SEQUENTIAL_MIN_EXPOSURES`]).
     pub p_value: f64,
-    /// `p_value <= alpha`: stopping now keeps the false-positive rate at alpha.
+    /// `p_value <= alpha / (arms − 1)`: stopping now keeps the
+    /// false-positive rate at alpha over every treatment arm.
     pub significant: bool,
 }
 
@@ -185,6 +186,10 @@ pub fn analyze_with(
         .find(|arm| arm.name == control)
         .ok_or_else(|| StatsError::NoControl(control.to_string()))?;
     let z = normal_quantile(1.0 - alpha / 2.0);
+    // Each treatment is tested against the control: with k of them the
+    // sequential verdicts share alpha (Bonferroni), so "some arm won" stays
+    // a false positive at most alpha of the time.
+    let alpha_each = alpha / arms.len().saturating_sub(1).max(1) as f64;
     let theta = cuped_theta(arms);
     let best = (draws > 0)
         .then(|| thompson_probabilities(arms, draws, 7))
@@ -198,7 +203,7 @@ pub fn analyze_with(
             let mut result = describe(arm, z);
             result.control = is_control;
             if let Some(control) = vs {
-                compare(&mut result, arm, control, z, alpha);
+                compare(&mut result, arm, control, z, alpha_each);
             }
             result.cuped = theta.and_then(|theta| cuped(arms, arm, vs, theta, z));
             result.probability_best = best.as_ref().map(|best| best[index]);
@@ -627,6 +632,27 @@ mod tests {
         assert!(b.sequential.unwrap().significant);
         let best = b.probability_best.unwrap();
         assert!(best > 0.99, "{best}");
+    }
+
+    #[test]
+    fn several_treatments_share_alpha() {
+        // p ≈ 0.03: significant alone, not as one of three treatments.
+        let two = analyze(&[arm("a", 1000, 10_000), arm("b", 1150, 10_000)], "a", 0.05).unwrap();
+        let p = two[1].sequential.unwrap().p_value;
+        assert!(p > 0.0167 && p <= 0.05, "{p}");
+        assert!(two[1].sequential.unwrap().significant);
+        let four = analyze(
+            &[
+                arm("a", 1000, 10_000),
+                arm("b", 1150, 10_000),
+                arm("c", 1000, 10_000),
+                arm("d", 1000, 10_000),
+            ],
+            "a",
+            0.05,
+        )
+        .unwrap();
+        assert!(!four[1].sequential.unwrap().significant);
     }
 
     #[test]
