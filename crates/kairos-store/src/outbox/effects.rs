@@ -1,7 +1,8 @@
 //! Every write one follower step makes, held in memory and committed with
 //! the cursor in one atomic, fsynced batch: messages, audience-sync
 //! changes, journey entries and counters, runs saved or ended, `not
-//! followed by` waits set or cancelled, list additions. After `kill -9`
+//! followed by` waits set or cancelled, list additions, offer responses,
+//! experiment outcomes (`effects/experiments.rs`). After `kill -9`
 //! (or a failed step that is retried) the step's events are looked at
 //! again with none of its writes applied — never with half of them (an
 //! `"entry": "once"` journey finding its entry recorded and sending

@@ -105,14 +105,19 @@ impl Effects<'_> {
         Ok(earliest)
     }
 
+    /// Whether the person was erased since the step read their exposure:
+    /// nothing about them is written or counted.
+    fn erased(&self, pending: &Pending) -> bool {
+        pending
+            .identifiers
+            .iter()
+            .any(|identifier| self.outbox.is_erased(identifier))
+    }
+
     /// The changed exposures, into the step's batch.
     pub(super) fn write_exposures(&self, batch: &mut OwnedWriteBatch) {
         for (key, pending) in &self.exposures {
-            if pending
-                .identifiers
-                .iter()
-                .any(|identifier| self.outbox.is_erased(identifier))
-            {
+            if self.erased(pending) {
                 continue;
             }
             batch.insert(
@@ -127,7 +132,7 @@ impl Effects<'_> {
     pub(super) fn experiment_conversions(&self) -> Vec<(String, String)> {
         self.exposures
             .values()
-            .filter(|pending| pending.converted)
+            .filter(|pending| pending.converted && !self.erased(pending))
             .map(|pending| (pending.experiment.clone(), pending.exposure.group.clone()))
             .collect()
     }
