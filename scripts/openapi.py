@@ -489,6 +489,58 @@ schemas = {
         "retry_after_seconds": {"type": "integer", "minimum": 0}, "after_commit": {"type": "boolean"}}},
 }
 
+# --- experiments (docs/decisions.md, "Experiments") ----------------------------
+EXPERIMENT_DEFINITION = {"type": "object", "required": ["name", "arms", "control", "metric"], "additionalProperties": False, "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200}, "description": {"type": "string"},
+    "arms": {"type": "array", "minItems": 2, "maxItems": 32, "items": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:=-]{1,200}$"}, "weight": {"type": "number", "exclusiveMinimum": 0}}}},
+    "control": {"type": "string"},
+    "metric": {"type": "object", "required": ["event"], "additionalProperties": False, "properties": {
+        "event": {"type": "string", "minLength": 1, "maxLength": 200}, "value": {"type": "string", "minLength": 1, "maxLength": 200}}},
+    "allocation": {"type": "string", "enum": ["fixed", "bandit"]},
+    "holdout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "guardrails": {"type": "array", "maxItems": 10, "items": {"type": "object", "required": ["event", "direction"], "additionalProperties": False, "properties": {
+        "event": {"type": "string", "minLength": 1, "maxLength": 200}, "direction": {"type": "string", "enum": ["increase", "decrease"]}}}}}}
+EXPERIMENT = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "status": {"type": "string", "enum": ["running", "stopped"]},
+    "created_at": {"type": "string"}, "stopped_at": {"type": ["string", "null"]}, "definition": EXPERIMENT_DEFINITION}}
+EXPERIMENT_ID = path_param("id", "Experiment id or name")
+INTERVAL = {"type": ["array", "null"], "items": {"type": "number"}}
+paths["/v1/experiments"] = {
+    **admin("post", "Create an experiment: arms with weights, control, metric (conversion event, or a value property summed), allocation fixed or bandit (Thompson sampling), holdout, guardrails — docs/decisions.md", EXPERIMENT,
+            EXPERIMENT_DEFINITION, status="201", extra={"400": problem("Invalid experiment (experiment_invalid: what is wrong and how to fix it)"),
+                                                        "409": problem("Name taken (name_taken), or too many experiments (experiments_full)")}),
+    **admin("get", "Every experiment", {"type": "object", "properties": {"experiments": {"type": "array", "items": EXPERIMENT}}}),
+}
+SETTINGS = {"type": "object", "required": ["global_holdout"], "additionalProperties": False, "properties": {
+    "global_holdout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "The fraction of all people excluded from every experiment"}}}
+paths["/v1/experiments/settings"] = {
+    **admin("get", "The experiments' global settings (the global holdout)", SETTINGS),
+    **admin("put", "Set the global holdout: a fraction of all people excluded from every experiment (people already exposed keep their group)", SETTINGS, SETTINGS,
+            extra={"400": problem("global_holdout outside [0, 1)")}),
+}
+paths["/v1/experiments/{id}"] = {
+    **admin("get", "An experiment", EXPERIMENT, params=[EXPERIMENT_ID], extra=NOT_FOUND),
+    **admin("delete", "Delete an experiment and every exposure to it", {"type": "object"}, params=[EXPERIMENT_ID], extra=NOT_FOUND),
+}
+paths["/v1/experiments/{id}/stop"] = admin("post", "Stop an experiment: no new exposures (new people get the control, unrecorded); outcomes of the exposed still count",
+    EXPERIMENT, params=[EXPERIMENT_ID], extra=NOT_FOUND)
+paths["/v1/experiments/{id}/assignment"] = admin("get", "A person's arm: stored at the first call (their exposure), the same afterwards for any of their identifiers (a merged person keeps the arm of the identity exposed first)",
+    {"type": "object", "properties": {"experiment": {"type": "string"}, "profile": {"type": "string"}, "arm": {"type": ["string", "null"], "description": "null for a holdout"},
+        "group": {"type": "string", "description": "The arm, (holdout) or (global holdout)"}, "exposed": {"type": "boolean"}, "new": {"type": "boolean"}, "exposed_at": {"type": "string"}}},
+    params=[EXPERIMENT_ID, {"name": "profile", "in": "query", "required": True, "schema": {"type": "string"}, "description": "{type}:{value}"}],
+    extra={**NOT_FOUND, "400": problem("profile missing or not {type}:{value}")})
+ARM_RESULT = {"type": "object", "properties": {
+    "name": {"type": "string"}, "control": {"type": "boolean"}, "exposures": {"type": "integer"}, "conversions": {"type": "integer"},
+    "rate": {"type": ["number", "null"]}, "interval": INTERVAL, "mean": {"type": ["number", "null"]}, "mean_interval": INTERVAL,
+    "difference": {"type": ["number", "null"]}, "difference_interval": INTERVAL, "lift": {"type": ["number", "null"]}, "lift_interval": INTERVAL,
+    "sequential": {"type": ["object", "null"], "properties": {"p_value": {"type": "number"}, "significant": {"type": "boolean"}}},
+    "cuped": {"type": "object"}, "probability_best": {"type": "number"}, "guardrails": {"type": "array", "items": {"type": "object"}}}}
+paths["/v1/experiments/{id}/results"] = admin("get", "Per arm: exposures, conversions, rate with its Wilson interval, lift and difference against the control with intervals, the always-valid sequential test (mSPRT), CUPED-adjusted figures, guardrails; holdouts; the verdict",
+    {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "status": {"type": "string"}, "control": {"type": "string"},
+        "alpha": {"type": "number"}, "arms": {"type": "array", "items": ARM_RESULT}, "holdouts": {"type": "array", "items": {"type": "object"}}, "verdict": {"type": "object"}}},
+    params=[EXPERIMENT_ID, query("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5}, "Significance level (default 0.05: 95 % intervals)")],
+    extra={**NOT_FOUND, "400": problem("alpha outside (0, 0.5)")})
+
 document = {
     "openapi": "3.1.0",
     "info": {"title": "Kairos", "version": "0.1.0", "description": "Real-time customer engagement hub. Errors are RFC 9457 problem details; see docs/api.md."},

@@ -23,6 +23,7 @@ pub mod decisions;
 pub mod email;
 pub mod endpoint;
 mod error;
+pub mod experiments;
 mod failure;
 pub mod in_app;
 mod in_app_worker;

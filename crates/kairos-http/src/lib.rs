@@ -29,6 +29,7 @@ pub mod computed_traits;
 pub mod decisions;
 mod definitions;
 pub mod destinations;
+pub mod experiments;
 pub mod imports;
 mod influence;
 mod internal;
@@ -173,6 +174,27 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/offers/{id}/evaluate", post(influence::evaluate))
         .route("/v1/decide", post(decisions::decide))
         .route("/v1/in-app/decide", post(decisions::page_decide))
+        .route(
+            "/v1/experiments",
+            post(experiments::create_experiment).get(experiments::list_experiments),
+        )
+        .route(
+            "/v1/experiments/settings",
+            get(experiments::get_settings).put(experiments::put_settings),
+        )
+        .route(
+            "/v1/experiments/{id}",
+            get(experiments::get_experiment).delete(experiments::delete_experiment),
+        )
+        .route(
+            "/v1/experiments/{id}/stop",
+            post(experiments::stop_experiment),
+        )
+        .route(
+            "/v1/experiments/{id}/assignment",
+            get(experiments::assignment),
+        )
+        .route("/v1/experiments/{id}/results", get(experiments::results))
         .route(
             "/v1/journeys/{id}",
             delete(journeys::delete_journey).get(journey_counts::get_journey),

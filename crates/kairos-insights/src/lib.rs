@@ -33,6 +33,7 @@
 
 pub mod bgnbd;
 pub mod datasets;
+pub mod experiments;
 pub mod gbm;
 pub mod logistic;
 pub mod metrics;

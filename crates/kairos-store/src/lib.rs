@@ -66,6 +66,7 @@ pub use outbox::{
     IncentiveLog, JourneyRecord, Message, MessageStatus, OfferHistory, OfferRecord, OfferStats,
     Outbox, OutboxErasure, ResponseKind, Run, SyncChange, Wait,
 };
+pub use outbox::{ExperimentRecord, ExperimentSettings, Exposure, Outcome as ExperimentOutcome};
 pub use privacy::{ErasureReceipt, Privacy};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineRecord};
 pub use sources::{SourceRecord, SourceRegistry, SourceTrust};

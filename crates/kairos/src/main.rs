@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod evaluate_policy;
+mod experiment_stats;
 mod import;
 mod match_eval;
 mod serve;
@@ -60,6 +61,16 @@ enum Command {
     ///
     /// Example: kairos evaluate-policy --logs open_bandit/random/men --target open_bandit/bts/men
     EvaluatePolicy(evaluate_policy::EvaluatePolicyArgs),
+    /// An experiment's statistics from arms' counts, one JSON request per stdin line.
+    ///
+    /// Each line: {"control": "a", "alpha": 0.05, "arms": [{"name": "a",
+    /// "exposures": 1000, "conversions": 100}, ...]} (arms may add "sum" and
+    /// "sum_sq" for a continuous metric, "covariate": {"sum_x", "sum_x2",
+    /// "sum_xy"} for CUPED); answered with one JSON line, the per-arm results
+    /// GET /v1/experiments/{id}/results shows. Or {"allocate": {"counts":
+    /// [[conversions, exposures], ...], "people": N, "seed": S}}: the arm
+    /// Thompson sampling gives each of N new people.
+    ExperimentStats,
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -151,6 +162,7 @@ fn main() -> std::process::ExitCode {
         Command::Sources { server, action } => client::sources(&server, action),
         Command::Train(args) => return train::run(args),
         Command::EvaluatePolicy(args) => return evaluate_policy::run(args),
+        Command::ExperimentStats => return experiment_stats::run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

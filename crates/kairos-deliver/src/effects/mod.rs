@@ -14,6 +14,7 @@
 //! person (the profile handed over, or the shard's now for timed steps) and
 //! the contact policy.
 
+mod experiments;
 mod person;
 mod runs;
 
@@ -90,6 +91,7 @@ pub fn effects_interest(store: &Store) -> EffectsInterest {
     }
     let offers = crate::decisions::Catalog::default().offers(&store.outbox);
     names.extend(crate::decisions::response_event_names(&offers));
+    names.extend(crate::experiments::event_names(&store.outbox));
     EffectsInterest::new(names)
 }
 
@@ -268,6 +270,7 @@ impl Stage {
             } else {
                 self.apply_responses(&offers, fact, &mut effects)?;
                 self.apply_incentive_outcomes(&offers, input, &mut effects)?;
+                self.apply_experiment_metrics(input, &mut effects)?;
                 // Runs of this person waiting for this event, or whose goal
                 // it is, go on or end first.
                 self.resume_waiting(

@@ -1,7 +1,8 @@
 //! Every write one follower step makes, held in memory and committed with
 //! the cursor in one atomic, fsynced batch: messages, audience-sync
 //! changes, journey entries and counters, runs saved or ended, `not
-//! followed by` waits set or cancelled, list additions. After `kill -9`
+//! followed by` waits set or cancelled, list additions, offer responses,
+//! experiment outcomes (`effects/experiments.rs`). After `kill -9`
 //! (or a failed step that is retried) the step's events are looked at
 //! again with none of its writes applied — never with half of them (an
 //! `"entry": "once"` journey finding its entry recorded and sending
@@ -11,6 +12,8 @@
 //! (`entries`, `runs_of`, `wait`, suppression lists) go through
 //! [`Effects`]: a later event of the same step sees an earlier one's
 //! entry, run or wait as if it were stored.
+
+mod experiments;
 
 use std::collections::BTreeMap;
 
@@ -51,7 +54,11 @@ pub struct Effects<'a> {
     /// Offer counts (stats key) and histories (history key) after this step.
     offer_stats: BTreeMap<String, OfferStats>,
     histories: BTreeMap<String, OfferHistory>,
+    /// Experiment exposures changed in this step, by key.
+    exposures: BTreeMap<Vec<u8>, experiments::Pending>,
 }
+
+pub use experiments::Outcome;
 
 impl<'a> Effects<'a> {
     pub(crate) fn new(outbox: &'a Outbox, lists: &'a Lists) -> Effects<'a> {
@@ -68,6 +75,7 @@ impl<'a> Effects<'a> {
             decisions: BTreeMap::new(),
             offer_stats: BTreeMap::new(),
             histories: BTreeMap::new(),
+            exposures: BTreeMap::new(),
         }
     }
 
@@ -377,6 +385,7 @@ impl<'a> Effects<'a> {
             }
         }
         self.write_offer_responses(&mut batch);
+        self.write_exposures(&mut batch);
         if let Some(cursor) = cursor {
             batch.insert(&outbox.meta, CURSOR_KEY, cursor.to_be_bytes());
         }
@@ -386,6 +395,7 @@ impl<'a> Effects<'a> {
         batch.commit()?;
         outbox.db.persist(PersistMode::SyncData)?;
         outbox.counted(&self.offer_stats);
+        outbox.experiments_converted(&self.experiment_conversions());
         Ok(())
     }
 

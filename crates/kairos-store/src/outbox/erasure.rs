@@ -1,6 +1,6 @@
 //! Erasure in the outbox: everything about a person — messages of every
 //! status, runs, waits, entry counts, audience-sync changes, decisions and
-//! offer histories — deleted, and
+//! offer histories, experiment exposures — deleted, and
 //! nothing about them written again while the process runs.
 
 use fjall::PersistMode;
@@ -14,7 +14,8 @@ impl Outbox {
     /// Erases everything the outbox holds about the person known by
     /// `identifiers` (`type:value`): messages of every status (the
     /// delivery log and dead letters), waiting runs, waits, journey entry
-    /// counts and audience-sync changes. From now on nothing about them is
+    /// counts, audience-sync changes, decisions and experiment exposures.
+    /// From now on nothing about them is
     /// written again.
     pub fn forget(&self, identifiers: &[String]) -> Result<OutboxErasure, StoreError> {
         let set: std::collections::HashSet<String> = identifiers.iter().cloned().collect();
@@ -45,8 +46,12 @@ impl Outbox {
             }
         }
         self.forget_in_waits(&set, &mut batch, &mut erased)?;
+        erased.experiment_exposures = self.forget_exposures(identifiers, &mut batch)?;
         batch.commit()?;
         self.db.persist(PersistMode::SyncAll)?;
+        if erased.experiment_exposures > 0 {
+            self.recount_exposures()?;
+        }
         Ok(erased)
     }
 

@@ -34,10 +34,12 @@ use crate::{StoreError, random_token};
 
 mod effects;
 mod erasure;
+mod experiments;
 mod offers;
 mod waits;
 
-pub use effects::Effects;
+pub use effects::{Effects, Outcome};
+pub use experiments::{ExperimentRecord, ExperimentSettings, Exposure};
 pub use offers::{
     DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX, IncentiveLog, OfferHistory,
     OfferRecord, OfferStats, ResponseKind,
@@ -258,6 +260,8 @@ pub struct Outbox {
     /// Bumped at every catalog change: compiled catalogs know when to
     /// compile again.
     offers_version: AtomicU64,
+    /// Each experiment's group counts (Thompson allocation reads them).
+    experiment_counts: experiments::Counts,
 }
 
 /// What erasing a person removed from the outbox.
@@ -272,6 +276,9 @@ pub struct OutboxErasure {
     /// Decisions about them and their history with offers.
     #[serde(default)]
     pub decisions: usize,
+    /// Their exposures to experiments (with their outcomes).
+    #[serde(default)]
+    pub experiment_exposures: usize,
 }
 
 impl Outbox {
@@ -284,6 +291,7 @@ impl Outbox {
         let deliveries = db.keyspace(DELIVERIES_KEYSPACE, KeyspaceCreateOptions::default)?;
         let waits = db.keyspace(WAITS_KEYSPACE, KeyspaceCreateOptions::default)?;
         let meta_for_stats = meta.clone();
+        let waits_for_counts = waits.clone();
         let mut last = 0;
         for guard in deliveries.prefix(MESSAGE_PREFIX) {
             let message: Message = decode(&guard.value()?)?;
@@ -301,6 +309,7 @@ impl Outbox {
             pseudonyms,
             offer_stats: std::sync::RwLock::new(offers::load_stats(&meta_for_stats)?),
             offers_version: AtomicU64::new(1),
+            experiment_counts: experiments::Counts::load(&waits_for_counts)?,
         })
     }
 
