@@ -81,6 +81,11 @@ def test_the_very_next_decision_reflects_an_add_to_cart(kairos):
     assert after["actions"][0]["offer"] == "cart rescue"
     assert after["actions"][0]["content"]["title"] == "Still thinking about it, Ada?"
     assert after["decision_id"].startswith("dec_") and after["decision_id"] != before["decision_id"]
+    # The offer's own audience is exact but quiet: no Audience Entered event.
+    announced = [e for e in kairos.events() if e.get("event") in ("Audience Entered", "Audience Exited")]
+    assert not [e for e in announced if e["properties"]["audience"].startswith("offer ")], announced
+    refused = kairos.admin("POST", "/v1/audiences", json={"name": "offer mine", "definition": "trait a = 1"})
+    assert refused.status_code == 400 and "kept for the audiences offers own" in refused.text
 
 
 def test_responses_with_the_decision_id_move_the_adaptive_model(kairos):

@@ -243,6 +243,7 @@ impl ShardState {
         };
         let announcements: Vec<Announcement> = changes
             .into_iter()
+            .filter(|change| kairos_core::audience::is_announced(&change.audience))
             .filter_map(|change| {
                 Some(Announcement {
                     identifier: self.announced_identifier(change.person)?,

@@ -60,6 +60,16 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateAudience>,
 ) -> Result<Response, Problem> {
+    if body
+        .name
+        .trim()
+        .starts_with(kairos_core::audience::QUIET_AUDIENCE_PREFIX)
+    {
+        return Err(Problem::bad_request(
+            "name_invalid",
+            "names starting with \"offer \" are kept for the audiences offers own (docs/decisions.md); choose another name",
+        ));
+    }
     let (program, record) =
         definitions::create(&state, AUDIENCE, body.name.trim(), &body.definition)?;
     let answer = apply(&state, program, &record).await?;

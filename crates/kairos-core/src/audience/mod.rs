@@ -32,6 +32,17 @@ pub use references::References;
 /// The events membership changes are announced as (by the engine), from
 /// the source named [`AUDIENCE_SOURCE`].
 pub const ANNOUNCED_ENTERED: &str = "Audience Entered";
+/// Audiences an offer owns for its behavioural eligibility (`offer <name>`):
+/// kept exact per event like any other, read only by decisions, and never
+/// announced — no `Audience Entered`/`Exited` events (with 50 such offers a
+/// new visitor's first event would otherwise write 50 announcements), so no
+/// journey or sync can start on them. Only offers create them.
+pub const QUIET_AUDIENCE_PREFIX: &str = "offer ";
+
+/// Whether membership changes of `audience` are announced.
+pub fn is_announced(audience: &str) -> bool {
+    !audience.starts_with(QUIET_AUDIENCE_PREFIX)
+}
 pub const ANNOUNCED_EXITED: &str = "Audience Exited";
 pub const AUDIENCE_SOURCE: &str = "kairos-audiences";
 pub use parser::{DefinitionError, parse, parse_value};

@@ -199,7 +199,11 @@ impl From<&str> for OfferError {
 
 /// The audience an offer's behavioural eligibility lives in.
 pub fn eligibility_audience(offer_name: &str) -> String {
-    format!("offer {}", offer_name.trim())
+    format!(
+        "{}{}",
+        kairos_core::audience::QUIET_AUDIENCE_PREFIX,
+        offer_name.trim()
+    )
 }
 
 /// Parses and checks a definition (`id`, `version` as stored).
