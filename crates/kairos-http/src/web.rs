@@ -9,11 +9,15 @@
 //! pages point at its scripts). A package missing from the build is
 //! answered `503 <package>_not_built` saying what to install and run.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::AppState;
 use crate::problem::Problem;
+
+/// The source the demo store sends to (created by `kairos serve`'s demo).
+const DEMO_SOURCE: &str = "demo";
 
 /// One embedded file.
 pub struct Asset {
@@ -73,11 +77,38 @@ pub async fn demo_page(headers: HeaderMap) -> Response {
     serve("console", "demo.html", &headers)
 }
 
-/// `GET /demo/{file}`: the demo store's scripts and styles.
-pub async fn demo_asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+/// `GET /demo/{file}`: the demo store's scripts and styles, and
+/// `config.json`: the `demo` source's write key (public by design: a write
+/// key sits in every page that sends events).
+pub async fn demo_asset(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match file.as_str() {
         "demo.js" | "demo.css" => serve("console", &file, &headers),
+        "config.json" => demo_config(&state),
         _ => not_found(&format!("/demo/{file}")),
+    }
+}
+
+fn demo_config(state: &AppState) -> Response {
+    let demo = state
+        .store
+        .sources
+        .list()
+        .into_iter()
+        .find(|source| source.name == DEMO_SOURCE);
+    match demo {
+        Some(source) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({"write_key": source.write_key})),
+        )
+            .into_response(),
+        None => Problem::not_found(
+            "there is no `demo` source: the demo store needs `kairos serve` started without --no-demo (it creates the source, its events and the abandoned-cart journey)",
+        )
+        .into_response(),
     }
 }
 

@@ -127,6 +127,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("Kairos listening on http://{address}");
+    println!("  console: http://{address}/ (log in with the admin token)");
     println!("  data directory: {}", config.data_dir.display());
     println!("  {token_line}");
     if let Some(key) = &demo_key {
@@ -218,6 +219,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     });
+    if config.demo {
+        crate::demo::ensure_demo_journey(&state).await?;
+        println!("  demo store: http://{address}/demo/");
+    }
     let server_limits = connection_limits_within_descriptors(config.server);
     let engine = state.engine.clone();
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;

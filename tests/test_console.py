@@ -1,0 +1,221 @@
+"""The web console (issue 15 item 3) against the real `kairos serve`: the
+login exchange (admin token → HttpOnly SameSite=Strict session cookie +
+CSRF token), every page in headless Chromium with axe-core, and the
+audience editor end to end (errors at line and column, size preview, then
+live members). Screenshots go to .work/artifacts/."""
+
+import re
+import time
+
+import pytest
+import requests
+
+from conftest import ADMIN_TOKEN
+from console_support import ConsoleBrowser, ensure_browser_tools
+from sdk_support import new_run_id, wait_for_events
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_tools():
+    ensure_browser_tools()
+
+
+@pytest.fixture
+def browser(shared_kairos):
+    b = ConsoleBrowser(shared_kairos)
+    yield b
+    b.close()
+
+
+def session(kairos):
+    s = requests.Session()
+    r = s.post(kairos.base_url + "/v1/console/session", json={"token": ADMIN_TOKEN}, timeout=10)
+    assert r.status_code == 201, r.text
+    return s, r
+
+
+def test_login_exchanges_the_token_for_a_strict_http_only_cookie_and_a_csrf_token(shared_kairos):
+    kairos = shared_kairos
+    bad = requests.post(kairos.base_url + "/v1/console/session", json={"token": "nope"}, timeout=10)
+    assert bad.status_code == 401 and "Set-Cookie" not in bad.headers
+    assert bad.json()["code"] == "admin_token_invalid"
+
+    s, r = session(kairos)
+    cookie = r.headers["Set-Cookie"]
+    assert re.match(r"kairos_session=[0-9A-Za-z]{32}; ", cookie), cookie
+    for flag in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        assert flag in cookie, cookie
+    assert "Secure" not in cookie  # plain http here; behind an https proxy it is set (below)
+    assert ADMIN_TOKEN not in cookie
+    csrf = r.json()["csrf_token"]
+    assert r.headers["Cache-Control"] == "no-store"
+
+    # The cookie opens what the admin token opens: reads...
+    assert s.get(kairos.base_url + "/v1/admin/sources", timeout=10).status_code == 200
+    assert s.get(kairos.base_url + "/metrics", timeout=10).status_code == 200
+    # ...but an unsafe method needs the CSRF token too.
+    refused = s.post(kairos.base_url + "/v1/admin/sources", json={"name": "console-no-csrf"}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_token_invalid", refused.text
+    wrong = s.post(kairos.base_url + "/v1/admin/sources", json={"name": "console-x"}, headers={"X-CSRF-Token": "x" * 32})
+    assert wrong.status_code == 403
+    made = s.post(kairos.base_url + "/v1/admin/sources", json={"name": "console-csrf"}, headers={"X-CSRF-Token": csrf})
+    assert made.status_code == 201, made.text
+    # A reloaded page gets its CSRF token back from the cookie alone.
+    assert s.get(kairos.base_url + "/v1/console/session", timeout=10).json()["csrf_token"] == csrf
+    # A wrong bearer token is not rescued by a valid cookie.
+    assert s.get(kairos.base_url + "/v1/admin/sources", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+    # Logout needs the CSRF token, then the cookie opens nothing.
+    assert s.delete(kairos.base_url + "/v1/console/session", timeout=10).status_code == 403
+    out = s.delete(kairos.base_url + "/v1/console/session", headers={"X-CSRF-Token": csrf}, timeout=10)
+    assert out.status_code == 204 and "Max-Age=0" in out.headers["Set-Cookie"]
+    stale = requests.get(kairos.base_url + "/v1/admin/sources", cookies={"kairos_session": r.cookies["kairos_session"]})
+    assert stale.status_code == 401
+    assert requests.get(kairos.base_url + "/v1/console/session", timeout=10).json()["code"] == "session_missing"
+
+
+def test_the_cookie_is_secure_behind_a_trusted_https_proxy(tmp_path):
+    from conftest import Kairos
+    server = Kairos(tmp_path / "data", env={"KAIROS_TRUSTED_PROXIES": "127.0.0.1"}).start()
+    try:
+        r = requests.post(server.base_url + "/v1/console/session", json={"token": ADMIN_TOKEN},
+                          headers={"X-Forwarded-Proto": "https"}, timeout=10)
+        assert r.status_code == 201 and "; Secure" in r.headers["Set-Cookie"], r.headers
+    finally:
+        server.stop()
+
+
+def test_the_console_page_is_served_with_a_strict_policy_and_never_takes_the_token_in_a_url(shared_kairos):
+    r = requests.get(shared_kairos.base_url + "/", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-cache"
+    js = requests.get(shared_kairos.base_url + "/console/console.js", timeout=10)
+    assert js.status_code == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    # The page keeps no credential on the device.
+    assert "localStorage" not in js.text and "sessionStorage" not in js.text
+    assert requests.get(shared_kairos.base_url + "/console/other.js", timeout=10).status_code == 404
+
+
+def test_log_in_visit_every_page_with_axe_and_log_out(shared_kairos, browser):
+    """Every page the console ships renders for a logged-in session, passes
+    axe-core (no serious or critical violation) and is screenshotted."""
+    kairos = shared_kairos
+    source = kairos.create_source("console-pages")
+    r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                      json={"userId": "console-page-user", "event": "Order Completed", "properties": {"revenue": 5}})
+    assert r.status_code == 200
+    requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]), json={"event": "no user"})
+    browser.goto("/")
+    browser.do("wait", selector="#token")
+    browser.check_page("console-login")
+    browser.login()
+    assert browser.js("document.cookie") == "", "the session cookie must be HttpOnly"
+    assert browser.js("localStorage.length + sessionStorage.length") == 0
+    assert ADMIN_TOKEN not in browser.js("location.href")
+    pages = {
+        "overview": "figure.chart",
+        "stream": "table.stream",
+        "profiles/user_id%3Aconsole-page-user": "#profile-title",
+        "audiences": "#def-text",
+        "computed-traits": "#def-text",
+        "journeys": "table",
+        "destinations": "table",
+        "quarantine": "table",
+        "sources": "#source-name",
+        "models": "table",
+    }
+    for page, selector in pages.items():
+        browser.goto(f"/#/{page}")
+        browser.do("wait", selector=selector)
+        browser.check_page("console-" + page.split("/")[0])
+    # A reload keeps the session (cookie), and logging out ends it.
+    browser.goto("/#/sources")
+    browser.do("wait", selector="#source-name")
+    browser.do("click", selector="button.logout")
+    browser.do("wait", selector="#token")
+    r = browser.js("fetch('/v1/admin/sources').then(r => r.status)")
+    assert r == 401
+
+
+def test_keyboard_reaches_the_login_and_the_navigation(shared_kairos, browser):
+    browser.goto("/")
+    browser.do("wait", selector="#token")
+    assert browser.js("document.activeElement.id") == "token"
+    browser.do("type", selector="#token", text=ADMIN_TOKEN)
+    browser.do("press", key="Enter")
+    browser.do("wait", selector="nav[aria-label=Console]")
+    # After a reload (the session resumes from the cookie), Tab from the
+    # top: the skip link first, then the navigation's links.
+    browser.do("reload")
+    browser.do("wait", selector="nav[aria-label=Console]")
+    seen = []
+    for _ in range(4):
+        browser.do("press", key="Tab")
+        seen.append(browser.js("document.activeElement.textContent.trim()"))
+    assert seen[0] == "Skip to content" and seen[1:4] == ["Overview", "Live events", "Profiles"], seen
+
+
+def test_the_live_stream_shows_new_events_with_filters(shared_kairos, browser):
+    kairos = shared_kairos
+    source = kairos.create_source("console-stream")
+    browser.login()
+    browser.goto("/#/stream")
+    assert browser.wait_js("document.querySelector('.status').textContent.startsWith('Connected')"), browser.diagnostics()
+    browser.do("fill", selector="#f-name", value="Stream Probe")
+    rid = new_run_id()
+    for name in ("Stream Probe", "Other Event"):
+        r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                          json={"userId": f"stream-{rid}", "event": name})
+        assert r.status_code == 200
+    assert browser.wait_js(f"document.querySelector('#stream-rows').innerText.includes('stream-{rid}')"), browser.diagnostics()
+    time.sleep(0.5)
+    text = browser.do("text", selector="#stream-rows")
+    assert "Stream Probe" in text and "Other Event" not in text, text
+
+
+def test_an_audience_made_in_the_editor_shows_errors_its_size_preview_then_live_members(shared_kairos, browser):
+    kairos = shared_kairos
+    source = kairos.create_source("console-editor")
+    rid = new_run_id()
+    marker = f"Editor Probe {rid}"
+    for user in ("ed-a", "ed-b"):
+        r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                          json={"userId": f"{user}-{rid}", "event": marker})
+        assert r.status_code == 200
+    wait_for_events(kairos, source["id"], 2)
+    browser.login()
+    browser.goto("/#/audiences")
+    browser.do("wait", selector="#def-text")
+    # Keyboard only: the name, then the definition, by Tab.
+    browser.do("click", selector="#def-name")
+    browser.do("type", selector="#def-name", text=f"editor {rid}")
+    browser.do("press", key="Tab")
+    assert browser.js("document.activeElement.id") == "def-text"
+    # A mistake: the error is shown with its line and column, the field invalid.
+    browser.do("type", selector="#def-text", text=f'performed "{marker}" within 1 parsec')
+    assert browser.wait_js("!!document.querySelector('#preview-error')"), browser.diagnostics()
+    error = browser.do("text", selector="#preview-error")
+    assert re.search(r"line 1, column \d+", error), error
+    assert browser.js("document.querySelector('#def-text').getAttribute('aria-invalid')") == "true"
+    browser.check_page("console-audience-editor-error")
+    # Fixed: the preview shows the size now (2 people), nothing saved yet.
+    browser.do("fill", selector="#def-text", value=f'performed "{marker}" within 1d')
+    browser.do("type", selector="#def-text", text=" ")
+    assert browser.wait_js("(document.querySelector('#preview-size')||{}).textContent === 'Size now: 2'"), \
+        browser.do("text", selector="#def-preview")
+    assert kairos.admin("GET", f"/v1/audiences/editor {rid}").status_code == 404
+    browser.check_page("console-audience-editor-preview")
+    browser.do("click", selector="form[aria-labelledby=def-new] button[type=submit]")
+    browser.do("wait", selector="#member-count")
+    assert browser.wait_js("document.querySelector('#member-count').textContent.startsWith('2 members')"), \
+        browser.do("text", selector="#members")
+    # Live: a third person enters, the page shows it without a reload.
+    r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                      json={"userId": f"ed-c-{rid}", "event": marker})
+    assert r.status_code == 200
+    assert browser.wait_js("document.querySelector('#member-count').textContent.startsWith('3 members')", timeout=5), \
+        browser.do("text", selector="#members")
+    assert f"ed-c-{rid}" in browser.do("text", selector="#members")
+    browser.check_page("console-audience-members")

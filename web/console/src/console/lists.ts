@@ -1,0 +1,92 @@
+// The operational pages: journeys (with per-step counts), destinations
+// (test send, dead letters, replay), the quarantine (replay, discard),
+// sources and write keys (create, rotate), models (versions, promote).
+// Each is a table over the public API with its actions.
+import { api, errorText } from './api';
+import { h, json, replace, status, table } from './dom';
+import type { Page } from './main';
+
+type Kind = 'journeys' | 'destinations' | 'quarantine' | 'sources' | 'models';
+
+const TITLES: Record<Kind, string> = {
+  journeys: 'Journeys', destinations: 'Destinations', quarantine: 'Quarantine', sources: 'Sources and write keys', models: 'Models',
+};
+
+export function listsPage(kind: Kind): Page {
+  return {
+    title: TITLES[kind],
+    render(main, arg) {
+      const body = h('div', {});
+      const note = status();
+      replace(main, h('h1', {}, TITLES[kind]), note, body);
+      const act = (label: string, run: () => Promise<unknown>) => h('button', { type: 'button', onclick: async () => {
+        note.textContent = `${label}…`;
+        try { const got = await run(); note.textContent = `${label}: done. ${got ? JSON.stringify(got).slice(0, 300) : ''}`; load(); } catch (e) { note.textContent = `${label}: ${errorText(e)}`; }
+      } }, label);
+      const load = () => RENDER[kind](body, arg, act).catch((e) => replace(body, h('p', { class: 'error' }, errorText(e))));
+      load();
+    },
+  };
+}
+
+type Act = (label: string, run: () => Promise<unknown>) => HTMLElement;
+const enc = encodeURIComponent;
+
+const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise<void>> = {
+  async journeys(body, arg) {
+    if (arg) {
+      const j = await api('GET', `/v1/journeys/${enc(arg)}`);
+      replace(body, h('p', {}, h('a', { href: '#/journeys' }, 'All journeys')), h('h2', {}, j.name),
+        table('Counts', ['Count', 'Value'], Object.entries(j.counts || {}).map(([k, v]) => [k, JSON.stringify(v)])),
+        table('Per step', ['Step', 'Kind', 'Waiting', 'Messages', 'Blocked'],
+          (j.steps || []).map((s: any) => [JSON.stringify(s.path), s.kind, String(s.waiting ?? 0), JSON.stringify(s.messages || {}), JSON.stringify(s.blocked || {})])),
+        h('h3', {}, 'Definition'), json({ trigger: j.trigger, steps: j.steps_definition || undefined, goal: j.goal, entry: j.entry }),
+        h('p', { class: 'help' }, 'Journeys cannot be paused through the API yet; deleting one stops new messages.'));
+      return;
+    }
+    const all = (await api('GET', '/v1/journeys')).journeys || [];
+    replace(body, table('Journeys', ['Name', 'Trigger', 'Created'],
+      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.created_at])));
+  },
+  async destinations(body, _arg, act) {
+    const all = (await api('GET', '/v1/destinations')).destinations || [];
+    const dead = (await api('GET', '/v1/admin/dead-letters')).dead_letters || [];
+    replace(body,
+      table('Destinations', ['Name', 'Type', 'Address', 'State', 'Actions'], all.map((d: any) => [d.name, d.type, d.url || '—',
+        d.disabled ? `disabled: ${JSON.stringify(d.disabled)}` : 'enabled',
+        h('span', { class: 'actions' },
+          act(`Replay dead letters of ${d.name}`, () => api('POST', `/v1/destinations/${enc(d.id)}/dead-letters/replay`)),
+          d.disabled ? act(`Enable ${d.name}`, () => api('PATCH', `/v1/destinations/${enc(d.id)}`, { enabled: true })) : null)])),
+      table('Dead letters', ['Message', 'Destination', 'Last error', 'Actions'], dead.map((m: any) => [m.id, m.destination || m.destination_id || '',
+        String(m.last_error || m.error || ''), act(`Replay ${m.id}`, () => api('POST', `/v1/admin/dead-letters/${enc(m.id)}/replay`))])),
+      h('p', { class: 'help' }, 'A test send goes through a journey: create one with an event trigger and send the event from the live stream page or curl.'));
+  },
+  async quarantine(body, _arg, act) {
+    const items = (await api('GET', '/v1/admin/quarantine?limit=100')).items || [];
+    replace(body, h('div', { class: 'actions' }, act('Replay all', () => api('POST', '/v1/admin/quarantine/replay', {}))),
+      table('Quarantined events', ['Received', 'Source', 'Errors', 'Event', 'Actions'], items.map((q: any) => [q.received_at, q.source_id,
+        (q.errors || []).map((e: any) => `${e.field}: ${e.message}`).join('; '), JSON.stringify(q.event).slice(0, 200),
+        h('span', { class: 'actions' }, act(`Replay ${q.id}`, () => api('POST', `/v1/admin/quarantine/${enc(q.id)}/replay`, {})),
+          act(`Discard ${q.id}`, () => api('DELETE', `/v1/admin/quarantine/${enc(q.id)}`)))])));
+  },
+  async sources(body, _arg, act) {
+    const all = (await api('GET', '/v1/admin/sources')).sources || [];
+    const name = h('input', { id: 'source-name', name: 'name', required: true }) as HTMLInputElement;
+    const form = h('form', { 'aria-labelledby': 'source-new' }, h('h2', { id: 'source-new' }, 'New source'),
+      h('label', { for: 'source-name' }, 'Name'), name, h('button', { type: 'submit' }, 'Create source'));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      await api('POST', '/v1/admin/sources', { name: name.value.trim() });
+      RENDER.sources(body, '', act);
+    });
+    replace(body, table('Sources', ['Name', 'Write key', 'Trust', 'Tracking plan', 'Actions'], all.map((s: any) => [s.name, h('code', {}, s.write_key),
+      s.trust, s.tracking_plan ? 'yes' : 'no', act(`Rotate the write key of ${s.name}`, () => api('POST', `/v1/admin/sources/${enc(s.id)}/rotate`, { grace_seconds: 0 }))])),
+    form);
+  },
+  async models(body, _arg, act) {
+    const all = (await api('GET', '/v1/models')).models || [];
+    replace(body, table('Model versions', ['Model', 'Version', 'Mode', 'Format', 'Actions'], all.map((m: any) => [m.name, String(m.version), m.mode, m.format || '',
+      m.mode === 'active' ? '' : act(`Promote ${m.name} v${m.version}`, () => api('POST', `/v1/models/${enc(m.name)}/versions/${m.version}/promote`))])),
+    all.length ? null : h('p', {}, 'No models yet: see docs/models.md (kairos train, POST /v1/models).'));
+  },
+};
