@@ -109,3 +109,44 @@ fn demo_events(now: Timestamp) -> Vec<serde_json::Value> {
     }
     events
 }
+
+/// How long a demo-store cart may wait before its nudge: short, so a
+/// visitor trying the store sees the in-app message arrive while still
+/// looking at the page.
+pub const DEMO_CART_WAIT: &str = "15s";
+
+/// The demo store's abandoned-cart journey (docs/console.md, "Demo
+/// store"): an in-app destination and a journey nudging a visitor whose
+/// `Product Added` is not followed by `Order Completed` within
+/// [`DEMO_CART_WAIT`]. Made through the public API in-process, so every
+/// rule a user's journey follows applies; existing ones are left alone.
+pub async fn ensure_demo_journey(state: &kairos_http::AppState) -> anyhow::Result<()> {
+    let destination = json!({"type": "in_app", "name": "demo-store", "url": ""});
+    let journey = json!({
+        "name": "demo: abandoned cart",
+        "trigger": {"event": "Product Added", "not_followed_by": "Order Completed",
+                    "within": DEMO_CART_WAIT, "key": "cart_id"},
+        "steps": [{"send": {"destination": "demo-store", "message": {
+            "title": "Still thinking about the {{ event.properties.name | default(\"item\") }}?",
+            "body": "Your cart is waiting: check out now and it ships today.",
+            "button": "Back to my cart",
+            "url": "/demo/#cart"
+        }}}]
+    });
+    for (path, body) in [("/v1/destinations", destination), ("/v1/journeys", journey)] {
+        let request = axum::http::Request::post(path)
+            .header("authorization", format!("Bearer {}", state.admin_token))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))?;
+        let response = tower::ServiceExt::oneshot(kairos_http::app(state.clone()), request).await?;
+        let status = response.status();
+        if !status.is_success() && status != axum::http::StatusCode::CONFLICT {
+            let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+            anyhow::bail!(
+                "creating the demo store's {path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+    Ok(())
+}

@@ -38,7 +38,7 @@ function productCard(p: Product, position: number): HTMLElement {
     'data-kairos-product-price': p.price, 'data-kairos-product-category': p.category, 'data-kairos-product-position': position },
   h('a', { href: `#product/${p.sku}` }, h('span', { class: `swatch ${p.category.toLowerCase()}`, 'aria-hidden': 'true' }, p.category[0]), h('strong', {}, p.name)),
   h('span', { class: 'price' }, money(p.price)),
-  h('button', { type: 'button', 'data-add': p.sku, 'aria-label': `Add ${p.name} to cart` }, 'Add to cart'));
+  h('button', { type: 'button', 'data-add': p.sku, 'aria-label': `Add to cart: ${p.name}` }, 'Add to cart'));
 }
 
 function add(sku: string): void {
