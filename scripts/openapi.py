@@ -393,17 +393,18 @@ paths["/v1/console/session"] = {
     "delete": {"summary": "Console logout (needs X-CSRF-Token)", "tags": ["console"],
                "responses": {"204": {"description": "Session ended, cookie cleared"}, "401": problem("No live session"), "403": problem("CSRF token missing or wrong")}},
 }
-def asset(summary, content_type):
-    return {"get": {"summary": summary, "tags": ["web"], "responses": {
+def asset(summary, content_type, file_param=False):
+    params = [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}] if file_param else []
+    return {"get": {"summary": summary, "tags": ["web"], **({"parameters": params} if params else {}), "responses": {
         "200": {"description": "The file (gzip when accepted; strong ETag; nosniff)", "content": {content_type: {"schema": {"type": "string"}}}},
         "304": {"description": "Not modified (If-None-Match)"},
         "503": problem("This binary was built without the web assets (sdk_not_built / console_not_built): install Node.js and npm, build web/<package>, rebuild")}}}
 paths["/sdk/kairos.js"] = asset("The browser SDK (docs/sdk.md); Cache-Control: public, max-age=300", "text/javascript")
 paths["/"] = asset("The console (docs/console.md)", "text/html")
-paths["/console/{file}"] = asset("The console's script and stylesheet (console.js, console.css)", "text/javascript")
+paths["/console/{file}"] = asset("The console's script and stylesheet (console.js, console.css)", "text/javascript", file_param=True)
 paths["/demo"] = {"get": {"summary": "Redirects to /demo/", "tags": ["web"], "responses": {"308": {"description": "To /demo/"}}}}
 paths["/demo/"] = asset("The demo store (docs/console.md, \"Demo store\")", "text/html")
-paths["/demo/{file}"] = asset("The demo store's script and stylesheet (demo.js, demo.css)", "text/javascript")
+paths["/demo/{file}"] = asset("The demo store's script and stylesheet (demo.js, demo.css), and config.json: the demo source's write key (404 without the demo)", "text/javascript", file_param=True)
 
 schemas = {
     "Problem": {"type": "object", "description": "RFC 9457 problem details", "required": ["type", "title", "status", "detail", "code"], "properties": {

@@ -8,8 +8,10 @@ import { h, identities, replace } from '../console/dom';
 
 declare const kairos: any;
 
-/** The side panel re-reads the profile this often. */
+/** The side panel re-reads the profile this often... */
 const PANEL_REFRESH_MS = 1000;
+/** ...and this often while the console is not logged in (each try is a 401). */
+const PANEL_LOGGED_OUT_MS = 5000;
 /** Events listed in the panel. */
 const PANEL_EVENTS = 8;
 
@@ -129,7 +131,14 @@ function route(): void {
 
 let seenAudiences: string[] | null = null;
 
+/** Reads the profile, then schedules the next read. */
 async function refreshPanel(): Promise<void> {
+  const loggedIn = await readPanel();
+  window.setTimeout(refreshPanel, loggedIn ? PANEL_REFRESH_MS : PANEL_LOGGED_OUT_MS);
+}
+
+/** Shows what Kairos knows; false when the console's session is missing. */
+async function readPanel(): Promise<boolean> {
   try {
     const user = kairos.user();
     const id = user.id() ? `user_id:${user.id()}` : `anonymous_id:${user.anonymousId()}`;
@@ -137,9 +146,9 @@ async function refreshPanel(): Promise<void> {
     if (res.status === 401) {
       replace(panel, h('p', {}, 'Log in to the ', h('a', { href: '/', target: '_blank', rel: 'noopener' }, 'Kairos console'),
         ' in this browser (with the admin token) to watch your profile form here as you click.'));
-      return;
+      return false;
     }
-    if (res.status === 404) { replace(panel, h('p', { id: 'panel-state' }, `No profile yet for ${id}: click around.`)); return; }
+    if (res.status === 404) { replace(panel, h('p', { id: 'panel-state' }, `No profile yet for ${id}: click around.`)); return true; }
     const p = await res.json();
     const events = await (await fetch(`/v1/profiles/${encodeURIComponent(id)}/events?limit=${PANEL_EVENTS}`, { credentials: 'same-origin' })).json();
     const entered = seenAudiences ? (p.audiences || []).filter((a: string) => !seenAudiences!.includes(a)) : [];
@@ -157,6 +166,7 @@ async function refreshPanel(): Promise<void> {
   } catch (e) {
     replace(panel, h('p', {}, `The panel could not read your profile: ${String(e)}`));
   }
+  return true;
 }
 
 // --- start ------------------------------------------------------------------
@@ -177,7 +187,6 @@ async function start(): Promise<void> {
   route();
   kairos.page('Home');
   refreshPanel();
-  window.setInterval(refreshPanel, PANEL_REFRESH_MS);
 }
 
 start();
