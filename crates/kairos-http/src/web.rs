@@ -247,6 +247,45 @@ mod tests {
     }
 
     #[test]
+    fn a_package_missing_from_the_build_says_what_to_install() {
+        let response = serve("sdk-missing", "kairos.js", &HeaderMap::new());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = not_built("sdk");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .unwrap()
+        .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "sdk_not_built");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("install Node.js 18+ and npm"), "{detail}");
+        assert!(
+            detail.contains("cd web/sdk && npm ci && npm run build"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn every_embedded_asset_has_a_known_content_type() {
+        for package in PACKAGES {
+            for asset in package.files {
+                assert_ne!(
+                    content_type(asset.name),
+                    "application/octet-stream",
+                    "{}",
+                    asset.name
+                );
+                if let Some(gzip) = asset.gzip {
+                    assert_eq!(&gzip[..2], &[0x1f, 0x8b], "{} gzip", asset.name);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn gzip_is_accepted_unless_weighted_zero() {
         let accept = |value| accepts_gzip(&headers(header::ACCEPT_ENCODING, value));
         assert!(accept("gzip, deflate, br"));

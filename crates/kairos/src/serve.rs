@@ -127,7 +127,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("Kairos listening on http://{address}");
-    println!("  console: http://{address}/ (log in with the admin token)");
+    println!("  console: http://{address}/");
     println!("  data directory: {}", config.data_dir.display());
     println!("  {token_line}");
     if let Some(key) = &demo_key {
