@@ -49,6 +49,15 @@ const PAGE_CACHE: &str = "no-cache";
 /// to this server; nothing may frame them (clickjacking).
 const CONSOLE_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// The web packages this binary was built without (Node.js was missing).
+pub fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .filter(|package| package.files.is_empty())
+        .map(|package| package.name)
+        .collect()
+}
+
 /// `GET /sdk/kairos.js`.
 pub async fn sdk(headers: HeaderMap) -> Response {
     serve("sdk", "kairos.js", &headers)

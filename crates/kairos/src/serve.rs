@@ -128,6 +128,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("Kairos listening on http://{address}");
     println!("  console: http://{address}/");
+    for package in kairos_http::web::missing_packages() {
+        println!(
+            "  warning: web/{package} is not built into this binary (its pages answer 503): install Node.js 18+ and npm, run `cd web/{package} && npm ci && npm run build`, then rebuild"
+        );
+    }
     println!("  data directory: {}", config.data_dir.display());
     println!("  {token_line}");
     if let Some(key) = &demo_key {
