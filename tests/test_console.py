@@ -4,6 +4,7 @@ CSRF token), every page in headless Chromium with axe-core, and the
 audience editor end to end (errors at line and column, size preview, then
 live members). Screenshots go to .work/artifacts/."""
 
+import json
 import re
 import time
 
@@ -219,3 +220,104 @@ def test_an_audience_made_in_the_editor_shows_errors_its_size_preview_then_live_
         browser.do("text", selector="#members")
     assert f"ed-c-{rid}" in browser.do("text", selector="#members")
     browser.check_page("console-audience-members")
+
+
+def test_a_profile_is_exported_and_erased_only_after_typing_its_identifier(shared_kairos, browser):
+    kairos = shared_kairos
+    source = kairos.create_source("console-erase")
+    rid = new_run_id()
+    user = f"erase-{rid}"
+    r = requests.post(kairos.base_url + "/v1/identify", headers=kairos.basic(source["write_key"]),
+                      json={"userId": user, "traits": {"email": f"{user}@example.org", "plan": "pro"}})
+    assert r.status_code == 200
+    wait_for_events(kairos, source["id"], 1)
+    browser.login()
+    browser.goto(f"/#/profiles/user_id%3A{user}")
+    browser.do("wait", selector="#profile-title")
+    assert "plan" in browser.do("text", selector="#profile-view")
+    exported = browser.do("download", selector="#export")
+    assert exported["name"] == f"profile-user_id_{user}.json"
+    body = json.loads(exported["text"])
+    assert body["profile"]["traits"]["plan"] == "pro" and len(body["events"]) == 1, body
+    # Erase: a modal dialog; a wrong confirmation erases nothing.
+    browser.do("click", selector="#erase")
+    browser.do("wait", selector="dialog #erase-confirm")
+    browser.check_page("console-erase-dialog")
+    browser.do("fill", selector="#erase-confirm", value="user_id:someone-else")
+    browser.do("click", selector="#erase-go")
+    assert browser.wait_js("document.querySelector('dialog .status').textContent.includes('exactly')")
+    assert kairos.admin("GET", f"/v1/profiles/user_id:{user}").status_code == 200
+    browser.do("fill", selector="#erase-confirm", value=f"user_id:{user}")
+    browser.do("click", selector="#erase-go")
+    browser.do("wait", selector="text=was erased")
+    assert kairos.admin("GET", f"/v1/profiles/user_id:{user}").status_code == 404
+    # Escape closes the dialog without erasing (keyboard).
+    r = requests.post(kairos.base_url + "/v1/identify", headers=kairos.basic(source["write_key"]),
+                      json={"userId": f"keep-{rid}", "traits": {"plan": "free"}})
+    assert r.status_code == 200
+    browser.goto(f"/#/profiles/user_id%3Akeep-{rid}")
+    browser.do("wait", selector="#erase")
+    browser.do("click", selector="#erase")
+    browser.do("wait", selector="dialog #erase-confirm")
+    browser.do("press", key="Escape")
+    browser.do("wait", selector="dialog", state="detached")
+    assert kairos.admin("GET", f"/v1/profiles/user_id:keep-{rid}").status_code == 200
+
+
+def test_the_operational_pages_act_through_the_api(shared_kairos, browser):
+    """Sources (create, rotate), quarantine (discard), models (promote),
+    journeys (per-step counts) and destinations (replay dead letters),
+    each through its button."""
+    kairos = shared_kairos
+    rid = new_run_id()
+    browser.login()
+
+    browser.goto("/#/sources")
+    browser.do("fill", selector="#source-name", value=f"made-in-console-{rid}")
+    browser.do("click", selector="form[aria-labelledby=source-new] button")
+    browser.do("wait", selector=f"text=made-in-console-{rid}")
+    made = next(s for s in kairos.admin("GET", "/v1/admin/sources").json()["sources"] if s["name"] == f"made-in-console-{rid}")
+    browser.do("click", selector=f"button:has-text('Rotate the write key of made-in-console-{rid}')")
+    browser.do("wait", selector="text=done")
+    rotated = kairos.admin("GET", f"/v1/admin/sources/{made['id']}").json()
+    assert rotated["write_key"] != made["write_key"]
+
+    # The rotated key works at once (grace 0); an event without a user is quarantined.
+    r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(rotated["write_key"]), json={"event": f"bad-{rid}"})
+    assert r.status_code == 400
+    item = next(q for q in kairos.admin("GET", "/v1/admin/quarantine?limit=1000").json()["items"]
+                if q["event"].get("event") == f"bad-{rid}")
+    browser.goto("/#/quarantine")
+    browser.do("wait", selector=f"button:has-text('Discard {item['id']}')")
+    browser.do("click", selector=f"button:has-text('Discard {item['id']}')")
+    browser.do("wait", selector=f"button:has-text('Discard {item['id']}')", state="detached")
+    assert all(q["id"] != item["id"] for q in kairos.admin("GET", "/v1/admin/quarantine?limit=1000").json()["items"])
+
+    r = kairos.admin("POST", "/v1/models", json={
+        "name": f"m_{rid}", "format": "logistic", "inputs": ["session.product_views", "session.cart_adds"],
+        "model": {"means": [0.0, 0.0], "scales": [1.0, 1.0], "intercept": -3.0, "weights": [0.8, 2.5]}})
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    browser.goto("/#/models")
+    browser.do("click", selector=f"button:has-text('Promote m_{rid} v{version}')")
+    browser.do("wait", selector="text=done")
+    modes = [m["mode"] for m in kairos.admin("GET", "/v1/models").json()["models"] if m["name"] == f"m_{rid}"]
+    assert modes == ["active"], modes
+
+    r = kairos.admin("POST", "/v1/destinations", json={"type": "in_app", "name": f"site-{rid}", "url": ""})
+    assert r.status_code == 201, r.text
+    r = kairos.admin("POST", "/v1/journeys", json={"name": f"welcome {rid}", "trigger": {"event": f"Signed Up {rid}"},
+                                                   "steps": [{"send": {"destination": f"site-{rid}", "message": {"title": "Hi"}}}]})
+    assert r.status_code == 201, r.text
+    r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(rotated["write_key"]),
+                      json={"userId": f"j-{rid}", "event": f"Signed Up {rid}"})
+    assert r.status_code == 200
+    browser.goto("/#/journeys")
+    browser.do("click", selector=f"a:has-text('welcome {rid}')")
+    browser.do("wait", selector="text=Per step")
+    assert browser.wait_js("document.querySelector('main').innerText.includes('entered')")
+    browser.check_page("console-journey")
+    browser.goto("/#/destinations")
+    browser.do("click", selector=f"button:has-text('Replay dead letters of site-{rid}')")
+    browser.do("wait", selector="text=done")
+    assert '"replayed":0' in browser.do("text", selector="main .status")

@@ -11,6 +11,7 @@
 //   goto {url} / reload / eval {js} / click {selector} / fill {selector, value}
 //   type {selector, text} / press {key} / wait {selector, state, timeout}
 //   text {selector}                 innerText of the first match
+//   download {selector}             click, wait for the download: {name, text}
 //   axe                             axe-core run: violations [{id, impact, help, nodes}]
 //   screenshot {path}               full-page PNG
 //   log                             console lines and page errors
@@ -55,6 +56,11 @@ async function main() {
     press: (p, { key }) => p.keyboard.press(key),
     wait: (p, { selector, state, timeout }) => p.waitForSelector(selector, { state: state || 'visible', timeout: timeout || 15000 }).then(() => true),
     text: (p, { selector }) => p.locator(selector).first().innerText(),
+    download: async (p, { selector }) => {
+      const [download] = await Promise.all([p.waitForEvent('download'), p.click(selector)]);
+      const file = await download.path();
+      return { name: download.suggestedFilename(), text: require('node:fs').readFileSync(file, 'utf8') };
+    },
     axe: async (p) => {
       const result = await new AxeBuilder({ page: p }).analyze();
       return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
