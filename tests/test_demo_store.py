@@ -47,6 +47,21 @@ def test_the_demo_is_created_at_start(demo_kairos):
     assert [j["trigger"] for j in journeys if j["name"] == "demo: abandoned cart"] == [
         {"event": "Product Added", "not_followed_by": "Order Completed", "within": "15s", "key": "cart_id"}]
     assert requests.get(demo_kairos.base_url + "/demo", allow_redirects=False).headers["Location"] == "/demo/"
+    models = demo_kairos.admin("GET", "/v1/models").json()["models"]
+    assert [(m["name"], m["mode"]) for m in models] == [("demo_purchase_propensity", "active")]
+    audience = demo_kairos.admin("GET", "/v1/audiences/demo: likely buyers").json()
+    assert audience["definition"] == 'score("demo_purchase_propensity") > 0.5'
+
+
+def test_a_restart_keeps_the_demo_as_it_is(tmp_path):
+    server = Kairos(tmp_path / "data", demo=True).start()
+    try:
+        before = {path: server.admin("GET", path).json() for path in ("/v1/models", "/v1/journeys", "/v1/destinations")}
+        server.restart()
+        after = {path: server.admin("GET", path).json() for path in before}
+        assert after == before  # nothing added twice (a model's POST would add a version)
+    finally:
+        server.stop()
 
 
 def test_browsing_and_adding_to_cart_show_in_the_console_profile_within_a_second(demo_kairos, browser):
@@ -72,6 +87,12 @@ def test_browsing_and_adding_to_cart_show_in_the_console_profile_within_a_second
     browser.check_page("console-profile-of-a-demo-visitor", tab="console")
     # The store's own side panel (the console's session is this browser's) shows it too.
     assert browser.wait_js("document.querySelector('#panel-events').innerText.includes('Product Added')", tab="store")
+    # The model scores the session as it goes: one view and one add make
+    # a likely buyer, which the panel shows (audience entered, score).
+    assert browser.wait_js("document.querySelector('#panel-audiences').innerText.includes('demo: likely buyers')",
+                           timeout=5, tab="store"), browser.do("text", tab="store", selector="#panel-body")
+    assert "demo_purchase_propensity: 0.57" in browser.do("text", tab="store", selector="#panel-body")
+    browser.check_page("demo-store-panel", tab="store")
     # Search goes through the SDK as well.
     browser.do("click", tab="store", selector="main a[href='#']")
     browser.do("fill", tab="store", selector="#q", value="socks")

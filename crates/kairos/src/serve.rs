@@ -225,7 +225,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
     if config.demo {
-        crate::demo::ensure_demo_journey(&state).await?;
+        crate::demo::ensure_demo_store(&state).await?;
         println!("  demo store: http://{address}/demo/");
     }
     let server_limits = connection_limits_within_descriptors(config.server);

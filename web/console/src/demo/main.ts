@@ -159,7 +159,7 @@ async function readPanel(): Promise<boolean> {
       h('h3', {}, 'Identities'), h('p', {}, identities(p.identities)),
       h('h3', {}, 'Audiences'), h('ul', { id: 'panel-audiences' }, (p.audiences || []).map((a: string) => h('li', { class: entered.includes(a) ? 'new' : '' }, a))),
       h('h3', {}, 'Computed values and scores'),
-      h('ul', {}, Object.entries({ ...(p.computed || {}), ...(p.scores || {}) }).map(([k, v]) => h('li', {}, `${k}: ${JSON.stringify(v)}`))),
+      h('ul', { id: 'panel-values' }, Object.entries({ ...(p.computed || {}), ...(p.scores || {}) }).map(([k, v]) => h('li', {}, `${k}: ${shown(v)}`))),
       h('h3', {}, 'Traits'), h('ul', {}, Object.entries(p.traits || {}).map(([k, v]) => h('li', {}, `${k}: ${JSON.stringify(v)}`))),
       h('h3', {}, 'Latest events'), h('ol', { id: 'panel-events' }, (events.events || []).map((e: any) => h('li', {}, e.event || e.name || e.type))),
       h('p', { class: 'help' }, 'Leave an item in your cart for 15 seconds: the “demo: abandoned cart” journey sends you an in-app nudge.'));
@@ -167,6 +167,11 @@ async function readPanel(): Promise<boolean> {
     replace(panel, h('p', {}, `The panel could not read your profile: ${String(e)}`));
   }
   return true;
+}
+
+/** Numbers to two decimals (a score of 0.5744… reads 0.57). */
+function shown(value: unknown): string {
+  return typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(2) : JSON.stringify(value);
 }
 
 // --- start ------------------------------------------------------------------
