@@ -161,19 +161,36 @@ def test_keyboard_reaches_the_login_and_the_navigation(shared_kairos, browser):
 def test_the_live_stream_shows_new_events_with_filters(shared_kairos, browser):
     kairos = shared_kairos
     source = kairos.create_source("console-stream")
+    other = kairos.create_source("console-stream-other")
     browser.login()
     browser.goto("/#/stream")
     assert browser.wait_js("document.querySelector('.status').textContent.startsWith('Connected')"), browser.diagnostics()
     browser.do("fill", selector="#f-name", value="Stream Probe")
     rid = new_run_id()
-    for name in ("Stream Probe", "Other Event"):
-        r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
-                          json={"userId": f"stream-{rid}", "event": name})
+
+    def send(src, name, user):
+        r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(src["write_key"]),
+                          json={"userId": user, "event": name})
         assert r.status_code == 200
+
+    for name in ("Stream Probe", "Other Event"):
+        send(source, name, f"stream-{rid}")
     assert browser.wait_js(f"document.querySelector('#stream-rows').innerText.includes('stream-{rid}')"), browser.diagnostics()
     time.sleep(0.5)
     text = browser.do("text", selector="#stream-rows")
     assert "Stream Probe" in text and "Other Event" not in text, text
+    # The source filter is the server's: only that source's events arrive.
+    assert browser.wait_js(f"!!document.querySelector('#f-source option[value=\"{other['id']}\"]')")
+    browser.do("select", selector="#f-source", value=other["id"])
+    assert browser.wait_js("document.querySelector('.status').textContent.startsWith('Connected')")
+    send(source, "Stream Probe", f"wrong-source-{rid}")
+    send(other, "Stream Probe", f"right-source-{rid}")
+    assert browser.wait_js(f"document.querySelector('#stream-rows').innerText.includes('right-source-{rid}')"), \
+        browser.diagnostics()
+    assert f"wrong-source-{rid}" not in browser.do("text", selector="#stream-rows")
+    # A row links to the person's profile.
+    browser.do("click", selector=f"#stream-rows a:has-text('right-source-{rid}')")
+    browser.do("wait", selector="#profile-title")
 
 
 def test_an_audience_made_in_the_editor_shows_errors_its_size_preview_then_live_members(shared_kairos, browser):
@@ -321,3 +338,40 @@ def test_the_operational_pages_act_through_the_api(shared_kairos, browser):
     browser.do("click", selector=f"button:has-text('Replay dead letters of site-{rid}')")
     browser.do("wait", selector="text=done")
     assert '"replayed":0' in browser.do("text", selector="main .status")
+
+
+def test_a_computed_trait_made_in_the_editor_previews_then_shows_live_values(shared_kairos, browser):
+    kairos = shared_kairos
+    source = kairos.create_source("console-computed")
+    rid = new_run_id()
+    event = f"Paid {rid}"
+    for user, revenue in (("ct-a", 10), ("ct-b", 5)):
+        r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                          json={"userId": f"{user}-{rid}", "event": event, "properties": {"revenue": revenue}})
+        assert r.status_code == 200
+    wait_for_events(kairos, source["id"], 2)
+    browser.login()
+    browser.goto("/#/computed-traits")
+    browser.do("fill", selector="#def-name", value=f"paid_{rid}")
+    browser.do("type", selector="#def-text", text=f'sum revenue of "{event}" within')
+    assert browser.wait_js("!!document.querySelector('#preview-error')"), browser.diagnostics()
+    assert "line 1, column" in browser.do("text", selector="#preview-error")
+    browser.do("type", selector="#def-text", text=" 1d")
+    # A sum is 0 for everyone else on this shared server: the count covers
+    # them all, the sample shows ours with their values.
+    assert browser.wait_js("(document.querySelector('#preview-size')||{textContent: ''}).textContent.startsWith('Profiles with a value now: ')"), \
+        browser.do("text", selector="#def-preview")
+    preview_size = int(browser.do("text", selector="#preview-size").split(": ")[1])
+    assert preview_size >= 2
+    assert kairos.admin("GET", f"/v1/computed-traits/paid_{rid}").status_code == 404  # nothing saved
+    browser.check_page("console-computed-trait-preview")
+    browser.do("click", selector="form[aria-labelledby=def-new] button[type=submit]")
+    browser.do("wait", selector="#member-count")
+    assert browser.wait_js(f"document.querySelector('#member-count').textContent.startsWith('{preview_size}')"), \
+        browser.do("text", selector="#members")
+    assert f"user_id:ct-a-{rid}\t10" in browser.do("text", selector="#members")
+    r = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                      json={"userId": f"ct-b-{rid}", "event": event, "properties": {"revenue": 7}})
+    assert r.status_code == 200
+    assert browser.wait_js(f"document.querySelector('#members').innerText.includes('user_id:ct-b-{rid}\\t12')", timeout=5), \
+        browser.do("text", selector="#members")

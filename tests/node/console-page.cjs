@@ -8,7 +8,7 @@
 // {"id", "ok", "value"|"error"} per line on stdout. Every op takes an
 // optional `tab` (default "main"): tabs share one browser context, so the
 // console's session cookie is seen by the demo store's tab.
-//   goto {url} / reload / eval {js} / click {selector} / fill {selector, value}
+//   goto {url} / reload / eval {js} / click {selector} / fill {selector, value} / select {selector, value}
 //   type {selector, text} / press {key} / wait {selector, state, timeout}
 //   text {selector}                 innerText of the first match
 //   download {selector}             click, wait for the download: {name, text}
@@ -52,6 +52,7 @@ async function main() {
     eval: (p, { js }) => p.evaluate(js),
     click: (p, { selector }) => p.click(selector),
     fill: (p, { selector, value }) => p.fill(selector, value),
+    select: (p, { selector, value }) => p.selectOption(selector, value),
     type: (p, { selector, text }) => p.locator(selector).pressSequentially(text, { delay: 20 }),
     press: (p, { key }) => p.keyboard.press(key),
     wait: (p, { selector, state, timeout }) => p.waitForSelector(selector, { state: state || 'visible', timeout: timeout || 15000 }).then(() => true),
