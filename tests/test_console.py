@@ -375,3 +375,44 @@ def test_a_computed_trait_made_in_the_editor_previews_then_shows_live_values(sha
     assert r.status_code == 200
     assert browser.wait_js(f"document.querySelector('#members').innerText.includes('user_id:ct-b-{rid}\\t12')", timeout=5), \
         browser.do("text", selector="#members")
+
+
+def test_destinations_and_journeys_are_created_and_deleted_from_the_console(shared_kairos, browser):
+    kairos = shared_kairos
+    rid = new_run_id()
+    browser.login()
+    browser.goto("/#/destinations")
+    browser.do("select", selector="#dest-type", value="in_app")
+    browser.do("fill", selector="#dest-name", value=f"console-site-{rid}")
+    browser.do("click", selector="form[aria-labelledby=dest-new] button")
+    browser.do("wait", selector=f"td:has-text('console-site-{rid}')")
+    assert any(d["name"] == f"console-site-{rid}" for d in kairos.admin("GET", "/v1/destinations").json()["destinations"])
+    # A webhook's secret is shown once, in an alert.
+    browser.do("fill", selector="#dest-name", value=f"console-hook-{rid}")
+    browser.do("fill", selector="#dest-url", value="http://127.0.0.1:9/hook")
+    browser.do("click", selector="form[aria-labelledby=dest-new] button")
+    browser.do("wait", selector=f"td:has-text('console-hook-{rid}')")
+    assert any(m.startswith(f"Signing secret of console-hook-{rid} (shown once): whsec_") for m in browser.do("log")["dialogs"])
+
+    browser.goto("/#/journeys")
+    browser.do("fill", selector="#journey-name", value=f"console journey {rid}")
+    browser.do("fill", selector="#journey-json", value="{not json")
+    browser.do("click", selector="form[aria-labelledby=journey-new] button")
+    assert browser.wait_js("document.querySelector('#journey-note').textContent.startsWith('The definition is not JSON')")
+    definition = {"trigger": {"event": f"Joined {rid}"},
+                  "steps": [{"send": {"destination": f"nowhere-{rid}", "message": {"title": "Hi"}}}]}
+    browser.do("fill", selector="#journey-json", value=json.dumps(definition))
+    browser.do("click", selector="form[aria-labelledby=journey-new] button")
+    assert browser.wait_js(f"document.querySelector('#journey-note').textContent.includes('nowhere-{rid}')"), \
+        browser.do("text", selector="#journey-note")
+    assert "journey_invalid" in browser.do("text", selector="#journey-note")
+    definition["steps"][0]["send"]["destination"] = f"console-site-{rid}"
+    browser.do("fill", selector="#journey-json", value=json.dumps(definition))
+    browser.do("click", selector="form[aria-labelledby=journey-new] button")
+    browser.do("wait", selector="text=Per step")
+    journeys = [j for j in kairos.admin("GET", "/v1/journeys").json()["journeys"] if j["name"] == f"console journey {rid}"]
+    assert len(journeys) == 1 and journeys[0]["trigger"] == {"event": f"Joined {rid}"}
+    browser.do("click", selector=f"button:has-text('Delete journey console journey {rid}')")
+    browser.do("wait", selector="#journey-name")
+    assert kairos.admin("GET", f"/v1/journeys/{journeys[0]['id']}").status_code == 404
+    assert f"Delete the journey console journey {rid}? No new messages will be sent." in browser.do("log")["dialogs"]

@@ -14,7 +14,7 @@
 //   download {selector}             click, wait for the download: {name, text}
 //   axe                             axe-core run: violations [{id, impact, help, nodes}]
 //   screenshot {path}               full-page PNG
-//   log                             console lines and page errors
+//   log                             console lines, page errors, confirm/alert messages (all accepted)
 //   close
 'use strict';
 
@@ -36,12 +36,15 @@ async function main() {
   const tabs = new Map();
   const consoleLines = [];
   const pageErrors = [];
+  const dialogs = [];
   const tab = async (name) => {
     if (!tabs.has(name)) {
       const page = await context.newPage();
       page.setDefaultTimeout(15000);
       page.on('console', (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`.slice(0, 1000)));
       page.on('pageerror', (err) => pageErrors.push(`${name}: ${String(err && err.stack || err).slice(0, 2000)}`));
+      // confirm() and alert() are answered yes / OK, and kept for the test.
+      page.on('dialog', (d) => { dialogs.push(d.message()); d.accept().catch(() => {}); });
       tabs.set(name, page);
     }
     return tabs.get(name);
@@ -68,7 +71,7 @@ async function main() {
         nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
     },
     screenshot: (p, { path }) => p.screenshot({ path, fullPage: true }).then(() => path),
-    log: () => ({ console: consoleLines, pageErrors }),
+    log: () => ({ console: consoleLines, pageErrors, dialogs }),
   };
   const lines = readline.createInterface({ input: process.stdin });
   for await (const line of lines) {

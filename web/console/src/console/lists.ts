@@ -33,7 +33,7 @@ type Act = (label: string, run: () => Promise<unknown>) => HTMLElement;
 const enc = encodeURIComponent;
 
 const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise<void>> = {
-  async journeys(body, arg) {
+  async journeys(body, arg, act) {
     if (arg) {
       const j = await api('GET', `/v1/journeys/${enc(arg)}`);
       replace(body, h('p', {}, h('a', { href: '#/journeys' }, 'All journeys')), h('h2', {}, j.name),
@@ -41,15 +41,23 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
         table('Per step', ['Step', 'Kind', 'Waiting', 'Messages', 'Blocked'],
           (j.steps || []).map((s: any) => [JSON.stringify(s.path), s.kind, String(s.waiting ?? 0), JSON.stringify(s.messages || {}), JSON.stringify(s.blocked || {})])),
         h('h3', {}, 'Definition'), json({ trigger: j.trigger, steps: j.steps_definition || undefined, goal: j.goal, entry: j.entry }),
-        h('p', { class: 'help' }, 'Journeys cannot be paused through the API yet; deleting one stops new messages.'));
+        h('p', { class: 'help' }, 'Journeys cannot be paused through the API yet; deleting one stops new messages (decided ones are still delivered).'),
+        act(`Delete journey ${j.name}`, async () => {
+          if (!window.confirm(`Delete the journey ${j.name}? No new messages will be sent.`)) return null;
+          await api('DELETE', `/v1/journeys/${enc(j.id)}`);
+          location.hash = '#/journeys';
+          return null;
+        }));
       return;
     }
     const all = (await api('GET', '/v1/journeys')).journeys || [];
     replace(body, table('Journeys', ['Name', 'Trigger', 'Created'],
-      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.created_at])));
+      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.created_at])),
+    newJourneyForm());
   },
   async destinations(body, _arg, act) {
     const all = (await api('GET', '/v1/destinations')).destinations || [];
+    const form = newDestinationForm(() => RENDER.destinations(body, '', act));
     const dead = (await api('GET', '/v1/admin/dead-letters')).dead_letters || [];
     replace(body,
       table('Destinations', ['Name', 'Type', 'Address', 'State', 'Actions'], all.map((d: any) => [d.name, d.type, d.url || '—',
@@ -59,7 +67,8 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
           d.disabled ? act(`Enable ${d.name}`, () => api('PATCH', `/v1/destinations/${enc(d.id)}`, { enabled: true })) : null)])),
       table('Dead letters', ['Message', 'Destination', 'Last error', 'Actions'], dead.map((m: any) => [m.id, m.destination || m.destination_id || '',
         String(m.last_error || m.error || ''), act(`Replay ${m.id}`, () => api('POST', `/v1/admin/dead-letters/${enc(m.id)}/replay`))])),
-      h('p', { class: 'help' }, 'A test send goes through a journey: create one with an event trigger and send the event from the live stream page or curl.'));
+      h('p', { class: 'help' }, 'A test send goes through a journey: create one with an event trigger and send the event from the live stream page or curl.'),
+      form);
   },
   async quarantine(body, _arg, act) {
     const items = (await api('GET', '/v1/admin/quarantine?limit=100')).items || [];
@@ -90,3 +99,51 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
     all.length ? null : h('p', {}, 'No models yet: see docs/models.md (kairos train, POST /v1/models).'));
   },
 };
+
+const JOURNEY_EXAMPLE = `{
+  "trigger": {"event": "Signed Up"},
+  "steps": [{"send": {"destination": "site", "message": {"title": "Welcome, {{ traits.name | default(\\"friend\\") }}!"}}}]
+}`;
+
+/** A journey from its JSON (docs/journeys.md): the API's errors shown as they come. */
+function newJourneyForm(): HTMLElement {
+  const name = h('input', { id: 'journey-name', name: 'name', required: true }) as HTMLInputElement;
+  const text = h('textarea', { id: 'journey-json', name: 'definition', rows: 8, cols: 60, spellcheck: 'false', 'aria-describedby': 'journey-help journey-note' }) as HTMLTextAreaElement;
+  text.value = JOURNEY_EXAMPLE;
+  const note = h('p', { id: 'journey-note', role: 'status', class: 'status' });
+  const form = h('form', { 'aria-labelledby': 'journey-new' }, h('h2', { id: 'journey-new' }, 'New journey'),
+    h('label', { for: 'journey-name' }, 'Name'), name,
+    h('label', { for: 'journey-json' }, 'Definition (JSON: trigger, steps, goal, entry)'), text,
+    h('p', { id: 'journey-help', class: 'help' }, 'See docs/journeys.md for triggers and steps.'),
+    h('button', { type: 'submit' }, 'Create journey'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let definition: any;
+    try { definition = JSON.parse(text.value); } catch (e) { note.textContent = `The definition is not JSON: ${String(e)}`; text.focus(); return; }
+    try {
+      const made = await api('POST', '/v1/journeys', { ...definition, name: name.value.trim() });
+      location.hash = `#/journeys/${enc(made.id)}`;
+    } catch (e) { note.textContent = errorText(e); text.focus(); }
+  });
+  return form;
+}
+
+/** A destination; a webhook's signing secret is shown this once. */
+function newDestinationForm(done: () => void): HTMLElement {
+  const kind = h('select', { id: 'dest-type', name: 'type' }, ['webhook', 'in_app', 'email'].map((t) => h('option', { value: t }, t))) as HTMLSelectElement;
+  const name = h('input', { id: 'dest-name', name: 'name', required: true }) as HTMLInputElement;
+  const url = h('input', { id: 'dest-url', name: 'url', type: 'text', placeholder: 'https://… (empty for in_app)' }) as HTMLInputElement;
+  const note = h('p', { role: 'status', class: 'status', id: 'dest-note' });
+  const form = h('form', { 'aria-labelledby': 'dest-new' }, h('h2', { id: 'dest-new' }, 'New destination'),
+    h('label', { for: 'dest-type' }, 'Type'), kind, h('label', { for: 'dest-name' }, 'Name'), name,
+    h('label', { for: 'dest-url' }, 'Address'), url, h('button', { type: 'submit' }, 'Create destination'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const made = await api('POST', '/v1/destinations', { type: kind.value, name: name.value.trim(), url: url.value.trim() });
+      done();
+      if (made.secret) window.alert(`Signing secret of ${made.name} (shown once): ${made.secret}`);
+    } catch (e) { note.textContent = errorText(e); }
+  });
+  return form;
+}
