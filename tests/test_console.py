@@ -416,3 +416,32 @@ def test_destinations_and_journeys_are_created_and_deleted_from_the_console(shar
     browser.do("wait", selector="#journey-name")
     assert kairos.admin("GET", f"/v1/journeys/{journeys[0]['id']}").status_code == 404
     assert f"Delete the journey console journey {rid}? No new messages will be sent." in browser.do("log")["dialogs"]
+
+
+def test_a_tracking_plan_is_set_and_removed_from_the_sources_page(shared_kairos, browser):
+    kairos = shared_kairos
+    rid = new_run_id()
+    source = kairos.create_source(f"planned-{rid}")
+    browser.login()
+    browser.goto("/#/sources")
+    browser.do("click", selector=f"a:has-text('planned-{rid}')")
+    browser.do("wait", selector="#plan-json")
+    browser.check_page("console-source")
+    plan = {"mode": "block", "allow_unplanned": True,
+            "events": {"Order Completed": {"type": "object", "required": ["revenue"],
+                                           "properties": {"revenue": {"type": "number"}}}}}
+    browser.do("fill", selector="#plan-json", value='{"mode": "sometimes"}')
+    browser.do("click", selector="form[aria-labelledby=plan-title] button")
+    assert browser.wait_js("document.querySelector('#plan-note').textContent.length > 0")
+    assert "Saved" not in browser.do("text", selector="#plan-note")
+    browser.do("fill", selector="#plan-json", value=json.dumps(plan))
+    browser.do("click", selector="form[aria-labelledby=plan-title] button")
+    assert browser.wait_js("document.querySelector('#plan-note').textContent.startsWith('Saved')"), \
+        browser.do("text", selector="#plan-note")
+    bad = requests.post(kairos.base_url + "/v1/track", headers=kairos.basic(source["write_key"]),
+                        json={"userId": "p", "event": "Order Completed", "properties": {"revenue": "lots"}})
+    assert bad.status_code == 400, bad.text
+    browser.do("reload")  # the page shows the saved plan and offers to remove it
+    browser.do("click", selector=f"button:has-text('Remove the tracking plan of planned-{rid}')")
+    browser.do("wait", selector="text=No plan")
+    assert kairos.admin("GET", f"/v1/admin/sources/{source['id']}").json()["tracking_plan"] is None

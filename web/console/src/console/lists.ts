@@ -78,7 +78,8 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
         h('span', { class: 'actions' }, act(`Replay ${q.id}`, () => api('POST', `/v1/admin/quarantine/${enc(q.id)}/replay`, {})),
           act(`Discard ${q.id}`, () => api('DELETE', `/v1/admin/quarantine/${enc(q.id)}`)))])));
   },
-  async sources(body, _arg, act) {
+  async sources(body, arg, act) {
+    if (arg) return sourceDetail(body, arg, act);
     const all = (await api('GET', '/v1/admin/sources')).sources || [];
     const name = h('input', { id: 'source-name', name: 'name', required: true }) as HTMLInputElement;
     const form = h('form', { 'aria-labelledby': 'source-new' }, h('h2', { id: 'source-new' }, 'New source'),
@@ -88,8 +89,10 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
       await api('POST', '/v1/admin/sources', { name: name.value.trim() });
       RENDER.sources(body, '', act);
     });
-    replace(body, table('Sources', ['Name', 'Write key', 'Trust', 'Tracking plan', 'Actions'], all.map((s: any) => [s.name, h('code', {}, s.write_key),
-      s.trust, s.tracking_plan ? 'yes' : 'no', act(`Rotate the write key of ${s.name}`, () => api('POST', `/v1/admin/sources/${enc(s.id)}/rotate`, { grace_seconds: 0 }))])),
+    replace(body, table('Sources', ['Name', 'Write key', 'Trust', 'Tracking plan', 'Actions'], all.map((s: any) => [
+      h('a', { href: `#/sources/${enc(s.id)}` }, s.name), h('code', {}, s.write_key),
+      s.trust, s.tracking_plan ? `${s.tracking_plan.mode}, ${Object.keys(s.tracking_plan.events || {}).length} events` : 'none',
+      act(`Rotate the write key of ${s.name}`, () => api('POST', `/v1/admin/sources/${enc(s.id)}/rotate`, { grace_seconds: 0 }))])),
     form);
   },
   async models(body, _arg, act) {
@@ -146,4 +149,34 @@ function newDestinationForm(done: () => void): HTMLElement {
     } catch (e) { note.textContent = errorText(e); }
   });
   return form;
+}
+
+const PLAN_EXAMPLE = `{
+  "mode": "block",
+  "allow_unplanned": true,
+  "events": {"Order Completed": {"type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}}}
+}`;
+
+/** One source: its tracking plan (docs/api.md: mode, allow_unplanned, events with JSON Schemas). */
+async function sourceDetail(body: HTMLElement, id: string, act: Act): Promise<void> {
+  const s = await api('GET', `/v1/admin/sources/${enc(id)}`);
+  const text = h('textarea', { id: 'plan-json', name: 'plan', rows: 10, cols: 60, spellcheck: 'false', 'aria-describedby': 'plan-note' }) as HTMLTextAreaElement;
+  text.value = s.tracking_plan ? JSON.stringify(s.tracking_plan, null, 2) : PLAN_EXAMPLE;
+  const note = h('p', { id: 'plan-note', role: 'status', class: 'status' });
+  const form = h('form', { 'aria-labelledby': 'plan-title' }, h('h3', { id: 'plan-title' }, 'Tracking plan'),
+    h('p', { class: 'help' }, s.tracking_plan ? 'This source validates its events against this plan.' : 'No plan: every valid event is accepted. An example:'),
+    h('label', { for: 'plan-json' }, 'Plan (JSON)'), text, h('button', { type: 'submit' }, 'Save the plan'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let plan: any;
+    try { plan = JSON.parse(text.value); } catch (e) { note.textContent = `The plan is not JSON: ${String(e)}`; return; }
+    try {
+      await api('PUT', `/v1/admin/sources/${enc(id)}/tracking-plan`, plan);
+      note.textContent = 'Saved: events are checked against it from now on (replay the quarantine after a fix).';
+    } catch (e) { note.textContent = errorText(e); }
+  });
+  replace(body, h('p', {}, h('a', { href: '#/sources' }, 'All sources')), h('h2', {}, `Source ${s.name}`),
+    table('Source', ['Field', 'Value'], [['id', s.id], ['write key', h('code', {}, s.write_key)], ['trust', s.trust], ['created', s.created_at]]),
+    form,
+    s.tracking_plan ? act(`Remove the tracking plan of ${s.name}`, () => api('DELETE', `/v1/admin/sources/${enc(id)}/tracking-plan`)) : null);
 }
