@@ -35,8 +35,14 @@ const PACKAGES: [(&str, &[&str]); 2] = [
     ),
 ];
 
-/// What a package's build reads besides `src/`.
-const BUILD_INPUTS: [&str; 3] = ["package.json", "package-lock.json", "build.mjs"];
+/// What a package's build reads: directories (walked) and files.
+const BUILD_INPUTS: [&str; 5] = [
+    "src",
+    "static",
+    "package.json",
+    "package-lock.json",
+    "build.mjs",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -44,8 +50,13 @@ fn main() {
     let mut out = String::from("pub static PACKAGES: &[Package] = &[\n");
     for (name, files) in PACKAGES {
         let dir = web.join(name);
-        for input in ["dist", "src"].iter().chain(&BUILD_INPUTS) {
-            println!("cargo:rerun-if-changed={}", dir.join(input).display());
+        // A missing dist is watched too (cargo then reruns this script at
+        // every build until it exists); a missing input is not (it would).
+        println!("cargo:rerun-if-changed={}", dir.join("dist").display());
+        for input in BUILD_INPUTS.iter().map(|input| dir.join(input)) {
+            if input.exists() {
+                println!("cargo:rerun-if-changed={}", input.display());
+            }
         }
         let built = ensure_built(name, &dir, files);
         writeln!(out, "    Package {{ name: {name:?}, files: &[").unwrap();
@@ -122,11 +133,10 @@ fn run_npm(dir: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 fn newest_source(dir: &Path) -> Option<SystemTime> {
-    let mut newest = newest_under(&dir.join("src"));
-    for input in BUILD_INPUTS {
-        newest = newest.max(modified(&dir.join(input)));
-    }
-    newest
+    BUILD_INPUTS
+        .iter()
+        .filter_map(|input| newest_under(&dir.join(input)))
+        .max()
 }
 
 fn newest_under(path: &Path) -> Option<SystemTime> {
