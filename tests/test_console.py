@@ -445,3 +445,34 @@ def test_a_tracking_plan_is_set_and_removed_from_the_sources_page(shared_kairos,
     browser.do("click", selector=f"button:has-text('Remove the tracking plan of planned-{rid}')")
     browser.do("wait", selector="text=No plan")
     assert kairos.admin("GET", f"/v1/admin/sources/{source['id']}").json()["tracking_plan"] is None
+
+
+def test_the_overview_charts_accepted_events_per_second_and_audience_sizes(shared_kairos, browser):
+    kairos = shared_kairos
+    source = kairos.create_source("console-overview")
+    browser.login()
+    browser.goto("/#/overview")
+    browser.do("wait", selector="figure.chart")
+    stop = time.time() + 6
+    rid = new_run_id()
+    n = 0
+    while time.time() < stop:  # a steady trickle across several polls
+        batch = [{"type": "track", "userId": f"ov-{rid}", "event": "Overview Probe", "messageId": f"ov-{rid}-{n + i}"}
+                 for i in range(20)]
+        n += 20
+        assert requests.post(kairos.base_url + "/v1/batch", headers=kairos.basic(source["write_key"]),
+                             json={"batch": batch}).status_code == 200
+        if browser.js("/accepted [1-9]/.test(document.querySelector('.charts').innerText)"):
+            break
+        time.sleep(0.2)
+    assert browser.wait_js("/accepted [1-9]/.test(document.querySelector('.charts').innerText)", timeout=5), \
+        browser.do("text", selector=".charts")
+    # The charts' text alternatives carry the same figures.
+    labels = browser.js("Array.from(document.querySelectorAll('.chart svg')).map(s => s.getAttribute('aria-label'))")
+    assert labels[0].startswith("Events per second: accepted") and "Engine lag" in labels[1], labels
+    # Audience sizes come from the audiences' size history (a point per definition change).
+    r = kairos.admin("POST", "/v1/audiences", json={"name": f"overview {rid}", "definition": 'performed "Overview Probe" within 1d'})
+    assert r.status_code == 201, r.text
+    assert browser.wait_js(f"document.querySelectorAll('.chart')[2].innerText.includes('overview {rid}')", timeout=10), \
+        browser.do("text", selector=".charts")
+    browser.check_page("console-overview-live")

@@ -10,6 +10,8 @@ import type { Page } from './main';
 const POLL_MS = 2000;
 /** Points kept per series (a 4-minute window at POLL_MS). */
 const HISTORY = 120;
+/** Audiences charted: the largest ones (more lines would not be readable). */
+const AUDIENCES_CHARTED = 6;
 
 type Samples = Map<string, number>;
 
@@ -68,7 +70,9 @@ export const overviewPage: Page = {
         for (const s of DELIVERY_STATUSES) push(deliveries[s] || (deliveries[s] = []), [at, samples.get(`kairos_deliveries_total{${s}}`) || 0]);
         previous = { at: Date.now(), samples };
         const audiences = (await api('GET', '/v1/audiences')).audiences || [];
-        for (const a of audiences.slice(0, 6)) {
+        const largest = audiences.slice().sort((a: any, b: any) => (b.size || 0) - (a.size || 0)).slice(0, AUDIENCES_CHARTED);
+        sizes.clear();
+        for (const a of largest) {
           const history = await api('GET', `/v1/audiences/${encodeURIComponent(a.id)}/sizes?limit=${HISTORY}`);
           sizes.set(a.name, (history.sizes || []).map((p: any) => [Date.parse(p.at) / 1000, p.size]));
         }
