@@ -12,6 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+import requests
+
 from conftest import ADMIN_TOKEN, REPO
 from sdk_support import CHROMIUM, NODE_DIR, ensure_node_modules
 
@@ -33,6 +36,9 @@ class ConsoleBrowser:
     def __init__(self, kairos):
         self.kairos = kairos
         self.base = kairos.base_url
+        built = requests.get(self.base + "/", timeout=10)
+        if built.status_code != 200:  # a binary built without Node.js: say so, not a timeout
+            pytest.fail(f"GET / answered {built.status_code}: {built.text[:500]}")
         self.replies = queue.Queue()
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(["node", str(NODE_DIR / "console-page.cjs")], cwd=NODE_DIR,
