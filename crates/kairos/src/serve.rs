@@ -225,8 +225,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     });
     if config.demo {
-        crate::demo::ensure_demo_store(&state).await?;
-        println!("  demo store: http://{address}/demo/");
+        // The demo's extras must not keep the server from starting.
+        match crate::demo::ensure_demo_store(&state).await {
+            Ok(()) => println!("  demo store: http://{address}/demo/"),
+            Err(error) => {
+                tracing::warn!(%error, "the demo store's model, audience or journey could not be made");
+                println!("  demo store: http://{address}/demo/ (without its journey: {error})");
+            }
+        }
     }
     let server_limits = connection_limits_within_descriptors(config.server);
     let engine = state.engine.clone();
