@@ -440,6 +440,29 @@ paths["/metrics"] = {"get": {"summary": "Prometheus metrics (the admin token or 
                   "401": problem("Admin or metrics token missing or wrong")}}}
 paths["/openapi.json"] = {"get": {"summary": "This document", "tags": ["operations"], "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})}}}
 
+SESSION = {"type": "object", "properties": {"csrf_token": {"type": "string"}, "csrf_header": {"type": "string"}, "expires_in_seconds": {"type": "integer"}}}
+paths["/v1/console/session"] = {
+    "post": {"summary": "Console login: the admin token for a session cookie (kairos_session: HttpOnly, SameSite=Strict; Secure behind an https proxy). The cookie is then accepted wherever the admin token is; unsafe methods also need X-CSRF-Token", "tags": ["console"],
+             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["token"], "additionalProperties": False, "properties": {"token": {"type": "string"}}}}}},
+             "responses": {"201": json_response("Session opened (Set-Cookie); the CSRF token to send on unsafe methods", SESSION), "401": problem("Not the admin token")}},
+    "get": {"summary": "The current console session's CSRF token (after a page reload)", "tags": ["console"],
+            "responses": {"200": json_response("Session live", SESSION), "401": problem("No live session (session_missing)")}},
+    "delete": {"summary": "Console logout (needs X-CSRF-Token)", "tags": ["console"],
+               "responses": {"204": {"description": "Session ended, cookie cleared"}, "401": problem("No live session"), "403": problem("CSRF token missing or wrong")}},
+}
+def asset(summary, content_type, file_param=False):
+    params = [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}] if file_param else []
+    return {"get": {"summary": summary, "tags": ["web"], **({"parameters": params} if params else {}), "responses": {
+        "200": {"description": "The file (gzip when accepted; strong ETag; nosniff)", "content": {content_type: {"schema": {"type": "string"}}}},
+        "304": {"description": "Not modified (If-None-Match)"},
+        "503": problem("This binary was built without the web assets (sdk_not_built / console_not_built): install Node.js and npm, build web/<package>, rebuild")}}}
+paths["/sdk/kairos.js"] = asset("The browser SDK (docs/sdk.md); Cache-Control: public, max-age=300", "text/javascript")
+paths["/"] = asset("The console (docs/console.md)", "text/html")
+paths["/console/{file}"] = asset("The console's script and stylesheet (console.js, console.css)", "text/javascript", file_param=True)
+paths["/demo"] = {"get": {"summary": "Redirects to /demo/", "tags": ["web"], "responses": {"308": {"description": "To /demo/"}}}}
+paths["/demo/"] = asset("The demo store (docs/console.md, \"Demo store\")", "text/html")
+paths["/demo/{file}"] = asset("The demo store's script and stylesheet (demo.js, demo.css), and config.json: the demo source's write key (404 without the demo)", "text/javascript", file_param=True)
+
 schemas = {
     "Problem": {"type": "object", "description": "RFC 9457 problem details", "required": ["type", "title", "status", "detail", "code"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}, "code": {"type": "string"},

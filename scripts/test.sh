@@ -28,6 +28,9 @@ step "node test packages"
 step "browser SDK (web/sdk: esbuild + typescript from its lock; fails over 12 KB gzipped)"
 (cd web/sdk && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 
+step "console and demo store (web/console: esbuild + typescript from its lock)"
+(cd web/console && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+
 step "build"
 cargo build --workspace --locked
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

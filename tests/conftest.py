@@ -56,8 +56,11 @@ def shared_data(relative: str) -> Path:
 class Kairos:
     """One `kairos serve` process; restartable on the same data directory."""
 
-    def __init__(self, data_dir: Path, extra_args=(), env=None):
+    def __init__(self, data_dir: Path, extra_args=(), env=None, demo=False):
         self.data_dir = data_dir
+        # `demo=True`: the README's first command (demo source, events and
+        # the demo store's journey); the suite starts empty otherwise.
+        self.demo = demo
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
@@ -71,7 +74,7 @@ class Kairos:
 
     def start(self):
         args = [str(kairos_binary()), "serve", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(self.data_dir), "--no-demo", *self.extra_args]
+                "--data-dir", str(self.data_dir), *([] if self.demo else ["--no-demo"]), *self.extra_args]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + 30

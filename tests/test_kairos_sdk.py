@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from sdk_support import (
     CHROMIUM, NODE_DIR, REPO, assert_stored_exactly_once, ensure_node_modules, new_run_id, scenario, set_fault,
@@ -606,3 +607,60 @@ kairos.track('From Module', {{n: 1}});
     got = stored(shared_kairos, source, 1)
     assert_stored_exactly_once(got, [{"type": "track", "event": "From Module", "properties": {"n": 1}}],
                                check_anonymous_absent=False, context=browser.diagnostics())
+
+
+# --- served by Kairos at /sdk/kairos.js (issue 15 item 1: built into the binary) ---
+
+
+def test_kairos_serves_the_built_sdk_with_caching_headers(shared_kairos, sdk_build):
+    """GET /sdk/kairos.js answers the bytes of web/sdk/dist/kairos.js (embedded
+    at build time by crates/kairos-http/build.rs), gzipped when accepted, with
+    a strong ETag that answers 304, and HEAD answers the same headers."""
+    url = shared_kairos.base_url + "/sdk/kairos.js"
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert plain.status_code == 200, plain.text
+    assert plain.content == sdk_build.read_bytes(), "the served SDK differs from web/sdk/dist/kairos.js: rebuild kairos"
+    h = plain.headers
+    assert h["Content-Type"] == "text/javascript; charset=utf-8"
+    assert h["X-Content-Type-Options"] == "nosniff"
+    assert h["Cache-Control"] == "public, max-age=300"
+    assert h["Vary"] == "Accept-Encoding"
+    assert "Content-Encoding" not in h
+    etag = h["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{16}"', etag), etag
+
+    zipped = requests.get(url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10)
+    raw = zipped.raw.read(decode_content=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert raw == (SDK_DIR / "dist" / "kairos.js.gz").read_bytes()
+    assert gzip.decompress(raw) == plain.content
+    assert zipped.headers["ETag"] != etag  # another representation, another strong tag
+
+    for tag in (etag, zipped.headers["ETag"], f'"nope", {etag}'):
+        again = requests.get(url, headers={"If-None-Match": tag, "Accept-Encoding": "identity"}, timeout=10)
+        assert again.status_code == 304 and again.content == b"", (tag, again.status_code)
+        assert again.headers["ETag"] == etag and again.headers["Cache-Control"] == "public, max-age=300"
+    changed = requests.get(url, headers={"If-None-Match": '"0000000000000000"'}, timeout=10)
+    assert changed.status_code == 200
+
+    head = requests.head(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["ETag"] == etag and head.headers["Content-Type"] == h["Content-Type"]
+    # No admin token needed, and no CORS needed for a <script> tag.
+    assert "Authorization" not in plain.request.headers
+
+
+def test_the_one_line_install_works_against_the_served_sdk(shared_kairos, browser):
+    """The README's one-line install, <script src=".../sdk/kairos.js"
+    data-write-key=K>, on a page of another origin: the SDK finds Kairos
+    where it was loaded from (no data-api-host) and its events are stored."""
+    source = shared_kairos.create_source("sdk-one-line")
+    html = (f'<!doctype html><html lang="en"><title>one line</title><script src="{shared_kairos.base_url}/sdk/kairos.js" '
+            f'data-write-key="{source["write_key"]}"></script>'
+            '<script>kairos.track("One Line Install", {ok: true})</script></html>')
+    browser.do("serve", path="/one-line.html", html=html)
+    browser.do("goto", path="/one-line.html")
+    got = stored(shared_kairos, source, 1)
+    assert_stored_exactly_once(got, [{"type": "track", "event": "One Line Install", "properties": {"ok": True}}],
+                               check_anonymous_absent=False, context=browser.diagnostics())
+    assert browser.js("kairos.writeKey") == source["write_key"]

@@ -60,7 +60,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Extractor that admits only requests bearing the admin token.
+/// Extractor that admits only requests bearing the admin token, or a
+/// console session cookie (with its CSRF token on unsafe methods, see
+/// [`crate::console`]).
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
@@ -71,7 +73,11 @@ impl FromRequestParts<AppState> for Admin {
             Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
                 Ok(Admin)
             }
-            _ => Err(Problem::admin_unauthorized()),
+            Some(_) => Err(Problem::admin_unauthorized()),
+            None => match crate::console::authorize(parts, state) {
+                Some(allowed) => allowed.map(|()| Admin),
+                None => Err(Problem::admin_unauthorized()),
+            },
         }
     }
 }
@@ -92,7 +98,8 @@ impl FromRequestParts<AppState> for MetricsReader {
             presented.is_some_and(|token| constant_time_eq(token, expected.as_bytes()))
         };
         let metrics_token = state.access.metrics_token.as_deref();
-        if matches(&state.admin_token) || metrics_token.is_some_and(matches) {
+        let console = || presented.is_none() && crate::console::authorize(parts, state).is_some();
+        if matches(&state.admin_token) || metrics_token.is_some_and(matches) || console() {
             Ok(MetricsReader)
         } else {
             Err(Problem::metrics_unauthorized())
@@ -109,7 +116,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -16,7 +16,9 @@
 //!   [`destinations`]: editing a destination, rotating its secret,
 //!   replaying its dead letters;
 //! - [`ops`]: health, readiness, metrics, OpenAPI, CORS;
-//! - [`access`]: the metrics token, trusted proxies, which routes browsers may call.
+//! - [`access`]: the metrics token, trusted proxies, which routes browsers may call;
+//! - [`console`]: console sessions (the admin token for a cookie);
+//! - [`web`]: the built-in SDK, console and demo store assets.
 
 pub mod access;
 pub mod admin;
@@ -26,6 +28,7 @@ pub mod auth;
 pub mod body;
 pub mod collect;
 pub mod computed_traits;
+pub mod console;
 pub mod decisions;
 mod definitions;
 pub mod destinations;
@@ -46,6 +49,7 @@ pub mod profiles;
 mod references;
 pub mod server;
 pub mod training;
+pub mod web;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -316,7 +320,19 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/openapi.json", get(ops::openapi))
+        .route(
+            "/v1/console/session",
+            post(console::login)
+                .get(console::current)
+                .delete(console::logout),
+        )
+        .route("/", get(web::console_page))
+        .route("/console/{file}", get(web::console_asset))
+        .route("/sdk/kairos.js", get(web::sdk))
+        .route("/demo", get(web::demo_redirect))
+        .route("/demo/", get(web::demo_page))
+        .route("/demo/{file}", get(web::demo_asset));
     for event_type in EventType::ALL {
         let long = format!("/v1/{}", event_type.as_str());
         let short = format!("/v1/{}", &event_type.as_str()[..1]);

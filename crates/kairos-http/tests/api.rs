@@ -215,3 +215,64 @@ async fn forced_faults_after_commit_are_deduplicated_on_retry() {
         "the retry of a committed batch is stored once: {json}"
     );
 }
+
+/// A console session: the admin token for a cookie, accepted where the
+/// token is; unsafe methods also need the CSRF token (docs/console.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_session_opens_admin_routes_and_unsafe_methods_need_its_csrf_token() {
+    let harness = harness();
+    let login = |token: &str| {
+        Request::post("/v1/console/session")
+            .header("content-type", "application/json")
+            .body(Body::from(format!(r#"{{"token":"{token}"}}"#)))
+            .unwrap()
+    };
+    let (status, problem) = send(&harness, login("wrong-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    let response = app(harness.state.clone())
+        .oneshot(login("admin-token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let csrf = answer["csrf_token"].as_str().unwrap().to_string();
+
+    let with_cookie = |method: &str, csrf: Option<&str>| {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/v1/admin/sources")
+            .header("cookie", &cookie)
+            .header("content-type", "application/json");
+        if let Some(csrf) = csrf {
+            builder = builder.header("x-csrf-token", csrf);
+        }
+        builder
+            .body(Body::from(r#"{"name":"by-console"}"#))
+            .unwrap()
+    };
+    assert_eq!(
+        send(&harness, with_cookie("GET", None)).await.0,
+        StatusCode::OK
+    );
+    let (status, problem) = send(&harness, with_cookie("POST", None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["code"], "csrf_token_invalid");
+    let (status, _) = send(&harness, with_cookie("POST", Some("not-the-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, source) = send(&harness, with_cookie("POST", Some(&csrf))).await;
+    assert_eq!(status, StatusCode::CREATED, "{source}");
+
+    // No cookie, an unknown cookie: nothing.
+    let stranger = Request::get("/v1/admin/sources")
+        .header("cookie", "kairos_session=unknown")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&harness, stranger).await.0, StatusCode::UNAUTHORIZED);
+}

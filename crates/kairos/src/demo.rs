@@ -109,3 +109,93 @@ fn demo_events(now: Timestamp) -> Vec<serde_json::Value> {
     }
     events
 }
+
+/// How long a demo-store cart may wait before its nudge: short, so a
+/// visitor trying the store sees the in-app message arrive while still
+/// looking at the page.
+pub const DEMO_CART_WAIT: &str = "15s";
+
+/// The demo store's purchase-propensity model: logistic on the session's
+/// product views and cart adds (Kairos' own format, no training needed),
+/// so the store's side panel shows a score moving as the visitor clicks.
+/// A view adds 0.8 and a cart add 2.5 to the log-odds from -3: one view
+/// and one add make 0.57, past the "likely buyers" threshold.
+pub const DEMO_MODEL: &str = "demo_purchase_propensity";
+
+/// The demo store's definitions (docs/console.md, "Demo store"), made
+/// through the public API in-process so every rule a user's definitions
+/// follow applies: the propensity model ([`DEMO_MODEL`]), an audience of
+/// likely buyers over it, an in-app destination and a journey nudging a
+/// visitor whose `Product Added` is not followed by `Order Completed`
+/// within [`DEMO_CART_WAIT`]. Existing ones are left alone (409), so a
+/// user's changes to them survive restarts.
+pub async fn ensure_demo_store(state: &kairos_http::AppState) -> anyhow::Result<()> {
+    let (_, models) = call(state, "GET", "/v1/models", None).await?;
+    let has_model = models["models"]
+        .as_array()
+        .is_some_and(|all| all.iter().any(|model| model["name"] == DEMO_MODEL));
+    if !has_model {
+        let model = json!({
+            "name": DEMO_MODEL, "format": "logistic", "mode": "active",
+            "inputs": ["session.product_views", "session.cart_adds"],
+            "model": {"means": [0.0, 0.0], "scales": [1.0, 1.0], "intercept": -3.0, "weights": [0.8, 2.5]}
+        });
+        create(state, "/v1/models", model).await?;
+    }
+    let audience = json!({
+        "name": "demo: likely buyers",
+        "definition": format!("score(\"{DEMO_MODEL}\") > 0.5"),
+    });
+    create(state, "/v1/audiences", audience).await?;
+    let destination = json!({"type": "in_app", "name": "demo-store", "url": ""});
+    create(state, "/v1/destinations", destination).await?;
+    let journey = json!({
+        "name": "demo: abandoned cart",
+        "trigger": {"event": "Product Added", "not_followed_by": "Order Completed",
+                    "within": DEMO_CART_WAIT, "key": "cart_id"},
+        "steps": [{"send": {"destination": "demo-store", "message": {
+            "title": "Still thinking about the {{ event.properties.name | default(\"item\") }}?",
+            "body": "Your cart is waiting: check out now and it ships today.",
+            "button": "Back to my cart",
+            "url": "/demo/#cart"
+        }}}]
+    });
+    create(state, "/v1/journeys", journey).await
+}
+
+/// `POST path body`; a 409 (it exists already) is fine.
+async fn create(
+    state: &kairos_http::AppState,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
+    let (status, answer) = call(state, "POST", path, Some(body)).await?;
+    if !status.is_success() && status != axum::http::StatusCode::CONFLICT {
+        anyhow::bail!("creating the demo store's {path}: {status} {answer}");
+    }
+    Ok(())
+}
+
+/// One request to the router, in-process, with the admin token.
+async fn call(
+    state: &kairos_http::AppState,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(axum::http::StatusCode, serde_json::Value)> {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", state.admin_token))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            body.map(|body| body.to_string()).unwrap_or_default(),
+        ))?;
+    let response = tower::ServiceExt::oneshot(kairos_http::app(state.clone()), request).await?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), ANSWER_BYTES_MAX).await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+}
+
+/// The demo's own requests get small answers (a model list at most).
+const ANSWER_BYTES_MAX: usize = 4 * 1024 * 1024;

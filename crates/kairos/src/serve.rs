@@ -127,6 +127,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("Kairos listening on http://{address}");
+    println!("  console: http://{address}/");
+    for package in kairos_http::web::missing_packages() {
+        println!(
+            "  warning: web/{package} is not built into this binary (its pages answer 503): install Node.js 18+ and npm, run `cd web/{package} && npm ci && npm run build`, then rebuild"
+        );
+    }
     println!("  data directory: {}", config.data_dir.display());
     println!("  {token_line}");
     if let Some(key) = &demo_key {
@@ -218,6 +224,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     });
+    if config.demo {
+        // The demo's extras must not keep the server from starting.
+        match crate::demo::ensure_demo_store(&state).await {
+            Ok(()) => println!("  demo store: http://{address}/demo/"),
+            Err(error) => {
+                tracing::warn!(%error, "the demo store's model, audience or journey could not be made");
+                println!("  demo store: http://{address}/demo/ (without its journey: {error})");
+            }
+        }
+    }
     let server_limits = connection_limits_within_descriptors(config.server);
     let engine = state.engine.clone();
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;

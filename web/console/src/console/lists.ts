@@ -1,0 +1,182 @@
+// The operational pages: journeys (with per-step counts), destinations
+// (test send, dead letters, replay), the quarantine (replay, discard),
+// sources and write keys (create, rotate), models (versions, promote).
+// Each is a table over the public API with its actions.
+import { api, errorText } from './api';
+import { h, json, replace, status, table } from './dom';
+import type { Page } from './main';
+
+type Kind = 'journeys' | 'destinations' | 'quarantine' | 'sources' | 'models';
+
+const TITLES: Record<Kind, string> = {
+  journeys: 'Journeys', destinations: 'Destinations', quarantine: 'Quarantine', sources: 'Sources and write keys', models: 'Models',
+};
+
+export function listsPage(kind: Kind): Page {
+  return {
+    title: TITLES[kind],
+    render(main, arg) {
+      const body = h('div', {});
+      const note = status();
+      replace(main, h('h1', {}, TITLES[kind]), note, body);
+      const act = (label: string, run: () => Promise<unknown>) => h('button', { type: 'button', onclick: async () => {
+        note.textContent = `${label}…`;
+        try { const got = await run(); note.textContent = `${label}: done. ${got ? JSON.stringify(got).slice(0, 300) : ''}`; load(); } catch (e) { note.textContent = `${label}: ${errorText(e)}`; }
+      } }, label);
+      const load = () => RENDER[kind](body, arg, act).catch((e) => replace(body, h('p', { class: 'error' }, errorText(e))));
+      load();
+    },
+  };
+}
+
+type Act = (label: string, run: () => Promise<unknown>) => HTMLElement;
+const enc = encodeURIComponent;
+
+const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise<void>> = {
+  async journeys(body, arg, act) {
+    if (arg) {
+      const j = await api('GET', `/v1/journeys/${enc(arg)}`);
+      replace(body, h('p', {}, h('a', { href: '#/journeys' }, 'All journeys')), h('h2', {}, j.name),
+        table('Counts', ['Count', 'Value'], Object.entries(j.counts || {}).map(([k, v]) => [k, JSON.stringify(v)])),
+        table('Per step', ['Step', 'Kind', 'Waiting', 'Messages', 'Blocked'],
+          (j.steps || []).map((s: any) => [JSON.stringify(s.path), s.kind, String(s.waiting ?? 0), JSON.stringify(s.messages || {}), JSON.stringify(s.blocked || {})])),
+        h('h3', {}, 'Definition'), json({ trigger: j.trigger, steps: j.steps_definition || undefined, goal: j.goal, entry: j.entry }),
+        h('p', { class: 'help' }, 'Journeys cannot be paused through the API yet; deleting one stops new messages (decided ones are still delivered).'),
+        act(`Delete journey ${j.name}`, async () => {
+          if (!window.confirm(`Delete the journey ${j.name}? No new messages will be sent.`)) return null;
+          await api('DELETE', `/v1/journeys/${enc(j.id)}`);
+          location.hash = '#/journeys';
+          return null;
+        }));
+      return;
+    }
+    const all = (await api('GET', '/v1/journeys')).journeys || [];
+    replace(body, table('Journeys', ['Name', 'Trigger', 'Created'],
+      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.created_at])),
+    newJourneyForm());
+  },
+  async destinations(body, _arg, act) {
+    const all = (await api('GET', '/v1/destinations')).destinations || [];
+    const form = newDestinationForm(() => RENDER.destinations(body, '', act));
+    const dead = (await api('GET', '/v1/admin/dead-letters')).dead_letters || [];
+    replace(body,
+      table('Destinations', ['Name', 'Type', 'Address', 'State', 'Actions'], all.map((d: any) => [d.name, d.type, d.url || '—',
+        d.disabled ? `disabled: ${JSON.stringify(d.disabled)}` : 'enabled',
+        h('span', { class: 'actions' },
+          act(`Replay dead letters of ${d.name}`, () => api('POST', `/v1/destinations/${enc(d.id)}/dead-letters/replay`)),
+          d.disabled ? act(`Enable ${d.name}`, () => api('PATCH', `/v1/destinations/${enc(d.id)}`, { enabled: true })) : null)])),
+      table('Dead letters', ['Message', 'Destination', 'Last error', 'Actions'], dead.map((m: any) => [m.id, m.destination || m.destination_id || '',
+        String(m.last_error || m.error || ''), act(`Replay ${m.id}`, () => api('POST', `/v1/admin/dead-letters/${enc(m.id)}/replay`))])),
+      h('p', { class: 'help' }, 'A test send goes through a journey: create one with an event trigger and send the event from the live stream page or curl.'),
+      form);
+  },
+  async quarantine(body, _arg, act) {
+    const items = (await api('GET', '/v1/admin/quarantine?limit=100')).items || [];
+    replace(body, h('div', { class: 'actions' }, act('Replay all', () => api('POST', '/v1/admin/quarantine/replay', {}))),
+      table('Quarantined events', ['Received', 'Source', 'Errors', 'Event', 'Actions'], items.map((q: any) => [q.received_at, q.source_id,
+        (q.errors || []).map((e: any) => `${e.field}: ${e.message}`).join('; '), JSON.stringify(q.event).slice(0, 200),
+        h('span', { class: 'actions' }, act(`Replay ${q.id}`, () => api('POST', `/v1/admin/quarantine/${enc(q.id)}/replay`, {})),
+          act(`Discard ${q.id}`, () => api('DELETE', `/v1/admin/quarantine/${enc(q.id)}`)))])));
+  },
+  async sources(body, arg, act) {
+    if (arg) return sourceDetail(body, arg, act);
+    const all = (await api('GET', '/v1/admin/sources')).sources || [];
+    const name = h('input', { id: 'source-name', name: 'name', required: true }) as HTMLInputElement;
+    const form = h('form', { 'aria-labelledby': 'source-new' }, h('h2', { id: 'source-new' }, 'New source'),
+      h('label', { for: 'source-name' }, 'Name'), name, h('button', { type: 'submit' }, 'Create source'));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      await api('POST', '/v1/admin/sources', { name: name.value.trim() });
+      RENDER.sources(body, '', act);
+    });
+    replace(body, table('Sources', ['Name', 'Write key', 'Trust', 'Tracking plan', 'Actions'], all.map((s: any) => [
+      h('a', { href: `#/sources/${enc(s.id)}` }, s.name), h('code', {}, s.write_key),
+      s.trust, s.tracking_plan ? `${s.tracking_plan.mode}, ${Object.keys(s.tracking_plan.events || {}).length} events` : 'none',
+      act(`Rotate the write key of ${s.name}`, () => api('POST', `/v1/admin/sources/${enc(s.id)}/rotate`, { grace_seconds: 0 }))])),
+    form);
+  },
+  async models(body, _arg, act) {
+    const all = (await api('GET', '/v1/models')).models || [];
+    replace(body, table('Model versions', ['Model', 'Version', 'Mode', 'Format', 'Actions'], all.map((m: any) => [m.name, String(m.version), m.mode, m.format || '',
+      m.mode === 'active' ? '' : act(`Promote ${m.name} v${m.version}`, () => api('POST', `/v1/models/${enc(m.name)}/versions/${m.version}/promote`))])),
+    all.length ? null : h('p', {}, 'No models yet: see docs/models.md (kairos train, POST /v1/models).'));
+  },
+};
+
+const JOURNEY_EXAMPLE = `{
+  "trigger": {"event": "Signed Up"},
+  "steps": [{"send": {"destination": "site", "message": {"title": "Welcome, {{ traits.name | default(\\"friend\\") }}!"}}}]
+}`;
+
+/** A journey from its JSON (docs/journeys.md): the API's errors shown as they come. */
+function newJourneyForm(): HTMLElement {
+  const name = h('input', { id: 'journey-name', name: 'name', required: true }) as HTMLInputElement;
+  const text = h('textarea', { id: 'journey-json', name: 'definition', rows: 8, cols: 60, spellcheck: 'false', 'aria-describedby': 'journey-help journey-note' }) as HTMLTextAreaElement;
+  text.value = JOURNEY_EXAMPLE;
+  const note = h('p', { id: 'journey-note', role: 'status', class: 'status' });
+  const form = h('form', { 'aria-labelledby': 'journey-new' }, h('h2', { id: 'journey-new' }, 'New journey'),
+    h('label', { for: 'journey-name' }, 'Name'), name,
+    h('label', { for: 'journey-json' }, 'Definition (JSON: trigger, steps, goal, entry)'), text,
+    h('p', { id: 'journey-help', class: 'help' }, 'See docs/journeys.md for triggers and steps.'),
+    h('button', { type: 'submit' }, 'Create journey'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let definition: any;
+    try { definition = JSON.parse(text.value); } catch (e) { note.textContent = `The definition is not JSON: ${String(e)}`; text.focus(); return; }
+    try {
+      const made = await api('POST', '/v1/journeys', { ...definition, name: name.value.trim() });
+      location.hash = `#/journeys/${enc(made.id)}`;
+    } catch (e) { note.textContent = errorText(e); text.focus(); }
+  });
+  return form;
+}
+
+/** A destination; a webhook's signing secret is shown this once. */
+function newDestinationForm(done: () => void): HTMLElement {
+  const kind = h('select', { id: 'dest-type', name: 'type' }, ['webhook', 'in_app', 'email'].map((t) => h('option', { value: t }, t))) as HTMLSelectElement;
+  const name = h('input', { id: 'dest-name', name: 'name', required: true }) as HTMLInputElement;
+  const url = h('input', { id: 'dest-url', name: 'url', type: 'text', placeholder: 'https://… (empty for in_app)' }) as HTMLInputElement;
+  const note = h('p', { role: 'status', class: 'status', id: 'dest-note' });
+  const form = h('form', { 'aria-labelledby': 'dest-new' }, h('h2', { id: 'dest-new' }, 'New destination'),
+    h('label', { for: 'dest-type' }, 'Type'), kind, h('label', { for: 'dest-name' }, 'Name'), name,
+    h('label', { for: 'dest-url' }, 'Address'), url, h('button', { type: 'submit' }, 'Create destination'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const made = await api('POST', '/v1/destinations', { type: kind.value, name: name.value.trim(), url: url.value.trim() });
+      done();
+      if (made.secret) window.alert(`Signing secret of ${made.name} (shown once): ${made.secret}`);
+    } catch (e) { note.textContent = errorText(e); }
+  });
+  return form;
+}
+
+const PLAN_EXAMPLE = `{
+  "mode": "block",
+  "allow_unplanned": true,
+  "events": {"Order Completed": {"type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}}}
+}`;
+
+/** One source: its tracking plan (docs/api.md: mode, allow_unplanned, events with JSON Schemas). */
+async function sourceDetail(body: HTMLElement, id: string, act: Act): Promise<void> {
+  const s = await api('GET', `/v1/admin/sources/${enc(id)}`);
+  const text = h('textarea', { id: 'plan-json', name: 'plan', rows: 10, cols: 60, spellcheck: 'false', 'aria-describedby': 'plan-note' }) as HTMLTextAreaElement;
+  text.value = s.tracking_plan ? JSON.stringify(s.tracking_plan, null, 2) : PLAN_EXAMPLE;
+  const note = h('p', { id: 'plan-note', role: 'status', class: 'status' });
+  const form = h('form', { 'aria-labelledby': 'plan-title' }, h('h3', { id: 'plan-title' }, 'Tracking plan'),
+    h('p', { class: 'help' }, s.tracking_plan ? 'This source validates its events against this plan.' : 'No plan: every valid event is accepted. An example:'),
+    h('label', { for: 'plan-json' }, 'Plan (JSON)'), text, h('button', { type: 'submit' }, 'Save the plan'), note);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let plan: any;
+    try { plan = JSON.parse(text.value); } catch (e) { note.textContent = `The plan is not JSON: ${String(e)}`; return; }
+    try {
+      await api('PUT', `/v1/admin/sources/${enc(id)}/tracking-plan`, plan);
+      note.textContent = 'Saved: events are checked against it from now on (replay the quarantine after a fix).';
+    } catch (e) { note.textContent = errorText(e); }
+  });
+  replace(body, h('p', {}, h('a', { href: '#/sources' }, 'All sources')), h('h2', {}, `Source ${s.name}`),
+    table('Source', ['Field', 'Value'], [['id', s.id], ['write key', h('code', {}, s.write_key)], ['trust', s.trust], ['created', s.created_at]]),
+    form,
+    s.tracking_plan ? act(`Remove the tracking plan of ${s.name}`, () => api('DELETE', `/v1/admin/sources/${enc(id)}/tracking-plan`)) : null);
+}
