@@ -161,3 +161,23 @@ def test_logging_in_identifies_the_visitor(demo_kairos, browser):
     assert {"user_id:demo.visitor@example.org", f"anonymous_id:{anonymous_id}"} <= ids, ids
     assert profile["traits"]["name"] == "Demo Visitor"
     assert browser.wait_js("document.querySelector('#panel-state').innerText.includes('Profile')", tab="store")
+
+
+def test_the_picked_for_you_slot_changes_with_the_cart(demo_kairos, browser):
+    """The demo's personalized slot (issue 15 item 2): a welcome at first;
+    once the visitor adds to the cart, Kairos' next decision is the
+    free-shipping offer, filled in without a reload; views are reported."""
+    open_store(browser)
+    slot = "[data-kairos-placement=demo_hero] .kairos-offer-title"
+    browser.do("wait", tab="store", selector=slot)
+    assert browser.do("text", tab="store", selector=slot) == "Welcome to Trailhead"
+    browser.do("click", tab="store", selector="button[data-add='sku-210']")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        title = browser.do("text", tab="store", selector=slot)
+        if title == "Free shipping on your cart today":
+            break
+        time.sleep(0.2)
+    assert title == "Free shipping on your cart today", title
+    r = demo_kairos.admin("GET", "/v1/offers/demo: free shipping")
+    assert r.status_code == 200, r.text

@@ -147,6 +147,21 @@ pub async fn ensure_demo_store(state: &kairos_http::AppState) -> anyhow::Result<
         "definition": format!("score(\"{DEMO_MODEL}\") > 0.5"),
     });
     create(state, "/v1/audiences", audience).await?;
+    // The "Picked for you" slot: a welcome, until a cart makes the
+    // free-shipping offer eligible (behaviour: exact per event).
+    let welcome = json!({
+        "name": "demo: welcome", "placements": ["demo_hero"], "value": 1, "category": "welcome",
+        "content": {"web": {"title": "Welcome to Trailhead", "body": "Gear for the trail, picked for you as you browse."}}
+    });
+    create(state, "/v1/offers", welcome).await?;
+    let shipping = json!({
+        "name": "demo: free shipping", "placements": ["demo_hero"], "value": 5, "category": "cart",
+        "eligibility": "count \"Product Added\" within 1h >= 1",
+        "conversion_event": "Order Completed",
+        "content": {"web": {"title": "Free shipping on your cart today", "body": "Check out within the hour and it ships free.",
+                            "cta": "Go to my cart", "url": "/demo/#cart"}}
+    });
+    create(state, "/v1/offers", shipping).await?;
     let destination = json!({"type": "in_app", "name": "demo-store", "url": ""});
     create(state, "/v1/destinations", destination).await?;
     let journey = json!({

@@ -49,8 +49,19 @@ function add(sku: string): void {
   const line = lines.find((l) => l.sku === sku);
   if (line) line.qty += 1; else lines.push({ sku, qty: 1 });
   cart.save(lines);
-  kairos.track('Product Added', { cart_id: cart.id(), product_id: p.sku, sku: p.sku, name: p.name, category: p.category, price: p.price, quantity: 1 });
+  kairos.track('Product Added', { cart_id: cart.id(), product_id: p.sku, sku: p.sku, name: p.name, category: p.category, price: p.price, quantity: 1 },
+    {}, refreshOffer);
+  kairos.flush();
   say(`${p.name} added to your cart.`);
+}
+
+/** The "Picked for you" slot: Kairos decides again once the event that
+ *  may change the answer is acknowledged (a decision reflects every
+ *  acknowledged event; the callback runs at the acknowledgement, or after
+ *  300 ms — so once more a second later). */
+function refreshOffer(): void {
+  kairos.slots();
+  setTimeout(() => kairos.slots(), 1000);
 }
 
 function say(text: string): void { document.getElementById('announce')!.textContent = text; }
@@ -187,6 +198,7 @@ async function start(): Promise<void> {
   if (!res.ok) { replace(main, h('h1', {}, 'Demo store unavailable'), h('p', { class: 'error' }, config.detail || 'no demo source')); return; }
   kairos.load(config.write_key, { apiHost: location.origin, autocapture: true, flushInterval: 200 });
   kairos.inApp.connect();
+  kairos.slots();
   renderCartCount();
   window.addEventListener('hashchange', route);
   route();
