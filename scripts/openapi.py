@@ -329,6 +329,10 @@ paths["/v1/journeys/{id}"] = {
     **admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
             params=[path_param("id", "Journey id or name")], extra=NOT_FOUND),
 }
+paths["/v1/journeys/{id}/pause"] = admin("post", "Pause a journey: nobody enters, nothing is sent; runs hold at their next step", JOURNEY,
+    params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
+paths["/v1/journeys/{id}/resume"] = admin("post", "Resume a journey: entries start again; runs held while paused go on at once", JOURNEY,
+    params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
 MODEL = {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "format": {"type": "string"},
     "inputs": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string", "enum": ["active", "shadow", "retired"]}, "created_at": {"type": "string"}}}
 MODEL_NAME = path_param("name", "Model name")

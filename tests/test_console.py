@@ -334,6 +334,12 @@ def test_the_operational_pages_act_through_the_api(shared_kairos, browser):
     browser.do("wait", selector="text=Per step")
     assert browser.wait_js("document.querySelector('main').innerText.includes('entered')")
     browser.check_page("console-journey")
+    browser.do("click", selector=f"button:has-text('Pause journey welcome {rid}')")
+    browser.do("wait", selector=f"button:has-text('Resume journey welcome {rid}')")
+    assert kairos.admin("GET", f"/v1/journeys/welcome {rid}").json()["paused"] is True
+    browser.do("click", selector=f"button:has-text('Resume journey welcome {rid}')")
+    browser.do("wait", selector=f"button:has-text('Pause journey welcome {rid}')")
+    assert kairos.admin("GET", f"/v1/journeys/welcome {rid}").json()["paused"] is False
     browser.goto("/#/destinations")
     browser.do("click", selector=f"button:has-text('Replay dead letters of site-{rid}')")
     browser.do("wait", selector="text=done")

@@ -542,3 +542,35 @@ def test_journey_steps_wait_branch_set_traits_wait_for_events_and_leave_at_the_g
     finally:
         server.stop()
         receiver.stop()
+
+
+def test_a_paused_journey_admits_nobody_and_holds_its_runs_until_resumed(tmp_path):
+    """POST /v1/journeys/{id}/pause and /resume (the console's Pause button):
+    while paused nobody enters and nothing is sent, a run that comes due
+    holds at its step; on resume it goes on at once."""
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, "2030-05-01T10:00:00Z")
+        destination(server, receiver)
+        r = server.admin("POST", "/v1/journeys", json={
+            "name": "welcome", "trigger": {"event": "Signed Up"},
+            "steps": [{"send": {"destination": "hooks"}}, {"wait": "1h"}, {"send": {"destination": "hooks"}}]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        send(server, key, [signed_up("p1", "pro", 1)])
+        assert wait_for(lambda: len(deliveries(server, "user_id:p1")) == 1)
+        paused = server.admin("POST", "/v1/journeys/welcome/pause")
+        assert paused.status_code == 200 and paused.json()["paused"] is True, paused.text
+        send(server, key, [signed_up("p2", "pro", 2)])
+        set_clock(server, "2030-05-01T12:00:00Z")  # p1's wait is over: held
+        assert len(deliveries(server, "user_id:p1")) == 1
+        assert server.admin("GET", "/v1/profiles/user_id:p2/deliveries").json().get("deliveries", []) == []
+        resumed = server.admin("POST", "/v1/journeys/welcome/resume")
+        assert resumed.status_code == 200 and resumed.json()["resumed_runs"] == 1, resumed.text
+        assert wait_for(lambda: len(deliveries(server, "user_id:p1")) == 2)
+        assert server.admin("GET", "/v1/profiles/user_id:p2/deliveries").json().get("deliveries", []) == []
+        assert server.admin("POST", "/v1/journeys/nope/pause").status_code == 404
+    finally:
+        server.stop()
+        receiver.stop()

@@ -232,6 +232,8 @@ pub struct CompiledJourney {
     pub paths: Vec<String>,
     pub goal: Option<String>,
     pub entry: Entry,
+    /// Paused: nobody enters and its runs hold (set from the record).
+    pub paused: bool,
 }
 
 impl CompiledJourney {
@@ -387,6 +389,7 @@ fn compile_checked(
         paths,
         goal: definition.goal.clone(),
         entry: entry_options(definition.entry.as_ref())?,
+        paused: false,
     })
 }
 

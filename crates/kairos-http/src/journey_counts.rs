@@ -74,6 +74,7 @@ pub async fn get_journey(
     answer["id"] = json!(record.id);
     answer["name"] = json!(record.name);
     answer["created_at"] = json!(record.created_at);
+    answer["paused"] = json!(record.paused);
     answer["counts"] = json!({
         "entered": counter("entered"), "goal_reached": counter("goal_reached"),
         "exited": counter("exited"), "waiting": totals.waiting,

@@ -370,7 +370,50 @@ fn describe_journey(record: &kairos_store::JourneyRecord) -> Value {
     answer["id"] = json!(record.id);
     answer["name"] = json!(record.name);
     answer["created_at"] = json!(record.created_at);
+    answer["paused"] = json!(record.paused);
     answer
+}
+
+/// `POST /v1/journeys/{id}/pause`: nobody enters and nothing is sent;
+/// runs hold at their next step, waits that come due end without a message.
+pub async fn pause_journey(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    set_paused(&state, &id, true).await
+}
+
+/// `POST /v1/journeys/{id}/resume`: entries start again; runs held while
+/// it was paused go on at once.
+pub async fn resume_journey(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    set_paused(&state, &id, false).await
+}
+
+async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<Response, Problem> {
+    let record = state
+        .store
+        .outbox
+        .set_journey_paused(id, paused)?
+        .ok_or_else(|| {
+            Problem::not_found(format!("no journey {id}; list them with GET /v1/journeys"))
+        })?;
+    let mut answer = describe_journey(&record);
+    if !paused {
+        answer["resumed_runs"] = json!(
+            state
+                .store
+                .resume_held_runs(&record.id, state.clock.now())?
+        );
+    }
+    if let Some(deliverer) = &state.deliverer {
+        deliverer.wake();
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /v1/journeys`

@@ -346,6 +346,25 @@ impl Store {
         Effects::new(&self.outbox, &self.lists)
     }
 
+    /// A resumed journey's runs held while it was paused are due at `now`.
+    pub fn resume_held_runs(
+        &self,
+        journey: &str,
+        now: jiff::Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut effects = self.effects();
+        let mut resumed = 0;
+        for mut run in self.outbox.runs_in(journey)? {
+            if run.resume_at == outbox::HELD_UNTIL {
+                run.resume_at = now;
+                effects.save_run(&run);
+                resumed += 1;
+            }
+        }
+        effects.commit(None)?;
+        Ok(resumed)
+    }
+
     /// The log record of an accepted event, sealed under its subject; `None`
     /// (and counted) when it carries an identifier of an erased person.
     pub fn prepare(&self, event: &kairos_core::Event, rules: &IdentityRules) -> Option<LogRecord> {

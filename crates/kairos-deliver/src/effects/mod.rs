@@ -69,7 +69,10 @@ pub fn active_journeys(store: &Store) -> Vec<CompiledJourney> {
                 &record.definition,
                 destination,
             ) {
-                Ok(journey) => Some(journey),
+                Ok(journey) => Some(CompiledJourney {
+                    paused: record.paused,
+                    ..journey
+                }),
                 Err(error) => {
                     tracing::warn!(journey = %record.name, %error, "journey inactive");
                     None
@@ -283,7 +286,7 @@ impl Stage {
                 )
                 .await?;
             }
-            for journey in &journeys {
+            for journey in journeys.iter().filter(|journey| !journey.paused) {
                 if let Matcher::NotFollowed { .. } = journey.matcher {
                     if !input.announcement {
                         self.track_wait(journey, input, &mut effects)?;
@@ -443,6 +446,9 @@ impl Stage {
             let Some(journey) = journeys.iter().find(|journey| journey.id == wait.journey) else {
                 continue; // the journey was deleted: the wait just ends
             };
+            if journey.paused {
+                continue; // paused: nobody enters; the wait just ends
+            }
             let subject = person(&wait.identifier);
             self.enter(
                 journey,

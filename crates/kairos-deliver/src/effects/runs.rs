@@ -166,6 +166,9 @@ impl Stage {
                 effects.remove_run(&run);
                 continue;
             };
+            if journey.paused {
+                continue; // held until the journey resumes
+            }
             if journey.goal.as_deref() == Some(name) {
                 effects.remove_run(&run); // the goal is met: they leave
                 effects.count(&journey.id, "goal_reached", 1);
@@ -191,10 +194,17 @@ impl Stage {
         let journeys = active_journeys(&self.store);
         let mut effects = self.store.effects();
         for mut run in due {
-            effects.remove_run(&run);
             let Some(journey) = journeys.iter().find(|journey| journey.id == run.journey) else {
+                effects.remove_run(&run);
                 continue;
             };
+            if journey.paused {
+                // Held at its next step until the journey resumes.
+                run.resume_at = kairos_store::outbox::HELD_UNTIL;
+                effects.save_run(&run);
+                continue;
+            }
+            effects.remove_run(&run);
             let subject = person(&run.identifier);
             run.waiting_for = None;
             self.execute(journey, run, &subject, now, Seen::Now, &mut effects)

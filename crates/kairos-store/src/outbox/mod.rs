@@ -119,7 +119,14 @@ pub struct JourneyRecord {
     /// existed: they do not start it.
     pub starts_after_seq: u64,
     pub created_at: Timestamp,
+    /// Paused: nobody enters, nothing is sent; runs hold at their next step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
+
+/// A paused journey's run that came due waits here until the journey
+/// resumes (then it is due at once).
+pub const HELD_UNTIL: Timestamp = Timestamp::MAX;
 
 /// A journey waiting to see whether an event follows (the abandoned cart):
 /// it starts at `deadline` unless cancelled first.
@@ -416,9 +423,26 @@ impl Outbox {
             definition,
             starts_after_seq,
             created_at: now,
+            paused: false,
         };
         self.put(JOURNEY_PREFIX, &record.id, &record)?;
         Ok(record)
+    }
+
+    /// Pauses or resumes a journey (the caller makes runs held while it
+    /// was paused due again: [`crate::Store::resume_held_runs`]).
+    pub fn set_journey_paused(
+        &self,
+        id: &str,
+        paused: bool,
+    ) -> Result<Option<JourneyRecord>, StoreError> {
+        let _changing = self.changing.lock().expect("outbox lock");
+        let Some(mut record) = self.journey(id) else {
+            return Ok(None);
+        };
+        record.paused = paused;
+        self.put(JOURNEY_PREFIX, &record.id, &record)?;
+        Ok(Some(record))
     }
 
     /// Every journey, oldest first.

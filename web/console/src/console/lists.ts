@@ -41,7 +41,11 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
         table('Per step', ['Step', 'Kind', 'Waiting', 'Messages', 'Blocked'],
           (j.steps || []).map((s: any) => [JSON.stringify(s.path), s.kind, String(s.waiting ?? 0), JSON.stringify(s.messages || {}), JSON.stringify(s.blocked || {})])),
         h('h3', {}, 'Definition'), json({ trigger: j.trigger, steps: j.steps_definition || undefined, goal: j.goal, entry: j.entry }),
-        h('p', { class: 'help' }, 'Journeys cannot be paused through the API yet; deleting one stops new messages (decided ones are still delivered).'),
+        h('p', { id: 'journey-state' }, j.paused ? 'Paused: nobody enters, nothing is sent; runs hold at their next step.' : 'Running.'),
+        j.paused
+          ? act(`Resume journey ${j.name}`, () => api('POST', `/v1/journeys/${enc(j.id)}/resume`))
+          : act(`Pause journey ${j.name}`, () => api('POST', `/v1/journeys/${enc(j.id)}/pause`)),
+        h('p', { class: 'help' }, 'Deleting a journey stops new messages (decided ones are still delivered).'),
         act(`Delete journey ${j.name}`, async () => {
           if (!window.confirm(`Delete the journey ${j.name}? No new messages will be sent.`)) return null;
           await api('DELETE', `/v1/journeys/${enc(j.id)}`);
@@ -51,8 +55,8 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
       return;
     }
     const all = (await api('GET', '/v1/journeys')).journeys || [];
-    replace(body, table('Journeys', ['Name', 'Trigger', 'Created'],
-      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.created_at])),
+    replace(body, table('Journeys', ['Name', 'Trigger', 'State', 'Created'],
+      all.map((j: any) => [h('a', { href: `#/journeys/${enc(j.id)}` }, j.name), JSON.stringify(j.trigger), j.paused ? 'paused' : 'running', j.created_at])),
     newJourneyForm());
   },
   async destinations(body, _arg, act) {
