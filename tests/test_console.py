@@ -126,6 +126,8 @@ def test_log_in_visit_every_page_with_axe_and_log_out(shared_kairos, browser):
         "quarantine": "table",
         "sources": "#source-name",
         "models": "table",
+        "offers": "#decide-profile",
+        "experiments": "table",
     }
     for page, selector in pages.items():
         browser.goto(f"/#/{page}")
@@ -482,3 +484,36 @@ def test_the_overview_charts_accepted_events_per_second_and_audience_sizes(share
     assert browser.wait_js(f"document.querySelectorAll('.chart')[2].innerText.includes('overview {rid}')", timeout=10), \
         browser.do("text", selector=".charts")
     browser.check_page("console-overview-live")
+
+
+def test_offers_and_experiments_pages_show_decisions_and_results(shared_kairos, browser):
+    """The decisions capability's screens (issue 14 in the console): the
+    offers with their responses, a decision tried with its explanation, and
+    an experiment's results per arm."""
+    kairos = shared_kairos
+    rid = new_run_id()
+    r = kairos.admin("POST", "/v1/offers", json={"name": f"console offer {rid}", "placements": [f"slot_{rid}"],
+                                                 "content": {"web": {"title": "Hello {{ traits.first_name | default('you') }}"}}})
+    assert r.status_code == 201, r.text
+    r = kairos.admin("POST", "/v1/experiments", json={"name": f"console exp {rid}", "arms": [{"name": "a"}, {"name": "b"}],
+                                                      "control": "a", "metric": {"event": f"Bought {rid}"}})
+    assert r.status_code == 201, r.text
+    experiment = r.json()["id"]
+    for user in range(4):
+        assert kairos.admin("GET", f"/v1/experiments/{experiment}/assignment",
+                            params={"profile": f"user_id:x{rid}{user}"}).status_code == 200
+    browser.login()
+    browser.goto("/#/offers")
+    browser.do("wait", selector=f"text=console offer {rid}")
+    browser.do("fill", selector="#decide-profile", value=f"user_id:someone-{rid}")
+    browser.do("fill", selector="#decide-placement", value=f"slot_{rid}")
+    browser.do("click", selector="form[aria-labelledby=decide-title] button")
+    browser.do("wait", selector="#decide-result table")
+    result = browser.do("text", selector="#decide-result")
+    assert f"console offer {rid}" in result and "Hello you" in result and "ranked" in result, result
+    browser.check_page("console-offers-decided")
+    browser.goto(f"/#/experiments/{experiment}")
+    browser.do("wait", selector="text=Results")
+    text = browser.do("text", selector="main")
+    assert "Exposures" in text and f"console exp {rid}" in text, text
+    browser.check_page("console-experiment")

@@ -6,10 +6,11 @@ import { api, errorText } from './api';
 import { h, json, replace, status, table } from './dom';
 import type { Page } from './main';
 
-type Kind = 'journeys' | 'destinations' | 'quarantine' | 'sources' | 'models';
+type Kind = 'journeys' | 'destinations' | 'quarantine' | 'sources' | 'models' | 'offers' | 'experiments';
 
 const TITLES: Record<Kind, string> = {
   journeys: 'Journeys', destinations: 'Destinations', quarantine: 'Quarantine', sources: 'Sources and write keys', models: 'Models',
+  offers: 'Offers and decisions', experiments: 'Experiments',
 };
 
 export function listsPage(kind: Kind): Page {
@@ -99,6 +100,39 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
       act(`Rotate the write key of ${s.name}`, () => api('POST', `/v1/admin/sources/${enc(s.id)}/rotate`, { grace_seconds: 0 }))])),
     form);
   },
+  async offers(body, _arg, act) {
+    const all = (await api('GET', '/v1/offers')).offers || [];
+    const counts = (o: any) => Object.entries(o.stats || {}).map(([placement, c]: [string, any]) =>
+      `${placement}: ${c.impressions} shown, ${c.clicks} clicked, ${c.dismissals} dismissed, ${c.conversions} converted`).join('; ') || 'no responses yet';
+    replace(body,
+      table('Offers', ['Name', 'Version', 'Category', 'Placements', 'Value', 'Responses', 'Actions'], all.map((o: any) => [o.name, String(o.version),
+        o.category || '—', (o.placements || []).join(', ') || 'any', String(o.value ?? 1), counts(o),
+        act(`Delete offer ${o.name}`, async () => {
+          if (!window.confirm(`Delete the offer ${o.name}? It is no longer decided; its counts stay.`)) return null;
+          return api('DELETE', `/v1/offers/${enc(o.id)}`);
+        })])),
+      all.length ? null : h('p', {}, 'No offers yet: see docs/decisions.md (POST /v1/offers).'),
+      tryDecisionForm());
+  },
+  async experiments(body, arg, act) {
+    if (arg) {
+      const results = await api('GET', `/v1/experiments/${enc(arg)}/results`);
+      const arms = results.arms || [];
+      replace(body, h('p', {}, h('a', { href: '#/experiments' }, 'All experiments')), h('h2', {}, results.name || arg),
+        table('Results', ['Arm', 'Exposures', 'Conversions', 'Rate', 'Interval', 'Lift', 'Lift interval', 'Sequential'],
+          arms.map((a: any) => [a.name || a.arm, String(a.exposures), String(a.conversions ?? ''), pct(a.rate), range(a.interval),
+            a.lift == null ? '—' : pct(a.lift), range(a.lift_interval),
+            a.sequential ? `p = ${num(a.sequential.p_value)}${a.sequential.significant ? ' (significant)' : ''}` : '—'])),
+        h('p', { id: 'experiment-verdict' }, results.verdict ? `Verdict: ${typeof results.verdict === 'string' ? results.verdict : JSON.stringify(results.verdict)}` : ''),
+        act(`Stop experiment ${results.name || arg}`, () => api('POST', `/v1/experiments/${enc(arg)}/stop`)));
+      return;
+    }
+    const all = (await api('GET', '/v1/experiments')).experiments || [];
+    replace(body, table('Experiments', ['Name', 'Arms', 'Metric', 'Allocation', 'Status'], all.map((e: any) => [
+      h('a', { href: `#/experiments/${enc(e.id)}` }, e.name), (e.arms || []).map((a: any) => a.name).join(', '),
+      JSON.stringify(e.metric), e.allocation || 'fixed', e.status || ''])),
+    all.length ? null : h('p', {}, 'No experiments yet: see docs/decisions.md, "Experiments" (POST /v1/experiments).'));
+  },
   async models(body, _arg, act) {
     const all = (await api('GET', '/v1/models')).models || [];
     replace(body, table('Model versions', ['Model', 'Version', 'Mode', 'Format', 'Actions'], all.map((m: any) => [m.name, String(m.version), m.mode, m.format || '',
@@ -106,6 +140,42 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
     all.length ? null : h('p', {}, 'No models yet: see docs/models.md (kairos train, POST /v1/models).'));
   },
 };
+
+const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(2)}%` : '—');
+const num = (x: unknown) => (typeof x === 'number' ? x.toPrecision(3) : '—');
+/** An interval as the APIs give it: `[low, high]` or `{low, high}`. */
+const range = (r: any) => {
+  if (Array.isArray(r) && r.length === 2) return `${pct(r[0])} … ${pct(r[1])}`;
+  if (r && typeof r === 'object' && 'low' in r) return `${pct(r.low)} … ${pct(r.high)}`;
+  return '—';
+};
+
+/** Asks for a decision, explained: what a page would get, and why. */
+function tryDecisionForm(): HTMLElement {
+  const profile = h('input', { id: 'decide-profile', name: 'profile', required: true, placeholder: 'user_id:u1' }) as HTMLInputElement;
+  const placement = h('input', { id: 'decide-placement', name: 'placement', required: true, placeholder: 'home_hero' }) as HTMLInputElement;
+  const out = h('div', { id: 'decide-result' });
+  const note = h('p', { id: 'decide-note', role: 'status', class: 'status' });
+  const form = h('form', { 'aria-labelledby': 'decide-title' }, h('h2', { id: 'decide-title' }, 'Try a decision'),
+    h('label', { for: 'decide-profile' }, 'Profile (type:value)'), profile,
+    h('label', { for: 'decide-placement' }, 'Placement'), placement,
+    h('button', { type: 'submit' }, 'Decide'), note, out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    note.textContent = 'Deciding…';
+    try {
+      const d = await api('POST', '/v1/decide', { profile: profile.value.trim(), placement: placement.value.trim(), limit: 3, explain: true, explore: false });
+      note.textContent = `Decision ${d.decision_id}: ${d.actions.length} action(s).`;
+      replace(out,
+        table('Actions', ['Rank', 'Offer', 'Score', 'Content'], d.actions.map((a: any) => [String(a.rank), a.offer, num(a.score), JSON.stringify(a.content)])),
+        table('Why', ['Offer', 'Stage', 'Reason', 'Propensity', 'Priority'], (d.explanation || []).map((v: any) => [v.offer, v.stage, v.reason || '',
+          v.propensity ? num(v.propensity.value) : '—', v.priority == null ? '—' : num(v.priority)])));
+    } catch (e) {
+      note.textContent = errorText(e);
+    }
+  });
+  return form;
+}
 
 const JOURNEY_EXAMPLE = `{
   "trigger": {"event": "Signed Up"},

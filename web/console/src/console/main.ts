@@ -27,11 +27,14 @@ const PAGES: Record<string, Page> = {
   quarantine: listsPage('quarantine'),
   sources: listsPage('sources'),
   models: listsPage('models'),
+  offers: listsPage('offers'),
+  experiments: listsPage('experiments'),
 };
 
 const NAV: [string, string][] = [
   ['overview', 'Overview'], ['stream', 'Live events'], ['profiles', 'Profiles'], ['audiences', 'Audiences'],
   ['computed-traits', 'Computed traits'], ['journeys', 'Journeys'], ['destinations', 'Destinations'],
+  ['offers', 'Offers'], ['experiments', 'Experiments'],
   ['quarantine', 'Quarantine'], ['sources', 'Sources'], ['models', 'Models'],
 ];
 
