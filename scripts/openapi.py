@@ -329,6 +329,10 @@ paths["/v1/journeys/{id}"] = {
     **admin("delete", "Delete a journey (messages already decided are still delivered)", {"type": "object"},
             params=[path_param("id", "Journey id or name")], extra=NOT_FOUND),
 }
+paths["/v1/destinations/{id}/test"] = admin("post", "A test message now, through the same path as every delivery (signed webhook, or email to `to`), not stored", {"type": "object", "properties": {
+    "delivered": {"type": "boolean"}, "took_ms": {"type": "number"}, "error": {"type": "string"}}},
+    {"type": "object", "additionalProperties": False, "properties": {"to": {"type": "string"}}},
+    params=[path_param("id", "Destination id or name")], extra={**NOT_FOUND, "400": problem("In-app destination, or an email test without `to`")})
 paths["/v1/journeys/{id}/pause"] = admin("post", "Pause a journey: nobody enters, nothing is sent; runs hold at their next step", JOURNEY,
     params=[path_param("id", "Journey id or name")], extra=NOT_FOUND)
 paths["/v1/journeys/{id}/resume"] = admin("post", "Resume a journey: entries start again; runs held while paused go on at once", JOURNEY,

@@ -401,6 +401,9 @@ def test_destinations_and_journeys_are_created_and_deleted_from_the_console(shar
     browser.do("click", selector="form[aria-labelledby=dest-new] button")
     browser.do("wait", selector=f"td:has-text('console-hook-{rid}')")
     assert any(m.startswith(f"Signing secret of console-hook-{rid} (shown once): whsec_") for m in browser.do("log")["dialogs"])
+    # Its test send: nobody listens on port 9, and the page says so.
+    browser.do("click", selector=f"button:has-text('Test send to console-hook-{rid}')")
+    browser.do("wait", selector="text=could not reach the endpoint")
 
     browser.goto("/#/journeys")
     browser.do("fill", selector="#journey-name", value=f"console journey {rid}")

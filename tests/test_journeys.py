@@ -574,3 +574,30 @@ def test_a_paused_journey_admits_nobody_and_holds_its_runs_until_resumed(tmp_pat
     finally:
         server.stop()
         receiver.stop()
+
+
+def test_a_test_send_reaches_the_endpoint_signed_and_says_why_when_it_does_not(tmp_path):
+    """POST /v1/destinations/{id}/test (the console's Test send button): one
+    message now, verified by the official standardwebhooks library at the
+    receiver, not stored; an unreachable endpoint is reported by category."""
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path)
+    try:
+        created = destination(server, receiver)
+        r = server.admin("POST", f"/v1/destinations/{created['id']}/test", json={})
+        assert r.status_code == 200 and r.json()["delivered"] is True, r.text
+        assert wait_for(lambda: receiver.verified)
+        webhook_id, payload = receiver.verified[0]
+        assert payload["type"] == "kairos.test" and payload["data"]["destination"] == "hooks"
+        assert server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"] == []
+        receiver.stop()
+        r = server.admin("POST", f"/v1/destinations/{created['id']}/test", json={})
+        assert r.status_code == 200 and r.json()["delivered"] is False, r.text
+        assert "could not reach the endpoint" in r.json()["error"], r.text
+        inbox = server.admin("POST", "/v1/destinations", json={"type": "in_app", "name": "site", "url": ""}).json()
+        r = server.admin("POST", f"/v1/destinations/{inbox['id']}/test", json={})
+        assert r.status_code == 400 and "in-app" in r.text
+        assert server.admin("POST", "/v1/destinations/nope/test", json={}).status_code == 404
+    finally:
+        server.stop()
+        receiver.stop()

@@ -105,6 +105,9 @@ pub struct Deliverer {
     threads: Arc<std::sync::Mutex<Option<DeliveryThreads>>>,
     /// The offer catalog, compiled (decisions and the effects stage share it).
     catalog: Arc<decisions::Catalog>,
+    /// For test sends: the workers' settings and client.
+    settings: DeliverySettings,
+    client: reqwest::Client,
 }
 
 /// The effects stage's thread and the workers' thread, each with its stop.
@@ -174,6 +177,7 @@ impl Deliverer {
             .spawn(move || {
                 current_thread_runtime().block_on(effects::run(stage, tap, signals));
             })?;
+        let test_settings = settings.clone();
         let (stop_workers, workers_stopped) = watch::channel(false);
         let (worker_store, worker_hub, worker_wake) = (store.clone(), hub.clone(), wake.clone());
         let workers_thread = std::thread::Builder::new()
@@ -203,6 +207,8 @@ impl Deliverer {
             handled,
             catalog,
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
+            client: http_client(&test_settings),
+            settings: test_settings,
         })
     }
 
@@ -226,6 +232,52 @@ impl Deliverer {
     /// The offer catalog, compiled once per change.
     pub fn catalog(&self) -> &decisions::Catalog {
         &self.catalog
+    }
+
+    /// Sends one test message to a webhook (signed like every delivery)
+    /// or an email destination (to `to`), now, without storing it; how long
+    /// it took, or why it was not taken.
+    pub async fn test_send(
+        &self,
+        destination: &kairos_store::DestinationRecord,
+        to: Option<&str>,
+    ) -> Result<Duration, String> {
+        let now = jiff::Timestamp::now();
+        let id = format!("msg_test_{}", now.as_millisecond());
+        let payload = match destination.kind.as_str() {
+            "email" => {
+                let to = to.ok_or("an email test send needs \"to\": the address to send it to")?;
+                serde_json::json!({"to": to, "subject": "Kairos test message",
+                                   "text": format!("A test from Kairos to the destination {:?}.", destination.name)})
+            }
+            "webhook" => serde_json::json!({"type": "kairos.test", "timestamp": now.to_string(),
+                                            "data": {"destination": destination.name}}),
+            other => {
+                return Err(format!(
+                    "test sends go to webhook and email destinations, not {other}"
+                ));
+            }
+        };
+        let message = kairos_store::Message {
+            id,
+            seq: 0,
+            destination: destination.id.clone(),
+            journey: String::new(),
+            purpose: None,
+            channel: destination.kind.clone(),
+            identifier: String::new(),
+            event_seq: 0,
+            payload,
+            status: kairos_store::MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+        };
+        let started = std::time::Instant::now();
+        worker::test_attempt(&self.client, destination, &message, &self.settings).await?;
+        Ok(started.elapsed())
     }
 
     /// The pages connected for in-app messages.

@@ -180,6 +180,23 @@ async fn wait(wake: &Notify, at_most: Duration) {
     let _ = tokio::time::timeout(at_most, wake.notified()).await;
 }
 
+/// A test send (`POST /v1/destinations/{id}/test`): one attempt of a
+/// message that is not stored, through the same path as every delivery
+/// (signing, headers, address policy, SMTP). `Ok(())` when it was taken,
+/// else why not (a category, never the raw error).
+pub(crate) async fn test_attempt(
+    client: &reqwest::Client,
+    destination: &DestinationRecord,
+    message: &Message,
+    settings: &DeliverySettings,
+) -> Result<(), String> {
+    match attempt(client, destination, message, settings).await {
+        Outcome::Delivered => Ok(()),
+        Outcome::Gone => Err("the endpoint answered 410 Gone".into()),
+        Outcome::Retry { error, .. } | Outcome::Failed(error) => Err(error),
+    }
+}
+
 async fn attempt(
     client: &reqwest::Client,
     destination: &DestinationRecord,

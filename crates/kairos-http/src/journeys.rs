@@ -374,6 +374,53 @@ fn describe_journey(record: &kairos_store::JourneyRecord) -> Value {
     answer
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestSend {
+    /// Email destinations: the address the test goes to.
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /v1/destinations/{id}/test` (`{}`, or `{"to"}` for email): one
+/// message now, through the same
+/// path as every delivery, not stored; `{"delivered", "took_ms"}` or
+/// `{"delivered": false, "error"}` (a category).
+pub async fn test_destination(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TestSend>,
+) -> Result<Response, Problem> {
+    let record = state.store.outbox.destination(&id).ok_or_else(|| {
+        Problem::not_found(format!(
+            "no destination {id}; list them with GET /v1/destinations"
+        ))
+    })?;
+    let deliverer = state
+        .deliverer
+        .as_ref()
+        .ok_or_else(|| Problem::overloaded("deliveries are not made by this process"))?;
+    let to = body.to;
+    if record.kind == "email" && to.is_none() {
+        return Err(Problem::bad_request(
+            "test_invalid",
+            "an email test send needs {\"to\": \"you@example.org\"}",
+        ));
+    }
+    if record.kind == "in_app" {
+        return Err(Problem::bad_request(
+            "test_invalid",
+            "in-app messages go to connected pages: send the journey's trigger event from a page instead",
+        ));
+    }
+    let answer = match deliverer.test_send(&record, to.as_deref()).await {
+        Ok(took) => json!({"delivered": true, "took_ms": took.as_secs_f64() * 1000.0}),
+        Err(error) => json!({"delivered": false, "error": error}),
+    };
+    Ok(axum::Json(answer).into_response())
+}
+
 /// `POST /v1/journeys/{id}/pause`: nobody enters and nothing is sent;
 /// runs hold at their next step, waits that come due end without a message.
 pub async fn pause_journey(

@@ -199,6 +199,10 @@ pub fn app(state: AppState) -> Router {
             get(experiments::assignment),
         )
         .route("/v1/experiments/{id}/results", get(experiments::results))
+        .route(
+            "/v1/destinations/{id}/test",
+            post(journeys::test_destination),
+        )
         .route("/v1/journeys/{id}/pause", post(journeys::pause_journey))
         .route("/v1/journeys/{id}/resume", post(journeys::resume_journey))
         .route(

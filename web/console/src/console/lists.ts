@@ -68,11 +68,12 @@ const RENDER: Record<Kind, (body: HTMLElement, arg: string, act: Act) => Promise
       table('Destinations', ['Name', 'Type', 'Address', 'State', 'Actions'], all.map((d: any) => [d.name, d.type, d.url || '—',
         d.disabled ? `disabled: ${JSON.stringify(d.disabled)}` : 'enabled',
         h('span', { class: 'actions' },
+          d.type === 'webhook' ? act(`Test send to ${d.name}`, () => api('POST', `/v1/destinations/${enc(d.id)}/test`, {})) : null,
           act(`Replay dead letters of ${d.name}`, () => api('POST', `/v1/destinations/${enc(d.id)}/dead-letters/replay`)),
           d.disabled ? act(`Enable ${d.name}`, () => api('PATCH', `/v1/destinations/${enc(d.id)}`, { enabled: true })) : null)])),
       table('Dead letters', ['Message', 'Destination', 'Last error', 'Actions'], dead.map((m: any) => [m.id, m.destination || m.destination_id || '',
         String(m.last_error || m.error || ''), act(`Replay ${m.id}`, () => api('POST', `/v1/admin/dead-letters/${enc(m.id)}/replay`))])),
-      h('p', { class: 'help' }, 'A test send goes through a journey: create one with an event trigger and send the event from the live stream page or curl.'),
+      h('p', { class: 'help' }, 'A test send posts one signed message now (not stored). Email and in-app destinations are tested through a journey.'),
       form);
   },
   async quarantine(body, _arg, act) {
