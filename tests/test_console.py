@@ -132,6 +132,9 @@ def test_log_in_visit_every_page_with_axe_and_log_out(shared_kairos, browser):
     for page, selector in pages.items():
         browser.goto(f"/#/{page}")
         browser.do("wait", selector=selector)
+        if page == "overview":
+            overview = browser.do("text", selector="main")
+            assert "Trigger latency" in overview and "Experiments" in overview, overview
         browser.check_page("console-" + page.split("/")[0])
     # A reload keeps the session (cookie), and logging out ends it.
     browser.goto("/#/sources")

@@ -6,6 +6,7 @@ kill -9 before delivery, one hanging destination beside a healthy one; the
 contact policy (consent, frequency caps under a burst, quiet hours)."""
 
 import hashlib
+import re
 import hmac
 import json
 import threading
@@ -560,6 +561,8 @@ def test_a_paused_journey_admits_nobody_and_holds_its_runs_until_resumed(tmp_pat
         key = server.create_source("web")["write_key"]
         send(server, key, [signed_up("p1", "pro", 1)])
         assert wait_for(lambda: len(deliveries(server, "user_id:p1")) == 1)
+        metrics = server.admin("GET", "/metrics").text
+        assert re.search(r"^kairos_trigger_duration_seconds_count [1-9]", metrics, re.M), "trigger latency counted"
         paused = server.admin("POST", "/v1/journeys/welcome/pause")
         assert paused.status_code == 200 and paused.json()["paused"] is True, paused.text
         send(server, key, [signed_up("p2", "pro", 2)])

@@ -21,6 +21,11 @@ pub struct DeliveryMetrics {
     pub deliveries: Family<Labels, Counter>,
     /// How long each attempt took, by destination name.
     pub delivery_seconds: Family<Labels, Histogram>,
+    /// Trigger latency: from an event's acknowledgement (`received_at`) to
+    /// the effects stage's decisions on it being durable, for events that
+    /// started or moved a journey (wall clock; meaningless under
+    /// `--clock manual`).
+    pub trigger_seconds: Histogram,
 }
 
 fn attempt_histogram() -> Histogram {
@@ -35,6 +40,8 @@ impl Default for DeliveryMetrics {
             journey_messages: Family::default(),
             deliveries: Family::default(),
             delivery_seconds: Family::new_with_constructor(attempt_histogram),
+            // 0.5 ms .. ~33 s.
+            trigger_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 17)),
         }
     }
 }

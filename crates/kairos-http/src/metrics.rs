@@ -299,4 +299,9 @@ fn register_stages(registry: &mut Registry, metrics: &Metrics) {
         "Delivery attempt latency by destination",
         delivery.delivery_seconds.clone(),
     );
+    registry.register(
+        "kairos_trigger_duration_seconds",
+        "Event acknowledged to the journey decisions on it durable (events that started or moved a journey)",
+        delivery.trigger_seconds.clone(),
+    );
 }

@@ -319,7 +319,17 @@ impl Stage {
             }
         }
         let decided = effects.messages().len();
+        let triggered: std::collections::BTreeSet<u64> = effects
+            .messages()
+            .iter()
+            .map(|message| message.event_seq)
+            .collect();
         effects.commit(Some(upto))?;
+        let now = Timestamp::now();
+        for input in inputs.iter().filter(|input| triggered.contains(&input.seq)) {
+            let latency = now.duration_since(input.event.received_at).as_secs_f64();
+            self.metrics.trigger_seconds.observe(latency.max(0.0));
+        }
         Ok(decided)
     }
 
