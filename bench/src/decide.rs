@@ -29,7 +29,7 @@ pub fn offer(index: usize) -> Value {
         2 => offer["eligibility"] = json!("count \"Product Viewed\" within 1d >= 1"),
         _ => {}
     }
-    if index % 10 == 0 {
+    if index.is_multiple_of(10) {
         offer["exclusive_group"] = json!(format!("group {}", index % 3));
     }
     offer

@@ -168,12 +168,12 @@ pub async fn change_offer(
         .definitions
         .get(DefinitionKind::Audience, &owned);
     match (&offer.eligibility, eligibility_text(&definition), stored) {
+        (Some(Eligibility::Audience(_)), Some(text), Some(audience))
+            if audience.definition == text => {}
         (Some(Eligibility::Audience(_)), Some(text), Some(audience)) => {
-            if audience.definition != text {
-                let (program, _) =
-                    definitions::change(&state, DefinitionKind::Audience, &audience.id, text)?;
-                definitions::install(&state, program).await?;
-            }
+            let (program, _) =
+                definitions::change(&state, DefinitionKind::Audience, &audience.id, text)?;
+            definitions::install(&state, program).await?;
         }
         (Some(Eligibility::Audience(audience)), Some(text), None) => {
             let (program, _) =
@@ -287,7 +287,8 @@ pub async fn page_decide(
     let verified = body.token.as_deref().is_some_and(|token| {
         kairos_deliver::in_app::token_is_valid(&source.record.identity_secret, &body.profile, token)
     });
-    if !verified && !(who.kind == "anonymous_id" && body.token.is_none()) {
+    let anonymous_without_token = who.kind == "anonymous_id" && body.token.is_none();
+    if !(verified || anonymous_without_token) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "identity_token_invalid",
