@@ -60,7 +60,16 @@ def read_until_closed(sock, limit=1.0 * 10):
 
 
 def metric(server, name, **labels):
-    text = server.admin("GET", "/metrics").text
+    # Over the cap, /metrics itself may be answered 503 while a connection
+    # just closed is not released yet: read until it answers.
+    deadline = time.monotonic() + 5
+    while True:
+        response = server.admin("GET", "/metrics")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    text = response.text
     total = 0.0
     for line in text.splitlines():
         if (line.startswith(name + "{") or line.startswith(name + " ")) and \
