@@ -149,3 +149,53 @@ mod tests {
         assert_eq!(query_write_key(Some("writeKey=%4")).as_deref(), Some("%4"));
     }
 }
+
+/// The source a page's request comes from: its write key, as HTTP Basic
+/// auth or `?writeKey=` (the in-app stream, page decisions).
+pub(crate) fn page_source(
+    state: &crate::AppState,
+    headers: &axum::http::HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<std::sync::Arc<kairos_store::sources::Source>, Problem> {
+    let key = basic_write_key(headers)
+        .or_else(|| query_write_key(raw_query))
+        .ok_or_else(Problem::missing_write_key)?;
+    state
+        .store
+        .sources
+        .by_write_key(&key, state.clock.now())
+        .ok_or_else(Problem::unknown_write_key)
+}
+
+/// Whether a page proved who it is for: `Ok(true)` with a valid identity
+/// token for `identifier` (`type:value`), `Ok(false)` for an anonymous id
+/// without a token (a page may act as its own visitor), else 403. A write
+/// key is public: without this, any page could act as anyone. `acting`
+/// says what the page does ("listening", "deciding").
+pub(crate) fn page_identity(
+    source: &kairos_store::SourceRecord,
+    text: &str,
+    identifier: &kairos_core::identity::Identifier,
+    token: Option<&str>,
+    acting: &str,
+) -> Result<bool, Problem> {
+    if token.is_some_and(|token| {
+        kairos_deliver::in_app::token_is_valid(&source.identity_secret, text, token)
+    }) {
+        return Ok(true);
+    }
+    if identifier.kind == "anonymous_id" && token.is_none() {
+        return Ok(false);
+    }
+    Err(Problem::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "identity_token_invalid",
+        "Identity token missing or wrong",
+        format!(
+            "a write key is public, so {acting} as {text} needs an identity token: your backend \
+             computes hex(HMAC-SHA256(identity_secret, \"{text}\")) with the source's \
+             identity_secret (GET /v1/admin/sources/{{id}}) and passes it as `token`; anonymous \
+             visitors act as anonymous_id:<their own id> without one"
+        ),
+    ))
+}

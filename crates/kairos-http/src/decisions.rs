@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::admin::JsonBody;
-use crate::auth::{Admin, basic_write_key, query_write_key};
+use crate::auth::Admin;
 use crate::definitions;
 use crate::problem::Problem;
 use crate::profiles::identifier;
@@ -275,33 +275,15 @@ pub async fn page_decide(
     headers: HeaderMap,
     JsonBody(body): JsonBody<DecideBody>,
 ) -> Result<Response, Problem> {
-    let key = basic_write_key(&headers)
-        .or_else(|| query_write_key(raw_query.as_deref()))
-        .ok_or_else(Problem::missing_write_key)?;
-    let source = state
-        .store
-        .sources
-        .by_write_key(&key, state.clock.now())
-        .ok_or_else(Problem::unknown_write_key)?;
+    let source = crate::auth::page_source(&state, &headers, raw_query.as_deref())?;
     let who = identifier(&body.profile)?;
-    let verified = body.token.as_deref().is_some_and(|token| {
-        kairos_deliver::in_app::token_is_valid(&source.record.identity_secret, &body.profile, token)
-    });
-    let anonymous_without_token = who.kind == "anonymous_id" && body.token.is_none();
-    if !(verified || anonymous_without_token) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "identity_token_invalid",
-            "Identity token missing or wrong",
-            format!(
-                "a write key is public, so deciding for {} needs an identity token: your backend \
-                 computes hex(HMAC-SHA256(identity_secret, \"{}\")) with the source's \
-                 identity_secret and passes it as `token`; anonymous visitors decide as \
-                 anonymous_id:<their own id> without one",
-                body.profile, body.profile
-            ),
-        ));
-    }
+    let verified = crate::auth::page_identity(
+        &source.record,
+        &body.profile,
+        &who,
+        body.token.as_deref(),
+        "deciding",
+    )?;
     if body.explain {
         return Err(Problem::bad_request(
             "decide_invalid",

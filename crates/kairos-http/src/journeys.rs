@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::admin::JsonBody;
-use crate::auth::{Admin, basic_write_key, query_write_key};
+use crate::auth::Admin;
 use crate::definitions;
 use crate::problem::{Problem, limit_param};
 use crate::profiles::{identifier, unknown};
@@ -139,14 +139,7 @@ pub async fn in_app_stream(
     Query(query): Query<InAppQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let key = basic_write_key(&headers)
-        .or_else(|| query_write_key(raw_query.as_deref()))
-        .ok_or_else(Problem::missing_write_key)?;
-    let source = state
-        .store
-        .sources
-        .by_write_key(&key, state.clock.now())
-        .ok_or_else(Problem::unknown_write_key)?;
+    let source = crate::auth::page_source(&state, &headers, raw_query.as_deref())?;
     let identifier = identifier(&query.identifier)?;
     let deliverer = state
         .deliverer
@@ -183,25 +176,15 @@ async fn page_identities(
     query: &InAppQuery,
 ) -> Result<Vec<String>, Problem> {
     let own = format!("{}:{}", identifier.kind, identifier.value);
-    let verified = query.token.as_deref().is_some_and(|token| {
-        kairos_deliver::in_app::token_is_valid(&source.identity_secret, &query.identifier, token)
-    });
+    let verified = crate::auth::page_identity(
+        source,
+        &query.identifier,
+        identifier,
+        query.token.as_deref(),
+        "listening",
+    )?;
     if !verified {
-        if identifier.kind == "anonymous_id" && query.token.is_none() {
-            return Ok(vec![own]);
-        }
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "identity_token_invalid",
-            "Identity token missing or wrong",
-            format!(
-                "a write key is public, so listening as {own} needs an identity token: \
-                 your backend computes hex(HMAC-SHA256(identity_secret, \"{}\")) with the \
-                 source's identity_secret (GET /v1/admin/sources/{{id}}) and passes it as \
-                 `token`; anonymous visitors listen as anonymous_id:<their own id> without one",
-                query.identifier
-            ),
-        ));
+        return Ok(vec![own]);
     }
     let mut identities = vec![own];
     if let Some(view) = state.engine.profile(identifier.clone()).await? {
