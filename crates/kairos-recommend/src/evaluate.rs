@@ -1,0 +1,1 @@
+//! Offline next-item evaluation. Owned by the recommendations helper.
