@@ -32,7 +32,8 @@ use crate::shard::ShardProfile;
 use crate::types::EngineSettings;
 
 /// Version of the encoding below; another version is not restored.
-const FORMAT: u32 = 1;
+/// 2: the router's part holds the recommender.
+const FORMAT: u32 = 2;
 
 /// What a checkpoint was taken under, and where.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -52,13 +53,24 @@ pub(crate) struct Header {
     pub(crate) taken_at: Timestamp,
 }
 
-/// The router's part: the header and the identity graph.
-#[derive(Serialize, Deserialize)]
+/// The router's part: the header, the identity graph and the recommender.
+#[derive(Deserialize)]
 pub(crate) struct RouterPart {
     pub(crate) header: Header,
     pub(crate) suppressed_events: u64,
     pub(crate) last_profile: ProfileId,
     pub(crate) members: Vec<(ProfileId, Vec<Identifier>)>,
+    pub(crate) recommender: kairos_recommend::Recommender,
+}
+
+/// The router's part as taken (the same encoding as [`RouterPart`]).
+#[derive(Serialize)]
+pub(crate) struct RouterPartRef<'a> {
+    pub(crate) header: Header,
+    pub(crate) suppressed_events: u64,
+    pub(crate) last_profile: ProfileId,
+    pub(crate) members: Vec<(ProfileId, Vec<Identifier>)>,
+    pub(crate) recommender: &'a kairos_recommend::Recommender,
 }
 
 /// A shard's part, as restored.

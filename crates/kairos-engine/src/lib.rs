@@ -26,6 +26,7 @@ pub mod announcer;
 mod checkpoint;
 pub mod effects_feed;
 mod preview;
+pub mod recommend;
 mod router;
 mod runtime;
 mod shard;
@@ -112,6 +113,8 @@ pub struct Engine {
     effects: Option<effects_feed::EffectsLink>,
     /// The threads, until [`Engine::stop`] takes them (any handle may).
     threads: Arc<std::sync::Mutex<Option<threads::EngineThreads>>>,
+    /// The live recommender the router feeds.
+    recommender: Arc<RwLock<kairos_recommend::Recommender>>,
 }
 
 /// Why the engine could not answer; [`EngineError::kind`] says what a
@@ -161,6 +164,7 @@ impl Engine {
         )));
         let (announcer, announcer_thread) =
             announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
+        let recommender = router.read().expect("router lock").recommender();
         let restored = checkpoint::load(&store, &settings, &program);
         let restored_seq = restored
             .as_ref()
@@ -225,6 +229,7 @@ impl Engine {
             restored_from: (restored_seq > 0).then_some(restored_seq),
             effects: settings.effects.clone(),
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
+            recommender,
         })
     }
 
@@ -449,6 +454,32 @@ impl Engine {
         if let Some(link) = &self.effects {
             link.widen(names);
         }
+    }
+
+    /// Reads the recommender once the router has applied every event
+    /// acknowledged before the call (a click a moment ago is in it), with
+    /// the person `identifier` names (`None`: not known, or not asked).
+    pub async fn recommend<T>(
+        &self,
+        identifier: Option<&Identifier>,
+        read: impl FnOnce(&kairos_recommend::Recommender, Option<u64>) -> T,
+    ) -> Result<T, EngineError> {
+        self.caught_up().await?;
+        let person = match identifier {
+            Some(identifier) => self
+                .router
+                .read()
+                .map_err(|_| EngineError::Stopped)?
+                .lookup(identifier),
+            None => None,
+        };
+        let recommender = self.recommender.read().map_err(|_| EngineError::Stopped)?;
+        Ok(read(&recommender, person))
+    }
+
+    /// The recommender's sizes (metrics).
+    pub fn recommender_stats(&self) -> Option<kairos_recommend::Stats> {
+        self.recommender.read().ok().map(|recommender| recommender.stats())
     }
 
     pub async fn profile(

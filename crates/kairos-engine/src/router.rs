@@ -3,14 +3,15 @@
 //! the profiles involved ([`crate::shard`]), in one global order.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 
 use kairos_core::Event;
 use kairos_core::identity::Identifier;
 use kairos_core::identity::extract::{identifiers_of, normalize};
 use kairos_core::identity::graph::{IdentityGraph, ProfileId};
 use kairos_core::profile::{MergeRecord, SourceStanding};
+use kairos_recommend::Recommender;
 
 use crate::shard::ShardOp;
 use crate::types::{EngineSettings, SuppressionCheck};
@@ -27,6 +28,9 @@ pub struct Router {
     applied: u64,
     /// Events dropped because they carried an erased identifier.
     pub suppressed_events: u64,
+    /// The live recommender, fed here in the log's order (requests read it
+    /// through the engine once the router has applied what they must see).
+    recommender: Arc<RwLock<Recommender>>,
 }
 
 impl Router {
@@ -38,7 +42,13 @@ impl Router {
             graph: IdentityGraph::new(),
             applied: 0,
             suppressed_events: 0,
+            recommender: Arc::default(),
         }
+    }
+
+    /// The recommender this router feeds.
+    pub fn recommender(&self) -> Arc<RwLock<Recommender>> {
+        self.recommender.clone()
     }
 
     /// Drops events of erased people (see [`kairos_store::privacy`]).
@@ -64,25 +74,28 @@ impl Router {
         self.applied = self.applied.max(seq);
     }
 
-    /// The router's part of a checkpoint.
-    pub(crate) fn checkpoint_part(
-        &self,
-        header: crate::checkpoint::Header,
-    ) -> crate::checkpoint::RouterPart {
+    /// The router's part of a checkpoint, encoded: the identity graph and
+    /// the recommender (read in place: it may be large).
+    pub(crate) fn checkpoint_part(&self, header: crate::checkpoint::Header) -> Vec<u8> {
         let (last_profile, members) = self.graph.snapshot();
-        crate::checkpoint::RouterPart {
+        let recommender = self.recommender.read().expect("recommender lock");
+        crate::checkpoint::encode(&crate::checkpoint::RouterPartRef {
             header,
             suppressed_events: self.suppressed_events,
             last_profile,
             members,
-        }
+            recommender: &recommender,
+        })
     }
 
-    /// Takes the graph and position of a checkpoint.
+    /// Takes the graph, the recommender and the position of a checkpoint.
     pub(crate) fn restore(&mut self, part: crate::checkpoint::RouterPart) {
         self.graph = IdentityGraph::from_snapshot(part.last_profile, part.members);
         self.applied = part.header.seq;
         self.suppressed_events = part.suppressed_events;
+        let mut recommender = part.recommender;
+        recommender.after_decode();
+        *self.recommender.write().expect("recommender lock") = recommender;
     }
 
     pub fn graph(&self) -> &IdentityGraph {
@@ -125,7 +138,13 @@ impl Router {
         let Some(resolution) = self.graph.resolve(&identifiers, rules) else {
             return;
         };
+        let interaction = crate::recommend::interaction_of(&event);
+        let mut recommender = (interaction.is_some() || !resolution.merges.is_empty())
+            .then(|| self.recommender.write().expect("recommender lock"));
         for merge in &resolution.merges {
+            if let Some(recommender) = recommender.as_mut() {
+                recommender.merge(merge.absorbed, merge.survivor);
+            }
             let (to, from) = mpsc::channel();
             out.push((
                 self.shard_of(merge.absorbed),
@@ -148,6 +167,11 @@ impl Router {
                 },
             ));
         }
+        if let (Some(recommender), Some((interaction, items))) = (recommender.as_mut(), interaction) {
+            let at_ms = event.timestamp.as_millisecond();
+            recommender.observe(resolution.profile, interaction, &items, at_ms);
+        }
+        drop(recommender);
         let identities = (adds_identifiers || resolution.created || !resolution.merges.is_empty())
             .then(|| self.graph.identities(resolution.profile).to_vec());
         let source = self
@@ -217,6 +241,10 @@ impl Router {
     /// profile from its shard.
     pub fn erase(&mut self, identifier: &Identifier) -> Option<(ProfileId, Vec<Identifier>)> {
         let profile = self.lookup(identifier)?;
+        self.recommender
+            .write()
+            .expect("recommender lock")
+            .forget(profile);
         Some((profile, self.graph.remove_profile(profile)))
     }
 }

@@ -280,8 +280,7 @@ impl Routing {
             .read()
             .expect("router lock")
             .checkpoint_part(header);
-        let mut parts = vec![crate::checkpoint::encode(&router_part)];
-        drop(router_part);
+        let mut parts = vec![router_part];
         for receiver in replies {
             // A shard that stopped makes no checkpoint.
             parts.push(receiver.recv().unwrap_or_default());

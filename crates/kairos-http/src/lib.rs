@@ -46,6 +46,7 @@ pub mod ops;
 pub mod privacy;
 pub mod problem;
 pub mod profiles;
+pub mod recommendations;
 mod references;
 pub mod server;
 pub mod training;
@@ -92,6 +93,8 @@ pub struct AppInner {
     /// Which addresses destinations may point to (checked at creation;
     /// the deliverer checks again at every connection).
     pub address_policy: kairos_deliver::address_policy::AddressPolicy,
+    /// The item catalog and the recommendation rules (loaded on first use).
+    pub recommendations: recommendations::Recommendations,
 }
 
 impl AppState {
@@ -177,6 +180,21 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/offers/{id}/evaluate", post(influence::evaluate))
         .route("/v1/decide", post(decisions::decide))
+        .route(
+            "/v1/items",
+            post(recommendations::put_items).get(recommendations::list_items),
+        )
+        .route(
+            "/v1/items/{id}",
+            get(recommendations::get_item)
+                .patch(recommendations::patch_item)
+                .delete(recommendations::delete_item),
+        )
+        .route("/v1/recommendations", get(recommendations::recommend))
+        .route(
+            "/v1/recommendations/rules",
+            get(recommendations::get_rules).put(recommendations::put_rules),
+        )
         .route("/v1/in-app/decide", post(decisions::page_decide))
         .route(
             "/v1/experiments",

@@ -49,6 +49,7 @@ fn harness() -> Harness {
         manual_clock: None,
         deliverer: None,
         address_policy: Default::default(),
+        recommendations: Default::default(),
     });
     Harness {
         _dir: dir,

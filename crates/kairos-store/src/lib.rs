@@ -21,6 +21,7 @@
 //!   decided to send, its attempts and status, a queue per destination
 //!   ([`outbox`]);
 //! - the **model registry** (`meta`, [`models`]);
+//! - the **item catalog** of recommendations (`items`, [`items`]);
 //! - **lists** of identifiers: journeys' `add_to_list` and suppression lists
 //!   ([`lists`]).
 //!
@@ -35,6 +36,7 @@ pub mod checkpoint;
 pub mod dedup;
 pub mod definitions;
 pub mod internal;
+pub mod items;
 pub mod lists;
 pub mod log;
 pub mod models;
@@ -235,6 +237,8 @@ pub struct Store {
     /// Destinations, journeys and the messages they send.
     pub outbox: Outbox,
     pub lists: Lists,
+    /// The catalog of items recommendations name.
+    pub items: items::Items,
     /// Model versions (scores).
     pub models: ModelRegistry,
     pub meta: Keyspace,
@@ -284,6 +288,7 @@ impl Store {
         let pseudonyms = pseudonym::Pseudonyms::open(&db, &meta)?;
         let outbox = Outbox::open(db.clone(), meta.clone(), pseudonyms)?;
         let lists = Lists::open(db.clone(), pseudonyms)?;
+        let items = items::Items::open(db.clone(), meta.clone())?;
         let models = ModelRegistry::open(db.clone(), meta.clone());
         let checkpoints = checkpoint::Checkpoints::open(dir, db.clone(), meta.clone())?;
         let writer = LogWriter::start(
@@ -306,6 +311,7 @@ impl Store {
             definitions,
             outbox,
             lists,
+            items,
             models,
             meta,
             checkpoints,

@@ -1,0 +1,501 @@
+//! Items and recommendations (docs/recommendations.md): `POST/GET
+//! /v1/items`, `GET/PATCH/DELETE /v1/items/{id}`, `GET
+//! /v1/recommendations`, `GET/PUT /v1/recommendations/rules`.
+//!
+//! The catalog is durable in the store and held in memory here (loaded on
+//! first use); the indexes live in the engine, fed by the router, so a
+//! request answered after a click's acknowledgement already reflects it.
+
+use std::collections::BTreeMap;
+use std::sync::{OnceLock, RwLock};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kairos_core::audience::ast::Expr;
+use kairos_core::audience::eval::{PersonFacts, evaluate};
+use kairos_recommend::query::LIMIT_MAX;
+use kairos_recommend::{Catalog, Inputs, Item, Query as Ask, Strategy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::admin::JsonBody;
+use crate::auth::Admin;
+use crate::problem::Problem;
+use crate::profiles::identifier;
+
+/// Items one request may create or replace: a bulk upload is split by the
+/// caller (`kairos import --items` sends batches of this size).
+pub const ITEMS_PER_REQUEST_MAX: usize = 1_000;
+/// Boost and bury rules: each is evaluated on every candidate item.
+pub const RULES_MAX: usize = 50;
+/// Items one page of `GET /v1/items` lists.
+const ITEMS_PAGE_MAX: usize = 1_000;
+
+/// The catalog and the rules, loaded from the store on first use.
+#[derive(Default)]
+pub struct Recommendations {
+    catalog: OnceLock<RwLock<Catalog>>,
+    rules: OnceLock<RwLock<Vec<Rule>>>,
+}
+
+/// A boost (weight > 1) or bury (weight < 1; 0 never recommends) of the
+/// items a condition holds for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// An audience-language condition on the item, whose fields and
+    /// attributes read as traits: `trait margin > 0.3`.
+    pub when: String,
+    pub weight: f64,
+}
+
+struct Rule {
+    spec: RuleSpec,
+    condition: Expr,
+}
+
+impl Recommendations {
+    fn catalog(&self, state: &AppState) -> &RwLock<Catalog> {
+        self.catalog.get_or_init(|| {
+            let stored = state.store.items.all().unwrap_or_else(|error| {
+                tracing::error!(%error, "the item catalog is unreadable; starting empty");
+                Vec::new()
+            });
+            let items = stored
+                .iter()
+                .filter_map(|json| serde_json::from_slice::<Item>(json).ok());
+            RwLock::new(Catalog::from_items(items))
+        })
+    }
+
+    fn rules(&self, state: &AppState) -> &RwLock<Vec<Rule>> {
+        self.rules.get_or_init(|| {
+            let specs: Vec<RuleSpec> = state
+                .store
+                .items
+                .rules()
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            let rules = specs
+                .into_iter()
+                .filter_map(|spec| compile_rule(spec).ok())
+                .collect();
+            RwLock::new(rules)
+        })
+    }
+
+    /// Stores items learned from a source's events (`items_from_events`):
+    /// each updates what it names of a known item. Not waited on by the
+    /// event's acknowledgement; a lost update is learned again.
+    pub fn learn(&self, state: &AppState, learned: Vec<Item>) {
+        if learned.is_empty() {
+            return;
+        }
+        let mut catalog = self.catalog(state).write().expect("catalog lock");
+        let mut changed = Vec::new();
+        for item in learned {
+            let merged = match catalog.get(&item.id) {
+                Some(known) => known.updated_by(&item),
+                None => item,
+            };
+            if catalog.get(&merged.id) != Some(&merged) {
+                changed.push(merged.clone());
+                catalog.put(merged);
+            }
+        }
+        if let Err(error) = state.store.items.put_many(&encoded(&changed), false) {
+            tracing::warn!(%error, "items learned from events not stored");
+        }
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::bad_request("items_invalid", detail)
+}
+
+fn encoded(items: &[Item]) -> Vec<(String, Vec<u8>)> {
+    items
+        .iter()
+        .map(|item| {
+            let json = serde_json::to_vec(item).expect("an item serializes");
+            (item.id.clone(), json)
+        })
+        .collect()
+}
+
+/// One item from JSON, checked; `at` names it in errors.
+fn parse_item(value: Value, at: &str) -> Result<Item, Problem> {
+    let item: Item =
+        serde_json::from_value(value).map_err(|error| invalid(format!("{at}{error}")))?;
+    item.validate().map_err(|error| invalid(format!("{at}{error}")))?;
+    Ok(item)
+}
+
+/// `POST /v1/items`: one item, or `{"items": [...]}`; each replaces the
+/// item of its id. All or nothing: one invalid item refuses the request.
+pub async fn put_items(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, Problem> {
+    let items = match body {
+        Value::Object(mut object) if object.contains_key("items") && !object.contains_key("id") => {
+            let Some(Value::Array(list)) = object.remove("items") else {
+                return Err(invalid("items: expected an array of items"));
+            };
+            if list.len() > ITEMS_PER_REQUEST_MAX {
+                return Err(invalid(format!(
+                    "items: at most {ITEMS_PER_REQUEST_MAX} per request ({} given); send the rest in further requests",
+                    list.len()
+                )));
+            }
+            list.into_iter()
+                .enumerate()
+                .map(|(index, value)| parse_item(value, &format!("items[{index}]: ")))
+                .collect::<Result<Vec<Item>, Problem>>()?
+        }
+        object @ Value::Object(_) => vec![parse_item(object, "")?],
+        _ => {
+            return Err(invalid(
+                "expected an item ({\"id\": \"sku-1\", ...}) or {\"items\": [...]}",
+            ));
+        }
+    };
+    let store = state.store.clone();
+    let rows = encoded(&items);
+    tokio::task::spawn_blocking(move || store.items.put_many(&rows, true))
+        .await
+        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing items"))??;
+    let stored = items.len();
+    let mut catalog = state.recommendations.catalog(&state).write().expect("catalog lock");
+    for item in items {
+        catalog.put(item);
+    }
+    let total = catalog.len();
+    Ok(axum::Json(json!({"stored": stored, "items": total})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsPage {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/items?after=<id>&limit=N`: items in id order.
+pub async fn list_items(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(page): Query<ItemsPage>,
+) -> Result<Response, Problem> {
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=ITEMS_PAGE_MAX).contains(&limit) {
+        return Err(invalid(format!("limit: expected 1 to {ITEMS_PAGE_MAX}")));
+    }
+    let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+    let items = catalog.page(page.after.as_deref(), limit);
+    let next = (items.len() == limit).then(|| items.last().map(|item| item.id.clone()));
+    Ok(axum::Json(json!({"items": items, "total": catalog.len(), "next_after": next.flatten()}))
+        .into_response())
+}
+
+fn no_item(id: &str) -> Problem {
+    Problem::not_found(format!(
+        "no item {id:?}; create it with POST /v1/items or list them with GET /v1/items"
+    ))
+}
+
+/// `GET /v1/items/{id}`
+pub async fn get_item(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+    let item = catalog.get(&id).ok_or_else(|| no_item(&id))?;
+    Ok(axum::Json(item).into_response())
+}
+
+/// `PATCH /v1/items/{id}`: changes the fields given (`{"stock": 0}`).
+pub async fn patch_item(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(changes): JsonBody<Value>,
+) -> Result<Response, Problem> {
+    let Value::Object(changes) = changes else {
+        return Err(invalid("expected an object of the fields to change, e.g. {\"stock\": 0}"));
+    };
+    if changes.get("id").is_some_and(|given| given != &Value::from(id.clone())) {
+        return Err(invalid("id: an item's id does not change; create the new id instead"));
+    }
+    let known = {
+        let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+        catalog.get(&id).cloned().ok_or_else(|| no_item(&id))?
+    };
+    let Value::Object(mut merged) = serde_json::to_value(&known).expect("an item serializes")
+    else {
+        unreachable!("an item is an object");
+    };
+    for (key, value) in changes {
+        if value.is_null() {
+            merged.remove(&key);
+        } else {
+            merged.insert(key, value);
+        }
+    }
+    let item = parse_item(Value::Object(merged), "")?;
+    let store = state.store.clone();
+    let rows = encoded(std::slice::from_ref(&item));
+    tokio::task::spawn_blocking(move || store.items.put_many(&rows, true))
+        .await
+        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing an item"))??;
+    state
+        .recommendations
+        .catalog(&state)
+        .write()
+        .expect("catalog lock")
+        .put(item.clone());
+    Ok(axum::Json(item).into_response())
+}
+
+/// `DELETE /v1/items/{id}`: never recommended again (what the indexes
+/// learned of it stays, and counts again if it is created anew).
+pub async fn delete_item(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let store = state.store.clone();
+    let key = id.clone();
+    let existed = tokio::task::spawn_blocking(move || store.items.delete(&key))
+        .await
+        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "deleting an item"))??;
+    state
+        .recommendations
+        .catalog(&state)
+        .write()
+        .expect("catalog lock")
+        .remove(&id);
+    if !existed {
+        return Err(no_item(&id));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The parameters `GET /v1/recommendations` takes.
+const PARAMETERS: [&str; 12] = [
+    "profile",
+    "strategy",
+    "limit",
+    "context_item",
+    "category",
+    "exclude_category",
+    "min_price",
+    "max_price",
+    "max_per_category",
+    "include_purchased",
+    "include_cart",
+    "explain",
+];
+
+/// `GET /v1/recommendations?profile=<type>:<value>&strategy=...&limit=N&context_item=...`
+pub async fn recommend(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, Problem> {
+    let ask = ask_of(&params)?;
+    let who = params
+        .get("profile")
+        .map(|profile| identifier(profile))
+        .transpose()?;
+    let now = state.clock.now();
+    let recommendations = &state.recommendations;
+    // The locks are taken once the engine has caught up (never held
+    // across an await).
+    let (known, answer) = state
+        .engine
+        .recommend(who.as_ref(), |recommender, person| {
+            let catalog = recommendations.catalog(&state).read().expect("catalog lock");
+            let rules = recommendations.rules(&state).read().expect("rules lock");
+            let weight = |item: &Item| weight_of(&rules, item, now);
+            let inputs = Inputs {
+                catalog: &catalog,
+                weight: &weight,
+                now_ms: now.as_millisecond(),
+            };
+            let known = person.is_some_and(|person| recommender.knows(person));
+            (known, recommender.recommend(person, &ask, &inputs))
+        })
+        .await?;
+    let items: Vec<Value> = answer
+        .into_iter()
+        .map(|recommendation| {
+            let mut item = serde_json::to_value(&recommendation.item).expect("an item serializes");
+            item["score"] = json!(recommendation.score);
+            item["reason"] = json!(recommendation.reason);
+            item
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "profile": params.get("profile"),
+        "known": known,
+        "strategy": ask.strategy,
+        "items": items,
+    }))
+    .into_response())
+}
+
+/// The request's parameters, checked.
+fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
+    let bad = |detail: String| Problem::bad_request("recommendations_invalid", detail);
+    if let Some(unknown) = params.keys().find(|key| !PARAMETERS.contains(&key.as_str())) {
+        return Err(bad(format!(
+            "{unknown}: not a parameter; expected {}",
+            PARAMETERS.join(", ")
+        )));
+    }
+    let strategy = match params.get("strategy") {
+        None => Strategy::Auto,
+        Some(name) => Strategy::parse(name).ok_or_else(|| {
+            bad(format!("strategy: expected one of {}", Strategy::NAMES.join(", ")))
+        })?,
+    };
+    let number = |key: &str| -> Result<Option<f64>, Problem> {
+        params
+            .get(key)
+            .map(|text| match text.parse::<f64>() {
+                Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+                _ => Err(bad(format!("{key}: expected a number >= 0"))),
+            })
+            .transpose()
+    };
+    let count = |key: &str, max: usize| -> Result<Option<usize>, Problem> {
+        params
+            .get(key)
+            .map(|text| match text.parse::<usize>() {
+                Ok(value) if (1..=max).contains(&value) => Ok(value),
+                _ => Err(bad(format!("{key}: expected a whole number from 1 to {max}"))),
+            })
+            .transpose()
+    };
+    let flag = |key: &str| -> Result<bool, Problem> {
+        match params.get(key).map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(bad(format!("{key}: expected true or false"))),
+        }
+    };
+    let list = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .map(|text| text.split(',').map(str::trim).filter(|part| !part.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut ask = Ask::new(strategy, count("limit", LIMIT_MAX)?.unwrap_or(10));
+    ask.context_item = params.get("context_item").cloned();
+    if matches!(strategy, Strategy::BoughtTogether) && ask.context_item.is_none() {
+        return Err(bad("context_item: bought_together needs the item to start from".into()));
+    }
+    ask.include_categories = list("category");
+    ask.exclude_categories = list("exclude_category");
+    ask.min_price = number("min_price")?;
+    ask.max_price = number("max_price")?;
+    ask.max_per_category = count("max_per_category", LIMIT_MAX)?;
+    ask.exclude_purchased = !flag("include_purchased")?;
+    ask.exclude_in_cart = !flag("include_cart")?;
+    flag("explain")?;
+    Ok(ask)
+}
+
+/// The product of the weights of every rule whose condition holds.
+fn weight_of(rules: &[Rule], item: &Item, now: jiff::Timestamp) -> f64 {
+    if rules.is_empty() {
+        return 1.0;
+    }
+    let facts = PersonFacts {
+        traits: item.as_traits(),
+        ..Default::default()
+    };
+    rules
+        .iter()
+        .filter(|rule| evaluate(&rule.condition, &[], &facts, now))
+        .map(|rule| rule.spec.weight)
+        .product()
+}
+
+/// A rule's condition may only read the item (its traits), combined with
+/// `and`, `or` and `not`.
+fn item_only(expr: &Expr) -> bool {
+    match expr {
+        Expr::And { all } => all.iter().all(item_only),
+        Expr::Or { any } => any.iter().all(item_only),
+        Expr::Not { expr } => item_only(expr),
+        Expr::Trait { .. } => true,
+        _ => false,
+    }
+}
+
+fn compile_rule(spec: RuleSpec) -> Result<Rule, Problem> {
+    let bad = |detail: String| Problem::bad_request("rules_invalid", detail);
+    if !(spec.weight.is_finite() && spec.weight >= 0.0) {
+        return Err(bad(format!("{:?}: weight: expected a number >= 0 (0 never recommends)", spec.when)));
+    }
+    let condition = kairos_core::audience::parser::parse(&spec.when).map_err(|error| {
+        let mut problem = bad(format!("{:?}: {}", spec.when, error.message));
+        problem.position = Some((error.line as u32, error.column as u32));
+        problem
+    })?;
+    if !item_only(&condition) {
+        return Err(bad(format!(
+            "{:?}: a rule reads the item only: `trait <field or attribute> ...` joined by and/or/not",
+            spec.when
+        )));
+    }
+    Ok(Rule { spec, condition })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesBody {
+    rules: Vec<RuleSpec>,
+}
+
+/// `PUT /v1/recommendations/rules`: replaces every boost and bury rule.
+pub async fn put_rules(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RulesBody>,
+) -> Result<Response, Problem> {
+    if body.rules.len() > RULES_MAX {
+        return Err(Problem::bad_request(
+            "rules_invalid",
+            format!("rules: at most {RULES_MAX}"),
+        ));
+    }
+    let compiled = body
+        .rules
+        .iter()
+        .cloned()
+        .map(compile_rule)
+        .collect::<Result<Vec<Rule>, Problem>>()?;
+    let json = serde_json::to_vec(&body.rules).expect("rules serialize");
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.items.set_rules(json))
+    .await
+    .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing rules"))??;
+    *state.recommendations.rules(&state).write().expect("rules lock") = compiled;
+    Ok(axum::Json(json!({"rules": body.rules})).into_response())
+}
+
+/// `GET /v1/recommendations/rules`
+pub async fn get_rules(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
+    let rules = state.recommendations.rules(&state).read().expect("rules lock");
+    let specs: Vec<&RuleSpec> = rules.iter().map(|rule| &rule.spec).collect();
+    Ok(axum::Json(json!({"rules": specs})).into_response())
+}
