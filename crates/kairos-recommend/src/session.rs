@@ -1,12 +1,68 @@
-//! Session-based next-item recommendations (VMIS-kNN). Owned by the
-//! recommendations helper; API agreed in the brief.
+//! Session-based next-item recommendations: a session k-nearest-neighbour
+//! index in the VMIS-kNN family (Kersbergen, Sprangers & Schelter, SIGMOD
+//! 2022), kept current click by click.
+//!
+//! # How an answer is made
+//!
+//! For the evolving session (its last [`SessionConfig::last_items`] clicks):
+//!
+//! 1. **Candidates**: every stored session that holds one of its items,
+//!    read from the item's list of most recent sessions; only the
+//!    [`SessionConfig::sample_size`] most recently active are kept.
+//! 2. **Similarity**: a candidate scores the sum, over the items it shares
+//!    with the evolving session, of the item's position weight
+//!    `exp(-(age) / position_decay)` (age 0 = the click just made), divided
+//!    by `len^length_norm` of the candidate.
+//! 3. **Neighbours**: the [`SessionConfig::neighbours`] most similar
+//!    candidates (ties: the more recent).
+//! 4. **Items**: each neighbour adds `similarity × match weight × proximity
+//!    × (1 + idf_weight × idf)` to each of its items, where the match weight
+//!    decays with how far back in the evolving session the neighbour's most
+//!    recent shared item lies, and proximity decays with the item's distance
+//!    from that shared item in the neighbour (items clicked *after* it count
+//!    fully, items before it by `before_weight`) — the sequential signals of
+//!    V-STAN (Ludewig et al. 2021).
+//! 5. **Reminders**: the session's own items are added with
+//!    `remind_weight × position weight × best score` — about a quarter of
+//!    next clicks in e-commerce logs re-view the item just seen. The caller
+//!    can still skip them (e.g. a "related items" widget skips the item on
+//!    the page).
+//!
+//! The defaults are the values tuned on the YOOCHOOSE sample's `train_tr` →
+//! `train_valid` split (docs/benchmarks.md, "Recommendations").
+//!
+//! # Bounded memory
+//!
+//! Three named limits bound the index whatever the stream does:
+//! [`SESSIONS_PER_ITEM`] (the m most recent sessions per item),
+//! [`ITEMS_PER_SESSION`] (a live session keeps only its last clicks) and
+//! [`MAX_SESSIONS`] (the least recently active session is evicted). An item
+//! is dropped with its last session. See [`SessionIndex::memory_bytes`].
+//!
+//! Incremental: `record` updates the lists in place (O(m) at worst); there
+//! is no rebuild. Deterministic: no clock, no random state, ties broken by
+//! key, so replaying the same clicks gives the same index and answers.
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// An item, interned to a number by the caller.
 pub type ItemKey = u32;
 /// A session, numbered by the caller.
 pub type SessionKey = u64;
+
+/// The m most recent sessions kept per item: VMIS-kNN's sample bound; a
+/// popular item's older sessions add little beyond its 500 newest ones.
+pub const SESSIONS_PER_ITEM: usize = 500;
+/// Clicks kept per session: a live session (or a bot) may grow forever;
+/// its last 50 clicks hold the context that matters for the next one.
+pub const ITEMS_PER_SESSION: usize = 50;
+/// Sessions held overall, least recently active evicted first: about
+/// 200–300 bytes each, so ~300 MB at most; a day of a large shop's traffic.
+pub const MAX_SESSIONS: usize = 1_000_000;
+/// Neighbour sessions named as the reason for one recommended item.
+pub const REASONS_PER_ITEM: usize = 3;
 
 /// One recommended item.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,42 +70,354 @@ pub struct Scored {
     pub item: ItemKey,
     pub score: f64,
     /// The neighbour sessions that contributed most, best first (at most 3).
+    /// Empty for a reminder (an item of the session itself).
     pub neighbours: Vec<SessionKey>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionConfig {}
+/// Limits and weights of the index. `Default` is the shipped configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Most recent sessions kept per item (m).
+    pub sessions_per_item: usize,
+    /// Last clicks kept per stored session.
+    pub items_per_session: usize,
+    /// Sessions held overall; the least recently active is evicted.
+    pub max_sessions: usize,
+    /// Clicks of the evolving session used to recommend (its last ones).
+    pub last_items: usize,
+    /// Candidate sessions scored, the most recently active first.
+    pub sample_size: usize,
+    /// Neighbours (k) whose items are scored.
+    pub neighbours: usize,
+    /// Decay (in clicks) of an evolving-session item's weight with its age.
+    pub position_decay: f64,
+    /// Exponent of the neighbour's length dividing its similarity.
+    pub length_norm: f64,
+    /// Decay (in clicks) of a neighbour's item with its distance to the match.
+    pub proximity_decay: f64,
+    /// Weight of neighbour items clicked before the shared item.
+    pub before_weight: f64,
+    /// Weight of an item's inverse document frequency in its score.
+    pub idf_weight: f64,
+    /// Weight of the session's own items (0 = never recommend them).
+    pub remind_weight: f64,
+}
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {}
+        SessionConfig {
+            sessions_per_item: SESSIONS_PER_ITEM,
+            items_per_session: ITEMS_PER_SESSION,
+            max_sessions: MAX_SESSIONS,
+            last_items: 10,
+            sample_size: 500,
+            neighbours: 100,
+            position_decay: 2.0,
+            length_norm: 0.5,
+            proximity_decay: 3.0,
+            before_weight: 0.5,
+            idf_weight: 0.1,
+            remind_weight: 1.0,
+        }
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SessionIndex {}
+/// A fast hasher for integer keys (FxHash's multiply-rotate). Keys are
+/// interned numbers, not attacker-chosen strings, and a fixed hasher keeps
+/// iteration — hence replays — deterministic.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A HashMap with [`KeyHasher`].
+pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Debug, Clone, Default)]
+struct SessionState {
+    /// Last clicks, oldest first (at most `items_per_session`).
+    items: Vec<ItemKey>,
+    /// Newest click time (the events' own clock).
+    last_ms: i64,
+    /// Position in the recency order (`SessionIndex::by_activity`).
+    touch: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ItemState {
+    /// Sessions that clicked the item, least recent first (at most m).
+    sessions: VecDeque<SessionKey>,
+    /// Clicks recorded on the item while it is held (for its idf).
+    clicks: u64,
+}
+
+/// The incremental session index. Serialized as a flat snapshot (vectors,
+/// no maps), so any serde format — rmp-serde in checkpoints — round-trips.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "Snapshot", from = "Snapshot")]
+pub struct SessionIndex {
+    config: SessionConfig,
+    sessions: KeyMap<SessionKey, SessionState>,
+    items: KeyMap<ItemKey, ItemState>,
+    /// Sessions by last activity, oldest first: the eviction order.
+    by_activity: BTreeMap<u64, SessionKey>,
+    next_touch: u64,
+    total_clicks: u64,
+}
+
+impl Default for SessionIndex {
+    fn default() -> Self {
+        SessionIndex::new(SessionConfig::default())
+    }
+}
 
 impl SessionIndex {
-    pub fn new(_config: SessionConfig) -> Self {
-        SessionIndex {}
+    pub fn new(config: SessionConfig) -> Self {
+        SessionIndex {
+            config,
+            sessions: KeyMap::default(),
+            items: KeyMap::default(),
+            by_activity: BTreeMap::new(),
+            next_touch: 0,
+            total_clicks: 0,
+        }
     }
-    pub fn record(&mut self, _session: SessionKey, _item: ItemKey, _time_ms: i64) {}
-    pub fn recommend(
-        &self,
-        _evolving: &[ItemKey],
-        _limit: usize,
-        _skip: &dyn Fn(ItemKey) -> bool,
-    ) -> Vec<Scored> {
-        Vec::new()
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
     }
-    pub fn forget_session(&mut self, _session: SessionKey) {}
-    pub fn session_items(&self, _session: SessionKey) -> Option<&[ItemKey]> {
-        None
+
+    /// Records a click. Clicks of a session mostly arrive in time order; a
+    /// late one still counts (the session's time is its newest click).
+    pub fn record(&mut self, session: SessionKey, item: ItemKey, time_ms: i64) {
+        if !self.sessions.contains_key(&session) {
+            self.make_room();
+        }
+        let touch = self.next_touch;
+        self.next_touch += 1;
+        let state = self.sessions.entry(session).or_default();
+        if !state.items.is_empty() {
+            self.by_activity.remove(&state.touch);
+        }
+        state.touch = touch;
+        state.last_ms = if state.items.is_empty() {
+            time_ms
+        } else {
+            state.last_ms.max(time_ms)
+        };
+        let seen_before = state.items.contains(&item);
+        state.items.push(item);
+        let dropped = if state.items.len() > self.config.items_per_session.max(1) {
+            let oldest = state.items.remove(0);
+            (!state.items.contains(&oldest)).then_some(oldest)
+        } else {
+            None
+        };
+        self.by_activity.insert(touch, session);
+        self.link(session, item, seen_before);
+        if let Some(oldest) = dropped {
+            self.unlink(session, oldest);
+        }
     }
+
+    /// Puts `session` last in `item`'s list (the most recent), bounded by m.
+    fn link(&mut self, session: SessionKey, item: ItemKey, seen_before: bool) {
+        let limit = self.config.sessions_per_item.max(1);
+        let state = self.items.entry(item).or_default();
+        state.clicks += 1;
+        self.total_clicks += 1;
+        if seen_before {
+            if state.sessions.back() == Some(&session) {
+                return;
+            }
+            if let Some(at) = state.sessions.iter().rposition(|held| *held == session) {
+                state.sessions.remove(at);
+            }
+        }
+        state.sessions.push_back(session);
+        if state.sessions.len() > limit {
+            state.sessions.pop_front();
+        }
+    }
+
+    /// Takes `session` out of `item`'s list; drops the item with its last session.
+    fn unlink(&mut self, session: SessionKey, item: ItemKey) {
+        let Some(state) = self.items.get_mut(&item) else {
+            return;
+        };
+        if let Some(at) = state.sessions.iter().rposition(|held| *held == session) {
+            state.sessions.remove(at);
+        }
+        if state.sessions.is_empty() {
+            self.total_clicks -= state.clicks;
+            self.items.remove(&item);
+        }
+    }
+
+    /// Evicts the least recently active sessions until one more fits.
+    fn make_room(&mut self) {
+        while self.sessions.len() >= self.config.max_sessions.max(1) {
+            let Some((_, oldest)) = self.by_activity.pop_first() else {
+                return;
+            };
+            self.forget_session(oldest);
+        }
+    }
+
+    /// Erasure: the session leaves every item's list and stops influencing
+    /// any answer.
+    pub fn forget_session(&mut self, session: SessionKey) {
+        let Some(state) = self.sessions.remove(&session) else {
+            return;
+        };
+        self.by_activity.remove(&state.touch);
+        let mut items = state.items;
+        items.sort_unstable();
+        items.dedup();
+        for item in items {
+            self.unlink(session, item);
+        }
+    }
+
+    /// The clicks kept for `session`, oldest first.
+    pub fn session_items(&self, session: SessionKey) -> Option<&[ItemKey]> {
+        self.sessions
+            .get(&session)
+            .map(|state| state.items.as_slice())
+    }
+
+    /// Sessions held.
     pub fn sessions(&self) -> usize {
-        0
+        self.sessions.len()
     }
+
+    /// Items held (those with at least one session).
+    pub fn items(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Sessions held for `item`, most recent first (for tests and reasons).
+    pub fn item_sessions(&self, item: ItemKey) -> Vec<SessionKey> {
+        self.items
+            .get(&item)
+            .map(|state| state.sessions.iter().rev().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// An estimate of the heap bytes held: entries, lists and table overhead.
     pub fn memory_bytes(&self) -> usize {
-        0
+        use std::mem::size_of;
+        // A hashbrown slot holds the entry plus one control byte; tables
+        // run at most 7/8 full.
+        let session_slot = (size_of::<SessionKey>() + size_of::<SessionState>() + 1) * 8 / 7;
+        let item_slot = (size_of::<ItemKey>() + size_of::<ItemState>() + 1) * 8 / 7;
+        // A BTreeMap entry is 16 bytes in nodes about 2/3 full.
+        let activity = self.by_activity.len() * 16 * 3 / 2;
+        let session_lists: usize = self
+            .sessions
+            .values()
+            .map(|state| state.items.capacity() * size_of::<ItemKey>())
+            .sum();
+        let item_lists: usize = self
+            .items
+            .values()
+            .map(|state| state.sessions.capacity() * size_of::<SessionKey>())
+            .sum();
+        self.sessions.capacity() * session_slot
+            + self.items.capacity() * item_slot
+            + activity
+            + session_lists
+            + item_lists
+    }
+
+    fn idf(&self, state: &ItemState) -> f64 {
+        (self.total_clicks as f64 / state.clicks.max(1) as f64)
+            .ln()
+            .max(0.0)
     }
 }
+
+mod score;
+
+/// A flat, map-free form of the index for serde.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    config: SessionConfig,
+    /// (session, newest click ms, clicks oldest first), least recently active first.
+    sessions: Vec<(SessionKey, i64, Vec<ItemKey>)>,
+    /// (item, clicks, sessions least recent first).
+    items: Vec<(ItemKey, u64, Vec<SessionKey>)>,
+}
+
+impl From<SessionIndex> for Snapshot {
+    fn from(index: SessionIndex) -> Self {
+        let sessions = index
+            .by_activity
+            .values()
+            .map(|key| {
+                let state = &index.sessions[key];
+                (*key, state.last_ms, state.items.clone())
+            })
+            .collect();
+        let mut items: Vec<_> = index
+            .items
+            .iter()
+            .map(|(key, state)| (*key, state.clicks, state.sessions.iter().copied().collect()))
+            .collect();
+        items.sort_unstable_by_key(|(key, _, _)| *key);
+        Snapshot {
+            config: index.config,
+            sessions,
+            items,
+        }
+    }
+}
+
+impl From<Snapshot> for SessionIndex {
+    fn from(snapshot: Snapshot) -> Self {
+        let mut index = SessionIndex::new(snapshot.config);
+        for (touch, (key, last_ms, items)) in snapshot.sessions.into_iter().enumerate() {
+            let touch = touch as u64;
+            index.by_activity.insert(touch, key);
+            index.sessions.insert(
+                key,
+                SessionState {
+                    items,
+                    last_ms,
+                    touch,
+                },
+            );
+            index.next_touch = touch + 1;
+        }
+        for (key, clicks, sessions) in snapshot.items {
+            index.total_clicks += clicks;
+            index.items.insert(
+                key,
+                ItemState {
+                    sessions: sessions.into(),
+                    clicks,
+                },
+            );
+        }
+        index
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! Answering: candidates → neighbours → item scores → the top, skipping
+//! what the caller's business rules exclude. See the module doc of
+//! [`super`] for the formula.
+
+use super::{ItemKey, KeyMap, REASONS_PER_ITEM, Scored, SessionIndex, SessionKey};
+use std::cmp::Ordering;
+
+/// One item of the evolving session: its weight by age (0 = newest click).
+#[derive(Clone, Copy)]
+struct QueryItem {
+    item: ItemKey,
+    age: usize,
+    weight: f64,
+}
+
+/// A candidate neighbour while similarities accumulate.
+#[derive(Clone, Copy)]
+struct Candidate {
+    similarity: f64,
+    /// The newest evolving item it shares (found first: newest first).
+    matched: ItemKey,
+    matched_weight: f64,
+}
+
+/// An item's score while neighbours add to it.
+#[derive(Clone, Copy, Default)]
+struct Accumulator {
+    score: f64,
+    /// The neighbour (by rank) that last added to it, and its best
+    /// proximity there: an item clicked twice in a neighbour counts once.
+    neighbour: usize,
+    proximity: f64,
+    reasons: [(f64, SessionKey); REASONS_PER_ITEM],
+}
+
+impl SessionIndex {
+    /// Next items for an evolving session given oldest click first, best
+    /// first. `skip` applies the caller's business rules while the top is
+    /// chosen, so `limit` items come back when that many qualify.
+    pub fn recommend(
+        &self,
+        evolving: &[ItemKey],
+        limit: usize,
+        skip: &dyn Fn(ItemKey) -> bool,
+    ) -> Vec<Scored> {
+        self.recommend_excluding(evolving, None, limit, skip)
+    }
+
+    /// Next items for a stored session: its own clicks are the evolving
+    /// session, and it is never its own neighbour.
+    pub fn recommend_for(
+        &self,
+        session: SessionKey,
+        limit: usize,
+        skip: &dyn Fn(ItemKey) -> bool,
+    ) -> Vec<Scored> {
+        let items = self.session_items(session).unwrap_or(&[]);
+        self.recommend_excluding(items, Some(session), limit, skip)
+    }
+
+    fn recommend_excluding(
+        &self,
+        evolving: &[ItemKey],
+        exclude: Option<SessionKey>,
+        limit: usize,
+        skip: &dyn Fn(ItemKey) -> bool,
+    ) -> Vec<Scored> {
+        if evolving.is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        let query = self.query_items(evolving);
+        let neighbours = self.neighbours(&query, exclude);
+        let mut scores = self.score_items(&neighbours);
+        // The session's own items come back only as reminders.
+        for entry in &query {
+            scores.remove(&entry.item);
+        }
+        self.add_reminders(&query, &mut scores);
+        select_top(scores, limit, skip)
+    }
+
+    /// The distinct items of the session's last clicks, newest first.
+    fn query_items(&self, evolving: &[ItemKey]) -> Vec<QueryItem> {
+        let last = &evolving[evolving.len().saturating_sub(self.config.last_items.max(1))..];
+        let decay = self.config.position_decay.max(f64::MIN_POSITIVE);
+        let mut query: Vec<QueryItem> = Vec::with_capacity(last.len());
+        for (age, item) in last.iter().rev().enumerate() {
+            if query.iter().all(|seen| seen.item != *item) {
+                query.push(QueryItem {
+                    item: *item,
+                    age,
+                    weight: (-(age as f64) / decay).exp(),
+                });
+            }
+        }
+        query
+    }
+
+    /// The k nearest sessions among the most recent candidates, best first.
+    fn neighbours(
+        &self,
+        query: &[QueryItem],
+        exclude: Option<SessionKey>,
+    ) -> Vec<(SessionKey, Candidate)> {
+        let mut candidates: KeyMap<SessionKey, Candidate> = KeyMap::default();
+        for entry in query {
+            let Some(state) = self.items.get(&entry.item) else {
+                continue;
+            };
+            for session in &state.sessions {
+                candidates
+                    .entry(*session)
+                    .and_modify(|candidate| candidate.similarity += entry.weight)
+                    .or_insert(Candidate {
+                        similarity: entry.weight,
+                        matched: entry.item,
+                        matched_weight: entry.weight,
+                    });
+            }
+        }
+        if let Some(session) = exclude {
+            candidates.remove(&session);
+        }
+        // (session, candidate, newest click ms, clicks kept)
+        let mut sampled: Vec<(SessionKey, Candidate, i64, usize)> = candidates
+            .into_iter()
+            .filter_map(|(key, candidate)| {
+                let state = self.sessions.get(&key)?;
+                Some((key, candidate, state.last_ms, state.items.len()))
+            })
+            .collect();
+        let most_recent = |a: &(SessionKey, Candidate, i64, usize),
+                           b: &(SessionKey, Candidate, i64, usize)| {
+            b.2.cmp(&a.2).then(a.0.cmp(&b.0))
+        };
+        keep_best(&mut sampled, self.config.sample_size.max(1), most_recent);
+        for (_, candidate, _, length) in &mut sampled {
+            candidate.similarity /= (*length as f64).powf(self.config.length_norm);
+        }
+        let most_similar = |a: &(SessionKey, Candidate, i64, usize),
+                            b: &(SessionKey, Candidate, i64, usize)| {
+            b.1.similarity
+                .total_cmp(&a.1.similarity)
+                .then_with(|| most_recent(a, b))
+        };
+        keep_best(&mut sampled, self.config.neighbours.max(1), most_similar);
+        sampled.sort_unstable_by(most_similar);
+        sampled
+            .into_iter()
+            .map(|(key, candidate, _, _)| (key, candidate))
+            .collect()
+    }
+
+    /// Each neighbour's items, weighted by its similarity, the age of the
+    /// shared item and the item's distance to it; then the idf factor.
+    fn score_items(&self, neighbours: &[(SessionKey, Candidate)]) -> KeyMap<ItemKey, Accumulator> {
+        let mut scores: KeyMap<ItemKey, Accumulator> = KeyMap::default();
+        let decay = self.config.proximity_decay.max(f64::MIN_POSITIVE);
+        for (rank, (key, candidate)) in neighbours.iter().enumerate() {
+            let Some(state) = self.sessions.get(key) else {
+                continue;
+            };
+            let Some(matched_at) = state
+                .items
+                .iter()
+                .rposition(|item| *item == candidate.matched)
+            else {
+                continue;
+            };
+            let base = candidate.similarity * candidate.matched_weight;
+            for (at, item) in state.items.iter().enumerate() {
+                let distance = at.abs_diff(matched_at).saturating_sub(1) as f64;
+                let side = if at > matched_at {
+                    1.0
+                } else {
+                    self.config.before_weight
+                };
+                let proximity = side * (-distance / decay).exp();
+                add_contribution(
+                    scores.entry(*item).or_default(),
+                    rank + 1,
+                    proximity,
+                    base,
+                    *key,
+                );
+            }
+        }
+        let idf_weight = self.config.idf_weight;
+        if idf_weight != 0.0 {
+            for (item, accumulator) in scores.iter_mut() {
+                let idf = self.items.get(item).map_or(0.0, |state| self.idf(state));
+                accumulator.score *= 1.0 + idf_weight * idf;
+            }
+        }
+        scores
+    }
+
+    /// The session's own items, in proportion to the best score.
+    fn add_reminders(&self, query: &[QueryItem], scores: &mut KeyMap<ItemKey, Accumulator>) {
+        let weight = self.config.remind_weight;
+        if weight <= 0.0 {
+            return;
+        }
+        let best = scores
+            .values()
+            .map(|accumulator| accumulator.score)
+            .fold(0.0, f64::max);
+        let scale = if best > 0.0 { best } else { 1.0 };
+        for entry in query {
+            scores.entry(entry.item).or_default().score += weight * entry.weight * scale;
+        }
+    }
+}
+
+/// Adds one neighbour's weight to an item, counting the item's best
+/// position in that neighbour only, and keeps the top reasons.
+fn add_contribution(
+    accumulator: &mut Accumulator,
+    rank: usize,
+    proximity: f64,
+    base: f64,
+    session: SessionKey,
+) {
+    let added = if accumulator.neighbour == rank {
+        if proximity <= accumulator.proximity {
+            return;
+        }
+        let gain = proximity - accumulator.proximity;
+        accumulator.proximity = proximity;
+        gain
+    } else {
+        accumulator.neighbour = rank;
+        accumulator.proximity = proximity;
+        proximity
+    };
+    accumulator.score += added * base;
+    let contribution = accumulator.proximity * base;
+    let reasons = &mut accumulator.reasons;
+    if let Some(slot) = reasons
+        .iter_mut()
+        .find(|(_, held)| *held == session && contribution > 0.0)
+    {
+        slot.0 = contribution;
+    } else if contribution > reasons[REASONS_PER_ITEM - 1].0 {
+        reasons[REASONS_PER_ITEM - 1] = (contribution, session);
+    }
+    reasons.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+}
+
+/// Keeps the `count` best entries (unordered) by `order`.
+fn keep_best<T>(entries: &mut Vec<T>, count: usize, order: impl Fn(&T, &T) -> Ordering) {
+    if entries.len() > count {
+        entries.select_nth_unstable_by(count - 1, &order);
+        entries.truncate(count);
+    }
+}
+
+/// The `limit` best items the caller does not skip, best first (ties: the
+/// smaller key). Sorts only as deep as skipping requires.
+fn select_top(
+    scores: KeyMap<ItemKey, Accumulator>,
+    limit: usize,
+    skip: &dyn Fn(ItemKey) -> bool,
+) -> Vec<Scored> {
+    let mut ranked: Vec<(ItemKey, Accumulator)> = scores
+        .into_iter()
+        .filter(|(_, accumulator)| accumulator.score > 0.0)
+        .collect();
+    let order = |a: &(ItemKey, Accumulator), b: &(ItemKey, Accumulator)| {
+        b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0))
+    };
+    let mut chosen = Vec::with_capacity(limit);
+    let mut start = 0;
+    let mut depth = limit.saturating_mul(2).max(8);
+    while start < ranked.len() && chosen.len() < limit {
+        let end = (start + depth).min(ranked.len());
+        let rest = &mut ranked[start..];
+        if end - start < rest.len() {
+            rest.select_nth_unstable_by(end - start - 1, order);
+        }
+        rest[..end - start].sort_unstable_by(order);
+        for (item, accumulator) in &ranked[start..end] {
+            if chosen.len() == limit {
+                break;
+            }
+            if !skip(*item) {
+                chosen.push(to_scored(*item, accumulator));
+            }
+        }
+        start = end;
+        depth = depth.saturating_mul(4);
+    }
+    chosen
+}
+
+fn to_scored(item: ItemKey, accumulator: &Accumulator) -> Scored {
+    let neighbours = accumulator
+        .reasons
+        .iter()
+        .filter(|(weight, _)| *weight > 0.0)
+        .map(|(_, session)| *session)
+        .collect();
+    Scored {
+        item,
+        score: accumulator.score,
+        neighbours,
+    }
+}
