@@ -149,9 +149,16 @@ impl Hasher for KeyHasher {
 /// A HashMap with [`KeyHasher`].
 pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
+/// Where a session lives in [`SessionIndex::slots`]: item lists hold
+/// these 4-byte slots instead of 8-byte keys, and answering reads a
+/// session by indexing, not hashing.
+type Slot = u32;
+
 #[derive(Debug, Clone, Default)]
 struct SessionState {
-    /// Last clicks, oldest first (at most `items_per_session`).
+    key: SessionKey,
+    /// Last clicks, oldest first (at most `items_per_session`); empty when
+    /// the slot is free.
     items: Vec<ItemKey>,
     /// Newest click time (the events' own clock).
     last_ms: i64,
@@ -162,7 +169,7 @@ struct SessionState {
 #[derive(Debug, Clone, Default)]
 struct ItemState {
     /// Sessions that clicked the item, least recent first (at most m).
-    sessions: VecDeque<SessionKey>,
+    sessions: VecDeque<Slot>,
     /// Clicks recorded on the item while it is held (for its idf).
     clicks: u64,
 }
@@ -173,10 +180,12 @@ struct ItemState {
 #[serde(into = "Snapshot", from = "Snapshot")]
 pub struct SessionIndex {
     config: SessionConfig,
-    sessions: KeyMap<SessionKey, SessionState>,
+    slot_of: KeyMap<SessionKey, Slot>,
+    slots: Vec<SessionState>,
+    free: Vec<Slot>,
     items: KeyMap<ItemKey, ItemState>,
     /// Sessions by last activity, oldest first: the eviction order.
-    by_activity: BTreeMap<u64, SessionKey>,
+    by_activity: BTreeMap<u64, Slot>,
     next_touch: u64,
     total_clicks: u64,
 }
@@ -191,7 +200,9 @@ impl SessionIndex {
     pub fn new(config: SessionConfig) -> Self {
         SessionIndex {
             config,
-            sessions: KeyMap::default(),
+            slot_of: KeyMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
             items: KeyMap::default(),
             by_activity: BTreeMap::new(),
             next_touch: 0,
@@ -206,12 +217,10 @@ impl SessionIndex {
     /// Records a click. Clicks of a session mostly arrive in time order; a
     /// late one still counts (the session's time is its newest click).
     pub fn record(&mut self, session: SessionKey, item: ItemKey, time_ms: i64) {
-        if !self.sessions.contains_key(&session) {
-            self.make_room();
-        }
+        let slot = self.slot_for(session);
         let touch = self.next_touch;
         self.next_touch += 1;
-        let state = self.sessions.entry(session).or_default();
+        let state = &mut self.slots[slot as usize];
         if !state.items.is_empty() {
             self.by_activity.remove(&state.touch);
         }
@@ -229,39 +238,57 @@ impl SessionIndex {
         } else {
             None
         };
-        self.by_activity.insert(touch, session);
-        self.link(session, item, seen_before);
+        self.by_activity.insert(touch, slot);
+        self.link(slot, item, seen_before);
         if let Some(oldest) = dropped {
-            self.unlink(session, oldest);
+            self.unlink(slot, oldest);
         }
     }
 
-    /// Puts `session` last in `item`'s list (the most recent), bounded by m.
-    fn link(&mut self, session: SessionKey, item: ItemKey, seen_before: bool) {
+    /// The session's slot, making one (and room for it) if it is new.
+    fn slot_for(&mut self, session: SessionKey) -> Slot {
+        if let Some(slot) = self.slot_of.get(&session) {
+            return *slot;
+        }
+        self.make_room();
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(SessionState::default());
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.slots[slot as usize].key = session;
+        self.slot_of.insert(session, slot);
+        slot
+    }
+
+    /// Puts `slot` last in `item`'s list (the most recent), bounded by m.
+    fn link(&mut self, slot: Slot, item: ItemKey, seen_before: bool) {
         let limit = self.config.sessions_per_item.max(1);
         let state = self.items.entry(item).or_default();
         state.clicks += 1;
         self.total_clicks += 1;
         if seen_before {
-            if state.sessions.back() == Some(&session) {
+            if state.sessions.back() == Some(&slot) {
                 return;
             }
-            if let Some(at) = state.sessions.iter().rposition(|held| *held == session) {
+            if let Some(at) = state.sessions.iter().rposition(|held| *held == slot) {
                 state.sessions.remove(at);
             }
         }
-        state.sessions.push_back(session);
+        state.sessions.push_back(slot);
         if state.sessions.len() > limit {
             state.sessions.pop_front();
         }
     }
 
-    /// Takes `session` out of `item`'s list; drops the item with its last session.
-    fn unlink(&mut self, session: SessionKey, item: ItemKey) {
+    /// Takes `slot` out of `item`'s list; drops the item with its last session.
+    fn unlink(&mut self, slot: Slot, item: ItemKey) {
         let Some(state) = self.items.get_mut(&item) else {
             return;
         };
-        if let Some(at) = state.sessions.iter().rposition(|held| *held == session) {
+        if let Some(at) = state.sessions.iter().rposition(|held| *held == slot) {
             state.sessions.remove(at);
         }
         if state.sessions.is_empty() {
@@ -272,39 +299,41 @@ impl SessionIndex {
 
     /// Evicts the least recently active sessions until one more fits.
     fn make_room(&mut self) {
-        while self.sessions.len() >= self.config.max_sessions.max(1) {
-            let Some((_, oldest)) = self.by_activity.pop_first() else {
+        while self.slot_of.len() >= self.config.max_sessions.max(1) {
+            let Some((_, oldest)) = self.by_activity.first_key_value() else {
                 return;
             };
-            self.forget_session(oldest);
+            let key = self.slots[*oldest as usize].key;
+            self.forget_session(key);
         }
     }
 
     /// Erasure: the session leaves every item's list and stops influencing
     /// any answer.
     pub fn forget_session(&mut self, session: SessionKey) {
-        let Some(state) = self.sessions.remove(&session) else {
+        let Some(slot) = self.slot_of.remove(&session) else {
             return;
         };
+        let state = std::mem::take(&mut self.slots[slot as usize]);
         self.by_activity.remove(&state.touch);
         let mut items = state.items;
         items.sort_unstable();
         items.dedup();
         for item in items {
-            self.unlink(session, item);
+            self.unlink(slot, item);
         }
+        self.free.push(slot);
     }
 
     /// The clicks kept for `session`, oldest first.
     pub fn session_items(&self, session: SessionKey) -> Option<&[ItemKey]> {
-        self.sessions
-            .get(&session)
-            .map(|state| state.items.as_slice())
+        let slot = self.slot_of.get(&session)?;
+        Some(self.slots[*slot as usize].items.as_slice())
     }
 
     /// Sessions held.
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.slot_of.len()
     }
 
     /// Items held (those with at least one session).
@@ -316,7 +345,14 @@ impl SessionIndex {
     pub fn item_sessions(&self, item: ItemKey) -> Vec<SessionKey> {
         self.items
             .get(&item)
-            .map(|state| state.sessions.iter().rev().copied().collect())
+            .map(|state| {
+                state
+                    .sessions
+                    .iter()
+                    .rev()
+                    .map(|slot| self.slots[*slot as usize].key)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -325,21 +361,23 @@ impl SessionIndex {
         use std::mem::size_of;
         // A hashbrown slot holds the entry plus one control byte; tables
         // run at most 7/8 full.
-        let session_slot = (size_of::<SessionKey>() + size_of::<SessionState>() + 1) * 8 / 7;
+        let key_slot = (size_of::<SessionKey>() + size_of::<Slot>() + 1) * 8 / 7;
         let item_slot = (size_of::<ItemKey>() + size_of::<ItemState>() + 1) * 8 / 7;
         // A BTreeMap entry is 16 bytes in nodes about 2/3 full.
         let activity = self.by_activity.len() * 16 * 3 / 2;
         let session_lists: usize = self
-            .sessions
-            .values()
+            .slots
+            .iter()
             .map(|state| state.items.capacity() * size_of::<ItemKey>())
             .sum();
         let item_lists: usize = self
             .items
             .values()
-            .map(|state| state.sessions.capacity() * size_of::<SessionKey>())
+            .map(|state| state.sessions.capacity() * size_of::<Slot>())
             .sum();
-        self.sessions.capacity() * session_slot
+        self.slot_of.capacity() * key_slot
+            + self.slots.capacity() * size_of::<SessionState>()
+            + self.free.capacity() * size_of::<Slot>()
             + self.items.capacity() * item_slot
             + activity
             + session_lists
@@ -370,17 +408,24 @@ impl From<SessionIndex> for Snapshot {
         let sessions = index
             .by_activity
             .values()
-            .map(|key| {
-                let state = &index.sessions[key];
-                (*key, state.last_ms, state.items.clone())
+            .map(|slot| {
+                let state = &index.slots[*slot as usize];
+                (state.key, state.last_ms, state.items.clone())
             })
             .collect();
+        let key = |slot: &Slot| index.slots[*slot as usize].key;
         let mut items: Vec<_> = index
             .items
             .iter()
-            .map(|(key, state)| (*key, state.clicks, state.sessions.iter().copied().collect()))
+            .map(|(item, state)| {
+                (
+                    *item,
+                    state.clicks,
+                    state.sessions.iter().map(key).collect(),
+                )
+            })
             .collect();
-        items.sort_unstable_by_key(|(key, _, _)| *key);
+        items.sort_unstable_by_key(|(item, _, _)| *item);
         Snapshot {
             config: index.config,
             sessions,
@@ -394,23 +439,27 @@ impl From<Snapshot> for SessionIndex {
         let mut index = SessionIndex::new(snapshot.config);
         for (touch, (key, last_ms, items)) in snapshot.sessions.into_iter().enumerate() {
             let touch = touch as u64;
-            index.by_activity.insert(touch, key);
-            index.sessions.insert(
+            let slot = touch as Slot;
+            index.by_activity.insert(touch, slot);
+            index.slot_of.insert(key, slot);
+            index.slots.push(SessionState {
                 key,
-                SessionState {
-                    items,
-                    last_ms,
-                    touch,
-                },
-            );
+                items,
+                last_ms,
+                touch,
+            });
             index.next_touch = touch + 1;
         }
-        for (key, clicks, sessions) in snapshot.items {
+        for (item, clicks, sessions) in snapshot.items {
+            let slots = sessions
+                .iter()
+                .filter_map(|key| index.slot_of.get(key).copied())
+                .collect();
             index.total_clicks += clicks;
             index.items.insert(
-                key,
+                item,
                 ItemState {
-                    sessions: sessions.into(),
+                    sessions: slots,
                     clicks,
                 },
             );

@@ -2,14 +2,13 @@
 //! what the caller's business rules exclude. See the module doc of
 //! [`super`] for the formula.
 
-use super::{ItemKey, KeyMap, REASONS_PER_ITEM, Scored, SessionIndex, SessionKey};
+use super::{ItemKey, KeyMap, REASONS_PER_ITEM, Scored, SessionIndex, SessionKey, Slot};
 use std::cmp::Ordering;
 
 /// One item of the evolving session: its weight by age (0 = newest click).
 #[derive(Clone, Copy)]
 struct QueryItem {
     item: ItemKey,
-    age: usize,
     weight: f64,
 }
 
@@ -88,7 +87,6 @@ impl SessionIndex {
             if query.iter().all(|seen| seen.item != *item) {
                 query.push(QueryItem {
                     item: *item,
-                    age,
                     weight: (-(age as f64) / decay).exp(),
                 });
             }
@@ -101,15 +99,15 @@ impl SessionIndex {
         &self,
         query: &[QueryItem],
         exclude: Option<SessionKey>,
-    ) -> Vec<(SessionKey, Candidate)> {
-        let mut candidates: KeyMap<SessionKey, Candidate> = KeyMap::default();
+    ) -> Vec<(Slot, Candidate)> {
+        let mut candidates: KeyMap<Slot, Candidate> = KeyMap::default();
         for entry in query {
             let Some(state) = self.items.get(&entry.item) else {
                 continue;
             };
-            for session in &state.sessions {
+            for slot in &state.sessions {
                 candidates
-                    .entry(*session)
+                    .entry(*slot)
                     .and_modify(|candidate| candidate.similarity += entry.weight)
                     .or_insert(Candidate {
                         similarity: entry.weight,
@@ -118,27 +116,25 @@ impl SessionIndex {
                     });
             }
         }
-        if let Some(session) = exclude {
-            candidates.remove(&session);
+        if let Some(slot) = exclude.and_then(|key| self.slot_of.get(&key)) {
+            candidates.remove(slot);
         }
-        // (session, candidate, newest click ms, clicks kept)
-        let mut sampled: Vec<(SessionKey, Candidate, i64, usize)> = candidates
+        // (slot, candidate, newest click ms)
+        let mut sampled: Vec<(Slot, Candidate, i64)> = candidates
             .into_iter()
-            .filter_map(|(key, candidate)| {
-                let state = self.sessions.get(&key)?;
-                Some((key, candidate, state.last_ms, state.items.len()))
-            })
+            .map(|(slot, candidate)| (slot, candidate, self.slots[slot as usize].last_ms))
             .collect();
-        let most_recent = |a: &(SessionKey, Candidate, i64, usize),
-                           b: &(SessionKey, Candidate, i64, usize)| {
+        let most_recent = |a: &(Slot, Candidate, i64), b: &(Slot, Candidate, i64)| {
             b.2.cmp(&a.2).then(a.0.cmp(&b.0))
         };
         keep_best(&mut sampled, self.config.sample_size.max(1), most_recent);
-        for (_, candidate, _, length) in &mut sampled {
-            candidate.similarity /= (*length as f64).powf(self.config.length_norm);
+        if self.config.length_norm != 0.0 {
+            for (slot, candidate, _) in &mut sampled {
+                let length = self.slots[*slot as usize].items.len() as f64;
+                candidate.similarity /= length.powf(self.config.length_norm);
+            }
         }
-        let most_similar = |a: &(SessionKey, Candidate, i64, usize),
-                            b: &(SessionKey, Candidate, i64, usize)| {
+        let most_similar = |a: &(Slot, Candidate, i64), b: &(Slot, Candidate, i64)| {
             b.1.similarity
                 .total_cmp(&a.1.similarity)
                 .then_with(|| most_recent(a, b))
@@ -147,19 +143,17 @@ impl SessionIndex {
         sampled.sort_unstable_by(most_similar);
         sampled
             .into_iter()
-            .map(|(key, candidate, _, _)| (key, candidate))
+            .map(|(slot, candidate, _)| (slot, candidate))
             .collect()
     }
 
     /// Each neighbour's items, weighted by its similarity, the age of the
     /// shared item and the item's distance to it; then the idf factor.
-    fn score_items(&self, neighbours: &[(SessionKey, Candidate)]) -> KeyMap<ItemKey, Accumulator> {
+    fn score_items(&self, neighbours: &[(Slot, Candidate)]) -> KeyMap<ItemKey, Accumulator> {
         let mut scores: KeyMap<ItemKey, Accumulator> = KeyMap::default();
         let decay = self.config.proximity_decay.max(f64::MIN_POSITIVE);
-        for (rank, (key, candidate)) in neighbours.iter().enumerate() {
-            let Some(state) = self.sessions.get(key) else {
-                continue;
-            };
+        for (rank, (slot, candidate)) in neighbours.iter().enumerate() {
+            let state = &self.slots[*slot as usize];
             let Some(matched_at) = state
                 .items
                 .iter()
@@ -181,7 +175,7 @@ impl SessionIndex {
                     rank + 1,
                     proximity,
                     base,
-                    *key,
+                    state.key,
                 );
             }
         }

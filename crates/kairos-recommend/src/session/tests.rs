@@ -203,9 +203,19 @@ fn incremental_index_matches_a_replay_of_its_kept_clicks() {
 
 /// Every listed session holds the item; every count and order agrees.
 fn assert_internally_consistent(index: &SessionIndex) {
-    assert_eq!(index.by_activity.len(), index.sessions.len());
-    for (touch, session) in &index.by_activity {
-        assert_eq!(index.sessions[session].touch, *touch);
+    assert_eq!(index.by_activity.len(), index.slot_of.len());
+    for (touch, slot) in &index.by_activity {
+        assert_eq!(index.slots[*slot as usize].touch, *touch);
+    }
+    for (key, slot) in &index.slot_of {
+        assert_eq!(index.slots[*slot as usize].key, *key);
+        assert!(!index.slots[*slot as usize].items.is_empty());
+    }
+    for slot in &index.free {
+        assert!(
+            index.slots[*slot as usize].items.is_empty(),
+            "a free slot holds clicks"
+        );
     }
     let mut total = 0;
     for (item, state) in &index.items {
@@ -214,15 +224,11 @@ fn assert_internally_consistent(index: &SessionIndex) {
             "item {item} held without a session"
         );
         assert!(state.sessions.len() <= index.config.sessions_per_item);
-        for session in &state.sessions {
-            let held = &index
-                .sessions
-                .get(session)
-                .expect("listed session is held")
-                .items;
+        for slot in &state.sessions {
+            let held = &index.slots[*slot as usize].items;
             assert!(
                 held.contains(item),
-                "session {session} listed for {item} it no longer holds"
+                "slot {slot} listed for {item} it no longer holds"
             );
         }
         let mut distinct = state.sessions.clone().into_iter().collect::<Vec<_>>();
@@ -236,7 +242,7 @@ fn assert_internally_consistent(index: &SessionIndex) {
         total += state.clicks;
     }
     assert_eq!(total, index.total_clicks);
-    for state in index.sessions.values() {
+    for state in &index.slots {
         assert!(state.items.len() <= index.config.items_per_session);
     }
 }
