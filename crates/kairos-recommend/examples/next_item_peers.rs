@@ -23,11 +23,11 @@ use std::time::Instant;
 
 const DATA: &str = "../shared/data/yoochoose_sample";
 
-struct Shipped(kairos_recommend::session::SessionIndex);
+struct Shipped(kairos_recommend::session::SessionIndex, &'static str);
 
 impl Peer for Shipped {
     fn name(&self) -> String {
-        "kairos (shipped defaults)".into()
+        self.1.into()
     }
     fn predict(&self, prefix: &[ItemKey], how_many: usize) -> Vec<ItemKey> {
         self.0
@@ -93,13 +93,26 @@ fn main() -> Result<(), String> {
 fn build_methods(split: &Split) -> Vec<Box<dyn Peer>> {
     let training = Training::new(&split.train, split.interner.len());
     let started = Instant::now();
-    let shipped = Shipped(evaluate::train(split, SessionConfig::default()));
+    let shipped = Shipped(
+        evaluate::train(split, SessionConfig::default()),
+        "kairos (shipped defaults)",
+    );
     eprintln!(
         "shipped index built in {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
     );
     vec![
         Box::new(shipped),
+        Box::new(Shipped(
+            evaluate::train(
+                split,
+                SessionConfig {
+                    remind_weight: 0.0,
+                    ..SessionConfig::default()
+                },
+            ),
+            "kairos without reminders (remind_weight=0)",
+        )),
         Box::new(peers::vmis_knn::VmisKnn::new(&training, None)),
         Box::new(peers::vmis_knn::VmisKnn::new(&training, Some(2))),
         Box::new(peers::session_knn::SessionKnn::new(

@@ -19,7 +19,7 @@ fn grid() -> Vec<(&'static str, Setter, Vec<f64>)> {
         (
             "remind_weight",
             |c, v| c.remind_weight = v,
-            vec![0.0, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0],
+            vec![0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0],
         ),
         (
             "position_decay",
@@ -34,12 +34,12 @@ fn grid() -> Vec<(&'static str, Setter, Vec<f64>)> {
         (
             "sample_size",
             |c, v| c.sample_size = v as usize,
-            vec![100.0, 250.0, 500.0, 1000.0, 2000.0],
+            vec![250.0, 500.0, 1000.0, 1500.0],
         ),
         (
             "neighbours",
             |c, v| c.neighbours = v as usize,
-            vec![25.0, 50.0, 100.0, 200.0, 500.0],
+            vec![50.0, 75.0, 100.0, 150.0, 200.0],
         ),
         (
             "length_norm",
@@ -59,7 +59,7 @@ fn grid() -> Vec<(&'static str, Setter, Vec<f64>)> {
         (
             "idf_weight",
             |c, v| c.idf_weight = v,
-            vec![0.0, 0.05, 0.1, 0.2, 0.5, 1.0],
+            vec![0.0, 0.1, 0.5, 1.0, 2.0, 4.0],
         ),
         (
             "sessions_per_item",

@@ -113,12 +113,12 @@ impl Default for SessionConfig {
             last_items: 10,
             sample_size: 500,
             neighbours: 100,
-            position_decay: 2.0,
-            length_norm: 0.5,
-            proximity_decay: 3.0,
-            before_weight: 0.5,
-            idf_weight: 0.1,
-            remind_weight: 1.0,
+            position_decay: 3.0,
+            length_norm: 0.0,
+            proximity_decay: 5.0,
+            before_weight: 0.75,
+            idf_weight: 0.5,
+            remind_weight: 8.0,
         }
     }
 }

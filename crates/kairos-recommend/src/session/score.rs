@@ -29,7 +29,7 @@ struct Accumulator {
     /// proximity there: an item clicked twice in a neighbour counts once.
     neighbour: usize,
     proximity: f64,
-    reasons: [(f64, SessionKey); REASONS_PER_ITEM],
+    reasons: [(f64, Slot); REASONS_PER_ITEM],
 }
 
 impl SessionIndex {
@@ -75,7 +75,7 @@ impl SessionIndex {
             scores.remove(&entry.item);
         }
         self.add_reminders(&query, &mut scores);
-        select_top(scores, limit, skip)
+        select_top(scores, limit, skip, &|slot| self.slots[slot as usize].key)
     }
 
     /// The distinct items of the session's last clicks, newest first.
@@ -100,7 +100,13 @@ impl SessionIndex {
         query: &[QueryItem],
         exclude: Option<SessionKey>,
     ) -> Vec<(Slot, Candidate)> {
-        let mut candidates: KeyMap<Slot, Candidate> = KeyMap::default();
+        let reachable: usize = query
+            .iter()
+            .filter_map(|entry| self.items.get(&entry.item))
+            .map(|state| state.sessions.len())
+            .sum();
+        let mut candidates: KeyMap<Slot, Candidate> =
+            KeyMap::with_capacity_and_hasher(reachable, Default::default());
         for entry in query {
             let Some(state) = self.items.get(&entry.item) else {
                 continue;
@@ -150,8 +156,17 @@ impl SessionIndex {
     /// Each neighbour's items, weighted by its similarity, the age of the
     /// shared item and the item's distance to it; then the idf factor.
     fn score_items(&self, neighbours: &[(Slot, Candidate)]) -> KeyMap<ItemKey, Accumulator> {
-        let mut scores: KeyMap<ItemKey, Accumulator> = KeyMap::default();
+        let capacity: usize = neighbours
+            .iter()
+            .map(|(slot, _)| self.slots[*slot as usize].items.len())
+            .sum();
+        let mut scores: KeyMap<ItemKey, Accumulator> =
+            KeyMap::with_capacity_and_hasher(capacity, Default::default());
+        // exp(-distance / decay) for every distance a stored session allows.
         let decay = self.config.proximity_decay.max(f64::MIN_POSITIVE);
+        let proximity: Vec<f64> = (0..self.config.items_per_session.max(1))
+            .map(|distance| (-(distance as f64) / decay).exp())
+            .collect();
         for (rank, (slot, candidate)) in neighbours.iter().enumerate() {
             let state = &self.slots[*slot as usize];
             let Some(matched_at) = state
@@ -163,19 +178,18 @@ impl SessionIndex {
             };
             let base = candidate.similarity * candidate.matched_weight;
             for (at, item) in state.items.iter().enumerate() {
-                let distance = at.abs_diff(matched_at).saturating_sub(1) as f64;
-                let side = if at > matched_at {
-                    1.0
+                let near = proximity[at.abs_diff(matched_at).saturating_sub(1)];
+                let near = if at > matched_at {
+                    near
                 } else {
-                    self.config.before_weight
+                    near * self.config.before_weight
                 };
-                let proximity = side * (-distance / decay).exp();
                 add_contribution(
                     scores.entry(*item).or_default(),
                     rank + 1,
-                    proximity,
+                    near,
                     base,
-                    state.key,
+                    *slot,
                 );
             }
         }
@@ -213,7 +227,7 @@ fn add_contribution(
     rank: usize,
     proximity: f64,
     base: f64,
-    session: SessionKey,
+    slot: Slot,
 ) {
     let added = if accumulator.neighbour == rank {
         if proximity <= accumulator.proximity {
@@ -230,15 +244,18 @@ fn add_contribution(
     accumulator.score += added * base;
     let contribution = accumulator.proximity * base;
     let reasons = &mut accumulator.reasons;
-    if let Some(slot) = reasons
-        .iter_mut()
-        .find(|(_, held)| *held == session && contribution > 0.0)
-    {
-        slot.0 = contribution;
-    } else if contribution > reasons[REASONS_PER_ITEM - 1].0 {
-        reasons[REASONS_PER_ITEM - 1] = (contribution, session);
+    let at = match reasons.iter().position(|(_, held)| *held == slot) {
+        Some(at) if reasons[at].0 > 0.0 => at,
+        _ if contribution > reasons[REASONS_PER_ITEM - 1].0 => REASONS_PER_ITEM - 1,
+        _ => return,
+    };
+    reasons[at] = (contribution, slot);
+    // Bubble the new weight up: the array stays sorted, best first.
+    let mut at = at;
+    while at > 0 && reasons[at].0 > reasons[at - 1].0 {
+        reasons.swap(at, at - 1);
+        at -= 1;
     }
-    reasons.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
 }
 
 /// Keeps the `count` best entries (unordered) by `order`.
@@ -255,6 +272,7 @@ fn select_top(
     scores: KeyMap<ItemKey, Accumulator>,
     limit: usize,
     skip: &dyn Fn(ItemKey) -> bool,
+    key_of: &dyn Fn(Slot) -> SessionKey,
 ) -> Vec<Scored> {
     let mut ranked: Vec<(ItemKey, Accumulator)> = scores
         .into_iter()
@@ -278,7 +296,7 @@ fn select_top(
                 break;
             }
             if !skip(*item) {
-                chosen.push(to_scored(*item, accumulator));
+                chosen.push(to_scored(*item, accumulator, key_of));
             }
         }
         start = end;
@@ -287,12 +305,16 @@ fn select_top(
     chosen
 }
 
-fn to_scored(item: ItemKey, accumulator: &Accumulator) -> Scored {
+fn to_scored(
+    item: ItemKey,
+    accumulator: &Accumulator,
+    key_of: &dyn Fn(Slot) -> SessionKey,
+) -> Scored {
     let neighbours = accumulator
         .reasons
         .iter()
         .filter(|(weight, _)| *weight > 0.0)
-        .map(|(_, session)| *session)
+        .map(|(_, slot)| key_of(*slot))
         .collect();
     Scored {
         item,
