@@ -21,6 +21,10 @@ struct Candidate {
     matched_weight: f64,
 }
 
+/// A sampled candidate: its slot, similarity, newest click ms and key (ties
+/// are broken by key, not slot, so a restored index answers the same).
+type Sampled = (Slot, Candidate, i64, SessionKey);
+
 /// An item's score while neighbours add to it.
 #[derive(Clone, Copy, Default)]
 struct Accumulator {
@@ -125,22 +129,22 @@ impl SessionIndex {
         if let Some(slot) = exclude.and_then(|key| self.slot_of.get(&key)) {
             candidates.remove(slot);
         }
-        // (slot, candidate, newest click ms)
-        let mut sampled: Vec<(Slot, Candidate, i64)> = candidates
+        let mut sampled: Vec<Sampled> = candidates
             .into_iter()
-            .map(|(slot, candidate)| (slot, candidate, self.slots[slot as usize].last_ms))
+            .map(|(slot, candidate)| {
+                let state = &self.slots[slot as usize];
+                (slot, candidate, state.last_ms, state.key)
+            })
             .collect();
-        let most_recent = |a: &(Slot, Candidate, i64), b: &(Slot, Candidate, i64)| {
-            b.2.cmp(&a.2).then(a.0.cmp(&b.0))
-        };
+        let most_recent = |a: &Sampled, b: &Sampled| b.2.cmp(&a.2).then(a.3.cmp(&b.3));
         keep_best(&mut sampled, self.config.sample_size.max(1), most_recent);
         if self.config.length_norm != 0.0 {
-            for (slot, candidate, _) in &mut sampled {
+            for (slot, candidate, _, _) in &mut sampled {
                 let length = self.slots[*slot as usize].items.len() as f64;
                 candidate.similarity /= length.powf(self.config.length_norm);
             }
         }
-        let most_similar = |a: &(Slot, Candidate, i64), b: &(Slot, Candidate, i64)| {
+        let most_similar = |a: &Sampled, b: &Sampled| {
             b.1.similarity
                 .total_cmp(&a.1.similarity)
                 .then_with(|| most_recent(a, b))
@@ -149,7 +153,7 @@ impl SessionIndex {
         sampled.sort_unstable_by(most_similar);
         sampled
             .into_iter()
-            .map(|(slot, candidate, _)| (slot, candidate))
+            .map(|(slot, candidate, _, _)| (slot, candidate))
             .collect()
     }
 

@@ -192,7 +192,7 @@ fn incremental_index_matches_a_replay_of_its_kept_clicks() {
             .wrapping_add(1442695040888963407);
         let session = (seed >> 33) % 10;
         let item = ((seed >> 17) % 8) as ItemKey;
-        if (seed >> 50) % 50 == 0 {
+        if (seed >> 50).is_multiple_of(50) {
             index.forget_session(session);
         } else {
             index.record(session, item, time_ms);
