@@ -58,8 +58,10 @@ pub const SESSIONS_PER_ITEM: usize = 500;
 /// Clicks kept per session: a live session (or a bot) may grow forever;
 /// its last 50 clicks hold the context that matters for the next one.
 pub const ITEMS_PER_SESSION: usize = 50;
-/// Sessions held overall, least recently active evicted first: about
-/// 200–300 bytes each, so ~300 MB at most; a day of a large shop's traffic.
+/// Sessions held overall, least recently active evicted first: a day of a
+/// large shop's traffic. About 190 bytes per session at 5 clicks each
+/// (measured: 189 MiB for 1 M sessions over 569 k items); at worst
+/// (50 clicks each) ~8 bytes per kept click more, ~600 MB.
 pub const MAX_SESSIONS: usize = 1_000_000;
 /// Neighbour sessions named as the reason for one recommended item.
 pub const REASONS_PER_ITEM: usize = 3;

@@ -145,6 +145,41 @@ fn a_live_session_keeps_only_its_last_clicks() {
 }
 
 #[test]
+fn skipping_the_sessions_items_gives_the_ranking_without_reminders() {
+    let mut reminding = small_index(SessionConfig::default());
+    let mut plain = small_index(no_reminders());
+    for index in [&mut reminding, &mut plain] {
+        index.record(5, 20, 60_000);
+        index.record(5, 30, 61_000);
+        index.record(5, 40, 62_000);
+    }
+    let evolving = [10, 20];
+    let skip = |item: ItemKey| evolving.contains(&item);
+    assert_eq!(
+        reminding.recommend(&evolving, 5, &skip),
+        plain.recommend(&evolving, 5, &never)
+    );
+    assert_eq!(
+        items_of(&plain.recommend(&evolving, 5, &never)),
+        vec![30, 40]
+    );
+}
+
+#[test]
+fn reasons_name_sessions_by_key_after_slots_are_reused() {
+    let mut index = small_index(no_reminders());
+    index.forget_session(1);
+    index.record(777, 10, 70_000);
+    index.record(777, 55, 70_001);
+    let answer = index.recommend(&[10], 5, &never);
+    let item_55 = answer
+        .iter()
+        .find(|scored| scored.item == 55)
+        .expect("55 recommended");
+    assert_eq!(item_55.neighbours, vec![777]);
+}
+
+#[test]
 fn serde_round_trip_keeps_answers_and_eviction_order() {
     let mut index = small_index(SessionConfig {
         max_sessions: 4,
@@ -176,8 +211,7 @@ fn memory_estimate_grows_with_content() {
 }
 
 #[test]
-fn incremental_index_matches_a_replay_of_its_kept_clicks() {
-    // Naive model: the lists an index rebuilt from scratch would hold.
+fn random_records_and_erasures_keep_the_index_consistent() {
     let config = SessionConfig {
         sessions_per_item: 3,
         items_per_session: 4,
