@@ -19,8 +19,11 @@
 //!   the newest shared item of the evolving session; the evolving
 //!   session's last item is removed.
 //!
-//! Hyperparameters: m = 500, k = 500, idf weighting 1 — serenade's shipped
-//! defaults, the ones of the paper's evaluation. Serenade's service also
+//! Hyperparameters: m = 500, k = 500, idf weighting 1 — the defaults the
+//! authors ship with serenade (`DEFAULT_MOST_RECENT_SESSIONS_M`,
+//! `DEFAULT_NEIGHBORHOOD_SIZE_K`, `DEFAULT_IDF_WEIGHTING` in its
+//! `src/config.rs`); the paper's own text was not available here to
+//! cross-check. Serenade's service also
 //! truncates the evolving session to its last 2 clicks
 //! (`max_items_in_session = 2`); the paper's algorithm uses the whole
 //! session. Both are run.
