@@ -135,6 +135,64 @@ impl Default for SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// Checks a configuration read from a user: every limit at least 1,
+    /// every decay positive, every weight finite and not negative. The
+    /// error names the field and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        let limits = [
+            ("sessions_per_item", self.sessions_per_item),
+            ("items_per_session", self.items_per_session),
+            ("max_sessions", self.max_sessions),
+            ("last_items", self.last_items),
+            ("sample_size", self.sample_size),
+            ("neighbours", self.neighbours),
+        ];
+        for (name, value) in limits {
+            if value == 0 {
+                return Err(format!(
+                    "{name} must be at least 1 (the default is {})",
+                    default_limit(name)
+                ));
+            }
+        }
+        for (name, value) in [
+            ("position_decay", self.position_decay),
+            ("proximity_decay", self.proximity_decay),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(format!(
+                    "{name} must be a positive number of clicks, got {value}"
+                ));
+            }
+        }
+        let weights = [
+            ("length_norm", self.length_norm),
+            ("before_weight", self.before_weight),
+            ("idf_weight", self.idf_weight),
+            ("remind_weight", self.remind_weight),
+        ];
+        for (name, value) in weights {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} must be a finite number ≥ 0, got {value}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_limit(name: &str) -> usize {
+    let defaults = SessionConfig::default();
+    match name {
+        "sessions_per_item" => defaults.sessions_per_item,
+        "items_per_session" => defaults.items_per_session,
+        "max_sessions" => defaults.max_sessions,
+        "last_items" => defaults.last_items,
+        "sample_size" => defaults.sample_size,
+        _ => defaults.neighbours,
+    }
+}
+
 /// A fast hasher for integer keys (FxHash's multiply-rotate). Keys are
 /// interned numbers, not attacker-chosen strings, and a fixed hasher keeps
 /// iteration — hence replays — deterministic.

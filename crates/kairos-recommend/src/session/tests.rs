@@ -204,6 +204,41 @@ fn serde_round_trip_keeps_answers_and_eviction_order() {
 }
 
 #[test]
+fn validate_names_the_field_at_fault() {
+    assert_eq!(SessionConfig::default().validate(), Ok(()));
+    let error = SessionConfig {
+        neighbours: 0,
+        ..SessionConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        error.starts_with("neighbours must be at least 1 (the default is 100)"),
+        "{error}"
+    );
+    let error = SessionConfig {
+        position_decay: 0.0,
+        ..SessionConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        error.starts_with("position_decay must be a positive"),
+        "{error}"
+    );
+    let error = SessionConfig {
+        remind_weight: f64::NAN,
+        ..SessionConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        error.starts_with("remind_weight must be a finite number"),
+        "{error}"
+    );
+}
+
+#[test]
 fn memory_estimate_grows_with_content() {
     let empty = SessionIndex::default().memory_bytes();
     let index = small_index(SessionConfig::default());
