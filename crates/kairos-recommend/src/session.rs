@@ -140,19 +140,27 @@ impl SessionConfig {
     /// every decay positive, every weight finite and not negative. The
     /// error names the field and the accepted range.
     pub fn validate(&self) -> Result<(), String> {
+        let defaults = SessionConfig::default();
         let limits = [
-            ("sessions_per_item", self.sessions_per_item),
-            ("items_per_session", self.items_per_session),
-            ("max_sessions", self.max_sessions),
-            ("last_items", self.last_items),
-            ("sample_size", self.sample_size),
-            ("neighbours", self.neighbours),
+            (
+                "sessions_per_item",
+                self.sessions_per_item,
+                defaults.sessions_per_item,
+            ),
+            (
+                "items_per_session",
+                self.items_per_session,
+                defaults.items_per_session,
+            ),
+            ("max_sessions", self.max_sessions, defaults.max_sessions),
+            ("last_items", self.last_items, defaults.last_items),
+            ("sample_size", self.sample_size, defaults.sample_size),
+            ("neighbours", self.neighbours, defaults.neighbours),
         ];
-        for (name, value) in limits {
+        for (name, value, default) in limits {
             if value == 0 {
                 return Err(format!(
-                    "{name} must be at least 1 (the default is {})",
-                    default_limit(name)
+                    "{name} must be at least 1 (the default is {default})"
                 ));
             }
         }
@@ -178,18 +186,6 @@ impl SessionConfig {
             }
         }
         Ok(())
-    }
-}
-
-fn default_limit(name: &str) -> usize {
-    let defaults = SessionConfig::default();
-    match name {
-        "sessions_per_item" => defaults.sessions_per_item,
-        "items_per_session" => defaults.items_per_session,
-        "max_sessions" => defaults.max_sessions,
-        "last_items" => defaults.last_items,
-        "sample_size" => defaults.sample_size,
-        _ => defaults.neighbours,
     }
 }
 
