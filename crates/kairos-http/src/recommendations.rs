@@ -300,7 +300,7 @@ const PARAMETERS: [&str; 12] = [
     "max_per_category",
     "include_purchased",
     "include_cart",
-    "explain",
+    "exclude_viewed",
 ];
 
 /// `GET /v1/recommendations?profile=<type>:<value>&strategy=...&limit=N&context_item=...`
@@ -409,7 +409,7 @@ fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
     ask.max_per_category = count("max_per_category", LIMIT_MAX)?;
     ask.exclude_purchased = !flag("include_purchased")?;
     ask.exclude_in_cart = !flag("include_cart")?;
-    flag("explain")?;
+    ask.exclude_viewed = flag("exclude_viewed")?;
     Ok(ask)
 }
 

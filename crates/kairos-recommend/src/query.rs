@@ -80,6 +80,10 @@ pub struct Query {
     pub max_per_category: Option<usize>,
     pub exclude_purchased: bool,
     pub exclude_in_cart: bool,
+    /// Leave out what the session already viewed (`next` otherwise
+    /// reminds of it: a quarter of next clicks in shop logs re-view an
+    /// item, docs/benchmarks.md).
+    pub exclude_viewed: bool,
 }
 
 impl Query {
@@ -95,6 +99,7 @@ impl Query {
             max_per_category: None,
             exclude_purchased: true,
             exclude_in_cart: true,
+            exclude_viewed: false,
         }
     }
 }
@@ -223,52 +228,38 @@ impl Recommender {
     }
 
     /// The evolving session: the person's current session (their recent
-    /// views when it has none), then the context item.
-    fn evolving(&self, state: Option<&Person>, query: &Query) -> Vec<ItemKey> {
-        let mut session: Vec<ItemKey> = state
-            .map(|person| {
-                match person
-                    .session
-                    .and_then(|session| self.views.session_items(session))
-                {
-                    Some(items) => items.to_vec(),
-                    None => person.recent.iter().map(|(item, _)| *item).collect(),
-                }
-            })
-            .unwrap_or_default();
-        if let Some(context) = query
-            .context_item
-            .as_deref()
-            .and_then(|item| self.items.key(item))
-            && session.last() != Some(&context)
+    /// views when it has none), then the context item; and the stored
+    /// session it is, which must not be its own neighbour.
+    fn evolving(&self, state: Option<&Person>, query: &Query) -> (Vec<ItemKey>, Option<u64>) {
+        let live = state.and_then(|person| {
+            let session = person.session?;
+            Some((session, self.views.session_items(session)?))
+        });
+        let (mut items, own) = match (live, state) {
+            (Some((session, items)), _) => (items.to_vec(), Some(session)),
+            (None, Some(person)) => (person.recent.iter().map(|(item, _)| *item).collect(), None),
+            (None, None) => (Vec::new(), None),
+        };
+        if let Some(context) = query.context_item.as_deref().and_then(|item| self.items.key(item))
+            && items.last() != Some(&context)
         {
-            session.push(context);
+            items.push(context);
         }
-        session
+        (items, own)
     }
 
-    fn next(
-        &self,
-        state: Option<&Person>,
-        query: &Query,
-        filter: &Filter,
-        wanted: usize,
-    ) -> Vec<(ItemKey, f64, Reason)> {
-        let session = self.evolving(state, query);
+    fn next(&self, state: Option<&Person>, query: &Query, filter: &Filter, wanted: usize) -> Vec<(ItemKey, f64, Reason)> {
+        let (session, own) = self.evolving(state, query);
         if session.is_empty() {
             return Vec::new();
         }
-        let from: Vec<String> = session
-            .iter()
-            .rev()
-            .take(5)
-            .rev()
-            .map(|item| self.items.name(*item).to_string())
-            .collect();
-        let skip = |item: ItemKey| filter.refuses(item);
-        let scored = self.views.recommend(&session, wanted, &skip);
-        self.with_reasons(scored, Strategy::Next, &from, |count| {
-            format!("viewed next in {count} similar sessions")
+        let from: Vec<String> = session.iter().rev().take(5).rev().map(|item| self.items.name(*item).to_string()).collect();
+        let viewed: HashSet<ItemKey> = if query.exclude_viewed { session.iter().copied().collect() } else { HashSet::new() };
+        let skip = |item: ItemKey| viewed.contains(&item) || filter.refuses(item);
+        let scored = self.views.recommend_excluding(&session, own, wanted, &skip);
+        self.with_reasons(scored, Strategy::Next, &from, |count| match count {
+            0 => "viewed earlier in this session".to_string(),
+            count => format!("viewed next in {count} similar sessions"),
         })
     }
 

@@ -6,6 +6,9 @@
 //! traits per row, keyed by the identifier column `TYPE` (email, user_id,
 //! phone, a custom type) — sent to the profile import API
 //! (`POST /v1/profiles/import`) with the admin token.
+//!
+//! With `--items`, the files are the recommendations' item catalog, sent to
+//! `POST /v1/items` ([`crate::import_items`]).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -22,35 +25,40 @@ use crate::client::checked;
 pub struct ImportArgs {
     /// Files to import (.ndjson / .jsonl / .csv).
     #[arg(required = true)]
-    files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Write key of the source the events belong to (event imports).
-    #[arg(long, env = "KAIROS_WRITE_KEY", required_unless_present = "traits")]
+    #[arg(long, env = "KAIROS_WRITE_KEY", required_unless_present_any = ["traits", "items"])]
     write_key: Option<String>,
     /// Import CRM trait records keyed by this identifier type (a column of
     /// that name) instead of events.
     #[arg(long, value_name = "IDENTIFIER_TYPE")]
     traits: Option<String>,
+    /// Import the item catalog of recommendations (POST /v1/items) instead
+    /// of events: CSV columns id, name, category, price, available, stock,
+    /// image_url; any other column becomes an attribute.
+    #[arg(long, conflicts_with = "traits")]
+    pub(crate) items: bool,
     /// Source name the trait records belong to (with --traits).
     #[arg(long, default_value = "crm-import")]
     source_name: String,
     /// Admin token (with --traits).
     #[arg(long, env = "KAIROS_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
     #[arg(long, env = "KAIROS_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub(crate) url: String,
     /// File format; by default from the extension.
     #[arg(long, value_parser = ["ndjson", "csv"])]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Events per request.
     #[arg(long, default_value_t = 500)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Write the full report (every rejected row) as JSON to this file.
     #[arg(long)]
-    report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     /// When stderr is not a terminal (a pipe, a log file): print a progress
     /// line this often, e.g. "5s" or "500ms".
     #[arg(long, default_value = "5s", value_parser = parse_interval)]
-    progress_every: Duration,
+    pub(crate) progress_every: Duration,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -79,6 +87,9 @@ struct Report {
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 || args.batch_size > 2500 {
         bail!("--batch-size must be 1 to 2500");
+    }
+    if args.items {
+        return crate::import_items::run(&args);
     }
     if args.traits.is_some() && args.admin_token.is_none() {
         bail!("--traits needs the admin token: --admin-token or KAIROS_ADMIN_TOKEN");
@@ -152,7 +163,7 @@ async fn import_file(args: &ImportArgs, path: &Path, report: &mut Report) -> any
 /// Progress of one file: a bar on a terminal; on anything else (a pipe, a
 /// CI log) a plain line every `every`, since a bar redrawn with escape
 /// codes is unreadable there (and indicatif draws nothing at all).
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     file: String,
     size: u64,
@@ -165,7 +176,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(path: &Path, size: u64, unit: &'static str, every: Duration) -> Progress {
+    pub(crate) fn new(path: &Path, size: u64, unit: &'static str, every: Duration) -> Progress {
         use std::io::IsTerminal;
         let file = path.display().to_string();
         let bar = std::io::stderr().is_terminal().then(|| {
@@ -194,7 +205,7 @@ impl Progress {
         }
     }
 
-    fn update(&mut self, rows: usize, position: u64) {
+    pub(crate) fn update(&mut self, rows: usize, position: u64) {
         self.rows = rows;
         self.position = position;
         match &self.bar {
@@ -210,7 +221,7 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self, rows: usize) {
+    pub(crate) fn finish(&mut self, rows: usize) {
         self.update(rows, self.size);
         match &self.bar {
             Some(bar) => bar.finish(),
@@ -361,9 +372,9 @@ fn print_report(report: &Report) {
 
 /// A row: its line number, the byte position reached, and the event; or the
 /// line number and why the row could not be read.
-type Row = Result<(usize, u64, Value), (usize, anyhow::Error)>;
+pub(crate) type Row = Result<(usize, u64, Value), (usize, anyhow::Error)>;
 
-fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
+pub(crate) fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
     let reader =
         BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
     let mut position = 0u64;
@@ -398,7 +409,7 @@ fn ndjson_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
 /// `timestamp` columns, and `properties.X`, `traits.X`, `context.X` columns
 /// nested under their object. Numbers and true/false become JSON values;
 /// empty cells are left out.
-fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
+pub(crate) fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers = reader.headers()?.clone();
@@ -438,7 +449,7 @@ fn csv_rows(path: &Path) -> anyhow::Result<impl Iterator<Item = Row>> {
 /// A cell as JSON: numbers only when they read back the same (so zip codes
 /// like `01234` and phone numbers like `+4915...` stay text), true/false as
 /// booleans, anything else as text.
-fn cell_value(cell: &str) -> Value {
+pub(crate) fn cell_value(cell: &str) -> Value {
     if let Ok(integer) = cell.parse::<i64>()
         && integer.to_string() == cell
     {

@@ -7,6 +7,8 @@ mod demo;
 mod evaluate_policy;
 mod experiment_stats;
 mod import;
+mod import_items;
+mod evaluate_recommendations;
 mod match_eval;
 mod serve;
 mod train;
@@ -61,6 +63,15 @@ enum Command {
     ///
     /// Example: kairos evaluate-policy --logs open_bandit/random/men --target open_bandit/bts/men
     EvaluatePolicy(evaluate_policy::EvaluatePolicyArgs),
+    /// Evaluate the shipped recommender's next-item predictions offline.
+    ///
+    /// Trains on --train (YOOCHOOSE format: a header, then SessionId, ItemId,
+    /// Time in epoch seconds, tab separated), predicts every next click of every
+    /// --test session from its prefix, and prints
+    /// `hitrate@20=<v> mrr@20=<v> p50_us=<v> p99_us=<v>`.
+    ///
+    /// Example: kairos evaluate-recommendations --train yoochoose-clicks-100k_train_full.txt --test yoochoose-clicks-100k_test.txt
+    EvaluateRecommendations(evaluate_recommendations::EvaluateRecommendationsArgs),
     /// An experiment's statistics from arms' counts, one JSON request per stdin line.
     ///
     /// Each line: {"control": "a", "alpha": 0.05, "arms": [{"name": "a",
@@ -162,6 +173,7 @@ fn main() -> std::process::ExitCode {
         Command::Sources { server, action } => client::sources(&server, action),
         Command::Train(args) => return train::run(args),
         Command::EvaluatePolicy(args) => return evaluate_policy::run(args),
+        Command::EvaluateRecommendations(args) => return evaluate_recommendations::run(args),
         Command::ExperimentStats => return experiment_stats::run(),
     };
     match result {

@@ -61,7 +61,9 @@ impl SessionIndex {
         self.recommend_excluding(items, Some(session), limit, skip)
     }
 
-    fn recommend_excluding(
+    /// Next items for `evolving`, never taking the stored session `exclude`
+    /// (the live session these clicks come from) as a neighbour.
+    pub fn recommend_excluding(
         &self,
         evolving: &[ItemKey],
         exclude: Option<SessionKey>,
