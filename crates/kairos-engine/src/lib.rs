@@ -479,7 +479,10 @@ impl Engine {
 
     /// The recommender's sizes (metrics).
     pub fn recommender_stats(&self) -> Option<kairos_recommend::Stats> {
-        self.recommender.read().ok().map(|recommender| recommender.stats())
+        self.recommender
+            .read()
+            .ok()
+            .map(|recommender| recommender.stats())
     }
 
     pub async fn profile(

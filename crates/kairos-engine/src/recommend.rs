@@ -4,10 +4,10 @@
 //! order and a checkpoint holds it at the same position as the identity
 //! graph.
 
-use kairos_core::event::{EventProperties, EventType};
 use kairos_core::Event;
-use kairos_recommend::catalog::item_id;
+use kairos_core::event::{EventProperties, EventType};
 use kairos_recommend::Interaction;
+use kairos_recommend::catalog::item_id;
 use serde_json::Value;
 
 /// Products one `Order Completed` may name here; a bigger order is a bulk

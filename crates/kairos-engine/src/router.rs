@@ -167,7 +167,8 @@ impl Router {
                 },
             ));
         }
-        if let (Some(recommender), Some((interaction, items))) = (recommender.as_mut(), interaction) {
+        if let (Some(recommender), Some((interaction, items))) = (recommender.as_mut(), interaction)
+        {
             let at_ms = event.timestamp.as_millisecond();
             recommender.observe(resolution.profile, interaction, &items, at_ms);
         }

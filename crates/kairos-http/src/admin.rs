@@ -123,6 +123,9 @@ pub struct CreateSource {
     /// "client" (default: the key sits in a web page) or "server".
     #[serde(default)]
     trust: kairos_store::SourceTrust,
+    /// Its product events create and update catalog items (server only).
+    #[serde(default)]
+    items_from_events: bool,
 }
 
 pub async fn create_source(
@@ -130,12 +133,24 @@ pub async fn create_source(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateSource>,
 ) -> Result<Response, Problem> {
-    let record = state.store.sources.create(
+    if body.items_from_events && body.trust != kairos_store::SourceTrust::Server {
+        return Err(Problem::bad_request(
+            "source_invalid",
+            "items_from_events: only a server source may create items from its events (a client write key is public: anyone could set any name or price); add \"trust\": \"server\", or send items to POST /v1/items",
+        ));
+    }
+    let mut record = state.store.sources.create(
         &body.name,
         body.tracking_plan,
         body.trust,
         state.clock.now(),
     )?;
+    if body.items_from_events {
+        record = state
+            .store
+            .sources
+            .set_items_from_events(&record.id, true)?;
+    }
     tracing::info!(source = %record.id, name = %record.name, "source created");
     Ok(created(&record))
 }

@@ -163,12 +163,14 @@ async fn ingest(
         Shape::Single(event_type) => Some(event_type),
         Shape::Batch => None,
     };
-    let checked = check_events(state, &source, &request, path_type, received_at);
+    let mut checked = check_events(state, &source, &request, path_type, received_at);
     let fault = crate::admin::take_fault(state);
     if let Some(fault) = fault.as_ref().filter(|fault| !fault.after_commit) {
         return Ok(fault.response());
     }
+    let learned = std::mem::take(&mut checked.items);
     let outcome = append(state, checked).await?;
+    state.recommendations.learn(state, learned);
     if let Some(fault) = fault {
         return Ok(fault.response());
     }
@@ -201,6 +203,9 @@ struct CheckedEvents {
     /// Dropped: they carry an identifier of an erased person.
     suppressed: usize,
     total: usize,
+    /// Catalog items the events describe (sources with
+    /// `items_from_events` only).
+    items: Vec<kairos_recommend::Item>,
 }
 
 fn check_events(
@@ -223,10 +228,15 @@ fn check_events(
         quarantine: Vec::new(),
         suppressed: 0,
         total: request.events.len(),
+        items: Vec::new(),
     };
     for (index, raw) in request.events.iter().enumerate() {
         match normalize_event(raw, &arrival) {
             Ok(event) => match state.store.prepare(&event, state.engine.rules()) {
+                Some(record) if source.record.items_from_events => {
+                    checked.items.extend(item_described(&event));
+                    checked.records.push(record);
+                }
                 Some(record) => checked.records.push(record),
                 None => checked.suppressed += 1,
             },
@@ -252,6 +262,19 @@ fn check_events(
         }
     }
     checked
+}
+
+/// The catalog item a product event describes, if any.
+fn item_described(event: &kairos_core::Event) -> Option<kairos_recommend::Item> {
+    let described = matches!(
+        event.event.as_deref(),
+        Some("Product Viewed" | "Product Clicked" | "Product Added")
+    );
+    if !described || event.event_type != EventType::Track {
+        return None;
+    }
+    let properties = kairos_core::event::EventProperties::of(event);
+    kairos_recommend::Item::from_properties(properties.get())
 }
 
 async fn append(state: &AppState, checked: CheckedEvents) -> Result<Response, Problem> {

@@ -131,7 +131,8 @@ fn encoded(items: &[Item]) -> Vec<(String, Vec<u8>)> {
 fn parse_item(value: Value, at: &str) -> Result<Item, Problem> {
     let item: Item =
         serde_json::from_value(value).map_err(|error| invalid(format!("{at}{error}")))?;
-    item.validate().map_err(|error| invalid(format!("{at}{error}")))?;
+    item.validate()
+        .map_err(|error| invalid(format!("{at}{error}")))?;
     Ok(item)
 }
 
@@ -171,7 +172,11 @@ pub async fn put_items(
         .await
         .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing items"))??;
     let stored = items.len();
-    let mut catalog = state.recommendations.catalog(&state).write().expect("catalog lock");
+    let mut catalog = state
+        .recommendations
+        .catalog(&state)
+        .write()
+        .expect("catalog lock");
     for item in items {
         catalog.put(item);
     }
@@ -196,11 +201,17 @@ pub async fn list_items(
     if !(1..=ITEMS_PAGE_MAX).contains(&limit) {
         return Err(invalid(format!("limit: expected 1 to {ITEMS_PAGE_MAX}")));
     }
-    let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+    let catalog = state
+        .recommendations
+        .catalog(&state)
+        .read()
+        .expect("catalog lock");
     let items = catalog.page(page.after.as_deref(), limit);
     let next = (items.len() == limit).then(|| items.last().map(|item| item.id.clone()));
-    Ok(axum::Json(json!({"items": items, "total": catalog.len(), "next_after": next.flatten()}))
-        .into_response())
+    Ok(
+        axum::Json(json!({"items": items, "total": catalog.len(), "next_after": next.flatten()}))
+            .into_response(),
+    )
 }
 
 fn no_item(id: &str) -> Problem {
@@ -215,7 +226,11 @@ pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+    let catalog = state
+        .recommendations
+        .catalog(&state)
+        .read()
+        .expect("catalog lock");
     let item = catalog.get(&id).ok_or_else(|| no_item(&id))?;
     Ok(axum::Json(item).into_response())
 }
@@ -228,13 +243,24 @@ pub async fn patch_item(
     JsonBody(changes): JsonBody<Value>,
 ) -> Result<Response, Problem> {
     let Value::Object(changes) = changes else {
-        return Err(invalid("expected an object of the fields to change, e.g. {\"stock\": 0}"));
+        return Err(invalid(
+            "expected an object of the fields to change, e.g. {\"stock\": 0}",
+        ));
     };
-    if changes.get("id").is_some_and(|given| given != &Value::from(id.clone())) {
-        return Err(invalid("id: an item's id does not change; create the new id instead"));
+    if changes
+        .get("id")
+        .is_some_and(|given| given != &Value::from(id.clone()))
+    {
+        return Err(invalid(
+            "id: an item's id does not change; create the new id instead",
+        ));
     }
     let known = {
-        let catalog = state.recommendations.catalog(&state).read().expect("catalog lock");
+        let catalog = state
+            .recommendations
+            .catalog(&state)
+            .read()
+            .expect("catalog lock");
         catalog.get(&id).cloned().ok_or_else(|| no_item(&id))?
     };
     let Value::Object(mut merged) = serde_json::to_value(&known).expect("an item serializes")
@@ -321,7 +347,10 @@ pub async fn recommend(
     let (known, answer) = state
         .engine
         .recommend(who.as_ref(), |recommender, person| {
-            let catalog = recommendations.catalog(&state).read().expect("catalog lock");
+            let catalog = recommendations
+                .catalog(&state)
+                .read()
+                .expect("catalog lock");
             let rules = recommendations.rules(&state).read().expect("rules lock");
             let weight = |item: &Item| weight_of(&rules, item, now);
             let inputs = Inputs {
@@ -354,7 +383,10 @@ pub async fn recommend(
 /// The request's parameters, checked.
 fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
     let bad = |detail: String| Problem::bad_request("recommendations_invalid", detail);
-    if let Some(unknown) = params.keys().find(|key| !PARAMETERS.contains(&key.as_str())) {
+    if let Some(unknown) = params
+        .keys()
+        .find(|key| !PARAMETERS.contains(&key.as_str()))
+    {
         return Err(bad(format!(
             "{unknown}: not a parameter; expected {}",
             PARAMETERS.join(", ")
@@ -363,7 +395,10 @@ fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
     let strategy = match params.get("strategy") {
         None => Strategy::Auto,
         Some(name) => Strategy::parse(name).ok_or_else(|| {
-            bad(format!("strategy: expected one of {}", Strategy::NAMES.join(", ")))
+            bad(format!(
+                "strategy: expected one of {}",
+                Strategy::NAMES.join(", ")
+            ))
         })?,
     };
     let number = |key: &str| -> Result<Option<f64>, Problem> {
@@ -380,7 +415,9 @@ fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
             .get(key)
             .map(|text| match text.parse::<usize>() {
                 Ok(value) if (1..=max).contains(&value) => Ok(value),
-                _ => Err(bad(format!("{key}: expected a whole number from 1 to {max}"))),
+                _ => Err(bad(format!(
+                    "{key}: expected a whole number from 1 to {max}"
+                ))),
             })
             .transpose()
     };
@@ -394,13 +431,21 @@ fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
     let list = |key: &str| -> Vec<String> {
         params
             .get(key)
-            .map(|text| text.split(',').map(str::trim).filter(|part| !part.is_empty()).map(str::to_string).collect())
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|part| !part.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut ask = Ask::new(strategy, count("limit", LIMIT_MAX)?.unwrap_or(10));
     ask.context_item = params.get("context_item").cloned();
     if matches!(strategy, Strategy::BoughtTogether) && ask.context_item.is_none() {
-        return Err(bad("context_item: bought_together needs the item to start from".into()));
+        return Err(bad(
+            "context_item: bought_together needs the item to start from".into(),
+        ));
     }
     ask.include_categories = list("category");
     ask.exclude_categories = list("exclude_category");
@@ -444,7 +489,10 @@ fn item_only(expr: &Expr) -> bool {
 fn compile_rule(spec: RuleSpec) -> Result<Rule, Problem> {
     let bad = |detail: String| Problem::bad_request("rules_invalid", detail);
     if !(spec.weight.is_finite() && spec.weight >= 0.0) {
-        return Err(bad(format!("{:?}: weight: expected a number >= 0 (0 never recommends)", spec.when)));
+        return Err(bad(format!(
+            "{:?}: weight: expected a number >= 0 (0 never recommends)",
+            spec.when
+        )));
     }
     let condition = kairos_core::audience::parser::parse(&spec.when).map_err(|error| {
         let mut problem = bad(format!("{:?}: {}", spec.when, error.message));
@@ -487,15 +535,23 @@ pub async fn put_rules(
     let json = serde_json::to_vec(&body.rules).expect("rules serialize");
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || store.items.set_rules(json))
-    .await
-    .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing rules"))??;
-    *state.recommendations.rules(&state).write().expect("rules lock") = compiled;
+        .await
+        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing rules"))??;
+    *state
+        .recommendations
+        .rules(&state)
+        .write()
+        .expect("rules lock") = compiled;
     Ok(axum::Json(json!({"rules": body.rules})).into_response())
 }
 
 /// `GET /v1/recommendations/rules`
 pub async fn get_rules(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
-    let rules = state.recommendations.rules(&state).read().expect("rules lock");
+    let rules = state
+        .recommendations
+        .rules(&state)
+        .read()
+        .expect("rules lock");
     let specs: Vec<&RuleSpec> = rules.iter().map(|rule| &rule.spec).collect();
     Ok(axum::Json(json!({"rules": specs})).into_response())
 }

@@ -240,7 +240,10 @@ impl Recommender {
             (None, Some(person)) => (person.recent.iter().map(|(item, _)| *item).collect(), None),
             (None, None) => (Vec::new(), None),
         };
-        if let Some(context) = query.context_item.as_deref().and_then(|item| self.items.key(item))
+        if let Some(context) = query
+            .context_item
+            .as_deref()
+            .and_then(|item| self.items.key(item))
             && items.last() != Some(&context)
         {
             items.push(context);
@@ -248,13 +251,29 @@ impl Recommender {
         (items, own)
     }
 
-    fn next(&self, state: Option<&Person>, query: &Query, filter: &Filter, wanted: usize) -> Vec<(ItemKey, f64, Reason)> {
+    fn next(
+        &self,
+        state: Option<&Person>,
+        query: &Query,
+        filter: &Filter,
+        wanted: usize,
+    ) -> Vec<(ItemKey, f64, Reason)> {
         let (session, own) = self.evolving(state, query);
         if session.is_empty() {
             return Vec::new();
         }
-        let from: Vec<String> = session.iter().rev().take(5).rev().map(|item| self.items.name(*item).to_string()).collect();
-        let viewed: HashSet<ItemKey> = if query.exclude_viewed { session.iter().copied().collect() } else { HashSet::new() };
+        let from: Vec<String> = session
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(|item| self.items.name(*item).to_string())
+            .collect();
+        let viewed: HashSet<ItemKey> = if query.exclude_viewed {
+            session.iter().copied().collect()
+        } else {
+            HashSet::new()
+        };
         let skip = |item: ItemKey| viewed.contains(&item) || filter.refuses(item);
         let scored = self.views.recommend_excluding(&session, own, wanted, &skip);
         self.with_reasons(scored, Strategy::Next, &from, |count| match count {

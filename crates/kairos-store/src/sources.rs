@@ -38,6 +38,11 @@ pub struct SourceRecord {
     /// in-app stream. Never sent to a browser.
     #[serde(default)]
     pub identity_secret: String,
+    /// Whether its `Product Viewed` (`Product Clicked`, `Product Added`)
+    /// events create and update items of the recommendations' catalog
+    /// (server sources only: a public key could set any price).
+    #[serde(default)]
+    pub items_from_events: bool,
 }
 
 /// How far a source's events are trusted (docs/security.md).
@@ -175,7 +180,20 @@ impl SourceRegistry {
             tracking_plan: plan,
             trust,
             identity_secret: new_identity_secret(),
+            items_from_events: false,
         };
+        self.save(record)
+    }
+
+    /// Lets the source's product events create and update items (or not).
+    pub fn set_items_from_events(&self, id: &str, on: bool) -> Result<SourceRecord, StoreError> {
+        let mut record = self.existing(id)?;
+        if on && record.trust != SourceTrust::Server {
+            return Err(StoreError::Invalid(
+                "items_from_events: only a server source may create items from its events (a client write key is public: anyone could set any name or price); create a source with \"trust\": \"server\", or send items to POST /v1/items".into(),
+            ));
+        }
+        record.items_from_events = on;
         self.save(record)
     }
 

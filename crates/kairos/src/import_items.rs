@@ -86,7 +86,9 @@ async fn import_file(
                 let item = if csv { item_of_csv_row(value) } else { value };
                 batch.push((line, item));
             }
-            Err((line, error)) => report.rejected.push((file.clone(), line, error.to_string())),
+            Err((line, error)) => report
+                .rejected
+                .push((file.clone(), line, error.to_string())),
         }
         if batch.len() == batch_size {
             send(&client, args, token, &file, &mut batch, report).await?;
@@ -174,8 +176,12 @@ async fn send(
             bail!("the server refused a batch: {detail}");
         };
         let (line, _) = batch.remove(index);
-        let reason = detail.split_once(": ").map_or(detail.as_str(), |(_, rest)| rest);
-        report.rejected.push((file.to_string(), line, reason.to_string()));
+        let reason = detail
+            .split_once(": ")
+            .map_or(detail.as_str(), |(_, rest)| rest);
+        report
+            .rejected
+            .push((file.to_string(), line, reason.to_string()));
     }
     Ok(())
 }
@@ -203,7 +209,10 @@ mod tests {
 
     #[test]
     fn a_refused_item_is_found_by_its_index() {
-        assert_eq!(refused_index("items[12]: price: expected a number >= 0"), Some(12));
+        assert_eq!(
+            refused_index("items[12]: price: expected a number >= 0"),
+            Some(12)
+        );
         assert_eq!(refused_index("expected an item"), None);
     }
 }
