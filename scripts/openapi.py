@@ -292,6 +292,53 @@ paths["/v1/offers/{id}/evaluate"] = {
             {"type": "object", "required": ["uplift_score"], "additionalProperties": False, "properties": {"uplift_score": {"type": "string"}}},
             params=[OFFER_ID], extra={**NOT_FOUND, "400": problem("Not an incentive, or the model does not fit the log"), "422": problem("Not enough finished decisions (not_enough_history)")}),
 }
+ITEM = {"type": "object", "required": ["id"], "additionalProperties": False, "properties": {
+    "id": {"type": "string", "minLength": 1, "maxLength": 200}, "name": {"type": "string", "maxLength": 500},
+    "category": {"type": "string"}, "price": {"type": "number", "minimum": 0},
+    "available": {"type": "boolean", "default": True}, "stock": {"type": "integer", "minimum": 0},
+    "attributes": {"type": "object", "description": "At most 4,096 bytes of JSON; read as traits by rules"},
+    "image_url": {"type": "string"}}}
+ITEM_ID = path_param("id", "Item id")
+paths["/v1/items"] = {
+    **admin("post", "Create or replace items: one item, or {\"items\": [...]} (at most 1,000; all or nothing) — docs/recommendations.md",
+            {"type": "object", "properties": {"stored": {"type": "integer"}, "items": {"type": "integer"}}},
+            {"oneOf": [ITEM, {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": ITEM, "maxItems": 1000}}}]},
+            extra={"400": problem("An invalid item (the detail starts with items[N] in a bulk request)")}),
+    **admin("get", "Items in id order", {"type": "object", "properties": {"items": {"type": "array", "items": ITEM}, "total": {"type": "integer"}, "next_after": {"type": ["string", "null"]}}},
+            params=[query("after", {"type": "string"}, "List after this item id"), query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Items per page (100)")]),
+}
+paths["/v1/items/{id}"] = {
+    **admin("get", "One item", ITEM, params=[ITEM_ID], extra=NOT_FOUND),
+    **admin("patch", "Change some fields of an item (null removes one), e.g. {\"stock\": 0}", ITEM, {"type": "object"}, params=[ITEM_ID], extra={**NOT_FOUND, "400": problem("Invalid field")}),
+    **admin("delete", "Delete an item: never recommended again", {"type": "object"}, status="204", params=[ITEM_ID], extra=NOT_FOUND),
+}
+RECOMMENDED = {"allOf": [ITEM, {"type": "object", "properties": {"score": {"type": "number"}, "reason": {"type": "object", "properties": {
+    "strategy": {"type": "string"}, "from_items": {"type": "array", "items": {"type": "string"}},
+    "neighbours": {"type": "array", "items": {"type": "integer"}}, "text": {"type": "string"}}}}}]}
+STRATEGIES = ["auto", "next", "viewed_together", "bought_together", "recently_viewed", "buy_again", "popular", "trending"]
+paths["/v1/recommendations"] = admin(
+    "get", "Items for a person (or anyone), reflecting every event acknowledged before the call, with business rules and a reason per item — docs/recommendations.md",
+    {"type": "object", "properties": {"profile": {"type": ["string", "null"]}, "known": {"type": "boolean"}, "strategy": {"type": "string"}, "items": {"type": "array", "items": RECOMMENDED}}},
+    params=[query("profile", {"type": "string"}, "{type}:{value}; without it, recommendations for anyone (popular, trending, the context item's)"),
+            query("strategy", {"type": "string", "enum": STRATEGIES}, "Where items come from (auto: next, filled by popular)"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Items (10)"),
+            query("context_item", {"type": "string"}, "The item on the page (never recommended; appended to the session)"),
+            query("category", {"type": "string"}, "Only these categories (comma separated)"),
+            query("exclude_category", {"type": "string"}, "Not these categories (comma separated)"),
+            query("min_price", {"type": "number"}, "Price band"), query("max_price", {"type": "number"}, "Price band"),
+            query("max_per_category", {"type": "integer", "minimum": 1}, "Diversity: at most this many of one category"),
+            query("include_purchased", {"type": "boolean"}, "Keep items the person bought (false)"),
+            query("include_cart", {"type": "boolean"}, "Keep items in the person's cart (false)"),
+            query("exclude_viewed", {"type": "boolean"}, "Leave out the session's own items (false: next reminds of them)")],
+    extra={"400": problem("An unknown or invalid parameter (the detail names it)")})
+RULE = {"type": "object", "required": ["when", "weight"], "additionalProperties": False, "properties": {
+    "when": {"type": "string", "description": "Audience-language condition on the item: trait <field or attribute> ..."},
+    "weight": {"type": "number", "minimum": 0, "description": ">1 boosts, <1 buries, 0 never recommends"}}}
+RULES = {"type": "object", "required": ["rules"], "properties": {"rules": {"type": "array", "items": RULE, "maxItems": 50}}}
+paths["/v1/recommendations/rules"] = {
+    **admin("get", "The boost and bury rules", RULES),
+    **admin("put", "Replace the boost and bury rules", RULES, RULES, extra={"400": problem("Invalid condition (with line and column) or weight")}),
+}
 ACTION = {"type": "object", "properties": {
     "offer": {"type": "string"}, "offer_id": {"type": "string"}, "version": {"type": "integer"}, "rank": {"type": "integer"},
     "score": {"type": "number"}, "propensity": {"type": "number"}, "channel": {"type": "string"}, "content": {},
@@ -496,10 +543,12 @@ schemas = {
         "events": {"type": "object", "description": "event name → JSON Schema of its properties", "additionalProperties": {"type": "object"}}}},
     "CreateSource": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 200}, "tracking_plan": ref("TrackingPlan"),
-        "trust": {"type": "string", "enum": ["client", "server"], "description": "client (default): a public write key; server: a back-end's"}}},
+        "trust": {"type": "string", "enum": ["client", "server"], "description": "client (default): a public write key; server: a back-end's"},
+        "items_from_events": {"type": "boolean", "description": "Its Product Viewed / Clicked / Added events create and update catalog items (server sources only)"}}},
     "Source": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "write_key": {"type": "string"},
         "created_at": {"type": "string"}, "tracking_plan": {"oneOf": [ref("TrackingPlan"), {"type": "null"}]},
-        "trust": {"type": "string", "enum": ["client", "server"]}, "identity_secret": {"type": "string", "description": "Signs identity tokens (HMAC-SHA256 of type:value, hex); keep it on the server"}}},
+        "trust": {"type": "string", "enum": ["client", "server"]}, "identity_secret": {"type": "string", "description": "Signs identity tokens (HMAC-SHA256 of type:value, hex); keep it on the server"},
+        "items_from_events": {"type": "boolean"}}},
     "QuarantineRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "source_id": {"type": "string"}, "received_at": {"type": "string"},
         "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}, "event": {}}},
     "Profile": {"type": "object", "required": ["id", "identities", "traits"], "properties": {
