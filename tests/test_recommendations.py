@@ -308,3 +308,37 @@ def test_evaluate_recommendations_on_the_yoochoose_sample():
     bad = subprocess.run([str(kairos_binary()), "evaluate-recommendations", "--train", "/nonexistent",
                           "--test", "x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "/nonexistent" in bad.stderr
+
+
+def test_templates_of_decisions_and_journeys_embed_recommendations(kairos):
+    from test_journeys import identity_token, open_stream, wait_for
+
+    key = setup_shop(kairos)
+    row = ('{% for item in recommendations(strategy="next", limit=2, exclude_viewed=true) %}'
+           '{{ item.name }}{% if not loop.last %}, {% endif %}{% endfor %}')
+    r = kairos.admin("POST", "/v1/offers", json={"name": "picks", "placements": ["home"],
+                                                  "content": {"web": {"title": "Picked for you: " + row}}})
+    assert r.status_code == 201, r.text
+    send(kairos, key, [view("hal", "shoe-1")])
+    decision = kairos.admin("POST", "/v1/decide", json={"profile": "user_id:hal", "placement": "home"}).json()
+    assert decision["actions"][0]["content"]["title"] == "Picked for you: Running Socks, Running Shirt", decision
+    bad = kairos.admin("POST", "/v1/offers", json={"name": "broken", "placements": ["side"], "content": {
+        "web": {"title": "{% for item in recommendations(strategy=\"magic\") %}{% endfor %}"}}})
+    assert bad.status_code == 201, bad.text
+    blocked = kairos.admin("POST", "/v1/decide", json={"profile": "user_id:hal", "placement": "side", "explain": True}).json()
+    assert blocked["actions"] == [] and "strategy" in str(blocked), blocked
+    # A journey's in-app message: rendered for the person when it is sent.
+    r = kairos.admin("POST", "/v1/destinations", json={"type": "in_app", "name": "site", "url": ""})
+    assert r.status_code == 201, r.text
+    r = kairos.admin("POST", "/v1/journeys", json={"name": "more like this", "trigger": {"event": "Product Viewed"},
+                                                    "steps": [{"send": {"destination": "site", "message": {"body": row}}}]})
+    assert r.status_code == 201, r.text
+    source = kairos.create_source("site")
+    page = []
+    stream = open_stream(kairos, "user_id:ivy", source["write_key"], page,
+                         token=identity_token(source["identity_secret"], "user_id:ivy"))
+    time.sleep(0.3)
+    send(kairos, key, [view("ivy", "pan-1")])
+    assert wait_for(lambda: len(page) == 1, 5), page
+    assert page[0]["data"]["content"] == {"body": "Stock Pot"}, page
+    stream.close()

@@ -79,6 +79,7 @@ pub fn run(offers: usize, decisions: usize, runs: usize) {
         explore: true,
         personal: true,
         now,
+        recommendations: None,
     };
     let context = json!({"page": "/home"});
     let mut per_decision = Vec::new();

@@ -42,7 +42,8 @@ pub struct RenderedEmail {
 
 /// For checking templates at journey creation (rendering has its own).
 fn environment() -> minijinja::Environment<'static> {
-    minijinja::Environment::new()
+    // Knows the functions sends provide (`recommendations(...)`).
+    crate::render::MessageRenderer::environment()
 }
 
 /// The names a template reads — the person now and the triggering event
@@ -121,8 +122,9 @@ pub fn render(
     template: &EmailTemplate,
     to: &str,
     context: &Value,
+    recommendations: Option<crate::render::Recommendations>,
 ) -> Result<RenderedEmail, String> {
-    let mut renderer = MessageRenderer::new(context);
+    let mut renderer = MessageRenderer::new(context).with_recommendations(recommendations);
     Ok(RenderedEmail {
         to: to.to_string(),
         subject: renderer
@@ -154,8 +156,14 @@ pub fn check_value(value: &Value) -> Result<(), String> {
 
 /// Renders every text value of a JSON message (in-app) as a template,
 /// under one budget for the message.
-pub fn render_value(value: &Value, context: &Value) -> Result<Value, String> {
-    MessageRenderer::new(context).render_value(value)
+pub fn render_value(
+    value: &Value,
+    context: &Value,
+    recommendations: Option<crate::render::Recommendations>,
+) -> Result<Value, String> {
+    MessageRenderer::new(context)
+        .with_recommendations(recommendations)
+        .render_value(value)
 }
 
 fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {

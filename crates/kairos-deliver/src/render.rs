@@ -9,8 +9,95 @@
 //! gigabytes stops at the allowance instead of after it.
 
 use std::io;
+use std::sync::Arc;
 
 use serde_json::Value;
+
+/// Items one template call `recommendations(...)` may return: a widget's
+/// row, not the catalog.
+pub const TEMPLATE_RECOMMENDATIONS_MAX: usize = 20;
+
+/// What a template's `recommendations(strategy=..., limit=..., context_item=...)`
+/// answers for the person the message is for (items as JSON, best first).
+#[derive(Clone)]
+pub struct Recommendations(
+    pub Arc<dyn Fn(&kairos_recommend::Query) -> Result<Vec<Value>, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for Recommendations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recommendations")
+    }
+}
+
+impl Recommendations {
+    /// The engine's recommendations for `person` (`None`: for anyone),
+    /// from what it has applied now (the effects stage never waits on it).
+    pub fn from_engine(
+        engine: kairos_engine::Engine,
+        person: Option<kairos_core::identity::Identifier>,
+    ) -> Recommendations {
+        Recommendations(Arc::new(move |ask| {
+            let recommended = engine
+                .recommend_now(person.as_ref(), ask)
+                .map_err(|error| format!("recommendations: {error}"))?;
+            Ok(recommended
+                .items
+                .into_iter()
+                .map(|recommendation| {
+                    let mut item = serde_json::to_value(&recommendation.item).unwrap_or_default();
+                    item["score"] = Value::from(recommendation.score);
+                    item["reason"] = Value::from(recommendation.reason.text);
+                    item
+                })
+                .collect())
+        }))
+    }
+
+    /// Registers `recommendations(...)` in a template environment.
+    fn install(self, environment: &mut minijinja::Environment<'static>) {
+        environment.add_function(
+            "recommendations",
+            move |kwargs: minijinja::value::Kwargs| -> Result<minijinja::Value, minijinja::Error> {
+                let ask = ask_of(&kwargs)?;
+                let items = (self.0)(&ask).map_err(|error| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, error)
+                })?;
+                Ok(minijinja::value::Serde(items).into())
+            },
+        );
+    }
+}
+
+/// A template call's arguments as a request.
+fn ask_of(kwargs: &minijinja::value::Kwargs) -> Result<kairos_recommend::Query, minijinja::Error> {
+    let invalid =
+        |detail: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, detail);
+    let name: Option<String> = kwargs.get("strategy")?;
+    let strategy = match name.as_deref() {
+        None => kairos_recommend::Strategy::Auto,
+        Some(name) => kairos_recommend::Strategy::parse(name).ok_or_else(|| {
+            invalid(format!(
+                "recommendations(strategy={name:?}): expected one of {}",
+                kairos_recommend::Strategy::NAMES.join(", ")
+            ))
+        })?,
+    };
+    let limit: Option<usize> = kwargs.get("limit")?;
+    let limit = limit.unwrap_or(3);
+    if !(1..=TEMPLATE_RECOMMENDATIONS_MAX).contains(&limit) {
+        return Err(invalid(format!(
+            "recommendations(limit={limit}): expected 1 to {TEMPLATE_RECOMMENDATIONS_MAX}"
+        )));
+    }
+    let mut ask = kairos_recommend::Query::new(strategy, limit);
+    ask.context_item = kwargs.get("context_item")?;
+    ask.exclude_viewed = kwargs
+        .get::<Option<bool>>("exclude_viewed")?
+        .unwrap_or(false);
+    kwargs.assert_all_used()?;
+    Ok(ask)
+}
 
 /// Instructions (loops, filters, lookups) all templates of one message may
 /// run together before rendering stops: ample for a personalised message,
@@ -31,13 +118,34 @@ pub struct MessageRenderer {
 }
 
 impl MessageRenderer {
+    /// The template environment: minijinja's builtins and
+    /// `recommendations(...)` (no items until
+    /// [`MessageRenderer::with_recommendations`]).
+    pub fn environment() -> minijinja::Environment<'static> {
+        let mut environment = minijinja::Environment::new();
+        Recommendations(Arc::new(|_| Ok(Vec::new()))).install(&mut environment);
+        environment
+    }
+
     pub fn new(context: &Value) -> MessageRenderer {
         MessageRenderer {
-            environment: minijinja::Environment::new(),
+            environment: MessageRenderer::environment(),
             context: minijinja::value::Serde(context).into(),
             fuel_remaining: MESSAGE_FUEL,
             bytes_remaining: MESSAGE_BYTES_MAX,
         }
+    }
+
+    /// Lets the templates call `recommendations(...)` for the person;
+    /// without it the call returns no items (nothing to recommend from).
+    pub fn with_recommendations(
+        mut self,
+        recommendations: Option<Recommendations>,
+    ) -> MessageRenderer {
+        if let Some(recommendations) = recommendations {
+            recommendations.install(&mut self.environment);
+        }
+        self
     }
 
     /// Renders `source` (`what` names it in errors), charging its fuel and

@@ -115,6 +115,16 @@ pub struct Engine {
     threads: Arc<std::sync::Mutex<Option<threads::EngineThreads>>>,
     /// The live recommender the router feeds.
     recommender: Arc<RwLock<kairos_recommend::Recommender>>,
+    /// The item catalog and the rules recommendations are made under.
+    shelf: Arc<recommend::Shelf>,
+}
+
+/// Recommendations for one request.
+#[derive(Debug)]
+pub struct Recommended {
+    /// Whether the recommender knows anything of the person.
+    pub known: bool,
+    pub items: Vec<kairos_recommend::Recommendation>,
 }
 
 /// Why the engine could not answer; [`EngineError::kind`] says what a
@@ -165,6 +175,7 @@ impl Engine {
         let (announcer, announcer_thread) =
             announcer::start(store.clone(), rules.clone(), settings.clock.clone())?;
         let recommender = router.read().expect("router lock").recommender();
+        let store_for_shelf = store.clone();
         let restored = checkpoint::load(&store, &settings, &program);
         let restored_seq = restored
             .as_ref()
@@ -230,6 +241,7 @@ impl Engine {
             effects: settings.effects.clone(),
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
             recommender,
+            shelf: Arc::new(recommend::Shelf::load(&store_for_shelf)),
         })
     }
 
@@ -456,15 +468,26 @@ impl Engine {
         }
     }
 
-    /// Reads the recommender once the router has applied every event
-    /// acknowledged before the call (a click a moment ago is in it), with
-    /// the person `identifier` names (`None`: not known, or not asked).
-    pub async fn recommend<T>(
+    /// Recommendations for the person `identifier` names (`None`: anyone)
+    /// once the router has applied every event acknowledged before the
+    /// call: a click a moment ago is in them.
+    pub async fn recommend(
         &self,
         identifier: Option<&Identifier>,
-        read: impl FnOnce(&kairos_recommend::Recommender, Option<u64>) -> T,
-    ) -> Result<T, EngineError> {
+        ask: &kairos_recommend::Query,
+    ) -> Result<Recommended, EngineError> {
         self.caught_up().await?;
+        self.recommend_now(identifier, ask)
+    }
+
+    /// Recommendations from what the router has applied now, without
+    /// waiting (journeys' templates, on the effects stage, which must never
+    /// wait on the engine).
+    pub fn recommend_now(
+        &self,
+        identifier: Option<&Identifier>,
+        ask: &kairos_recommend::Query,
+    ) -> Result<Recommended, EngineError> {
         let person = match identifier {
             Some(identifier) => self
                 .router
@@ -473,8 +496,24 @@ impl Engine {
                 .lookup(identifier),
             None => None,
         };
+        let now = self.clock.now();
+        let catalog = self.shelf.catalog();
+        let weight = |item: &kairos_recommend::Item| self.shelf.weight(item, now);
+        let inputs = kairos_recommend::Inputs {
+            catalog: &catalog,
+            weight: &weight,
+            now_ms: now.as_millisecond(),
+        };
         let recommender = self.recommender.read().map_err(|_| EngineError::Stopped)?;
-        Ok(read(&recommender, person))
+        Ok(Recommended {
+            known: person.is_some_and(|person| recommender.knows(person)),
+            items: recommender.recommend(person, ask, &inputs),
+        })
+    }
+
+    /// The item catalog and the boost and bury rules.
+    pub fn shelf(&self) -> &recommend::Shelf {
+        &self.shelf
     }
 
     /// The recommender's sizes (metrics).

@@ -170,7 +170,7 @@ async fn ingest(
     }
     let learned = std::mem::take(&mut checked.items);
     let outcome = append(state, checked).await?;
-    state.recommendations.learn(state, learned);
+    state.engine.shelf().learn(&state.store, learned);
     if let Some(fault) = fault {
         return Ok(fault.response());
     }

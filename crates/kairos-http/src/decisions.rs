@@ -317,6 +317,14 @@ async fn decided(
     });
     let context = body.context.clone().unwrap_or_else(|| json!({}));
     let store = state.store.clone();
+    // Content may embed recommendations: the person's own when the caller
+    // may read them, else anyone's (popular, the context item's).
+    let mut request = request;
+    let person = request.personal.then(|| who.clone());
+    request.recommendations = Some(kairos_deliver::render::Recommendations::from_engine(
+        state.engine.clone(),
+        person,
+    ));
     let identifier_text = format!("{}:{}", who.kind, who.value);
     let decision = decisions::decide(
         &store,
@@ -401,5 +409,6 @@ fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Proble
         explore: body.explore.unwrap_or(true),
         personal: true,
         now: state.clock.now(),
+        recommendations: None,
     })
 }

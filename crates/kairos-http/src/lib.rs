@@ -93,8 +93,6 @@ pub struct AppInner {
     /// Which addresses destinations may point to (checked at creation;
     /// the deliverer checks again at every connection).
     pub address_policy: kairos_deliver::address_policy::AddressPolicy,
-    /// The item catalog and the recommendation rules (loaded on first use).
-    pub recommendations: recommendations::Recommendations,
 }
 
 impl AppState {

@@ -2,21 +2,20 @@
 //! /v1/items`, `GET/PATCH/DELETE /v1/items/{id}`, `GET
 //! /v1/recommendations`, `GET/PUT /v1/recommendations/rules`.
 //!
-//! The catalog is durable in the store and held in memory here (loaded on
-//! first use); the indexes live in the engine, fed by the router, so a
-//! request answered after a click's acknowledgement already reflects it.
+//! The catalog is durable in the store and held in memory by the engine
+//! (its `Shelf`, with the rules); the indexes live in the engine too, fed
+//! by the router, so a request answered after a click's acknowledgement
+//! already reflects it.
 
 use std::collections::BTreeMap;
-use std::sync::{OnceLock, RwLock};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kairos_core::audience::ast::Expr;
-use kairos_core::audience::eval::{PersonFacts, evaluate};
+use kairos_engine::recommend::RuleSpec;
 use kairos_recommend::query::LIMIT_MAX;
-use kairos_recommend::{Catalog, Inputs, Item, Query as Ask, Strategy};
-use serde::{Deserialize, Serialize};
+use kairos_recommend::{Item, Query as Ask, Strategy};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -28,103 +27,11 @@ use crate::profiles::identifier;
 /// Items one request may create or replace: a bulk upload is split by the
 /// caller (`kairos import --items` sends batches of this size).
 pub const ITEMS_PER_REQUEST_MAX: usize = 1_000;
-/// Boost and bury rules: each is evaluated on every candidate item.
-pub const RULES_MAX: usize = 50;
 /// Items one page of `GET /v1/items` lists.
 const ITEMS_PAGE_MAX: usize = 1_000;
 
-/// The catalog and the rules, loaded from the store on first use.
-#[derive(Default)]
-pub struct Recommendations {
-    catalog: OnceLock<RwLock<Catalog>>,
-    rules: OnceLock<RwLock<Vec<Rule>>>,
-}
-
-/// A boost (weight > 1) or bury (weight < 1; 0 never recommends) of the
-/// items a condition holds for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleSpec {
-    /// An audience-language condition on the item, whose fields and
-    /// attributes read as traits: `trait margin > 0.3`.
-    pub when: String,
-    pub weight: f64,
-}
-
-struct Rule {
-    spec: RuleSpec,
-    condition: Expr,
-}
-
-impl Recommendations {
-    fn catalog(&self, state: &AppState) -> &RwLock<Catalog> {
-        self.catalog.get_or_init(|| {
-            let stored = state.store.items.all().unwrap_or_else(|error| {
-                tracing::error!(%error, "the item catalog is unreadable; starting empty");
-                Vec::new()
-            });
-            let items = stored
-                .iter()
-                .filter_map(|json| serde_json::from_slice::<Item>(json).ok());
-            RwLock::new(Catalog::from_items(items))
-        })
-    }
-
-    fn rules(&self, state: &AppState) -> &RwLock<Vec<Rule>> {
-        self.rules.get_or_init(|| {
-            let specs: Vec<RuleSpec> = state
-                .store
-                .items
-                .rules()
-                .ok()
-                .flatten()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .unwrap_or_default();
-            let rules = specs
-                .into_iter()
-                .filter_map(|spec| compile_rule(spec).ok())
-                .collect();
-            RwLock::new(rules)
-        })
-    }
-
-    /// Stores items learned from a source's events (`items_from_events`):
-    /// each updates what it names of a known item. Not waited on by the
-    /// event's acknowledgement; a lost update is learned again.
-    pub fn learn(&self, state: &AppState, learned: Vec<Item>) {
-        if learned.is_empty() {
-            return;
-        }
-        let mut catalog = self.catalog(state).write().expect("catalog lock");
-        let mut changed = Vec::new();
-        for item in learned {
-            let merged = match catalog.get(&item.id) {
-                Some(known) => known.updated_by(&item),
-                None => item,
-            };
-            if catalog.get(&merged.id) != Some(&merged) {
-                changed.push(merged.clone());
-                catalog.put(merged);
-            }
-        }
-        if let Err(error) = state.store.items.put_many(&encoded(&changed), false) {
-            tracing::warn!(%error, "items learned from events not stored");
-        }
-    }
-}
-
 fn invalid(detail: impl Into<String>) -> Problem {
     Problem::bad_request("items_invalid", detail)
-}
-
-fn encoded(items: &[Item]) -> Vec<(String, Vec<u8>)> {
-    items
-        .iter()
-        .map(|item| {
-            let json = serde_json::to_vec(item).expect("an item serializes");
-            (item.id.clone(), json)
-        })
-        .collect()
 }
 
 /// One item from JSON, checked; `at` names it in errors.
@@ -167,16 +74,12 @@ pub async fn put_items(
         }
     };
     let store = state.store.clone();
-    let rows = encoded(&items);
+    let rows = kairos_engine::recommend::encoded(&items);
     tokio::task::spawn_blocking(move || store.items.put_many(&rows, true))
         .await
         .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing items"))??;
     let stored = items.len();
-    let mut catalog = state
-        .recommendations
-        .catalog(&state)
-        .write()
-        .expect("catalog lock");
+    let mut catalog = state.engine.shelf().catalog_mut();
     for item in items {
         catalog.put(item);
     }
@@ -201,11 +104,7 @@ pub async fn list_items(
     if !(1..=ITEMS_PAGE_MAX).contains(&limit) {
         return Err(invalid(format!("limit: expected 1 to {ITEMS_PAGE_MAX}")));
     }
-    let catalog = state
-        .recommendations
-        .catalog(&state)
-        .read()
-        .expect("catalog lock");
+    let catalog = state.engine.shelf().catalog();
     let items = catalog.page(page.after.as_deref(), limit);
     let next = (items.len() == limit).then(|| items.last().map(|item| item.id.clone()));
     Ok(
@@ -226,11 +125,7 @@ pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let catalog = state
-        .recommendations
-        .catalog(&state)
-        .read()
-        .expect("catalog lock");
+    let catalog = state.engine.shelf().catalog();
     let item = catalog.get(&id).ok_or_else(|| no_item(&id))?;
     Ok(axum::Json(item).into_response())
 }
@@ -256,11 +151,7 @@ pub async fn patch_item(
         ));
     }
     let known = {
-        let catalog = state
-            .recommendations
-            .catalog(&state)
-            .read()
-            .expect("catalog lock");
+        let catalog = state.engine.shelf().catalog();
         catalog.get(&id).cloned().ok_or_else(|| no_item(&id))?
     };
     let Value::Object(mut merged) = serde_json::to_value(&known).expect("an item serializes")
@@ -276,16 +167,11 @@ pub async fn patch_item(
     }
     let item = parse_item(Value::Object(merged), "")?;
     let store = state.store.clone();
-    let rows = encoded(std::slice::from_ref(&item));
+    let rows = kairos_engine::recommend::encoded(std::slice::from_ref(&item));
     tokio::task::spawn_blocking(move || store.items.put_many(&rows, true))
         .await
         .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing an item"))??;
-    state
-        .recommendations
-        .catalog(&state)
-        .write()
-        .expect("catalog lock")
-        .put(item.clone());
+    state.engine.shelf().catalog_mut().put(item.clone());
     Ok(axum::Json(item).into_response())
 }
 
@@ -301,12 +187,7 @@ pub async fn delete_item(
     let existed = tokio::task::spawn_blocking(move || store.items.delete(&key))
         .await
         .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "deleting an item"))??;
-    state
-        .recommendations
-        .catalog(&state)
-        .write()
-        .expect("catalog lock")
-        .remove(&id);
+    state.engine.shelf().catalog_mut().remove(&id);
     if !existed {
         return Err(no_item(&id));
     }
@@ -340,28 +221,8 @@ pub async fn recommend(
         .get("profile")
         .map(|profile| identifier(profile))
         .transpose()?;
-    let now = state.clock.now();
-    let recommendations = &state.recommendations;
-    // The locks are taken once the engine has caught up (never held
-    // across an await).
-    let (known, answer) = state
-        .engine
-        .recommend(who.as_ref(), |recommender, person| {
-            let catalog = recommendations
-                .catalog(&state)
-                .read()
-                .expect("catalog lock");
-            let rules = recommendations.rules(&state).read().expect("rules lock");
-            let weight = |item: &Item| weight_of(&rules, item, now);
-            let inputs = Inputs {
-                catalog: &catalog,
-                weight: &weight,
-                now_ms: now.as_millisecond(),
-            };
-            let known = person.is_some_and(|person| recommender.knows(person));
-            (known, recommender.recommend(person, &ask, &inputs))
-        })
-        .await?;
+    let recommended = state.engine.recommend(who.as_ref(), &ask).await?;
+    let (known, answer) = (recommended.known, recommended.items);
     let items: Vec<Value> = answer
         .into_iter()
         .map(|recommendation| {
@@ -458,56 +319,6 @@ fn ask_of(params: &BTreeMap<String, String>) -> Result<Ask, Problem> {
     Ok(ask)
 }
 
-/// The product of the weights of every rule whose condition holds.
-fn weight_of(rules: &[Rule], item: &Item, now: jiff::Timestamp) -> f64 {
-    if rules.is_empty() {
-        return 1.0;
-    }
-    let facts = PersonFacts {
-        traits: item.as_traits(),
-        ..Default::default()
-    };
-    rules
-        .iter()
-        .filter(|rule| evaluate(&rule.condition, &[], &facts, now))
-        .map(|rule| rule.spec.weight)
-        .product()
-}
-
-/// A rule's condition may only read the item (its traits), combined with
-/// `and`, `or` and `not`.
-fn item_only(expr: &Expr) -> bool {
-    match expr {
-        Expr::And { all } => all.iter().all(item_only),
-        Expr::Or { any } => any.iter().all(item_only),
-        Expr::Not { expr } => item_only(expr),
-        Expr::Trait { .. } => true,
-        _ => false,
-    }
-}
-
-fn compile_rule(spec: RuleSpec) -> Result<Rule, Problem> {
-    let bad = |detail: String| Problem::bad_request("rules_invalid", detail);
-    if !(spec.weight.is_finite() && spec.weight >= 0.0) {
-        return Err(bad(format!(
-            "{:?}: weight: expected a number >= 0 (0 never recommends)",
-            spec.when
-        )));
-    }
-    let condition = kairos_core::audience::parser::parse(&spec.when).map_err(|error| {
-        let mut problem = bad(format!("{:?}: {}", spec.when, error.message));
-        problem.position = Some((error.line as u32, error.column as u32));
-        problem
-    })?;
-    if !item_only(&condition) {
-        return Err(bad(format!(
-            "{:?}: a rule reads the item only: `trait <field or attribute> ...` joined by and/or/not",
-            spec.when
-        )));
-    }
-    Ok(Rule { spec, condition })
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesBody {
@@ -520,38 +331,23 @@ pub async fn put_rules(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RulesBody>,
 ) -> Result<Response, Problem> {
-    if body.rules.len() > RULES_MAX {
-        return Err(Problem::bad_request(
-            "rules_invalid",
-            format!("rules: at most {RULES_MAX}"),
-        ));
-    }
-    let compiled = body
-        .rules
-        .iter()
-        .cloned()
-        .map(compile_rule)
-        .collect::<Result<Vec<Rule>, Problem>>()?;
-    let json = serde_json::to_vec(&body.rules).expect("rules serialize");
+    let answer = json!({"rules": body.rules});
+    let engine = state.engine.clone();
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.items.set_rules(json))
+    tokio::task::spawn_blocking(move || engine.shelf().set_rules(&store, body.rules))
         .await
-        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing rules"))??;
-    *state
-        .recommendations
-        .rules(&state)
-        .write()
-        .expect("rules lock") = compiled;
-    Ok(axum::Json(json!({"rules": body.rules})).into_response())
+        .map_err(|_| Problem::of(kairos_core::error::ErrorKind::Stopped, "storing rules"))?
+        .map_err(|error| {
+            let mut problem = Problem::bad_request("rules_invalid", error.message);
+            problem.position = error
+                .position
+                .map(|(line, column)| (line as u32, column as u32));
+            problem
+        })?;
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /v1/recommendations/rules`
 pub async fn get_rules(_: Admin, State(state): State<AppState>) -> Result<Response, Problem> {
-    let rules = state
-        .recommendations
-        .rules(&state)
-        .read()
-        .expect("rules lock");
-    let specs: Vec<&RuleSpec> = rules.iter().map(|rule| &rule.spec).collect();
-    Ok(axum::Json(json!({"rules": specs})).into_response())
+    Ok(axum::Json(json!({"rules": state.engine.shelf().rules()})).into_response())
 }

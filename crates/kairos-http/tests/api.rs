@@ -49,7 +49,6 @@ fn harness() -> Harness {
         manual_clock: None,
         deliverer: None,
         address_policy: Default::default(),
-        recommendations: Default::default(),
     });
     Harness {
         _dir: dir,

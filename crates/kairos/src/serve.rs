@@ -211,7 +211,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         manual_clock: config.manual_clock.clone(),
         deliverer: Some(deliverer),
         address_policy: config.delivery.addresses,
-        recommendations: Default::default(),
     });
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).

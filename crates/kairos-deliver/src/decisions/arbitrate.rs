@@ -40,6 +40,8 @@ pub struct Request {
     /// proved no identity (a write key is public; docs/decisions.md).
     pub personal: bool,
     pub now: Timestamp,
+    /// What content templates' `recommendations(...)` answer.
+    pub recommendations: Option<crate::render::Recommendations>,
 }
 
 /// One offer as the person and the decision see it.
@@ -453,6 +455,7 @@ mod tests {
                     explore: true,
                     personal: true,
                     now,
+                    recommendations: None,
                 };
                 let result = arbitrate(
                     &candidates,

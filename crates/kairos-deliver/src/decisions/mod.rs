@@ -138,7 +138,8 @@ pub fn decide(
     let render_context = render_context(view, context, request.personal);
     let mut actions = Vec::new();
     // One renderer (and one budget) for the whole decision's content.
-    let mut renderer = crate::render::MessageRenderer::new(&render_context);
+    let mut renderer = crate::render::MessageRenderer::new(&render_context)
+        .with_recommendations(request.recommendations.clone());
     for index in arbitrated.chosen {
         let offer = candidates[index].offer;
         let verdict = &mut arbitrated.verdicts[index];

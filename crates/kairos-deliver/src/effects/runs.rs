@@ -273,6 +273,10 @@ impl Stage {
             explore: true,
             personal: true,
             now,
+            recommendations: Some(crate::render::Recommendations::from_engine(
+                self.engine.clone(),
+                Some(subject.clone()),
+            )),
         };
         let context = json!({"journey": message.payload["data"]["journey"].clone(),
                              "event": message.payload["data"]["event"].clone()});
@@ -321,6 +325,8 @@ impl Stage {
         let view = self.profile(subject, seen)?;
         let context =
             crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
+        let recommendations =
+            crate::render::Recommendations::from_engine(self.engine.clone(), Some(subject.clone()));
         let rendered = match (&send.template, &send.message) {
             (Some(template), _) => {
                 let recipient = view.as_ref().and_then(|view| {
@@ -341,16 +347,25 @@ impl Stage {
                     }
                     Some(recipient) => match self.suppressed_address(&recipient, effects)? {
                         Some(reason) => Err(reason),
-                        None => crate::email::render(template, &recipient, &context)
-                            .map(|email| serde_json::to_value(email).unwrap_or_default()),
+                        None => crate::email::render(
+                            template,
+                            &recipient,
+                            &context,
+                            Some(recommendations),
+                        )
+                        .map(|email| serde_json::to_value(email).unwrap_or_default()),
                     },
                 }
             }
-            (None, Some(content)) => crate::email::render_value(content, &context).map(|content| {
-                let mut payload = message.payload.clone();
-                payload["data"]["content"] = content;
-                payload
-            }),
+            (None, Some(content)) => {
+                crate::email::render_value(content, &context, Some(recommendations)).map(
+                    |content| {
+                        let mut payload = message.payload.clone();
+                        payload["data"]["content"] = content;
+                        payload
+                    },
+                )
+            }
             (None, None) => return Ok(()),
         };
         match rendered {
