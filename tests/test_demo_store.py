@@ -181,3 +181,26 @@ def test_the_picked_for_you_slot_changes_with_the_cart(demo_kairos, browser):
     assert title == "Free shipping on your cart today", title
     r = demo_kairos.admin("GET", "/v1/offers/demo: free shipping")
     assert r.status_code == 200, r.text
+
+
+def test_the_catalog_matches_the_store_and_related_items_follow_the_product_viewed(demo_kairos, browser):
+    """Issue 16 in the demo (seed 001 §4d): the store's products are
+    Kairos' catalog, and the "Goes well with it" slot follows the product
+    the visitor looks at — hiking boots bring hiking socks and a rain
+    jacket (what earlier visitors viewed next), without a reload."""
+    open_store(browser)
+    cards = browser.js("[...document.querySelectorAll('li.card')].map((c) => [c.dataset.kairosProduct, "
+                       "c.dataset.kairosProductName, Number(c.dataset.kairosProductPrice), c.dataset.kairosProductCategory])",
+                       tab="store")
+    catalog = demo_kairos.admin("GET", "/v1/items", params={"limit": 1000}).json()["items"]
+    assert len(cards) == 50 and sorted(cards) == sorted([i["id"], i["name"], i["price"], i["category"]] for i in catalog)
+    browser.do("click", tab="store", selector="a[href='#product/sku-120']")
+    body = "[data-kairos-placement=demo_related] .kairos-offer-body"
+    deadline, text = time.time() + 10, ""
+    while time.time() < deadline:
+        text = browser.js(f"document.querySelector('{body}')?.innerText || ''", tab="store")
+        if "Hiking Socks, Forest" in text:
+            break
+        time.sleep(0.2)
+    assert "Hiking Socks, Forest" in text and "Rain Jacket, Forest" in text, text
+    assert "Hiking Boots, Forest" not in text, "the product on the page is not recommended to a page"

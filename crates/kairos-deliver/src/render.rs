@@ -33,13 +33,26 @@ impl std::fmt::Debug for Recommendations {
 impl Recommendations {
     /// The engine's recommendations for `person` (`None`: for anyone),
     /// from what it has applied now (the effects stage never waits on it).
+    /// `history: false` (a page that proved no identity, acting as an
+    /// anonymous id that may since belong to someone identified): nothing
+    /// that shows what the person viewed or bought — `recently_viewed` and
+    /// `buy_again` answer nothing, the session's own items are left out.
     pub fn from_engine(
         engine: kairos_engine::Engine,
         person: Option<kairos_core::identity::Identifier>,
+        history: bool,
     ) -> Recommendations {
         Recommendations(Arc::new(move |ask| {
+            let mut ask = ask.clone();
+            if !history {
+                use kairos_recommend::Strategy;
+                if matches!(ask.strategy, Strategy::RecentlyViewed | Strategy::BuyAgain) {
+                    return Ok(Vec::new());
+                }
+                ask.exclude_viewed = true;
+            }
             let recommended = engine
-                .recommend_now(person.as_ref(), ask)
+                .recommend_now(person.as_ref(), &ask)
                 .map_err(|error| format!("recommendations: {error}"))?;
             Ok(recommended
                 .items

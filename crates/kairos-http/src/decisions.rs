@@ -317,13 +317,13 @@ async fn decided(
     });
     let context = body.context.clone().unwrap_or_else(|| json!({}));
     let store = state.store.clone();
-    // Content may embed recommendations: the person's own when the caller
-    // may read them, else anyone's (popular, the context item's).
+    // Content may embed recommendations: with the person's history when
+    // the caller may read it, else from the session without showing it.
     let mut request = request;
-    let person = request.personal.then(|| who.clone());
     request.recommendations = Some(kairos_deliver::render::Recommendations::from_engine(
         state.engine.clone(),
-        person,
+        Some(who.clone()),
+        request.personal,
     ));
     let identifier_text = format!("{}:{}", who.kind, who.value);
     let decision = decisions::decide(

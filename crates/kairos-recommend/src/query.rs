@@ -269,12 +269,7 @@ impl Recommender {
             .rev()
             .map(|item| self.items.name(*item).to_string())
             .collect();
-        let viewed: HashSet<ItemKey> = if query.exclude_viewed {
-            session.iter().copied().collect()
-        } else {
-            HashSet::new()
-        };
-        let skip = |item: ItemKey| viewed.contains(&item) || filter.refuses(item);
+        let skip = |item: ItemKey| filter.refuses(item);
         let scored = self.views.recommend_excluding(&session, own, wanted, &skip);
         self.with_reasons(scored, Strategy::Next, &from, |count| match count {
             0 => "viewed earlier in this session".to_string(),
@@ -451,6 +446,8 @@ struct Filter<'a> {
     context: Option<ItemKey>,
     bought: HashSet<ItemKey>,
     cart: HashSet<ItemKey>,
+    /// The session's own items, with `exclude_viewed` (every strategy).
+    viewed: HashSet<ItemKey>,
 }
 
 impl<'a> Filter<'a> {
@@ -478,6 +475,11 @@ impl<'a> Filter<'a> {
                 .and_then(|item| recommender.items.key(item)),
             bought,
             cart,
+            viewed: if query.exclude_viewed {
+                recommender.evolving(state, query).0.into_iter().collect()
+            } else {
+                HashSet::new()
+            },
         }
     }
 
@@ -486,7 +488,7 @@ impl<'a> Filter<'a> {
     }
 
     fn refuses_except_bought(&self, item: ItemKey) -> bool {
-        if Some(item) == self.context || self.cart.contains(&item) {
+        if Some(item) == self.context || self.cart.contains(&item) || self.viewed.contains(&item) {
             return true;
         }
         let Some(found) = self.catalog.get(self.recommender.items.name(item)) else {

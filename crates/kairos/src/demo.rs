@@ -107,6 +107,94 @@ fn demo_events(now: Timestamp) -> Vec<serde_json::Value> {
         let (sku, _, price) = products[person_index];
         events.push(json!({"type": "track", "event": "Order Completed", "userId": user, "anonymousId": anonymous, "timestamp": at(20), "messageId": format!("demo-{user}-order"), "properties": {"order_id": format!("o-{user}"), "revenue": price, "products": [{"product_id": sku}]}}));
     }
+    events.extend(past_shoppers(now));
+    events
+}
+
+/// The demo store's catalog, exactly as the store's page generates it
+/// (web/console/src/demo/catalog.ts; a test compares the two): five
+/// categories of five products in two colours.
+pub fn demo_store_items() -> Vec<serde_json::Value> {
+    const CATEGORIES: [(&str, [&str; 5], f64); 5] = [
+        (
+            "Shoes",
+            [
+                "Trail Shoes",
+                "Road Runners",
+                "Hiking Boots",
+                "Court Sneakers",
+                "Slip-ons",
+            ],
+            89.0,
+        ),
+        (
+            "Jackets",
+            [
+                "Rain Jacket",
+                "Down Parka",
+                "Fleece",
+                "Windbreaker",
+                "Softshell",
+            ],
+            149.0,
+        ),
+        (
+            "Socks",
+            [
+                "Wool Socks",
+                "Running Socks",
+                "Hiking Socks",
+                "Ankle Socks",
+                "Compression Socks",
+            ],
+            12.5,
+        ),
+        (
+            "Bags",
+            ["Daypack", "Duffel", "Tote", "Sling Bag", "Hip Pack"],
+            59.0,
+        ),
+        (
+            "Hats",
+            ["Beanie", "Sun Hat", "Cap", "Bucket Hat", "Trapper"],
+            24.0,
+        ),
+    ];
+    const COLORS: [&str; 2] = ["Forest", "Slate"];
+    let mut items = Vec::new();
+    for (c, (category, names, base)) in CATEGORIES.iter().enumerate() {
+        for (n, name) in names.iter().enumerate() {
+            for (k, color) in COLORS.iter().enumerate() {
+                let price =
+                    (base * (1.0 + n as f64 * 0.12 + k as f64 * 0.05) * 100.0).round() / 100.0;
+                items.push(json!({"id": format!("sku-{}{n}{k}", c + 1), "name": format!("{name}, {color}"),
+                                  "category": category, "price": price, "attributes": {"color": color}}));
+            }
+        }
+    }
+    items
+}
+
+/// Earlier visitors of the demo store, so "goes well with it" has
+/// sessions to learn from: hikers look at boots, then socks, then a
+/// jacket; runners at shoes, then running socks, then a cap; commuters at
+/// a bag, then a jacket.
+fn past_shoppers(now: Timestamp) -> Vec<serde_json::Value> {
+    let paths: [&[&str]; 3] = [
+        &["sku-120", "sku-320", "sku-200"],
+        &["sku-110", "sku-310", "sku-520"],
+        &["sku-400", "sku-230", "sku-500"],
+    ];
+    let mut events = Vec::new();
+    for visitor in 0..12 {
+        let path = paths[visitor % paths.len()];
+        for (step, sku) in path.iter().enumerate() {
+            let at = now - SignedDuration::from_mins(120 + 45 * visitor as i64 - step as i64);
+            events.push(json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("demo-shopper-{visitor}"),
+                               "timestamp": at.to_string(), "messageId": format!("demo-shopper-{visitor}-{step}"),
+                               "properties": {"product_id": sku}}));
+        }
+    }
     events
 }
 
@@ -162,6 +250,18 @@ pub async fn ensure_demo_store(state: &kairos_http::AppState) -> anyhow::Result<
                             "cta": "Go to my cart", "url": "/demo/#cart"}}
     });
     create(state, "/v1/offers", shipping).await?;
+    // The catalog the store sells (once: later changes to it are the
+    // user's), and a slot of what goes well with what the visitor looks at.
+    let (status, _) = call(state, "GET", "/v1/items/sku-100", None).await?;
+    if status == axum::http::StatusCode::NOT_FOUND {
+        create(state, "/v1/items", json!({"items": demo_store_items()})).await?;
+    }
+    let related = json!({
+        "name": "demo: goes well with it", "placements": ["demo_related"], "value": 1, "category": "recommendations",
+        "content": {"web": {"title": "Goes well with it",
+                            "body": "{% for item in recommendations(limit=3) %}{{ item.name }}{% if not loop.last %} · {% endif %}{% endfor %}"}}
+    });
+    create(state, "/v1/offers", related).await?;
     let destination = json!({"type": "in_app", "name": "demo-store", "url": ""});
     create(state, "/v1/destinations", destination).await?;
     let journey = json!({

@@ -276,6 +276,7 @@ impl Stage {
             recommendations: Some(crate::render::Recommendations::from_engine(
                 self.engine.clone(),
                 Some(subject.clone()),
+                true,
             )),
         };
         let context = json!({"journey": message.payload["data"]["journey"].clone(),
@@ -325,8 +326,11 @@ impl Stage {
         let view = self.profile(subject, seen)?;
         let context =
             crate::email::person_context(view.as_ref(), &message.payload["data"]["event"]);
-        let recommendations =
-            crate::render::Recommendations::from_engine(self.engine.clone(), Some(subject.clone()));
+        let recommendations = crate::render::Recommendations::from_engine(
+            self.engine.clone(),
+            Some(subject.clone()),
+            true,
+        );
         let rendered = match (&send.template, &send.message) {
             (Some(template), _) => {
                 let recipient = view.as_ref().and_then(|view| {

@@ -13,7 +13,7 @@ const PANEL_REFRESH_MS = 1000;
 /** ...and this often while the console is not logged in (each try is a 401). */
 const PANEL_LOGGED_OUT_MS = 5000;
 /** Events listed in the panel. */
-const PANEL_EVENTS = 8;
+const PANEL_EVENTS = 15;
 
 interface Line { sku: string; qty: number }
 const CART_KEY = 'demo.cart';
@@ -85,7 +85,8 @@ function home(query = ''): void {
 function product(sku: string): void {
   const p = find(sku);
   if (!p) return home();
-  kairos.track('Product Viewed', { product_id: p.sku, sku: p.sku, name: p.name, category: p.category, price: p.price });
+  kairos.track('Product Viewed', { product_id: p.sku, sku: p.sku, name: p.name, category: p.category, price: p.price },
+    {}, refreshOffer);
   replace(main, h('p', {}, h('a', { href: '#' }, '← All products')), h('h1', {}, p.name),
     h('div', { class: 'product' }, h('span', { class: `swatch big ${p.category.toLowerCase()}`, 'aria-hidden': 'true' }, p.category[0]),
       h('div', {}, h('p', { class: 'price' }, money(p.price)), h('p', {}, `${p.category} in ${p.color}. Built for the trail, fine in town.`),
