@@ -3,7 +3,9 @@
 # 1. next-item accuracy and latency of the shipped recommender and its peers
 #    (VMIS-kNN, V-SKNN, S-kNN, item-kNN, popularity) on the YOOCHOOSE sample,
 #    train_full → test, latency the median of RUNS runs;
-# 2. the synthetic scale benchmark (1 M items, 10 M clicks) RUNS times.
+# 2. the synthetic scale benchmark (1 M items, 10 M clicks) RUNS times;
+# 3. the whole live recommender at that scale (catalog, people, carts,
+#    orders, popularity) RUNS times.
 # The shipped defaults were tuned on train_tr → train_valid only
 # (`--tune` reruns that search).
 #   bench/recommend.sh [runs=3] [--tune]
@@ -21,4 +23,8 @@ fi
 for run in $(seq "$RUNS"); do
   echo "scale run $run:"
   "$BIN/session_scale" --clicks 10000000 --items 1000000
+done
+for run in $(seq "$RUNS"); do
+  echo "live recommender run $run:"
+  "$BIN/live_scale" --clicks 10000000 --items 1000000 --people 500000
 done

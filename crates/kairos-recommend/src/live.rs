@@ -19,13 +19,11 @@
 //! - per item: its repurchase cycle (mean days between two purchases of
 //!   it by one person), for "buy again".
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::interner::Interner;
 use crate::popular::{Leaderboard, POPULAR_HALF_LIFE_MS, TRENDING_HALF_LIFE_MS};
-use crate::session::{ItemKey, SessionConfig, SessionIndex, SessionKey};
+use crate::session::{ItemKey, KeyMap, SessionConfig, SessionIndex, SessionKey};
 
 /// A person, as the engine numbers them (its profile id).
 pub type PersonKey = u64;
@@ -90,8 +88,8 @@ pub struct Recommender {
     pub(crate) orders: SessionIndex,
     pub(crate) popular: Leaderboard,
     pub(crate) trending: Leaderboard,
-    pub(crate) people: HashMap<PersonKey, Person>,
-    pub(crate) cycles: HashMap<ItemKey, Cycle>,
+    pub(crate) people: KeyMap<PersonKey, Person>,
+    pub(crate) cycles: KeyMap<ItemKey, Cycle>,
     next_session: SessionKey,
     /// New item ids not learned because [`crate::interner::ITEMS_MAX`]
     /// was reached.
@@ -123,8 +121,8 @@ impl Recommender {
             orders: SessionIndex::new(SessionConfig::default()),
             popular: Leaderboard::new(POPULAR_HALF_LIFE_MS),
             trending: Leaderboard::new(TRENDING_HALF_LIFE_MS),
-            people: HashMap::new(),
-            cycles: HashMap::new(),
+            people: KeyMap::default(),
+            cycles: KeyMap::default(),
             next_session: 1,
             items_refused: 0,
         }
