@@ -313,3 +313,146 @@ impl Recommender {
         self.people.contains_key(&person)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Item};
+    use crate::query::{Inputs, Query, Strategy};
+
+    const MINUTE: i64 = 60_000;
+
+    fn names(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    fn catalog(items: &[&str]) -> Catalog {
+        Catalog::from_items(items.iter().map(|id| Item {
+            id: id.to_string(),
+            name: None,
+            category: None,
+            price: None,
+            available: true,
+            stock: None,
+            attributes: Default::default(),
+            image_url: None,
+        }))
+    }
+
+    fn ask(recommender: &Recommender, person: PersonKey, strategy: Strategy) -> Vec<String> {
+        let catalog = catalog(&["a", "b", "c", "d", "e"]);
+        let inputs = Inputs {
+            catalog: &catalog,
+            weight: &|_| 1.0,
+            now_ms: 100 * MINUTE,
+        };
+        recommender
+            .recommend(Some(person), &Query::new(strategy, 10), &inputs)
+            .into_iter()
+            .map(|found| found.item.id)
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_longer_than_the_gap_starts_a_new_session() {
+        let mut recommender = Recommender::new();
+        recommender.observe(1, Interaction::View, &names(&["a"]), 0);
+        recommender.observe(1, Interaction::View, &names(&["b"]), 10 * MINUTE);
+        let first = recommender.people[&1].session;
+        recommender.observe(
+            1,
+            Interaction::View,
+            &names(&["c"]),
+            10 * MINUTE + SESSION_GAP_MS + 1,
+        );
+        let second = recommender.people[&1].session;
+        assert_ne!(first, second);
+        assert_eq!(
+            recommender
+                .views
+                .session_items(first.unwrap())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            ask(&recommender, 1, Strategy::RecentlyViewed),
+            ["c", "b", "a"]
+        );
+    }
+
+    #[test]
+    fn carts_and_purchases_are_bounded_and_a_purchase_empties_the_cart() {
+        let mut recommender = Recommender::new();
+        let many: Vec<String> = (0..CART_MAX + 20).map(|n| format!("i{n}")).collect();
+        recommender.observe(1, Interaction::AddToCart, &many, 0);
+        assert_eq!(recommender.people[&1].cart.len(), CART_MAX);
+        recommender.observe(1, Interaction::Purchase, &many[..3], MINUTE);
+        assert_eq!(recommender.people[&1].cart.len(), CART_MAX - 3);
+        recommender.observe(1, Interaction::RemoveFromCart, &many[3..5], MINUTE);
+        assert_eq!(recommender.people[&1].cart.len(), CART_MAX - 5);
+        for n in 0..BOUGHT_MAX + 10 {
+            recommender.observe(2, Interaction::Purchase, &names(&["a"]), n as i64 * MINUTE);
+        }
+        assert_eq!(recommender.people[&2].bought.len(), BOUGHT_MAX);
+        let cycle = recommender.cycles[&recommender.items.key("a").unwrap()];
+        assert_eq!(cycle.mean_ms(), Some(MINUTE as f64));
+    }
+
+    #[test]
+    fn a_merge_moves_history_and_an_erasure_removes_every_session() {
+        let mut recommender = Recommender::new();
+        // Others: a then b.
+        for person in 10..13 {
+            recommender.observe(person, Interaction::View, &names(&["a", "b"]), 0);
+        }
+        recommender.observe(1, Interaction::View, &names(&["a"]), MINUTE);
+        recommender.observe(1, Interaction::Purchase, &names(&["c"]), MINUTE);
+        recommender.merge(1, 2);
+        assert!(!recommender.knows(1));
+        assert_eq!(ask(&recommender, 2, Strategy::RecentlyViewed), ["a"]);
+        assert!(ask(&recommender, 2, Strategy::Next).contains(&"b".to_string()));
+        assert!(
+            !ask(&recommender, 2, Strategy::Popular).contains(&"c".to_string()),
+            "bought"
+        );
+        let sessions = recommender.views.sessions() + recommender.orders.sessions();
+        recommender.forget(10);
+        recommender.forget(2);
+        assert_eq!(
+            recommender.views.sessions() + recommender.orders.sessions(),
+            sessions - 3
+        );
+        assert!(!recommender.knows(2));
+    }
+
+    #[test]
+    fn a_decoded_recommender_answers_the_same() {
+        let mut recommender = Recommender::new();
+        for person in 0..20u64 {
+            let items = [["a", "b"], ["b", "c"], ["c", "d"], ["a", "e"]][person as usize % 4];
+            recommender.observe(
+                person,
+                Interaction::View,
+                &names(&items),
+                person as i64 * MINUTE,
+            );
+        }
+        recommender.observe(3, Interaction::Purchase, &names(&["e"]), MINUTE);
+        let json = serde_json::to_string(&recommender).unwrap();
+        let mut decoded: Recommender = serde_json::from_str(&json).unwrap();
+        decoded.after_decode();
+        for strategy in [
+            Strategy::Auto,
+            Strategy::Popular,
+            Strategy::Trending,
+            Strategy::RecentlyViewed,
+        ] {
+            assert_eq!(
+                ask(&decoded, 3, strategy),
+                ask(&recommender, 3, strategy),
+                "{strategy:?}"
+            );
+        }
+    }
+}
