@@ -306,7 +306,7 @@ mod tests {
             html: None,
         };
         let context = json!({"traits": {}, "event": {"properties": {"products": [{"name": "shoe"}, {"name": "sock"}]}}});
-        let email = render(&template, "a@example.org", &context).unwrap();
+        let email = render(&template, "a@example.org", &context, None).unwrap();
         assert_eq!(email.subject, "Hi there");
         assert_eq!(email.text, "SHOE;SOCK;");
     }
@@ -320,7 +320,7 @@ mod tests {
                     .into(),
             html: None,
         };
-        let error = render(&template, "a@example.org", &json!({})).unwrap_err();
+        let error = render(&template, "a@example.org", &json!({}), None).unwrap_err();
         assert!(error.contains("template text"), "{error}");
         assert!(
             check(&EmailTemplate {
@@ -368,7 +368,7 @@ mod tests {
         };
         check(&template).unwrap();
         let context = person_context(None, &json!({"name": "Signed Up"}));
-        let email = render(&template, "a@example.org", &context).unwrap();
+        let email = render(&template, "a@example.org", &context, None).unwrap();
         assert_eq!(email.subject, "0 you");
     }
 }

@@ -20,9 +20,10 @@ pub const TEMPLATE_RECOMMENDATIONS_MAX: usize = 20;
 /// What a template's `recommendations(strategy=..., limit=..., context_item=...)`
 /// answers for the person the message is for (items as JSON, best first).
 #[derive(Clone)]
-pub struct Recommendations(
-    pub Arc<dyn Fn(&kairos_recommend::Query) -> Result<Vec<Value>, String> + Send + Sync>,
-);
+pub struct Recommendations(pub Arc<RecommendFn>);
+
+/// Items (as JSON) for one request, or why not.
+pub type RecommendFn = dyn Fn(&kairos_recommend::Query) -> Result<Vec<Value>, String> + Send + Sync;
 
 impl std::fmt::Debug for Recommendations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -120,36 +120,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_user_or_password() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            "Basic V0tfVEVTVF8xMjM6".parse().unwrap(),
-        ); // WK_TEST_123:
-        assert_eq!(basic_write_key(&headers).as_deref(), Some("WK_TEST_123"));
-        headers.insert(header::AUTHORIZATION, "Basic OmtleQ==".parse().unwrap()); // :key
-        assert_eq!(basic_write_key(&headers).as_deref(), Some("key"));
-        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
-        assert_eq!(basic_write_key(&headers), None);
-    }
-
-    #[test]
-    fn query_keys_are_percent_decoded() {
-        assert_eq!(
-            query_write_key(Some("p=npm&writeKey=a%2Bb")).as_deref(),
-            Some("a+b")
-        );
-        assert_eq!(query_write_key(Some("writeKey=")), None);
-        assert_eq!(query_write_key(Some("x=%")), None);
-        assert_eq!(query_write_key(Some("writeKey=%4")).as_deref(), Some("%4"));
-    }
-}
-
 /// The source a page's request comes from: its write key, as HTTP Basic
 /// auth or `?writeKey=` (the in-app stream, page decisions).
 pub(crate) fn page_source(
@@ -198,4 +168,34 @@ pub(crate) fn page_identity(
              visitors act as anonymous_id:<their own id> without one"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_user_or_password() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic V0tfVEVTVF8xMjM6".parse().unwrap(),
+        ); // WK_TEST_123:
+        assert_eq!(basic_write_key(&headers).as_deref(), Some("WK_TEST_123"));
+        headers.insert(header::AUTHORIZATION, "Basic OmtleQ==".parse().unwrap()); // :key
+        assert_eq!(basic_write_key(&headers).as_deref(), Some("key"));
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_write_key(&headers), None);
+    }
+
+    #[test]
+    fn query_keys_are_percent_decoded() {
+        assert_eq!(
+            query_write_key(Some("p=npm&writeKey=a%2Bb")).as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(query_write_key(Some("writeKey=")), None);
+        assert_eq!(query_write_key(Some("x=%")), None);
+        assert_eq!(query_write_key(Some("writeKey=%4")).as_deref(), Some("%4"));
+    }
 }
