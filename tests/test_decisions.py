@@ -8,6 +8,7 @@ adaptive model, persistence across kill -9, and erasure.
 
 import time
 
+import pytest
 import requests
 
 from conftest import Kairos
@@ -361,3 +362,35 @@ def test_the_influence_zone_closed_loop(tmp_path):
         assert low - error <= realized <= high + error, (realized, snipw)
     finally:
         kairos.stop()
+
+
+def test_decisions_are_exported_and_expire_after_the_retention_window(tmp_path):
+    """A write key may ask for decisions as fast as it sends events: each
+    is kept for `[decisions] retention` (90 days by default), then deleted
+    at the next sweep (at start and every minute). A person's export
+    lists the decisions made about them."""
+    server = Kairos(tmp_path / "data", extra_args=["--clock", "manual"],
+                    env={"KAIROS_DECISIONS_RETENTION": "2d"}).start()
+    try:
+        r = server.admin("POST", "/v1/admin/clock", json={"now": "2030-01-01T00:00:00Z"})
+        assert r.status_code == 200, r.text
+        create_offer(server, WELCOME)
+        source = server.create_source("web")
+        send(server, source["write_key"], [{"type": "identify", "userId": "u1", "traits": {"first_name": "Ada"}}])
+        first = decide(server, "user_id:u1")["decision_id"]
+        server.admin("POST", "/v1/admin/clock", json={"now": "2030-01-02T12:00:00Z"})
+        second = decide(server, "user_id:u1")["decision_id"]
+        exported = server.admin("GET", "/v1/profiles/user_id:u1/export").json()
+        assert [d["id"] for d in exported["decisions"]] == [first, second], exported["decisions"]
+        assert exported["decisions"][0]["placement"] == "home_hero" and exported["decisions"][0]["actions"], exported["decisions"][0]
+        # Two days after the first decision (but not the second): the
+        # sweep at the next start deletes the first only.
+        server.admin("POST", "/v1/admin/clock", json={"now": "2030-01-03T06:00:00Z"})
+        server.restart()
+        exported = server.admin("GET", "/v1/profiles/user_id:u1/export").json()
+        assert [d["id"] for d in exported["decisions"]] == [second], exported["decisions"]
+    finally:
+        server.stop()
+    bad = Kairos(tmp_path / "bad", env={"KAIROS_DECISIONS_RETENTION": "5m"})
+    with pytest.raises(RuntimeError, match="decisions.retention"):
+        bad.start()

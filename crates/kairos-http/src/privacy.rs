@@ -120,21 +120,37 @@ pub async fn export_profile(
         .await?
         .ok_or_else(|| unknown(&identifier))?;
     let store = state.store.clone();
-    let events = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Problem> {
+    let identities: Vec<String> = export
+        .profile
+        .identities
+        .iter()
+        .map(|identity| format!("{}:{}", identity.kind, identity.value))
+        .collect();
+    let (events, decisions) = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
         let mut events = Vec::with_capacity(export.seqs.len());
         for seq in &export.seqs {
             if let Some(stored) = store.log.get(*seq)? {
                 events.push(stored.to_json());
             }
         }
-        Ok(events)
+        // The decisions made about them (docs/decisions.md), kept for the
+        // retention window.
+        let mut decisions = Vec::new();
+        for identity in &identities {
+            for id in store.outbox.decision_ids_of(identity)? {
+                decisions.extend(store.outbox.decision(&id)?);
+            }
+        }
+        decisions.sort_by(|a, b| a.at.cmp(&b.at).then(a.id.cmp(&b.id)));
+        Ok((events, decisions))
     })
     .await
     .map_err(|error| Problem::internal("reading the events to export", error))??;
     let body = format!(
-        "{{\"exported_at\":{},\"profile\":{},\"events\":[{}]}}",
+        "{{\"exported_at\":{},\"profile\":{},\"decisions\":{},\"events\":[{}]}}",
         serde_json::to_string(&state.clock.now()).expect("a timestamp serializes"),
         serde_json::to_string(&export.profile).expect("a profile serializes"),
+        serde_json::to_string(&decisions).expect("decisions serialize"),
         events.join(","),
     );
     let file_name = format!("attachment; filename=\"{}.json\"", export.profile.id);

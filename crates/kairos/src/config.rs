@@ -52,6 +52,17 @@ pub struct FileConfig {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub models: ModelsConfig,
+    #[serde(default)]
+    pub decisions: DecisionsConfig,
+}
+
+/// `[decisions]`: how long decisions are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsConfig {
+    /// Decisions older than this are deleted ("90d"); responses to them
+    /// count as unattributed, training and evaluation no longer see them.
+    pub retention: Option<String>,
 }
 
 /// `[models]`: where ONNX Runtime is (for ONNX models).
@@ -198,6 +209,8 @@ pub struct ServeConfig {
     pub score_timeout: Duration,
     /// Set with `--clock manual`: the clock POST /v1/admin/clock moves.
     pub manual_clock: Option<std::sync::Arc<kairos_core::clock::ManualClock>>,
+    /// `[decisions] retention`.
+    pub decision_retention: Duration,
 }
 
 /// Values given on the command line (they win over everything).
@@ -293,6 +306,7 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
                 file.profiles.checkpoint_every_events = parse_env(name, value, problems)
             }
             "CLOCK" => file.clock = Some(value.clone()),
+            "DECISIONS_RETENTION" => file.decisions.retention = Some(value.clone()),
             "DELIVERY_CA_FILE" => file.delivery.ca_file = Some(PathBuf::from(value)),
             "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
                 file.delivery.allow_private_networks = parse_env(name, value, problems)
@@ -451,6 +465,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
         listen,
         onnxruntime: file.models.onnxruntime.clone(),
         score_timeout: score_timeout(&file.models, problems),
+        decision_retention: decision_retention(&file.decisions, problems),
         data_dir: file
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./kairos-data")),
@@ -809,6 +824,25 @@ fn delivery_settings(
 }
 
 /// "24h", "90m", "30s", "2d", or a jiff friendly duration ("1h 30m").
+/// Shortest decision retention: responses arrive within minutes to hours
+/// of a decision, and less would drop them unattributed.
+const DECISION_RETENTION_MIN: Duration = Duration::from_secs(3600);
+
+fn decision_retention(config: &DecisionsConfig, problems: &mut Vec<String>) -> Duration {
+    let Some(text) = &config.retention else {
+        return kairos_store::outbox::DECISION_RETENTION_DEFAULT;
+    };
+    match parse_duration(text) {
+        Some(retention) if retention >= DECISION_RETENTION_MIN => retention,
+        _ => {
+            problems.push(format!(
+                "decisions.retention {text:?}: expected a duration of at least 1h, e.g. \"90d\""
+            ));
+            kairos_store::outbox::DECISION_RETENTION_DEFAULT
+        }
+    }
+}
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let duration = match kairos_core::duration::parse_seconds(text) {
         Some(seconds) => Some(Duration::from_secs(seconds)),

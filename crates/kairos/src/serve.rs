@@ -224,6 +224,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         }
     });
+    let sweeper = tokio::spawn(expire_decisions(
+        state.store.clone(),
+        clock.clone(),
+        config.decision_retention,
+    ));
     if config.demo {
         // The demo's extras must not keep the server from starting.
         match crate::demo::ensure_demo_store(&state).await {
@@ -238,6 +243,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let engine = state.engine.clone();
     kairos_http::serve(listener, state, server_limits, shutdown_signal()).await?;
     sampler.abort();
+    sweeper.abort();
     // Before the engine stops: everything routed so far, so the next start
     // replays nothing.
     checkpoint_at_shutdown(&engine).await;
@@ -427,5 +433,50 @@ async fn signal() {
     tokio::select! {
         _ = interrupt => {},
         _ = terminate => {},
+    }
+}
+
+/// Decisions expired per pass of the sweep: one batch of deletes, small
+/// enough not to hold up the store's writer.
+const DECISIONS_EXPIRED_PER_PASS: usize = 10_000;
+
+/// Deletes decisions older than the retention window (`[decisions]
+/// retention`) at start and every minute, in passes of
+/// [`DECISIONS_EXPIRED_PER_PASS`] until none is left (a write key can ask
+/// for decisions as fast as it sends events; this bounds what they keep).
+async fn expire_decisions(
+    store: Arc<kairos_store::Store>,
+    clock: Arc<dyn kairos_core::clock::Clock>,
+    retention: std::time::Duration,
+) {
+    let retention = jiff::SignedDuration::try_from(retention).unwrap_or(jiff::SignedDuration::MAX);
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        let Ok(before) = clock.now().checked_sub(retention) else {
+            continue;
+        };
+        loop {
+            let pass = store.clone();
+            let expired = tokio::task::spawn_blocking(move || {
+                pass.outbox
+                    .expire_decisions(before, DECISIONS_EXPIRED_PER_PASS)
+            })
+            .await;
+            match expired {
+                Ok(Ok(count)) if count == DECISIONS_EXPIRED_PER_PASS => continue,
+                Ok(Ok(count)) => {
+                    if count > 0 {
+                        tracing::info!(count, "decisions past their retention deleted");
+                    }
+                    break;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "expiring decisions failed; retrying in a minute");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
     }
 }

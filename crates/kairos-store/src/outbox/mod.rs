@@ -41,8 +41,8 @@ mod waits;
 pub use effects::{Effects, Outcome};
 pub use experiments::{ExperimentRecord, ExperimentSettings, Exposure};
 pub use offers::{
-    DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX, IncentiveLog, OfferHistory,
-    OfferRecord, OfferStats, ResponseKind,
+    DECISION_RETENTION_DEFAULT, DecidedAction, DecisionRecord, HISTORY_IMPRESSIONS_MAX,
+    IncentiveLog, OfferHistory, OfferRecord, OfferStats, ResponseKind,
 };
 
 const DESTINATION_PREFIX: &str = "destination/";
@@ -304,7 +304,7 @@ impl Outbox {
             let message: Message = decode(&guard.value()?)?;
             last = last.max(message.seq);
         }
-        Ok(Outbox {
+        let outbox = Outbox {
             db,
             meta,
             queue,
@@ -317,7 +317,9 @@ impl Outbox {
             offer_stats: std::sync::RwLock::new(offers::load_stats(&meta_for_stats)?),
             offers_version: AtomicU64::new(1),
             experiment_counts: experiments::Counts::load(&waits_for_counts)?,
-        })
+        };
+        outbox.index_decisions_by_time()?;
+        Ok(outbox)
     }
 
     /// The keyspaces holding people's data, for compaction after erasure.

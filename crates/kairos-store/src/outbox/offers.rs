@@ -3,7 +3,9 @@
 //! `offer-stats/<offer id>\0<placement>`: what the adaptive propensities
 //! learn from and what budgets count), the decisions made (`waits`,
 //! `dc/<decision id>`, with `dp/<pseudonym>\0<decision id>` to find a
-//! person's) and each person's history per offer (`waits`,
+//! person's and `dt/<time>\0<decision id>` to expire them after the
+//! retention window, [`Outbox::expire_decisions`]) and each person's
+//! history per offer (`waits`,
 //! `oh/<pseudonym>\0<offer id>`: impressions and the last dismissal, for
 //! caps and blackouts). Personal records name the person only by
 //! pseudonym ([`crate::pseudonym`]) and are erased with them.
@@ -30,6 +32,15 @@ const OFFER_STATS_PREFIX: &str = "offer-stats/";
 pub(super) const DECISION_PREFIX: &str = "dc/";
 pub(super) const DECISION_BY_PERSON_PREFIX: &str = "dp/";
 pub(super) const HISTORY_PREFIX: &str = "oh/";
+/// Decisions by time (`dt/<ms, 16 hex digits>\0<id>`), oldest first.
+const DECISION_BY_TIME_PREFIX: &str = "dt/";
+/// Set once every decision stored before the time index is in it.
+const META_DECISIONS_TIMED_KEY: &[u8] = b"decisions/time-indexed";
+/// How long decisions are kept by default: a quarter's worth of responses
+/// to attribute and of logs to train uplift models and evaluate policies
+/// on (`[decisions] retention`).
+pub const DECISION_RETENTION_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
 /// Impressions kept per person and offer: enough for any cap a marketer
 /// sets ("3 a week"); older ones fall off.
 pub const HISTORY_IMPRESSIONS_MAX: usize = 100;
@@ -345,7 +356,54 @@ impl Outbox {
             ),
             b"",
         );
+        batch.insert(&self.waits, time_key(&record), b"");
         batch.commit()?;
+        Ok(())
+    }
+
+    /// Deletes decisions made before `before`, oldest first, at most `max`
+    /// (a sweep calls it again while it finds some); returns how many. A
+    /// response to an expired decision counts as unattributed.
+    pub fn expire_decisions(&self, before: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let cutoff = format!("{DECISION_BY_TIME_PREFIX}{:016x}", millis(before));
+        let mut batch = self.db.batch();
+        let mut expired = 0;
+        for guard in self.waits.prefix(DECISION_BY_TIME_PREFIX).take(max) {
+            let key = guard.key()?;
+            if key.as_ref() >= cutoff.as_bytes() {
+                break;
+            }
+            let id =
+                String::from_utf8_lossy(&key[DECISION_BY_TIME_PREFIX.len() + 17..]).to_string();
+            if let Some(record) = self.decision(&id)? {
+                batch.remove(
+                    &self.waits,
+                    format!("{DECISION_BY_PERSON_PREFIX}{}\0{id}", record.person),
+                );
+            }
+            batch.remove(&self.waits, format!("{DECISION_PREFIX}{id}"));
+            batch.remove(&self.waits, key.to_vec());
+            expired += 1;
+        }
+        if expired > 0 {
+            batch.commit()?;
+        }
+        Ok(expired)
+    }
+
+    /// Puts decisions stored before the time index existed into it (once).
+    pub(super) fn index_decisions_by_time(&self) -> Result<(), StoreError> {
+        if self.meta.get(META_DECISIONS_TIMED_KEY)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        for guard in self.waits.prefix(DECISION_PREFIX) {
+            let record: DecisionRecord = decode(&guard.value()?)?;
+            batch.insert(&self.waits, time_key(&record), b"");
+        }
+        batch.insert(&self.meta, META_DECISIONS_TIMED_KEY, b"1");
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
@@ -428,6 +486,9 @@ impl Outbox {
         for guard in self.waits.prefix(&by_person) {
             let key = guard.key()?;
             let id = String::from_utf8_lossy(&key[by_person.len()..]).to_string();
+            if let Some(record) = self.decision(&id)? {
+                batch.remove(&self.waits, time_key(&record));
+            }
             batch.remove(&self.waits, format!("{DECISION_PREFIX}{id}"));
             batch.remove(&self.waits, key.to_vec());
             removed += 1;
@@ -438,4 +499,18 @@ impl Outbox {
         }
         Ok(removed)
     }
+}
+
+/// A decision's key in the time index.
+fn time_key(record: &DecisionRecord) -> String {
+    format!(
+        "{DECISION_BY_TIME_PREFIX}{:016x}\0{}",
+        millis(record.at),
+        record.id
+    )
+}
+
+/// Milliseconds since the epoch, never negative (keys sort as numbers).
+fn millis(at: Timestamp) -> u64 {
+    at.as_millisecond().max(0) as u64
 }
