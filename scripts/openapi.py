@@ -274,7 +274,10 @@ OFFER_BODY = {"type": "object", "required": ["name", "content"], "properties": {
     "placements": {"type": "array", "items": {"type": "string"}}, "value": {"type": "number", "minimum": 0},
     "lever": {"type": "number", "minimum": 0}, "valid_from": {"type": "string"}, "valid_until": {"type": "string"},
     "eligibility": {"type": "string"}, "propensity": {"type": "object"}, "limits": {"type": "object"},
-    "exclusive_group": {"type": "string"}, "conversion_event": {"type": "string"}, "purpose": {"type": "string"}}}
+    "exclusive_group": {"type": "string"}, "conversion_event": {"type": "string"}, "purpose": {"type": "string"},
+    "experiment": {"type": "object", "required": ["name", "variants"], "properties": {
+        "name": {"type": "string"}, "variants": {"type": "object", "additionalProperties": {"type": "object"}}},
+        "description": "The experiment whose arms pick the content shown: content per channel for each arm"}}}
 OFFER_ID = path_param("id", "Offer id or name")
 paths["/v1/offers"] = {
     **admin("post", "Create an offer: content per channel (templates), value, eligibility (audience language), limits, exclusivity — docs/decisions.md", OFFER,
@@ -342,7 +345,8 @@ paths["/v1/recommendations/rules"] = {
 ACTION = {"type": "object", "properties": {
     "offer": {"type": "string"}, "offer_id": {"type": "string"}, "version": {"type": "integer"}, "rank": {"type": "integer"},
     "score": {"type": "number"}, "propensity": {"type": "number"}, "channel": {"type": "string"}, "content": {},
-    "category": {"type": "string"}}}
+    "category": {"type": "string"},
+    "experiment": {"type": "object", "properties": {"name": {"type": "string"}, "group": {"type": "string"}}}}}
 paths["/v1/decide"] = {
     **admin("post", "The next best actions for a person in a placement, after every event acknowledged before the call; explain says why each offer ranked or was dropped — docs/decisions.md",
             {"type": "object", "properties": {"decision_id": {"type": "string"}, "placement": {"type": "string"},

@@ -295,3 +295,48 @@ def test_a_continuous_metric_sums_the_value_per_exposed_person(kairos):
     assert red["conversions"] == sum(1 for p in arms if arms[p] == "red" and spent[p])
     low, high = red["mean_interval"]
     assert low <= red["mean"] <= high
+
+
+def test_an_offer_s_content_tested_in_an_experiment_through_decide(kairos):
+    """Experiments wired into decisions (issue 14 item 5): an offer names
+    an experiment and a content variant per arm; `/v1/decide` exposes the
+    person when it shows the offer (sticky, like the assignment API) and
+    renders their arm's variant; results count their conversions."""
+    r = kairos.admin("POST", "/v1/experiments", json={
+        "name": "hero copy", "arms": [{"name": "plain"}, {"name": "bold"}], "control": "plain",
+        "metric": {"event": "Order Completed"}})
+    assert r.status_code == 201, r.text
+    offer = {"name": "hero", "placements": ["home"], "content": {"web": {"title": "Spring sale"}},
+             "experiment": {"name": "hero copy", "variants": {"bold": {"web": {"title": "SPRING SALE: 30% OFF"}}}}}
+    r = kairos.admin("POST", "/v1/offers", json=offer)
+    assert r.status_code == 201, r.text
+    source = kairos.create_source("web")
+    seen = {}
+    for n in range(24):
+        user = f"p{n}"
+        body = {"profile": f"user_id:{user}", "placement": "home"}
+        action = kairos.admin("POST", "/v1/decide", json=body).json()["actions"][0]
+        group = action["experiment"]["group"]
+        assert action["experiment"]["name"] == "hero copy"
+        expected = "SPRING SALE: 30% OFF" if group == "bold" else "Spring sale"
+        assert action["content"] == {"title": expected}, action
+        # Sticky: the same arm at the next decision and on the assignment API.
+        again = kairos.admin("POST", "/v1/decide", json=body).json()["actions"][0]
+        assert again["experiment"]["group"] == group
+        assignment = kairos.admin("GET", "/v1/experiments/hero copy/assignment", params={"profile": f"user_id:{user}"}).json()
+        assert assignment["group"] == group and assignment["new"] is False
+        seen[user] = group
+    assert set(seen.values()) == {"plain", "bold"}, seen
+    buyers = [user for user, group in seen.items() if group == "bold"][:3]
+    r = requests.post(kairos.base_url + "/v1/batch", headers=Kairos.basic(source["write_key"]),
+                      json={"batch": [track(user_id=user) for user in buyers]}, timeout=10)
+    assert r.status_code == 200
+    assert wait_for(lambda: arm(results(kairos, "hero copy"), "bold")["conversions"] == 3)
+    assert arm(results(kairos, "hero copy"), "bold")["exposures"] == sum(1 for g in seen.values() if g == "bold")
+    # Variants must name arms of an experiment that exists.
+    bad = {**offer, "name": "hero 2", "experiment": {"name": "hero copy", "variants": {"italic": {"web": "x"}}}}
+    r = kairos.admin("POST", "/v1/offers", json=bad)
+    assert r.status_code == 400 and "not an arm" in r.json()["detail"], r.text
+    bad["experiment"] = {"name": "nope", "variants": {"bold": {"web": "x"}}}
+    r = kairos.admin("POST", "/v1/offers", json=bad)
+    assert r.status_code == 400 and "no experiment" in r.json()["detail"], r.text

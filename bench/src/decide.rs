@@ -80,6 +80,7 @@ pub fn run(offers: usize, decisions: usize, runs: usize) {
         personal: true,
         now,
         recommendations: None,
+        experiments: None,
     };
     let context = json!({"page": "/home"});
     let mut per_decision = Vec::new();

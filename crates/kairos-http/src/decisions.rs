@@ -44,6 +44,9 @@ fn checked(state: &AppState, definition: &Value) -> Result<decisions::Offer, Pro
         ));
     }
     let offer = decisions::compile("off_new", 1, definition).map_err(offer_problem)?;
+    if let Some(link) = &offer.experiment {
+        check_experiment(state, link)?;
+    }
     if let Some(Eligibility::Profile(expr)) = &offer.eligibility {
         let references = kairos_core::audience::References::of(expr);
         if let Some(missing) = crate::references::missing(state, &references, None) {
@@ -54,6 +57,31 @@ fn checked(state: &AppState, definition: &Value) -> Result<decisions::Offer, Pro
         }
     }
     Ok(offer)
+}
+
+/// An offer's experiment exists and each variant names one of its arms.
+fn check_experiment(
+    state: &AppState,
+    link: &decisions::offer::ExperimentLink,
+) -> Result<(), Problem> {
+    let invalid = |detail: String| Problem::bad_request("offer_invalid", detail);
+    let Some(record) = state.store.outbox.experiment(&link.name) else {
+        return Err(invalid(format!(
+            "experiment.name: no experiment {:?}; create it first (POST /v1/experiments)",
+            link.name
+        )));
+    };
+    let definition = kairos_deliver::experiments::Definition::parse(&record.definition)
+        .map_err(|error| Problem::internal("a stored experiment", error))?;
+    let arms = definition.arm_names();
+    if let Some(unknown) = link.variants.keys().find(|arm| !arms.contains(arm)) {
+        return Err(invalid(format!(
+            "experiment.variants.{unknown}: not an arm of {:?}; its arms are {}",
+            link.name,
+            arms.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn eligibility_text(definition: &Value) -> Option<&str> {
@@ -325,6 +353,7 @@ async fn decided(
         Some(who.clone()),
         request.personal,
     ));
+    request.experiments = Some(experiment_assigner(state, &who, &view));
     let identifier_text = format!("{}:{}", who.kind, who.value);
     let decision = decisions::decide(
         &store,
@@ -336,6 +365,28 @@ async fn decided(
         body.explain,
     )?;
     Ok(axum::Json(decision).into_response())
+}
+
+/// Exposes the person to the experiments of the offers a decision shows
+/// (`crate::experiments::assign`: sticky, merges keep the first exposure).
+fn experiment_assigner(
+    state: &AppState,
+    who: &kairos_core::identity::Identifier,
+    view: &kairos_engine::ProfileView,
+) -> decisions::arbitrate::Assigner {
+    let (state, who) = (state.clone(), who.clone());
+    // Someone Kairos has not seen has no identities to look up.
+    let view = (!view.id.is_empty()).then(|| view.clone());
+    decisions::arbitrate::Assigner(std::sync::Arc::new(move |name: &str| {
+        let record = state.store.outbox.experiment(name).ok_or_else(|| {
+            format!("no experiment {name:?} (create it with POST /v1/experiments)")
+        })?;
+        let definition = kairos_deliver::experiments::Definition::parse(&record.definition)?;
+        let assigned =
+            crate::experiments::assign(&state, &record, &definition, &who, view.as_ref())
+                .map_err(|problem| problem.detail)?;
+        Ok(assigned.map(|assigned| assigned.exposure.group))
+    }))
 }
 
 fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Problem> {
@@ -410,5 +461,6 @@ fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Proble
         personal: true,
         now: state.clock.now(),
         recommendations: None,
+        experiments: None,
     })
 }

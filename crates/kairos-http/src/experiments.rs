@@ -201,9 +201,58 @@ pub async fn assignment(
     };
     let who = identifier(&profile)?;
     let asked = format!("{}:{}", who.kind, who.value);
+    // After every event acknowledged before the call.
     let view = state.engine.profile(who.clone()).await?;
+    let Some(assigned) = assign(&state, &record, &definition, &who, view.as_ref())? else {
+        return Ok(axum::Json(json!({
+            "experiment": record.id,
+            "profile": asked,
+            "arm": definition.control,
+            "group": definition.control,
+            "exposed": false,
+            "detail": "the experiment is stopped: new people get the control and are not counted",
+        }))
+        .into_response());
+    };
+    Ok(axum::Json(json!({
+        "experiment": record.id,
+        "profile": asked,
+        "arm": assigned.arm(),
+        "group": assigned.exposure.group,
+        "exposed": true,
+        "new": assigned.new,
+        "exposed_at": assigned.exposure.at,
+    }))
+    .into_response())
+}
+
+/// A person's exposure to an experiment, and whether it was made now.
+pub struct Assigned {
+    pub exposure: Exposure,
+    pub new: bool,
+}
+
+impl Assigned {
+    /// The arm, `None` in a holdout.
+    pub fn arm(&self) -> Option<&str> {
+        let group = self.exposure.group.as_str();
+        (group != HOLDOUT_GROUP && group != GLOBAL_HOLDOUT_GROUP).then_some(group)
+    }
+}
+
+/// The person's group in the experiment: read back, or chosen and stored
+/// (fsynced) now — their exposure; `None` when the experiment is stopped
+/// and they were never exposed. The caller has waited for the engine
+/// (`view` is the profile after every acknowledged event).
+pub fn assign(
+    state: &AppState,
+    record: &ExperimentRecord,
+    definition: &Definition,
+    who: &Identifier,
+    view: Option<&kairos_engine::ProfileView>,
+) -> Result<Option<Assigned>, Problem> {
+    let asked = format!("{}:{}", who.kind, who.value);
     let mut identifiers: Vec<String> = view
-        .as_ref()
         .map(|view| {
             view.identities
                 .iter()
@@ -215,63 +264,42 @@ pub async fn assignment(
         identifiers.push(asked.clone());
     }
     let outbox = &state.store.outbox;
-    let (exposure, new) = match outbox.exposure_of(&record.id, &identifiers)? {
-        Some(exposure) => (exposure, false),
-        None if record.stopped_at.is_some() => {
-            return Ok(axum::Json(json!({
-                "experiment": record.id,
-                "profile": asked,
-                "arm": definition.control,
-                "group": definition.control,
-                "exposed": false,
-                "detail": "the experiment is stopped: new people get the control and are not counted",
-            }))
-            .into_response());
-        }
-        None => {
-            let pre = if view.is_some() {
-                pre_exposure_count(&state, &who, &definition.metric.event).await?
-            } else {
-                0.0
-            };
-            let global_holdout = outbox.experiment_settings()?.global_holdout;
-            let after_seq = state.store.writer.committed_seq();
-            let now = state.clock.now();
-            outbox.expose(&record.id, &identifiers, &asked, |counts| Exposure {
-                group: definition.assign(&record.salt, &asked, global_holdout, counts),
-                at: now,
-                after_seq,
-                pre,
-                value: 0.0,
-                converted: false,
-                guardrails: Default::default(),
-            })?
-        }
+    if let Some(exposure) = outbox.exposure_of(&record.id, &identifiers)? {
+        return Ok(Some(Assigned {
+            exposure,
+            new: false,
+        }));
+    }
+    if record.stopped_at.is_some() {
+        return Ok(None);
+    }
+    let pre = if view.is_some() {
+        pre_exposure_count(state, who, &definition.metric.event)?
+    } else {
+        0.0
     };
-    let held_out = exposure.group == HOLDOUT_GROUP || exposure.group == GLOBAL_HOLDOUT_GROUP;
-    Ok(axum::Json(json!({
-        "experiment": record.id,
-        "profile": asked,
-        "arm": (!held_out).then_some(&exposure.group),
-        "group": exposure.group,
-        "exposed": true,
-        "new": new,
-        "exposed_at": exposure.at,
-    }))
-    .into_response())
+    let global_holdout = outbox.experiment_settings()?.global_holdout;
+    let after_seq = state.store.writer.committed_seq();
+    let now = state.clock.now();
+    let (exposure, new) = outbox.expose(&record.id, &identifiers, &asked, |counts| Exposure {
+        group: definition.assign(&record.salt, &asked, global_holdout, counts),
+        at: now,
+        after_seq,
+        pre,
+        value: 0.0,
+        converted: false,
+        guardrails: Default::default(),
+    })?;
+    Ok(Some(Assigned { exposure, new }))
 }
 
 /// How many times the person did `event` so far (at most
-/// [`PRE_EXPOSURE_EVENTS_MAX`] of their latest events are read).
-async fn pre_exposure_count(
-    state: &AppState,
-    who: &Identifier,
-    event: &str,
-) -> Result<f64, Problem> {
+/// [`PRE_EXPOSURE_EVENTS_MAX`] of their latest events are read), from the
+/// profile as the engine holds it now (the caller has waited for it).
+fn pre_exposure_count(state: &AppState, who: &Identifier, event: &str) -> Result<f64, Problem> {
     let Some(page) = state
         .engine
-        .timeline(who.clone(), None, PRE_EXPOSURE_EVENTS_MAX)
-        .await?
+        .timeline_now(who, None, PRE_EXPOSURE_EVENTS_MAX)?
     else {
         return Ok(0.0);
     };

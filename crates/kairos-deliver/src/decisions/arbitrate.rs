@@ -42,6 +42,24 @@ pub struct Request {
     pub now: Timestamp,
     /// What content templates' `recommendations(...)` answer.
     pub recommendations: Option<crate::render::Recommendations>,
+    /// The person's group in an experiment (exposing them at the first
+    /// call), for offers whose content is tested; `None`: the offers'
+    /// own content.
+    pub experiments: Option<Assigner>,
+}
+
+/// The person's group in the experiment named (`Ok(None)`: stopped before
+/// they were exposed).
+#[derive(Clone)]
+pub struct Assigner(pub std::sync::Arc<AssignFn>);
+
+/// See [`Assigner`].
+pub type AssignFn = dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync;
+
+impl std::fmt::Debug for Assigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Assigner")
+    }
 }
 
 /// One offer as the person and the decision see it.
@@ -383,15 +401,22 @@ fn context_weight(offer: &Offer, weights: &BTreeMap<String, f64>) -> f64 {
 /// The content of the channel to return: the request's, else `web`, else
 /// the first the offer has.
 pub fn channel_of<'a>(offer: &'a Offer, request: &Request) -> Option<(&'a str, &'a Value)> {
+    content_of(&offer.content, request)
+}
+
+/// The content of `content` (per channel) for the request's channel.
+pub fn content_of<'a>(
+    content: &'a std::collections::BTreeMap<String, Value>,
+    request: &Request,
+) -> Option<(&'a str, &'a Value)> {
     let wanted = request
         .channel
         .as_deref()
         .or(request.prefer_channel.as_deref())
         .unwrap_or("web");
-    offer
-        .content
+    content
         .get_key_value(wanted)
-        .or_else(|| offer.content.iter().next())
+        .or_else(|| content.iter().next())
         .map(|(channel, value)| (channel.as_str(), value))
 }
 
@@ -456,6 +481,7 @@ mod tests {
                     personal: true,
                     now,
                     recommendations: None,
+                    experiments: None,
                 };
                 let result = arbitrate(
                     &candidates,

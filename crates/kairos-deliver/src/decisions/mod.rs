@@ -85,6 +85,35 @@ pub struct Action {
     pub content: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// `{"name", "group"}` when the offer's content is tested in an
+    /// experiment (the person was exposed by this decision or before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Value>,
+}
+
+/// An offer's content under test: the variant of the person's arm (if it
+/// has one) and the group to report.
+struct Tested<'a> {
+    variant: Option<&'a BTreeMap<String, Value>>,
+    group: Option<Value>,
+}
+
+/// Exposes the person to the offer's experiment (if any) and picks the
+/// variant of their arm; holdouts and arms without a variant see the
+/// offer's own content.
+fn tested_content<'a>(offer: &'a Offer, request: &Request) -> Result<Tested<'a>, String> {
+    let (Some(link), Some(assigner)) = (&offer.experiment, &request.experiments) else {
+        return Ok(Tested {
+            variant: None,
+            group: None,
+        });
+    };
+    let group =
+        (assigner.0)(&link.name).map_err(|error| format!("experiment {}: {error}", link.name))?;
+    Ok(Tested {
+        variant: group.as_ref().and_then(|group| link.variants.get(group)),
+        group: group.map(|group| json!({"name": link.name, "group": group})),
+    })
 }
 
 /// A decision, as answered.
@@ -143,7 +172,17 @@ pub fn decide(
     for index in arbitrated.chosen {
         let offer = candidates[index].offer;
         let verdict = &mut arbitrated.verdicts[index];
-        let Some((channel, template)) = arbitrate::channel_of(offer, request) else {
+        let tested = match tested_content(offer, request) {
+            Ok(tested) => tested,
+            Err(error) => {
+                verdict.stage = "content";
+                verdict.rank = None;
+                verdict.reason = Some(arbitrate::Reason::Other(error));
+                continue;
+            }
+        };
+        let content = tested.variant.unwrap_or(&offer.content);
+        let Some((channel, template)) = arbitrate::content_of(content, request) else {
             continue;
         };
         match renderer.render_value(template) {
@@ -159,6 +198,7 @@ pub fn decide(
                 channel: channel.to_string(),
                 content,
                 category: offer.category.clone(),
+                experiment: tested.group,
             }),
             Err(error) => {
                 verdict.stage = "content";

@@ -64,6 +64,21 @@ pub struct OfferDefinition {
     /// influence zone").
     #[serde(default)]
     pub incentive: Option<IncentiveDefinition>,
+    /// An experiment on the offer's content: the person's arm picks the
+    /// variant shown (docs/decisions.md, "Experiments in decisions").
+    #[serde(default)]
+    pub experiment: Option<ExperimentLink>,
+}
+
+/// An offer's content tested in an experiment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentLink {
+    /// The experiment (its name or id).
+    pub name: String,
+    /// Content per channel for each arm that shows something else than
+    /// `content` (arms not listed, and holdouts, get `content`).
+    pub variants: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +169,7 @@ pub struct Offer {
     pub conversion_event: Option<String>,
     pub purpose: Option<String>,
     pub incentive: Option<Incentive>,
+    pub experiment: Option<ExperimentLink>,
 }
 
 /// Who may get an offer.
@@ -260,7 +276,11 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Offe
             parsed.conversion_event.is_some(),
         )?),
     };
+    if let Some(link) = &parsed.experiment {
+        check_variants(link)?;
+    }
     Ok(Offer {
+        experiment: parsed.experiment,
         incentive,
         id: id.to_string(),
         version,
@@ -350,6 +370,23 @@ pub fn reads_events(expr: &Expr) -> bool {
 
 /// Every channel is known and every string of its content is a template
 /// that parses; errors name the path, line and column.
+/// An experiment's variants: named arms, each with checked content.
+fn check_variants(link: &ExperimentLink) -> Result<(), OfferError> {
+    if link.name.trim().is_empty() {
+        return Err("experiment.name: the experiment whose arms pick the content".into());
+    }
+    if link.variants.is_empty() {
+        return Err("experiment.variants: expected content for at least one arm, e.g. {\"red\": {\"web\": {...}}}".into());
+    }
+    for (arm, content) in &link.variants {
+        check_content(content).map_err(|error| OfferError {
+            message: format!("experiment.variants.{arm}: {}", error.message),
+            position: error.position,
+        })?;
+    }
+    Ok(())
+}
+
 fn check_content(content: &BTreeMap<String, Value>) -> Result<(), OfferError> {
     if content.is_empty() {
         return Err(OfferError::from(format!(

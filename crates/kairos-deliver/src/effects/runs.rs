@@ -278,6 +278,9 @@ impl Stage {
                 Some(subject.clone()),
                 true,
             )),
+            // A journey's send shows the offer's own content: exposures
+            // are made where a person sees a page (docs/decisions.md).
+            experiments: None,
         };
         let context = json!({"journey": message.payload["data"]["journey"].clone(),
                              "event": message.payload["data"]["event"].clone()});
