@@ -6,12 +6,13 @@ exclusivity and diversity, responses with a decision id updating the
 adaptive model, persistence across kill -9, and erasure.
 (docs/decisions.md; every example there is exercised here.)"""
 
+import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import Kairos
+from conftest import ADMIN_TOKEN, Kairos, kairos_binary
 
 CART_RESCUE = {
     "name": "cart rescue",
@@ -342,6 +343,17 @@ def test_the_influence_zone_closed_loop(tmp_path):
         snipw = policy["estimates"]["snipw"]
         everyone = report["give_to_all"]["estimates"]["snipw"]
         assert snipw["net_value_per_decision"] > everyone["net_value_per_decision"], report
+        # The same through the CLI, a line per estimator.
+        cli = subprocess.run([str(kairos_binary()), "evaluate-offer", "ten off", "--uplift-score", "uplift_ten",
+                              "--url", kairos.base_url, "--admin-token", ADMIN_TOKEN],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        lines = {dict(p.split("=") for p in line.split())["estimator"]: dict(p.split("=") for p in line.split())
+                 for line in cli.stdout.splitlines()}
+        assert {"ipw", "snipw", "dm", "dr"} <= set(lines), cli.stdout
+        assert abs(float(lines["snipw"]["policy"]) - snipw["net_value_per_decision"]) < 1e-5, (lines["snipw"], snipw)
+        assert float(lines["snipw"]["give_to_all"]) < float(lines["snipw"]["policy"])
+        assert float(lines["snipw"]["low"]) <= float(lines["snipw"]["policy"]) <= float(lines["snipw"]["high"])
 
         # The policy goes live (a small holdout keeps learning).
         live = {**INCENTIVE, "incentive": {**INCENTIVE["incentive"], "holdout": 0.05, "uplift_score": "uplift_ten"}}

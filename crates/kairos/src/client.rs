@@ -98,6 +98,62 @@ pub fn sources(server: &ServerArgs, action: SourcesAction) -> anyhow::Result<()>
     })
 }
 
+/// `kairos evaluate-offer`: the server's off-policy estimates, a line per
+/// estimator (for scripts), what they rest on to stderr.
+pub fn evaluate_offer(server: &ServerArgs, offer: &str, uplift_score: &str) -> anyhow::Result<()> {
+    let token = server.token()?.to_string();
+    let path = format!("/v1/offers/{}/evaluate", encode_path(offer));
+    let report = runtime()?.block_on(async move {
+        let response = reqwest::Client::new()
+            .post(server.endpoint(&path))
+            .bearer_auth(&token)
+            .json(&json!({"uplift_score": uplift_score}))
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", server.url))?;
+        checked(response).await
+    })?;
+    let policy = &report["policy"];
+    eprintln!(
+        "{} decisions; the policy gives the incentive to {:.1}% of them",
+        report["decisions"].as_u64().unwrap_or(0),
+        policy["give_rate"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    let estimates = policy["estimates"].as_object().cloned().unwrap_or_default();
+    for (name, estimate) in estimates {
+        let value = |key: &str, of: &Value| of[key].as_f64().unwrap_or(f64::NAN);
+        let others =
+            |group: &str| value("net_value_per_decision", &report[group]["estimates"][&name]);
+        println!(
+            "estimator={name} policy={:.6} low={:.6} high={:.6} give_to_all={:.6} give_to_none={:.6} give_rate={:.4}",
+            value("net_value_per_decision", &estimate),
+            estimate["net_value_interval"][0]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            estimate["net_value_interval"][1]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            others("give_to_all"),
+            others("give_to_none"),
+            value("give_rate", policy),
+        );
+    }
+    Ok(())
+}
+
+/// A path segment with what URLs reserve escaped (offer names hold spaces).
+fn encode_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
 }

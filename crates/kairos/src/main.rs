@@ -82,6 +82,24 @@ enum Command {
     /// [[conversions, exposures], ...], "people": N, "seed": S}}: the arm
     /// Thompson sampling gives each of N new people.
     ExperimentStats,
+    /// Off-policy evaluation of an incentive offer's uplift policy on its logged decisions.
+    ///
+    /// Asks the running server (POST /v1/offers/{offer}/evaluate) to estimate, from the
+    /// offer's randomized decisions, the net value per decision of giving the incentive
+    /// only where the uplift model's score × value exceeds the cost, against giving it to
+    /// everyone and to no one. Prints one line per estimator: `estimator=<name>
+    /// policy=<v> low=<v> high=<v> give_to_all=<v> give_to_none=<v> give_rate=<v>`.
+    ///
+    /// Example: kairos evaluate-offer "ten off" --uplift-score uplift_ten
+    EvaluateOffer {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        /// The incentive offer (name or id).
+        offer: String,
+        /// The uplift model whose score the policy reads.
+        #[arg(long)]
+        uplift_score: String,
+    },
     /// Create, list and rotate sources and their write keys.
     Sources {
         #[command(flatten)]
@@ -171,6 +189,11 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => import::run(args),
         Command::MatchEval(args) => match_eval::run(args),
         Command::Sources { server, action } => client::sources(&server, action),
+        Command::EvaluateOffer {
+            server,
+            offer,
+            uplift_score,
+        } => client::evaluate_offer(&server, &offer, &uplift_score),
         Command::Train(args) => return train::run(args),
         Command::EvaluatePolicy(args) => return evaluate_policy::run(args),
         Command::EvaluateRecommendations(args) => return evaluate_recommendations::run(args),
