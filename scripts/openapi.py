@@ -300,7 +300,7 @@ ITEM = {"type": "object", "required": ["id"], "additionalProperties": False, "pr
     "category": {"type": "string"}, "price": {"type": "number", "minimum": 0},
     "available": {"type": "boolean", "default": True}, "stock": {"type": "integer", "minimum": 0},
     "attributes": {"type": "object", "description": "At most 4,096 bytes of JSON; read as traits by rules"},
-    "image_url": {"type": "string"}}}
+    "image_url": {"type": "string"}, "url": {"type": "string", "description": "The item's page (widgets link to it)"}}}
 ITEM_ID = path_param("id", "Item id")
 paths["/v1/items"] = {
     **admin("post", "Create or replace items: one item, or {\"items\": [...]} (at most 1,000; all or nothing) — docs/recommendations.md",
@@ -334,6 +334,27 @@ paths["/v1/recommendations"] = admin(
             query("include_cart", {"type": "boolean"}, "Keep items in the person's cart (false)"),
             query("exclude_viewed", {"type": "boolean"}, "Leave out the session's own items (false: next reminds of them)")],
     extra={"400": problem("An unknown or invalid parameter (the detail names it)")})
+PAGE_ITEM = {"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
+    "image_url": {"type": "string"}, "url": {"type": "string"}, "score": {"type": "number"}, "reason": {"type": "string"}}}
+paths["/v1/in-app/recommendations"] = {"get": {
+    "summary": "A page's recommendations for its own visitor, with the write key (CORS): as its anonymous id (nothing that shows what the person viewed or bought), or as a signed-in person with an identity token — docs/recommendations.md",
+    "tags": ["collection"], "security": WRITE_KEY,
+    "parameters": [{"name": "identifier", "in": "query", "required": True, "schema": {"type": "string"}, "description": "{type}:{value} of who is on the page"},
+                   {"name": "writeKey", "in": "query", "required": False, "schema": {"type": "string"}, "description": "A source's write key"},
+                   {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}, "description": "Identity token (hex HMAC-SHA256 of the identifier under the source's identity secret); required for every identifier but anonymous_id"},
+                   query("strategy", {"type": "string", "enum": STRATEGIES}, "Where items come from"),
+                   query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Items (10)"),
+                   query("context_item", {"type": "string"}, "The item on the page"),
+                   query("category", {"type": "string"}, "Only these categories (comma separated)"),
+                   query("exclude_category", {"type": "string"}, "Not these categories"),
+                   query("min_price", {"type": "number"}, "Price band"), query("max_price", {"type": "number"}, "Price band"),
+                   query("max_per_category", {"type": "integer", "minimum": 1}, "Diversity"),
+                   query("exclude_viewed", {"type": "boolean"}, "Leave out the session's own items")],
+    "responses": {"200": json_response("Items with their public fields", {"type": "object", "properties": {"items": {"type": "array", "items": PAGE_ITEM}}}),
+                  "400": problem("An invalid parameter, or one only the admin token may use"),
+                  "401": problem("Write key missing or unknown"),
+                  "403": problem("Identity token missing or wrong (identity_token_invalid)")}}}
 RULE = {"type": "object", "required": ["when", "weight"], "additionalProperties": False, "properties": {
     "when": {"type": "string", "description": "Audience-language condition on the item: trait <field or attribute> ..."},
     "weight": {"type": "number", "minimum": 0, "description": ">1 boosts, <1 buries, 0 never recommends"}}}

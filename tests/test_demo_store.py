@@ -204,3 +204,29 @@ def test_the_catalog_matches_the_store_and_related_items_follow_the_product_view
         time.sleep(0.2)
     assert "Hiking Socks, Forest" in text and "Rain Jacket, Forest" in text, text
     assert "Hiking Boots, Forest" not in text, "the product on the page is not recommended to a page"
+
+
+def test_the_sdk_widget_links_to_what_visitors_of_this_product_also_viewed(demo_kairos, browser):
+    """The browser SDK's recommendations widget on the product page
+    (`data-kairos-recommendations="viewed_together"`): links to the items
+    (text and attributes only), and a click is reported as `Product
+    Clicked`, which Kairos learns from."""
+    anonymous_id = open_store(browser)
+    browser.do("click", tab="store", selector="a[href='#product/sku-110']")
+    link = "[data-kairos-recommendations] a[data-kairos-item='sku-310']"
+    browser.do("wait", tab="store", selector=link)
+    assert browser.js(f"document.querySelector(\"{link}\").getAttribute('href')", tab="store") == "/demo/#product/sku-310"
+    names = browser.js("[...document.querySelectorAll('[data-kairos-recommendations] .kairos-rec-name')].map((e) => e.textContent)",
+                       tab="store")
+    assert names[:2] == ["Running Socks, Forest", "Cap, Forest"], names
+    assert browser.js("document.querySelector('[data-kairos-recommendations] script, [data-kairos-recommendations] [onclick]')",
+                      tab="store") is None
+    browser.do("click", tab="store", selector=link)
+    deadline, events = time.time() + 10, []
+    while time.time() < deadline:
+        r = demo_kairos.admin("GET", f"/v1/profiles/anonymous_id:{anonymous_id}/events", params={"limit": 20})
+        events = [(e.get("event"), (e.get("properties") or {}).get("product_id")) for e in r.json().get("events", [])]
+        if ("Product Clicked", "sku-310") in events:
+            break
+        time.sleep(0.2)
+    assert ("Product Clicked", "sku-310") in events, events

@@ -342,3 +342,44 @@ def test_templates_of_decisions_and_journeys_embed_recommendations(kairos):
     assert wait_for(lambda: len(page) == 1, 5), page
     assert page[0]["data"]["content"] == {"body": "Stock Pot"}, page
     stream.close()
+
+
+def test_a_page_reads_its_visitor_s_recommendations_with_the_write_key(kairos):
+    """`GET /v1/in-app/recommendations` (the SDK's widgets): a write key is
+    public, so a page asks as its own anonymous id and gets nothing that
+    shows what the person viewed or bought, or as a signed-in person with
+    the identity token its backend minted; items carry public fields only."""
+    from test_journeys import identity_token
+
+    key = setup_shop(kairos)
+    source = next(s for s in kairos.admin("GET", "/v1/admin/sources").json()["sources"] if s["write_key"] == key)
+    send(kairos, key, [{"type": "track", "anonymousId": "v1", "event": "Product Viewed", "properties": {"product_id": "shoe-1"}},
+                       {"type": "track", "userId": "una", "event": "Product Viewed", "properties": {"product_id": "pan-1"}}])
+
+    def page(**params):
+        return requests.get(kairos.base_url + "/v1/in-app/recommendations", params={"writeKey": key, **params},
+                            headers={"Origin": "https://shop.example"}, timeout=10)
+
+    r = page(identifier="anonymous_id:v1", strategy="next", limit=3)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("access-control-allow-origin") == "https://shop.example"
+    items = r.json()["items"]
+    assert [i["id"] for i in items][:2] == ["sock-1", "shirt-1"], items
+    assert "shoe-1" not in [i["id"] for i in items], "the session's own items are not shown to an unproven page"
+    assert set(items[0]) == {"id", "name", "category", "price", "image_url", "url", "score", "reason"}, items[0]
+    assert page(identifier="anonymous_id:v1", strategy="recently_viewed").json()["items"] == []
+    # A signed-in person, with their token: their own history.
+    token = identity_token(source["identity_secret"], "user_id:una")
+    mine = page(identifier="user_id:una", strategy="recently_viewed", token=token).json()["items"]
+    assert [i["id"] for i in mine] == ["pan-1"], mine
+    r = page(identifier="user_id:una", strategy="recently_viewed")
+    assert r.status_code == 403 and r.json()["code"] == "identity_token_invalid", r.text
+    r = page(identifier="user_id:una", strategy="recently_viewed", token="0" * 64)
+    assert r.status_code == 403
+    for params, expected in [({"identifier": "anonymous_id:v1", "profile": "user_id:una"}, "profile: only with the admin token"),
+                             ({"identifier": "anonymous_id:v1", "include_purchased": "true"}, "include_purchased"),
+                             ({}, "identifier"), ({"identifier": "anonymous_id:v1", "strategy": "x"}, "strategy")]:
+        r = page(**params)
+        assert r.status_code == 400 and expected in r.json()["detail"], (params, r.text)
+    r = requests.get(kairos.base_url + "/v1/in-app/recommendations", params={"writeKey": "wk_nope", "identifier": "anonymous_id:v1"}, timeout=10)
+    assert r.status_code == 401

@@ -44,14 +44,13 @@ impl Recommendations {
         history: bool,
     ) -> Recommendations {
         Recommendations(Arc::new(move |ask| {
-            let mut ask = ask.clone();
-            if !history {
-                use kairos_recommend::Strategy;
-                if matches!(ask.strategy, Strategy::RecentlyViewed | Strategy::BuyAgain) {
-                    return Ok(Vec::new());
-                }
-                ask.exclude_viewed = true;
-            }
+            let ask = match history {
+                true => ask.clone(),
+                false => match ask.clone().without_history() {
+                    Some(ask) => ask,
+                    None => return Ok(Vec::new()),
+                },
+            };
             let recommended = engine
                 .recommend_now(person.as_ref(), &ask)
                 .map_err(|error| format!("recommendations: {error}"))?;

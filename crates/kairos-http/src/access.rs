@@ -131,7 +131,7 @@ pub fn public_origin(
 /// and their settings) and the in-app message stream. Everything else is
 /// for servers and operators, and gets no CORS headers.
 pub fn is_browser_route(path: &str) -> bool {
-    const COLLECTION: [&str; 8] = [
+    const COLLECTION: [&str; 9] = [
         "/v1/batch",
         "/v1/b",
         "/v1/import",
@@ -140,6 +140,7 @@ pub fn is_browser_route(path: &str) -> bool {
         "/sourceConfig/",
         "/v1/in-app/stream",
         "/v1/in-app/decide",
+        "/v1/in-app/recommendations",
     ];
     if COLLECTION.contains(&path) {
         return true;

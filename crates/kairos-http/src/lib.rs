@@ -190,6 +190,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/recommendations", get(recommendations::recommend))
         .route(
+            "/v1/in-app/recommendations",
+            get(recommendations::page_recommend),
+        )
+        .route(
             "/v1/recommendations/rules",
             get(recommendations::get_rules).put(recommendations::put_rules),
         )

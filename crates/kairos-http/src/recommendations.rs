@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kairos_engine::recommend::RuleSpec;
@@ -239,6 +240,70 @@ pub async fn recommend(
         "items": items,
     }))
     .into_response())
+}
+
+/// What a page may ask besides the recommendation parameters.
+const PAGE_PARAMETERS: [&str; 3] = ["identifier", "writeKey", "token"];
+/// Recommendation parameters a page may not use: it asks for its own
+/// visitor (`identifier`), and a write key is public.
+const ADMIN_ONLY_PARAMETERS: [&str; 3] = ["profile", "include_purchased", "include_cart"];
+
+/// `GET /v1/in-app/recommendations?writeKey=&identifier=<type>:<value>&token=&strategy=&limit=&context_item=...`:
+/// a page's widget, with the source's write key — as its own anonymous id
+/// (then nothing that shows what the person viewed or bought: the id may
+/// since belong to someone identified), or as a signed-in person with the
+/// identity token its backend minted. Items carry their public fields
+/// only: never attributes, stock or scores' neighbours.
+pub async fn page_recommend(
+    State(state): State<AppState>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    Query(mut params): Query<BTreeMap<String, String>>,
+) -> Result<Response, Problem> {
+    let source = crate::auth::page_source(&state, &headers, raw_query.as_deref())?;
+    let bad = |detail: String| Problem::bad_request("recommendations_invalid", detail);
+    let Some(text) = params.get("identifier").cloned() else {
+        return Err(bad(
+            "identifier: expected ?identifier=anonymous_id:<the visitor's id> (or user_id:<id> with a token)".into(),
+        ));
+    };
+    if let Some(refused) = ADMIN_ONLY_PARAMETERS.iter().find(|key| params.contains_key(**key)) {
+        return Err(bad(format!(
+            "{refused}: only with the admin token (GET /v1/recommendations); a page asks for its own visitor"
+        )));
+    }
+    let who = identifier(&text)?;
+    let token = params.get("token").cloned();
+    let verified = crate::auth::page_identity(
+        &source.record,
+        &text,
+        &who,
+        token.as_deref(),
+        "reading recommendations",
+    )?;
+    params.retain(|key, _| !PAGE_PARAMETERS.contains(&key.as_str()));
+    let ask = ask_of(&params)?;
+    let ask = match verified {
+        true => Some(ask),
+        false => ask.without_history(),
+    };
+    let items: Vec<Value> = match ask {
+        None => Vec::new(),
+        Some(ask) => state
+            .engine
+            .recommend(Some(&who), &ask)
+            .await?
+            .items
+            .into_iter()
+            .map(|recommendation| {
+                let item = recommendation.item;
+                json!({"id": item.id, "name": item.name, "category": item.category, "price": item.price,
+                       "image_url": item.image_url, "url": item.url, "score": recommendation.score,
+                       "reason": recommendation.reason.text})
+            })
+            .collect(),
+    };
+    Ok(axum::Json(json!({"items": items})).into_response())
 }
 
 /// The request's parameters, checked.

@@ -39,6 +39,9 @@ pub struct Item {
     pub attributes: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// The item's page (a widget links to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 fn available_by_default() -> bool {
@@ -74,15 +77,17 @@ impl Item {
         {
             return Err("price: expected a number >= 0".into());
         }
-        if let Some(url) = &self.image_url
-            && (url.len() > IMAGE_URL_CHARS_MAX
-                || !(url.starts_with("https://")
-                    || url.starts_with("http://")
-                    || url.starts_with('/')))
-        {
-            return Err(format!(
-                "image_url: expected an http(s) URL or a path of at most {IMAGE_URL_CHARS_MAX} characters"
-            ));
+        for (field, url) in [("image_url", &self.image_url), ("url", &self.url)] {
+            if let Some(url) = url
+                && (url.len() > IMAGE_URL_CHARS_MAX
+                    || !(url.starts_with("https://")
+                        || url.starts_with("http://")
+                        || url.starts_with('/')))
+            {
+                return Err(format!(
+                    "{field}: expected an http(s) URL or a path of at most {IMAGE_URL_CHARS_MAX} characters"
+                ));
+            }
         }
         let attributes = serde_json::to_string(&self.attributes).unwrap_or_default();
         if attributes.len() > ATTRIBUTES_BYTES_MAX {
@@ -134,6 +139,7 @@ impl Item {
             stock: None,
             attributes: Map::new(),
             image_url: text("image_url"),
+            url: text("url"),
         };
         item.validate().is_ok().then_some(item)
     }
@@ -150,6 +156,7 @@ impl Item {
             stock: self.stock,
             attributes: self.attributes.clone(),
             image_url: newer.image_url.clone().or_else(|| self.image_url.clone()),
+            url: newer.url.clone().or_else(|| self.url.clone()),
         }
     }
 }

@@ -336,6 +336,7 @@ mod tests {
             stock: None,
             attributes: Default::default(),
             image_url: None,
+            url: None,
         }))
     }
 

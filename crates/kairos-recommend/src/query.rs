@@ -87,6 +87,21 @@ pub struct Query {
 }
 
 impl Query {
+    /// This request for a caller who may not see what the person viewed
+    /// or bought (a page that proved no identity, acting as an anonymous
+    /// id that may since belong to someone identified): the session's own
+    /// items, purchases and the cart are left out; `None` for strategies
+    /// that only show history (`recently_viewed`, `buy_again`).
+    pub fn without_history(mut self) -> Option<Query> {
+        if matches!(self.strategy, Strategy::RecentlyViewed | Strategy::BuyAgain) {
+            return None;
+        }
+        self.exclude_viewed = true;
+        self.exclude_purchased = true;
+        self.exclude_in_cart = true;
+        Some(self)
+    }
+
     pub fn new(strategy: Strategy, limit: usize) -> Query {
         Query {
             strategy,

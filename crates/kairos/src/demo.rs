@@ -167,7 +167,8 @@ pub fn demo_store_items() -> Vec<serde_json::Value> {
             for (k, color) in COLORS.iter().enumerate() {
                 let price =
                     (base * (1.0 + n as f64 * 0.12 + k as f64 * 0.05) * 100.0).round() / 100.0;
-                items.push(json!({"id": format!("sku-{}{n}{k}", c + 1), "name": format!("{name}, {color}"),
+                let id = format!("sku-{}{n}{k}", c + 1);
+                items.push(json!({"id": id, "name": format!("{name}, {color}"), "url": format!("/demo/#product/{id}"),
                                   "category": category, "price": price, "attributes": {"color": color}}));
             }
         }

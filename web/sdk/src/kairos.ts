@@ -5,6 +5,7 @@
 import { aliasArgs, pageArgs, Resolved, trackArgs, userArgs } from './args';
 import { Autocapture, AutocaptureOptions, startAutocapture } from './autocapture';
 import { decide, DecideOptions, fillSlots, SlotRenderer } from './decide';
+import { fillWidgets, recommend, RecommendOptions, WidgetRenderer } from './recommend';
 import { InApp } from './inapp';
 import { Queue } from './queue';
 import { IdStore, jsonGet, lsGet, lsSet } from './store';
@@ -204,6 +205,20 @@ export class Kairos {
   slots(options: DecideOptions & { root?: ParentNode; render?: SlotRenderer } = {}) {
     if (!this.writeKey) return new Promise<void>((done) => this.ready(() => this.slots(options).then(done)));
     return fillSlots(this, options.root, options.render, options);
+  }
+
+  /** Items recommended for this visitor (docs/recommendations.md). */
+  recommend(options?: RecommendOptions) {
+    return recommend(this, options);
+  }
+
+  /** Fills `[data-kairos-recommendations]` widgets with links to their
+   *  items (or through `render`), reporting clicks as `Product Clicked`. */
+  recommendations(options: RecommendOptions & { root?: ParentNode; render?: WidgetRenderer } = {}) {
+    if (!this.writeKey) {
+      return new Promise<void>((done) => this.ready(() => this.recommendations(options).then(done)));
+    }
+    return fillWidgets(this, options.root, options.render, options);
   }
 
   /** Analytics events may be sent (and ids stored) now. */

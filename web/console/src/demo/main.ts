@@ -85,12 +85,19 @@ function home(query = ''): void {
 function product(sku: string): void {
   const p = find(sku);
   if (!p) return home();
+  // Once the view is acknowledged, the slots and the widget reflect it.
   kairos.track('Product Viewed', { product_id: p.sku, sku: p.sku, name: p.name, category: p.category, price: p.price },
-    {}, refreshOffer);
+    {}, () => { refreshOffer(); kairos.recommendations({ root: main }); });
   replace(main, h('p', {}, h('a', { href: '#' }, '← All products')), h('h1', {}, p.name),
     h('div', { class: 'product' }, h('span', { class: `swatch big ${p.category.toLowerCase()}`, 'aria-hidden': 'true' }, p.category[0]),
       h('div', {}, h('p', { class: 'price' }, money(p.price)), h('p', {}, `${p.category} in ${p.color}. Built for the trail, fine in town.`),
-        h('button', { type: 'button', 'data-add': p.sku, id: 'add' }, 'Add to cart'))));
+        h('button', { type: 'button', 'data-add': p.sku, id: 'add' }, 'Add to cart'))),
+    // Filled by the SDK (docs/sdk.md, "Recommendations"): links to what
+    // earlier visitors of this product viewed in the same session.
+    h('section', { class: 'also', 'aria-label': 'Customers who viewed this also viewed' },
+      h('h2', {}, 'Customers who viewed this also viewed'),
+      h('div', { 'data-kairos-recommendations': 'viewed_together', 'data-kairos-context-item': p.sku, 'data-kairos-limit': '4' },
+        h('p', {}, 'Nothing yet.'))));
 }
 
 function cartPage(): void {
