@@ -30,7 +30,8 @@ mod in_app_worker;
 pub mod journey;
 pub mod lists;
 pub mod metrics;
-pub mod policy;
+/// The contact policy, pure, in the core; re-exported for existing callers.
+pub use kairos_core::journey::policy;
 pub mod render;
 pub mod signing;
 pub mod tls;

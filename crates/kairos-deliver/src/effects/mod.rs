@@ -4,7 +4,7 @@
 //! runs their steps and enqueues the messages they send, moving its cursor
 //! in the same atomic batch — so after a crash nothing is decided twice and
 //! nothing is skipped (the shards' replay hands over again what is after
-//! the cursor). Each send passes the contact policy ([`crate::policy`])
+//! the cursor). Each send passes the contact policy ([`kairos_core::journey::policy`])
 //! first: blocked sends are recorded with their reason, deferred ones wait.
 //! Waits and timed steps fire on the engine's clock once the stage has
 //! passed everything durable.

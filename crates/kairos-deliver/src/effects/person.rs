@@ -111,11 +111,10 @@ impl Stage {
         seen: Seen<'_>,
     ) -> Result<Timestamp, DeliverError> {
         let view = self.profile(subject, seen)?;
-        let zone = view
-            .as_ref()
-            .and_then(|view| view.traits.get("timezone")?.as_str())
-            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.policy.default_time_zone.clone());
+        let zone = self.policy.time_zone_of(
+            view.as_ref()
+                .and_then(|view| view.traits.get("timezone")?.as_str()),
+        );
         Ok(crate::policy::next_local(now, time, &zone))
     }
 

@@ -127,14 +127,19 @@ impl ContactPolicy {
         Verdict::Send
     }
 
+    /// The person's time zone: their `timezone` trait when it names an
+    /// IANA zone, else the policy's default (a misspelt zone must not
+    /// leave them without quiet hours).
+    pub fn time_zone_of(&self, trait_value: Option<&str>) -> TimeZone {
+        trait_value
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.default_time_zone.clone())
+    }
+
     /// When quiet hours end, if `now` is inside them for this person.
     fn quiet_until(&self, person: &Person, now: Timestamp) -> Option<Timestamp> {
         let (from, to) = self.quiet_hours?;
-        let zone = person
-            .time_zone
-            .as_deref()
-            .and_then(|name| TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.default_time_zone.clone());
+        let zone = self.time_zone_of(person.time_zone.as_deref());
         let local = now.to_zoned_datetime(zone.clone());
         let time = local.time();
         let quiet = if from <= to {
@@ -239,6 +244,19 @@ mod tests {
         assert!(
             matches!(policy.judge(None, "email", &listed, now), Verdict::Block { reason } if reason.contains("do-not-contact"))
         );
+    }
+
+    #[test]
+    fn an_unknown_time_zone_falls_back_to_the_default() {
+        let policy = ContactPolicy {
+            default_time_zone: TimeZone::get("Europe/Paris").unwrap(),
+            ..ContactPolicy::default()
+        };
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
+        assert_eq!(policy.time_zone_of(Some("Asia/Tokyo")), tokyo);
+        assert_eq!(policy.time_zone_of(Some("Mars/Olympus")), paris);
+        assert_eq!(policy.time_zone_of(None), paris);
     }
 
     #[test]
