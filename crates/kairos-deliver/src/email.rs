@@ -20,15 +20,8 @@ use lettre::transport::smtp::client::Tls;
 
 use crate::render::MessageRenderer;
 
-/// An email's parts, as templates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailTemplate {
-    pub subject: String,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub html: Option<String>,
-}
+/// An email's parts, as templates (defined with journeys, in the core).
+pub use kairos_core::journey::definition::EmailTemplate;
 
 /// An email ready to send (what the outbox stores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

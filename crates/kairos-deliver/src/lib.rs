@@ -35,7 +35,8 @@ pub use kairos_core::journey::policy;
 pub mod render;
 pub mod signing;
 pub mod tls;
-pub mod unusual;
+/// Unusual-behaviour triggers, pure, in the core.
+pub use kairos_core::journey::unusual;
 
 mod effects;
 mod worker;
