@@ -160,6 +160,24 @@ fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {
     }
 }
 
+/// One delivery attempt of a stored email to its destination's server.
+pub(crate) async fn attempt(
+    destination: &kairos_store::DestinationRecord,
+    message: &kairos_store::Message,
+    settings: &crate::DeliverySettings,
+) -> crate::destination::Outcome {
+    use crate::destination::Outcome;
+    let Ok(email) = serde_json::from_value::<RenderedEmail>(message.payload.clone()) else {
+        return Outcome::Failed("the stored message is not an email".into());
+    };
+    let from = destination.from.as_deref().unwrap_or_default();
+    match send(&destination.url, from, &email, &message.id, settings).await {
+        SmtpOutcome::Sent => Outcome::Delivered,
+        SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
+        SmtpOutcome::Permanent(error) => Outcome::Failed(error),
+    }
+}
+
 /// What an SMTP attempt came to.
 pub enum SmtpOutcome {
     Sent,
