@@ -27,6 +27,8 @@ use crate::audience::References;
 use crate::audience::ast::{EventRef, Expr};
 use crate::audience::eval::{EventFact, matches_event};
 
+pub use super::entry::{Entry, EntryRule, MAX_EVENT_AGE_DEFAULT};
+
 /// A definition that cannot be compiled; the message says what is wrong
 /// and how to fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,30 +77,6 @@ pub struct JourneyDefinition {
     /// and `"max_event_age"` (docs/journeys.md, "What starts a journey").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<Value>,
-}
-
-/// How old (event time against arrival) the event that causes an entry
-/// may be, by default: older ones are history, not behaviour to act on.
-pub const MAX_EVENT_AGE_DEFAULT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
-
-/// Who enters a journey, and on what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub rule: EntryRule,
-    /// Memberships found while catching up (a restart's replay, a new
-    /// definition computed over history) start the journey too.
-    pub include_existing: bool,
-    /// The causing event's age limit (its event time against when Kairos
-    /// received it).
-    pub max_event_age: jiff::SignedDuration,
-}
-
-/// Who may enter a journey again.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EntryRule {
-    EveryTime,
-    Once,
-    OncePer(jiff::SignedDuration),
 }
 
 /// A journey's steps, flattened: branches become jumps, so a person's place
@@ -417,61 +395,9 @@ fn compile_checked(
         program,
         paths,
         goal: definition.goal.clone(),
-        entry: entry_options(definition.entry.as_ref())?,
+        entry: Entry::parse(definition.entry.as_ref())?,
         paused: false,
     })
-}
-
-fn entry_options(entry: Option<&Value>) -> Result<Entry, String> {
-    let mut options = Entry {
-        rule: EntryRule::EveryTime,
-        include_existing: false,
-        max_event_age: MAX_EVENT_AGE_DEFAULT,
-    };
-    match entry {
-        None => {}
-        Some(Value::String(rule)) => options.rule = named_rule(rule)?,
-        Some(Value::Object(fields)) => {
-            for (field, value) in fields {
-                match (field.as_str(), value) {
-                    ("rule", Value::String(rule)) => options.rule = named_rule(rule)?,
-                    ("once_per", Value::String(period)) => {
-                        options.rule =
-                            EntryRule::OncePer(duration(period).map_err(|error| {
-                                error.replace("trigger.within", "entry.once_per")
-                            })?)
-                    }
-                    ("include_existing", Value::Bool(include)) => {
-                        options.include_existing = *include
-                    }
-                    ("max_event_age", Value::String(age)) => {
-                        options.max_event_age = duration(age).map_err(|error| {
-                            error.replace("trigger.within", "entry.max_event_age")
-                        })?
-                    }
-                    _ => return Err(entry_problem(&Value::Object(fields.clone()))),
-                }
-            }
-        }
-        Some(other) => return Err(entry_problem(other)),
-    }
-    Ok(options)
-}
-
-fn named_rule(rule: &str) -> Result<EntryRule, String> {
-    match rule {
-        "every_time" => Ok(EntryRule::EveryTime),
-        "once" => Ok(EntryRule::Once),
-        other => Err(entry_problem(&Value::String(other.to_string()))),
-    }
-}
-
-fn entry_problem(entry: &Value) -> String {
-    format!(
-        "entry {entry}: expected \"every_time\", \"once\", or an object with \"rule\" \
-         (\"every_time\" or \"once\") or \"once_per\" (\"7d\"), \"include_existing\" \
-         (true or false) and \"max_event_age\" (\"1d\")"
-    )
 }
 
 /// Appends the steps to the program; a branch becomes a conditional jump
@@ -644,7 +570,7 @@ fn checked_unusual(unusual: &Option<Unusual>) -> Result<Option<Unusual>, String>
 }
 
 /// "30m", "2h", "1d", "90s", "2w".
-fn duration(text: &str) -> Result<jiff::SignedDuration, String> {
+pub(super) fn duration(text: &str) -> Result<jiff::SignedDuration, String> {
     crate::duration::parse_seconds(text)
         .and_then(|seconds| i64::try_from(seconds).ok())
         .map(jiff::SignedDuration::from_secs)

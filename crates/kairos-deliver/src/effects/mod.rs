@@ -295,7 +295,9 @@ impl Stage {
                 }
                 if input.seq <= journey.starts_after_seq
                     || !journey.matches(fact, input.announcement)
-                    || !acts_on(journey, fact, event, input.announcement)
+                    || !journey
+                        .entry
+                        .acts_on(fact, event.received_at, input.announcement)
                 {
                     continue;
                 }
@@ -424,7 +426,7 @@ impl Stage {
         }
         if seq > journey.starts_after_seq
             && matches_event(first, fact)
-            && acts_on(journey, fact, event, false)
+            && journey.entry.acts_on(fact, event.received_at, false)
         {
             effects.set_wait(&Wait {
                 journey: journey.id.clone(),
@@ -474,36 +476,6 @@ impl Stage {
         effects.commit(None)?;
         Ok(due.len() + decided)
     }
-}
-
-/// Whether the entry comes from live behaviour the journey acts on: not a
-/// membership found while catching up (a restart's replay, a definition
-/// computed over history — unless the journey includes existing members),
-/// and not an event that was already older than the journey's
-/// `max_event_age` when Kairos received it (history being imported).
-fn acts_on(
-    journey: &CompiledJourney,
-    fact: &EventFact,
-    event: &kairos_core::Event,
-    announcement: bool,
-) -> bool {
-    if journey.entry.include_existing {
-        return true;
-    }
-    let caused_at = if announcement {
-        match fact.properties.get("cause").and_then(Value::as_str) {
-            Some("catch_up") => return false,
-            Some("event") => fact
-                .properties
-                .get("cause_at")
-                .and_then(Value::as_str)
-                .and_then(|at| at.parse::<Timestamp>().ok()),
-            _ => None, // time alone, while running: live
-        }
-    } else {
-        Some(fact.at)
-    };
-    caused_at.is_none_or(|at| event.received_at.duration_since(at) <= journey.entry.max_event_age)
 }
 
 /// The person a stored `type:value` names.

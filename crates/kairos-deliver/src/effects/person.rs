@@ -129,8 +129,7 @@ impl Stage {
     ) -> Result<Option<String>, DeliverError> {
         let identifier = format!("email:{}", address.trim().to_lowercase());
         let found = effects.find_in_lists(&self.policy.suppression_lists, &[identifier])?;
-        Ok(found
-            .map(|(list, identifier)| format!("suppressed: {identifier} is on the list {list:?}")))
+        Ok(found.map(|(list, identifier)| crate::policy::suppressed(&list, &identifier)))
     }
 
     /// The engine's "now" (the manual clock in tests).
