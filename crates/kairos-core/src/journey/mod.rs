@@ -5,6 +5,8 @@
 //!   compiled into a trigger matcher and a flat program of steps;
 //! - [`entry`]: who may enter a journey again, and whether what caused
 //!   an entry is live behaviour or history;
+//! - [`waits`]: what an event does to an abandoned-cart wait ("A not
+//!   followed by B within T");
 //! - [`unusual`]: whether an event departs from the person's own history
 //!   (trigger `"unusual"`), over the history it is given;
 //! - [`policy`]: consent, frequency caps, quiet hours, suppression and
@@ -23,3 +25,4 @@ pub mod entry;
 pub mod lists;
 pub mod policy;
 pub mod unusual;
+pub mod waits;

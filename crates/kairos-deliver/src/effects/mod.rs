@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kairos_core::audience::Expr;
-use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_event};
+use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate};
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_engine::effects_feed::{EffectInput, EffectsInterest, EffectsTap, Merger};
@@ -398,40 +398,22 @@ impl Stage {
         effects: &mut Effects<'_>,
     ) -> Result<(), StoreError> {
         let (seq, fact, event) = (input.seq, &input.fact, &*input.event);
-        let Matcher::NotFollowed {
-            first,
-            then,
-            within,
-            key,
-        } = &journey.matcher
-        else {
-            return Ok(());
-        };
         let subject = &input.subject;
         let identifier = format!("{}:{}", subject.kind, subject.value);
-        let key_value = match key {
-            Some(path) => match fact.properties.get(path) {
-                Some(Value::String(text)) => text.clone(),
-                Some(value) if !value.is_null() => value.to_string(),
-                _ => return Ok(()), // no key: neither starts nor ends a wait
-            },
-            None => identifier.clone(),
+        let Some(key_value) = journey.wait_key(fact, &identifier) else {
+            return Ok(()); // another trigger, or no key: no wait moves
         };
-        if fact.name == *then
+        if journey.may_end_wait(fact)
             && let Some(wait) = effects.wait(&journey.id, &key_value)?
-            && fact.at > wait.started_at
-            && fact.at <= wait.deadline
+            && journey.ends_wait(fact, wait.started_at, wait.deadline)
         {
             effects.cancel_wait(&wait);
         }
-        if seq > journey.starts_after_seq
-            && matches_event(first, fact)
-            && journey.entry.acts_on(fact, event.received_at, false)
-        {
+        if let Some(deadline) = journey.starts_wait(seq, fact, event.received_at) {
             effects.set_wait(&Wait {
                 journey: journey.id.clone(),
                 key: key_value,
-                deadline: fact.at + *within,
+                deadline,
                 event_seq: seq,
                 started_at: fact.at,
                 identifier,
