@@ -82,6 +82,8 @@ impl Worker {
     /// One look at the queue: attempts what is due. Returns how long to
     /// sleep before the next look (`None`: look again at once).
     async fn look(&mut self, record: &DestinationRecord) -> Option<Duration> {
+        // Handles (reference-counted) the destination borrows while the
+        // worker's own state changes during the look.
         let (client, hub) = (self.client.clone(), self.hub.clone());
         let destination = Destination::of(record, &client, &hub);
         let rules = destination.rules();
