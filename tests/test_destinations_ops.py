@@ -238,3 +238,63 @@ def test_metrics_cover_every_stage_and_move(tmp_path):
     finally:
         server.stop()
         receiver.stop()
+
+
+def test_one_delivery_loop_keeps_each_kind_of_destination_at_its_own_pace(tmp_path):
+    """Issue 13: webhooks and in-app pages go through the one worker loop
+    (kairos-deliver's `Destination`). A failing webhook is retried on the
+    schedule, counted and dead-lettered; a healthy one beside it is not
+    held up; an in-app message whose person is away is no attempt (not
+    counted, no retry) and goes when their page opens."""
+    from test_journeys import identity_token, open_stream
+
+    down, up = RawReceiver().start(), RawReceiver().start()
+    down.script = [500] * 10  # more than max_attempts (4)
+    server = start_kairos(tmp_path)
+    try:
+        ids = {}
+        for kind, name, url in [("webhook", "down", down.url), ("webhook", "up", up.url), ("in_app", "site", "")]:
+            r = server.admin("POST", "/v1/destinations", json={"type": kind, "name": name, "url": url})
+            assert r.status_code == 201, r.text
+            ids[r.json()["id"]] = name
+        steps = [{"send": {"destination": "down"}}, {"send": {"destination": "up"}},
+                 {"send": {"destination": "site", "message": {"title": "Still thinking?"}}}]
+        r = server.admin("POST", "/v1/journeys", json={"name": "fan out", "trigger": {"event": "Cart Viewed"}, "steps": steps})
+        assert r.status_code == 201, r.text
+        source = server.create_source("web")
+        key, secret = source["write_key"], source["identity_secret"]
+        before = scrape(server)
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": "u1", "messageId": "cv1"}])
+
+        def by_destination():
+            return {ids[d["destination"]]: d for d in deliveries(server, "user_id:u1")}
+
+        assert wait_for(lambda: by_destination().get("down", {}).get("status") == "dead", 15), by_destination()
+        messages = by_destination()
+        assert messages["down"]["attempts"] == 4 and "answered 500" in messages["down"]["last_error"], messages
+        assert len(down.requests) == 4
+        assert messages["up"]["status"] == "delivered" and messages["up"]["attempts"] == 1, messages
+        assert len(up.requests) == 1
+        # Away: still waiting, never attempted, over all of down's retries.
+        assert messages["site"]["status"] == "pending" and messages["site"]["attempts"] == 0, messages
+        after = scrape(server)
+
+        def moved(sample):
+            return after.get(sample, 0) - before.get(sample, 0)
+
+        assert moved('kairos_deliveries_total{destination="down",status="retry"}') == 3
+        assert moved('kairos_deliveries_total{destination="down",status="dead"}') == 1
+        assert moved('kairos_deliveries_total{destination="up",status="delivered"}') == 1
+        assert not [sample for sample in after if 'destination="site"' in sample], "waiting is not an attempt"
+
+        page = []
+        stream = open_stream(server, "user_id:u1", key, page, token=identity_token(secret, "user_id:u1"))
+        assert wait_for(lambda: len(page) == 1, 5), page
+        assert page[0]["data"]["content"] == {"title": "Still thinking?"}, page
+        assert wait_for(lambda: by_destination()["site"]["status"] == "delivered")
+        assert by_destination()["site"]["attempts"] == 1
+        stream.close()
+    finally:
+        server.stop()
+        down.stop()
+        up.stop()

@@ -16,7 +16,9 @@
 //!   graph with per-type limits, priorities and blocked values);
 //! - [`profile`] is one person's state, updated event by event;
 //! - [`error`] is the kinds of failure every crate's errors report;
-//! - [`matching`] links records of people with typos (Fellegi–Sunter).
+//! - [`matching`] links records of people with typos (Fellegi–Sunter);
+//! - [`journey`] is what journey definitions mean and what the contact
+//!   policy decides (kairos-deliver's effects stage drives both).
 //!
 //! ```
 //! use kairos_core::{normalize::{normalize_event, Arrival, IngestLimits}, request::parse_batch};
@@ -42,6 +44,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod journey;
 pub mod matching;
 pub mod normalize;
 pub mod profile;

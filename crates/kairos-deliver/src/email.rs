@@ -20,15 +20,8 @@ use lettre::transport::smtp::client::Tls;
 
 use crate::render::MessageRenderer;
 
-/// An email's parts, as templates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailTemplate {
-    pub subject: String,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub html: Option<String>,
-}
+/// An email's parts, as templates (defined with journeys, in the core).
+pub use kairos_core::journey::definition::EmailTemplate;
 
 /// An email ready to send (what the outbox stores).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +165,24 @@ fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {
         Value::Array(items) => items.iter().for_each(|item| walk_strings(item, visit)),
         Value::Object(map) => map.values().for_each(|item| walk_strings(item, visit)),
         _ => {}
+    }
+}
+
+/// One delivery attempt of a stored email to its destination's server.
+pub(crate) async fn attempt(
+    destination: &kairos_store::DestinationRecord,
+    message: &kairos_store::Message,
+    settings: &crate::DeliverySettings,
+) -> crate::destination::Outcome {
+    use crate::destination::Outcome;
+    let Ok(email) = serde_json::from_value::<RenderedEmail>(message.payload.clone()) else {
+        return Outcome::Failed("the stored message is not an email".into());
+    };
+    let from = destination.from.as_deref().unwrap_or_default();
+    match send(&destination.url, from, &email, &message.id, settings).await {
+        SmtpOutcome::Sent => Outcome::Delivered,
+        SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
+        SmtpOutcome::Permanent(error) => Outcome::Failed(error),
     }
 }
 

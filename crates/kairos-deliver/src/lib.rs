@@ -1,15 +1,23 @@
 //! Delivery: journeys decide, destinations receive (docs/journeys.md).
 //!
-//! - [`journey`]: journey definitions (a trigger, steps) and matching;
+//! What lives where: what a journey means — its definition compiled into a
+//! matcher and a program, unusual-behaviour triggers, the contact policy —
+//! is pure and lives in [`kairos_core::journey`] (re-exported here as
+//! [`journey`], [`policy`], [`unusual`]). This crate holds what has
+//! effects:
+//!
 //! - the **effects stage** takes the events journeys and syncs act on from
 //!   the engine's shards, each with the profile it made
-//!   ([`kairos_engine::effects_feed`]), in log order; it matches them
-//!   against the journeys and enqueues the messages they send, moving its
-//!   cursor in the same atomic batch (exactly-once decisions);
-//! - a **worker** per destination delivers its queue: Standard Webhooks
-//!   signatures ([`signing`]), the same `webhook-id` on every attempt,
-//!   backoff with jitter, `Retry-After`, 410 disables, a circuit breaker,
-//!   dead letters — each destination isolated from the others.
+//!   ([`kairos_engine::effects_feed`]), in log order; it drives the core's
+//!   journey logic against the store (runs, waits, lists, counters),
+//!   renders messages ([`email`], [`render`]: minijinja) and enqueues them,
+//!   moving its cursor in the same atomic batch (exactly-once decisions);
+//! - **one delivery loop** per destination delivers its queue through one
+//!   `Destination` type (webhook with Standard Webhooks signatures
+//!   ([`signing`]), email over SMTP, in-app pages; audience-sync batches
+//!   are webhook messages): the same `webhook-id` on every attempt, backoff
+//!   with jitter, `Retry-After`, 410 disables, a circuit breaker, dead
+//!   letters — each destination isolated from the others.
 //!
 //! The stage runs on a thread of its own and the workers on another
 //! ([`Deliverer::start`]), so the stage's fsynced batches never hold up a
@@ -20,21 +28,25 @@
 pub mod address_policy;
 mod audience_sync;
 pub mod decisions;
+mod destination;
 pub mod email;
 pub mod endpoint;
 mod error;
 pub mod experiments;
 mod failure;
 pub mod in_app;
-mod in_app_worker;
+mod in_app_delivery;
 pub mod journey;
 pub mod lists;
 pub mod metrics;
-pub mod policy;
+/// The contact policy, pure, in the core; re-exported for existing callers.
+pub use kairos_core::journey::policy;
 pub mod render;
 pub mod signing;
 pub mod tls;
-pub mod unusual;
+mod webhook;
+/// Unusual-behaviour triggers, pure, in the core.
+pub use kairos_core::journey::unusual;
 
 mod effects;
 mod worker;
@@ -295,7 +307,7 @@ impl Deliverer {
         let subscription = self.hub.subscribe(source_id, &identifiers)?;
         let (store, hub) = (self.store.clone(), self.hub.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            in_app_worker::catch_up(&store, &hub, &identifiers)
+            in_app_delivery::catch_up(&store, &hub, &identifiers)
         })
         .await;
         Ok(subscription)

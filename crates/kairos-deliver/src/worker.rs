@@ -1,14 +1,16 @@
-//! Delivery to one webhook destination: its own task, its own queue, so a
-//! failing or hanging endpoint never delays another destination.
+//! The delivery loop, written once for every kind of destination
+//! ([`crate::destination`]): each destination has its own task and its own
+//! queue, so a failing or hanging endpoint never delays another.
 //!
-//! Each pending message is POSTed with Standard Webhooks headers (the same
-//! `webhook-id` on every attempt, a fresh timestamp and signature); 2xx
-//! delivers it; 410 disables the destination (its messages become dead
-//! letters); 429, 502, 503 and 504 honour `Retry-After`; other failures are
-//! retried on an exponential schedule with jitter until the attempts run
-//! out (then the message is a dead letter, replayable through the API).
-//! After several failures in a row the destination's circuit opens: no
-//! attempts until it cools down.
+//! Each due message gets one attempt ([`Destination::deliver`]); delivered
+//! ends it; a destination that asks never to be called again (410) is
+//! disabled and its messages become dead letters; failures are retried on
+//! an exponential schedule with jitter (or after the endpoint's
+//! `Retry-After`) until the attempts run out, then the message is a dead
+//! letter, replayable through the API. After several failures in a row the
+//! destination's circuit opens: no attempts until it cools down. A message
+//! whose recipient is away (in-app: no page open) is not an attempt: it
+//! waits, and expires after the destination's `wait_max`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,31 +20,32 @@ use kairos_store::{DestinationRecord, Message, MessageStatus, Store};
 use tokio::sync::Notify;
 
 use crate::DeliverySettings;
-use crate::address_policy;
-use crate::email::{self, RenderedEmail, SmtpOutcome};
-use crate::endpoint;
-use crate::failure;
+use crate::destination::{Destination, Outcome, Pace, QueueRules};
 use crate::in_app::InAppHub;
-use crate::signing::sign_all;
+use crate::metrics::DeliveryMetrics;
 
-/// Messages taken per look at the queue.
-const TAKE: usize = 100;
 /// Failures in a row that open the circuit.
 const BREAKER_FAILURES: u32 = 5;
-/// How often the queue is read from its start again.
+/// How often the queue is read from its start again: replayed dead
+/// letters come back, and messages waiting for their recipient expire.
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// How often a disabled destination's queue is turned into dead letters.
+const DISABLED_SLEEP: Duration = Duration::from_secs(1);
 
-/// What one attempt came to.
-enum Outcome {
-    Delivered,
-    /// 410: the endpoint asks never to be called again.
-    Gone,
-    Retry {
-        error: String,
-        after: Option<Duration>,
-    },
-    /// Retrying cannot help (a permanent SMTP refusal): a dead letter now.
-    Failed(String),
+/// One destination's worker and what it remembers between looks.
+struct Worker {
+    store: Arc<Store>,
+    destination_id: String,
+    settings: DeliverySettings,
+    wake: Arc<Notify>,
+    client: reqwest::Client,
+    hub: InAppHub,
+    metrics: DeliveryMetrics,
+    failures_in_row: u32,
+    /// Messages before this sequence number are known to be done (or, for
+    /// recipient-paced ones, offered since the last rescan).
+    from_seq: u64,
+    rescan_at: Instant,
 }
 
 pub(crate) async fn run(
@@ -52,103 +55,176 @@ pub(crate) async fn run(
     wake: Arc<Notify>,
     client: reqwest::Client,
     hub: InAppHub,
-    metrics: crate::metrics::DeliveryMetrics,
+    metrics: DeliveryMetrics,
 ) {
-    if store
-        .outbox
-        .destination(&destination_id)
-        .is_some_and(|destination| destination.kind == "in_app")
-    {
-        return crate::in_app_worker::run(store, destination_id, wake, hub).await;
+    let mut worker = Worker {
+        store,
+        destination_id,
+        settings,
+        wake,
+        client,
+        hub,
+        metrics,
+        failures_in_row: 0,
+        from_seq: 0,
+        rescan_at: Instant::now(),
+    };
+    // Read on every look: URL, headers, secrets and `disabled` may change.
+    while let Some(record) = worker.store.outbox.destination(&worker.destination_id) {
+        if let Some(sleep) = worker.look(&record).await {
+            let _ = tokio::time::timeout(sleep, worker.wake.notified()).await;
+        }
     }
-    let mut failures_in_row = 0u32;
-    // Messages before this sequence number are known to be done; a full
-    // rescan now and then picks up replayed dead letters.
-    let mut from_seq = 0u64;
-    let mut rescan_at = Instant::now() + RESCAN_EVERY;
-    loop {
-        let Some(destination) = store.outbox.destination(&destination_id) else {
-            return; // deleted
-        };
-        if Instant::now() >= rescan_at {
-            from_seq = 0;
-            rescan_at = Instant::now() + RESCAN_EVERY;
+    // Deleted: the worker ends.
+}
+
+impl Worker {
+    /// One look at the queue: attempts what is due. Returns how long to
+    /// sleep before the next look (`None`: look again at once).
+    async fn look(&mut self, record: &DestinationRecord) -> Option<Duration> {
+        // Handles (reference-counted) the destination borrows while the
+        // worker's own state changes during the look.
+        let (client, hub) = (self.client.clone(), self.hub.clone());
+        let destination = Destination::of(record, &client, &hub);
+        let rules = destination.rules();
+        let rescan = Instant::now() >= self.rescan_at;
+        if rescan {
+            self.from_seq = 0;
+            self.rescan_at = Instant::now() + RESCAN_EVERY;
         }
-        let pending = store
+        let pending = self
+            .store
             .outbox
-            .pending(&destination.id, from_seq, TAKE)
+            .pending(&record.id, self.from_seq, rules.take)
             .unwrap_or_default();
-        if let Some(first) = pending.first() {
-            from_seq = first.seq;
-        }
-        if destination.disabled.is_some() {
+        self.from_seq = next_from_seq(&pending, &rules, self.from_seq);
+        if record.disabled.is_some() {
             for message in pending {
-                dead(
-                    &store,
-                    message,
-                    "the destination is disabled (it answered 410 Gone)",
-                );
+                let reason = "the destination is disabled (it answered 410 Gone)";
+                dead(&self.store, message, reason);
             }
-            wait(&wake, Duration::from_secs(1)).await;
-            continue;
+            return Some(DISABLED_SLEEP);
         }
         let now = Timestamp::now();
-        let due: Vec<Message> = pending
-            .iter()
-            .filter(|message| message.next_attempt_at <= now)
-            .cloned()
-            .collect();
+        let due = due(&pending, &rules, now);
         if due.is_empty() {
-            let next = pending.iter().map(|message| message.next_attempt_at).min();
-            let until = next.map_or(Duration::from_secs(1), |at| {
-                Duration::try_from(at.duration_since(now)).unwrap_or_default()
-            });
-            let until = until.min(Duration::from_secs(1));
-            wait(&wake, until).await;
-            continue;
+            return Some(sleep_until_due(&pending, &rules, now));
         }
         for message in due {
-            if store.outbox.is_erased(&message.identifier) {
+            if self.store.outbox.is_erased(&message.identifier) {
                 continue; // erased since it was read: never sent
             }
             let started = Instant::now();
-            let outcome = attempt(&client, &destination, &message, &settings).await;
-            count(
-                &metrics,
-                &destination,
-                &message,
-                &outcome,
-                &settings,
-                started,
-            );
-            match outcome {
-                Outcome::Delivered => failures_in_row = 0,
-                _ => failures_in_row += 1,
+            let outcome = destination.deliver(&message, &self.settings).await;
+            if let Outcome::Waiting = outcome {
+                self.waiting(message, &rules, rescan, now);
+                continue;
             }
-            let gone = matches!(outcome, Outcome::Gone);
-            record(&store, message, outcome, &settings);
-            if gone {
-                let reason = format!(
-                    "the endpoint answered 410 Gone; once it is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
-                    destination.id
+            if let Pace::Scheduled = rules.pace {
+                count(
+                    &self.metrics,
+                    record,
+                    &message,
+                    &outcome,
+                    &self.settings,
+                    started,
                 );
-                let _ = store.outbox.disable_destination(&destination.id, &reason);
+            }
+            if self.settled(record, message, outcome).await.is_break() {
                 break;
             }
-            if failures_in_row >= BREAKER_FAILURES {
-                // Circuit open: let the endpoint recover before trying again.
-                tracing::warn!(destination = %destination.name, "circuit open after {failures_in_row} failures");
-                tokio::time::sleep(backoff(&settings, 1, &destination.id) * 2).await;
-                failures_in_row = BREAKER_FAILURES - 1; // half open: one more try
-                break;
-            }
+        }
+        None
+    }
+
+    /// Records an attempt's outcome; breaks the pass when the destination
+    /// was disabled or its circuit opened (after cooling down).
+    async fn settled(
+        &mut self,
+        record: &DestinationRecord,
+        message: Message,
+        outcome: Outcome,
+    ) -> std::ops::ControlFlow<()> {
+        match outcome {
+            Outcome::Delivered => self.failures_in_row = 0,
+            _ => self.failures_in_row += 1,
+        }
+        let disable = matches!(outcome, Outcome::Disable);
+        record_attempt(&self.store, message, outcome, &self.settings);
+        if disable {
+            let reason = format!(
+                "the endpoint answered 410 Gone; once it is back, re-enable it with PATCH /v1/destinations/{} {{\"enabled\": true}}",
+                record.id
+            );
+            let _ = self.store.outbox.disable_destination(&record.id, &reason);
+            return std::ops::ControlFlow::Break(());
+        }
+        if self.failures_in_row >= BREAKER_FAILURES {
+            // Circuit open: let the endpoint recover before trying again.
+            tracing::warn!(destination = %record.name, "circuit open after {} failures", self.failures_in_row);
+            tokio::time::sleep(backoff(&self.settings, 1, &record.id) * 2).await;
+            self.failures_in_row = BREAKER_FAILURES - 1; // half open: one more try
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    /// The recipient was away: the message keeps waiting, unless a rescan
+    /// finds it waited longer than the destination allows.
+    fn waiting(&self, message: Message, rules: &QueueRules, rescan: bool, now: Timestamp) {
+        let Pace::Recipient { wait_max } = rules.pace else {
+            return;
+        };
+        // Both on the system clock: `created_at` is on the engine's (a
+        // manual clock in 2031 would keep it forever, one in 2020 expire
+        // it at once), and a replay resets `next_attempt_at`.
+        if rescan && message.next_attempt_at + wait_max < now {
+            let reason = format!(
+                "the person opened no page within {}h; replay it to keep it waiting",
+                wait_max.as_hours()
+            );
+            dead(&self.store, message, &reason);
         }
     }
 }
 
+/// Where the next read of the queue starts. Scheduled messages come back
+/// by themselves (a retry is due later), so the read starts at the first
+/// pending one; recipient-paced ones were all offered, so it starts after
+/// the last (their page opening sends them, [`crate::in_app_delivery::catch_up`],
+/// and a rescan offers them again).
+fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64) -> u64 {
+    match rules.pace {
+        Pace::Scheduled => pending.first().map_or(from_seq, |first| first.seq),
+        Pace::Recipient { .. } => pending.last().map_or(from_seq, |last| last.seq + 1),
+    }
+}
+
+/// The messages to attempt now: scheduled ones once their time has come,
+/// recipient-paced ones whenever they are read.
+fn due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Vec<Message> {
+    pending
+        .iter()
+        .filter(|message| match rules.pace {
+            Pace::Scheduled => message.next_attempt_at <= now,
+            Pace::Recipient { .. } => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// Until the first pending message is due, at most the idle maximum.
+fn sleep_until_due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Duration {
+    let next = pending.iter().map(|message| message.next_attempt_at).min();
+    let until = next.map_or(rules.idle_max, |at| {
+        Duration::try_from(at.duration_since(now)).unwrap_or_default()
+    });
+    until.min(rules.idle_max)
+}
+
 /// One attempt on `/metrics`: its outcome and how long it took.
 fn count(
-    metrics: &crate::metrics::DeliveryMetrics,
+    metrics: &DeliveryMetrics,
     destination: &DestinationRecord,
     message: &Message,
     outcome: &Outcome,
@@ -157,10 +233,11 @@ fn count(
 ) {
     let status = match outcome {
         Outcome::Delivered => "delivered",
-        Outcome::Gone => "gone",
+        Outcome::Disable => "gone",
         Outcome::Failed(_) => "dead",
         Outcome::Retry { .. } if message.attempts + 1 >= settings.max_attempts => "dead",
         Outcome::Retry { .. } => "retry",
+        Outcome::Waiting => return,
     };
     let name = destination.name.clone();
     metrics
@@ -176,10 +253,6 @@ fn count(
         .observe(started.elapsed().as_secs_f64());
 }
 
-async fn wait(wake: &Notify, at_most: Duration) {
-    let _ = tokio::time::timeout(at_most, wake.notified()).await;
-}
-
 /// A test send (`POST /v1/destinations/{id}/test`): one attempt of a
 /// message that is not stored, through the same path as every delivery
 /// (signing, headers, address policy, SMTP). `Ok(())` when it was taken,
@@ -190,134 +263,50 @@ pub(crate) async fn test_attempt(
     message: &Message,
     settings: &DeliverySettings,
 ) -> Result<(), String> {
-    match attempt(client, destination, message, settings).await {
+    let hub = InAppHub::default(); // test sends never go to in-app pages
+    match Destination::of(destination, client, &hub)
+        .deliver(message, settings)
+        .await
+    {
         Outcome::Delivered => Ok(()),
-        Outcome::Gone => Err("the endpoint answered 410 Gone".into()),
+        Outcome::Disable => Err("the endpoint answered 410 Gone".into()),
         Outcome::Retry { error, .. } | Outcome::Failed(error) => Err(error),
+        Outcome::Waiting => Err("nobody took the message".into()),
     }
 }
 
-async fn attempt(
-    client: &reqwest::Client,
-    destination: &DestinationRecord,
-    message: &Message,
-    settings: &DeliverySettings,
-) -> Outcome {
-    if destination.kind == "email" {
-        return attempt_email(destination, message, settings).await;
-    }
-    let url = match endpoint::webhook_url(&destination.url) {
-        Ok(url) => url,
-        Err(error) => return Outcome::Failed(error),
-    };
-    // An IP literal is connected to without resolution: check it here
-    // (names are checked by the client's resolver, after resolution).
-    if let Err(not_allowed) = address_policy::check_url(&url, settings.addresses) {
-        tracing::warn!(destination = %destination.name, %not_allowed, "delivery refused");
-        return Outcome::Failed(failure::NOT_ALLOWED.into());
-    }
-    let body = serde_json::to_vec(&message.payload).unwrap_or_default();
-    let now = Timestamp::now();
-    let timestamp = now.as_second();
-    let secrets = destination.signing_secrets(now);
-    let signature = match sign_all(&secrets, &message.id, timestamp, &body) {
-        Ok(signature) => signature,
-        Err(error) => {
-            return Outcome::Retry { error, after: None };
-        }
-    };
-    let mut request = client.post(url);
-    // The destination's own headers first: the protocol's below win.
-    for (name, value) in &destination.headers {
-        request = request.header(name, value);
-    }
-    let request = request
-        .timeout(settings.timeout)
-        .header("content-type", "application/json")
-        .header("user-agent", "Kairos-Webhooks/1")
-        .header("webhook-id", &message.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body);
-    match request.send().await {
-        Ok(response) if response.status().is_success() => Outcome::Delivered,
-        Ok(response) if response.status().as_u16() == 410 => Outcome::Gone,
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let after = matches!(status, 429 | 502 | 503 | 504)
-                .then(|| retry_after(response.headers()))
-                .flatten();
-            Outcome::Retry {
-                error: format!("the endpoint answered {status}"),
-                after,
-            }
-        }
-        Err(error) if error.is_timeout() => Outcome::Retry {
-            error: format!("timed out: no answer within {:?}", settings.timeout),
-            after: None,
-        },
-        Err(error) => {
-            // The detail (which host, which port, what it said) is for the
-            // operator's log; API callers read a category.
-            tracing::warn!(destination = %destination.name, error = %failure::chain(&error), "delivery attempt failed");
-            Outcome::Retry {
-                error: format!(
-                    "could not reach the endpoint: {}",
-                    failure::category(&error)
-                ),
-                after: None,
-            }
-        }
-    }
-}
-
-async fn attempt_email(
-    destination: &DestinationRecord,
-    message: &Message,
-    settings: &DeliverySettings,
-) -> Outcome {
-    let Ok(email) = serde_json::from_value::<RenderedEmail>(message.payload.clone()) else {
-        return Outcome::Failed("the stored message is not an email".into());
-    };
-    let from = destination.from.as_deref().unwrap_or_default();
-    match email::send(&destination.url, from, &email, &message.id, settings).await {
-        SmtpOutcome::Sent => Outcome::Delivered,
-        SmtpOutcome::Transient(error) => Outcome::Retry { error, after: None },
-        SmtpOutcome::Permanent(error) => Outcome::Failed(error),
-    }
-}
-
-/// `Retry-After` in seconds (HTTP dates are not worth the parser).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds.min(24 * 3600)))
-}
-
-fn record(store: &Store, mut message: Message, outcome: Outcome, settings: &DeliverySettings) {
-    let now = Timestamp::now();
+/// Marks a message delivered now (system clock).
+pub(crate) fn delivered(message: &mut Message, now: Timestamp) {
     message.attempts += 1;
+    message.status = MessageStatus::Delivered;
+    message.delivered_at = Some(now);
+    message.last_error = None;
+}
+
+/// Stores what an attempt came to: delivered, dead, or its next attempt.
+fn record_attempt(
+    store: &Store,
+    mut message: Message,
+    outcome: Outcome,
+    settings: &DeliverySettings,
+) {
+    let now = Timestamp::now();
     match outcome {
-        Outcome::Delivered => {
-            message.status = MessageStatus::Delivered;
-            message.delivered_at = Some(now);
-            message.last_error = None;
-        }
+        Outcome::Waiting => return, // not an attempt
+        Outcome::Delivered => delivered(&mut message, now),
         Outcome::Failed(error) => {
+            message.attempts += 1;
             message.status = MessageStatus::Dead;
             message.last_error = Some(error);
         }
-        Outcome::Gone => {
+        Outcome::Disable => {
+            message.attempts += 1;
             message.status = MessageStatus::Dead;
             message.last_error =
                 Some("the endpoint answered 410 Gone: destination disabled".into());
         }
         Outcome::Retry { error, after } => {
+            message.attempts += 1;
             message.last_error = Some(error);
             if message.attempts >= settings.max_attempts {
                 message.status = MessageStatus::Dead;
@@ -359,4 +348,93 @@ pub fn backoff(settings: &DeliverySettings, attempts: u32, id: &str) -> Duration
         });
     let jitter = 0.8 + 0.4 * (hash % 1_000) as f64 / 1_000.0;
     base.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64, due_in_secs: i64, now: Timestamp) -> Message {
+        Message {
+            id: format!("msg_{seq}"),
+            seq,
+            destination: "dst_1".into(),
+            journey: String::new(),
+            purpose: None,
+            channel: "webhook".into(),
+            identifier: "user_id:u1".into(),
+            event_seq: 0,
+            payload: serde_json::json!({}),
+            status: MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: now + SignedDuration::from_secs(due_in_secs),
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+        }
+    }
+
+    fn rules(pace: Pace) -> QueueRules {
+        QueueRules {
+            take: 10,
+            idle_max: Duration::from_secs(1),
+            pace,
+        }
+    }
+
+    /// A scheduled destination attempts only what is due and keeps reading
+    /// from its first pending message (retries come back by themselves); a
+    /// recipient-paced one offers everything it read and reads on after it.
+    #[test]
+    fn pace_decides_what_is_due_and_where_the_next_read_starts() {
+        let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+        let pending = vec![message(3, 30, now), message(5, -1, now), message(9, 0, now)];
+        let scheduled = rules(Pace::Scheduled);
+        let recipient = rules(Pace::Recipient {
+            wait_max: SignedDuration::from_hours(1),
+        });
+        let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(due(&pending, &scheduled, now)), [5, 9]);
+        assert_eq!(seqs(due(&pending, &recipient, now)), [3, 5, 9]);
+        assert_eq!(next_from_seq(&pending, &scheduled, 0), 3);
+        assert_eq!(next_from_seq(&pending, &recipient, 0), 10);
+        // An empty read keeps the position.
+        assert_eq!(next_from_seq(&[], &scheduled, 7), 7);
+        assert_eq!(next_from_seq(&[], &recipient, 7), 7);
+    }
+
+    #[test]
+    fn sleeps_until_the_first_due_message_at_most_the_idle_maximum() {
+        let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+        let scheduled = rules(Pace::Scheduled);
+        assert_eq!(
+            sleep_until_due(&[], &scheduled, now),
+            Duration::from_secs(1)
+        );
+        let soon = vec![message(1, 30, now)];
+        assert_eq!(
+            sleep_until_due(&soon, &scheduled, now),
+            Duration::from_secs(1)
+        );
+        let mut sooner = message(2, 0, now);
+        sooner.next_attempt_at = now + SignedDuration::from_millis(250);
+        assert_eq!(
+            sleep_until_due(&[sooner], &scheduled, now),
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn backoff_follows_the_schedule_with_bounded_jitter() {
+        let settings = DeliverySettings::default();
+        for attempts in 1..=12 {
+            let delay = backoff(&settings, attempts, "msg_x");
+            let step = settings.retry_schedule[(attempts as usize - 1).min(8)];
+            assert!(delay >= step.mul_f64(0.8) && delay <= step.mul_f64(1.2));
+        }
+        assert_eq!(
+            backoff(&settings, 3, "msg_x"),
+            backoff(&settings, 3, "msg_x")
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! runs their steps and enqueues the messages they send, moving its cursor
 //! in the same atomic batch — so after a crash nothing is decided twice and
 //! nothing is skipped (the shards' replay hands over again what is after
-//! the cursor). Each send passes the contact policy ([`crate::policy`])
+//! the cursor). Each send passes the contact policy ([`kairos_core::journey::policy`])
 //! first: blocked sends are recorded with their reason, deferred ones wait.
 //! Waits and timed steps fire on the engine's clock once the stage has
 //! passed everything durable.
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kairos_core::audience::Expr;
-use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate, matches_event};
+use kairos_core::audience::eval::{EventFact, PersonFacts, evaluate};
 use kairos_core::identity::Identifier;
 use kairos_core::identity::IdentityRules;
 use kairos_engine::effects_feed::{EffectInput, EffectsInterest, EffectsTap, Merger};
@@ -295,7 +295,9 @@ impl Stage {
                 }
                 if input.seq <= journey.starts_after_seq
                     || !journey.matches(fact, input.announcement)
-                    || !acts_on(journey, fact, event, input.announcement)
+                    || !journey
+                        .entry
+                        .acts_on(fact, event.received_at, input.announcement)
                 {
                     continue;
                 }
@@ -396,40 +398,22 @@ impl Stage {
         effects: &mut Effects<'_>,
     ) -> Result<(), StoreError> {
         let (seq, fact, event) = (input.seq, &input.fact, &*input.event);
-        let Matcher::NotFollowed {
-            first,
-            then,
-            within,
-            key,
-        } = &journey.matcher
-        else {
-            return Ok(());
-        };
         let subject = &input.subject;
         let identifier = format!("{}:{}", subject.kind, subject.value);
-        let key_value = match key {
-            Some(path) => match fact.properties.get(path) {
-                Some(Value::String(text)) => text.clone(),
-                Some(value) if !value.is_null() => value.to_string(),
-                _ => return Ok(()), // no key: neither starts nor ends a wait
-            },
-            None => identifier.clone(),
+        let Some(key_value) = journey.wait_key(fact, &identifier) else {
+            return Ok(()); // another trigger, or no key: no wait moves
         };
-        if fact.name == *then
+        if journey.may_end_wait(fact)
             && let Some(wait) = effects.wait(&journey.id, &key_value)?
-            && fact.at > wait.started_at
-            && fact.at <= wait.deadline
+            && journey.ends_wait(fact, wait.started_at, wait.deadline)
         {
             effects.cancel_wait(&wait);
         }
-        if seq > journey.starts_after_seq
-            && matches_event(first, fact)
-            && acts_on(journey, fact, event, false)
-        {
+        if let Some(deadline) = journey.starts_wait(seq, fact, event.received_at) {
             effects.set_wait(&Wait {
                 journey: journey.id.clone(),
                 key: key_value,
-                deadline: fact.at + *within,
+                deadline,
                 event_seq: seq,
                 started_at: fact.at,
                 identifier,
@@ -474,36 +458,6 @@ impl Stage {
         effects.commit(None)?;
         Ok(due.len() + decided)
     }
-}
-
-/// Whether the entry comes from live behaviour the journey acts on: not a
-/// membership found while catching up (a restart's replay, a definition
-/// computed over history — unless the journey includes existing members),
-/// and not an event that was already older than the journey's
-/// `max_event_age` when Kairos received it (history being imported).
-fn acts_on(
-    journey: &CompiledJourney,
-    fact: &EventFact,
-    event: &kairos_core::Event,
-    announcement: bool,
-) -> bool {
-    if journey.entry.include_existing {
-        return true;
-    }
-    let caused_at = if announcement {
-        match fact.properties.get("cause").and_then(Value::as_str) {
-            Some("catch_up") => return false,
-            Some("event") => fact
-                .properties
-                .get("cause_at")
-                .and_then(Value::as_str)
-                .and_then(|at| at.parse::<Timestamp>().ok()),
-            _ => None, // time alone, while running: live
-        }
-    } else {
-        Some(fact.at)
-    };
-    caused_at.is_none_or(|at| event.received_at.duration_since(at) <= journey.entry.max_event_age)
 }
 
 /// The person a stored `type:value` names.

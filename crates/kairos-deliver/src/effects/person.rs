@@ -111,11 +111,10 @@ impl Stage {
         seen: Seen<'_>,
     ) -> Result<Timestamp, DeliverError> {
         let view = self.profile(subject, seen)?;
-        let zone = view
-            .as_ref()
-            .and_then(|view| view.traits.get("timezone")?.as_str())
-            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.policy.default_time_zone.clone());
+        let zone = self.policy.time_zone_of(
+            view.as_ref()
+                .and_then(|view| view.traits.get("timezone")?.as_str()),
+        );
         Ok(crate::policy::next_local(now, time, &zone))
     }
 
@@ -130,8 +129,7 @@ impl Stage {
     ) -> Result<Option<String>, DeliverError> {
         let identifier = format!("email:{}", address.trim().to_lowercase());
         let found = effects.find_in_lists(&self.policy.suppression_lists, &[identifier])?;
-        Ok(found
-            .map(|(list, identifier)| format!("suppressed: {identifier} is on the list {list:?}")))
+        Ok(found.map(|(list, identifier)| crate::policy::suppressed(&list, &identifier)))
     }
 
     /// The engine's "now" (the manual clock in tests).

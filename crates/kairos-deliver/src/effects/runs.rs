@@ -18,21 +18,19 @@ impl Stage {
     ) -> Result<(), DeliverError> {
         let identifier = format!("{}:{}", subject.kind, subject.value);
         if journey.entry.rule != EntryRule::EveryTime {
-            let entries = effects.entries(&journey.id, &identifier)?;
-            let allowed = match (&journey.entry.rule, entries) {
-                (_, None) => true,
-                (EntryRule::Once, Some(_)) => false,
-                (EntryRule::OncePer(period), Some(entries)) => entries.last + *period <= now,
-                (EntryRule::EveryTime, _) => true,
-            };
-            if !allowed {
+            let last_entry = effects
+                .entries(&journey.id, &identifier)?
+                .map(|entries| entries.last);
+            if !journey.entry.admits(last_entry, now) {
                 return Ok(());
             }
             effects.record_entry(&journey.id, &identifier, now)?;
         }
-        if let Some(cap) = self.policy.max_concurrent_journeys
-            && effects.runs_of(&identifier)?.len() >= cap as usize
-        {
+        let under_way = match self.policy.max_concurrent_journeys {
+            Some(_) => effects.runs_of(&identifier)?.len(),
+            None => 0, // no cap: the runs need not be read
+        };
+        if let Some(cap) = self.policy.journeys_cap_reached(under_way) {
             tracing::info!(journey = %journey.name, %identifier, "not entered: {cap} journeys under way");
             return Ok(());
         }

@@ -5,10 +5,10 @@
 //! matched — the event itself and anything after it excluded, so replaying
 //! gives the same answer.
 
-use kairos_core::audience::eval::EventFact;
+use crate::audience::eval::EventFact;
 use serde_json::{Value, json};
 
-use crate::journey::Unusual;
+use super::definition::Unusual;
 
 /// Earlier events needed before anything counts as unusual.
 const MIN_HISTORY_DEFAULT: usize = 3;

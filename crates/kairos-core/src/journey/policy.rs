@@ -79,7 +79,7 @@ impl ContactPolicy {
     ) -> Verdict {
         if let Some((list, identifier)) = &person.suppressed {
             return Verdict::Block {
-                reason: format!("suppressed: {identifier} is on the list {list:?}"),
+                reason: suppressed(list, identifier),
             };
         }
         let Some(purpose) = purpose else {
@@ -127,14 +127,26 @@ impl ContactPolicy {
         Verdict::Send
     }
 
+    /// The cap on journeys under way at once, if a person with
+    /// `under_way` runs has reached it (they enter no other journey).
+    pub fn journeys_cap_reached(&self, under_way: usize) -> Option<u32> {
+        self.max_concurrent_journeys
+            .filter(|cap| under_way >= *cap as usize)
+    }
+
+    /// The person's time zone: their `timezone` trait when it names an
+    /// IANA zone, else the policy's default (a misspelt zone must not
+    /// leave them without quiet hours).
+    pub fn time_zone_of(&self, trait_value: Option<&str>) -> TimeZone {
+        trait_value
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.default_time_zone.clone())
+    }
+
     /// When quiet hours end, if `now` is inside them for this person.
     fn quiet_until(&self, person: &Person, now: Timestamp) -> Option<Timestamp> {
         let (from, to) = self.quiet_hours?;
-        let zone = person
-            .time_zone
-            .as_deref()
-            .and_then(|name| TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.default_time_zone.clone());
+        let zone = self.time_zone_of(person.time_zone.as_deref());
         let local = now.to_zoned_datetime(zone.clone());
         let time = local.time();
         let quiet = if from <= to {
@@ -147,6 +159,11 @@ impl ContactPolicy {
         }
         Some(next_local(now, to, &zone))
     }
+}
+
+/// Why a send to someone on a suppression list is blocked.
+pub fn suppressed(list: &str, identifier: &str) -> String {
+    format!("suppressed: {identifier} is on the list {list:?}")
 }
 
 /// The first moment after `now` at which clocks in `zone` show `time` (a
@@ -239,6 +256,30 @@ mod tests {
         assert!(
             matches!(policy.judge(None, "email", &listed, now), Verdict::Block { reason } if reason.contains("do-not-contact"))
         );
+    }
+
+    #[test]
+    fn the_journeys_cap_counts_runs_under_way() {
+        let capped = ContactPolicy {
+            max_concurrent_journeys: Some(2),
+            ..ContactPolicy::default()
+        };
+        assert_eq!(capped.journeys_cap_reached(1), None);
+        assert_eq!(capped.journeys_cap_reached(2), Some(2));
+        assert_eq!(ContactPolicy::default().journeys_cap_reached(1_000), None);
+    }
+
+    #[test]
+    fn an_unknown_time_zone_falls_back_to_the_default() {
+        let policy = ContactPolicy {
+            default_time_zone: TimeZone::get("Europe/Paris").unwrap(),
+            ..ContactPolicy::default()
+        };
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
+        assert_eq!(policy.time_zone_of(Some("Asia/Tokyo")), tokyo);
+        assert_eq!(policy.time_zone_of(Some("Mars/Olympus")), paris);
+        assert_eq!(policy.time_zone_of(None), paris);
     }
 
     #[test]
