@@ -196,14 +196,18 @@ def test_the_catalog_matches_the_store_and_related_items_follow_the_product_view
     assert len(cards) == 50 and sorted(cards) == sorted([i["id"], i["name"], i["price"], i["category"]] for i in catalog)
     browser.do("click", tab="store", selector="a[href='#product/sku-120']")
     body = "[data-kairos-placement=demo_related] .kairos-offer-body"
+    # A slot decided before the view was acknowledged shows what is popular
+    # (the boots among them); the one decided after it follows the view.
+    def follows_the_view(text):
+        return "Hiking Socks, Forest" in text and "Rain Jacket, Forest" in text and "Hiking Boots, Forest" not in text
+
     deadline, text = time.time() + 10, ""
     while time.time() < deadline:
         text = browser.js(f"document.querySelector('{body}')?.innerText || ''", tab="store")
-        if "Hiking Socks, Forest" in text:
+        if follows_the_view(text):
             break
         time.sleep(0.2)
-    assert "Hiking Socks, Forest" in text and "Rain Jacket, Forest" in text, text
-    assert "Hiking Boots, Forest" not in text, "the product on the page is not recommended to a page"
+    assert follows_the_view(text), text
 
 
 def test_the_sdk_widget_links_to_what_visitors_of_this_product_also_viewed(demo_kairos, browser):
