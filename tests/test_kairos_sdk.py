@@ -26,6 +26,7 @@ from sdk_support import (
     CHROMIUM, NODE_DIR, REPO, assert_stored_exactly_once, ensure_node_modules, new_run_id, scenario, set_fault,
     wait_for_events,
 )
+from conftest import Kairos
 from test_journeys import identity_token
 
 SDK_DIR = REPO / "web" / "sdk"
@@ -546,6 +547,37 @@ def test_a_slot_is_filled_with_the_top_offer_and_reports_views_and_clicks(shared
             break
         time.sleep(0.1)
     assert stats == {"impressions": 1, "clicks": 1, "dismissals": 0, "conversions": 0}, stats
+
+
+def test_a_recommendations_widget_renders_links_as_text_and_reports_clicks(shared_kairos, browser):
+    """docs/sdk.md "Recommendations": a `data-kairos-recommendations` widget
+    gets links to the items of /v1/in-app/recommendations (names as text,
+    never HTML; only http(s) or path links), and a click is reported as
+    `Product Clicked` with the item and the strategy."""
+    items = [{"id": "sdk-a", "name": "<img src=x onerror=alert(1)>Alpha", "price": 5, "url": "/p/a",
+              "image_url": "https://img.example/a.png"},
+             {"id": "sdk-b", "name": "Beta", "price": 7.5, "url": "/p/b"}]
+    assert shared_kairos.admin("POST", "/v1/items", json={"items": items}).status_code == 200
+    source = shared_kairos.create_source("sdk-recs")
+    # Earlier visitors viewed a after b.
+    r = requests.post(shared_kairos.base_url + "/v1/batch", headers=Kairos.basic(source["write_key"]), timeout=10,
+                      json={"batch": [{"type": "track", "anonymousId": f"sdk-v{n}", "event": "Product Viewed",
+                                       "properties": {"product_id": p}} for n in range(3) for p in ("sdk-b", "sdk-a")]})
+    assert r.status_code == 200, r.text
+    browser.open("/recs.html", source["write_key"], calls="kairos.ready(() => kairos.recommendations());",
+                 body='<div data-kairos-recommendations="viewed_together" data-kairos-context-item="sdk-b">fallback</div>')
+    assert browser.wait_js("!!document.querySelector('.kairos-recs')"), browser.diagnostics()
+    widget = browser.js("""(() => { const w = document.querySelector('[data-kairos-recommendations]');
+        const a = w.querySelector('a');
+        return {name: a.querySelector('.kairos-rec-name').textContent, injected: !!w.querySelector('img[onerror]'),
+                href: a.getAttribute('href'), img: a.querySelector('img').getAttribute('src'),
+                price: a.querySelector('.kairos-rec-price').textContent, count: w.querySelectorAll('a').length}; })()""")
+    assert widget == {"name": "<img src=x onerror=alert(1)>Alpha", "injected": False, "href": "/p/a",
+                      "img": "https://img.example/a.png", "price": "5.00", "count": 1}, widget
+    browser.do("click", selector=".kairos-rec-name")
+    clicked = named(stored(shared_kairos, source, 7), "Product Clicked")
+    assert len(clicked) == 1 and clicked[0]["properties"]["product_id"] == "sdk-a", clicked
+    assert clicked[0]["properties"]["list_id"] == "kairos:viewed_together"
 
 
 def test_decide_without_an_identity_token_reads_no_traits(shared_kairos, browser):
