@@ -267,7 +267,10 @@ pub async fn page_recommend(
             "identifier: expected ?identifier=anonymous_id:<the visitor's id> (or user_id:<id> with a token)".into(),
         ));
     };
-    if let Some(refused) = ADMIN_ONLY_PARAMETERS.iter().find(|key| params.contains_key(**key)) {
+    if let Some(refused) = ADMIN_ONLY_PARAMETERS
+        .iter()
+        .find(|key| params.contains_key(**key))
+    {
         return Err(bad(format!(
             "{refused}: only with the admin token (GET /v1/recommendations); a page asks for its own visitor"
         )));

@@ -38,7 +38,7 @@ fn catalog(items: usize) -> Catalog {
         stock: None,
         attributes: Default::default(),
         image_url: None,
-            url: None,
+        url: None,
     }))
 }
 

@@ -7,11 +7,14 @@
 //! profile, in which case they start a new one. Every other profile the
 //! event names is merged into the anchor if the union stays within the
 //! limits; otherwise its identifier is left out and the profiles stay apart.
+//! (The rules are [`super::resolve`]'s, over any [`IdentityView`]; this
+//! graph is the one node's view.)
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::resolve::IdentityView;
 use super::{Identifier, IdentityRules};
 
 pub type ProfileId = u64;
@@ -96,100 +99,7 @@ impl IdentityGraph {
         identifiers: &[Identifier],
         rules: &IdentityRules,
     ) -> Option<Resolution> {
-        let mut seen = std::collections::HashSet::new();
-        let mut ordered: Vec<&Identifier> = identifiers
-            .iter()
-            .filter(|identifier| seen.insert(*identifier))
-            .collect();
-        ordered.sort_by_key(|identifier| rules.rank(&identifier.kind));
-        if ordered.is_empty() {
-            return None;
-        }
-        let anchor = self.anchor(&ordered, rules);
-        let (profile, created) = match anchor {
-            Some(profile) => (profile, false),
-            None => (self.create_profile(), true),
-        };
-        let mut resolution = Resolution {
-            profile,
-            created,
-            merges: Vec::new(),
-            left_out: Vec::new(),
-        };
-        for identifier in ordered {
-            match self.owner.get(identifier).copied() {
-                Some(owner) if owner == profile => {}
-                Some(owner) if self.can_merge(profile, owner, rules) => {
-                    self.merge(profile, owner);
-                    resolution.merges.push(Merge {
-                        survivor: profile,
-                        absorbed: owner,
-                        via: identifier.clone(),
-                    });
-                }
-                None if self.count(profile, &identifier.kind) < rules.limit(&identifier.kind) => {
-                    self.add(profile, identifier.clone());
-                }
-                _ => resolution.left_out.push(identifier.clone()),
-            }
-        }
-        Some(resolution)
-    }
-
-    /// The profile of the most trusted known identifier, if every more
-    /// trusted (unknown) identifier of the event can join it.
-    fn anchor(&self, ordered: &[&Identifier], rules: &IdentityRules) -> Option<ProfileId> {
-        let position = ordered
-            .iter()
-            .position(|identifier| self.owner.contains_key(*identifier))?;
-        let profile = self.owner[ordered[position]];
-        let mut added: HashMap<&str, usize> = HashMap::new();
-        for identifier in &ordered[..position] {
-            let count = added.entry(identifier.kind.as_str()).or_default();
-            *count += 1;
-            if self.count(profile, &identifier.kind) + *count > rules.limit(&identifier.kind) {
-                return None;
-            }
-        }
-        Some(profile)
-    }
-
-    fn create_profile(&mut self) -> ProfileId {
-        self.last_profile += 1;
-        self.members.insert(self.last_profile, Vec::new());
-        self.last_profile
-    }
-
-    fn count(&self, profile: ProfileId, kind: &str) -> usize {
-        self.identities(profile)
-            .iter()
-            .filter(|identifier| identifier.kind == kind)
-            .count()
-    }
-
-    fn can_merge(&self, survivor: ProfileId, absorbed: ProfileId, rules: &IdentityRules) -> bool {
-        let mut counts: HashMap<&str, usize> = HashMap::new();
-        for identifier in self
-            .identities(survivor)
-            .iter()
-            .chain(self.identities(absorbed))
-        {
-            *counts.entry(identifier.kind.as_str()).or_default() += 1;
-        }
-        counts
-            .iter()
-            .all(|(kind, count)| *count <= rules.limit(kind))
-    }
-
-    fn add(&mut self, profile: ProfileId, identifier: Identifier) {
-        self.owner.insert(identifier.clone(), profile);
-        self.members.entry(profile).or_default().push(identifier);
-    }
-
-    fn merge(&mut self, survivor: ProfileId, absorbed: ProfileId) {
-        for identifier in self.members.remove(&absorbed).unwrap_or_default() {
-            self.add(survivor, identifier);
-        }
+        super::resolve::resolve(self, identifiers, rules)
     }
 
     /// Forgets a profile and its identifiers (right to erasure).
@@ -232,6 +142,34 @@ impl IdentityGraph {
             }
         }
         Ok(())
+    }
+}
+
+/// The one-node graph is the view resolution reads and changes.
+impl IdentityView for IdentityGraph {
+    fn profile_of(&self, identifier: &Identifier) -> Option<ProfileId> {
+        IdentityGraph::profile_of(self, identifier)
+    }
+
+    fn identities(&self, profile: ProfileId) -> &[Identifier] {
+        IdentityGraph::identities(self, profile)
+    }
+
+    fn create_profile(&mut self) -> ProfileId {
+        self.last_profile += 1;
+        self.members.insert(self.last_profile, Vec::new());
+        self.last_profile
+    }
+
+    fn add(&mut self, profile: ProfileId, identifier: Identifier) {
+        self.owner.insert(identifier.clone(), profile);
+        self.members.entry(profile).or_default().push(identifier);
+    }
+
+    fn merge(&mut self, survivor: ProfileId, absorbed: ProfileId) {
+        for identifier in self.members.remove(&absorbed).unwrap_or_default() {
+            self.add(survivor, identifier);
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod extract;
 pub mod graph;
+pub mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kairos_core::identity::IdentityRules;
 use kairos_core::normalize::IngestLimits;
-use kairos_core::profile::Retention;
 use kairos_store::StoreOptions;
 
 mod file;

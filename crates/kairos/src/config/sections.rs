@@ -1,7 +1,6 @@
 //! Each section of the configuration checked and turned into the settings
 //! a part of Kairos runs with; problems are collected, not returned early.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kairos_core::identity::IdentityRules;
