@@ -275,6 +275,10 @@ OFFER_BODY = {"type": "object", "required": ["name", "content"], "properties": {
     "lever": {"type": "number", "minimum": 0}, "valid_from": {"type": "string"}, "valid_until": {"type": "string"},
     "eligibility": {"type": "string"}, "propensity": {"type": "object"}, "limits": {"type": "object"},
     "exclusive_group": {"type": "string"}, "conversion_event": {"type": "string"}, "purpose": {"type": "string"},
+    "items": {"type": "object", "additionalProperties": False, "properties": {
+        "strategy": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 20},
+        "categories": {"type": "array", "items": {"type": "string"}}},
+        "description": "Recommended items the offer shows (docs/recommendations.md); without any for the person it does not apply"},
     "experiment": {"type": "object", "required": ["name", "variants"], "properties": {
         "name": {"type": "string"}, "variants": {"type": "object", "additionalProperties": {"type": "object"}}},
         "description": "The experiment whose arms pick the content shown: content per channel for each arm"}}}
@@ -367,7 +371,8 @@ ACTION = {"type": "object", "properties": {
     "offer": {"type": "string"}, "offer_id": {"type": "string"}, "version": {"type": "integer"}, "rank": {"type": "integer"},
     "score": {"type": "number"}, "propensity": {"type": "number"}, "channel": {"type": "string"}, "content": {},
     "category": {"type": "string"},
-    "experiment": {"type": "object", "properties": {"name": {"type": "string"}, "group": {"type": "string"}}}}}
+    "experiment": {"type": "object", "properties": {"name": {"type": "string"}, "group": {"type": "string"}}},
+    "items": {"type": "array", "items": {"type": "object"}}}}
 paths["/v1/decide"] = {
     **admin("post", "The next best actions for a person in a placement, after every event acknowledged before the call; explain says why each offer ranked or was dropped — docs/decisions.md",
             {"type": "object", "properties": {"decision_id": {"type": "string"}, "placement": {"type": "string"},

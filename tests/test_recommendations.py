@@ -383,3 +383,29 @@ def test_a_page_reads_its_visitor_s_recommendations_with_the_write_key(kairos):
         assert r.status_code == 400 and expected in r.json()["detail"], (params, r.text)
     r = requests.get(kairos.base_url + "/v1/in-app/recommendations", params={"writeKey": "wk_nope", "identifier": "anonymous_id:v1"}, timeout=10)
     assert r.status_code == 401
+
+
+def test_an_offer_shows_recommended_items_and_does_not_apply_without_any(kairos):
+    """Recommended items as decision candidates: an offer with `items`
+    carries the items recommended for the person (public fields only), and
+    does not apply when there are none — another offer takes the slot."""
+    key = setup_shop(kairos)
+    picks = {"name": "picks", "placements": ["home"], "value": 5, "content": {"web": {"title": "Picked for you"}},
+             "items": {"strategy": "next", "limit": 2}}
+    assert kairos.admin("POST", "/v1/offers", json=picks).status_code == 201
+    fallback = {"name": "welcome", "placements": ["home"], "value": 1, "content": {"web": {"title": "Welcome"}}}
+    assert kairos.admin("POST", "/v1/offers", json=fallback).status_code == 201
+    send(kairos, key, [view("joy", "shoe-1")])
+    action = kairos.admin("POST", "/v1/decide", json={"profile": "user_id:joy", "placement": "home", "explore": False}).json()["actions"][0]
+    assert action["offer"] == "picks", action
+    assert [item["id"] for item in action["items"]] == ["shoe-1", "sock-1"], action["items"]
+    assert "attributes" not in action["items"][0] and action["items"][1]["reason"].startswith("viewed next in")
+    # Nobody Kairos knows: no session, no items — the offer does not apply.
+    answer = kairos.admin("POST", "/v1/decide", json={"profile": "user_id:nobody", "placement": "home",
+                                                      "explain": True, "explore": False}).json()
+    assert [a["offer"] for a in answer["actions"]] == ["welcome"], answer
+    dropped = {v["offer"]: v for v in answer["explanation"]}["picks"]
+    assert dropped["reason"] == "no items to recommend to the person", dropped
+    bad = {**picks, "name": "bad picks", "items": {"strategy": "magic"}}
+    r = kairos.admin("POST", "/v1/offers", json=bad)
+    assert r.status_code == 400 and "items.strategy" in r.json()["detail"], r.text

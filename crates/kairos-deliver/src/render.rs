@@ -57,12 +57,7 @@ impl Recommendations {
             Ok(recommended
                 .items
                 .into_iter()
-                .map(|recommendation| {
-                    let mut item = serde_json::to_value(&recommendation.item).unwrap_or_default();
-                    item["score"] = Value::from(recommendation.score);
-                    item["reason"] = Value::from(recommendation.reason.text);
-                    item
-                })
+                .map(|recommendation| recommendation.public())
                 .collect())
         }))
     }

@@ -298,12 +298,7 @@ pub async fn page_recommend(
             .await?
             .items
             .into_iter()
-            .map(|recommendation| {
-                let item = recommendation.item;
-                json!({"id": item.id, "name": item.name, "category": item.category, "price": item.price,
-                       "image_url": item.image_url, "url": item.url, "score": recommendation.score,
-                       "reason": recommendation.reason.text})
-            })
+            .map(|recommendation| recommendation.public())
             .collect(),
     };
     Ok(axum::Json(json!({"items": items})).into_response())

@@ -144,6 +144,18 @@ pub struct Recommendation {
     pub reason: Reason,
 }
 
+impl Recommendation {
+    /// What may be shown anywhere — a web page, a message, a decision:
+    /// the item's public fields, the score and the reason as a sentence;
+    /// never its attributes (business data such as margins) or stock.
+    pub fn public(&self) -> serde_json::Value {
+        let item = &self.item;
+        serde_json::json!({"id": item.id, "name": item.name, "category": item.category, "price": item.price,
+                           "image_url": item.image_url, "url": item.url, "score": self.score,
+                           "reason": self.reason.text})
+    }
+}
+
 /// Everything a request reads besides the recommender.
 pub struct Inputs<'a> {
     pub catalog: &'a Catalog,

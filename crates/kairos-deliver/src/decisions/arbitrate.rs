@@ -70,6 +70,9 @@ pub struct Candidate<'a> {
     /// Impressions in all placements (the budget counts them).
     pub impressions_total: u64,
     pub history: OfferHistory,
+    /// The items recommended for an offer that shows items (none: the
+    /// offer does not apply).
+    pub items: Vec<Value>,
 }
 
 /// What arbitration said about one candidate. The offer's name and id are
@@ -238,6 +241,8 @@ pub enum Reason {
     BelowTop(usize),
     Exclusive(String),
     Diversity(usize, String),
+    /// An offer that shows recommended items has none for the person.
+    NoItems,
     /// Said by the caller (content, incentives).
     Other(String),
 }
@@ -275,6 +280,7 @@ impl std::fmt::Display for Reason {
                 f,
                 "diversity: {max} offer(s) of category {category:?} already chosen"
             ),
+            Reason::NoItems => write!(f, "no items to recommend to the person"),
             Reason::Other(text) => f.write_str(text),
         }
     }
@@ -318,6 +324,9 @@ fn inapplicable(candidate: &Candidate<'_>, request: &Request) -> Option<Reason> 
         && candidate.impressions_total >= budget
     {
         return Some(Reason::BudgetUsed(budget));
+    }
+    if offer.items.is_some() && candidate.items.is_empty() {
+        return Some(Reason::NoItems);
     }
     None
 }
@@ -468,6 +477,7 @@ mod tests {
                         stats: stats[index],
                         impressions_total: stats[index].impressions,
                         history: histories.get(&(person, index)).cloned().unwrap_or_default(),
+                        items: Vec::new(),
                     })
                     .collect();
                 let request = Request {

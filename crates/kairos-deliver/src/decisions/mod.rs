@@ -89,6 +89,21 @@ pub struct Action {
     /// experiment (the person was exposed by this decision or before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub experiment: Option<Value>,
+    /// The items an offer that shows items recommends (best first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Value>,
+}
+
+/// The items recommended for an offer that shows items (empty for the
+/// others, and where nothing can recommend).
+fn recommended_items(offer: &Offer, request: &Request) -> Vec<Value> {
+    let (Some(query), Some(recommendations)) = (&offer.items, &request.recommendations) else {
+        return Vec::new();
+    };
+    (recommendations.0)(query).unwrap_or_else(|error| {
+        tracing::warn!(offer = %offer.name, %error, "no items for an offer");
+        Vec::new()
+    })
 }
 
 /// An offer's content under test: the variant of the person's arm (if it
@@ -157,6 +172,7 @@ pub fn decide(
             stats,
             impressions_total,
             history: histories.remove(&offer.id).unwrap_or_default(),
+            items: recommended_items(offer, request),
         })
         .collect();
     let decision_id = Outbox::new_decision_id();
@@ -199,6 +215,7 @@ pub fn decide(
                 content,
                 category: offer.category.clone(),
                 experiment: tested.group,
+                items: candidates[index].items.clone(),
             }),
             Err(error) => {
                 verdict.stage = "content";

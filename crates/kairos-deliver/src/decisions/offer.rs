@@ -68,6 +68,29 @@ pub struct OfferDefinition {
     /// variant shown (docs/decisions.md, "Experiments in decisions").
     #[serde(default)]
     pub experiment: Option<ExperimentLink>,
+    /// Recommended items the offer shows (docs/recommendations.md): the
+    /// action carries them, and without any the offer does not apply.
+    #[serde(default)]
+    pub items: Option<ItemsDefinition>,
+}
+
+/// The items an offer recommends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsDefinition {
+    /// A recommendation strategy (`next`, `popular`, ...; default `auto`).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Items wanted (1 to [`crate::render::TEMPLATE_RECOMMENDATIONS_MAX`]).
+    #[serde(default = "three")]
+    pub limit: usize,
+    /// Only these categories.
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+fn three() -> usize {
+    3
 }
 
 /// An offer's content tested in an experiment.
@@ -170,6 +193,7 @@ pub struct Offer {
     pub purpose: Option<String>,
     pub incentive: Option<Incentive>,
     pub experiment: Option<ExperimentLink>,
+    pub items: Option<kairos_recommend::Query>,
 }
 
 /// Who may get an offer.
@@ -279,7 +303,9 @@ pub fn compile(id: &str, version: u32, definition: &Value) -> Result<Offer, Offe
     if let Some(link) = &parsed.experiment {
         check_variants(link)?;
     }
+    let items = parsed.items.as_ref().map(items_query).transpose()?;
     Ok(Offer {
+        items,
         experiment: parsed.experiment,
         incentive,
         id: id.to_string(),
@@ -370,6 +396,27 @@ pub fn reads_events(expr: &Expr) -> bool {
 
 /// Every channel is known and every string of its content is a template
 /// that parses; errors name the path, line and column.
+/// An offer's items as a recommendation request.
+fn items_query(items: &ItemsDefinition) -> Result<kairos_recommend::Query, OfferError> {
+    use kairos_recommend::Strategy;
+    let strategy = match items.strategy.as_deref() {
+        None => Strategy::Auto,
+        Some(name) => Strategy::parse(name).ok_or_else(|| {
+            OfferError::from(format!(
+                "items.strategy: expected one of {}",
+                Strategy::NAMES.join(", ")
+            ))
+        })?,
+    };
+    let max = crate::render::TEMPLATE_RECOMMENDATIONS_MAX;
+    if !(1..=max).contains(&items.limit) {
+        return Err(format!("items.limit: expected 1 to {max}").into());
+    }
+    let mut query = kairos_recommend::Query::new(strategy, items.limit);
+    query.include_categories = items.categories.clone();
+    Ok(query)
+}
+
 /// An experiment's variants: named arms, each with checked content.
 fn check_variants(link: &ExperimentLink) -> Result<(), OfferError> {
     if link.name.trim().is_empty() {
