@@ -409,3 +409,24 @@ def test_an_offer_shows_recommended_items_and_does_not_apply_without_any(kairos)
     bad = {**picks, "name": "bad picks", "items": {"strategy": "magic"}}
     r = kairos.admin("POST", "/v1/offers", json=bad)
     assert r.status_code == 400 and "items.strategy" in r.json()["detail"], r.text
+
+
+def test_recommendations_can_be_switched_off_and_learn_the_whole_log_when_on_again(tmp_path):
+    """`[recommendations] enabled = false` saves the router its work per
+    product event; requests say how to switch them on; switching them on
+    replays the log (the checkpoint was taken without them), so they know
+    every event sent while they were off."""
+    off = Kairos(tmp_path / "data", env={"KAIROS_RECOMMENDATIONS_ENABLED": "false"}).start()
+    try:
+        key = setup_shop(off)
+        send(off, key, [view("kim", "shoe-1")])
+        r = off.admin("GET", "/v1/recommendations", params={"profile": "user_id:kim"})
+        assert r.status_code == 409 and "KAIROS_RECOMMENDATIONS_ENABLED=true" in r.json()["detail"], r.text
+    finally:
+        off.stop()
+    on = Kairos(tmp_path / "data").start()
+    try:
+        answer = recommend(on, profile="user_id:kim", strategy="next", exclude_viewed="true", limit=2)
+        assert ids(answer) == ["sock-1", "shirt-1"], answer
+    finally:
+        on.stop()

@@ -239,9 +239,14 @@ pub(crate) fn served_models(settings: &EngineSettings) -> Vec<(String, u32)> {
 /// needs — another version's checkpoint is refused by `FORMAT` anyway or,
 /// at worst, replayed past).
 fn settings_fingerprint(settings: &EngineSettings) -> u64 {
+    // Switching recommendations on replays the log, so they learn it all.
     let described = format!(
-        "{:?}|{:?}|{:?}|{}",
-        settings.rules, settings.retention, settings.source_precedence, settings.shards
+        "{:?}|{:?}|{:?}|{}|{}",
+        settings.rules,
+        settings.retention,
+        settings.source_precedence,
+        settings.shards,
+        settings.recommendations
     );
     described
         .bytes()

@@ -117,6 +117,8 @@ pub struct Engine {
     recommender: Arc<RwLock<kairos_recommend::Recommender>>,
     /// The item catalog and the rules recommendations are made under.
     shelf: Arc<recommend::Shelf>,
+    /// `[recommendations] enabled`.
+    recommendations_on: bool,
 }
 
 /// Recommendations for one request.
@@ -146,6 +148,12 @@ pub enum EngineError {
     /// Reading the log failed (previews read the whole log).
     #[error(transparent)]
     Store(#[from] kairos_store::StoreError),
+    /// Recommendations are switched off (`[recommendations] enabled =
+    /// false`): nothing learns from the events.
+    #[error(
+        "recommendations are off: set `[recommendations] enabled = true` (or KAIROS_RECOMMENDATIONS_ENABLED=true) and restart; the log is replayed so they learn from every event"
+    )]
+    RecommendationsOff,
 }
 
 impl EngineError {
@@ -155,6 +163,7 @@ impl EngineError {
             EngineError::Stopped => ErrorKind::Stopped,
             EngineError::Overloaded | EngineError::Settling => ErrorKind::Overloaded,
             EngineError::Store(error) => error.kind(),
+            EngineError::RecommendationsOff => ErrorKind::Conflict,
         }
     }
 }
@@ -242,6 +251,7 @@ impl Engine {
             threads: Arc::new(std::sync::Mutex::new(Some(threads))),
             recommender,
             shelf: Arc::new(recommend::Shelf::load(&store_for_shelf)),
+            recommendations_on: settings.recommendations,
         })
     }
 
@@ -488,6 +498,9 @@ impl Engine {
         identifier: Option<&Identifier>,
         ask: &kairos_recommend::Query,
     ) -> Result<Recommended, EngineError> {
+        if !self.recommendations_on {
+            return Err(EngineError::RecommendationsOff);
+        }
         let person = match identifier {
             Some(identifier) => self
                 .router

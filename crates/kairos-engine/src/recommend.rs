@@ -14,12 +14,10 @@ use std::sync::RwLock;
 use kairos_core::Event;
 use kairos_core::audience::ast::Expr;
 use kairos_core::audience::eval::{PersonFacts, evaluate};
-use kairos_core::event::{EventProperties, EventType};
-use kairos_recommend::catalog::item_id;
+use kairos_core::event::EventType;
 use kairos_recommend::{Catalog, Interaction, Item};
 use kairos_store::Store;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Boost and bury rules: each is evaluated on every candidate item.
 pub const RULES_MAX: usize = 50;
@@ -41,17 +39,80 @@ pub fn interaction_of(event: &Event) -> Option<(Interaction, Vec<String>)> {
         "Order Completed" => Interaction::Purchase,
         _ => return None,
     };
-    let properties = EventProperties::of(event);
-    let properties = properties.get();
-    let items: Vec<String> = match properties.get("products").and_then(Value::as_array) {
-        Some(products) if interaction == Interaction::Purchase => products
+    // Only the product references are read: the router must not parse
+    // every product event's properties whole (the shard does that once).
+    let refs: ProductRefs = event
+        .field("properties")
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())?;
+    let items: Vec<String> = match (&refs.products, interaction) {
+        (Some(products), Interaction::Purchase) => products
             .iter()
             .take(ORDER_ITEMS_MAX)
-            .filter_map(|product| item_id(product.as_object()?))
+            .filter_map(ProductRef::item_id)
             .collect(),
-        _ => item_id(properties).into_iter().collect(),
+        _ => ProductRef {
+            product_id: refs.product_id,
+            sku: refs.sku,
+            id: refs.id,
+        }
+        .item_id()
+        .into_iter()
+        .collect(),
     };
     (!items.is_empty()).then_some((interaction, items))
+}
+
+/// What the recommender reads of a product event's properties (the rest
+/// is skipped, not built).
+#[derive(Deserialize)]
+struct ProductRefs {
+    #[serde(default)]
+    product_id: Option<IdText>,
+    #[serde(default)]
+    sku: Option<IdText>,
+    #[serde(default)]
+    id: Option<IdText>,
+    #[serde(default)]
+    products: Option<Vec<ProductRef>>,
+}
+
+/// One product: `product_id`, else `sku`, else `id` (as
+/// [`kairos_recommend::catalog::item_id`] reads them).
+#[derive(Deserialize, Default)]
+struct ProductRef {
+    #[serde(default)]
+    product_id: Option<IdText>,
+    #[serde(default)]
+    sku: Option<IdText>,
+    #[serde(default)]
+    id: Option<IdText>,
+}
+
+/// An id as sent: text, or a number taken as its decimal text; anything
+/// else counts as absent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdText {
+    Text(String),
+    Number(serde_json::Number),
+    Other(serde::de::IgnoredAny),
+}
+
+impl ProductRef {
+    fn item_id(&self) -> Option<String> {
+        [&self.product_id, &self.sku, &self.id]
+            .into_iter()
+            .find_map(|id| {
+                let text = match id.as_ref()? {
+                    IdText::Text(text) => text.trim().to_string(),
+                    IdText::Number(number) => number.to_string(),
+                    IdText::Other(_) => return None,
+                };
+                (!text.is_empty()
+                    && text.chars().count() <= kairos_recommend::catalog::ID_CHARS_MAX)
+                    .then_some(text)
+            })
+    }
 }
 
 /// A boost (weight > 1) or bury (weight < 1; 0 never recommends) of the

@@ -138,7 +138,11 @@ impl Router {
         let Some(resolution) = self.graph.resolve(&identifiers, rules) else {
             return;
         };
-        let interaction = crate::recommend::interaction_of(&event);
+        let interaction = self
+            .settings
+            .recommendations
+            .then(|| crate::recommend::interaction_of(&event))
+            .flatten();
         let mut recommender = (interaction.is_some() || !resolution.merges.is_empty())
             .then(|| self.recommender.write().expect("recommender lock"));
         for merge in &resolution.merges {

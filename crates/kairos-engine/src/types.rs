@@ -61,6 +61,10 @@ pub struct EngineSettings {
     /// person ([`crate::effects_feed`]); `None`: nothing acts on events
     /// (the in-process model, benchmarks, commands other than `serve`).
     pub effects: Option<crate::effects_feed::EffectsLink>,
+    /// Whether the router feeds the recommender (`[recommendations]
+    /// enabled`): about 2 µs per product event on the router thread,
+    /// docs/benchmarks.md; a workspace that recommends nothing saves it.
+    pub recommendations: bool,
 }
 
 /// Events routed between two checkpoints by default: at ~100k events/s of
@@ -81,6 +85,7 @@ impl Default for EngineSettings {
             models: ModelHandle::default(),
             checkpoint_every_events: CHECKPOINT_EVERY_EVENTS,
             effects: None,
+            recommendations: true,
         }
     }
 }
@@ -92,6 +97,7 @@ impl std::fmt::Debug for EngineSettings {
             .field("retention", &self.retention)
             .field("source_precedence", &self.source_precedence)
             .field("shards", &self.shards)
+            .field("recommendations", &self.recommendations)
             .finish_non_exhaustive()
     }
 }

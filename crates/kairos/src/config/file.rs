@@ -47,6 +47,16 @@ pub struct FileConfig {
     pub models: ModelsConfig,
     #[serde(default)]
     pub decisions: DecisionsConfig,
+    #[serde(default)]
+    pub recommendations: RecommendationsConfig,
+}
+
+/// `[recommendations]`: whether the engine learns them from the events.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Default true; false saves the router ~2 µs per product event.
+    pub enabled: Option<bool>,
 }
 
 /// `[decisions]`: how long decisions are kept.

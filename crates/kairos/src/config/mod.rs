@@ -148,6 +148,9 @@ fn apply_env(file: &mut FileConfig, env: &[(String, String)], problems: &mut Vec
             }
             "CLOCK" => file.clock = Some(value.clone()),
             "DECISIONS_RETENTION" => file.decisions.retention = Some(value.clone()),
+            "RECOMMENDATIONS_ENABLED" => {
+                file.recommendations.enabled = parse_env(name, value, problems)
+            }
             "DELIVERY_CA_FILE" => file.delivery.ca_file = Some(PathBuf::from(value)),
             "DELIVERY_ALLOW_PRIVATE_NETWORKS" => {
                 file.delivery.allow_private_networks = parse_env(name, value, problems)
@@ -283,6 +286,7 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
             .unwrap_or(kairos_engine::CHECKPOINT_EVERY_EVENTS),
         // Connected by `serve`, with the journeys stored then.
         effects: None,
+        recommendations: file.recommendations.enabled.unwrap_or(true),
     };
     if !(1..=64).contains(&engine.shards) {
         problems.push("profiles.shards: expected 1 to 64".to_string());
