@@ -337,7 +337,8 @@ paths["/v1/recommendations"] = admin(
             query("include_purchased", {"type": "boolean"}, "Keep items the person bought (false)"),
             query("include_cart", {"type": "boolean"}, "Keep items in the person's cart (false)"),
             query("exclude_viewed", {"type": "boolean"}, "Leave out the session's own items (false: next reminds of them)")],
-    extra={"400": problem("An unknown or invalid parameter (the detail names it)")})
+    extra={"400": problem("An unknown or invalid parameter (the detail names it)"),
+           "409": problem("Recommendations are switched off ([recommendations] enabled = false); the detail says how to switch them on")})
 PAGE_ITEM = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "category": {"type": "string"}, "price": {"type": "number"},
     "image_url": {"type": "string"}, "url": {"type": "string"}, "score": {"type": "number"}, "reason": {"type": "string"}}}
