@@ -41,7 +41,7 @@ pub fn interaction_of(event: &Event) -> Option<(Interaction, Vec<String>)> {
     };
     // Only the product references are read: the router must not parse
     // every product event's properties whole (the shard does that once).
-    let refs: ProductRefs = event
+    let refs: ProductRef = event
         .field("properties")
         .and_then(|raw| serde_json::from_str(raw.get()).ok())?;
     let items: Vec<String> = match (&refs.products, interaction) {
@@ -50,32 +50,13 @@ pub fn interaction_of(event: &Event) -> Option<(Interaction, Vec<String>)> {
             .take(ORDER_ITEMS_MAX)
             .filter_map(ProductRef::item_id)
             .collect(),
-        _ => ProductRef {
-            product_id: refs.product_id,
-            sku: refs.sku,
-            id: refs.id,
-        }
-        .item_id()
-        .into_iter()
-        .collect(),
+        _ => refs.item_id().into_iter().collect(),
     };
     (!items.is_empty()).then_some((interaction, items))
 }
 
-/// What the recommender reads of a product event's properties (the rest
-/// is skipped, not built).
-#[derive(Deserialize)]
-struct ProductRefs {
-    #[serde(default)]
-    product_id: Option<IdText>,
-    #[serde(default)]
-    sku: Option<IdText>,
-    #[serde(default)]
-    id: Option<IdText>,
-    #[serde(default)]
-    products: Option<Vec<ProductRef>>,
-}
-
+/// What the recommender reads of a product event's properties — its
+/// product, or an order's `products` — the rest is skipped, not built.
 /// One product: `product_id`, else `sku`, else `id` (as
 /// [`kairos_recommend::catalog::item_id`] reads them).
 #[derive(Deserialize, Default)]
@@ -86,6 +67,9 @@ struct ProductRef {
     sku: Option<IdText>,
     #[serde(default)]
     id: Option<IdText>,
+    /// An order's products (read on `Order Completed` only).
+    #[serde(default)]
+    products: Option<Vec<ProductRef>>,
 }
 
 /// An id as sent: text, or a number taken as its decimal text; anything
