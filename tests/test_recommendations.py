@@ -272,8 +272,8 @@ def test_a_server_source_may_create_items_from_its_events(kairos):
     # A client source's events never touch the catalog.
     web = kairos.create_source("web")["write_key"]
     send(kairos, web, [{"type": "track", "userId": "gus", "event": "Product Viewed",
-                        "properties": {"product_id": "fake-1", "price": 0.01}}])
-    assert kairos.admin("GET", "/v1/items/fake-1").status_code == 404
+                        "properties": {"product_id": "spoofed-1", "price": 0.01}}])
+    assert kairos.admin("GET", "/v1/items/spoofed-1").status_code == 404
 
 
 def test_cli_imports_items_and_reports_refused_rows(kairos, tmp_path):
