@@ -508,8 +508,11 @@ fn prune(program: &Program, compiled: &Compiled, state: &mut PersonState, now: T
             && let Some(entries) = state.leaves.get_mut(leaf)
         {
             let horizon = now - seconds(*span);
-            let expired = entries.stream.partition_point(|(at, _)| *at <= horizon);
-            entries.stream.drain(..expired);
+            // Usually nothing has left since the last look.
+            if entries.stream.first().is_some_and(|(at, _)| *at <= horizon) {
+                let expired = entries.stream.partition_point(|(at, _)| *at <= horizon);
+                entries.stream.drain(..expired);
+            }
         }
     }
 }

@@ -94,10 +94,7 @@ pub(super) fn record(
                     stream.insert(position, (event.at, value));
                     keep_latest_past(stream, now);
                 }
-                Keep::All => {
-                    let position = stream.partition_point(|(at, _)| *at <= event.at);
-                    stream.insert(position, (event.at, value));
-                }
+                Keep::All => insert_in_time_order(stream, (event.at, value)),
                 Keep::Latest
                     if stream
                         .first()
@@ -123,6 +120,21 @@ pub(super) fn record(
             }
             touched
         }
+    }
+}
+
+/// Inserts an entry after those at or before its time. Events mostly
+/// arrive in time order: appending is checked first, so a person with
+/// thousands of entries in a window costs no binary search per event.
+fn insert_in_time_order(
+    stream: &mut Vec<(Timestamp, Option<Value>)>,
+    entry: (Timestamp, Option<Value>),
+) {
+    if stream.last().is_none_or(|(at, _)| *at <= entry.0) {
+        stream.push(entry);
+    } else {
+        let position = stream.partition_point(|(at, _)| *at <= entry.0);
+        stream.insert(position, entry);
     }
 }
 
@@ -156,8 +168,16 @@ pub(super) fn in_window_entries<'a>(
     match window {
         Window::Within { seconds: span } => {
             let horizon = now - seconds(*span);
-            let start = stream.partition_point(|(at, _)| *at <= horizon);
-            let end = stream.partition_point(|(at, _)| *at <= now);
+            // Pruned streams start inside the window and rarely hold
+            // entries dated after now: check the ends before searching.
+            let start = match stream.first() {
+                Some((at, _)) if *at > horizon => 0,
+                _ => stream.partition_point(|(at, _)| *at <= horizon),
+            };
+            let end = match stream.last() {
+                Some((at, _)) if *at <= now => stream.len(),
+                _ => stream.partition_point(|(at, _)| *at <= now),
+            };
             &stream[start..end.max(start)]
         }
         Window::Ever | Window::Between { .. } => stream,

@@ -37,6 +37,8 @@ pub struct Program {
     pub(super) by_event: HashMap<String, Vec<usize>>,
     /// For each leaf, the definitions that read it.
     pub(super) leaf_definitions: Vec<Vec<usize>>,
+    /// Each distinct leaf (its compiled form, printed) to its index.
+    leaf_ids: HashMap<String, usize>,
     /// Definition indexes in an order where what a definition refers to
     /// (`in audience`, `computed`) comes before it.
     pub(super) order: Vec<usize>,
@@ -80,13 +82,19 @@ impl std::hash::Hasher for IdHasher {
 
 pub(super) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The layout of per-person state under a program (how leaves are
+/// numbered). Part of the fingerprint, so state kept under another layout
+/// (a checkpoint written before identical leaves were shared) is rebuilt
+/// by replay rather than read with the wrong leaf numbers.
+const STATE_LAYOUT: u64 = 2;
+
 impl Program {
     /// A fingerprint of the definitions, in their order: state kept under
     /// one program (a checkpoint) is valid under another only if they are
     /// equal. FNV-1a over each definition's name and expression, so it is
     /// the same in every build.
     pub fn fingerprint(&self) -> u64 {
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ STATE_LAYOUT;
         let mut eat = |bytes: &[u8]| {
             for byte in bytes {
                 hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -137,6 +145,7 @@ impl Program {
             leaves: Vec::new(),
             by_event: HashMap::new(),
             leaf_definitions: Vec::new(),
+            leaf_ids: HashMap::new(),
             order: Vec::new(),
             position: Vec::new(),
             vacuous: Vec::new(),
@@ -191,7 +200,9 @@ impl Program {
         program.leaf_definitions = vec![Vec::new(); program.leaves.len()];
         for (index, definition) in program.definitions.iter().enumerate() {
             for leaf in &definition.leaves {
-                program.leaf_definitions[*leaf].push(index);
+                if !program.leaf_definitions[*leaf].contains(&index) {
+                    program.leaf_definitions[*leaf].push(index);
+                }
             }
         }
         program.vacuous_truths();
@@ -327,9 +338,19 @@ impl Program {
         Ok(())
     }
 
-    /// Adds a leaf, indexed by the event names it reads.
+    /// Adds a leaf, indexed by the event names it reads. Identical leaves
+    /// are one: definitions that read the same events the same way (fifty
+    /// offers eligible on `count "Product Viewed" within 1d >= 1`) share
+    /// one per-person record, so an event is recorded, pruned and kept in
+    /// memory once, not once per definition.
     fn push_leaf(&mut self, leaf: Leaf, compiled: &mut Compiled) {
+        let key = format!("{leaf:?}");
+        if let Some(&id) = self.leaf_ids.get(&key) {
+            compiled.leaves.push(id);
+            return;
+        }
         let id = self.leaves.len();
+        self.leaf_ids.insert(key, id);
         let names: Vec<String> = match &leaf {
             Leaf::Stream { event, .. } => vec![event.name.clone()],
             Leaf::Sequence { first, then, .. } => vec![first.name.clone(), then.name.clone()],

@@ -761,4 +761,44 @@ mod semantics {
         assert_eq!(canonical(&json!(1e300)), json!(1e300));
         assert_eq!(canonical(&json!(u64::MAX)), json!(u64::MAX));
     }
+
+    #[test]
+    fn definitions_reading_the_same_events_the_same_way_share_one_record() {
+        let shared = "count \"Viewed\" within 1d >= 2";
+        let program = Program::compile(&[
+            ("a".into(), parse(shared).unwrap()),
+            ("b".into(), parse(shared).unwrap()),
+            // The same leaf twice in one definition, and a different one.
+            (
+                "c".into(),
+                parse("count \"Viewed\" within 1d >= 2 and count \"Viewed\" within 1d < 4")
+                    .unwrap(),
+            ),
+            ("d".into(), parse("count \"Viewed\" within 2d >= 3").unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(program.leaves.len(), 2, "one leaf per distinct condition");
+        assert!(program.fingerprint() != 0);
+        let mut engine = AudienceEngine::new(std::sync::Arc::new(program));
+        let at = |hours: i64| now() - SignedDuration::from_hours(hours);
+        let members = |engine: &AudienceEngine| {
+            ["a", "b", "c", "d"]
+                .into_iter()
+                .filter(|name| engine.is_member(1, name))
+                .collect::<Vec<_>>()
+        };
+        engine.apply(1, &event("Viewed", at(30), json!({})), now());
+        engine.apply(1, &event("Viewed", at(2), json!({})), now());
+        assert_eq!(members(&engine), Vec::<&str>::new());
+        engine.apply(1, &event("Viewed", at(1), json!({})), now());
+        assert_eq!(members(&engine), ["a", "b", "c", "d"]);
+        // Out of time order: inserted where it belongs, counted once.
+        engine.apply(1, &event("Viewed", at(3), json!({})), now());
+        engine.apply(1, &event("Viewed", at(4), json!({})), now());
+        assert_eq!(members(&engine), ["a", "b", "d"], "c holds below 4 only");
+        // A day on, only the 2-day window still holds its 3 (hours 30 and
+        // the later four have left the 1-day window at different times).
+        engine.advance(now() + SignedDuration::from_hours(22) + SignedDuration::from_mins(30));
+        assert_eq!(members(&engine), ["d"]);
+    }
 }
