@@ -199,7 +199,11 @@ impl Leases {
             }),
             Err(PublishErrorKind::WrongLastSequence) => match self.state(partition).await? {
                 LeaseState::Held { node, revision } => Err(held(partition, node, revision)),
-                LeaseState::Free { revision } => Err(held(partition, String::new(), revision)),
+                LeaseState::Free { revision } => Err(held(
+                    partition,
+                    "another node (since released)".into(),
+                    revision,
+                )),
             },
             Err(kind) => Err(Error::jetstream(format!("lease p.{partition}"), kind)),
         }

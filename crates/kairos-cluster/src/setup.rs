@@ -242,10 +242,10 @@ pub async fn ensure_stream(jetstream: &Context, config: Config) -> Result<(), Er
         Ok(_) => return Ok(()),
         Err(error) => error,
     };
-    if let CreateStreamErrorKind::JetStream(refusal) = error.kind() {
-        if refusal.error_code() == ErrorCode::STREAM_NAME_EXIST {
-            return Err(conflict(jetstream, &config).await);
-        }
+    if let CreateStreamErrorKind::JetStream(refusal) = error.kind()
+        && refusal.error_code() == ErrorCode::STREAM_NAME_EXIST
+    {
+        return Err(conflict(jetstream, &config).await);
     }
     Err(Error::jetstream(format!("creating stream {name}"), error))
 }

@@ -151,6 +151,13 @@ async fn a_held_lease_cannot_be_taken_until_it_expires() {
     let leases = Leases::open(&cluster, short_timings()).await.unwrap();
 
     let mut held = leases.acquire(1, "node-a").await.unwrap();
+    // A renewal whose ack was lost: the retry on the old revision finds
+    // this holder's write and adopts its revision (not "lost").
+    let before_renewal = held.clone();
+    leases.renew(&mut held).await.unwrap();
+    let mut retry = before_renewal;
+    leases.renew(&mut retry).await.unwrap();
+    assert_eq!(retry.revision, held.revision);
     let error = leases.acquire(1, "node-b").await.unwrap_err();
     assert!(
         matches!(&error, Error::LeaseHeld { holder, .. } if holder == "node-a"),
@@ -225,7 +232,12 @@ async fn a_holder_that_lost_its_lease_is_fenced_on_its_chains() {
         .await
         .unwrap();
     chain_a.append("op 1 from a".into()).await.unwrap();
+    // A retry of an append whose ack was lost finds its own write there:
+    // stored, not deposed, and not stored twice.
+    let before_append = chain_a.clone();
     let a_last = chain_a.append("op 2 from a".into()).await.unwrap();
+    let mut retry = before_append;
+    assert_eq!(retry.append("op 2 from a".into()).await.unwrap(), a_last);
     assert_eq!(a_last, chain_a.last_sequence());
 
     // A stalls; its lease expires and B takes the partition and the chain.
@@ -353,16 +365,10 @@ async fn publishes_go_on_after_kill_9_of_a_server_in_a_3_node_cluster() {
     ensure_when_ready(&cluster, &Layout::new(1, 3).unwrap()).await;
     let stream_name = events_stream_name(0);
     let mut stream = cluster.jetstream.get_stream(&stream_name).await.unwrap();
-    let leader = stream
-        .info()
-        .await
-        .unwrap()
-        .cluster
-        .clone()
-        .unwrap()
-        .leader
-        .unwrap();
-
+    // Kill the server that both leads the stream and carries the client's
+    // connection: an election and a reconnect at once.
+    let leader = cluster.client.server_info().server_name;
+    move_leader(&cluster, &stream_name, &leader).await;
     let mut acked = 0u64;
     let mut acks_at = Vec::new();
     let mut killed_at = None;
@@ -409,4 +415,29 @@ async fn publishes_go_on_after_kill_9_of_a_server_in_a_3_node_cluster() {
         .leader
         .unwrap();
     assert_ne!(new_leader, leader);
+    assert_ne!(
+        cluster.client.server_info().server_name,
+        leader,
+        "the client reconnected to a surviving server"
+    );
+}
+
+/// Asks the stream's leader to step down in favour of `wanted` (nats-server
+/// 2.11+ takes a preferred server) until `wanted` leads.
+async fn move_leader(cluster: &Cluster, stream_name: &str, wanted: &str) {
+    let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream_name}");
+    let request = format!(r#"{{"placement":{{"preferred":"{wanted}"}}}}"#);
+    for _ in 0..50 {
+        let mut stream = cluster.jetstream.get_stream(stream_name).await.unwrap();
+        let leader = stream.info().await.unwrap().cluster.clone().unwrap().leader;
+        if leader.as_deref() == Some(wanted) {
+            return;
+        }
+        let _ = cluster
+            .client
+            .request(subject.clone(), request.clone().into())
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{wanted} never became the leader of {stream_name}");
 }
