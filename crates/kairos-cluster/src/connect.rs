@@ -103,3 +103,22 @@ pub async fn connect(config: &ConnectConfig) -> Result<Cluster, Error> {
         .build(client.clone());
     Ok(Cluster { client, jetstream })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_are_checked_before_connecting() {
+        let empty = ConnectConfig::new(Vec::<String>::new());
+        assert!(
+            matches!(empty.addresses(), Err(Error::Config(message)) if message.contains("at least one"))
+        );
+        let bad = ConnectConfig::new(["nats://127.0.0.1:4222", "http://[::1"]);
+        assert!(
+            matches!(bad.addresses(), Err(Error::Config(message)) if message.contains("http://[::1"))
+        );
+        let good = ConnectConfig::new(["nats://127.0.0.1:4222", "127.0.0.1:4223"]);
+        assert_eq!(good.addresses().unwrap().len(), 2);
+    }
+}

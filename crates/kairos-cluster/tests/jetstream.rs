@@ -103,6 +103,21 @@ async fn setup_is_idempotent_and_a_conflicting_stream_is_explained() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reachable_server_is_a_clear_error_not_a_hang() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let config = kairos_cluster::ConnectConfig::new([format!("nats://127.0.0.1:{port}")]);
+    let error = kairos_cluster::connect(&config).await.unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error}");
+    assert!(error.to_string().contains(&port.to_string()), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_is_acked_and_deduplicated_by_msg_id() {
     let servers = start_single();
     let cluster = client(&servers).await;
