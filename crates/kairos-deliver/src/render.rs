@@ -136,9 +136,14 @@ impl MessageRenderer {
     }
 
     pub fn new(context: &Value) -> MessageRenderer {
+        MessageRenderer::with_context(minijinja::value::Serde(context).into())
+    }
+
+    /// A renderer over a context already in the template engine's form.
+    pub fn with_context(context: minijinja::Value) -> MessageRenderer {
         MessageRenderer {
             environment: MessageRenderer::environment(),
-            context: minijinja::value::Serde(context).into(),
+            context,
             fuel_remaining: MESSAGE_FUEL,
             bytes_remaining: MESSAGE_BYTES_MAX,
         }
@@ -159,6 +164,9 @@ impl MessageRenderer {
     /// Renders `source` (`what` names it in errors), charging its fuel and
     /// output to the message.
     pub fn render(&mut self, what: &str, source: &str) -> Result<String, String> {
+        if is_plain_text(source) {
+            return self.plain(source);
+        }
         // minijinja counts fuel per render; each render gets what is left.
         self.environment.set_fuel(Some(self.fuel_remaining));
         let template = self
@@ -219,6 +227,24 @@ impl MessageRenderer {
             other => Ok(other.clone()),
         }
     }
+}
+
+impl MessageRenderer {
+    /// Text with nothing for the template engine renders as itself: most
+    /// values of a message's JSON (a link, a button's label) skip compiling.
+    fn plain(&mut self, source: &str) -> Result<String, String> {
+        if source.len() > self.bytes_remaining {
+            return Err(too_large());
+        }
+        self.bytes_remaining -= source.len();
+        Ok(source.to_string())
+    }
+}
+
+/// Whether minijinja would give `source` back unchanged: no tag, variable
+/// or comment can start, and no trailing newline (which it drops).
+fn is_plain_text(source: &str) -> bool {
+    !source.contains('{') && !source.ends_with('\n')
 }
 
 fn too_large() -> String {
@@ -296,6 +322,31 @@ mod tests {
                 "{% for i in range(10000) %}{{ traits.big }}{% endfor %}",
             )
             .unwrap_err();
+        assert!(error.contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn plain_text_renders_as_minijinja_would_and_counts_toward_the_allowance() {
+        let mut renderer = MessageRenderer::new(&json!({}));
+        for text in [
+            "Shop now",
+            "https://shop.example/p?a=1&b=2",
+            "",
+            "a } b",
+            "line\nnext",
+        ] {
+            assert!(is_plain_text(text));
+            let mut engine = MessageRenderer::environment();
+            engine.set_fuel(Some(MESSAGE_FUEL));
+            let expected = engine.render_str(text, ()).unwrap();
+            assert_eq!(renderer.render("text", text).unwrap(), expected);
+        }
+        // minijinja drops one trailing newline: such text goes through it.
+        assert!(!is_plain_text("ends\n"));
+        assert_eq!(renderer.render("text", "ends\n").unwrap(), "ends");
+        let big = "x".repeat(200 * 1024);
+        let mut renderer = MessageRenderer::new(&json!({}));
+        let error = renderer.render_value(&json!([big, big])).unwrap_err();
         assert!(error.contains("larger than"), "{error}");
     }
 }

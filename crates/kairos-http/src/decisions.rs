@@ -336,13 +336,13 @@ async fn decided(
         ));
     };
     // After every event acknowledged before this call.
-    let view = state.engine.profile(who.clone()).await?.unwrap_or_else(|| {
+    let view = std::sync::Arc::new(state.engine.profile(who.clone()).await?.unwrap_or_else(|| {
         // Someone Kairos has not seen: decided on what is known (nothing).
         kairos_engine::ProfileView {
             identities: vec![who.clone()],
             ..Default::default()
         }
-    });
+    }));
     let context = body.context.clone().unwrap_or_else(|| json!({}));
     let store = state.store.clone();
     // Content may embed recommendations: with the person's history when
@@ -372,7 +372,7 @@ async fn decided(
 fn experiment_assigner(
     state: &AppState,
     who: &kairos_core::identity::Identifier,
-    view: &kairos_engine::ProfileView,
+    view: &std::sync::Arc<kairos_engine::ProfileView>,
 ) -> decisions::arbitrate::Assigner {
     let (state, who) = (state.clone(), who.clone());
     // Someone Kairos has not seen has no identities to look up.
@@ -383,7 +383,7 @@ fn experiment_assigner(
         })?;
         let definition = kairos_deliver::experiments::Definition::parse(&record.definition)?;
         let assigned =
-            crate::experiments::assign(&state, &record, &definition, &who, view.as_ref())
+            crate::experiments::assign(&state, &record, &definition, &who, view.as_deref())
                 .map_err(|problem| problem.detail)?;
         Ok(assigned.map(|assigned| assigned.exposure.group))
     }))

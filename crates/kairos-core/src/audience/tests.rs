@@ -774,7 +774,10 @@ mod semantics {
                 parse("count \"Viewed\" within 1d >= 2 and count \"Viewed\" within 1d < 4")
                     .unwrap(),
             ),
-            ("d".into(), parse("count \"Viewed\" within 2d >= 3").unwrap()),
+            (
+                "d".into(),
+                parse("count \"Viewed\" within 2d >= 3").unwrap(),
+            ),
         ])
         .unwrap();
         assert_eq!(program.leaves.len(), 2, "one leaf per distinct condition");

@@ -169,7 +169,7 @@ pub fn arbitrate(
         verdicts.push(verdict);
     }
     // Best first; ties by catalog order, so equal offers rank stably.
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let chosen = constrain(candidates, &scored, request, &mut verdicts);
     Arbitrated { chosen, verdicts }
 }

@@ -180,11 +180,14 @@ pub fn decide(
     let facts = person_facts(view);
     let mut arbitrated =
         arbitrate::arbitrate(&candidates, &facts, &view.consent, request, &mut random);
-    let render_context = render_context(view, context, request.personal);
     let mut actions = Vec::new();
     // One renderer (and one budget) for the whole decision's content.
-    let mut renderer = crate::render::MessageRenderer::new(&render_context)
-        .with_recommendations(request.recommendations.clone());
+    let mut renderer = crate::render::MessageRenderer::with_context(render_context(
+        view,
+        context,
+        request.personal,
+    ))
+    .with_recommendations(request.recommendations.clone());
     for index in arbitrated.chosen {
         let offer = candidates[index].offer;
         let verdict = &mut arbitrated.verdicts[index];
@@ -368,15 +371,40 @@ fn person_facts(view: &kairos_engine::ProfileView) -> PersonFacts {
     }
 }
 
-/// What content templates read: the person (as messages see them) and the
-/// request's context; without `personal`, not their traits.
-fn render_context(view: &kairos_engine::ProfileView, context: &Value, personal: bool) -> Value {
-    let mut rendered = crate::email::person_context(Some(view), &Value::Null);
-    if !personal {
-        rendered["traits"] = json!({});
+/// What content templates read: the person (as messages see them,
+/// [`crate::email::person_context`]) and the request's context; without
+/// `personal`, not their traits. Built straight from the view, without a
+/// JSON copy in between (a decision renders for one person once).
+fn render_context(
+    view: &kairos_engine::ProfileView,
+    context: &Value,
+    personal: bool,
+) -> minijinja::Value {
+    #[derive(Serialize)]
+    struct ContentContext<'a> {
+        traits: &'a serde_json::Map<String, Value>,
+        computed: &'a serde_json::Map<String, Value>,
+        audiences: &'a [String],
+        scores: &'a serde_json::Map<String, Value>,
+        profile: ProfileId<'a>,
+        event: (),
+        context: &'a Value,
     }
-    rendered["context"] = context.clone();
-    rendered
+    #[derive(Serialize)]
+    struct ProfileId<'a> {
+        id: &'a str,
+    }
+    let hidden = serde_json::Map::new();
+    minijinja::value::Serde(ContentContext {
+        traits: if personal { &view.traits } else { &hidden },
+        computed: &view.computed,
+        audiences: &view.audiences,
+        scores: &view.scores,
+        profile: ProfileId { id: &view.id },
+        event: (),
+        context,
+    })
+    .into()
 }
 
 /// The event names the effects stage applies as responses: the three
