@@ -81,8 +81,10 @@ pub(crate) struct ShardPart {
     pub(crate) audiences: Vec<(PersonId, PersonState)>,
 }
 
-/// A shard's part, as taken (borrowing the shard's state; the same
-/// encoding as [`ShardPart`]).
+/// A shard's part encoded in one go (borrowing the shard's state; the
+/// same encoding as [`ShardPart`]): what a shard's part encoded a slice at
+/// a time (`shard_checkpoint`) must equal, byte for byte.
+#[cfg(test)]
 #[derive(Serialize)]
 pub(crate) struct ShardPartRef<'a> {
     pub(crate) aged_day: i64,

@@ -30,6 +30,7 @@ pub mod recommend;
 mod router;
 mod runtime;
 mod shard;
+mod shard_checkpoint;
 mod state;
 mod threads;
 mod types;

@@ -116,7 +116,7 @@ pub(crate) fn start_shards(
         let thread = std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
-                for (batch, upto) in receiver {
+                while let Some((batch, upto)) = next_batch(&receiver, &shard_state) {
                     let now = clock.now();
                     let inputs = {
                         let Ok(mut state) = shard_state.write() else {
@@ -144,6 +144,11 @@ pub(crate) fn start_shards(
                     }
                     shard_done.fetch_add(1, std::sync::atomic::Ordering::Release);
                 }
+                // Stopping: a checkpoint part still being encoded is
+                // completed (a clean stop's checkpoint waits for it).
+                if let Ok(mut state) = shard_state.write() {
+                    state.finish_checkpoint_part();
+                }
             })?;
         handles.push(ShardHandle {
             sender,
@@ -158,6 +163,29 @@ pub(crate) fn start_shards(
         views,
         threads,
     })
+}
+
+/// A shard's next batch. While a checkpoint part is being encoded, a slice
+/// of it is encoded before each batch (so it completes under any load) and
+/// continuously while no batch waits.
+fn next_batch(
+    receiver: &std::sync::mpsc::Receiver<(Vec<ShardOp>, u64)>,
+    state: &RwLock<ShardState>,
+) -> Option<(Vec<ShardOp>, u64)> {
+    use std::sync::mpsc::TryRecvError;
+    loop {
+        let encoding = state.write().is_ok_and(|mut state| {
+            state.continue_checkpoint_part(crate::shard_checkpoint::ENCODE_SLICE)
+        });
+        if !encoding {
+            return receiver.recv().ok();
+        }
+        match receiver.try_recv() {
+            Ok(next) => return Some(next),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+    }
 }
 
 /// The router thread's side: the graph, the shards, operations not sent yet.
@@ -280,18 +308,6 @@ impl Routing {
             .read()
             .expect("router lock")
             .checkpoint_part(header);
-        let mut parts = vec![router_part];
-        for receiver in replies {
-            // A shard that stopped makes no checkpoint.
-            parts.push(receiver.recv().unwrap_or_default());
-        }
-        let complete = parts[1..].iter().all(|part| !part.is_empty());
-        // Every announcement of a change up to `seq` was sent before the
-        // shards answered.
-        let announced = self
-            .announcer
-            .as_ref()
-            .map_or(0, |announcer| announcer.sent_count());
         self.checkpointed_seq = seq;
         tracing::debug!(
             seq,
@@ -305,9 +321,28 @@ impl Routing {
             .as_ref()
             .map(|link| link.committed.clone());
         async move {
-            if !complete {
+            // The shards encode their parts between batches; the router
+            // routes on meanwhile.
+            let shard_parts = tokio::task::spawn_blocking(move || {
+                replies
+                    .into_iter()
+                    // A shard that stopped makes no checkpoint.
+                    .map(|receiver| receiver.recv().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            if shard_parts.is_empty() || shard_parts.iter().any(Vec::is_empty) {
                 return Err(crate::EngineError::Stopped); // a shard stopped
             }
+            let mut parts = vec![router_part];
+            parts.extend(shard_parts);
+            // Every announcement of a change up to `seq` was sent before a
+            // shard took the operation, so before it sent its part: these
+            // (and perhaps a few later ones) must be durable first.
+            let announced = announcer
+                .as_ref()
+                .map_or(0, |announcer| announcer.sent_count());
             let after = crate::checkpoint::After {
                 announced,
                 effects_through: effects.map(|committed| (committed, seq)),

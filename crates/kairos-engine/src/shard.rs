@@ -28,6 +28,7 @@ use kairos_core::audience::incremental::{AudienceEngine, Change, PersonState, Pr
 
 use crate::announcer::{self, Announcement, Announcer, Cause};
 use crate::effects_feed::{EffectInput, EffectsInterest};
+use crate::shard_checkpoint::PendingPart;
 
 use crate::types::{
     EngineSettings, ErasedProfile, MatchCandidate, ProfileExport, ProfileView, TimelinePage,
@@ -114,6 +115,8 @@ pub struct ShardState {
     interest: Arc<EffectsInterest>,
     /// This batch's events for the effects stage, with their person.
     effect_inputs: Vec<EffectInput>,
+    /// A checkpoint part being encoded between batches.
+    pending_part: Option<PendingPart>,
 }
 
 impl ShardState {
@@ -128,6 +131,7 @@ impl ShardState {
             cause: Cause::Time,
             interest: Arc::default(),
             effect_inputs: Vec::new(),
+            pending_part: None,
         }
     }
 
@@ -176,19 +180,83 @@ impl ShardState {
         }
     }
 
-    fn checkpoint_part(&self) -> Vec<u8> {
+    /// Starts encoding this shard's checkpoint part as of now; it is
+    /// encoded between batches ([`Self::continue_checkpoint_part`]) and
+    /// sent to `reply` when complete.
+    fn begin_checkpoint_part(&mut self, reply: mpsc::Sender<Vec<u8>>) {
+        self.finish_checkpoint_part(); // one at a time, in order
+        self.pending_part = Some(PendingPart::begin(
+            reply,
+            self.aged_day,
+            self.profiles.keys().copied(),
+            &self.audiences,
+        ));
+    }
+
+    /// Encodes more of the pending checkpoint part for up to `budget`;
+    /// true while some is left.
+    pub(crate) fn continue_checkpoint_part(&mut self, budget: std::time::Duration) -> bool {
+        let Some(part) = &mut self.pending_part else {
+            return false;
+        };
+        if part.step(budget, &self.profiles, &self.audiences) {
+            if let Some(part) = self.pending_part.take() {
+                part.finish();
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Encodes the rest of the pending part now (before an operation that
+    /// changes everyone, and when the shard stops).
+    pub(crate) fn finish_checkpoint_part(&mut self) {
+        while self.continue_checkpoint_part(std::time::Duration::MAX) {}
+    }
+
+    /// The part as one-go encoding gives it now (people in id order).
+    #[cfg(test)]
+    pub(crate) fn part_in_one_go(&self) -> Vec<u8> {
         let mut profiles: Vec<(ProfileId, &ShardProfile)> = self
             .profiles
             .iter()
             .map(|(profile, entry)| (*profile, entry))
             .collect();
         profiles.sort_unstable_by_key(|(profile, _)| *profile);
-        let part = crate::checkpoint::ShardPartRef {
+        let mut audiences: Vec<_> = self.audiences.persons().collect();
+        audiences.sort_unstable_by_key(|(person, _)| *person);
+        crate::checkpoint::encode(&crate::checkpoint::ShardPartRef {
             aged_day: self.aged_day,
             profiles,
-            audiences: self.audiences.persons().collect(),
-        };
-        crate::checkpoint::encode(&part)
+            audiences,
+        })
+    }
+
+    /// Encodes `id` for the pending part before it changes.
+    fn preserve_for_checkpoint(&mut self, id: u64) {
+        if let Some(part) = &mut self.pending_part
+            && part.owes(id)
+        {
+            part.preserve(id, self.profiles.get(&id), self.audiences.person(id));
+        }
+    }
+
+    /// Before `op` changes anything: the people it changes are encoded for
+    /// a pending checkpoint part as they are now (or all, when it changes
+    /// everyone).
+    fn before_change(&mut self, op: &ShardOp) {
+        if self.pending_part.is_none() {
+            return;
+        }
+        match op {
+            ShardOp::Apply { profile, .. }
+            | ShardOp::Extract { profile, .. }
+            | ShardOp::Backfill { profile, .. }
+            | ShardOp::Remove { profile, .. } => self.preserve_for_checkpoint(*profile),
+            ShardOp::Absorb { survivor, .. } => self.preserve_for_checkpoint(*survivor),
+            ShardOp::SetAudiences { .. } | ShardOp::GoLive => self.finish_checkpoint_part(),
+            ShardOp::Checkpoint { .. } => {}
+        }
     }
 
     /// Announces membership changes from now on; until [`ShardOp::GoLive`]
@@ -201,6 +269,15 @@ impl ShardState {
 
     /// Fires the audience timers due by `now`.
     pub fn advance(&mut self, now: Timestamp) {
+        if self.pending_part.is_some() {
+            if now.as_second().div_euclid(86_400) > self.aged_day {
+                self.finish_checkpoint_part(); // a new day may re-score everyone
+            } else {
+                for person in self.audiences.due_persons(now) {
+                    self.preserve_for_checkpoint(person);
+                }
+            }
+        }
         self.cause = Cause::Time;
         let changes = self.audiences.advance(now);
         self.announce(changes);
@@ -516,6 +593,7 @@ impl ShardState {
     }
 
     pub fn handle(&mut self, op: ShardOp, now: Timestamp) {
+        self.before_change(&op);
         match op {
             ShardOp::Apply {
                 profile,
@@ -622,9 +700,7 @@ impl ShardState {
                 let _ = reply.send(Some(erased));
             }
             ShardOp::GoLive => self.go_live(now),
-            ShardOp::Checkpoint { reply } => {
-                let _ = reply.send(self.checkpoint_part());
-            }
+            ShardOp::Checkpoint { reply } => self.begin_checkpoint_part(reply),
         }
     }
 

@@ -154,3 +154,11 @@ impl EngineState {
         answer.try_recv().ok().flatten()
     }
 }
+
+#[cfg(test)]
+impl EngineState {
+    /// The shards, for tests that drive them directly.
+    pub(crate) fn shards_mut(&mut self) -> &mut [ShardState] {
+        &mut self.shards
+    }
+}

@@ -249,6 +249,21 @@ impl AudienceEngine {
         engine
     }
 
+    /// One person's state, if they have any.
+    pub fn person(&self, person: PersonId) -> Option<&PersonState> {
+        self.persons.get(&person)
+    }
+
+    /// The people whose timers are due by `now`: those [`Self::advance`]
+    /// to `now` may change (and no one else).
+    pub fn due_persons(&self, now: Timestamp) -> Vec<PersonId> {
+        self.timers
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .map(|(_, person)| *person)
+            .collect()
+    }
+
     pub fn take_person(&mut self, person: PersonId) -> Option<PersonState> {
         let mut state = self.persons.remove(&person)?;
         for definition in &state.members {
