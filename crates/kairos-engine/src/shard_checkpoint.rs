@@ -154,7 +154,7 @@ mod tests {
     fn event(index: u64, at: Timestamp) -> Arc<kairos_core::Event> {
         let raw = json!({
             "type": "track",
-            "event": if index % 3 == 0 { "Order Completed" } else { "Product Viewed" },
+            "event": if index.is_multiple_of(3) { "Order Completed" } else { "Product Viewed" },
             "userId": format!("user-{}", index * 7 % 40),
             "messageId": format!("m{index}"),
             "timestamp": at.to_string(),
