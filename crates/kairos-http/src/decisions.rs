@@ -368,25 +368,26 @@ async fn decided(
 }
 
 /// Exposes the person to the experiments of the offers a decision shows
-/// (`crate::experiments::assign`: sticky, merges keep the first exposure).
+/// (`kairos_deliver::experiments::assign`, as journeys' `decide` steps:
+/// sticky, merges keep the first exposure), at what is durable now.
 fn experiment_assigner(
     state: &AppState,
     who: &kairos_core::identity::Identifier,
     view: &std::sync::Arc<kairos_engine::ProfileView>,
 ) -> decisions::arbitrate::Assigner {
-    let (state, who) = (state.clone(), who.clone());
-    // Someone Kairos has not seen has no identities to look up.
-    let view = (!view.id.is_empty()).then(|| view.clone());
-    decisions::arbitrate::Assigner(std::sync::Arc::new(move |name: &str| {
-        let record = state.store.outbox.experiment(name).ok_or_else(|| {
-            format!("no experiment {name:?} (create it with POST /v1/experiments)")
-        })?;
-        let definition = kairos_deliver::experiments::Definition::parse(&record.definition)?;
-        let assigned =
-            crate::experiments::assign(&state, &record, &definition, &who, view.as_deref())
-                .map_err(|problem| problem.detail)?;
-        Ok(assigned.map(|assigned| assigned.exposure.group))
-    }))
+    let exposing = kairos_deliver::experiments::Exposing::new(
+        who,
+        Some(view.as_ref()),
+        state.clock.now(),
+        state.store.writer.committed_seq(),
+    );
+    kairos_deliver::experiments::assigner(
+        state.store.clone(),
+        state.engine.clone(),
+        who.clone(),
+        exposing,
+        None,
+    )
 }
 
 fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Problem> {
