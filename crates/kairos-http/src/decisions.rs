@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kairos_deliver::decisions::{self, Eligibility, Request};
-use kairos_store::DefinitionKind;
+use kairos_store::{DefinitionKind, OfferRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -94,6 +94,17 @@ pub async fn create_offer(
     State(state): State<AppState>,
     JsonBody(definition): JsonBody<Value>,
 ) -> Result<Response, Problem> {
+    let record = create(&state, definition).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(decisions::describe(&record)),
+    )
+        .into_response())
+}
+
+/// Creates an offer as `POST /v1/offers` does (also the config file's
+/// `[[offers]]` at start).
+pub async fn create(state: &AppState, definition: Value) -> Result<OfferRecord, Problem> {
     let offer = checked(&state, &definition)?;
     if state.store.outbox.offer(&offer.name).is_some() {
         return Err(kairos_store::StoreError::NameTaken {
@@ -124,15 +135,10 @@ pub async fn create_offer(
         .widen_effects_interest(decisions::response_event_names(std::slice::from_ref(
             &offer,
         )));
-    let record = state
+    Ok(state
         .store
         .outbox
-        .create_offer(&offer.name, definition, state.clock.now())?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(decisions::describe(&record)),
-    )
-        .into_response())
+        .create_offer(&offer.name, definition, state.clock.now())?)
 }
 
 /// `GET /v1/offers`
@@ -180,6 +186,19 @@ pub async fn change_offer(
     JsonBody(definition): JsonBody<Value>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
+    let record = change(&state, &record, definition).await?;
+    Ok(axum::Json(decisions::describe(&record)).into_response())
+}
+
+/// Changes an offer as `PUT /v1/offers/{id}` does (also the config file's
+/// `[[offers]]` at start): a new version, its owned audience made,
+/// changed or deleted to match.
+pub async fn change(
+    state: &AppState,
+    record: &OfferRecord,
+    definition: Value,
+) -> Result<OfferRecord, Problem> {
+    let id = record.id.clone();
     let offer = checked(&state, &definition)?;
     if offer.name != record.name {
         return Err(Problem::bad_request(
@@ -218,12 +237,11 @@ pub async fn change_offer(
         .widen_effects_interest(decisions::response_event_names(std::slice::from_ref(
             &offer,
         )));
-    let record = state
+    state
         .store
         .outbox
         .change_offer(&record.id, definition, state.clock.now())?
-        .ok_or_else(|| Problem::not_found(format!("no offer {id}")))?;
-    Ok(axum::Json(decisions::describe(&record)).into_response())
+        .ok_or_else(|| Problem::not_found(format!("no offer {id}")))
 }
 
 /// `DELETE /v1/offers/{id}`: no longer decided; its counts and the
