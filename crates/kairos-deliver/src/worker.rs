@@ -97,7 +97,11 @@ impl Worker {
             .outbox
             .pending(&record.id, self.from_seq, rules.take)
             .unwrap_or_default();
-        self.from_seq = next_from_seq(&pending, &rules, self.from_seq);
+        let clocks = Clocks {
+            system: Timestamp::now(),
+            engine: self.settings.clock.now(),
+        };
+        self.from_seq = next_from_seq(&pending, &rules, self.from_seq, clocks);
         if record.disabled.is_some() {
             for message in pending {
                 let reason = "the destination is disabled (it answered 410 Gone)";
@@ -105,10 +109,10 @@ impl Worker {
             }
             return Some(DISABLED_SLEEP);
         }
-        let now = Timestamp::now();
-        let due = due(&pending, &rules, now);
+        let now = clocks.system;
+        let due = due(&pending, &rules, clocks);
         if due.is_empty() {
-            return Some(sleep_until_due(&pending, &rules, now));
+            return Some(sleep_until_due(&pending, &rules, clocks));
         }
         for message in due {
             if self.store.outbox.is_erased(&message.identifier) {
@@ -188,36 +192,70 @@ impl Worker {
     }
 }
 
+/// What a look reads the time from: attempts and retries run on the
+/// system clock; quiet hours ([`Message::deferred_until`]) on the engine's
+/// — the same clock, except under `--clock manual`, whose moves wake the
+/// workers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clocks {
+    pub(crate) system: Timestamp,
+    pub(crate) engine: Timestamp,
+}
+
+/// Whether the contact policy still holds the message back (quiet hours).
+pub(crate) fn held(message: &Message, engine_now: Timestamp) -> bool {
+    message
+        .deferred_until
+        .is_some_and(|until| until > engine_now)
+}
+
+/// When the message may be attempted, on the system clock: its next
+/// attempt, or later while it is held.
+fn due_at(message: &Message, clocks: Clocks) -> Timestamp {
+    match message.deferred_until {
+        Some(until) if until > clocks.engine => message
+            .next_attempt_at
+            .max(clocks.system + clocks.engine.duration_until(until)),
+        _ => message.next_attempt_at,
+    }
+}
+
 /// Where the next read of the queue starts. Scheduled messages come back
 /// by themselves (a retry is due later), so the read starts at the first
 /// pending one; recipient-paced ones were all offered, so it starts after
 /// the last (their page opening sends them, [`crate::in_app_delivery::catch_up`],
-/// and a rescan offers them again).
-fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64) -> u64 {
+/// and a rescan offers them again) — or at the first one still held, to
+/// offer it the moment its quiet hours end.
+fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64, clocks: Clocks) -> u64 {
     match rules.pace {
         Pace::Scheduled => pending.first().map_or(from_seq, |first| first.seq),
-        Pace::Recipient { .. } => pending.last().map_or(from_seq, |last| last.seq + 1),
+        Pace::Recipient { .. } => match pending.iter().find(|message| held(message, clocks.engine))
+        {
+            Some(first_held) => first_held.seq,
+            None => pending.last().map_or(from_seq, |last| last.seq + 1),
+        },
     }
 }
 
 /// The messages to attempt now: scheduled ones once their time has come,
-/// recipient-paced ones whenever they are read.
-fn due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Vec<Message> {
+/// recipient-paced ones whenever they are read — neither while the
+/// contact policy holds them (quiet hours).
+fn due(pending: &[Message], rules: &QueueRules, clocks: Clocks) -> Vec<Message> {
     pending
         .iter()
         .filter(|message| match rules.pace {
-            Pace::Scheduled => message.next_attempt_at <= now,
-            Pace::Recipient { .. } => true,
+            Pace::Scheduled => due_at(message, clocks) <= clocks.system,
+            Pace::Recipient { .. } => !held(message, clocks.engine),
         })
         .cloned()
         .collect()
 }
 
 /// Until the first pending message is due, at most the idle maximum.
-fn sleep_until_due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Duration {
-    let next = pending.iter().map(|message| message.next_attempt_at).min();
+fn sleep_until_due(pending: &[Message], rules: &QueueRules, clocks: Clocks) -> Duration {
+    let next = pending.iter().map(|message| due_at(message, clocks)).min();
     let until = next.map_or(rules.idle_max, |at| {
-        Duration::try_from(at.duration_since(now)).unwrap_or_default()
+        Duration::try_from(at.duration_since(clocks.system)).unwrap_or_default()
     });
     until.min(rules.idle_max)
 }
@@ -370,7 +408,16 @@ mod tests {
             next_attempt_at: now + SignedDuration::from_secs(due_in_secs),
             last_error: None,
             created_at: now,
+            deferred_until: None,
             delivered_at: None,
+        }
+    }
+
+    /// Both clocks at `now` (the system clock's case).
+    fn at(now: Timestamp) -> Clocks {
+        Clocks {
+            system: now,
+            engine: now,
         }
     }
 
@@ -394,13 +441,17 @@ mod tests {
             wait_max: SignedDuration::from_hours(1),
         });
         let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(due(&pending, &scheduled, now)), [5, 9]);
-        assert_eq!(seqs(due(&pending, &recipient, now)), [3, 5, 9]);
-        assert_eq!(next_from_seq(&pending, &scheduled, 0), 3);
-        assert_eq!(next_from_seq(&pending, &recipient, 0), 10);
+        let clocks = Clocks {
+            system: now,
+            engine: now,
+        };
+        assert_eq!(seqs(due(&pending, &scheduled, clocks)), [5, 9]);
+        assert_eq!(seqs(due(&pending, &recipient, clocks)), [3, 5, 9]);
+        assert_eq!(next_from_seq(&pending, &scheduled, 0, clocks), 3);
+        assert_eq!(next_from_seq(&pending, &recipient, 0, clocks), 10);
         // An empty read keeps the position.
-        assert_eq!(next_from_seq(&[], &scheduled, 7), 7);
-        assert_eq!(next_from_seq(&[], &recipient, 7), 7);
+        assert_eq!(next_from_seq(&[], &scheduled, 7, clocks), 7);
+        assert_eq!(next_from_seq(&[], &recipient, 7, clocks), 7);
     }
 
     #[test]
@@ -408,20 +459,60 @@ mod tests {
         let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
         let scheduled = rules(Pace::Scheduled);
         assert_eq!(
-            sleep_until_due(&[], &scheduled, now),
+            sleep_until_due(&[], &scheduled, at(now)),
             Duration::from_secs(1)
         );
         let soon = vec![message(1, 30, now)];
         assert_eq!(
-            sleep_until_due(&soon, &scheduled, now),
+            sleep_until_due(&soon, &scheduled, at(now)),
             Duration::from_secs(1)
         );
         let mut sooner = message(2, 0, now);
         sooner.next_attempt_at = now + SignedDuration::from_millis(250);
         assert_eq!(
-            sleep_until_due(&[sooner], &scheduled, now),
+            sleep_until_due(&[sooner], &scheduled, at(now)),
             Duration::from_millis(250)
         );
+    }
+
+    /// Issue 13's defect: a message deferred by quiet hours is due for no
+    /// destination before they end on the engine's clock — a manual one
+    /// far from the system's here — and a recipient-paced queue keeps
+    /// reading from it so it goes the moment they end.
+    #[test]
+    fn quiet_hours_hold_a_message_on_the_engine_s_clock_for_every_pace() {
+        let system: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let engine: Timestamp = "2030-05-01T14:00:00Z".parse().unwrap();
+        let ends = engine + SignedDuration::from_hours(9);
+        let mut deferred = message(4, 0, system);
+        deferred.deferred_until = Some(ends);
+        let pending = vec![
+            message(2, 0, system),
+            deferred.clone(),
+            message(6, 0, system),
+        ];
+        let recipient = rules(Pace::Recipient {
+            wait_max: SignedDuration::from_hours(1),
+        });
+        let scheduled = rules(Pace::Scheduled);
+        let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        let night = Clocks { system, engine };
+        assert_eq!(seqs(due(&pending, &recipient, night)), [2, 6]);
+        assert_eq!(seqs(due(&pending, &scheduled, night)), [2, 6]);
+        assert_eq!(next_from_seq(&pending, &recipient, 0, night), 4);
+        // Held: the worker sleeps (the idle maximum here; a manual clock's
+        // move wakes it).
+        assert_eq!(
+            sleep_until_due(&[deferred.clone()], &scheduled, night),
+            Duration::from_secs(1)
+        );
+        let morning = Clocks {
+            system: system + SignedDuration::from_secs(1),
+            engine: ends,
+        };
+        assert_eq!(seqs(due(&pending, &recipient, morning)), [2, 4, 6]);
+        assert_eq!(seqs(due(&pending, &scheduled, morning)), [2, 4, 6]);
+        assert_eq!(next_from_seq(&pending, &recipient, 0, morning), 7);
     }
 
     #[test]
