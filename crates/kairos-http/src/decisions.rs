@@ -105,7 +105,7 @@ pub async fn create_offer(
 /// Creates an offer as `POST /v1/offers` does (also the config file's
 /// `[[offers]]` at start).
 pub async fn create(state: &AppState, definition: Value) -> Result<OfferRecord, Problem> {
-    let offer = checked(&state, &definition)?;
+    let offer = checked(state, &definition)?;
     if state.store.outbox.offer(&offer.name).is_some() {
         return Err(kairos_store::StoreError::NameTaken {
             thing: "offer",
@@ -125,8 +125,8 @@ pub async fn create(state: &AppState, definition: Value) -> Result<OfferRecord, 
     if let (Some(Eligibility::Audience(audience)), Some(text)) =
         (&offer.eligibility, eligibility_text(&definition))
     {
-        let (program, _) = definitions::create(&state, DefinitionKind::Audience, audience, text)?;
-        definitions::install(&state, program).await?;
+        let (program, _) = definitions::create(state, DefinitionKind::Audience, audience, text)?;
+        definitions::install(state, program).await?;
     }
     // Responses (and this offer's conversion event) are handed to the
     // effects stage from now on.
@@ -199,7 +199,7 @@ pub async fn change(
     definition: Value,
 ) -> Result<OfferRecord, Problem> {
     let id = record.id.clone();
-    let offer = checked(&state, &definition)?;
+    let offer = checked(state, &definition)?;
     if offer.name != record.name {
         return Err(Problem::bad_request(
             "offer_invalid",
@@ -219,16 +219,16 @@ pub async fn change(
             if audience.definition == text => {}
         (Some(Eligibility::Audience(_)), Some(text), Some(audience)) => {
             let (program, _) =
-                definitions::change(&state, DefinitionKind::Audience, &audience.id, text)?;
-            definitions::install(&state, program).await?;
+                definitions::change(state, DefinitionKind::Audience, &audience.id, text)?;
+            definitions::install(state, program).await?;
         }
         (Some(Eligibility::Audience(audience)), Some(text), None) => {
             let (program, _) =
-                definitions::create(&state, DefinitionKind::Audience, audience, text)?;
-            definitions::install(&state, program).await?;
+                definitions::create(state, DefinitionKind::Audience, audience, text)?;
+            definitions::install(state, program).await?;
         }
         (_, _, Some(audience)) => {
-            definitions::delete(&state, DefinitionKind::Audience, &audience.id).await?;
+            definitions::delete(state, DefinitionKind::Audience, &audience.id).await?;
         }
         _ => {}
     }
