@@ -46,6 +46,11 @@ struct Worker {
     /// recipient-paced ones, offered since the last rescan).
     from_seq: u64,
     rescan_at: Instant,
+    /// The earliest end of quiet hours (engine clock) among the held
+    /// messages read since the last rescan: the queue is read from its
+    /// start again once the engine's clock reaches it, so a recipient-paced
+    /// message goes the moment it may.
+    held_until: Option<Timestamp>,
 }
 
 pub(crate) async fn run(
@@ -68,6 +73,7 @@ pub(crate) async fn run(
         failures_in_row: 0,
         from_seq: 0,
         rescan_at: Instant::now(),
+        held_until: None,
     };
     // Read on every look: URL, headers, secrets and `disabled` may change.
     while let Some(record) = worker.store.outbox.destination(&worker.destination_id) {
@@ -87,21 +93,28 @@ impl Worker {
         let (client, hub) = (self.client.clone(), self.hub.clone());
         let destination = Destination::of(record, &client, &hub);
         let rules = destination.rules();
-        let rescan = Instant::now() >= self.rescan_at;
+        let clocks = Clocks {
+            system: Timestamp::now(),
+            engine: self.settings.clock.now(),
+        };
+        let released = self.held_until.is_some_and(|until| until <= clocks.engine);
+        let rescan = Instant::now() >= self.rescan_at || released;
         if rescan {
             self.from_seq = 0;
             self.rescan_at = Instant::now() + RESCAN_EVERY;
+            self.held_until = None;
         }
         let pending = self
             .store
             .outbox
             .pending(&record.id, self.from_seq, rules.take)
             .unwrap_or_default();
-        let clocks = Clocks {
-            system: Timestamp::now(),
-            engine: self.settings.clock.now(),
-        };
-        self.from_seq = next_from_seq(&pending, &rules, self.from_seq, clocks);
+        self.from_seq = next_from_seq(&pending, &rules, self.from_seq);
+        self.held_until = self
+            .held_until
+            .into_iter()
+            .chain(held_until(&pending, clocks.engine))
+            .min();
         if record.disabled.is_some() {
             for message in pending {
                 let reason = "the destination is disabled (it answered 410 Gone)";
@@ -220,20 +233,25 @@ fn due_at(message: &Message, clocks: Clocks) -> Timestamp {
     }
 }
 
+/// The earliest end of quiet hours among the messages still held.
+fn held_until(pending: &[Message], engine_now: Timestamp) -> Option<Timestamp> {
+    pending
+        .iter()
+        .filter(|message| held(message, engine_now))
+        .filter_map(|message| message.deferred_until)
+        .min()
+}
+
 /// Where the next read of the queue starts. Scheduled messages come back
 /// by themselves (a retry is due later), so the read starts at the first
-/// pending one; recipient-paced ones were all offered, so it starts after
-/// the last (their page opening sends them, [`crate::in_app_delivery::catch_up`],
-/// and a rescan offers them again) — or at the first one still held, to
-/// offer it the moment its quiet hours end.
-fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64, clocks: Clocks) -> u64 {
+/// pending one; recipient-paced ones were all offered (or are held), so it
+/// starts after the last (a page opening sends them,
+/// [`crate::in_app_delivery::catch_up`]; a rescan offers them again, and
+/// the end of the earliest quiet hours read makes one).
+fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64) -> u64 {
     match rules.pace {
         Pace::Scheduled => pending.first().map_or(from_seq, |first| first.seq),
-        Pace::Recipient { .. } => match pending.iter().find(|message| held(message, clocks.engine))
-        {
-            Some(first_held) => first_held.seq,
-            None => pending.last().map_or(from_seq, |last| last.seq + 1),
-        },
+        Pace::Recipient { .. } => pending.last().map_or(from_seq, |last| last.seq + 1),
     }
 }
 
@@ -447,11 +465,11 @@ mod tests {
         };
         assert_eq!(seqs(due(&pending, &scheduled, clocks)), [5, 9]);
         assert_eq!(seqs(due(&pending, &recipient, clocks)), [3, 5, 9]);
-        assert_eq!(next_from_seq(&pending, &scheduled, 0, clocks), 3);
-        assert_eq!(next_from_seq(&pending, &recipient, 0, clocks), 10);
+        assert_eq!(next_from_seq(&pending, &scheduled, 0), 3);
+        assert_eq!(next_from_seq(&pending, &recipient, 0), 10);
         // An empty read keeps the position.
-        assert_eq!(next_from_seq(&[], &scheduled, 7, clocks), 7);
-        assert_eq!(next_from_seq(&[], &recipient, 7, clocks), 7);
+        assert_eq!(next_from_seq(&[], &scheduled, 7), 7);
+        assert_eq!(next_from_seq(&[], &recipient, 7), 7);
     }
 
     #[test]
@@ -477,8 +495,8 @@ mod tests {
 
     /// Issue 13's defect: a message deferred by quiet hours is due for no
     /// destination before they end on the engine's clock — a manual one
-    /// far from the system's here — and a recipient-paced queue keeps
-    /// reading from it so it goes the moment they end.
+    /// far from the system's here; the worker remembers when they end (a
+    /// rescan then), so later messages are not held up behind it.
     #[test]
     fn quiet_hours_hold_a_message_on_the_engine_s_clock_for_every_pace() {
         let system: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
@@ -499,7 +517,8 @@ mod tests {
         let night = Clocks { system, engine };
         assert_eq!(seqs(due(&pending, &recipient, night)), [2, 6]);
         assert_eq!(seqs(due(&pending, &scheduled, night)), [2, 6]);
-        assert_eq!(next_from_seq(&pending, &recipient, 0, night), 4);
+        assert_eq!(next_from_seq(&pending, &recipient, 0), 7);
+        assert_eq!(held_until(&pending, night.engine), Some(ends));
         // Held: the worker sleeps (the idle maximum here; a manual clock's
         // move wakes it).
         assert_eq!(
@@ -512,7 +531,7 @@ mod tests {
         };
         assert_eq!(seqs(due(&pending, &recipient, morning)), [2, 4, 6]);
         assert_eq!(seqs(due(&pending, &scheduled, morning)), [2, 4, 6]);
-        assert_eq!(next_from_seq(&pending, &recipient, 0, morning), 7);
+        assert_eq!(held_until(&pending, morning.engine), None);
     }
 
     #[test]
