@@ -185,3 +185,39 @@ pub fn assigner(
         Ok(assigned.map(|assigned| assigned.exposure.group))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A merged person is looked up under every identity (so the earliest
+    /// exposure of any wins) and exposed under the one asked for; someone
+    /// never seen has no history to count.
+    #[test]
+    fn exposing_looks_at_every_identity_and_knows_who_is_new() {
+        let now: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let asked = Identifier::new("user_id", "u1");
+        let merged = ProfileView {
+            id: "p1".into(),
+            identities: vec![
+                Identifier::new("anonymous_id", "a1"),
+                Identifier::new("user_id", "u1"),
+            ],
+            ..Default::default()
+        };
+        let exposing = Exposing::new(&asked, Some(&merged), now, 41);
+        assert_eq!(exposing.asked, "user_id:u1");
+        assert_eq!(exposing.identifiers, ["anonymous_id:a1", "user_id:u1"]);
+        assert!(exposing.known);
+        assert_eq!(exposing.after_seq, 41);
+        // A decision for someone unseen passes an empty view.
+        let unseen = ProfileView {
+            identities: vec![asked.clone()],
+            ..Default::default()
+        };
+        let exposing = Exposing::new(&asked, Some(&unseen), now, 0);
+        assert_eq!(exposing.identifiers, ["user_id:u1"]);
+        assert!(!exposing.known);
+        assert!(!Exposing::new(&asked, None, now, 0).known);
+    }
+}
