@@ -396,3 +396,47 @@ def test_a_journey_s_decide_step_exposes_the_person_and_sends_their_arm_s_conten
         assert wait_for(lambda: arm(results(kairos, "nudge copy"), "bold")["conversions"] == 2)
     finally:
         receiver.stop()
+
+
+def test_a_decide_step_after_a_wait_exposes_when_it_runs_and_counts_only_later_outcomes(tmp_path):
+    """A timed `decide` step (after a wait) exposes the person when it runs:
+    a conversion logged before that moment is no outcome; one after is."""
+    from test_journeys import Receiver, destination, set_clock, start_kairos
+
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, "2030-05-01T10:00:00Z")
+        create(server, {**EXPERIMENT, "name": "later copy", "guardrails": []})
+        r = server.admin("POST", "/v1/offers", json={
+            "name": "come back", "placements": ["later"], "content": {"web": {"title": "Come back"}},
+            "experiment": {"name": "later copy", "variants": {"red": {"web": {"title": "COME BACK"}}}}})
+        assert r.status_code == 201, r.text
+        destination(server, receiver)
+        r = server.admin("POST", "/v1/journeys", json={
+            "name": "later", "trigger": {"event": "Cart Viewed"},
+            "steps": [{"wait": "1h"}, {"send": {"destination": "hooks", "decide": {"placement": "later"}}}]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        send(server, key, [track(user_id="w1", event="Cart Viewed"), track(user_id="w1", n=1)])
+        assert wait_for(lambda: server.admin("GET", "/v1/journeys/later").json()["counts"]["waiting"] == 1)
+        assert exposures(server, "later copy") == 0, "nobody is exposed before the step runs"
+        set_clock(server, "2030-05-01T11:00:01Z")
+        assert wait_for(lambda: len(receiver.verified) == 1), receiver.verified
+        decision = receiver.verified[0][1]["data"]["decision"]
+        group = decision["experiment"]["group"]
+        assert decision["content"] == {"title": "COME BACK" if group == "red" else "Come back"}
+        assert assign(server, "later copy", "user_id:w1")["group"] == group
+        assert arm(results(server, "later copy"), group)["exposures"] == 1
+        time.sleep(0.5)
+        assert arm(results(server, "later copy"), group)["conversions"] == 0, "a purchase before exposure"
+        send(server, key, [track(user_id="w1", n=2)])
+        assert wait_for(lambda: arm(results(server, "later copy"), group)["conversions"] == 1)
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def exposures(server: Kairos, experiment: str) -> int:
+    """Everyone exposed so far, read without exposing anyone."""
+    return sum(a["exposures"] for a in results(server, experiment)["arms"])
