@@ -340,3 +340,103 @@ def test_an_offer_s_content_tested_in_an_experiment_through_decide(kairos):
     bad["experiment"] = {"name": "nope", "variants": {"bold": {"web": "x"}}}
     r = kairos.admin("POST", "/v1/offers", json=bad)
     assert r.status_code == 400 and "no experiment" in r.json()["detail"], r.text
+
+
+def test_a_journey_s_decide_step_exposes_the_person_and_sends_their_arm_s_content(kairos):
+    """A journey's `decide` step showing an offer tested in an experiment
+    exposes the person as `/v1/decide` does (one sticky assignment): each
+    person's webhook carries their arm's content, the exposure is counted in
+    the results, the arm is the assignment API's, and a person exposed
+    first on a page keeps that arm when the journey reaches them."""
+    from test_journeys import Receiver, destination
+
+    r = kairos.admin("POST", "/v1/experiments", json={
+        "name": "nudge copy", "arms": [{"name": "plain"}, {"name": "bold"}], "control": "plain",
+        "metric": {"event": "Order Completed"}})
+    assert r.status_code == 201, r.text
+    r = kairos.admin("POST", "/v1/offers", json={
+        "name": "free shipping", "placements": ["cart_nudge"], "content": {"web": {"title": "Free shipping"}},
+        "experiment": {"name": "nudge copy", "variants": {"bold": {"web": {"title": "FREE SHIPPING TODAY"}}}}})
+    assert r.status_code == 201, r.text
+    receiver = Receiver().start()
+    try:
+        destination(kairos, receiver)
+        r = kairos.admin("POST", "/v1/journeys", json={
+            "name": "nudge", "trigger": {"event": "Cart Viewed"},
+            "steps": [{"send": {"destination": "hooks", "decide": {"placement": "cart_nudge"}}}]})
+        assert r.status_code == 201, r.text
+        key = kairos.create_source("web")["write_key"]
+        # One person is exposed first on a page, as an anonymous visitor.
+        page = kairos.admin("POST", "/v1/decide", json={"profile": "anonymous_id:visitor", "placement": "cart_nudge"})
+        first_group = page.json()["actions"][0]["experiment"]["group"]
+        send(kairos, key, [{"type": "identify", "userId": "known", "anonymousId": "visitor", "messageId": "merge"}])
+        users = [f"j{n}" for n in range(20)] + ["known"]
+        send(kairos, key, [track(user_id=user, event="Cart Viewed") for user in users])
+        assert wait_for(lambda: len(receiver.verified) == len(users)), \
+            (len(receiver.verified), kairos.admin("GET", "/v1/profiles/user_id:j0/deliveries").json())
+        groups = {}
+        for _, payload in receiver.verified:
+            user = payload["data"]["profile"]["identifier"]["value"]
+            decision = payload["data"]["decision"]
+            group = decision["experiment"]["group"]
+            assert decision["experiment"]["name"] == "nudge copy"
+            expected = "FREE SHIPPING TODAY" if group == "bold" else "Free shipping"
+            assert decision["content"] == {"title": expected}, payload
+            assignment = assign(kairos, "nudge copy", f"user_id:{user}")
+            assert assignment["group"] == group and assignment["new"] is False, (user, assignment)
+            groups[user] = group
+        assert groups["known"] == first_group, "a merged person keeps the arm of their first exposure"
+        assert set(groups.values()) == {"plain", "bold"}, groups
+        counted = results(kairos, "nudge copy")
+        for name in ("plain", "bold"):
+            assert arm(counted, name)["exposures"] == sum(1 for g in groups.values() if g == name), counted
+        # Conversions after the journey's exposure count for the arm.
+        buyers = [user for user, group in groups.items() if group == "bold"][:2]
+        send(kairos, key, [track(user_id=user) for user in buyers])
+        assert wait_for(lambda: arm(results(kairos, "nudge copy"), "bold")["conversions"] == 2)
+    finally:
+        receiver.stop()
+
+
+def test_a_decide_step_after_a_wait_exposes_when_it_runs_and_counts_only_later_outcomes(tmp_path):
+    """A timed `decide` step (after a wait) exposes the person when it runs:
+    a conversion logged before that moment is no outcome; one after is."""
+    from test_journeys import Receiver, destination, set_clock, start_kairos
+
+    receiver = Receiver().start()
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, "2030-05-01T10:00:00Z")
+        create(server, {**EXPERIMENT, "name": "later copy", "guardrails": []})
+        r = server.admin("POST", "/v1/offers", json={
+            "name": "come back", "placements": ["later"], "content": {"web": {"title": "Come back"}},
+            "experiment": {"name": "later copy", "variants": {"red": {"web": {"title": "COME BACK"}}}}})
+        assert r.status_code == 201, r.text
+        destination(server, receiver)
+        r = server.admin("POST", "/v1/journeys", json={
+            "name": "later", "trigger": {"event": "Cart Viewed"},
+            "steps": [{"wait": "1h"}, {"send": {"destination": "hooks", "decide": {"placement": "later"}}}]})
+        assert r.status_code == 201, r.text
+        key = server.create_source("web")["write_key"]
+        send(server, key, [track(user_id="w1", event="Cart Viewed"), track(user_id="w1", n=1)])
+        assert wait_for(lambda: server.admin("GET", "/v1/journeys/later").json()["counts"]["waiting"] == 1)
+        assert exposures(server, "later copy") == 0, "nobody is exposed before the step runs"
+        set_clock(server, "2030-05-01T11:00:01Z")
+        assert wait_for(lambda: len(receiver.verified) == 1), receiver.verified
+        decision = receiver.verified[0][1]["data"]["decision"]
+        group = decision["experiment"]["group"]
+        assert decision["content"] == {"title": "COME BACK" if group == "red" else "Come back"}
+        assert assign(server, "later copy", "user_id:w1")["group"] == group
+        assert arm(results(server, "later copy"), group)["exposures"] == 1
+        time.sleep(0.5)
+        assert arm(results(server, "later copy"), group)["conversions"] == 0, "a purchase before exposure"
+        send(server, key, [track(user_id="w1", n=2)])
+        assert wait_for(lambda: arm(results(server, "later copy"), group)["conversions"] == 1)
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def exposures(server: Kairos, experiment: str) -> int:
+    """Everyone exposed so far, read without exposing anyone."""
+    return sum(a["exposures"] for a in results(server, experiment)["arms"])

@@ -480,6 +480,55 @@ def test_in_app_messages_reach_the_open_page_of_the_person(tmp_path):
         server.stop()
 
 
+def test_an_in_app_message_deferred_by_quiet_hours_shows_when_they_end_not_at_once(tmp_path):
+    """Issue 13's defect: an in-app send the contact policy defers for
+    quiet hours waited for nothing — an open page got it at once, and so did
+    a page opening during the night. It appears when the quiet hours end on
+    the engine's clock (manual here: moved through the admin endpoint)."""
+    server = start_kairos(tmp_path, extra_args=["--clock", "manual"])
+    try:
+        set_clock(server, POLICY_NOW)  # 23:00 in Tokyo: quiet hours
+        r = server.admin("POST", "/v1/destinations", json={"type": "in_app", "name": "site", "url": ""})
+        assert r.status_code == 201, r.text
+        r = server.admin("POST", "/v1/journeys", json={
+            "name": "night nudge", "trigger": {"event": "Cart Viewed"},
+            "steps": [{"send": {"destination": "site", "purpose": "marketing", "message": {"title": "Good morning"}}}]})
+        assert r.status_code == 201, r.text
+        source = server.create_source("web")
+        key, token = source["write_key"], identity_token(source["identity_secret"], "user_id:sleeper")
+        send(server, key, [consent_event("sleeper", True, zone=NIGHT_ZONE)])
+        page = []
+        stream = open_stream(server, "user_id:sleeper", key, page, token=token)
+        time.sleep(0.3)
+        send(server, key, [{"type": "track", "event": "Cart Viewed", "userId": "sleeper", "messageId": "cv-night",
+                            "timestamp": POLICY_EVENT_TIME}])
+        assert wait_for(lambda: deliveries(server, "user_id:sleeper"))
+        deferred = deliveries(server, "user_id:sleeper")[0]
+        assert deferred["status"] == "pending", deferred
+        assert deferred["last_error"] == f"deferred: quiet hours in the person's time zone until {NIGHT_ENDS}"
+        assert deferred["deferred_until"] == NIGHT_ENDS, deferred
+        time.sleep(1.5)  # several looks of the in-app worker
+        assert page == [], "shown during quiet hours to the open page"
+        # A page opening during the night does not get it either.
+        second = []
+        stream2 = open_stream(server, "user_id:sleeper", key, second, token=token)
+        time.sleep(1.0)
+        assert second == [] and page == [], (second, page)
+        # An hour before the end: still waiting.
+        set_clock(server, "2030-05-01T22:00:00Z")
+        time.sleep(1.0)
+        assert page == [] and second == []
+        # Quiet hours end: the open pages get it at once.
+        set_clock(server, NIGHT_ENDS)
+        assert wait_for(lambda: len(page) == 1 and len(second) == 1, 5), (page, second)
+        assert page[0]["data"]["content"] == {"title": "Good morning"}
+        assert wait_for(lambda: deliveries(server, "user_id:sleeper")[0]["status"] == "delivered")
+        stream.close()
+        stream2.close()
+    finally:
+        server.stop()
+
+
 def test_journey_steps_wait_branch_set_traits_wait_for_events_and_leave_at_the_goal(tmp_path):
     receiver = Receiver().start()
     server = start_kairos(tmp_path, extra_args=["--clock", "manual"])

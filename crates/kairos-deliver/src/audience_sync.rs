@@ -121,6 +121,7 @@ fn batch_message(store: &Store, sync: &AudienceSyncRecord, changes: &[SyncChange
         next_attempt_at: now,
         last_error: None,
         created_at: now,
+        deferred_until: None,
         delivered_at: None,
     }
 }

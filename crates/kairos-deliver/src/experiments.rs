@@ -10,6 +10,9 @@
 //! conversions so far, seeded by the same hash (`"bandit"`). The group is
 //! stored at first assignment and read back afterwards (sticky), so later
 //! changes of weights, posteriors or holdouts move nobody already exposed.
+//! [`exposure`] stores it: one function for the API, decisions and journeys.
+
+mod exposure;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,10 @@ use kairos_store::{ExperimentOutcome, Outbox};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub use exposure::{
+    Assigned, Exposing, PRE_EXPOSURE_EVENTS_MAX, assign, assigner, pre_exposure_count,
+};
 
 /// Arms per experiment: A/B/n, or a multivariate grid of a few factors.
 pub const ARMS_MAX: usize = 32;

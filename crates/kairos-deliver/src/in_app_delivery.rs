@@ -2,7 +2,9 @@
 //! message goes to the person's open pages, and nobody being on the site is
 //! not a failure — the message waits ([`Outcome::Waiting`]: no attempt
 //! counted, no circuit breaker) until a page of theirs opens
-//! ([`catch_up`]) or it expires after [`IN_APP_WAIT_MAX`]. So one
+//! ([`catch_up`]) or it expires after [`IN_APP_WAIT_MAX`]. A message the
+//! contact policy deferred (quiet hours) is offered to no page before its
+//! time on the engine's clock. So one
 //! visitor's message never waits behind thousands addressed to people who
 //! are away. The loop around it is the one every destination shares
 //! ([`crate::worker`], paced by the recipient).
@@ -28,15 +30,24 @@ pub(crate) fn attempt(hub: &InAppHub, message: &Message) -> Outcome {
 }
 
 /// A page of the person known by `identifiers` just opened: their waiting
-/// in-app messages go to it at once. Returns how many went.
-pub fn catch_up(store: &Store, hub: &InAppHub, identifiers: &[String]) -> usize {
+/// in-app messages go to it at once — except those the contact policy
+/// still holds at `engine_now` (quiet hours; the worker offers them when
+/// they end). Returns how many went.
+pub fn catch_up(
+    store: &Store,
+    hub: &InAppHub,
+    identifiers: &[String],
+    engine_now: Timestamp,
+) -> usize {
     let Ok(messages) = store.outbox.by_identifiers(identifiers, CATCH_UP_MAX) else {
         return 0;
     };
     let mut sent = 0;
     // Oldest first, as they were decided.
     for mut message in messages.into_iter().rev() {
-        let waiting = message.status == MessageStatus::Pending && message.channel == "in_app";
+        let waiting = message.status == MessageStatus::Pending
+            && message.channel == "in_app"
+            && !crate::worker::held(&message, engine_now);
         if waiting && hub.publish(&message.identifier, &message.payload) {
             crate::worker::delivered(&mut message, Timestamp::now());
             if let Err(error) = store.outbox.update(&message) {

@@ -285,6 +285,7 @@ impl Deliverer {
             next_attempt_at: now,
             last_error: None,
             created_at: now,
+            deferred_until: None,
             delivered_at: None,
         };
         let started = std::time::Instant::now();
@@ -306,8 +307,9 @@ impl Deliverer {
     ) -> Result<in_app::Subscription, in_app::SubscribeError> {
         let subscription = self.hub.subscribe(source_id, &identifiers)?;
         let (store, hub) = (self.store.clone(), self.hub.clone());
+        let engine_now = self.settings.clock.now();
         let _ = tokio::task::spawn_blocking(move || {
-            in_app_delivery::catch_up(&store, &hub, &identifiers)
+            in_app_delivery::catch_up(&store, &hub, &identifiers, engine_now)
         })
         .await;
         Ok(subscription)

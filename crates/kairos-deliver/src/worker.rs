@@ -46,6 +46,11 @@ struct Worker {
     /// recipient-paced ones, offered since the last rescan).
     from_seq: u64,
     rescan_at: Instant,
+    /// The earliest end of quiet hours (engine clock) among the held
+    /// messages read since the last rescan: the queue is read from its
+    /// start again once the engine's clock reaches it, so a recipient-paced
+    /// message goes the moment it may.
+    held_until: Option<Timestamp>,
 }
 
 pub(crate) async fn run(
@@ -68,6 +73,7 @@ pub(crate) async fn run(
         failures_in_row: 0,
         from_seq: 0,
         rescan_at: Instant::now(),
+        held_until: None,
     };
     // Read on every look: URL, headers, secrets and `disabled` may change.
     while let Some(record) = worker.store.outbox.destination(&worker.destination_id) {
@@ -87,10 +93,16 @@ impl Worker {
         let (client, hub) = (self.client.clone(), self.hub.clone());
         let destination = Destination::of(record, &client, &hub);
         let rules = destination.rules();
-        let rescan = Instant::now() >= self.rescan_at;
+        let clocks = Clocks {
+            system: Timestamp::now(),
+            engine: self.settings.clock.now(),
+        };
+        let released = self.held_until.is_some_and(|until| until <= clocks.engine);
+        let rescan = Instant::now() >= self.rescan_at || released;
         if rescan {
             self.from_seq = 0;
             self.rescan_at = Instant::now() + RESCAN_EVERY;
+            self.held_until = None;
         }
         let pending = self
             .store
@@ -98,6 +110,11 @@ impl Worker {
             .pending(&record.id, self.from_seq, rules.take)
             .unwrap_or_default();
         self.from_seq = next_from_seq(&pending, &rules, self.from_seq);
+        self.held_until = self
+            .held_until
+            .into_iter()
+            .chain(held_until(&pending, clocks.engine))
+            .min();
         if record.disabled.is_some() {
             for message in pending {
                 let reason = "the destination is disabled (it answered 410 Gone)";
@@ -105,10 +122,10 @@ impl Worker {
             }
             return Some(DISABLED_SLEEP);
         }
-        let now = Timestamp::now();
-        let due = due(&pending, &rules, now);
+        let now = clocks.system;
+        let due = due(&pending, &rules, clocks);
         if due.is_empty() {
-            return Some(sleep_until_due(&pending, &rules, now));
+            return Some(sleep_until_due(&pending, &rules, clocks));
         }
         for message in due {
             if self.store.outbox.is_erased(&message.identifier) {
@@ -188,11 +205,49 @@ impl Worker {
     }
 }
 
+/// What a look reads the time from: attempts and retries run on the
+/// system clock; quiet hours ([`Message::deferred_until`]) on the engine's
+/// — the same clock, except under `--clock manual`, whose moves wake the
+/// workers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clocks {
+    pub(crate) system: Timestamp,
+    pub(crate) engine: Timestamp,
+}
+
+/// Whether the contact policy still holds the message back (quiet hours).
+pub(crate) fn held(message: &Message, engine_now: Timestamp) -> bool {
+    message
+        .deferred_until
+        .is_some_and(|until| until > engine_now)
+}
+
+/// When the message may be attempted, on the system clock: its next
+/// attempt, or later while it is held.
+fn due_at(message: &Message, clocks: Clocks) -> Timestamp {
+    match message.deferred_until {
+        Some(until) if until > clocks.engine => message
+            .next_attempt_at
+            .max(clocks.system + clocks.engine.duration_until(until)),
+        _ => message.next_attempt_at,
+    }
+}
+
+/// The earliest end of quiet hours among the messages still held.
+fn held_until(pending: &[Message], engine_now: Timestamp) -> Option<Timestamp> {
+    pending
+        .iter()
+        .filter(|message| held(message, engine_now))
+        .filter_map(|message| message.deferred_until)
+        .min()
+}
+
 /// Where the next read of the queue starts. Scheduled messages come back
 /// by themselves (a retry is due later), so the read starts at the first
-/// pending one; recipient-paced ones were all offered, so it starts after
-/// the last (their page opening sends them, [`crate::in_app_delivery::catch_up`],
-/// and a rescan offers them again).
+/// pending one; recipient-paced ones were all offered (or are held), so it
+/// starts after the last (a page opening sends them,
+/// [`crate::in_app_delivery::catch_up`]; a rescan offers them again, and
+/// the end of the earliest quiet hours read makes one).
 fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64) -> u64 {
     match rules.pace {
         Pace::Scheduled => pending.first().map_or(from_seq, |first| first.seq),
@@ -201,23 +256,24 @@ fn next_from_seq(pending: &[Message], rules: &QueueRules, from_seq: u64) -> u64 
 }
 
 /// The messages to attempt now: scheduled ones once their time has come,
-/// recipient-paced ones whenever they are read.
-fn due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Vec<Message> {
+/// recipient-paced ones whenever they are read — neither while the
+/// contact policy holds them (quiet hours).
+fn due(pending: &[Message], rules: &QueueRules, clocks: Clocks) -> Vec<Message> {
     pending
         .iter()
         .filter(|message| match rules.pace {
-            Pace::Scheduled => message.next_attempt_at <= now,
-            Pace::Recipient { .. } => true,
+            Pace::Scheduled => due_at(message, clocks) <= clocks.system,
+            Pace::Recipient { .. } => !held(message, clocks.engine),
         })
         .cloned()
         .collect()
 }
 
 /// Until the first pending message is due, at most the idle maximum.
-fn sleep_until_due(pending: &[Message], rules: &QueueRules, now: Timestamp) -> Duration {
-    let next = pending.iter().map(|message| message.next_attempt_at).min();
+fn sleep_until_due(pending: &[Message], rules: &QueueRules, clocks: Clocks) -> Duration {
+    let next = pending.iter().map(|message| due_at(message, clocks)).min();
     let until = next.map_or(rules.idle_max, |at| {
-        Duration::try_from(at.duration_since(now)).unwrap_or_default()
+        Duration::try_from(at.duration_since(clocks.system)).unwrap_or_default()
     });
     until.min(rules.idle_max)
 }
@@ -370,7 +426,16 @@ mod tests {
             next_attempt_at: now + SignedDuration::from_secs(due_in_secs),
             last_error: None,
             created_at: now,
+            deferred_until: None,
             delivered_at: None,
+        }
+    }
+
+    /// Both clocks at `now` (the system clock's case).
+    fn at(now: Timestamp) -> Clocks {
+        Clocks {
+            system: now,
+            engine: now,
         }
     }
 
@@ -394,8 +459,12 @@ mod tests {
             wait_max: SignedDuration::from_hours(1),
         });
         let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(due(&pending, &scheduled, now)), [5, 9]);
-        assert_eq!(seqs(due(&pending, &recipient, now)), [3, 5, 9]);
+        let clocks = Clocks {
+            system: now,
+            engine: now,
+        };
+        assert_eq!(seqs(due(&pending, &scheduled, clocks)), [5, 9]);
+        assert_eq!(seqs(due(&pending, &recipient, clocks)), [3, 5, 9]);
         assert_eq!(next_from_seq(&pending, &scheduled, 0), 3);
         assert_eq!(next_from_seq(&pending, &recipient, 0), 10);
         // An empty read keeps the position.
@@ -408,20 +477,61 @@ mod tests {
         let now: Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
         let scheduled = rules(Pace::Scheduled);
         assert_eq!(
-            sleep_until_due(&[], &scheduled, now),
+            sleep_until_due(&[], &scheduled, at(now)),
             Duration::from_secs(1)
         );
         let soon = vec![message(1, 30, now)];
         assert_eq!(
-            sleep_until_due(&soon, &scheduled, now),
+            sleep_until_due(&soon, &scheduled, at(now)),
             Duration::from_secs(1)
         );
         let mut sooner = message(2, 0, now);
         sooner.next_attempt_at = now + SignedDuration::from_millis(250);
         assert_eq!(
-            sleep_until_due(&[sooner], &scheduled, now),
+            sleep_until_due(&[sooner], &scheduled, at(now)),
             Duration::from_millis(250)
         );
+    }
+
+    /// Issue 13's defect: a message deferred by quiet hours is due for no
+    /// destination before they end on the engine's clock — a manual one
+    /// far from the system's here; the worker remembers when they end (a
+    /// rescan then), so later messages are not held up behind it.
+    #[test]
+    fn quiet_hours_hold_a_message_on_the_engine_s_clock_for_every_pace() {
+        let system: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let engine: Timestamp = "2030-05-01T14:00:00Z".parse().unwrap();
+        let ends = engine + SignedDuration::from_hours(9);
+        let mut deferred = message(4, 0, system);
+        deferred.deferred_until = Some(ends);
+        let pending = vec![
+            message(2, 0, system),
+            deferred.clone(),
+            message(6, 0, system),
+        ];
+        let recipient = rules(Pace::Recipient {
+            wait_max: SignedDuration::from_hours(1),
+        });
+        let scheduled = rules(Pace::Scheduled);
+        let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        let night = Clocks { system, engine };
+        assert_eq!(seqs(due(&pending, &recipient, night)), [2, 6]);
+        assert_eq!(seqs(due(&pending, &scheduled, night)), [2, 6]);
+        assert_eq!(next_from_seq(&pending, &recipient, 0), 7);
+        assert_eq!(held_until(&pending, night.engine), Some(ends));
+        // Held: the worker sleeps (the idle maximum here; a manual clock's
+        // move wakes it).
+        assert_eq!(
+            sleep_until_due(&[deferred.clone()], &scheduled, night),
+            Duration::from_secs(1)
+        );
+        let morning = Clocks {
+            system: system + SignedDuration::from_secs(1),
+            engine: ends,
+        };
+        assert_eq!(seqs(due(&pending, &recipient, morning)), [2, 4, 6]);
+        assert_eq!(seqs(due(&pending, &scheduled, morning)), [2, 4, 6]);
+        assert_eq!(held_until(&pending, morning.engine), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kairos_deliver::decisions::{self, Eligibility, Request};
-use kairos_store::DefinitionKind;
+use kairos_store::{DefinitionKind, OfferRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -94,7 +94,18 @@ pub async fn create_offer(
     State(state): State<AppState>,
     JsonBody(definition): JsonBody<Value>,
 ) -> Result<Response, Problem> {
-    let offer = checked(&state, &definition)?;
+    let record = create(&state, definition).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(decisions::describe(&record)),
+    )
+        .into_response())
+}
+
+/// Creates an offer as `POST /v1/offers` does (also the config file's
+/// `[[offers]]` at start).
+pub async fn create(state: &AppState, definition: Value) -> Result<OfferRecord, Problem> {
+    let offer = checked(state, &definition)?;
     if state.store.outbox.offer(&offer.name).is_some() {
         return Err(kairos_store::StoreError::NameTaken {
             thing: "offer",
@@ -114,8 +125,8 @@ pub async fn create_offer(
     if let (Some(Eligibility::Audience(audience)), Some(text)) =
         (&offer.eligibility, eligibility_text(&definition))
     {
-        let (program, _) = definitions::create(&state, DefinitionKind::Audience, audience, text)?;
-        definitions::install(&state, program).await?;
+        let (program, _) = definitions::create(state, DefinitionKind::Audience, audience, text)?;
+        definitions::install(state, program).await?;
     }
     // Responses (and this offer's conversion event) are handed to the
     // effects stage from now on.
@@ -124,15 +135,10 @@ pub async fn create_offer(
         .widen_effects_interest(decisions::response_event_names(std::slice::from_ref(
             &offer,
         )));
-    let record = state
+    Ok(state
         .store
         .outbox
-        .create_offer(&offer.name, definition, state.clock.now())?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(decisions::describe(&record)),
-    )
-        .into_response())
+        .create_offer(&offer.name, definition, state.clock.now())?)
 }
 
 /// `GET /v1/offers`
@@ -180,7 +186,20 @@ pub async fn change_offer(
     JsonBody(definition): JsonBody<Value>,
 ) -> Result<Response, Problem> {
     let record = existing(&state, &id)?;
-    let offer = checked(&state, &definition)?;
+    let record = change(&state, &record, definition).await?;
+    Ok(axum::Json(decisions::describe(&record)).into_response())
+}
+
+/// Changes an offer as `PUT /v1/offers/{id}` does (also the config file's
+/// `[[offers]]` at start): a new version, its owned audience made,
+/// changed or deleted to match.
+pub async fn change(
+    state: &AppState,
+    record: &OfferRecord,
+    definition: Value,
+) -> Result<OfferRecord, Problem> {
+    let id = record.id.clone();
+    let offer = checked(state, &definition)?;
     if offer.name != record.name {
         return Err(Problem::bad_request(
             "offer_invalid",
@@ -200,16 +219,16 @@ pub async fn change_offer(
             if audience.definition == text => {}
         (Some(Eligibility::Audience(_)), Some(text), Some(audience)) => {
             let (program, _) =
-                definitions::change(&state, DefinitionKind::Audience, &audience.id, text)?;
-            definitions::install(&state, program).await?;
+                definitions::change(state, DefinitionKind::Audience, &audience.id, text)?;
+            definitions::install(state, program).await?;
         }
         (Some(Eligibility::Audience(audience)), Some(text), None) => {
             let (program, _) =
-                definitions::create(&state, DefinitionKind::Audience, audience, text)?;
-            definitions::install(&state, program).await?;
+                definitions::create(state, DefinitionKind::Audience, audience, text)?;
+            definitions::install(state, program).await?;
         }
         (_, _, Some(audience)) => {
-            definitions::delete(&state, DefinitionKind::Audience, &audience.id).await?;
+            definitions::delete(state, DefinitionKind::Audience, &audience.id).await?;
         }
         _ => {}
     }
@@ -218,12 +237,11 @@ pub async fn change_offer(
         .widen_effects_interest(decisions::response_event_names(std::slice::from_ref(
             &offer,
         )));
-    let record = state
+    state
         .store
         .outbox
         .change_offer(&record.id, definition, state.clock.now())?
-        .ok_or_else(|| Problem::not_found(format!("no offer {id}")))?;
-    Ok(axum::Json(decisions::describe(&record)).into_response())
+        .ok_or_else(|| Problem::not_found(format!("no offer {id}")))
 }
 
 /// `DELETE /v1/offers/{id}`: no longer decided; its counts and the
@@ -368,25 +386,26 @@ async fn decided(
 }
 
 /// Exposes the person to the experiments of the offers a decision shows
-/// (`crate::experiments::assign`: sticky, merges keep the first exposure).
+/// (`kairos_deliver::experiments::assign`, as journeys' `decide` steps:
+/// sticky, merges keep the first exposure), at what is durable now.
 fn experiment_assigner(
     state: &AppState,
     who: &kairos_core::identity::Identifier,
     view: &std::sync::Arc<kairos_engine::ProfileView>,
 ) -> decisions::arbitrate::Assigner {
-    let (state, who) = (state.clone(), who.clone());
-    // Someone Kairos has not seen has no identities to look up.
-    let view = (!view.id.is_empty()).then(|| view.clone());
-    decisions::arbitrate::Assigner(std::sync::Arc::new(move |name: &str| {
-        let record = state.store.outbox.experiment(name).ok_or_else(|| {
-            format!("no experiment {name:?} (create it with POST /v1/experiments)")
-        })?;
-        let definition = kairos_deliver::experiments::Definition::parse(&record.definition)?;
-        let assigned =
-            crate::experiments::assign(&state, &record, &definition, &who, view.as_deref())
-                .map_err(|problem| problem.detail)?;
-        Ok(assigned.map(|assigned| assigned.exposure.group))
-    }))
+    let exposing = kairos_deliver::experiments::Exposing::new(
+        who,
+        Some(view.as_ref()),
+        state.clock.now(),
+        state.store.writer.committed_seq(),
+    );
+    kairos_deliver::experiments::assigner(
+        state.store.clone(),
+        state.engine.clone(),
+        who.clone(),
+        exposing,
+        None,
+    )
 }
 
 fn decide_request(state: &AppState, body: &DecideBody) -> Result<Request, Problem> {

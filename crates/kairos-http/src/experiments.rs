@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kairos_core::audience::eval::EventFact;
 use kairos_core::identity::Identifier;
-use kairos_deliver::experiments::{Definition, Direction, GLOBAL_HOLDOUT_GROUP, HOLDOUT_GROUP};
+use kairos_deliver::experiments::{
+    Assigned, Definition, Direction, Exposing, GLOBAL_HOLDOUT_GROUP, HOLDOUT_GROUP,
+};
 use kairos_insights::experiments::{
     ArmData, Covariate, analyze, newcombe, normal_quantile, wilson,
 };
@@ -33,9 +34,6 @@ use crate::profiles::identifier;
 /// Experiments stored at once: each is looked at for every event the
 /// effects stage handles.
 pub const EXPERIMENTS_MAX: usize = 200;
-/// Timeline events read for a person's pre-exposure covariate: the count
-/// stops there (a CUPED covariate needs no more precision than that).
-const PRE_EXPOSURE_EVENTS_MAX: usize = 1_000;
 /// Largest definition (JSON bytes).
 const DEFINITION_BYTES_MAX: usize = 64 * 1024;
 /// The results' default significance level (95 % intervals).
@@ -226,24 +224,11 @@ pub async fn assignment(
     .into_response())
 }
 
-/// A person's exposure to an experiment, and whether it was made now.
-pub struct Assigned {
-    pub exposure: Exposure,
-    pub new: bool,
-}
-
-impl Assigned {
-    /// The arm, `None` in a holdout.
-    pub fn arm(&self) -> Option<&str> {
-        let group = self.exposure.group.as_str();
-        (group != HOLDOUT_GROUP && group != GLOBAL_HOLDOUT_GROUP).then_some(group)
-    }
-}
-
-/// The person's group in the experiment: read back, or chosen and stored
-/// (fsynced) now — their exposure; `None` when the experiment is stopped
-/// and they were never exposed. The caller has waited for the engine
-/// (`view` is the profile after every acknowledged event).
+/// The person's group in the experiment
+/// ([`kairos_deliver::experiments::assign`], shared with decisions and
+/// journeys): read back, or chosen and stored now with what is durable at
+/// the call as their exposure's log position. The caller has waited for
+/// the engine (`view` is the profile after every acknowledged event).
 pub fn assign(
     state: &AppState,
     record: &ExperimentRecord,
@@ -251,69 +236,28 @@ pub fn assign(
     who: &Identifier,
     view: Option<&kairos_engine::ProfileView>,
 ) -> Result<Option<Assigned>, Problem> {
-    let asked = format!("{}:{}", who.kind, who.value);
-    let mut identifiers: Vec<String> = view
-        .map(|view| {
-            view.identities
-                .iter()
-                .map(|identity| format!("{}:{}", identity.kind, identity.value))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !identifiers.contains(&asked) {
-        identifiers.push(asked.clone());
-    }
-    let outbox = &state.store.outbox;
-    if let Some(exposure) = outbox.exposure_of(&record.id, &identifiers)? {
-        return Ok(Some(Assigned {
-            exposure,
-            new: false,
-        }));
-    }
-    if record.stopped_at.is_some() {
-        return Ok(None);
-    }
-    let pre = if view.is_some() {
-        pre_exposure_count(state, who, &definition.metric.event)?
-    } else {
-        0.0
-    };
-    let global_holdout = outbox.experiment_settings()?.global_holdout;
-    let after_seq = state.store.writer.committed_seq();
-    let now = state.clock.now();
-    let (exposure, new) = outbox.expose(&record.id, &identifiers, &asked, |counts| Exposure {
-        group: definition.assign(&record.salt, &asked, global_holdout, counts),
-        at: now,
-        after_seq,
-        pre,
-        value: 0.0,
-        converted: false,
-        guardrails: Default::default(),
-    })?;
-    Ok(Some(Assigned { exposure, new }))
-}
-
-/// How many times the person did `event` so far (at most
-/// [`PRE_EXPOSURE_EVENTS_MAX`] of their latest events are read), from the
-/// profile as the engine holds it now (the caller has waited for it).
-fn pre_exposure_count(state: &AppState, who: &Identifier, event: &str) -> Result<f64, Problem> {
-    let Some(page) = state
-        .engine
-        .timeline_now(who, None, PRE_EXPOSURE_EVENTS_MAX)?
-    else {
-        return Ok(0.0);
-    };
-    let mut count = 0.0;
-    for entry in page.entries {
-        // `None`: erased since; it no longer counts.
-        if let Some(stored) = state.store.log.get(entry.seq)?
-            && let Ok(decoded) = stored.decode()
-            && EventFact::of(&decoded).is_some_and(|fact| fact.name == event)
-        {
-            count += 1.0;
-        }
-    }
-    Ok(count)
+    let exposing = Exposing::new(
+        who,
+        view,
+        state.clock.now(),
+        state.store.writer.committed_seq(),
+    );
+    kairos_deliver::experiments::assign(
+        &state.store.outbox,
+        record,
+        definition,
+        &exposing,
+        |event| {
+            kairos_deliver::experiments::pre_exposure_count(
+                &state.engine,
+                &state.store,
+                who,
+                None,
+                event,
+            )
+            .map_err(Problem::from)
+        },
+    )
 }
 
 #[derive(Deserialize)]

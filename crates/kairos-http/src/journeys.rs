@@ -486,6 +486,7 @@ fn describe_message(message: &Message) -> Value {
         "id": message.id, "destination": message.destination, "journey": message.journey,
         "identifier": message.identifier, "status": message.status, "attempts": message.attempts,
         "next_attempt_at": (message.status == MessageStatus::Pending).then_some(message.next_attempt_at),
+        "deferred_until": message.deferred_until,
         "last_error": message.last_error, "created_at": message.created_at,
         "delivered_at": message.delivered_at, "event_seq": message.event_seq,
     })

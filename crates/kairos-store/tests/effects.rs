@@ -59,6 +59,7 @@ fn message() -> Message {
         next_attempt_at: at(0),
         last_error: None,
         created_at: at(0),
+        deferred_until: None,
         delivered_at: None,
     }
 }

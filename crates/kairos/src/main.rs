@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod configured_offers;
 mod demo;
 mod evaluate_policy;
 mod evaluate_recommendations;

@@ -212,6 +212,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         deliverer: Some(deliverer),
         address_policy: config.delivery.addresses,
     });
+    // The file's offers need the running engine (their eligibility
+    // audiences are installed in it) and go in before any request.
+    if let Err(error) = crate::configured_offers::apply(&state, &config.offers).await {
+        // Stopped as at the end below: a runtime and threads are not
+        // dropped on a runtime worker.
+        ingest_runtime.shutdown_background();
+        tokio::task::spawn_blocking(move || drop(running)).await?;
+        return Err(error);
+    }
     // Each audience's size over time: a point a minute (and whenever
     // definitions change or the manual clock moves).
     let sampler_state = state.clone();

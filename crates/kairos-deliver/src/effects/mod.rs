@@ -526,6 +526,7 @@ fn message(
         next_attempt_at: Timestamp::now(),
         last_error: None,
         created_at: now,
+        deferred_until: None,
         delivered_at: None,
     }
 }

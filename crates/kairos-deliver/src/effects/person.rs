@@ -154,8 +154,10 @@ impl Stage {
         {
             Verdict::Send => {}
             Verdict::Defer { until, reason } => {
-                // `until` is on the engine's clock; attempts on the system's.
-                message.next_attempt_at = Timestamp::now() + now.duration_until(until);
+                // Held on the engine's clock, which the policy judged on
+                // (the workers compare it with the engine's now; a manual
+                // clock's move wakes them).
+                message.deferred_until = Some(until);
                 message.last_error = Some(reason);
             }
             Verdict::Block { reason } => {

@@ -243,6 +243,8 @@ impl Stage {
     /// A `decide` send: the top action decided for the person in the
     /// placement is what is sent (in-app: its content is the message;
     /// webhook: `data.decision`), with the decision's id for responses.
+    /// An offer tested in an experiment exposes the person and sends their
+    /// arm's variant.
     /// Without an action the send is blocked, saying why.
     pub(super) fn decided_content(
         &self,
@@ -276,9 +278,7 @@ impl Stage {
                 Some(subject.clone()),
                 true,
             )),
-            // A journey's send shows the offer's own content: exposures
-            // are made where a person sees a page (docs/decisions.md).
-            experiments: None,
+            experiments: Some(self.experiment_assigner(subject, &view, now, seen)),
         };
         let context = json!({"journey": message.payload["data"]["journey"].clone(),
                              "event": message.payload["data"]["event"].clone()});
@@ -301,10 +301,39 @@ impl Stage {
         data["decision"] = json!({"decision_id": decision.decision_id, "placement": placement,
                                   "offer": action.offer, "offer_id": action.offer_id,
                                   "content": action.content});
+        if let Some(experiment) = &action.experiment {
+            data["decision"]["experiment"] = experiment.clone();
+        }
         if message.channel == "in_app" {
             data["content"] = action.content.clone();
         }
         Ok(())
+    }
+
+    /// Exposes the person to the experiments of the offer a `decide` send
+    /// shows, as `/v1/decide` does (one assignment: the same arm on every
+    /// path). Outcomes count after the event the step handles (a timed
+    /// step: after what is durable now); the pre-exposure history is what
+    /// came up to that event.
+    fn experiment_assigner(
+        &self,
+        subject: &Identifier,
+        view: &kairos_engine::ProfileView,
+        now: Timestamp,
+        seen: Seen<'_>,
+    ) -> crate::decisions::arbitrate::Assigner {
+        let (after_seq, before) = match seen {
+            Seen::WithEvent { seq, .. } => (seq, Some(seq + 1)),
+            Seen::Now => (self.store.writer.committed_seq(), None),
+        };
+        let exposing = crate::experiments::Exposing::new(subject, Some(view), now, after_seq);
+        crate::experiments::assigner(
+            self.store.clone(),
+            self.engine.clone(),
+            subject.clone(),
+            exposing,
+            before,
+        )
     }
 
     /// Email and in-app sends: their content rendered for the person now

@@ -241,6 +241,12 @@ pub struct Message {
     pub status: MessageStatus,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
+    /// Held until this moment of the engine's clock (the contact policy's
+    /// quiet hours), whatever the pace of its destination: an in-app page
+    /// open meanwhile does not get it. On the engine's clock because that
+    /// is what the policy judged on (a manual one in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_until: Option<Timestamp>,
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub delivered_at: Option<Timestamp>,

@@ -39,6 +39,10 @@ pub struct FileConfig {
     /// start-up, same shape as audiences.
     #[serde(default)]
     pub computed_traits: Vec<AudienceConfig>,
+    /// `[[offers]]`: offers created (or changed: a new version) at
+    /// start-up, each as `POST /v1/offers` takes it, written in TOML.
+    #[serde(default)]
+    pub offers: Vec<toml::Table>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
     #[serde(default)]

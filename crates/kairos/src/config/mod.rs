@@ -43,6 +43,9 @@ pub struct ServeConfig {
     pub audiences: Vec<AudienceConfig>,
     /// Computed traits from the config file, each checked to parse.
     pub computed_traits: Vec<AudienceConfig>,
+    /// Offers from the config file (as `POST /v1/offers` takes them), each
+    /// checked to compile; what they name is checked when they are applied.
+    pub offers: Vec<serde_json::Value>,
     pub delivery: kairos_deliver::DeliverySettings,
     /// `libonnxruntime.so`, if configured.
     pub onnxruntime: Option<PathBuf>,
@@ -297,8 +300,10 @@ fn validate(file: FileConfig, test_faults: bool, problems: &mut Vec<String>) -> 
     check_definitions("computed_traits", &file.computed_traits, problems, |text| {
         kairos_core::audience::parse_value(text).map(drop)
     });
+    let offers = configured_offers(&file.offers, problems);
     ServeConfig {
         engine,
+        offers,
         audiences: file.audiences.clone(),
         computed_traits: file.computed_traits.clone(),
         delivery: kairos_deliver::DeliverySettings {

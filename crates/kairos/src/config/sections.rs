@@ -383,3 +383,65 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     duration.filter(|duration| !duration.is_zero())
 }
+
+/// `[[offers]]` as JSON offers, each compiled as `POST /v1/offers` would
+/// (a problem names the entry's index and name, and the field, line and
+/// column in its template or condition); names unique, at most the
+/// catalog's size.
+pub(super) fn configured_offers(
+    offers: &[toml::Table],
+    problems: &mut Vec<String>,
+) -> Vec<serde_json::Value> {
+    use kairos_deliver::decisions::offer::{OFFER_BYTES_MAX, OFFERS_MAX};
+    if offers.len() > OFFERS_MAX {
+        problems.push(format!(
+            "offers: at most {OFFERS_MAX} (the catalog's size), got {}",
+            offers.len()
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut definitions = Vec::new();
+    for (index, table) in offers.iter().enumerate() {
+        let definition = toml_to_json(&toml::Value::Table(table.clone()));
+        let name = definition["name"].as_str().unwrap_or_default().trim();
+        let at = format!("offers[{index}] {name:?}");
+        if definition.to_string().len() > OFFER_BYTES_MAX {
+            problems.push(format!(
+                "{at}: an offer is at most {OFFER_BYTES_MAX} bytes of JSON"
+            ));
+            continue;
+        }
+        match kairos_deliver::decisions::compile("off_config", 1, &definition) {
+            // The message says the line and column in the template or
+            // condition it names.
+            Err(error) => problems.push(format!("{at}: {}", error.message)),
+            Ok(offer) if !names.insert(offer.name.clone()) => {
+                problems.push(format!("{at}: the name is used by an earlier entry"));
+            }
+            Ok(_) => definitions.push(definition),
+        }
+    }
+    definitions
+}
+
+/// TOML as the JSON the API takes; a TOML date-time becomes its RFC 3339
+/// text, as an offer's `valid_from` is written in JSON.
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(text) => Json::String(text.clone()),
+        toml::Value::Integer(number) => Json::from(*number),
+        toml::Value::Float(number) => serde_json::Number::from_f64(*number)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        toml::Value::Boolean(flag) => Json::Bool(*flag),
+        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
+        toml::Value::Array(items) => Json::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.clone(), toml_to_json(value)))
+                .collect(),
+        ),
+    }
+}

@@ -135,3 +135,61 @@ fn durations() {
     assert_eq!(parse_duration("0s"), None);
     assert_eq!(parse_duration("soon"), None);
 }
+
+fn offers_of(text: &str) -> (Vec<serde_json::Value>, Vec<String>) {
+    let file: FileConfig = toml::from_str(text).unwrap();
+    let mut problems = Vec::new();
+    let offers = configured_offers(&file.offers, &mut problems);
+    (offers, problems)
+}
+
+#[test]
+fn offers_in_toml_become_the_json_the_api_takes() {
+    let (offers, problems) = offers_of(
+        r#"
+        [[offers]]
+        name = "welcome"
+        value = 2
+        placements = ["home"]
+        valid_from = 2030-01-01T00:00:00Z
+        content.web = { title = "Welcome {{ traits.first_name }}" }
+        "#,
+    );
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(
+        offers,
+        vec![serde_json::json!({
+            "name": "welcome", "value": 2, "placements": ["home"],
+            "valid_from": "2030-01-01T00:00:00Z",
+            "content": {"web": {"title": "Welcome {{ traits.first_name }}"}},
+        })]
+    );
+}
+
+#[test]
+fn a_bad_offer_names_its_entry_line_and_column() {
+    let (offers, problems) = offers_of(
+        r#"
+        [[offers]]
+        name = "fine"
+        content.web = "hi"
+
+        [[offers]]
+        name = "broken"
+        eligibility = "trait plan =="
+        content.web = "hi"
+
+        [[offers]]
+        name = "fine"
+        content.web = "again"
+        "#,
+    );
+    assert_eq!(offers.len(), 1);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("offers[1] \"broken\": eligibility:")
+            && problems[0].contains("line 1, column 13"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("offers[2] \"fine\""), "{problems:?}");
+}
