@@ -267,6 +267,20 @@ pub(crate) struct After {
     pub(crate) effects_through: Option<(tokio::sync::watch::Receiver<u64>, u64)>,
 }
 
+/// Scheduling priority of the thread that seals and writes a checkpoint
+/// (hundreds of megabytes encrypted and flushed): background work that
+/// must not take the CPU from the shards and ingest on a busy machine.
+const WRITER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice`.
+fn lower_priority(nice: i32) {
+    // SAFETY: setpriority on the calling thread's id; no memory is touched.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, nice);
+    }
+}
+
 /// Writes a captured checkpoint once the announcements and decisions it
 /// counts on are durable; runs off the router thread.
 pub(crate) async fn finish(
@@ -287,9 +301,15 @@ pub(crate) async fn finish(
     }
     let bytes: usize = parts.iter().map(Vec::len).sum();
     let started = std::time::Instant::now();
-    let written = tokio::task::spawn_blocking(move || store.checkpoints.write(generation, &parts))
-        .await
-        .map_err(|_| crate::EngineError::Stopped)??;
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kairos-checkpoint".into())
+        .spawn(move || {
+            lower_priority(WRITER_NICE);
+            let _ = sender.send(store.checkpoints.write(generation, &parts));
+        })
+        .map_err(|_| crate::EngineError::Stopped)?;
+    let written = receiver.await.map_err(|_| crate::EngineError::Stopped)??;
     if written {
         tracing::info!(
             generation,

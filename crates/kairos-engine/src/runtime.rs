@@ -116,7 +116,9 @@ pub(crate) fn start_shards(
         let thread = std::thread::Builder::new()
             .name(format!("kairos-shard-{index}"))
             .spawn(move || {
-                while let Some((batch, upto)) = next_batch(&receiver, &shard_state) {
+                let mut last_slice = std::time::Instant::now();
+                while let Some((batch, upto)) = next_batch(&receiver, &shard_state, &mut last_slice)
+                {
                     let now = clock.now();
                     let inputs = {
                         let Ok(mut state) = shard_state.write() else {
@@ -165,25 +167,36 @@ pub(crate) fn start_shards(
     })
 }
 
-/// A shard's next batch. While a checkpoint part is being encoded, a slice
-/// of it is encoded before each batch (so it completes under any load) and
-/// continuously while no batch waits.
+/// A shard's next batch. While a checkpoint part is being encoded, slices
+/// of it are encoded continuously while no batch waits, and one slice per
+/// [`crate::shard_checkpoint::ENCODE_EVERY`] while batches do — so the
+/// part completes under any load without the shard falling behind.
 fn next_batch(
     receiver: &std::sync::mpsc::Receiver<(Vec<ShardOp>, u64)>,
     state: &RwLock<ShardState>,
+    last_slice: &mut std::time::Instant,
 ) -> Option<(Vec<ShardOp>, u64)> {
     use std::sync::mpsc::TryRecvError;
-    loop {
-        let encoding = state.write().is_ok_and(|mut state| {
+    let encode = |last_slice: &mut std::time::Instant| {
+        *last_slice = std::time::Instant::now();
+        state.write().is_ok_and(|mut state| {
             state.continue_checkpoint_part(crate::shard_checkpoint::ENCODE_SLICE)
-        });
-        if !encoding {
-            return receiver.recv().ok();
-        }
+        })
+    };
+    loop {
         match receiver.try_recv() {
-            Ok(next) => return Some(next),
+            Ok(next) => {
+                if last_slice.elapsed() >= crate::shard_checkpoint::ENCODE_EVERY {
+                    encode(last_slice);
+                }
+                return Some(next);
+            }
             Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Empty) => {
+                if !encode(last_slice) {
+                    return receiver.recv().ok();
+                }
+            }
         }
     }
 }

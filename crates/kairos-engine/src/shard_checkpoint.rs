@@ -27,6 +27,12 @@ use crate::shard::ShardProfile;
 /// slow batch would make them.
 pub(crate) const ENCODE_SLICE: Duration = Duration::from_millis(2);
 
+/// While batches keep coming, one slice per this long: encoding takes at
+/// most a tenth of a busy shard's time, so the shard does not fall behind
+/// (a part of 200 MB then takes about half a minute instead of three
+/// seconds; whenever the shard is idle, it encodes without pause).
+pub(crate) const ENCODE_EVERY: Duration = Duration::from_millis(20);
+
 /// A part being encoded: who is still to be encoded, and what was.
 pub(crate) struct PendingPart {
     reply: mpsc::Sender<Vec<u8>>,

@@ -34,6 +34,11 @@ pub const PART_BYTES_MAX: u64 = 16 << 30;
 /// Parts in one checkpoint (the router's, one per shard).
 const PARTS_MAX: u32 = 1_024;
 const KEY_PREFIX: &str = "checkpoint/";
+/// A checkpoint is written and flushed this much at a time: one fsync of
+/// hundreds of megabytes held the disk for a second, and the event log's
+/// group commits — every acknowledgement — waited behind it; small flushes
+/// let them through in between.
+const WRITE_SLICE_BYTES: usize = 4 << 20;
 
 /// A checkpoint read back: its generation and its parts, decrypted.
 pub struct Checkpoint {
@@ -115,7 +120,10 @@ impl Checkpoints {
             file.write_all(&(sealed.len() as u64).to_be_bytes())
                 .map_err(io)?;
             file.write_all(&nonce).map_err(io)?;
-            file.write_all(&sealed).map_err(io)?;
+            for slice in sealed.chunks(WRITE_SLICE_BYTES) {
+                file.write_all(slice).map_err(io)?;
+                file.sync_data().map_err(io)?;
+            }
         }
         file.sync_all().map_err(io)?;
         drop(file);
